@@ -1,0 +1,103 @@
+// bench/decode: prefill and decode throughput of a GPT-2-124M-shaped model
+// (12 layers, 768 wide, 12 heads, vocab 50257, random weights written here),
+// F32 and F16 weights, decode at batch 1, 8 and 32.
+//   npm run bench:decode [-- --threads 2 --decode-tokens 64 --dtypes F32,F16]
+// Results: bench/results/decode.json (and a table on stdout).
+process.env.UV_THREADPOOL_SIZE ??= '2';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { Engine } from '../src/native';
+import { writeRandomGpt2 } from './lib/random-gpt2';
+
+const root = path.resolve(__dirname, '..', '..');
+const { values } = parseArgs({
+  options: {
+    threads: { type: 'string', default: '0' },
+    'decode-tokens': { type: 'string', default: '64' },
+    'prompt-tokens': { type: 'string', default: '512' },
+    dtypes: { type: 'string', default: 'F32,F16' },
+    batches: { type: 'string', default: '1,8,32' },
+    out: { type: 'string', default: path.join(root, 'bench', 'results', 'decode.json') },
+  },
+});
+const threads = Number(values.threads);
+const decodeTokens = Number(values['decode-tokens']);
+const promptTokens = Number(values['prompt-tokens']);
+const batches = values.batches!.split(',').map(Number);
+const shape = { nLayer: 12, nEmbd: 768, nHead: 12, vocabSize: 50257, nPositions: 1024 };
+// Bandwidth ceiling of shared/PEERS.md: 79 GB/s over the bytes read per token.
+const BANDWIDTH = 79e9;
+
+function randomTokens(n: number, seed: number): number[] {
+  let s = seed;
+  return Array.from({ length: n }, () => (s = (s * 1103515245 + 12345) % 2147483648) % shape.vocabSize);
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+async function benchDtype(dtype: 'F32' | 'F16') {
+  const dir = path.join(root, 'bench', 'tmp', `gpt2-124m-${dtype.toLowerCase()}`);
+  if (!fs.existsSync(path.join(dir, 'model.safetensors'))) {
+    process.stderr.write(`writing random ${dtype} checkpoint to ${dir} ...\n`);
+    writeRandomGpt2(dir, { ...shape, dtype });
+  }
+  const engine = await Engine.load(dir, { threads });
+  const weightBytes = engine.stats().weightBytes;
+
+  // Prefill: one sequence, promptTokens tokens, best of 3.
+  const prefillRuns: number[] = [];
+  for (let rep = 0; rep < 3; rep++) {
+    const seq = engine.createSequence({ temperature: 0 });
+    const t0 = process.hrtime.bigint();
+    await engine.step([{ seq, tokens: randomTokens(promptTokens, rep + 1), sample: true }]);
+    prefillRuns.push(Number(process.hrtime.bigint() - t0) / 1e9);
+    engine.freeSequence(seq);
+  }
+  const prefillTps = promptTokens / Math.min(...prefillRuns);
+
+  const decode: Array<{ batch: number; tokensPerSecond: number; msPerStep: number; shareOfCeiling?: number }> = [];
+  for (const batch of batches) {
+    const seqs = Array.from({ length: batch }, () => engine.createSequence({ temperature: 0 }));
+    // A short prompt per sequence, then timed decode steps with every sequence.
+    let out = await engine.step(seqs.map((seq, i) => ({ seq, tokens: randomTokens(16, 100 + i), sample: true })));
+    await engine.step(out.map((r) => ({ seq: r.seq, tokens: [r.token!], sample: true }))); // warm-up
+    const stepTimes: number[] = [];
+    for (let t = 0; t < decodeTokens; t++) {
+      const t0 = process.hrtime.bigint();
+      out = await engine.step(out.map((r) => ({ seq: r.seq, tokens: [r.token!], sample: true })));
+      stepTimes.push(Number(process.hrtime.bigint() - t0) / 1e9);
+    }
+    const step = median(stepTimes);
+    const row: (typeof decode)[number] = { batch, tokensPerSecond: batch / step, msPerStep: step * 1e3 };
+    if (batch === 1) row.shareOfCeiling = (1 / step) / (BANDWIDTH / weightBytes);
+    decode.push(row);
+    for (const s of seqs) engine.freeSequence(s);
+  }
+  return { dtype, weightBytes, prefillTokensPerSecond: prefillTps, promptTokens, decode, isa: engine.info().isa, threads: engine.info().threads };
+}
+
+async function main() {
+  const results = [];
+  for (const dtype of values.dtypes!.split(',') as Array<'F32' | 'F16'>) {
+    const r = await benchDtype(dtype);
+    results.push(r);
+    console.log(`${dtype}: weights ${(r.weightBytes / 1e6).toFixed(0)} MB, prefill ${r.prefillTokensPerSecond.toFixed(0)} tok/s (${r.promptTokens}-token prompt)`);
+    for (const d of r.decode)
+      console.log(`  decode batch ${String(d.batch).padStart(2)}: ${d.tokensPerSecond.toFixed(1)} tok/s, ${d.msPerStep.toFixed(2)} ms/step` +
+        (d.shareOfCeiling ? `, ${(d.shareOfCeiling * 100).toFixed(0)}% of the ${(BANDWIDTH / r.weightBytes).toFixed(0)} tok/s bandwidth ceiling` : ''));
+  }
+  const report = { date: new Date().toISOString(), machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model }, shape, decodeTokens, results };
+  fs.mkdirSync(path.dirname(values.out!), { recursive: true });
+  fs.writeFileSync(values.out!, JSON.stringify(report, null, 2) + '\n');
+  console.log(`wrote ${values.out}`);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,63 @@
+// config.json of a checkpoint folder, parsed and validated against
+// shared/spec/models.md. Every refusal is an Error("E_CONFIG") whose message
+// names the file and the field, e.g.
+//   "<dir>/config.json: attention.block_size must be an integer >= 1 (got 0)".
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace roost {
+
+struct AttentionConfig {
+  std::string kind = "dense";  // "dense" | "bigbird"
+  // bigbird only (every field required when kind = "bigbird"):
+  int64_t block_size = 0;      // b >= 1
+  int64_t window_blocks = 0;   // w >= 1
+  int64_t global_blocks = 0;   // g >= 0
+  int64_t random_blocks = 0;   // r >= 0
+  uint64_t seed = 0;           // 0 <= s < 2^53
+};
+
+struct ModelConfig {
+  std::string dir;             // the checkpoint folder, for messages
+  std::string model_type;      // "gpt2" | "perceiver_ar" | "block_recurrent"
+  int64_t vocab_size = 0;
+  int64_t n_embd = 0;          // C
+  int64_t n_head = 0;          // H (divides C)
+  int64_t n_layer = 0;
+  int64_t n_inner = 0;         // null in JSON -> 4C
+  int64_t n_positions = 0;     // 0 = no cap (rotary without n_positions); learned: wpe rows
+  float layer_norm_epsilon = 1e-5f;
+  std::string activation_function = "gelu_new";
+
+  std::string position_embedding = "learned";  // "learned" | "rotary"
+  int64_t rotary_dim = 0;      // even, <= D; default D
+  double rotary_base = 10000.0;
+  AttentionConfig attention;
+
+  int64_t num_latents = 0;     // perceiver_ar: N >= 1
+
+  int64_t block_size = 0;      // block_recurrent: W >= 1
+  int64_t num_states = 0;      // block_recurrent: S >= 1
+  std::vector<int64_t> recurrent_layers;
+  std::string gate = "fixed";
+
+  // Tokenizer facts the engine needs (the TS layer reads the rest itself).
+  std::string tokenizer_class;                   // "bytes" or ""
+  std::map<std::string, int64_t> special_tokens; // name -> id (bytes tokenizer)
+  int64_t eos_token_id = -1;                     // -1 when unknown
+
+  int64_t head_dim() const { return n_embd / n_head; }
+};
+
+// Reads <dir>/config.json. Throws Error("E_CONFIG") (or E_CHECKPOINT if the file
+// is missing/unreadable) naming the file and field.
+ModelConfig load_config(const std::string& dir);
+
+// Parses config JSON text; `source` names the file in messages.
+ModelConfig parse_config(const std::string& json_text, const std::string& source, const std::string& dir);
+
+}  // namespace roost

@@ -1,0 +1,183 @@
+#include "engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <set>
+
+#include "common.h"
+#include "ops/ops.h"
+
+namespace roost {
+
+namespace {
+std::string seq_name(int64_t id) { return "sequence " + std::to_string(id); }
+}  // namespace
+
+Engine::Engine(const std::string& model_dir, EngineOptions options) : options_(options) {
+  if (options_.threads < 0) throw Error("E_ARGUMENT", "threads must be >= 0 (got " + std::to_string(options_.threads) + ")");
+  if (options_.max_step_tokens < 1) throw Error("E_ARGUMENT", "max_step_tokens must be >= 1");
+  model_ = load_model(model_dir);
+  pool_ = std::make_unique<ThreadPool>(options_.threads > 0 ? options_.threads : default_thread_count());
+}
+
+Engine::~Engine() = default;
+
+int64_t Engine::create_sequence(const SamplingParams& p) {
+  const int64_t V = model_->config().vocab_size;
+  if (!(p.temperature >= 0.0) || !std::isfinite(p.temperature))
+    throw Error("E_ARGUMENT", "temperature must be a finite number >= 0");
+  if (p.top_k < 0) throw Error("E_ARGUMENT", "top_k must be >= 0");
+  if (!(p.top_p > 0.0 && p.top_p <= 1.0)) throw Error("E_ARGUMENT", "top_p must be in (0, 1]");
+  if (p.n_logprobs < 0 || p.n_logprobs > V) throw Error("E_ARGUMENT", "logprobs must be between 0 and the vocabulary size");
+  for (const auto& [tok, bias] : p.logit_bias) {
+    if (tok < 0 || tok >= V)
+      throw Error("E_ARGUMENT", "logit_bias token " + std::to_string(tok) + " is outside the vocabulary (0.." + std::to_string(V - 1) + ")");
+    if (std::isnan(bias)) throw Error("E_ARGUMENT", "logit_bias value for token " + std::to_string(tok) + " is NaN");
+  }
+  auto seq = std::make_unique<Sequence>(Sequence{model_->new_state(), Sampler(p), {}, false, false});
+  std::lock_guard<std::mutex> lock(mu_);
+  int64_t id = next_id_++;
+  sequences_.emplace(id, std::move(seq));
+  return id;
+}
+
+void Engine::free_sequence(int64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sequences_.find(id);
+  if (it == sequences_.end()) return;  // already gone: freeing twice is harmless (cancel races)
+  if (it->second->in_step) {
+    it->second->free_after_step = true;
+  } else {
+    sequences_.erase(it);
+  }
+}
+
+int64_t Engine::sequence_length(int64_t id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sequences_.find(id);
+  if (it == sequences_.end()) throw Error("E_ARGUMENT", "unknown " + seq_name(id));
+  return it->second->state->length();
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  EngineStats s;
+  s.weight_bytes = model_->weight_bytes();
+  for (const auto& [id, seq] : sequences_) {
+    if (seq->free_after_step) continue;
+    s.sequences++;
+    s.state_bytes += seq->state->bytes() + seq->last_logits.capacity() * sizeof(float);
+  }
+  return s;
+}
+
+std::vector<StepResult> Engine::step(const std::vector<StepRequest>& requests) {
+  const int64_t V = model_->config().vocab_size;
+  const int64_t max_ctx = model_->max_context();
+  std::vector<Sequence*> seqs;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stepping_) throw Error("E_STATE", "a step is already running on this engine");
+    std::set<int64_t> seen;
+    for (const auto& r : requests) {
+      auto it = sequences_.find(r.seq);
+      if (it == sequences_.end() || it->second->free_after_step) throw Error("E_ARGUMENT", "unknown " + seq_name(r.seq));
+      if (!seen.insert(r.seq).second) throw Error("E_ARGUMENT", seq_name(r.seq) + " is listed twice in one step");
+      if (r.tokens.empty() && !r.sample) throw Error("E_ARGUMENT", seq_name(r.seq) + ": a step needs tokens or sample");
+      if (r.tokens.empty() && it->second->last_logits.empty())
+        throw Error("E_ARGUMENT", seq_name(r.seq) + ": nothing to sample from before any token");
+      for (int32_t t : r.tokens)
+        if (t < 0 || t >= V)
+          throw Error("E_ARGUMENT", "token id " + std::to_string(t) + " is outside the vocabulary (0.." + std::to_string(V - 1) + ")");
+      const int64_t total = it->second->state->length() + (int64_t)r.tokens.size();
+      if (max_ctx > 0 && total > max_ctx)
+        throw Error("E_ARGUMENT", seq_name(r.seq) + " would hold " + std::to_string(total) +
+                                      " tokens; the model's context is " + std::to_string(max_ctx));
+      seqs.push_back(it->second.get());
+    }
+    for (Sequence* s : seqs) s->in_step = true;
+    stepping_ = true;
+  }
+  // Whatever happens below, the flags are cleared and deferred frees run.
+  struct Finish {
+    Engine* e;
+    ~Finish() {
+      std::lock_guard<std::mutex> lock(e->mu_);
+      for (auto it = e->sequences_.begin(); it != e->sequences_.end();) {
+        it->second->in_step = false;
+        if (it->second->free_after_step) it = e->sequences_.erase(it);
+        else ++it;
+      }
+      e->stepping_ = false;
+    }
+  } finish{this};
+
+  std::vector<StepResult> results(requests.size());
+  std::vector<int64_t> cursor(requests.size(), 0);
+  for (size_t i = 0; i < requests.size(); i++) {
+    results[i].seq = requests[i].seq;
+    if (requests[i].prompt_logprobs) {
+      results[i].prompt_logprobs.assign(requests[i].tokens.size(), std::numeric_limits<float>::quiet_NaN());
+      if (seqs[i]->sampler.params().n_logprobs > 0) results[i].prompt_top.resize(requests[i].tokens.size());
+    }
+  }
+
+  // Rounds of at most max_step_tokens tokens; every sequence with tokens left
+  // contributes its next chunk (first come, first served within the budget).
+  std::vector<std::vector<float>> logits(requests.size());
+  std::vector<float> lp(V);
+  for (;;) {
+    std::vector<ForwardItem> items;
+    std::vector<size_t> owner;
+    int64_t budget = options_.max_step_tokens;
+    for (size_t i = 0; i < requests.size() && budget > 0; i++) {
+      const int64_t left = (int64_t)requests[i].tokens.size() - cursor[i];
+      if (left <= 0) continue;
+      const int64_t n = std::min(left, budget);
+      budget -= n;
+      const bool all = requests[i].prompt_logprobs;
+      logits[i].resize((all ? n : 1) * V);
+      items.push_back({seqs[i]->state.get(), requests[i].tokens.data() + cursor[i], n, all, logits[i].data()});
+      owner.push_back(i);
+    }
+    if (items.empty()) break;
+    model_->forward(items, *pool_);
+    for (size_t k = 0; k < items.size(); k++) {
+      const size_t i = owner[k];
+      Sequence& s = *seqs[i];
+      const int64_t n = items[k].n;
+      if (requests[i].prompt_logprobs) {
+        const int64_t top_n = s.sampler.params().n_logprobs;
+        for (int64_t j = 0; j < n; j++) {
+          // Token cursor+j is predicted by the logits of the position before it.
+          const float* prev = j == 0 ? (s.last_logits.empty() ? nullptr : s.last_logits.data()) : logits[i].data() + (j - 1) * V;
+          if (!prev) continue;
+          log_softmax(lp.data(), prev, V);
+          const int64_t t = cursor[i] + j;
+          results[i].prompt_logprobs[t] = lp[requests[i].tokens[t]];
+          if (top_n > 0) {
+            std::vector<int32_t> idx(V);
+            for (int64_t v = 0; v < V; v++) idx[v] = (int32_t)v;
+            std::partial_sort(idx.begin(), idx.begin() + top_n, idx.end(),
+                              [&](int32_t a, int32_t b) { return lp[a] > lp[b] || (lp[a] == lp[b] && a < b); });
+            for (int64_t q = 0; q < top_n; q++) results[i].prompt_top[t].push_back({idx[q], lp[idx[q]]});
+          }
+        }
+        s.last_logits.assign(logits[i].end() - V, logits[i].end());
+      } else {
+        s.last_logits.assign(logits[i].begin(), logits[i].begin() + V);
+      }
+      cursor[i] += n;
+    }
+  }
+
+  for (size_t i = 0; i < requests.size(); i++) {
+    if (!requests[i].sample) continue;
+    results[i].sampled = true;
+    results[i].token = seqs[i]->sampler.sample(seqs[i]->last_logits.data(), V);
+  }
+  return results;
+}
+
+}  // namespace roost

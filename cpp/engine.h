@@ -1,0 +1,86 @@
+// The engine: one model, a thread pool, the live sequences. One step() runs a
+// batched forward for every listed sequence plus sampling, and returns tokens
+// and log-probs. The scheduler (TypeScript) decides between steps who runs.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "models/model.h"
+#include "sampler.h"
+#include "threadpool.h"
+
+namespace roost {
+
+struct EngineOptions {
+  int threads = 0;               // 0 = every core this process may use
+  int64_t max_step_tokens = 512; // tokens per forward pass; longer inputs run in several
+};
+
+struct StepRequest {
+  int64_t seq = 0;
+  std::vector<int32_t> tokens;   // new tokens to append (prompt chunk, or the last sampled token)
+  bool sample = true;            // sample the next token after them
+  bool prompt_logprobs = false;  // log p(tokens[j] | everything before), j = 0..n-1
+};
+
+struct StepResult {
+  int64_t seq = 0;
+  bool sampled = false;
+  SampledToken token;                  // when sampled
+  // When prompt_logprobs: one entry per input token; NaN where there is no
+  // previous logit (the very first token of a sequence).
+  std::vector<float> prompt_logprobs;
+  std::vector<std::vector<TokenLogprob>> prompt_top;  // top n_logprobs at each input token
+};
+
+struct EngineStats {
+  int64_t sequences = 0;
+  size_t state_bytes = 0;   // KV caches and recurrent states in use
+  size_t weight_bytes = 0;
+};
+
+class Engine {
+ public:
+  Engine(const std::string& model_dir, EngineOptions options);
+  ~Engine();
+
+  const ModelConfig& config() const { return model_->config(); }
+  int64_t max_context() const { return model_->max_context(); }
+  int threads() const { return pool_->size(); }
+
+  int64_t create_sequence(const SamplingParams& params);
+  // Frees at once, or right after the running step if the sequence is in it.
+  void free_sequence(int64_t seq);
+  int64_t sequence_length(int64_t seq) const;
+
+  // Throws E_ARGUMENT (unknown sequence, token out of range, context exceeded,
+  // a sequence listed twice) before touching any state, E_STATE if a step is running.
+  std::vector<StepResult> step(const std::vector<StepRequest>& requests);
+
+  EngineStats stats() const;
+
+ private:
+  struct Sequence {
+    std::unique_ptr<SequenceState> state;
+    Sampler sampler;
+    std::vector<float> last_logits;  // logits after the last consumed token (for the next chunk's first log-prob)
+    bool in_step = false;
+    bool free_after_step = false;
+  };
+
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<ThreadPool> pool_;
+  EngineOptions options_;
+  mutable std::mutex mu_;        // guards sequences_ and the flags; not held during compute
+  std::map<int64_t, std::unique_ptr<Sequence>> sequences_;
+  int64_t next_id_ = 1;
+  bool stepping_ = false;
+};
+
+}  // namespace roost

@@ -1,0 +1,48 @@
+// The interface every architecture implements: per-sequence state and one
+// batched forward step over many sequences of different lengths.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../config.h"
+#include "../threadpool.h"
+
+namespace roost {
+
+// What a sequence keeps between steps (KV cache, recurrent state). Each model
+// defines its own; the engine only asks how many tokens it holds and its size.
+class SequenceState {
+ public:
+  virtual ~SequenceState() = default;
+  virtual int64_t length() const = 0;   // tokens consumed so far
+  virtual size_t bytes() const = 0;     // memory held now
+};
+
+// One sequence's share of a forward step.
+struct ForwardItem {
+  SequenceState* state;
+  const int32_t* tokens;   // the new tokens, appended at positions length() ..
+  int64_t n;               // >= 1
+  bool all_logits;         // true: logits for every new token; false: the last one only
+  float* logits;           // [all_logits ? n : 1, V], written by forward()
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual const ModelConfig& config() const = 0;
+  virtual std::unique_ptr<SequenceState> new_state() const = 0;
+  // Largest total length a sequence may reach (0 = bounded only by memory).
+  virtual int64_t max_context() const = 0;
+  // Runs every item's new tokens, appends them to its state, writes logits.
+  virtual void forward(const std::vector<ForwardItem>& items, ThreadPool& pool) = 0;
+  virtual size_t weight_bytes() const = 0;
+};
+
+// Opens <dir> (config.json + safetensors) and builds the model its model_type names.
+std::unique_ptr<Model> load_model(const std::string& dir);
+
+}  // namespace roost

@@ -1,0 +1,93 @@
+// The engine's CPU operations. Each op lives in its own files:
+//   ops/<op>_ref.cpp      the plain reference loop (the truth the fast path is tested against)
+//   ops/<op>_avx2.cpp     AVX2+FMA+F16C variant (compiled with those flags only)
+//   ops/<op>_avx512.cpp   AVX-512 (F/BW/VL/DQ) variant
+//   ops/<op>.cpp          the public entry: picks the variant once per process by cpuid
+// Argument order everywhere: outputs, inputs, sizes, then the thread pool.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "../common.h"
+#include "../dtype.h"
+#include "../threadpool.h"
+
+namespace roost {
+
+// ---------------------------------------------------------------------------
+// Which instruction set the fast paths use. Chosen once by cpuid; the
+// environment variable ROOST_ISA=reference|avx2|avx512 forces one (tests run
+// every variant the machine supports through set_isa()).
+enum class Isa { Reference, Avx2, Avx512 };
+Isa detected_isa();          // best variant this CPU supports
+Isa active_isa();            // what the ops use now
+void set_isa(Isa isa);       // throws E_ARGUMENT if the CPU lacks it
+const char* isa_name(Isa isa);
+
+// ---------------------------------------------------------------------------
+// Weight matrices, packed once at load time into the layout the kernels stream.
+// Logically W is [K, N] (Conv1D layout: y = x @ W). F16 and BF16 weights stay
+// 2 bytes per element in memory and are widened to float inside the kernel
+// (decode is memory-bound).
+struct PackedMatrix {
+  int64_t K = 0, N = 0;
+  DType dtype = DType::F32;  // element type as stored in `data`
+  AlignedBuffer data;        // layout private to ops/matmul*
+  size_t bytes() const { return data.bytes(); }
+};
+
+// src is [K, N] row-major when !src_is_nk (Conv1D), [N, K] row-major when src_is_nk
+// (nn.Linear / the tied head wte [V, C]). Keeps src_dtype (F32, F16 or BF16).
+PackedMatrix pack_matrix(const void* src, DType src_dtype, int64_t K, int64_t N, bool src_is_nk);
+
+// y[M, N] = x[M, K] @ W + bias[N] (bias may be null). Multithreaded over pool.
+// M = 1 is the decode GEMV (bandwidth-bound); large M the prefill GEMM.
+void matmul(float* y, const float* x, const PackedMatrix& W, const float* bias, int64_t M, ThreadPool& pool);
+void matmul_reference(float* y, const float* x, const PackedMatrix& W, const float* bias, int64_t M);
+
+// out[K] = column n of W as float (row n of a tied embedding wte [V, C]).
+void matrix_column(float* out, const PackedMatrix& W, int64_t n);
+
+// ---------------------------------------------------------------------------
+// Elementwise and row ops. y may alias x.
+// LayerNorm of each of M rows of size C with population variance:
+//   y = (x - mean) / sqrt(var + eps) * weight + bias
+void layernorm(float* y, const float* x, const float* weight, const float* bias, int64_t M, int64_t C, float eps);
+void layernorm_reference(float* y, const float* x, const float* weight, const float* bias, int64_t M, int64_t C, float eps);
+
+// gelu_new (tanh approximation): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+void gelu(float* y, const float* x, int64_t n);
+void gelu_reference(float* y, const float* x, int64_t n);
+
+// y[i] += x[i]
+void add_inplace(float* y, const float* x, int64_t n);
+
+// In-place softmax of one row; returns nothing. log_softmax writes log-probs
+// (max-subtracted, computed in double for the normalizer).
+void softmax(float* x, int64_t n);
+void softmax_reference(float* x, int64_t n);
+void log_softmax(float* y, const float* x, int64_t n);
+void log_softmax_reference(float* y, const float* x, int64_t n);
+
+// ---------------------------------------------------------------------------
+// Causal self-attention of one batch step. Each sequence s contributes Tq new
+// queries at absolute positions pos0 .. pos0+Tq-1; its key/value cache holds
+// rows 0 .. pos0+Tq-1 (the new rows already written). Rows are C = H*D floats
+// (head h at columns h*D .. h*D+D-1). Query i attends to keys 0 .. pos0+i,
+// scale 1/sqrt(D). Work is split across (sequence, head, query) over the pool.
+struct AttentionSeq {
+  float* out;            // [Tq, out_stride]
+  int64_t out_stride;
+  const float* q;        // [Tq, q_stride]
+  int64_t q_stride;
+  const float* k;        // [pos0 + Tq, kv_stride]
+  const float* v;        // [pos0 + Tq, kv_stride]
+  int64_t kv_stride;
+  int64_t pos0;
+  int64_t Tq;
+};
+void attention_causal(const std::vector<AttentionSeq>& seqs, int64_t H, int64_t D, ThreadPool& pool);
+void attention_causal_reference(const std::vector<AttentionSeq>& seqs, int64_t H, int64_t D);
+
+}  // namespace roost

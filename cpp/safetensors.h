@@ -1,0 +1,57 @@
+// Memory-mapped safetensors checkpoints: one model.safetensors, or shards listed
+// by model.safetensors.index.json. Every header is validated before any tensor is
+// touched: offsets inside the file, sizes matching dtype x shape, no overlaps,
+// known dtypes (F32, F16, BF16). A lie gives Error("E_CHECKPOINT") naming the
+// file and the tensor; nothing is ever read out of bounds.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dtype.h"
+
+namespace roost {
+
+struct TensorView {
+  std::string name;            // with any "transformer." prefix stripped
+  std::string file;            // the file that holds it, for messages
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  const void* data = nullptr;  // inside the mapping; valid while the Checkpoint lives
+  size_t nbytes = 0;
+  int64_t numel() const;
+};
+
+class MappedFile;  // private: an mmap'd file
+
+class Checkpoint {
+ public:
+  // Opens <dir>/model.safetensors, or the shards named by
+  // <dir>/model.safetensors.index.json.
+  static Checkpoint open(const std::string& dir);
+  // Opens a single safetensors file.
+  static Checkpoint open_file(const std::string& path);
+
+  Checkpoint(Checkpoint&&) noexcept;
+  Checkpoint& operator=(Checkpoint&&) noexcept;
+  ~Checkpoint();
+
+  bool has(const std::string& name) const;
+  // The tensor, checked to have exactly `shape`; throws E_CHECKPOINT naming the
+  // file and tensor if it is missing or shaped otherwise.
+  const TensorView& get(const std::string& name, const std::vector<int64_t>& shape) const;
+  const TensorView* find(const std::string& name) const;  // null if absent
+  std::vector<std::string> names() const;
+  const std::string& source() const { return source_; }  // dir or file, for messages
+
+ private:
+  Checkpoint() = default;
+  std::string source_;
+  std::vector<std::unique_ptr<MappedFile>> files_;
+  std::map<std::string, TensorView> tensors_;
+};
+
+}  // namespace roost
