@@ -42,13 +42,16 @@ struct ModelConfig {
 
   int64_t block_size = 0;      // block_recurrent: W >= 1
   int64_t num_states = 0;      // block_recurrent: S >= 1
-  std::vector<int64_t> recurrent_layers;
+  std::vector<int64_t> recurrent_layers;  // distinct, ascending, each < n_layer
   std::string gate = "fixed";
 
   // Tokenizer facts the engine needs (the TS layer reads the rest itself).
-  std::string tokenizer_class;                   // "bytes" or ""
-  std::map<std::string, int64_t> special_tokens; // name -> id (bytes tokenizer)
-  int64_t eos_token_id = -1;                     // -1 when unknown
+  // "bytes", "" when absent, or an HF class name (e.g. "GPT2Tokenizer") that
+  // the engine ignores: the TS layer picks the tokenizer from the files.
+  std::string tokenizer_class;
+  std::map<std::string, int64_t> special_tokens; // name -> id, each < vocab_size (>= 256 for bytes)
+  // eos_token_id, else for the bytes tokenizer special_tokens["eos"]; -1 when unknown.
+  int64_t eos_token_id = -1;
 
   int64_t head_dim() const { return n_embd / n_head; }
 };

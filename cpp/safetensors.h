@@ -20,7 +20,10 @@ struct TensorView {
   std::string file;            // the file that holds it, for messages
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
-  const void* data = nullptr;  // inside the mapping; valid while the Checkpoint lives
+  // Inside the mapping; valid while the Checkpoint lives. Not necessarily
+  // aligned to the element size (the format does not promise it): read with
+  // load_as_f32/memcpy or copy out, never through a float* with aligned loads.
+  const void* data = nullptr;
   size_t nbytes = 0;
   int64_t numel() const;
 };

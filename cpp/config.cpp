@@ -1,0 +1,228 @@
+// config.json -> ModelConfig, validated against shared/spec/models.md. Keys
+// this file does not know are ignored: HF configs carry many (architectures,
+// task_specific_params, ...). Messages read
+//   "<dir>/config.json: <field> <what is wrong> (got <value>)".
+#include "config.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "common.h"
+#include "json.h"
+
+namespace roost {
+
+namespace {
+
+constexpr size_t kMaxConfigBytes = 16u << 20;
+// Model sizes multiply into buffer sizes; 2^31-1 keeps every product of two in int64.
+constexpr int64_t kMaxSize = 2147483647;
+constexpr uint64_t kTwoTo53 = uint64_t(1) << 53;
+
+using json::Value;
+
+class Reader {
+ public:
+  explicit Reader(std::string source) : source_(std::move(source)) {}
+
+  [[noreturn]] void fail(const std::string& field, const std::string& what, const Value* got = nullptr) const {
+    std::string msg = source_ + ": " + field + " " + what;
+    if (got) msg += " (got " + json::dump(*got) + ")";
+    throw Error("E_CONFIG", msg);
+  }
+
+  // Absent and null both mean "not given" for optional fields (HF writes null for unset ones).
+  static const Value* given(const Value& obj, const char* key) {
+    const Value* v = obj.find(key);
+    return v && !v->is_null() ? v : nullptr;
+  }
+
+  int64_t integer(const Value& v, const std::string& field, int64_t lo, int64_t hi) const {
+    if (!v.is_number() || !v.has_i64 || v.i64 < lo) fail(field, "must be an integer >= " + std::to_string(lo), &v);
+    if (v.i64 > hi) fail(field, "must be an integer <= " + std::to_string(hi), &v);
+    return v.i64;
+  }
+
+  int64_t required_int(const Value& obj, const char* key, const std::string& field, int64_t lo, int64_t hi) const {
+    const Value* v = obj.find(key);
+    if (!v) fail(field, "is missing (expected an integer >= " + std::to_string(lo) + ")");
+    return integer(*v, field, lo, hi);
+  }
+
+  int64_t size(const Value& obj, const char* key) const { return required_int(obj, key, key, 1, kMaxSize); }
+
+  double positive_number(const Value& v, const std::string& field) const {
+    if (!v.is_number() || !(v.number > 0) || !std::isfinite(v.number)) fail(field, "must be a number > 0", &v);
+    return v.number;
+  }
+
+  std::string string(const Value& v, const std::string& field, const std::string& expected) const {
+    if (!v.is_string()) fail(field, "must be " + expected, &v);
+    return v.text;
+  }
+
+ private:
+  std::string source_;
+};
+
+void read_attention(const Reader& r, const Value& root, ModelConfig& c) {
+  const Value* a = Reader::given(root, "attention");
+  if (!a) return;
+  if (!a->is_object())
+    r.fail("attention", "must be an object {\"kind\": \"dense\" | \"bigbird\", ...}", a);
+  const Value* kind = a->find("kind");
+  if (!kind) r.fail("attention.kind", "is missing (expected \"dense\" or \"bigbird\")");
+  c.attention.kind = r.string(*kind, "attention.kind", "\"dense\" or \"bigbird\"");
+  if (c.attention.kind == "dense") return;
+  if (c.attention.kind != "bigbird") r.fail("attention.kind", "must be \"dense\" or \"bigbird\"", kind);
+  if (c.model_type != "gpt2")
+    r.fail("attention.kind", "\"bigbird\" is only supported by model_type gpt2, not " + c.model_type, kind);
+  c.attention.block_size = r.required_int(*a, "block_size", "attention.block_size", 1, INT64_MAX);
+  c.attention.window_blocks = r.required_int(*a, "window_blocks", "attention.window_blocks", 1, INT64_MAX);
+  c.attention.global_blocks = r.required_int(*a, "global_blocks", "attention.global_blocks", 0, INT64_MAX);
+  c.attention.random_blocks = r.required_int(*a, "random_blocks", "attention.random_blocks", 0, INT64_MAX);
+  const Value* seed = a->find("seed");
+  if (!seed) r.fail("attention.seed", "is missing (expected an integer >= 0 and < 2^53)");
+  if (!seed->is_number() || !seed->has_u64 || seed->u64 >= kTwoTo53)
+    r.fail("attention.seed", "must be an integer >= 0 and < 2^53", seed);
+  c.attention.seed = seed->u64;
+}
+
+void read_positions(const Reader& r, const Value& root, ModelConfig& c) {
+  const Value* pe = Reader::given(root, "position_embedding");
+  if (c.model_type != "gpt2") {
+    // perceiver_ar and block_recurrent have no wpe: say so rather than default to learned.
+    if (!pe) r.fail("position_embedding", "is missing: model_type " + c.model_type + " requires \"rotary\"");
+    if (!pe->is_string() || pe->text != "rotary")
+      r.fail("position_embedding", "must be \"rotary\" for model_type " + c.model_type, pe);
+  }
+  if (pe) {
+    c.position_embedding = r.string(*pe, "position_embedding", "\"learned\" or \"rotary\"");
+    if (c.position_embedding != "learned" && c.position_embedding != "rotary")
+      r.fail("position_embedding", "must be \"learned\" or \"rotary\"", pe);
+  }
+
+  // HF's older configs name the context n_ctx; n_positions wins when both are present.
+  const char* ctx_key = Reader::given(root, "n_positions") ? "n_positions" : "n_ctx";
+  const Value* ctx = Reader::given(root, ctx_key);
+  if (c.position_embedding == "learned") {
+    if (!ctx) r.fail("n_positions", "is missing (learned position embeddings need an integer >= 1)");
+    c.n_positions = r.integer(*ctx, ctx_key, 1, kMaxSize);
+    c.rotary_dim = 0;
+    return;
+  }
+  c.n_positions = ctx ? r.integer(*ctx, ctx_key, 1, kMaxSize) : 0;  // 0: only memory caps the context
+  const int64_t d = c.head_dim();
+  c.rotary_dim = d;
+  if (const Value* rd = Reader::given(root, "rotary_dim")) {
+    c.rotary_dim = r.integer(*rd, "rotary_dim", 2, d);
+    if (c.rotary_dim % 2 != 0) r.fail("rotary_dim", "must be even (rotate-half pairs channel i with i + rotary_dim/2)", rd);
+  }
+  if (const Value* rb = Reader::given(root, "rotary_base")) c.rotary_base = r.positive_number(*rb, "rotary_base");
+}
+
+void read_perceiver(const Reader& r, const Value& root, ModelConfig& c) {
+  if (!root.find("num_latents")) r.fail("num_latents", "is missing (perceiver_ar requires an integer >= 1)");
+  c.num_latents = r.required_int(root, "num_latents", "num_latents", 1, kMaxSize);
+}
+
+void read_block_recurrent(const Reader& r, const Value& root, ModelConfig& c) {
+  c.block_size = r.required_int(root, "block_size", "block_size", 1, kMaxSize);
+  c.num_states = r.required_int(root, "num_states", "num_states", 1, kMaxSize);
+  const Value* layers = root.find("recurrent_layers");
+  if (!layers) r.fail("recurrent_layers", "is missing (expected a list of layer indices)");
+  if (!layers->is_array()) r.fail("recurrent_layers", "must be a list of layer indices", layers);
+  std::set<int64_t> seen;
+  for (size_t i = 0; i < layers->items.size(); ++i) {
+    const std::string field = "recurrent_layers[" + std::to_string(i) + "]";
+    int64_t l = r.integer(layers->items[i], field, 0, c.n_layer - 1);
+    if (!seen.insert(l).second) r.fail(field, "repeats layer " + std::to_string(l), layers);
+  }
+  c.recurrent_layers.assign(seen.begin(), seen.end());  // ascending
+  if (const Value* gate = Reader::given(root, "gate")) {
+    if (!gate->is_string() || gate->text != "fixed") r.fail("gate", "must be \"fixed\" (the only gate)", gate);
+  }
+}
+
+void read_tokenizer(const Reader& r, const Value& root, ModelConfig& c) {
+  if (const Value* tc = Reader::given(root, "tokenizer_class"))
+    c.tokenizer_class = r.string(*tc, "tokenizer_class", "a string");
+  const bool bytes = c.tokenizer_class == "bytes";
+  if (bytes && c.vocab_size < 256)
+    r.fail("vocab_size", "must be >= 256 with tokenizer_class \"bytes\" (ids 0..255 are the bytes)", root.find("vocab_size"));
+
+  if (const Value* st = Reader::given(root, "special_tokens")) {
+    if (!st->is_object()) r.fail("special_tokens", "must be an object {name: id}", st);
+    const int64_t lo = bytes ? 256 : 0;  // byte ids 0..255 cannot double as special tokens
+    for (const auto& [name, id] : st->members) {
+      const std::string field = "special_tokens." + name;
+      if (name.empty()) r.fail("special_tokens", "has an empty token name", st);
+      c.special_tokens[name] = r.integer(id, field, lo, c.vocab_size - 1);
+    }
+  }
+
+  if (const Value* eos = Reader::given(root, "eos_token_id")) {
+    c.eos_token_id = r.integer(*eos, "eos_token_id", 0, c.vocab_size - 1);
+  } else if (bytes) {
+    auto it = c.special_tokens.find("eos");
+    if (it != c.special_tokens.end()) c.eos_token_id = it->second;
+  }
+}
+
+}  // namespace
+
+ModelConfig parse_config(const std::string& json_text, const std::string& source, const std::string& dir) {
+  Reader r(source);
+  Value root;
+  try {
+    json::Limits limits;
+    limits.max_bytes = kMaxConfigBytes;
+    root = json::parse(json_text, limits);
+  } catch (const json::ParseError& e) {
+    throw Error("E_CONFIG", source + ": not valid JSON: " + e.what());
+  }
+  if (!root.is_object()) throw Error("E_CONFIG", source + ": must be a JSON object (got " + json::dump(root) + ")");
+
+  ModelConfig c;
+  c.dir = dir;
+  const Value* mt = root.find("model_type");
+  if (!mt) r.fail("model_type", "is missing (expected \"gpt2\", \"perceiver_ar\" or \"block_recurrent\")");
+  c.model_type = mt->is_string() ? mt->text : "";
+  if (c.model_type != "gpt2" && c.model_type != "perceiver_ar" && c.model_type != "block_recurrent")
+    r.fail("model_type", "must be \"gpt2\", \"perceiver_ar\" or \"block_recurrent\"", mt);
+
+  c.vocab_size = r.size(root, "vocab_size");
+  c.n_embd = r.size(root, "n_embd");
+  c.n_head = r.size(root, "n_head");
+  c.n_layer = r.size(root, "n_layer");
+  if (c.n_embd % c.n_head != 0)
+    r.fail("n_embd", "must be divisible by n_head = " + std::to_string(c.n_head), root.find("n_embd"));
+  const Value* inner = Reader::given(root, "n_inner");
+  c.n_inner = inner ? r.integer(*inner, "n_inner", 1, kMaxSize) : 4 * c.n_embd;
+  if (const Value* eps = Reader::given(root, "layer_norm_epsilon"))
+    c.layer_norm_epsilon = float(r.positive_number(*eps, "layer_norm_epsilon"));
+  if (const Value* act = Reader::given(root, "activation_function")) {
+    if (!act->is_string() || act->text != "gelu_new")
+      r.fail("activation_function", "must be \"gelu_new\" (the tanh approximation)", act);
+  }
+  // HF GPT-2 switches that change the math; the spec fixes the defaults.
+  if (const Value* s = Reader::given(root, "scale_attn_weights"); s && !(s->is_bool() && s->boolean))
+    r.fail("scale_attn_weights", "must be true (attention is scaled by 1/sqrt(D))", s);
+  if (const Value* s = Reader::given(root, "scale_attn_by_inverse_layer_idx"); s && !(s->is_bool() && !s->boolean))
+    r.fail("scale_attn_by_inverse_layer_idx", "must be false (not supported)", s);
+
+  read_positions(r, root, c);
+  read_attention(r, root, c);
+  if (c.model_type == "perceiver_ar") read_perceiver(r, root, c);
+  if (c.model_type == "block_recurrent") read_block_recurrent(r, root, c);
+  read_tokenizer(r, root, c);
+  return c;
+}
+
+ModelConfig load_config(const std::string& dir) {
+  const std::string path = dir + "/config.json";
+  return parse_config(json::read_file(path, kMaxConfigBytes), path, dir);
+}
+
+}  // namespace roost

@@ -1,0 +1,274 @@
+#!/usr/bin/python3
+"""Independent check of the roost CLI against the PyTorch reference.
+
+Check a checkpoint folder (log-probs and greedy generation):
+
+    /usr/bin/python3 tools/reference/check_cli.py check test/fixtures/gpt2-tiny
+    /usr/bin/python3 tools/reference/check_cli.py check DIR --roost "node bin/roost.js" --tolerance 1e-4
+
+Make a fresh random HF GPT-2 checkpoint of any size (tokenizer copied from
+test/fixtures/bpe), then check it:
+
+    /usr/bin/python3 tools/reference/check_cli.py make /tmp/m --layers 4 --width 256 --heads 4 --positions 1024
+    /usr/bin/python3 tools/reference/check_cli.py check /tmp/m
+
+CLI contract (bin/roost.js):
+  roost score --model DIR (--tokens 1,2,3 | --text TEXT)
+      prints JSON {"tokens": [...], "logprobs": [null, ...]}
+  roost generate --model DIR --prompt TEXT --max-tokens N --temperature 0
+      prints the generated text only
+
+`check` computes the reference live (it does not trust golden.json; it reuses
+the token cases and prompt of golden.json when the folder has one), reports
+the max abs log-prob difference per case and whether the greedy text matches,
+prints a JSON summary last, and exits 1 on any mismatch.
+"""
+import argparse
+import json
+import os
+import random
+import shlex
+import subprocess
+import sys
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import bpe  # noqa: E402
+import checkpoint  # noqa: E402
+import gpt2  # noqa: E402
+import models  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(HERE))
+BPE_DIR = os.path.join(REPO, "test", "fixtures", "bpe")
+DEFAULT_TEXT = "Licensed under the Apache License, Version 2.0; you may not use this file except in compliance."
+
+
+# ------------------------------------------------------------------ make
+
+def extended_tokenizer(vocab_size=None):
+    """The fixture BPE, with unreachable filler tokens "[extraN]" inserted before
+    <|endoftext|> when vocab_size is larger (so <|endoftext|> stays the last id)."""
+    base = bpe.ByteLevelBPE.from_files(os.path.join(BPE_DIR, "vocab.json"), os.path.join(BPE_DIR, "merges.txt"))
+    n = len(base.vocab)
+    if vocab_size is None:
+        return base
+    if vocab_size < n:
+        raise SystemExit(f"--vocab must be >= the BPE fixture's {n} tokens")
+    if vocab_size == n:
+        return base
+    vocab = {s: i for s, i in base.vocab.items() if s != bpe.EOT}
+    for k in range(vocab_size - n):
+        vocab[f"[extra{k}]"] = len(vocab)
+    vocab[bpe.EOT] = len(vocab)
+    return bpe.ByteLevelBPE(vocab, base.merges)
+
+
+def cmd_make(a):
+    tok = extended_tokenizer(a.vocab)
+    V = len(tok.vocab)
+    eos = tok.vocab[bpe.EOT]
+    cfg = {
+        "activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"], "bos_token_id": eos,
+        "eos_token_id": eos, "layer_norm_epsilon": a.eps, "model_type": "gpt2", "n_embd": a.width,
+        "n_head": a.heads, "n_inner": a.n_inner, "n_layer": a.layers, "vocab_size": V,
+    }
+    if a.rotary_dim is not None or a.rotary:
+        cfg["position_embedding"] = "rotary"
+        if a.rotary_dim is not None:
+            cfg["rotary_dim"] = a.rotary_dim
+        if a.rotary_base is not None:
+            cfg["rotary_base"] = a.rotary_base
+        if a.positions:
+            cfg["n_positions"] = a.positions
+    else:
+        cfg["n_positions"] = a.positions or 1024
+        cfg["n_ctx"] = cfg["n_positions"]
+    model = gpt2.GPT2(gpt2.GPT2Config(cfg), tied=not a.untied)
+    std = a.std if a.std is not None else 0.2 * min(1.0, (64.0 / a.width) ** 0.5)
+    gpt2.init_random(model, a.seed, std=std, ln_std=a.ln_std, bias_std=a.bias_std)
+    dt = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}[a.dtype]
+    cfg["torch_dtype"] = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}[a.dtype]
+    tensors = {k: v.to(dt) for k, v in model.hf_state_dict().items()}
+    if a.prefix:
+        tensors = {("transformer." + k if k != "lm_head.weight" else k): v for k, v in tensors.items()}
+    os.makedirs(a.dir, exist_ok=True)
+    with open(os.path.join(a.dir, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
+    checkpoint.save_tensors(a.dir, tensors, shards=a.shards)
+    tok.save(a.dir, vocab_and_merges=a.tokenizer in ("vocab", "both"), tokenizer_json=a.tokenizer in ("json", "both"))
+    nparam = sum(t.numel() for t in tensors.values())
+    print(f"wrote {a.dir}: {nparam} parameters ({a.dtype}), vocab {V}, eos {eos}")
+
+
+# ------------------------------------------------------------------ check
+
+def run_cli(roost, args, timeout):
+    cmd = shlex.split(roost) + args
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, timeout=timeout)
+    if r.returncode != 0:
+        err = r.stderr.decode("utf-8", "replace").strip()
+        raise RuntimeError(f"{' '.join(shlex.quote(c) for c in cmd)} exited {r.returncode}: {err[-2000:]}")
+    return r.stdout.decode("utf-8", "replace")
+
+
+def compare_lps(ref, got):
+    if len(ref) != len(got):
+        return None, f"length {len(got)} != {len(ref)}"
+    if got and got[0] is not None:
+        return None, "first log-prob is not null"
+    diffs = [abs(a - b) for a, b in zip(ref[1:], got[1:]) if a is not None and b is not None]
+    if any(b is None for b in got[1:]):
+        return None, "null log-prob after the first"
+    return (max(diffs) if diffs else 0.0), ""
+
+
+def token_cases(model, path, n_cases_seed):
+    g = os.path.join(path, "golden.json")
+    if os.path.exists(g):
+        with open(g, encoding="utf-8") as f:
+            golden = json.load(f)
+        return [(c["name"], c["tokens"]) for c in golden["cases"]], golden.get("greedy", [{}])[0].get("prompt")
+    V = model.cfg.vocab_size
+    cap = model.cfg.n_positions
+    rng = random.Random(n_cases_seed)
+    cases = [("one-token", [rng.randrange(V)]), ("random-8", [rng.randrange(V) for _ in range(8)])]
+    n = min(cap or 300, 300)
+    cases.append((f"random-{n}", [rng.randrange(V) for _ in range(n)]))
+    return cases, None
+
+
+def cmd_check(a):
+    torch.set_grad_enabled(False)
+    path = os.path.abspath(a.dir)
+    cfg = checkpoint.read_config(path)
+    model = models.load(path)
+    tok = bpe.load_tokenizer(path, cfg)
+    eos = cfg.get("eos_token_id")
+    if cfg.get("tokenizer_class") == "bytes":
+        eos = cfg.get("special_tokens", {}).get("eos", eos)
+    report = {"model": path, "score": [], "generate": None, "ok": True}
+    cases, golden_prompt = token_cases(model, path, a.seed)
+    for name, toks in cases:
+        ref = model.score(toks)
+        entry = {"case": name, "n": len(toks)}
+        try:
+            out = json.loads(run_cli(a.roost, ["score", "--model", path, "--tokens", ",".join(map(str, toks))],
+                                     a.timeout))
+            d, why = compare_lps(ref, out.get("logprobs", []))
+            if out.get("tokens") != toks:
+                why = (why + "; " if why else "") + "tokens echoed differ"
+            if d is not None and d > a.tolerance:
+                why = (why + "; " if why else "") + f"exceeds tolerance {a.tolerance:g}"
+            entry.update(max_abs_diff=d, ok=(d is not None and not why), error=why or None)
+        except Exception as e:  # noqa: BLE001
+            entry.update(ok=False, error=str(e))
+        report["score"].append(entry)
+        print(f"score {name:>12} ({len(toks)} tokens): "
+              + (f"max |dlogprob| = {entry['max_abs_diff']:.3e}" if entry.get("max_abs_diff") is not None else "-")
+              + ("" if entry["ok"] else f"  FAIL {entry.get('error') or ''}"), flush=True)
+    # --text: tokenizer + score together
+    text = a.text or DEFAULT_TEXT
+    ids = tok.encode(text)
+    while model.cfg.n_positions is not None and len(ids) > model.cfg.n_positions:
+        text = text[:-1]  # fit the context
+        ids = tok.encode(text)
+    entry = {"case": "text", "n": len(ids)}
+    try:
+        out = json.loads(run_cli(a.roost, ["score", "--model", path, "--text", text], a.timeout))
+        tok_ok = out.get("tokens") == ids
+        d, why = compare_lps(model.score(ids), out.get("logprobs", [])) if tok_ok else (None, "tokens differ")
+        if d is not None and d > a.tolerance:
+            why = f"exceeds tolerance {a.tolerance:g}"
+        entry.update(tokens_match=tok_ok, max_abs_diff=d, ok=tok_ok and d is not None and not why,
+                     error=why or None)
+        if not tok_ok:
+            entry["tokens_ref"], entry["tokens_cli"] = ids, out.get("tokens")
+    except Exception as e:  # noqa: BLE001
+        entry.update(ok=False, error=str(e))
+    report["score"].append(entry)
+    print(f"score --text ({len(ids)} tokens): tokens {'match' if entry.get('tokens_match') else 'DIFFER'}"
+          + (f", max |dlogprob| = {entry['max_abs_diff']:.3e}" if entry.get("max_abs_diff") is not None else "")
+          + ("" if entry["ok"] else f"  FAIL {entry.get('error') or ''}"), flush=True)
+    # generate
+    prompt = a.prompt or golden_prompt or "The license"
+    pids = tok.encode(prompt)
+    gen, margins = model.greedy(pids, a.max_tokens, return_margins=True)
+    stopped_at_eos = False
+    if eos is not None and eos in gen:
+        gen = gen[:gen.index(eos)]
+        stopped_at_eos = True
+    ref_text = tok.decode(gen)
+    g = {"prompt": prompt, "ref_tokens": gen, "ref_text": ref_text, "ref_stopped_at_eos": stopped_at_eos,
+         "min_margin": min(margins) if margins else None}
+    try:
+        got = run_cli(a.roost, ["generate", "--model", path, "--prompt", prompt, "--max-tokens", str(a.max_tokens),
+                                "--temperature", "0"], a.timeout)
+        if got.endswith("\n") and not ref_text.endswith("\n"):
+            got = got[:-1]
+        g.update(cli_text=got, match=(got == ref_text))
+        if got != ref_text:
+            k = next((i for i, (x, y) in enumerate(zip(got, ref_text)) if x != y), min(len(got), len(ref_text)))
+            g["first_difference_at_char"] = k
+    except Exception as e:  # noqa: BLE001
+        g.update(match=False, error=str(e))
+    report["generate"] = g
+    print(f"generate {a.max_tokens} greedy tokens after {prompt!r}: "
+          + ("match" if g["match"] else f"MISMATCH ref={ref_text!r} cli={g.get('cli_text')!r} {g.get('error') or ''}")
+          + (f" (min top-2 logit margin {g['min_margin']:.2e})" if g["min_margin"] is not None else ""), flush=True)
+    report["ok"] = all(e["ok"] for e in report["score"]) and bool(g["match"])
+    diffs = [e["max_abs_diff"] for e in report["score"] if e.get("max_abs_diff") is not None]
+    report["max_abs_logprob_diff"] = max(diffs) if diffs else None
+    print(json.dumps(report, ensure_ascii=False))
+    print("PASS" if report["ok"] else "FAIL")
+    return 0 if report["ok"] else 1
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("check", help="compare the CLI with the reference on a checkpoint folder")
+    c.add_argument("dir")
+    c.add_argument("--roost", default="node bin/roost.js", help="CLI command, run from the repo root")
+    c.add_argument("--tolerance", type=float, default=1e-4, help="max abs log-prob difference (nats)")
+    c.add_argument("--max-tokens", type=int, default=16)
+    c.add_argument("--prompt", default=None)
+    c.add_argument("--text", default=None, help="text for the score --text case")
+    c.add_argument("--seed", type=int, default=0, help="seed of the random token cases (no golden.json)")
+    c.add_argument("--timeout", type=float, default=600)
+    m = sub.add_parser("make", help="write a fresh random HF GPT-2 checkpoint")
+    m.add_argument("dir")
+    m.add_argument("--layers", type=int, required=True)
+    m.add_argument("--width", type=int, required=True, help="n_embd")
+    m.add_argument("--heads", type=int, required=True)
+    m.add_argument("--vocab", type=int, default=None,
+                   help="vocab_size (>= the BPE fixture's size; extra ids are unreachable filler tokens)")
+    m.add_argument("--positions", type=int, default=None, help="n_positions (learned default 1024; rotary: cap)")
+    m.add_argument("--n-inner", type=int, default=None)
+    m.add_argument("--eps", type=float, default=1e-5, help="layer_norm_epsilon")
+    m.add_argument("--rotary", action="store_true", help="position_embedding rotary")
+    m.add_argument("--rotary-dim", type=int, default=None, help="implies --rotary")
+    m.add_argument("--rotary-base", type=float, default=None)
+    m.add_argument("--dtype", choices=("F32", "F16", "BF16"), default="F32")
+    m.add_argument("--untied", action="store_true", help="write lm_head.weight")
+    m.add_argument("--prefix", action="store_true", help="tensor names with transformer. prefix")
+    m.add_argument("--shards", type=int, default=1)
+    m.add_argument("--tokenizer", choices=("vocab", "json", "both"), default="vocab")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--std", type=float, default=None,
+                   help="std of the matrices (default 0.2 * min(1, sqrt(64 / width)): 0.2 on small widths, "
+                        "scaled down on wide models so attention and logits do not saturate)")
+    m.add_argument("--ln-std", type=float, default=0.2)
+    m.add_argument("--bias-std", type=float, default=0.1)
+    a = ap.parse_args()
+    if a.cmd == "make":
+        cmd_make(a)
+        return 0
+    return cmd_check(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
