@@ -1,0 +1,301 @@
+// Engine: argument conversion on the JS thread, synchronous bookkeeping calls,
+// and the two Promise-returning calls (load, step) handed to workers.
+// Argument checks here are minimal guards (a TypeError naming the argument);
+// the real validation, with friendly messages, lives in TypeScript.
+#include "engine_wrap.h"
+
+#include <cmath>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ops/ops.h"
+
+namespace roost::binding {
+
+namespace {
+
+struct AddonData {
+  Napi::FunctionReference engine_class;
+};
+
+// Set by wrap() for the duration of the constructor call it makes; a JS
+// `new Engine()` finds it null. Only the JS thread constructs, so one slot per thread.
+thread_local std::shared_ptr<roost::Engine>* pending_engine = nullptr;
+
+constexpr double kMaxSafeInteger = 9007199254740991.0;  // 2^53 - 1
+constexpr double kTwoPow53 = 9007199254740992.0;
+
+[[noreturn]] void type_error(Napi::Env env, const std::string& message) {
+  throw Napi::TypeError::New(env, message);
+}
+
+std::string type_of(const Napi::Value& v) {
+  switch (v.Type()) {
+    case napi_undefined: return "undefined";
+    case napi_null: return "null";
+    case napi_boolean: return "boolean";
+    case napi_number: return "number";
+    case napi_string: return "string";
+    case napi_symbol: return "symbol";
+    case napi_object: return v.IsArray() ? "array" : "object";
+    case napi_function: return "function";
+    case napi_external: return "external";
+    case napi_bigint: return "bigint";
+  }
+  return "unknown";
+}
+
+bool absent(const Napi::Value& v) { return v.IsUndefined() || v.IsNull(); }
+
+double number_arg(Napi::Env env, const Napi::Value& v, const std::string& name) {
+  if (!v.IsNumber()) type_error(env, name + " must be a number (got " + type_of(v) + ")");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+// An integral number within [lo, hi].
+int64_t integer_arg(Napi::Env env, const Napi::Value& v, const std::string& name, double lo, double hi) {
+  double d = number_arg(env, v, name);
+  if (!std::isfinite(d) || d != std::floor(d) || d < lo || d > hi) {
+    type_error(env, name + " must be an integer in [" + std::to_string(static_cast<int64_t>(lo)) + ", " +
+                        std::to_string(static_cast<int64_t>(hi)) + "] (got " + v.ToString().Utf8Value() + ")");
+  }
+  return static_cast<int64_t>(d);
+}
+
+int64_t sequence_arg(Napi::Env env, const Napi::Value& v, const std::string& name) {
+  return integer_arg(env, v, name, -kMaxSafeInteger, kMaxSafeInteger);
+}
+
+bool bool_arg(Napi::Env env, const Napi::Value& v, const std::string& name) {
+  if (!v.IsBoolean()) type_error(env, name + " must be a boolean (got " + type_of(v) + ")");
+  return v.As<Napi::Boolean>().Value();
+}
+
+Napi::Object object_arg(Napi::Env env, const Napi::Value& v, const std::string& name) {
+  if (!v.IsObject() || v.IsArray() || v.IsFunction()) {
+    type_error(env, name + " must be an object (got " + type_of(v) + ")");
+  }
+  return v.As<Napi::Object>();
+}
+
+// A seed is a number (an integer 0 .. 2^53) or a bigint that fits 64 bits unsigned.
+uint64_t seed_arg(Napi::Env env, const Napi::Value& v, const std::string& name) {
+  if (v.IsBigInt()) {
+    bool lossless = false;
+    uint64_t seed = v.As<Napi::BigInt>().Uint64Value(&lossless);
+    if (!lossless) type_error(env, name + " must fit in 64 bits unsigned");
+    return seed;
+  }
+  return static_cast<uint64_t>(integer_arg(env, v, name, 0, kTwoPow53));
+}
+
+// tokens: Int32Array (copied as is) or an array of integer numbers. Range
+// checks against the vocabulary are the engine's (E_ARGUMENT).
+std::vector<int32_t> tokens_arg(Napi::Env env, const Napi::Value& v, const std::string& name) {
+  std::vector<int32_t> tokens;
+  if (v.IsTypedArray()) {
+    Napi::TypedArray typed = v.As<Napi::TypedArray>();
+    if (typed.TypedArrayType() != napi_int32_array) type_error(env, name + " must be an Int32Array or an array of numbers");
+    Napi::Int32Array ints = v.As<Napi::Int32Array>();
+    tokens.assign(ints.Data(), ints.Data() + ints.ElementLength());
+    return tokens;
+  }
+  if (!v.IsArray()) type_error(env, name + " must be an Int32Array or an array of numbers (got " + type_of(v) + ")");
+  Napi::Array array = v.As<Napi::Array>();
+  uint32_t n = array.Length();
+  tokens.reserve(n);
+  for (uint32_t j = 0; j < n; j++) {
+    tokens.push_back(static_cast<int32_t>(
+        integer_arg(env, array.Get(j), name + "[" + std::to_string(j) + "]", -2147483648.0, 2147483647.0)));
+  }
+  return tokens;
+}
+
+roost::SamplingParams sampling_params_arg(Napi::Env env, const Napi::Value& v, int64_t vocab_size) {
+  roost::SamplingParams params;
+  if (absent(v)) return params;
+  Napi::Object o = object_arg(env, v, "params");
+  Napi::Value x;
+  if (!absent(x = o.Get("temperature"))) params.temperature = number_arg(env, x, "params.temperature");
+  if (!absent(x = o.Get("topK"))) params.top_k = integer_arg(env, x, "params.topK", 0, kMaxSafeInteger);
+  if (!absent(x = o.Get("topP"))) params.top_p = number_arg(env, x, "params.topP");
+  if (!absent(x = o.Get("seed"))) params.seed = seed_arg(env, x, "params.seed");
+  if (!absent(x = o.Get("logprobs"))) params.n_logprobs = integer_arg(env, x, "params.logprobs", 0, kMaxSafeInteger);
+  if (!absent(x = o.Get("logitBias"))) {
+    if (!x.IsArray()) type_error(env, "params.logitBias must be an array of [token, bias] pairs");
+    Napi::Array pairs = x.As<Napi::Array>();
+    for (uint32_t i = 0; i < pairs.Length(); i++) {
+      std::string name = "params.logitBias[" + std::to_string(i) + "]";
+      Napi::Value pair = pairs.Get(i);
+      if (!pair.IsArray() || pair.As<Napi::Array>().Length() != 2) type_error(env, name + " must be a [token, bias] pair");
+      Napi::Array p = pair.As<Napi::Array>();
+      // The sampler indexes logits by this id: out of range would be a memory error, not a bad result.
+      int64_t token = integer_arg(env, p.Get(0u), name + "[0]", -2147483648.0, 2147483647.0);
+      if (token < 0 || token >= vocab_size) {
+        throw make_error(env, "E_ARGUMENT", name + ": token id " + std::to_string(token) +
+                                                " is out of range [0, " + std::to_string(vocab_size) + ")");
+      }
+      double bias = number_arg(env, p.Get(1u), name + "[1]");
+      params.logit_bias.emplace_back(static_cast<int32_t>(token), static_cast<float>(bias));
+    }
+  }
+  return params;
+}
+
+Napi::Number num(Napi::Env env, double x) { return Napi::Number::New(env, x); }
+
+}  // namespace
+
+void EngineWrap::init(Napi::Env env, Napi::Object exports) {
+  Napi::Function cls = DefineClass(env, "Engine",
+                                   {
+                                       StaticMethod("load", &EngineWrap::load),
+                                       InstanceMethod("info", &EngineWrap::info),
+                                       InstanceMethod("createSequence", &EngineWrap::create_sequence),
+                                       InstanceMethod("freeSequence", &EngineWrap::free_sequence),
+                                       InstanceMethod("sequenceLength", &EngineWrap::sequence_length),
+                                       InstanceMethod("step", &EngineWrap::step),
+                                       InstanceMethod("stats", &EngineWrap::stats),
+                                   });
+  auto* data = new AddonData();
+  data->engine_class = Napi::Persistent(cls);
+  env.SetInstanceData<AddonData>(data);  // deleted with the environment
+  exports.Set("Engine", cls);
+}
+
+Napi::Object EngineWrap::wrap(Napi::Env env, std::shared_ptr<roost::Engine> engine) {
+  AddonData* data = env.GetInstanceData<AddonData>();
+  pending_engine = &engine;
+  try {
+    Napi::Object object = data->engine_class.New({});
+    pending_engine = nullptr;
+    return object;
+  } catch (...) {
+    pending_engine = nullptr;
+    throw;
+  }
+}
+
+EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
+  if (pending_engine == nullptr) {
+    throw Napi::TypeError::New(info.Env(), "Engine cannot be constructed directly: use Engine.load(dir)");
+  }
+  engine_ = std::move(*pending_engine);
+  pending_engine = nullptr;
+}
+
+Napi::Value EngineWrap::load(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) type_error(env, "dir must be a string (got " + type_of(info[0]) + ")");
+  std::string dir = info[0].As<Napi::String>().Utf8Value();
+  roost::EngineOptions options;
+  if (!absent(info[1])) {
+    Napi::Object opts = object_arg(env, info[1], "opts");
+    Napi::Value x;
+    if (!absent(x = opts.Get("threads"))) options.threads = static_cast<int>(integer_arg(env, x, "opts.threads", 0, 4096));
+    if (!absent(x = opts.Get("maxStepTokens"))) {
+      options.max_step_tokens = integer_arg(env, x, "opts.maxStepTokens", 1, kMaxSafeInteger);
+    }
+  }
+  return queue(new_load_worker(env, std::move(dir), options));
+}
+
+Napi::Value EngineWrap::info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const roost::ModelConfig& c = engine_->config();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("modelType", c.model_type);
+    o.Set("vocabSize", num(env, static_cast<double>(c.vocab_size)));
+    o.Set("nEmbd", num(env, static_cast<double>(c.n_embd)));
+    o.Set("nLayer", num(env, static_cast<double>(c.n_layer)));
+    o.Set("nHead", num(env, static_cast<double>(c.n_head)));
+    o.Set("maxContext", num(env, static_cast<double>(engine_->max_context())));
+    o.Set("eosTokenId", num(env, static_cast<double>(c.eos_token_id)));
+    o.Set("tokenizerClass", c.tokenizer_class);
+    Napi::Object special = Napi::Object::New(env);
+    for (const auto& [name, id] : c.special_tokens) special.Set(name, num(env, static_cast<double>(id)));
+    o.Set("specialTokens", special);
+    o.Set("threads", num(env, engine_->threads()));
+    o.Set("isa", roost::isa_name(roost::active_isa()));
+    return o;
+  });
+}
+
+Napi::Value EngineWrap::create_sequence(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    roost::SamplingParams params = sampling_params_arg(env, info[0], engine_->config().vocab_size);
+    return num(env, static_cast<double>(engine_->create_sequence(params)));
+  });
+}
+
+Napi::Value EngineWrap::free_sequence(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    int64_t seq = sequence_arg(env, info[0], "seq");
+    if (in_flight_.count(seq)) {
+      engine_->sequence_length(seq);  // unknown ids still throw E_ARGUMENT
+      free_after_.insert(seq);        // freed when its steps settle
+    } else {
+      engine_->free_sequence(seq);
+    }
+    return env.Undefined();
+  });
+}
+
+Napi::Value EngineWrap::sequence_length(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    return num(env, static_cast<double>(engine_->sequence_length(sequence_arg(env, info[0], "seq"))));
+  });
+}
+
+Napi::Value EngineWrap::step(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) type_error(env, "reqs must be an array (got " + type_of(info[0]) + ")");
+  Napi::Array reqs = info[0].As<Napi::Array>();
+  std::vector<roost::StepRequest> requests(reqs.Length());
+  for (uint32_t i = 0; i < reqs.Length(); i++) {
+    std::string name = "reqs[" + std::to_string(i) + "]";
+    Napi::Object r = object_arg(env, reqs.Get(i), name);
+    roost::StepRequest& req = requests[i];
+    req.seq = sequence_arg(env, r.Get("seq"), name + ".seq");
+    req.tokens = tokens_arg(env, r.Get("tokens"), name + ".tokens");
+    req.sample = bool_arg(env, r.Get("sample"), name + ".sample");
+    Napi::Value pl = r.Get("promptLogprobs");
+    req.prompt_logprobs = absent(pl) ? false : bool_arg(env, pl, name + ".promptLogprobs");
+  }
+  for (const roost::StepRequest& req : requests) in_flight_[req.seq]++;
+  return queue(new_step_worker(env, this, std::move(requests)));
+}
+
+void EngineWrap::step_settled(const std::vector<int64_t>& seqs) {
+  for (int64_t seq : seqs) {
+    auto it = in_flight_.find(seq);
+    if (it == in_flight_.end() || --it->second > 0) continue;
+    in_flight_.erase(it);
+    if (free_after_.erase(seq)) {
+      try {
+        engine_->free_sequence(seq);
+      } catch (const roost::Error&) {
+        // already gone: nothing left to free
+      }
+    }
+  }
+}
+
+Napi::Value EngineWrap::stats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    roost::EngineStats s = engine_->stats();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("sequences", num(env, static_cast<double>(s.sequences)));
+    o.Set("stateBytes", num(env, static_cast<double>(s.state_bytes)));
+    o.Set("weightBytes", num(env, static_cast<double>(s.weight_bytes)));
+    return o;
+  });
+}
+
+}  // namespace roost::binding

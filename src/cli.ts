@@ -1,0 +1,301 @@
+// roost generate / score / eval (shared/DESIGN.md, "Interfaces others depend on").
+// Usage errors exit 2, runtime errors exit 1; messages go to stderr, results
+// to stdout. `serve` arrives with the HTTP server (its own issue).
+
+// The engine runs its own compute threads; libuv's pool only waits on them and
+// must not fight them for the cores (shared/PEERS.md). Set before anything
+// touches the pool.
+process.env.UV_THREADPOOL_SIZE ??= '2';
+
+import { randomInt } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+
+import { generateText, scoreLong, score } from './engine/generate';
+import { loadTokenizer, Tokenizer } from './engine/tokenizer';
+import { Engine, isNativeError, NativeEngine, packageRoot } from './native';
+
+class UsageError extends Error {}
+
+type Values = Record<string, string | boolean | undefined>;
+type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>;
+
+const COMMON: OptionSpec = {
+  model: { type: 'string' },
+  device: { type: 'string' },
+  threads: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+interface Command {
+  usage: string;
+  options: OptionSpec;
+  run(values: Values): Promise<void>;
+}
+
+const COMMON_USAGE = '[--device cpu|cuda|auto] [--threads N]';
+
+const COMMANDS: Record<string, Command> = {
+  generate: {
+    usage: `roost generate --model DIR --prompt TEXT --max-tokens N [--temperature T] [--top-p P] [--top-k K] [--seed S] ${COMMON_USAGE}`,
+    options: {
+      ...COMMON,
+      prompt: { type: 'string' },
+      'max-tokens': { type: 'string' },
+      temperature: { type: 'string' },
+      'top-p': { type: 'string' },
+      'top-k': { type: 'string' },
+      seed: { type: 'string' },
+    },
+    run: runGenerate,
+  },
+  score: {
+    usage: `roost score --model DIR (--tokens 1,2,3 | --text TEXT) ${COMMON_USAGE}`,
+    options: { ...COMMON, tokens: { type: 'string' }, text: { type: 'string' } },
+    run: runScore,
+  },
+  eval: {
+    usage: `roost eval --model DIR --file F ${COMMON_USAGE}`,
+    options: { ...COMMON, file: { type: 'string' } },
+    run: runEval,
+  },
+};
+
+function usage(): string {
+  return ['usage:', ...Object.values(COMMANDS).map((c) => '  ' + c.usage)].join('\n');
+}
+
+// ---------------------------------------------------------------- flag parsing
+
+/**
+ * parseArgs refuses `--max-tokens -3` as ambiguous; join a string option with
+ * a following value that starts with one dash (a negative number, a prompt
+ * "-x") so the value reaches the validation below and its message.
+ */
+function joinDashValues(args: string[], options: OptionSpec): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const name = a.startsWith('--') && !a.includes('=') ? a.slice(2) : undefined;
+    const next = args[i + 1];
+    if (name && options[name]?.type === 'string' && next !== undefined && next.startsWith('-') && !next.startsWith('--')) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else {
+      out.push(a);
+    }
+  }
+  return out;
+}
+
+function str(values: Values, flag: string): string | undefined {
+  const v = values[flag];
+  return typeof v === 'string' ? v : undefined;
+}
+
+function required(values: Values, flag: string): string {
+  const v = str(values, flag);
+  if (v === undefined) throw new UsageError(`--${flag} is required`);
+  return v;
+}
+
+function integerFlag(values: Values, flag: string, min: number, what: string, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  const v = str(values, flag);
+  if (v === undefined) return undefined;
+  // BigInt keeps the comparison exact past 2^53, where Number would round.
+  const ok = /^[+-]?\d+$/.test(v.trim()) && BigInt(v.trim()) >= BigInt(min) && BigInt(v.trim()) <= BigInt(max);
+  if (!ok) throw new UsageError(`--${flag} must be ${what} (got ${v})`);
+  return Number(v.trim());
+}
+
+function numberFlag(values: Values, flag: string, ok: (x: number) => boolean, what: string): number | undefined {
+  const v = str(values, flag);
+  if (v === undefined) return undefined;
+  const n = v.trim() === '' ? NaN : Number(v);
+  if (!Number.isFinite(n) || !ok(n)) throw new UsageError(`--${flag} must be ${what} (got ${v})`);
+  return n;
+}
+
+function isDir(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** `--model default` or a bare name is models/<name> of the package when that folder exists. */
+function resolveModel(value: string): string {
+  if (value === '') throw new UsageError('--model must not be empty');
+  const bare = !/[\\/]/.test(value) && value !== '.' && value !== '..';
+  const shipped = bare ? path.join(packageRoot(), 'models', value) : undefined;
+  if (shipped && isDir(shipped)) return shipped;
+  if (isDir(value)) return path.resolve(value);
+  throw new UsageError(`--model: no model folder at ${value}` + (shipped ? ` (nor ${shipped})` : ''));
+}
+
+interface Loaded {
+  engine: NativeEngine;
+  tokenizer: Tokenizer;
+}
+
+async function load(values: Values): Promise<Loaded> {
+  const device = str(values, 'device') ?? 'auto';
+  if (!['cpu', 'cuda', 'auto'].includes(device)) throw new UsageError(`--device must be cpu, cuda or auto (got ${device})`);
+  const threads = integerFlag(values, 'threads', 1, 'a positive integer');
+  const dir = resolveModel(required(values, 'model'));
+  if (device === 'cuda') {
+    throw new Error('--device cuda: the CUDA backend is not built yet; use --device cpu or auto');
+  }
+  const tokenizer = loadTokenizer(dir);
+  const engine = await Engine.load(dir, threads === undefined ? {} : { threads });
+  return { engine, tokenizer };
+}
+
+// ---------------------------------------------------------------- commands
+
+async function runGenerate(values: Values): Promise<void> {
+  const prompt = required(values, 'prompt');
+  if (prompt === '') throw new UsageError('--prompt must not be empty');
+  const maxTokens = integerFlag(values, 'max-tokens', 1, 'a positive integer');
+  if (maxTokens === undefined) throw new UsageError('--max-tokens is required');
+  const temperature = numberFlag(values, 'temperature', (x) => x >= 0, 'a number >= 0');
+  const topP = numberFlag(values, 'top-p', (x) => x > 0 && x <= 1, 'a number in (0, 1]');
+  const topK = integerFlag(values, 'top-k', 0, 'an integer >= 0 (0 = off)');
+  const seed = integerFlag(values, 'seed', 0, 'an integer in [0, 2^53]', 2 ** 53);
+  // Without --seed every run samples differently, as users expect of a sampler.
+  const seedValue = seed ?? randomInt(0, 2 ** 47);
+  const { engine, tokenizer } = await load(values);
+  const ids = tokenizer.encode(prompt);
+  if (ids.length === 0) throw new UsageError('--prompt encodes to no tokens');
+  const max = engine.info().maxContext;
+  if (max > 0 && ids.length > max) {
+    throw new UsageError(`--prompt is ${ids.length} tokens; the model's context holds ${max}`);
+  }
+  for await (const piece of generateText(engine, tokenizer, ids, { maxTokens, temperature, topP, topK, seed: seedValue })) {
+    process.stdout.write(piece);
+  }
+}
+
+function parseTokenList(v: string): number[] {
+  if (!/^\s*\d+\s*(,\s*\d+\s*)*$/.test(v)) {
+    throw new UsageError(`--tokens must be a comma-separated list of token ids, e.g. 1,2,3 (got ${JSON.stringify(v)})`);
+  }
+  return v.split(',').map((s) => Number(s.trim()));
+}
+
+async function runScore(values: Values): Promise<void> {
+  const tokensFlag = str(values, 'tokens');
+  const text = str(values, 'text');
+  if ((tokensFlag === undefined) === (text === undefined)) throw new UsageError('give exactly one of --tokens or --text');
+  const listed = tokensFlag !== undefined ? parseTokenList(tokensFlag) : undefined;
+  const { engine, tokenizer } = await load(values);
+  const tokens = listed ?? tokenizer.encode(text!);
+  const flag = listed ? '--tokens' : '--text';
+  if (tokens.length === 0) throw new UsageError(`${flag} encodes to no tokens`);
+  const info = engine.info();
+  const bad = tokens.find((t) => t >= info.vocabSize);
+  if (bad !== undefined) throw new UsageError(`--tokens: token id ${bad} is out of range [0, ${info.vocabSize})`);
+  if (info.maxContext > 0 && tokens.length > info.maxContext) {
+    throw new UsageError(`${flag} is ${tokens.length} tokens; the model's context holds ${info.maxContext} (use roost eval for long texts)`);
+  }
+  const logprobs = await score(engine, tokens);
+  process.stdout.write(JSON.stringify({ tokens, logprobs }) + '\n');
+}
+
+async function runEval(values: Values): Promise<void> {
+  const file = required(values, 'file');
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch (e) {
+    throw new UsageError(`--file: cannot read ${file}: ${(e as Error).message}`);
+  }
+  const { engine, tokenizer } = await load(values);
+  const tokens = tokenizer.encode(bytes.toString('utf8'));
+  if (tokens.length < 2) throw new UsageError(`--file: ${file} holds ${tokens.length} token(s); eval needs at least 2`);
+  const r = await scoreLong(engine, tokens);
+  let nll = 0; // nats
+  for (let t = 1; t < tokens.length; t++) nll -= r.logprobs[t]!;
+  const scored = tokens.length - 1;
+  const result = {
+    bits_per_byte: nll / Math.LN2 / bytes.length,
+    perplexity: Math.exp(nll / scored),
+    tokens: tokens.length,
+    scored_tokens: scored,
+    bytes: bytes.length,
+    nll,
+    window: r.window,
+    stride: r.stride,
+    windows: r.windows,
+  };
+  process.stdout.write(JSON.stringify(result) + '\n');
+}
+
+// ---------------------------------------------------------------- entry
+
+/** Runs the CLI; resolves to the exit code. */
+export async function main(argv: string[] = process.argv.slice(2)): Promise<number> {
+  const [name, ...rest] = argv;
+  try {
+    if (name === undefined) {
+      process.stderr.write(usage() + '\n');
+      return 2;
+    }
+    if (name === '--help' || name === '-h' || name === 'help') {
+      process.stdout.write(usage() + '\n');
+      return 0;
+    }
+    if (name === 'serve') throw new UsageError('serve is not implemented yet (the HTTP server arrives in its own issue)');
+    const command = COMMANDS[name];
+    if (!command) throw new UsageError(`unknown command ${JSON.stringify(name)}\n${usage()}`);
+    let values: Values;
+    try {
+      values = parseArgs({
+        args: joinDashValues(rest, command.options),
+        options: command.options,
+        strict: true,
+        allowPositionals: false,
+      }).values as Values;
+    } catch (e) {
+      throw new UsageError(`${(e as Error).message}\nusage: ${command.usage}`);
+    }
+    if (values.help) {
+      process.stdout.write(`usage: ${command.usage}\n`);
+      return 0;
+    }
+    await command.run(values);
+    return 0;
+  } catch (e) {
+    const prefix = name && COMMANDS[name] ? `roost ${name}: ` : 'roost: ';
+    if (e instanceof UsageError) {
+      process.stderr.write(prefix + e.message + '\n');
+      return 2;
+    }
+    const err = e as Error & { code?: string };
+    const code = isNativeError(e) || /^E_/.test(String(err.code ?? '')) ? ` [${err.code}]` : '';
+    process.stderr.write(`${prefix}${err?.message ?? String(e)}${code}\n`);
+    return 1;
+  }
+}
+
+/** bin/roost.js calls this: exit code through process.exitCode so stdout drains. */
+export function run(): void {
+  // A reader that goes away (`roost generate ... | head`) is not an error of ours.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
+  main().then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e) => {
+      process.stderr.write(`roost: ${String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
+
+if (require.main === module) run();

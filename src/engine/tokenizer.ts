@@ -1,0 +1,58 @@
+// Tokenizers of a checkpoint folder (shared/spec/models.md, "Checkpoint
+// folder"): tokenizer.json, GPT-2 vocab.json + merges.txt, or the byte
+// tokenizer named by config.json. loadTokenizer picks by what is there.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import { ByteTokenizer } from './tokenizers/bytes';
+import { loadGpt2Bpe, loadTokenizerJson } from './tokenizers/hf';
+import { Tokenizer, TokenizerError } from './tokenizers/types';
+
+export { ByteTokenizer } from './tokenizers/bytes';
+export { HfTokenizer } from './tokenizers/hf';
+export { TokenizerError } from './tokenizers/types';
+export type { Tokenizer, TokenizerKind } from './tokenizers/types';
+
+function readConfig(dir: string): Record<string, unknown> {
+  const file = path.join(dir, 'config.json');
+  if (!fs.existsSync(file)) return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new TokenizerError('E_CONFIG', `${file}: invalid JSON: ${(e as Error).message}`);
+  }
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new TokenizerError('E_CONFIG', `${file}: must hold a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+/**
+ * The tokenizer of a checkpoint folder. Order: config.json
+ * `"tokenizer_class": "bytes"`, then tokenizer.json, then vocab.json +
+ * merges.txt. Throws TokenizerError (code E_CHECKPOINT / E_CONFIG) naming the
+ * folder or file.
+ */
+export function loadTokenizer(modelDir: string): Tokenizer {
+  if (!fs.existsSync(modelDir) || !fs.statSync(modelDir).isDirectory()) {
+    throw new TokenizerError('E_CHECKPOINT', `${modelDir}: no such model folder`);
+  }
+  const config = readConfig(modelDir);
+  const cls = config.tokenizer_class;
+  if (cls === 'bytes') return new ByteTokenizer(modelDir, config, path.join(modelDir, 'config.json'));
+  if (fs.existsSync(path.join(modelDir, 'tokenizer.json'))) return loadTokenizerJson(modelDir, config);
+  const hasVocab = fs.existsSync(path.join(modelDir, 'vocab.json'));
+  const hasMerges = fs.existsSync(path.join(modelDir, 'merges.txt'));
+  if (hasVocab && hasMerges) return loadGpt2Bpe(modelDir, config);
+  if (hasVocab !== hasMerges) {
+    throw new TokenizerError(
+      'E_CHECKPOINT',
+      `${modelDir}: has ${hasVocab ? 'vocab.json but no merges.txt' : 'merges.txt but no vocab.json'}: a GPT-2 tokenizer needs both`,
+    );
+  }
+  throw new TokenizerError(
+    'E_CHECKPOINT',
+    `${modelDir}: no tokenizer found: expected tokenizer.json, vocab.json + merges.txt, ` +
+      `or "tokenizer_class": "bytes" in config.json` +
+      (typeof cls === 'string' && cls !== '' ? ` (config.json names tokenizer_class ${JSON.stringify(cls)})` : ''),
+  );
+}

@@ -1,0 +1,241 @@
+// HuggingFace tokenizers through the npm package @huggingface/tokenizers (its
+// CommonJS build): a tokenizer.json as is, or GPT-2's vocab.json + merges.txt
+// turned into the equivalent tokenizer.json object in memory. No BPE here:
+// the library does it.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
+
+import { byteLevelTokenBytes } from './byte_level';
+import { Tokenizer, TokenizerError, TokenizerKind } from './types';
+
+interface AddedTokenJson {
+  id: number;
+  content: string;
+  special?: boolean;
+}
+
+/** The parts of tokenizer.json this file reads; the library reads the rest. */
+export interface TokenizerJson {
+  added_tokens?: AddedTokenJson[];
+  normalizer?: unknown;
+  pre_tokenizer?: unknown;
+  post_processor?: unknown;
+  decoder?: { type?: string; decoders?: Array<{ type?: string }>; [k: string]: unknown } | null;
+  model: { type?: string; vocab?: unknown; merges?: unknown; [k: string]: unknown };
+  [k: string]: unknown;
+}
+
+const utf8 = new TextEncoder();
+const NO_BYTES = new Uint8Array(0);
+
+function isByteLevelDecoder(decoder: TokenizerJson['decoder']): boolean {
+  if (!decoder) return false;
+  if (decoder.type === 'ByteLevel') return true;
+  return decoder.type === 'Sequence' && (decoder.decoders ?? []).some((d) => d?.type === 'ByteLevel');
+}
+
+function tokenContent(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') {
+    return (v as { content: string }).content;
+  }
+  return undefined;
+}
+
+export class HfTokenizer implements Tokenizer {
+  readonly vocabSize: number;
+  readonly eosId: number;
+  readonly specialTokens: Readonly<Record<string, number>>;
+  private readonly tok: HfLibTokenizer;
+  private readonly byteLevel: boolean;
+  private readonly addedContent = new Map<number, string>();
+  private readonly decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
+  /** Set for ByteLevel tokenizers only (see Tokenizer.tokenBytes). */
+  readonly tokenBytes?: (id: number) => Uint8Array;
+
+  /**
+   * json: a tokenizer.json object; tokenizerConfig: tokenizer_config.json or {};
+   * modelConfig: config.json or {} (eos_token_id, special_tokens).
+   */
+  constructor(
+    readonly kind: TokenizerKind,
+    readonly dir: string,
+    json: TokenizerJson,
+    tokenizerConfig: Record<string, unknown>,
+    modelConfig: Record<string, unknown>,
+    source: string,
+  ) {
+    const full = {
+      normalizer: null,
+      pre_tokenizer: null,
+      post_processor: null,
+      decoder: null,
+      ...json,
+      added_tokens: json.added_tokens ?? [],
+    };
+    try {
+      this.tok = new HfLibTokenizer(full, tokenizerConfig);
+    } catch (e) {
+      throw new TokenizerError('E_CHECKPOINT', `${source}: not a tokenizer this runtime supports: ${(e as Error).message}`);
+    }
+    this.byteLevel = isByteLevelDecoder(json.decoder);
+    if (this.byteLevel) this.tokenBytes = (id) => this.bytesOf(id);
+
+    const special: Record<string, number> = {};
+    for (const t of full.added_tokens) {
+      this.addedContent.set(t.id, t.content);
+      if (t.special) special[t.content] = t.id;
+    }
+    // Names the model's config gives (fim_prefix, eos, ...) are kept beside the token texts.
+    const named = modelConfig.special_tokens;
+    if (named && typeof named === 'object' && !Array.isArray(named)) {
+      for (const [name, id] of Object.entries(named as Record<string, unknown>)) {
+        if (typeof id === 'number' && Number.isInteger(id)) special[name] = id;
+      }
+    }
+    this.specialTokens = Object.freeze(special);
+
+    let maxId = -1;
+    for (const id of this.tok.get_vocab(true).values()) if (id > maxId) maxId = id;
+    this.vocabSize = maxId + 1;
+
+    this.eosId = this.findEos(tokenizerConfig, modelConfig);
+  }
+
+  private findEos(tokenizerConfig: Record<string, unknown>, modelConfig: Record<string, unknown>): number {
+    let eos = modelConfig.eos_token_id;
+    if (Array.isArray(eos)) eos = eos[0];
+    if (typeof eos === 'number' && Number.isInteger(eos)) return eos;
+    const text = tokenContent(tokenizerConfig.eos_token);
+    const fromText = text !== undefined ? this.tok.token_to_id(text) : undefined;
+    if (fromText !== undefined) return fromText;
+    return this.tok.token_to_id('<|endoftext|>') ?? -1;
+  }
+
+  encode(text: string): number[] {
+    return this.tok.encode(text).ids;
+  }
+
+  decode(ids: ArrayLike<number>): string {
+    if (ids.length === 0) return '';
+    if (this.byteLevel) {
+      // Exact byte decode (no clean-up of spaces before punctuation).
+      const parts: Uint8Array[] = [];
+      let n = 0;
+      for (let i = 0; i < ids.length; i++) {
+        const b = this.bytesOf(ids[i]);
+        parts.push(b);
+        n += b.length;
+      }
+      const all = new Uint8Array(n);
+      let o = 0;
+      for (const p of parts) {
+        all.set(p, o);
+        o += p.length;
+      }
+      return this.decoder.decode(all);
+    }
+    return this.tok.decode(Array.from(ids), { clean_up_tokenization_spaces: false });
+  }
+
+  private bytesOf(id: number): Uint8Array {
+    const added = this.addedContent.get(id);
+    if (added !== undefined) return utf8.encode(added);
+    const token = this.tok.id_to_token(id);
+    return token === undefined ? NO_BYTES : byteLevelTokenBytes(token);
+  }
+}
+
+function readJson(file: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new TokenizerError('E_CHECKPOINT', `${file}: cannot read: ${(e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new TokenizerError('E_CHECKPOINT', `${file}: invalid JSON: ${(e as Error).message}`);
+  }
+}
+
+function readOptionalObject(file: string): Record<string, unknown> {
+  if (!fs.existsSync(file)) return {};
+  const v = readJson(file);
+  if (!v || typeof v !== 'object' || Array.isArray(v)) {
+    throw new TokenizerError('E_CHECKPOINT', `${file}: must hold a JSON object`);
+  }
+  return v as Record<string, unknown>;
+}
+
+/** <dir>/tokenizer.json (+ tokenizer_config.json when present). */
+export function loadTokenizerJson(dir: string, modelConfig: Record<string, unknown>): HfTokenizer {
+  const file = path.join(dir, 'tokenizer.json');
+  const json = readJson(file) as TokenizerJson;
+  if (!json || typeof json !== 'object' || !json.model || typeof json.model !== 'object') {
+    throw new TokenizerError('E_CHECKPOINT', `${file}: has no "model" object`);
+  }
+  const tokenizerConfig = readOptionalObject(path.join(dir, 'tokenizer_config.json'));
+  return new HfTokenizer('tokenizer.json', dir, json, tokenizerConfig, modelConfig, file);
+}
+
+/**
+ * GPT-2's vocab.json + merges.txt: built into the tokenizer.json HuggingFace
+ * writes for gpt2 (BPE, ByteLevel pre-tokenizer without prefix space,
+ * ByteLevel decoder, <|endoftext|> as a special added token when in the vocab).
+ */
+export function loadGpt2Bpe(dir: string, modelConfig: Record<string, unknown>): HfTokenizer {
+  const vocabFile = path.join(dir, 'vocab.json');
+  const mergesFile = path.join(dir, 'merges.txt');
+  const vocab = readJson(vocabFile);
+  if (!vocab || typeof vocab !== 'object' || Array.isArray(vocab)) {
+    throw new TokenizerError('E_CHECKPOINT', `${vocabFile}: must map token strings to ids`);
+  }
+  for (const [token, id] of Object.entries(vocab as Record<string, unknown>)) {
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) {
+      throw new TokenizerError('E_CHECKPOINT', `${vocabFile}: id of ${JSON.stringify(token)} must be an integer >= 0`);
+    }
+  }
+  let mergesText: string;
+  try {
+    mergesText = fs.readFileSync(mergesFile, 'utf8');
+  } catch (e) {
+    throw new TokenizerError('E_CHECKPOINT', `${mergesFile}: cannot read: ${(e as Error).message}`);
+  }
+  const merges: Array<[string, string]> = [];
+  mergesText.split(/\r?\n/).forEach((line, i) => {
+    if (line === '' || (i === 0 && line.startsWith('#version'))) return;
+    const parts = line.split(' ');
+    if (parts.length !== 2) {
+      throw new TokenizerError('E_CHECKPOINT', `${mergesFile}:${i + 1}: expected two tokens separated by one space`);
+    }
+    merges.push([parts[0], parts[1]]);
+  });
+  const eot = (vocab as Record<string, number>)['<|endoftext|>'];
+  const json: TokenizerJson = {
+    version: '1.0',
+    added_tokens:
+      eot === undefined
+        ? []
+        : [{ id: eot, content: '<|endoftext|>', single_word: false, lstrip: false, rstrip: false, normalized: true, special: true } as AddedTokenJson],
+    normalizer: null,
+    pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+    post_processor: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
+    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: '',
+      end_of_word_suffix: '',
+      fuse_unk: false,
+      byte_fallback: false,
+      vocab,
+      merges,
+    },
+  };
+  const tokenizerConfig = readOptionalObject(path.join(dir, 'tokenizer_config.json'));
+  return new HfTokenizer('vocab.json+merges.txt', dir, json, tokenizerConfig, modelConfig, `${vocabFile} + ${mergesFile}`);
+}

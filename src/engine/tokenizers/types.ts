@@ -1,0 +1,39 @@
+// What every tokenizer offers the engine layer, whatever its files.
+
+export type TokenizerKind = 'tokenizer.json' | 'vocab.json+merges.txt' | 'bytes';
+
+export interface Tokenizer {
+  readonly kind: TokenizerKind;
+  /** The folder it was loaded from (for messages). */
+  readonly dir: string;
+  /** 1 + the largest id the tokenizer knows (the model's vocab_size may be larger, padded). */
+  readonly vocabSize: number;
+  /** End-of-sequence id, -1 when there is none. */
+  readonly eosId: number;
+  /** Special tokens, name (or token text) -> id. */
+  readonly specialTokens: Readonly<Record<string, number>>;
+  /** Text -> ids, as the reference tokenizer does it. */
+  encode(text: string): number[];
+  /**
+   * ids -> text. Lossy where the ids end inside a multi-byte UTF-8 character
+   * (U+FFFD there); stream with Detokenizer instead.
+   */
+  decode(ids: ArrayLike<number>): string;
+  /**
+   * The raw bytes one token stands for, for byte-level tokenizers (GPT-2
+   * ByteLevel BPE, the bytes tokenizer). Special tokens give the UTF-8 of
+   * their text (HF) or no bytes (bytes tokenizer: they have no text).
+   * Absent for tokenizers whose tokens are not byte strings.
+   */
+  tokenBytes?(id: number): Uint8Array;
+}
+
+/** A tokenizer file is missing, unreadable or malformed. */
+export class TokenizerError extends Error {
+  readonly code: 'E_CHECKPOINT' | 'E_CONFIG';
+  constructor(code: 'E_CHECKPOINT' | 'E_CONFIG', message: string) {
+    super(message);
+    this.name = 'TokenizerError';
+    this.code = code;
+  }
+}

@@ -1,0 +1,171 @@
+// The native addon (build/Release/roost.node) and the TypeScript types of its
+// whole surface: this file is the one description of what crosses the
+// Node-API boundary (cpp/binding/*). Validation with friendly messages belongs
+// in the TS callers; the addon only guards types (TypeError naming the
+// argument) and invariants (errors with a code).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/** err.code of every error the engine raises (cpp/common.h). */
+export type NativeErrorCode = 'E_CHECKPOINT' | 'E_CONFIG' | 'E_ARGUMENT' | 'E_STATE' | 'E_INTERNAL';
+
+/** An Error thrown or rejected by the addon: message is the C++ message. */
+export interface NativeError extends Error {
+  code: NativeErrorCode;
+}
+
+export function isNativeError(e: unknown): e is NativeError {
+  const code = e instanceof Error ? (e as Error & { code?: unknown }).code : undefined;
+  return typeof code === 'string' && /^E_(CHECKPOINT|CONFIG|ARGUMENT|STATE|INTERNAL)$/.test(code);
+}
+
+/** Kernel instruction sets (cpp/ops/ops.h isa_name). */
+export type IsaName = 'reference' | 'avx2' | 'avx512' | (string & {});
+
+export interface LoadOptions {
+  /** Compute threads of this engine; 0 or absent = every core the process may use. */
+  threads?: number;
+  /** Tokens per forward pass; longer inputs run in several (default 512). */
+  maxStepTokens?: number;
+}
+
+export interface EngineInfo {
+  modelType: string;
+  vocabSize: number;
+  nEmbd: number;
+  nLayer: number;
+  nHead: number;
+  /** Largest total length of a sequence; 0 = bounded only by memory. */
+  maxContext: number;
+  /** -1 when the checkpoint names none. */
+  eosTokenId: number;
+  /** "bytes" for byte-level models, "" otherwise. */
+  tokenizerClass: string;
+  /** name -> id, from config.json special_tokens. */
+  specialTokens: Record<string, number>;
+  threads: number;
+  isa: IsaName;
+}
+
+export interface SequenceParams {
+  /** 0 = greedy; default 1. */
+  temperature?: number;
+  /** 0 = off (default). */
+  topK?: number;
+  /** 1 = off (default). */
+  topP?: number;
+  /** Integer 0 .. 2^53 (or a bigint up to 2^64-1); default 0. */
+  seed?: number | bigint;
+  /** [token, bias] pairs added to the logits before sampling. */
+  logitBias?: Array<[number, number]>;
+  /** How many top alternatives to report per position (default 0). */
+  logprobs?: number;
+}
+
+export interface StepRequest {
+  seq: number;
+  /** New tokens appended to the sequence (a prompt chunk, or the last sampled token). */
+  tokens: Int32Array | number[];
+  /** Sample the next token after them. */
+  sample: boolean;
+  /** Report log p(tokens[j] | everything before) for every new token. */
+  promptLogprobs?: boolean;
+}
+
+/** [token id, log-prob] */
+export type TokenLogprob = [number, number];
+
+export interface StepResult {
+  seq: number;
+  sampled: boolean;
+  /** When sampled. */
+  token?: number;
+  /** Raw log p(token) (log_softmax of the logits before bias and temperature). */
+  logprob?: number;
+  /** When sampled: the `logprobs` best tokens by raw log-prob, best first. */
+  top?: TokenLogprob[];
+  /** When promptLogprobs was asked: one entry per new token, NaN where there is no previous logit. */
+  promptLogprobs?: Float64Array;
+  /** When promptLogprobs was asked and the sequence's logprobs > 0: the top alternatives at each new token. */
+  promptTop?: TokenLogprob[][];
+}
+
+export interface EngineStats {
+  sequences: number;
+  /** KV caches and recurrent states in use. */
+  stateBytes: number;
+  weightBytes: number;
+}
+
+/** One loaded model (cpp/binding/engine_wrap.h). */
+export interface NativeEngine {
+  info(): EngineInfo;
+  /** Returns the new sequence id. */
+  createSequence(params?: SequenceParams): number;
+  /** Frees at once, or right after the running step if the sequence is in it. */
+  freeSequence(seq: number): void;
+  /** Tokens consumed so far. */
+  sequenceLength(seq: number): number;
+  /**
+   * One batched forward step plus sampling, off the JS thread. Rejects with
+   * E_ARGUMENT (unknown sequence, token out of range, context exceeded, a
+   * sequence listed twice) before touching any state, E_STATE if a step is running.
+   */
+  step(reqs: StepRequest[]): Promise<StepResult[]>;
+  stats(): EngineStats;
+}
+
+export interface NativeEngineClass {
+  /** Loads a checkpoint folder off the JS thread; rejects with E_CHECKPOINT / E_CONFIG naming the file. */
+  load(dir: string, opts?: LoadOptions): Promise<NativeEngine>;
+}
+
+export interface NativeAddon {
+  Engine: NativeEngineClass;
+  /** The kernel ISA in use now. */
+  isa(): IsaName;
+  /** The best ISA this CPU supports. */
+  detectedIsa(): IsaName;
+  /** Forces an ISA process-wide; throws E_ARGUMENT for an unknown one or one the CPU lacks. */
+  setIsa(name: IsaName): void;
+}
+
+/** The package root: the nearest folder above this file with Roost's package.json. */
+export function packageRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    const manifest = path.join(dir, 'package.json');
+    if (fs.existsSync(manifest)) {
+      try {
+        if (JSON.parse(fs.readFileSync(manifest, 'utf8')).name === 'roost') return dir;
+      } catch {
+        // an unreadable package.json is not ours; keep looking
+      }
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error(`cannot find the roost package root above ${__dirname}`);
+    dir = parent;
+  }
+}
+
+let addon: NativeAddon | undefined;
+
+/** Loads the addon once (works from src/ under ts-jest and from dist/src/). */
+export function native(): NativeAddon {
+  if (addon) return addon;
+  const file = path.join(packageRoot(), 'build', 'Release', 'roost.node');
+  if (!fs.existsSync(file)) {
+    throw new Error(`the native addon is not built (${file} is missing): run \`npm install\` or \`npm run build:native\``);
+  }
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  addon = require(file) as NativeAddon;
+  return addon;
+}
+
+/**
+ * The addon's Engine class, loaded on first use (so importing this module
+ * never needs the addon built): `await Engine.load(dir, { threads })`.
+ */
+export const Engine: NativeEngineClass = {
+  load: (dir: string, opts: LoadOptions = {}) => native().Engine.load(dir, opts),
+};

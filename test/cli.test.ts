@@ -1,0 +1,259 @@
+// The roost command as users run it: `node bin/roost.js ...` on the fixtures.
+// Usage errors exit 2 and name the flag; runtime errors exit 1; results on stdout.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { loadTokenizer } from '../src/engine/tokenizer';
+
+const ROOT = path.join(__dirname, '..');
+const BIN = path.join(ROOT, 'bin', 'roost.js');
+const FIXTURES = path.join(__dirname, 'fixtures');
+const TINY = path.join(FIXTURES, 'gpt2-tiny');
+const BYTES = path.join(FIXTURES, 'gpt2-bytes');
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function roost(...args: string[]): Result {
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 60000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function golden(dir: string): any {
+  return JSON.parse(fs.readFileSync(path.join(dir, 'golden.json'), 'utf8'));
+}
+
+function newestMtime(dir: string): number {
+  let t = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newestMtime(p) : fs.statSync(p).mtimeMs);
+  }
+  return t;
+}
+
+beforeAll(() => {
+  // bin/roost.js runs the compiled CLI: compile when dist/ is missing or older than src/.
+  const cli = path.join(ROOT, 'dist', 'src', 'cli.js');
+  if (!fs.existsSync(cli) || fs.statSync(cli).mtimeMs < newestMtime(path.join(ROOT, 'src'))) {
+    const r = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: ROOT, encoding: 'utf8' });
+    // tsc still emits when some other file has a type error; only a missing CLI stops these tests.
+    if (!fs.existsSync(cli)) throw new Error(`tsc did not produce ${cli}:\n${r.stdout}${r.stderr}`);
+    if (r.status !== 0) console.warn(`tsc reported errors:\n${r.stdout}${r.stderr}`);
+  }
+}, 120000);
+
+describe('generate', () => {
+  test('greedy output is the reference continuation, and only it', () => {
+    const g = golden(TINY).greedy[0];
+    expect(g.text_valid_utf8).toBe(true);
+    expect(g.tokens).not.toContain(golden(TINY).eos_token_id);
+    const r = roost('generate', '--model', TINY, '--prompt', g.prompt, '--max-tokens', String(g.max_tokens), '--temperature', '0');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(g.text);
+  });
+
+  test('byte model: text is streamed UTF-8 safe', () => {
+    const r = roost('generate', '--model', BYTES, '--prompt', 'Hello', '--max-tokens', '20', '--temperature', '0', '--threads', '1', '--device', 'cpu');
+    expect(r.code).toBe(0);
+    expect(Buffer.byteLength(r.stdout)).toBeLessThanOrEqual(20 * 3);
+  });
+
+  test('the same seed gives the same text; --device auto runs on CPU', () => {
+    const args = ['generate', '--model', TINY, '--prompt', 'The license', '--max-tokens', '12', '--temperature', '1.0', '--top-p', '0.9', '--top-k', '50'];
+    const a = roost(...args, '--seed', '1234');
+    const b = roost(...args, '--seed', '1234', '--device', 'auto');
+    expect(a.code).toBe(0);
+    expect(b.stdout).toBe(a.stdout);
+    expect(a.stdout.length).toBeGreaterThan(0);
+    const big = roost(...args, '--seed', String(2 ** 53));
+    expect(big.code).toBe(0);
+    expect(roost(...args, '--seed', String(2 ** 53)).stdout).toBe(big.stdout);
+  });
+
+  test.each([
+    [['--max-tokens', '-3'], '--max-tokens must be a positive integer (got -3)'],
+    [['--max-tokens', '0'], '--max-tokens must be a positive integer (got 0)'],
+    [['--max-tokens', '2.5'], '--max-tokens must be a positive integer (got 2.5)'],
+    [['--max-tokens', '5', '--temperature', 'hot'], '--temperature must be a number >= 0 (got hot)'],
+    [['--max-tokens', '5', '--temperature', '-1'], '--temperature must be a number >= 0 (got -1)'],
+    [['--max-tokens', '5', '--top-p', '1.5'], '--top-p must be a number in (0, 1] (got 1.5)'],
+    [['--max-tokens', '5', '--top-p', '0'], '--top-p must be a number in (0, 1] (got 0)'],
+    [['--max-tokens', '5', '--top-k', '-1'], '--top-k must be an integer >= 0 (0 = off) (got -1)'],
+    [['--max-tokens', '5', '--seed', 'abc'], '--seed must be an integer in [0, 2^53] (got abc)'],
+    [['--max-tokens', '5', '--seed', '9007199254740993'], '--seed must be an integer in [0, 2^53] (got 9007199254740993)'],
+    [['--max-tokens', '5', '--threads', '0'], '--threads must be a positive integer (got 0)'],
+    [['--max-tokens', '5', '--device', 'gpu'], '--device must be cpu, cuda or auto (got gpu)'],
+    [['--max-tokens', '5', '--bogus', '1'], "Unknown option '--bogus'"],
+    [['--max-tokens', '5', 'stray'], 'Unexpected argument'],
+    [[], '--max-tokens is required'],
+  ])('usage error %j exits 2 naming the flag', (extra, message) => {
+    const r = roost('generate', '--model', TINY, '--prompt', 'Hi', ...extra);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(message);
+    expect(r.stdout).toBe('');
+  });
+
+  test('missing --model and --prompt are usage errors', () => {
+    expect(roost('generate', '--prompt', 'x', '--max-tokens', '1')).toMatchObject({ code: 2, stderr: expect.stringContaining('--model is required') });
+    expect(roost('generate', '--model', TINY, '--max-tokens', '1')).toMatchObject({ code: 2, stderr: expect.stringContaining('--prompt is required') });
+    expect(roost('generate', '--model', TINY, '--prompt', '', '--max-tokens', '1')).toMatchObject({ code: 2 });
+  });
+
+  test('--device cuda says the backend is not built yet', () => {
+    const r = roost('generate', '--model', TINY, '--prompt', 'Hi', '--max-tokens', '1', '--device', 'cuda');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/CUDA backend is not built yet/);
+  });
+});
+
+describe('score', () => {
+  test('--tokens prints the reference log-probs', () => {
+    const g = golden(TINY);
+    const c = g.cases.find((x: any) => x.name === 'random-33');
+    const r = roost('score', '--model', TINY, '--tokens', c.tokens.join(','));
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(Object.keys(out)).toEqual(['tokens', 'logprobs']);
+    expect(out.tokens).toEqual(c.tokens);
+    expect(out.logprobs[0]).toBeNull();
+    out.logprobs.slice(1).forEach((lp: number, i: number) => expect(Math.abs(lp - c.logprobs[i + 1])).toBeLessThanOrEqual(g.logprob_tolerance));
+  });
+
+  test('--text tokenizes with the model tokenizer', () => {
+    const g = golden(TINY);
+    const c = g.tokenizer.find((x: any) => x.text === 'Hello world');
+    const r = roost('score', '--model', TINY, '--text', 'Hello world');
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.tokens).toEqual(c.ids);
+    expect(out.logprobs).toHaveLength(c.ids.length);
+    expect(out.logprobs[0]).toBeNull();
+    expect(out.logprobs.slice(1).every((x: number) => x < 0)).toBe(true);
+  });
+
+  test('a single token scores [null]', () => {
+    expect(JSON.parse(roost('score', '--model', TINY, '--tokens', '7').stdout)).toEqual({ tokens: [7], logprobs: [null] });
+  });
+
+  test.each([
+    [['--tokens', '1,2', '--text', 'x'], 'give exactly one of --tokens or --text'],
+    [[], 'give exactly one of --tokens or --text'],
+    [['--tokens', '1,x,3'], '--tokens must be a comma-separated list of token ids'],
+    [['--tokens', '-1'], '--tokens must be a comma-separated list of token ids'],
+    [['--tokens', '1,512'], '--tokens: token id 512 is out of range [0, 512)'],
+    [['--tokens', new Array(129).fill(1).join(',')], "the model's context holds 128"],
+  ])('usage error %#', (extra, message) => {
+    const r = roost('score', '--model', TINY, ...extra);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(message);
+  });
+});
+
+describe('eval', () => {
+  let tmp: string;
+  beforeAll(() => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'roost-cli-'));
+  });
+  afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  test('a text within one window equals the sum of score', () => {
+    const text = 'The quick brown fox jumps over the lazy dog. Café, 東京.';
+    const file = path.join(tmp, 'short.txt');
+    fs.writeFileSync(file, text);
+    const r = roost('eval', '--model', TINY, '--file', file);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    const s = JSON.parse(roost('score', '--model', TINY, '--text', text).stdout);
+    const nll = -s.logprobs.slice(1).reduce((a: number, b: number) => a + b, 0);
+    expect(out.tokens).toBe(s.tokens.length);
+    expect(out.bytes).toBe(Buffer.byteLength(text));
+    expect(out.windows).toBe(1);
+    expect(out.bits_per_byte).toBeCloseTo(nll / Math.LN2 / Buffer.byteLength(text), 6);
+    expect(out.perplexity).toBeCloseTo(Math.exp(nll / (s.tokens.length - 1)), 6);
+  });
+
+  test('a long text is scored in overlapping windows, every token once', () => {
+    const text = fs.readFileSync(path.join(ROOT, 'tools', 'reference', 'corpus_en.txt'), 'utf8').slice(0, 1200);
+    const file = path.join(tmp, 'long.txt');
+    fs.writeFileSync(file, text);
+    const r = roost('eval', '--model', TINY, '--file', file);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    const ids = loadTokenizer(TINY).encode(text);
+    const T = ids.length;
+    expect(out).toMatchObject({ window: 128, stride: 64, tokens: T, scored_tokens: T - 1, bytes: Buffer.byteLength(text) });
+    expect(T).toBeGreaterThan(300);
+    expect(out.windows).toBe(1 + Math.ceil((T - 128) / 64));
+    // Recompute the total from `roost score` on each window: the first window
+    // scores tokens 1..127, each later one (ending 64 further) only its new tokens.
+    let nll = 0;
+    let end = 0;
+    for (let b = 128; end < T; b = Math.min(end + 64, T)) {
+      const a = Math.max(0, b - 128);
+      const s = JSON.parse(roost('score', '--model', TINY, '--tokens', ids.slice(a, b).join(',')).stdout);
+      for (let t = Math.max(end, 1); t < b; t++) nll -= s.logprobs[t - a];
+      end = b;
+    }
+    expect(out.nll).toBeCloseTo(nll, 6);
+    expect(out.bits_per_byte).toBeCloseTo(nll / Math.LN2 / out.bytes, 8);
+    expect(out.perplexity).toBeCloseTo(Math.exp(nll / (T - 1)), 6);
+  });
+
+  test('a missing file is a usage error naming --file', () => {
+    const r = roost('eval', '--model', TINY, '--file', path.join(tmp, 'nope.txt'));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--file: cannot read');
+  });
+});
+
+describe('models and commands', () => {
+  test('a missing model folder is a usage error', () => {
+    const r = roost('score', '--model', path.join(FIXTURES, 'nope'), '--tokens', '1');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--model: no model folder at');
+  });
+
+  test('a bare name resolves to models/<name> of the package', () => {
+    const name = `.roost-cli-test-${process.pid}`;
+    const dir = path.join(ROOT, 'models', name);
+    fs.mkdirSync(dir, { recursive: true });
+    try {
+      for (const f of fs.readdirSync(TINY)) fs.copyFileSync(path.join(TINY, f), path.join(dir, f));
+      const r = roost('score', '--model', name, '--tokens', '1,2');
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout).tokens).toEqual([1, 2]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a broken checkpoint is a runtime error (exit 1) with its code', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'roost-cli-'));
+    try {
+      for (const f of fs.readdirSync(TINY)) fs.copyFileSync(path.join(TINY, f), path.join(dir, f));
+      fs.truncateSync(path.join(dir, 'model.safetensors'), 1000);
+      const r = roost('score', '--model', dir, '--tokens', '1,2');
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('E_CHECKPOINT');
+      expect(r.stderr).toContain(path.join(dir, 'model.safetensors'));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('unknown command and serve are usage errors; --help exits 0', () => {
+    expect(roost('frobnicate')).toMatchObject({ code: 2, stderr: expect.stringContaining('unknown command "frobnicate"') });
+    expect(roost('serve', '--model', TINY)).toMatchObject({ code: 2, stderr: expect.stringContaining('not implemented yet') });
+    expect(roost('generate', '--help')).toMatchObject({ code: 0, stdout: expect.stringContaining('roost generate --model DIR') });
+    expect(roost('--help')).toMatchObject({ code: 0, stdout: expect.stringContaining('roost eval --model DIR --file F') });
+    expect(roost()).toMatchObject({ code: 2 });
+  });
+});
