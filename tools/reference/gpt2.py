@@ -5,9 +5,8 @@ weights applied as x @ W + b, c_attn -> Q, K, V, head tied to wte unless
 lm_head.weight exists), plus this project's extensions:
   - position_embedding "rotary" (GPT-NeoX rotate-half on the first rotary_dim
     channels of every head, angles in float64, no wpe);
-  - attention patterns through ATTENTION_PATTERNS (only "dense" here; a later
-    issue registers "bigbird" there: a pattern returns, per layer, which keys
-    each query may see).
+  - attention patterns through ATTENTION_PATTERNS ("dense", and "bigbird" from
+    bigbird.py: a pattern returns, per layer, which keys each query may see).
 
 State-dict names are HF GPT-2's without prefix: wte.weight, wpe.weight,
 h.N.ln_1.{weight,bias}, h.N.attn.c_attn.{weight,bias}, h.N.attn.c_proj.*,
@@ -23,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import bigbird
 import checkpoint
 
 
@@ -72,9 +72,7 @@ class GPT2Config:
             self.rotary_base = float(d.get("rotary_base", 10000.0))
         else:
             raise ValueError(f"config: position_embedding {self.position_embedding!r} unknown")
-        self.attention = d.get("attention") or {"kind": "dense"}
-        if self.attention.get("kind", "dense") not in ATTENTION_PATTERNS:
-            raise NotImplementedError(f"attention kind {self.attention.get('kind')!r} not in the reference yet")
+        self.attention = parse_attention(d)
 
 
 # ------------------------------------------------------- attention patterns
@@ -93,8 +91,43 @@ class DenseCausal:
         return (k_pos[None, :] <= q_pos[:, None])[None]
 
 
-# kind -> class(cfg) with .allowed(layer, q_pos, k_pos). A later issue adds "bigbird".
-ATTENTION_PATTERNS = {"dense": DenseCausal}
+# kind -> class(cfg) with .allowed(layer, q_pos, k_pos); PATTERN_VALIDATORS[kind]
+# (optional) refuses a bad attention dict, naming the field.
+ATTENTION_PATTERNS = {"dense": DenseCausal, "bigbird": bigbird.BigBirdCausal}
+PATTERN_VALIDATORS = {"bigbird": bigbird.validate}
+
+
+def parse_attention(d):
+    """config["attention"] of a gpt2 model (absent = dense); refusals name the field."""
+    if "attention" not in d or d["attention"] is None:
+        return {"kind": "dense"}
+    att = d["attention"]
+    if not isinstance(att, dict):
+        raise ValueError(f"config: attention must be an object (got {att!r})")
+    if "kind" not in att:
+        raise ValueError("config: attention.kind is missing")
+    kind = att["kind"]
+    if not isinstance(kind, str) or kind not in ATTENTION_PATTERNS:
+        raise ValueError(f"config: attention.kind must be one of {sorted(ATTENTION_PATTERNS)} (got {kind!r})")
+    if kind in PATTERN_VALIDATORS:
+        PATTERN_VALIDATORS[kind](att)
+    return dict(att)
+
+
+def refuse_attention(d, arch):
+    """perceiver_ar / block_recurrent: the attention pattern is fixed by the
+    architecture. An absent attention or {"kind": "dense"} (the default, a
+    no-op) is accepted; any other kind (bigbird) is refused naming attention.kind."""
+    att = d.get("attention")
+    if att is None:
+        return
+    if not isinstance(att, dict):
+        raise ValueError(f"config: attention must be an object (got {att!r})")
+    if "kind" not in att:
+        raise ValueError("config: attention.kind is missing")
+    kind = att["kind"]
+    if kind != "dense":
+        raise ValueError(f"config: attention.kind {kind!r} is only supported by model_type gpt2, not {arch}")
 
 
 # ----------------------------------------------------------------- layers
