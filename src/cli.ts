@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { generateText, scoreLong, score } from './engine/generate';
+import { serve } from './http/serve';
 import { loadTokenizer, Tokenizer } from './engine/tokenizer';
 import { Engine, isNativeError, NativeEngine, packageRoot } from './native';
 
@@ -247,7 +248,6 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
       process.stdout.write(usage() + '\n');
       return 0;
     }
-    if (name === 'serve') throw new UsageError('serve is not implemented yet (the HTTP server arrives in its own issue)');
     const command = COMMANDS[name];
     if (!command) throw new UsageError(`unknown command ${JSON.stringify(name)}\n${usage()}`);
     let values: Values;
@@ -297,5 +297,42 @@ export function run(): void {
     },
   );
 }
+
+// ---------------------------------------------------------------- serve (src/http/serve.ts)
+
+COMMANDS.serve = {
+  usage:
+    'roost serve --model DIR [--host H] [--port P] [--max-batch N] [--max-queue N] [--api-key K] ' +
+    `[--request-timeout SECONDS] ${COMMON_USAGE}`,
+  options: {
+    ...COMMON,
+    host: { type: 'string' },
+    port: { type: 'string' },
+    'max-batch': { type: 'string' },
+    'max-queue': { type: 'string' },
+    'api-key': { type: 'string' },
+    'request-timeout': { type: 'string' },
+  },
+  async run(values: Values): Promise<void> {
+    const device = str(values, 'device') ?? 'auto';
+    if (!['cpu', 'cuda', 'auto'].includes(device)) throw new UsageError(`--device must be cpu, cuda or auto (got ${device})`);
+    const port = integerFlag(values, 'port', 0, 'an integer from 0 to 65535 (0 = a free port)') ?? 8080;
+    if (port > 65535) throw new UsageError(`--port must be an integer from 0 to 65535 (0 = a free port) (got ${port})`);
+    const timeout = numberFlag(values, 'request-timeout', (x) => x >= 0, 'a number of seconds >= 0 (0 = none)');
+    const apiKey = str(values, 'api-key');
+    if (apiKey === '') throw new UsageError('--api-key must not be empty');
+    await serve({
+      model: resolveModel(required(values, 'model')),
+      host: str(values, 'host') ?? '127.0.0.1',
+      port,
+      device: device as 'cpu' | 'cuda' | 'auto',
+      threads: integerFlag(values, 'threads', 1, 'a positive integer'),
+      maxBatch: integerFlag(values, 'max-batch', 1, 'a positive integer'),
+      maxQueue: integerFlag(values, 'max-queue', 0, 'an integer >= 0'),
+      apiKey,
+      requestTimeoutMs: timeout === undefined ? undefined : timeout * 1000,
+    });
+  },
+};
 
 if (require.main === module) run();

@@ -1,0 +1,342 @@
+// One completion request from typed params to text: tokenization (with the
+// fill-in-the-middle layout of shared/spec/models.md), the context check,
+// one engine sequence per choice (best_of of them per prompt), incremental
+// detokenization, stop strings, log-probs in OpenAI's legacy shape, best_of
+// ranking and usage. HTTP and WebSocket both run requests through here.
+import { randomInt } from 'node:crypto';
+
+import type { EngineInfo, NativeEngine, SequenceParams, TokenLogprob } from '../native';
+import { Detokenizer } from './detokenizer';
+import { RequestError } from './errors';
+import type { CompletionParams, Prompt } from './params';
+import { FinishReason, ScheduledRequest, Scheduler, SequenceSpec } from './scheduler';
+import { StopMatcher } from './stop';
+import type { Tokenizer } from './tokenizer';
+
+/** The loaded model and what serves it. */
+export interface ModelRuntime {
+  engine: NativeEngine;
+  info: EngineInfo;
+  tokenizer: Tokenizer;
+  scheduler: Scheduler;
+  /** The name clients use in `model` (GET /v1/models). */
+  modelId: string;
+  observer?: CompletionObserver;
+}
+
+/** Per-request timings and counts for metrics (src/http/metrics.ts). */
+export interface CompletionObserver {
+  onAccepted?(promptTokens: number): void;
+  onFirstToken?(seconds: number): void;
+  onInterToken?(seconds: number): void;
+  onGenerated?(tokens: number): void;
+  onFinished?(outcome: 'stop' | 'length' | 'cancelled' | 'error'): void;
+}
+
+/** OpenAI legacy Completions `logprobs` object (arrays parallel over tokens). */
+export interface LegacyLogprobs {
+  tokens: string[];
+  token_logprobs: Array<number | null>;
+  top_logprobs: Array<Record<string, number> | null>;
+  text_offset: number[];
+}
+
+export type ChoiceFinish = 'stop' | 'length';
+
+export interface Choice {
+  index: number;
+  text: string;
+  logprobs: LegacyLogprobs | null;
+  finish_reason: ChoiceFinish | null;
+}
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+export interface CompletionResult {
+  choices: Choice[];
+  usage: Usage;
+}
+
+/** Streaming callbacks: called for stream requests only (which have best_of == n). */
+export interface CompletionEvents {
+  /** Admitted to the engine (left the queue). */
+  onStarted?(): void;
+  /**
+   * New output for a choice: released text (may be '' while text is held back
+   * for a stop string or an incomplete character) and, with logprobs, the
+   * entries of the tokens it came with. `token` is the sampled id (undefined
+   * for the echoed prompt).
+   */
+  onDelta?(index: number, text: string, logprobs: LegacyLogprobs | null, token?: number, logprob?: number): void;
+  onChoiceEnd?(index: number, reason: ChoiceFinish): void;
+}
+
+export interface CompletionRun {
+  /** Resolves when every sequence ended (choices ranked, usage); rejects with a RequestError on timeout / engine failure / shutdown. */
+  result: Promise<CompletionResult>;
+  cancel(): void;
+  setPaused(paused: boolean): void;
+  readonly promptTokens: number;
+}
+
+/** The FIM special tokens of a model, or null if it has not all of them. */
+export function fimTokens(info: EngineInfo, tokenizer: Tokenizer): { prefix: number; middle: number; suffix: number; eos: number } | null {
+  const find = (name: string) => info.specialTokens[name] ?? tokenizer.specialTokens[name];
+  const prefix = find('fim_prefix');
+  const middle = find('fim_middle');
+  const suffix = find('fim_suffix');
+  const eos = find('eos') ?? (info.eosTokenId >= 0 ? info.eosTokenId : undefined);
+  if (prefix === undefined || middle === undefined || suffix === undefined || eos === undefined) return null;
+  return { prefix, middle, suffix, eos };
+}
+
+/** Token ids of each prompt (FIM layout when suffix is set); validates against the context. */
+export function tokenizePrompts(rt: ModelRuntime, p: CompletionParams): number[][] {
+  const enc = (x: Prompt) => (typeof x === 'string' ? rt.tokenizer.encode(x) : x);
+  let fim: ReturnType<typeof fimTokens> = null;
+  if (p.suffix !== null) {
+    fim = fimTokens(rt.info, rt.tokenizer);
+    if (!fim) {
+      throw new RequestError(
+        'invalid_parameter',
+        `suffix is not supported by model ${rt.modelId}: it has no fim_prefix / fim_middle / fim_suffix / eos special tokens`,
+        'suffix',
+      );
+    }
+  }
+  const suffixIds = fim ? rt.tokenizer.encode(p.suffix!) : [];
+  const max = rt.info.maxContext;
+  return p.prompts.map((x, i) => {
+    const ids = fim ? [fim.prefix, ...enc(x), fim.suffix, ...suffixIds, fim.middle] : enc(x);
+    const name = p.prompts.length > 1 ? `prompt[${i}]` : 'prompt';
+    if (ids.length === 0) throw new RequestError('invalid_parameter', `${name} must not be empty: it encodes to no tokens`, 'prompt');
+    if (max > 0 && ids.length + p.maxTokens > max) {
+      throw new RequestError(
+        'context_length_exceeded',
+        `This model's maximum context length is ${max} tokens, however you requested ${ids.length + p.maxTokens} tokens ` +
+          `(${ids.length} in ${name}, ${p.maxTokens} for max_tokens). Please reduce the prompt or max_tokens.`,
+        ids.length >= max ? 'prompt' : 'max_tokens',
+      );
+    }
+    return ids;
+  });
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** A token's text for logprobs: its bytes as text, or OpenAI's "bytes:\xNN" form for a partial character. */
+export function tokenString(tokenizer: Tokenizer, id: number): string {
+  if (tokenizer.tokenBytes) {
+    const b = tokenizer.tokenBytes(id);
+    try {
+      return utf8.decode(b);
+    } catch {
+      return 'bytes:' + Array.from(b, (x) => '\\x' + x.toString(16).padStart(2, '0')).join('');
+    }
+  }
+  return tokenizer.decode([id]);
+}
+
+function emptyLogprobs(): LegacyLogprobs {
+  return { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+}
+
+/** One sequence's output as it grows. */
+class SequenceOutput {
+  readonly detok: Detokenizer;
+  readonly stops: StopMatcher;
+  text = '';
+  echo = '';
+  logprobs: LegacyLogprobs | null;
+  /** Token entries not yet sent with a delta (streaming). */
+  pending: LegacyLogprobs | null;
+  offset = 0;
+  cumLogprob = 0;
+  generated = 0;
+  finish: FinishReason | null = null;
+  lastTokenAt = 0;
+
+  constructor(tokenizer: Tokenizer, stops: string[], withLogprobs: boolean, streaming: boolean) {
+    this.detok = new Detokenizer(tokenizer);
+    this.stops = new StopMatcher(stops);
+    this.logprobs = withLogprobs ? emptyLogprobs() : null;
+    this.pending = withLogprobs && streaming ? emptyLogprobs() : null;
+  }
+
+  addEntry(token: string, logprob: number | null, top: Record<string, number> | null): void {
+    for (const lp of this.pending ? [this.logprobs!, this.pending] : [this.logprobs!]) {
+      lp.tokens.push(token);
+      lp.token_logprobs.push(logprob);
+      lp.top_logprobs.push(top);
+      lp.text_offset.push(this.offset);
+    }
+    this.offset += token.length;
+  }
+
+  takePending(): LegacyLogprobs | null {
+    if (!this.pending) return null;
+    const p = this.pending;
+    this.pending = emptyLogprobs();
+    return p;
+  }
+}
+
+/** Validates, tokenizes and submits; throws RequestError synchronously (400 / 429 / 503 cases). */
+export function startCompletion(rt: ModelRuntime, p: CompletionParams, events: CompletionEvents = {}): CompletionRun {
+  const promptIds = tokenizePrompts(rt, p);
+  const tok = rt.tokenizer;
+  const eos = p.suffix !== null ? fimTokens(rt.info, tok)!.eos : rt.info.eosTokenId >= 0 ? rt.info.eosTokenId : tok.eosId;
+  const withLogprobs = p.logprobs !== null;
+  const k = p.logprobs ?? 0;
+  // Events only for streamed requests, where every sequence is a returned choice (best_of == n).
+  const streaming = p.stream && p.bestOf === p.n;
+  const outputs: SequenceOutput[] = [];
+  const specs: SequenceSpec[] = [];
+  const submittedAt = performance.now();
+  let firstToken = true;
+  let started = false;
+  const obs = rt.observer;
+  let failure: RequestError | undefined;
+
+  const topDict = (top: TokenLogprob[] | undefined, chosen: number, chosenLp: number): Record<string, number> => {
+    const d: Record<string, number> = {};
+    for (const [id, lp] of top ?? []) {
+      const s = tokenString(tok, id);
+      if (!(s in d) || d[s] < lp) d[s] = lp;
+    }
+    const s = tokenString(tok, chosen);
+    if (!(s in d)) d[s] = chosenLp; // OpenAI always includes the sampled token
+    return d;
+  };
+
+  promptIds.forEach((ids, pi) => {
+    const promptText = typeof p.prompts[pi] === 'string' ? (p.prompts[pi] as string) : tok.decode(ids);
+    for (let i = 0; i < p.bestOf; i++) {
+      const out = new SequenceOutput(tok, p.stop, withLogprobs, streaming);
+      const index = pi * p.n + i; // meaningful for streaming (best_of == n)
+      outputs.push(out);
+      const params: SequenceParams = {
+        temperature: p.temperature,
+        topK: p.topK,
+        topP: p.topP,
+        seed: BigInt.asUintN(64, BigInt(p.seed ?? randomInt(0, 2 ** 47)) + BigInt(p.seed !== null ? i : 0)),
+        logitBias: p.logitBias,
+        logprobs: k,
+      };
+      const emit = (text: string, token?: number, logprob?: number) => {
+        if (streaming) events.onDelta?.(index, text, out.takePending(), token, logprob);
+      };
+      specs.push({
+        prompt: ids,
+        params,
+        maxTokens: p.maxTokens,
+        promptLogprobs: p.echo && withLogprobs,
+        listener: {
+          onAdmitted() {
+            if (!started) {
+              started = true;
+              if (streaming) events.onStarted?.();
+            }
+          },
+          onPromptLogprobs(start, lps, tops) {
+            for (let j = 0; j < lps.length; j++) {
+              const id = ids[start + j];
+              const first = start + j === 0;
+              const lp = lps[j];
+              out.addEntry(
+                tokenString(tok, id),
+                first || Number.isNaN(lp) ? null : lp,
+                first || Number.isNaN(lp) ? null : topDict(tops?.[j], id, lp),
+              );
+            }
+          },
+          onPrefilled() {
+            if (!p.echo) return;
+            out.echo = promptText;
+            if (withLogprobs) out.offset = promptText.length;
+            emit(promptText);
+          },
+          onToken(token, logprob, top, last) {
+            const now = performance.now();
+            if (firstToken) {
+              firstToken = false;
+              obs?.onFirstToken?.((now - submittedAt) / 1000);
+            } else if (out.lastTokenAt > 0) {
+              obs?.onInterToken?.((now - out.lastTokenAt) / 1000);
+            }
+            out.lastTokenAt = now;
+            out.generated++;
+            out.cumLogprob += logprob;
+            if (token === eos) {
+              // End of sequence: no text; release what a stop string held back.
+              const tail = out.detok.flush();
+              const r = out.stops.push(tail);
+              const text = r.emit + (r.stopped ? '' : out.stops.flush());
+              out.text += text;
+              emit(text, token, logprob);
+              return true;
+            }
+            if (withLogprobs) out.addEntry(tokenString(tok, token), logprob, topDict(top, token, logprob));
+            let piece = out.detok.push(token);
+            if (last) piece += out.detok.flush();
+            const r = out.stops.push(piece);
+            let text = r.emit;
+            if (last && !r.stopped) text += out.stops.flush();
+            out.text += text;
+            emit(text, token, logprob);
+            return r.stopped;
+          },
+          onFinish(reason, error) {
+            out.finish = reason;
+            obs?.onGenerated?.(out.generated);
+            if (reason === 'error' && !failure) failure = error;
+            if (streaming && (reason === 'stop' || reason === 'length')) events.onChoiceEnd?.(index, reason);
+          },
+        },
+      });
+    }
+  });
+
+  const req: ScheduledRequest = rt.scheduler.submit(specs);
+  const promptTokens = promptIds.reduce((a, ids) => a + ids.length, 0);
+  obs?.onAccepted?.(promptTokens);
+
+  const result = req.done.then((): CompletionResult => {
+    const reasons = outputs.map((o) => o.finish);
+    const outcome = failure ? 'error' : reasons.includes('cancelled') ? 'cancelled' : reasons.includes('stop') ? 'stop' : 'length';
+    obs?.onFinished?.(outcome);
+    if (failure) throw failure;
+    const choices: Choice[] = [];
+    for (let pi = 0; pi < promptIds.length; pi++) {
+      let group = outputs.slice(pi * p.bestOf, (pi + 1) * p.bestOf);
+      if (p.bestOf > p.n) {
+        // best_of: the n sequences with the highest cumulative log-prob, best first (OpenAI).
+        group = [...group].sort((a, b) => b.cumLogprob - a.cumLogprob).slice(0, p.n);
+      }
+      group.forEach((o, i) => {
+        const f = o.finish;
+        choices.push({
+          index: pi * p.n + i,
+          text: o.echo + o.text,
+          logprobs: o.logprobs,
+          finish_reason: f === 'stop' || f === 'length' ? f : null,
+        });
+      });
+    }
+    const completion = outputs.reduce((a, o) => a + o.generated, 0);
+    return { choices, usage: { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion } };
+  });
+  // A caller that only streams may never read the result; keep its rejection from going unhandled.
+  result.catch(() => undefined);
+
+  return {
+    result,
+    promptTokens,
+    cancel: () => req.cancel(),
+    setPaused: (paused) => req.setPaused(paused),
+  };
+}

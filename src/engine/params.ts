@@ -1,0 +1,313 @@
+// A completion request as the engine layer sees it, and its validation from a
+// client's JSON (HTTP body or WebSocket message). JSON stops here: the HTTP and
+// WebSocket edges call parseCompletionBody / parseStreamMessage and pass the
+// typed result on. Every refusal is a RequestError naming the field.
+import { describe, invalidParam, RequestError } from './errors';
+
+/** One prompt: text, or token ids. */
+export type Prompt = string | number[];
+
+export interface CompletionParams {
+  /** The `model` field as sent (checked against the served model by the caller), or null. */
+  model: string | null;
+  /** Each prompt gets its own `n` choices: choice index = prompt_index * n + i. */
+  prompts: Prompt[];
+  /** Fill-in-the-middle: text after the insertion point (null = plain completion). */
+  suffix: string | null;
+  maxTokens: number;
+  temperature: number;
+  topP: number;
+  topK: number;
+  n: number;
+  /** Sequences generated per prompt; the n best by cumulative log-prob are returned. */
+  bestOf: number;
+  stop: string[];
+  /** Seed of choice i of a prompt is seed + i; null = a random seed per sequence. */
+  seed: number | null;
+  echo: boolean;
+  /** Top alternatives per token in the response; null = no logprobs at all. */
+  logprobs: number | null;
+  logitBias: Array<[number, number]>;
+  stream: boolean;
+  includeUsage: boolean;
+}
+
+/** What validation needs to know about the served model. */
+export interface ModelLimits {
+  vocabSize: number;
+}
+
+// Bounds that keep one request from monopolising the server; documented in docs/api.md.
+export const LIMITS = {
+  maxTokens: 1 << 24,
+  n: 128,
+  bestOf: 128,
+  sequencesPerRequest: 256,
+  prompts: 256,
+  stopStrings: 16,
+  stopLength: 256,
+  logprobs: 20,
+  logitBiasEntries: 1024,
+  idLength: 256,
+} as const;
+
+export const DEFAULT_MAX_TOKENS = 16; // OpenAI's legacy Completions default
+
+/** Fields of POST /v1/completions. */
+const COMPLETION_FIELDS = new Set([
+  'model', 'prompt', 'suffix', 'max_tokens', 'temperature', 'top_p', 'top_k', 'n', 'best_of', 'stop', 'seed',
+  'echo', 'logprobs', 'logit_bias', 'stream', 'stream_options',
+  // OpenAI fields accepted for compatibility: `user` is ignored; the penalties only at their neutral 0.
+  'user', 'presence_penalty', 'frequency_penalty',
+]);
+
+/** Fields of a WebSocket request message (one sequence per request). */
+const STREAM_FIELDS = new Set([
+  'type', 'id', 'prompt', 'suffix', 'max_tokens', 'temperature', 'top_p', 'top_k', 'stop', 'seed', 'logprobs',
+  'logit_bias',
+]);
+
+type Obj = Record<string, unknown>;
+
+function isObject(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function present(o: Obj, k: string): boolean {
+  return Object.prototype.hasOwnProperty.call(o, k) && o[k] !== null && o[k] !== undefined;
+}
+
+function rejectUnknown(o: Obj, known: Set<string>): void {
+  for (const k of Object.keys(o)) {
+    if (!known.has(k)) {
+      throw new RequestError('unknown_parameter', `Unrecognized request argument supplied: ${describeKey(k)}`, k);
+    }
+  }
+}
+
+function describeKey(k: string): string {
+  return k.length > 64 ? `${JSON.stringify(k.slice(0, 64))}... (${k.length} characters)` : JSON.stringify(k);
+}
+
+function int(o: Obj, k: string, min: number, max: number, dflt: number): number {
+  if (!present(o, k)) return dflt;
+  const v = o[k];
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw invalidParam(k, `an integer from ${min} to ${max}`, v);
+  }
+  return v;
+}
+
+function num(o: Obj, k: string, min: number, max: number, dflt: number, minExclusive = false): number {
+  if (!present(o, k)) return dflt;
+  const v = o[k];
+  if (typeof v !== 'number' || !Number.isFinite(v) || v > max || (minExclusive ? v <= min : v < min)) {
+    throw invalidParam(k, `a number ${minExclusive ? 'greater than' : 'from'} ${min} ${minExclusive ? 'and at most' : 'to'} ${max}`, v);
+  }
+  return v;
+}
+
+function bool(o: Obj, k: string, dflt: boolean): boolean {
+  if (!present(o, k)) return dflt;
+  const v = o[k];
+  if (typeof v !== 'boolean') throw invalidParam(k, 'a boolean', v);
+  return v;
+}
+
+function optString(o: Obj, k: string, maxLength = Infinity): string | null {
+  if (!present(o, k)) return null;
+  const v = o[k];
+  if (typeof v !== 'string') throw invalidParam(k, 'a string', v);
+  if (v.length > maxLength) throw invalidParam(k, `a string of at most ${maxLength} characters`, v);
+  return v;
+}
+
+function tokenIds(v: unknown[], param: string, limits: ModelLimits): number[] {
+  if (v.length === 0) throw new RequestError('invalid_parameter', `${param} must not be empty`, 'prompt');
+  for (let i = 0; i < v.length; i++) {
+    const t = v[i];
+    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t >= limits.vocabSize) {
+      throw invalidParam(`${param}[${i}]`, `a token id from 0 to ${limits.vocabSize - 1}`, t);
+    }
+  }
+  return v as number[];
+}
+
+/** prompt: string | string[] | int[] | int[][] (OpenAI legacy Completions). */
+function prompts(o: Obj, limits: ModelLimits, allowBatch: boolean): Prompt[] {
+  if (!present(o, 'prompt')) throw new RequestError('invalid_parameter', 'prompt is required', 'prompt');
+  const v = o.prompt;
+  if (typeof v === 'string') return [v];
+  const shapes = allowBatch ? 'a string, an array of strings, an array of token ids or an array of token-id arrays' : 'a string or an array of token ids';
+  if (!Array.isArray(v)) throw invalidParam('prompt', shapes, v);
+  if (v.length === 0) throw new RequestError('invalid_parameter', 'prompt must not be an empty array', 'prompt');
+  if (typeof v[0] === 'number') return [tokenIds(v, 'prompt', limits)];
+  if (!allowBatch) throw invalidParam('prompt', shapes, v);
+  if (v.length > LIMITS.prompts) throw invalidParam('prompt', `at most ${LIMITS.prompts} prompts`, v);
+  if (typeof v[0] === 'string') {
+    v.forEach((p, i) => {
+      if (typeof p !== 'string') throw invalidParam(`prompt[${i}]`, 'a string like the other prompts', p);
+    });
+    return v as string[];
+  }
+  if (Array.isArray(v[0])) {
+    return v.map((p, i) => {
+      if (!Array.isArray(p)) throw invalidParam(`prompt[${i}]`, 'an array of token ids like the other prompts', p);
+      return tokenIds(p, `prompt[${i}]`, limits);
+    });
+  }
+  throw invalidParam('prompt[0]', 'a string, a token id or an array of token ids', v[0]);
+}
+
+function stop(o: Obj): string[] {
+  if (!present(o, 'stop')) return [];
+  const v = o.stop;
+  const list = typeof v === 'string' ? [v] : v;
+  if (!Array.isArray(list)) throw invalidParam('stop', 'a string or an array of strings', v);
+  if (list.length > LIMITS.stopStrings) throw invalidParam('stop', `at most ${LIMITS.stopStrings} strings`, v);
+  list.forEach((s, i) => {
+    const name = typeof v === 'string' ? 'stop' : `stop[${i}]`;
+    if (typeof s !== 'string') throw invalidParam(name, 'a string', s);
+    if (s.length === 0 || s.length > LIMITS.stopLength) throw invalidParam(name, `a string of 1 to ${LIMITS.stopLength} characters`, s);
+  });
+  return list as string[];
+}
+
+function logitBias(o: Obj, limits: ModelLimits): Array<[number, number]> {
+  if (!present(o, 'logit_bias')) return [];
+  const v = o.logit_bias;
+  if (!isObject(v)) throw invalidParam('logit_bias', 'an object mapping token ids (as strings) to biases', v);
+  const entries = Object.entries(v);
+  if (entries.length > LIMITS.logitBiasEntries) throw invalidParam('logit_bias', `at most ${LIMITS.logitBiasEntries} entries`, v);
+  return entries.map(([key, bias]) => {
+    const id = /^(0|[1-9][0-9]{0,9})$/.test(key) ? Number(key) : NaN;
+    if (!(id >= 0 && id < limits.vocabSize)) {
+      throw new RequestError('invalid_parameter', `logit_bias key ${describeKey(key)} must be a token id from 0 to ${limits.vocabSize - 1}`, 'logit_bias');
+    }
+    if (typeof bias !== 'number' || !Number.isFinite(bias) || bias < -100 || bias > 100) {
+      throw invalidParam(`logit_bias[${key}]`, 'a number from -100 to 100', bias);
+    }
+    return [id, bias] as [number, number];
+  });
+}
+
+function seed(o: Obj): number | null {
+  if (!present(o, 'seed')) return null;
+  const v = o.seed;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v)) {
+    throw invalidParam('seed', `an integer from ${Number.MIN_SAFE_INTEGER} to ${Number.MAX_SAFE_INTEGER}`, v);
+  }
+  return v;
+}
+
+function logprobs(o: Obj): number | null {
+  if (!present(o, 'logprobs')) return null;
+  const v = o.logprobs;
+  // The chat API's boolean form, met in clients that share code between the two.
+  if (typeof v === 'boolean') throw invalidParam('logprobs', `an integer from 0 to ${LIMITS.logprobs} (legacy Completions take a count, not a boolean)`, v);
+  return int(o, 'logprobs', 0, LIMITS.logprobs, 0);
+}
+
+/** Shared sampling fields of both surfaces. */
+function sampling(o: Obj, limits: ModelLimits) {
+  return {
+    suffix: optString(o, 'suffix'),
+    maxTokens: int(o, 'max_tokens', 0, LIMITS.maxTokens, DEFAULT_MAX_TOKENS),
+    temperature: num(o, 'temperature', 0, 2, 1),
+    topP: num(o, 'top_p', 0, 1, 1, true),
+    // -1 is vLLM's "off"; 0 is Roost's.
+    topK: Math.max(0, int(o, 'top_k', -1, 1 << 30, 0)),
+    stop: stop(o),
+    seed: seed(o),
+    logprobs: logprobs(o),
+    logitBias: logitBias(o, limits),
+  };
+}
+
+/** Validates a POST /v1/completions body. */
+export function parseCompletionBody(body: unknown, limits: ModelLimits): CompletionParams {
+  if (!isObject(body)) throw new RequestError('invalid_parameter', `the request body must be a JSON object (got ${describe(body)})`, null);
+  rejectUnknown(body, COMPLETION_FIELDS);
+  for (const k of ['presence_penalty', 'frequency_penalty']) {
+    if (present(body, k) && body[k] !== 0) {
+      if (typeof body[k] !== 'number') throw invalidParam(k, 'a number', body[k]);
+      throw new RequestError('unsupported_parameter', `${k} is not supported: only 0 is accepted (got ${describe(body[k])})`, k);
+    }
+  }
+  optString(body, 'user');
+  const model = optString(body, 'model', LIMITS.idLength);
+  const ps = prompts(body, limits, true);
+  const s = sampling(body, limits);
+  const n = int(body, 'n', 1, LIMITS.n, 1);
+  const bestOf = int(body, 'best_of', 1, LIMITS.bestOf, n);
+  if (bestOf < n) throw new RequestError('invalid_parameter', `best_of must be at least n (got best_of ${bestOf}, n ${n})`, 'best_of');
+  if (ps.length * bestOf > LIMITS.sequencesPerRequest) {
+    throw new RequestError(
+      'invalid_parameter',
+      `a request may run at most ${LIMITS.sequencesPerRequest} sequences (got ${ps.length} prompts x ${bestOf} ${present(body, 'best_of') ? 'best_of' : 'n'})`,
+      present(body, 'best_of') ? 'best_of' : 'n',
+    );
+  }
+  const stream = bool(body, 'stream', false);
+  if (stream && bestOf > n) {
+    throw new RequestError('invalid_parameter', 'best_of cannot be used with stream (best_of must equal n when streaming)', 'best_of');
+  }
+  let includeUsage = false;
+  if (present(body, 'stream_options')) {
+    const so = body.stream_options;
+    if (!isObject(so)) throw invalidParam('stream_options', 'an object', so);
+    if (!stream) throw new RequestError('invalid_parameter', 'stream_options is only allowed when stream is true', 'stream_options');
+    for (const k of Object.keys(so)) {
+      if (k !== 'include_usage') throw new RequestError('unknown_parameter', `Unrecognized request argument supplied: stream_options.${k}`, `stream_options.${k}`);
+    }
+    includeUsage = bool(so, 'include_usage', false);
+  }
+  const echo = bool(body, 'echo', false);
+  if (s.suffix !== null && echo) throw new RequestError('invalid_parameter', 'echo cannot be used with suffix', 'echo');
+  return { model, prompts: ps, ...s, n, bestOf, stream, includeUsage, echo };
+}
+
+/** A WebSocket request message: one sequence, streamed token by token. */
+export interface StreamRequest {
+  id: string;
+  params: CompletionParams;
+}
+
+export type StreamMessage = { type: 'request'; request: StreamRequest } | { type: 'cancel'; id: string };
+
+/**
+ * Validates a WebSocket client message (already decoded from JSON or
+ * protobuf into a plain object with the JSON field names). Errors carry the
+ * client id when it could be read, so the gateway can address them.
+ */
+export function parseStreamMessage(msg: unknown, limits: ModelLimits): StreamMessage {
+  if (!isObject(msg)) throw new RequestError('invalid_parameter', `a message must be a JSON object (got ${describe(msg)})`, null);
+  const type = msg.type;
+  if (type !== 'request' && type !== 'cancel') throw invalidParam('type', '"request" or "cancel"', type);
+  const id = msg.id;
+  if (typeof id !== 'string' || id.length === 0 || id.length > LIMITS.idLength) {
+    throw invalidParam('id', `a string of 1 to ${LIMITS.idLength} characters`, id);
+  }
+  if (type === 'cancel') {
+    for (const k of Object.keys(msg)) {
+      if (k !== 'type' && k !== 'id') throw new RequestError('unknown_parameter', `Unrecognized cancel argument supplied: ${describeKey(k)}`, k);
+    }
+    return { type, id };
+  }
+  rejectUnknown(msg, STREAM_FIELDS);
+  const ps = prompts(msg, limits, false);
+  const s = sampling(msg, limits);
+  return {
+    type,
+    request: {
+      id,
+      params: { model: null, prompts: ps, ...s, n: 1, bestOf: 1, stream: true, includeUsage: true, echo: false },
+    },
+  };
+}
+
+/** The id a malformed message meant, when it can be read (for addressing its error). */
+export function messageId(msg: unknown): string | undefined {
+  if (isObject(msg) && typeof msg.id === 'string' && msg.id.length > 0 && msg.id.length <= LIMITS.idLength) return msg.id;
+  return undefined;
+}

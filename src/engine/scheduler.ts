@@ -1,0 +1,411 @@
+// Continuous batching: "loop in TypeScript, step in C++". One engine.step runs
+// at a time; between steps new sequences join (up to maxBatch), finished or
+// cancelled ones leave and their engine state is freed at once. Long prompts
+// are fed in chunks under a per-step token budget, decode tokens first, so
+// running streams keep flowing while a long prompt prefills.
+import type { NativeEngine, SequenceParams, StepRequest, StepResult, TokenLogprob } from '../native';
+import { RequestError } from './errors';
+
+/** The part of the engine the scheduler drives (a fake in scheduler unit tests). */
+export type SchedulerEngine = Pick<NativeEngine, 'createSequence' | 'freeSequence' | 'step'>;
+
+export type FinishReason = 'stop' | 'length' | 'cancelled' | 'error';
+
+/** What a sequence's owner hears, in order: admitted, prompt chunks, prefilled, tokens, finish. */
+export interface SequenceListener {
+  /** The sequence got an engine slot (it left the queue). */
+  onAdmitted?(): void;
+  /** Log-probs of prompt tokens [start, start + logprobs.length) (NaN: no previous logit). */
+  onPromptLogprobs?(start: number, logprobs: ArrayLike<number>, top: TokenLogprob[][] | undefined): void;
+  /** The whole prompt is in the engine. */
+  onPrefilled?(): void;
+  /**
+   * A sampled token. `last` is true when max_tokens is reached with it. Return
+   * true to stop the sequence here (end of sequence, a stop string).
+   */
+  onToken(token: number, logprob: number, top: TokenLogprob[] | undefined, last: boolean): boolean;
+  /** Called once; the engine sequence is already freed. */
+  onFinish(reason: FinishReason, error?: RequestError): void;
+}
+
+export interface SequenceSpec {
+  prompt: number[];
+  params: SequenceParams;
+  /** Tokens to sample; 0 = only run the prompt (for prompt log-probs). */
+  maxTokens: number;
+  promptLogprobs: boolean;
+  listener: SequenceListener;
+}
+
+export interface SchedulerOptions {
+  /** Sequences per step. */
+  maxBatch: number;
+  /** Requests waiting for a slot beyond what fits at once; more are refused as overloaded. */
+  maxQueue: number;
+  /** Tokens per step across all sequences; decode tokens are counted first. */
+  stepTokens: number;
+  /** Per-request deadline from submission, in ms; 0 = none. */
+  requestTimeoutMs: number;
+}
+
+export const DEFAULT_SCHEDULER_OPTIONS: SchedulerOptions = {
+  maxBatch: 64,
+  maxQueue: 256,
+  stepTokens: 512,
+  requestTimeoutMs: 10 * 60 * 1000,
+};
+
+/** Timings the metrics layer records (src/http/metrics.ts). */
+export interface SchedulerObserver {
+  /** One engine step: its wall time, the JS time since the previous step ended, tokens fed. */
+  onStep?(stepSeconds: number, gapSeconds: number, prefillTokens: number, decodeTokens: number): void;
+  onQueueTime?(seconds: number): void;
+}
+
+type TaskState = 'waiting' | 'prefill' | 'decode' | 'done';
+
+interface Task {
+  spec: SequenceSpec;
+  req: ScheduledRequest;
+  state: TaskState;
+  seq: number;
+  /** Prompt tokens already in the engine. */
+  fed: number;
+  /** The sampled token to feed next (decode). */
+  next: number;
+  generated: number;
+  /** Tokens of the chunk in the running step (prefill). */
+  chunk: number;
+}
+
+/** A submitted request: its sequences, cancellation and flow control. */
+export class ScheduledRequest {
+  /** Settles when every sequence has finished (never rejects). */
+  readonly done: Promise<void>;
+  readonly submittedAt = performance.now();
+  /** @internal */ tasks: Task[] = [];
+  /** @internal */ paused = false;
+  /** @internal */ timer: NodeJS.Timeout | undefined;
+  private resolve!: () => void;
+  private remaining: number;
+
+  constructor(private readonly scheduler: Scheduler, count: number) {
+    this.remaining = count;
+    this.done = new Promise((r) => (this.resolve = r));
+  }
+
+  /** Stops every unfinished sequence now (engine state freed at once, or right after a running step). */
+  cancel(error?: RequestError): void {
+    this.scheduler.cancelRequest(this, error);
+  }
+
+  /** Flow control: a paused request's sequences sit out of steps, keeping their state. */
+  setPaused(paused: boolean): void {
+    if (this.paused === paused) return;
+    this.paused = paused;
+    if (!paused) this.scheduler.kick();
+  }
+
+  get finished(): boolean {
+    return this.remaining === 0;
+  }
+
+  /** @internal */
+  taskDone(): void {
+    if (--this.remaining === 0) {
+      if (this.timer) clearTimeout(this.timer);
+      this.resolve();
+    }
+  }
+}
+
+export class Scheduler {
+  readonly options: SchedulerOptions;
+  private waiting: ScheduledRequest[] = [];
+  private waitingSequences = 0;
+  private active: Task[] = [];
+  private bySeq = new Map<number, Task>();
+  private looping = false;
+  private draining = false;
+  private lastStepEnd = 0;
+  private idleWaiters: Array<() => void> = [];
+  /** Totals since start, for metrics and the overhead benchmark. */
+  readonly totals = { steps: 0, stepSeconds: 0, gapSeconds: 0, prefillTokens: 0, decodeTokens: 0 };
+
+  constructor(
+    private readonly engine: SchedulerEngine,
+    options: Partial<SchedulerOptions> = {},
+    private readonly observer: SchedulerObserver = {},
+  ) {
+    this.options = { ...DEFAULT_SCHEDULER_OPTIONS, ...options };
+    for (const k of ['maxBatch', 'stepTokens'] as const) {
+      if (!Number.isInteger(this.options[k]) || this.options[k] < 1) throw new Error(`${k} must be an integer >= 1 (got ${this.options[k]})`);
+    }
+    if (!Number.isInteger(this.options.maxQueue) || this.options.maxQueue < 0) {
+      throw new Error(`maxQueue must be an integer >= 0 (got ${this.options.maxQueue})`);
+    }
+  }
+
+  /** Requests with a sequence running in the engine. */
+  get runningRequests(): number {
+    const reqs = new Set<ScheduledRequest>();
+    for (const t of this.active) reqs.add(t.req);
+    return reqs.size;
+  }
+
+  /** Requests with a sequence still waiting for a slot. */
+  get waitingRequests(): number {
+    return this.waiting.length;
+  }
+
+  get activeSequences(): number {
+    return this.active.length;
+  }
+
+  /**
+   * Queues a request's sequences. Throws RequestError overloaded (queue full)
+   * or shutting_down; otherwise the sequences start at the next step boundary.
+   */
+  submit(specs: SequenceSpec[]): ScheduledRequest {
+    if (this.draining) throw new RequestError('shutting_down', 'the server is shutting down and accepts no new requests');
+    if (specs.length === 0) throw new Error('submit: no sequences');
+    const fitsNow = this.active.length + this.waitingSequences + specs.length <= this.options.maxBatch;
+    const queued = this.queuedBeyondCapacity();
+    if (!fitsNow && queued >= this.options.maxQueue) {
+      throw new RequestError(
+        'overloaded',
+        `the server is overloaded: ${queued} requests are waiting (--max-queue ${this.options.maxQueue}); retry later`,
+        null,
+        1,
+      );
+    }
+    const req = new ScheduledRequest(this, specs.length);
+    req.tasks = specs.map((spec) => ({ spec, req, state: 'waiting', seq: -1, fed: 0, next: -1, generated: 0, chunk: 0 }));
+    this.waiting.push(req);
+    this.waitingSequences += specs.length;
+    if (this.options.requestTimeoutMs > 0) {
+      req.timer = setTimeout(() => {
+        req.cancel(new RequestError('request_timeout', `the request did not finish within ${this.options.requestTimeoutMs / 1000} s`));
+      }, this.options.requestTimeoutMs);
+      req.timer.unref();
+    }
+    this.kick();
+    return req;
+  }
+
+  /** @internal Use ScheduledRequest.cancel. */
+  cancelRequest(req: ScheduledRequest, error?: RequestError): void {
+    for (const t of req.tasks) {
+      if (t.state !== 'done') this.finish(t, error ? 'error' : 'cancelled', error);
+    }
+  }
+
+  /** Starts the loop if it is idle. */
+  kick(): void {
+    if (this.looping) return;
+    this.looping = true;
+    // A microtask later, so a caller that submits several requests in one tick batches them.
+    queueMicrotask(() => {
+      this.loop().catch((e) => {
+        // loop() catches step failures itself; anything here is a bug. Do not wedge the server.
+        process.emitWarning(`scheduler loop failed: ${(e as Error).stack ?? e}`);
+        this.looping = false;
+      });
+    });
+  }
+
+  /**
+   * Graceful shutdown: refuse new requests, wait for running ones up to
+   * deadlineMs, then cancel the rest with shutting_down.
+   */
+  async drain(deadlineMs: number): Promise<void> {
+    this.draining = true;
+    const idle = new Promise<void>((r) => (this.isIdle() ? r() : this.idleWaiters.push(r)));
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<boolean>((r) => (timer = setTimeout(() => r(true), deadlineMs)));
+    const timedOut = await Promise.race([idle.then(() => false), expired]);
+    if (timer) clearTimeout(timer);
+    if (timedOut) {
+      const err = new RequestError('shutting_down', 'the server shut down before the request finished');
+      for (const req of [...this.waiting, ...new Set(this.active.map((t) => t.req))]) req.cancel(err);
+      await idle;
+    }
+  }
+
+  /** Waiting requests that will not get a slot at the next step boundary (the queue proper). */
+  private queuedBeyondCapacity(): number {
+    let seqs = this.active.length;
+    let queued = 0;
+    for (const req of this.waiting) {
+      for (const t of req.tasks) if (t.state === 'waiting') seqs++;
+      if (seqs > this.options.maxBatch) queued++;
+    }
+    return queued;
+  }
+
+  private isIdle(): boolean {
+    return this.active.length === 0 && this.waiting.length === 0;
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      for (;;) {
+        this.admit();
+        const { batch, tasks, prefillTokens, decodeTokens } = this.buildStep();
+        if (batch.length === 0) break;
+        const t0 = performance.now();
+        const gap = this.lastStepEnd > 0 ? (t0 - this.lastStepEnd) / 1000 : 0;
+        let results: StepResult[];
+        try {
+          results = await this.engine.step(batch);
+        } catch (e) {
+          this.lastStepEnd = performance.now();
+          const err = new RequestError('engine_error', `the engine failed a step: ${(e as Error).message}`);
+          for (const t of tasks) if (t.state !== 'done') this.finish(t, 'error', err);
+          continue;
+        }
+        const t1 = performance.now();
+        this.lastStepEnd = t1;
+        const stepSeconds = (t1 - t0) / 1000;
+        this.totals.steps++;
+        this.totals.stepSeconds += stepSeconds;
+        this.totals.gapSeconds += gap;
+        this.totals.prefillTokens += prefillTokens;
+        this.totals.decodeTokens += decodeTokens;
+        this.observer.onStep?.(stepSeconds, gap, prefillTokens, decodeTokens);
+        for (const r of results) this.apply(r);
+      }
+    } finally {
+      this.looping = false;
+      // The gap before the next step measures JS overhead only while busy.
+      this.lastStepEnd = 0;
+    }
+    if (this.isIdle()) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /** Moves waiting sequences into free slots, oldest request first. */
+  private admit(): void {
+    while (this.waiting.length > 0 && this.active.length < this.options.maxBatch) {
+      const req = this.waiting[0];
+      const task = req.tasks.find((t) => t.state === 'waiting');
+      if (!task) {
+        this.waiting.shift();
+        continue;
+      }
+      try {
+        task.seq = this.engine.createSequence(task.spec.params);
+      } catch (e) {
+        this.waitingSequences--;
+        task.state = 'prefill'; // so finish() accounts it as admitted
+        this.finish(task, 'error', new RequestError('engine_error', `the engine refused a sequence: ${(e as Error).message}`));
+        continue;
+      }
+      this.waitingSequences--;
+      task.state = 'prefill';
+      this.active.push(task);
+      this.bySeq.set(task.seq, task);
+      if (task === req.tasks[0]) this.observer.onQueueTime?.((performance.now() - req.submittedAt) / 1000);
+      task.spec.listener.onAdmitted?.();
+      if (!req.tasks.some((t) => t.state === 'waiting')) this.waiting.shift();
+    }
+  }
+
+  private buildStep() {
+    const batch: StepRequest[] = [];
+    const tasks: Task[] = [];
+    let decodeTokens = 0;
+    for (const t of this.active) {
+      if (t.state !== 'decode' || t.req.paused) continue;
+      batch.push({ seq: t.seq, tokens: [t.next], sample: true });
+      tasks.push(t);
+      decodeTokens++;
+    }
+    // Prefill gets what decode leaves, but never nothing: a long prompt must progress.
+    const floor = Math.max(1, Math.min(64, this.options.stepTokens >> 3));
+    let budget = Math.max(this.options.stepTokens - decodeTokens, floor);
+    let prefillTokens = 0;
+    for (const t of this.active) {
+      if (budget <= 0) break;
+      if (t.state !== 'prefill' || t.req.paused) continue;
+      const prompt = t.spec.prompt;
+      const take = Math.min(budget, prompt.length - t.fed);
+      const end = t.fed + take;
+      t.chunk = take;
+      batch.push({
+        seq: t.seq,
+        tokens: prompt.slice(t.fed, end),
+        sample: end === prompt.length && t.spec.maxTokens > 0,
+        promptLogprobs: t.spec.promptLogprobs,
+      });
+      tasks.push(t);
+      budget -= take;
+      prefillTokens += take;
+    }
+    return { batch, tasks, prefillTokens, decodeTokens };
+  }
+
+  private apply(r: StepResult): void {
+    const t = this.bySeq.get(r.seq);
+    if (!t || t.state === 'done') return; // cancelled while the step ran
+    const l = t.spec.listener;
+    if (t.state === 'prefill') {
+      const start = t.fed;
+      t.fed += t.chunk;
+      t.chunk = 0;
+      if (t.spec.promptLogprobs && r.promptLogprobs) l.onPromptLogprobs?.(start, r.promptLogprobs, r.promptTop);
+      if (t.state !== 'prefill') return; // the listener cancelled
+      if (t.fed < t.spec.prompt.length) return;
+      l.onPrefilled?.();
+      if (t.state !== 'prefill') return;
+      if (t.spec.maxTokens === 0) {
+        this.finish(t, 'length');
+        return;
+      }
+      t.state = 'decode';
+    }
+    if (!r.sampled || r.token === undefined) return;
+    t.generated++;
+    const last = t.generated >= t.spec.maxTokens;
+    const stop = l.onToken(r.token, r.logprob ?? NaN, r.top, last);
+    if ((t.state as TaskState) === 'done') return; // the listener cancelled
+    if (stop) this.finish(t, 'stop');
+    else if (last) this.finish(t, 'length');
+    else t.next = r.token;
+  }
+
+  private finish(t: Task, reason: FinishReason, error?: RequestError): void {
+    const wasWaiting = t.state === 'waiting';
+    t.state = 'done';
+    if (wasWaiting) {
+      this.waitingSequences--;
+      const req = t.req;
+      if (!req.tasks.some((x) => x.state === 'waiting')) {
+        const i = this.waiting.indexOf(req);
+        if (i >= 0) this.waiting.splice(i, 1);
+      }
+    } else if (t.seq >= 0) {
+      this.bySeq.delete(t.seq);
+      const i = this.active.indexOf(t);
+      if (i >= 0) this.active.splice(i, 1);
+      try {
+        this.engine.freeSequence(t.seq);
+      } catch {
+        // Already gone in the engine (a failed step may have dropped it); nothing to free.
+      }
+    }
+    try {
+      t.spec.listener.onFinish(reason, error);
+    } finally {
+      t.req.taskDone();
+      if (!this.looping && this.isIdle()) {
+        const waiters = this.idleWaiters;
+        this.idleWaiters = [];
+        for (const w of waiters) w();
+      }
+    }
+  }
+}

@@ -1,0 +1,73 @@
+// The Express app (no listen here: serve.ts and the tests listen). Routes:
+// POST /v1/completions, GET /v1/models, GET /health, GET /metrics; every error
+// goes through the catalogue in errors.ts.
+import express, { NextFunction, Request, Response } from 'express';
+
+import type { RuntimeHolder } from '../engine/runtime';
+import { requireApiKey } from './auth';
+import { bodyParserError, jsonBody } from './body';
+import { completionsHandler } from './completions';
+import { ApiError, sendError, toApiError } from './errors';
+import type { Metrics } from './metrics';
+
+export interface AppOptions {
+  apiKey?: string;
+  /** Largest accepted request body, bytes (default 8 MiB: a 128k-token prompt as ids fits). */
+  bodyLimit?: number;
+  /** `: keep-alive` period on idle streams, ms (default 10 s). */
+  keepAliveMs?: number;
+}
+
+export function createApp(holder: RuntimeHolder, metrics: Metrics, opts: AppOptions = {}): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+
+  app.get('/health', (_req, res) => {
+    if (holder.status === 'ready') res.json({ status: 'ok' });
+    else res.status(503).json({ status: holder.status === 'loading' ? 'loading' : 'shutting_down' });
+  });
+
+  app.use(requireApiKey(opts.apiKey));
+
+  app.get('/metrics', async (_req, res) => {
+    res.setHeader('Content-Type', metrics.registry.contentType);
+    res.send(await metrics.registry.metrics());
+  });
+
+  const models = () => {
+    const rt = holder.require();
+    return {
+      id: rt.modelId,
+      object: 'model',
+      created: 0,
+      owned_by: 'roost',
+      max_model_len: rt.info.maxContext > 0 ? rt.info.maxContext : null,
+    };
+  };
+  app.get('/v1/models', (_req, res) => {
+    res.json({ object: 'list', data: [models()] });
+  });
+  app.get('/v1/models/:id', (req, res) => {
+    const m = models();
+    if (req.params.id !== m.id) throw new ApiError('model_not_found', `The model ${JSON.stringify(req.params.id)} does not exist`, 'model');
+    res.json(m);
+  });
+
+  app.post('/v1/completions', jsonBody(opts.bodyLimit ?? 8 << 20), completionsHandler(holder, { keepAliveMs: opts.keepAliveMs ?? 10_000 }));
+  app.all('/v1/completions', (req) => {
+    throw new ApiError('not_found', `${req.method} /v1/completions is not supported: use POST`);
+  });
+
+  app.use((req: Request) => {
+    throw new ApiError('not_found', `no route for ${req.method} ${req.path}`);
+  });
+
+  // Express recognises an error handler by its four parameters.
+  app.use((e: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    const err = bodyParserError(e) ?? toApiError(e);
+    metrics.countError(err.code);
+    sendError(res, err.code === 'server_error' ? e : err);
+  });
+  return app;
+}

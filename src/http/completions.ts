@@ -1,0 +1,63 @@
+// POST /v1/completions: OpenAI legacy Completions, whole or streamed (SSE).
+import { randomUUID } from 'node:crypto';
+import type { Request, Response } from 'express';
+
+import { startCompletion, Choice } from '../engine/completion';
+import { parseCompletionBody } from '../engine/params';
+import type { RuntimeHolder } from '../engine/runtime';
+import { ApiError, toApiError } from './errors';
+import { SseStream } from './sse';
+
+export interface CompletionsOptions {
+  /** Period of `: keep-alive` comments on an idle stream, ms (0 = none). */
+  keepAliveMs: number;
+}
+
+export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptions) {
+  return async (req: Request, res: Response): Promise<void> => {
+    const rt = holder.require();
+    const p = parseCompletionBody(req.body, { vocabSize: rt.info.vocabSize });
+    if (p.model !== null && p.model !== rt.modelId) {
+      throw new ApiError('model_not_found', `The model ${JSON.stringify(p.model)} does not exist: this server serves ${JSON.stringify(rt.modelId)}`, 'model');
+    }
+    const head = { id: `cmpl-${randomUUID().replace(/-/g, '')}`, object: 'text_completion', created: Math.floor(Date.now() / 1000), model: rt.modelId };
+
+    if (!p.stream) {
+      const run = startCompletion(rt, p);
+      // A client that goes away cancels: its sequences are freed at once.
+      res.on('close', () => {
+        if (!res.writableFinished) run.cancel();
+      });
+      const result = await run.result;
+      if (res.destroyed) return;
+      res.json({ ...head, choices: result.choices, usage: result.usage });
+      return;
+    }
+
+    let sse: SseStream | undefined;
+    const usageField = p.includeUsage ? { usage: null } : {};
+    const chunk = (choice: Choice) => ({ ...head, choices: [choice], ...usageField });
+    const run = startCompletion(rt, p, {
+      onDelta(index, text, logprobs) {
+        if (text === '' && (logprobs === null || logprobs.tokens.length === 0)) return;
+        sse?.send(chunk({ index, text, logprobs, finish_reason: null }));
+      },
+      onChoiceEnd(index, reason) {
+        sse?.send(chunk({ index, text: '', logprobs: null, finish_reason: reason }));
+      },
+    });
+    // Accepted (validated, queued): from here on the answer is a 200 event stream.
+    sse = new SseStream(res, opts.keepAliveMs, (paused) => run.setPaused(paused));
+    res.on('close', () => {
+      if (!res.writableFinished) run.cancel();
+    });
+    try {
+      const result = await run.result;
+      if (p.includeUsage) sse.send({ ...head, choices: [], usage: result.usage });
+    } catch (e) {
+      // Headers are gone: report in-band, as OpenAI-compatible servers do.
+      sse.send(toApiError(e).body());
+    }
+    sse.done();
+  };
+}

@@ -1,0 +1,118 @@
+// `roost serve`: listen at once (GET /health answers 503 while the model
+// loads), load the model, then print `listening on http://HOST:PORT`.
+// SIGTERM / SIGINT: stop accepting, let in-flight requests finish within the
+// grace period, cancel the rest, close.
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as path from 'node:path';
+
+import { RuntimeHolder } from '../engine/runtime';
+import { SchedulerOptions } from '../engine/scheduler';
+import { loadTokenizer } from '../engine/tokenizer';
+import { Engine } from '../native';
+import { Gateway, GatewayOptions } from '../ws/gateway';
+import { AppOptions, createApp } from './app';
+import { Metrics } from './metrics';
+
+export interface ServeOptions {
+  /** Checkpoint folder (already resolved). */
+  model: string;
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  device?: 'cpu' | 'cuda' | 'auto';
+  threads?: number;
+  maxBatch?: number;
+  maxQueue?: number;
+  apiKey?: string;
+  /** The name in GET /v1/models and `model` (default: the folder's name). */
+  modelId?: string;
+  requestTimeoutMs?: number;
+  stepTokens?: number;
+  /** How long in-flight requests may run after SIGTERM, ms. */
+  shutdownGraceMs?: number;
+  app?: Omit<AppOptions, 'apiKey'>;
+  ws?: Omit<GatewayOptions, 'apiKey'>;
+}
+
+export interface RunningServer {
+  url: string;
+  server: http.Server;
+  holder: RuntimeHolder;
+  metrics: Metrics;
+  gateway: Gateway;
+  /** Graceful stop: refuse new work, wait up to graceMs for running requests, cancel the rest, close. */
+  close(graceMs?: number): Promise<void>;
+}
+
+function hostForUrl(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+/** Listens, then loads the model; resolves once requests are served. */
+export async function startServer(opts: ServeOptions): Promise<RunningServer> {
+  if (opts.device === 'cuda') throw new Error('--device cuda: the CUDA backend is not built yet; use --device cpu or auto');
+  const holder = new RuntimeHolder();
+  const metrics = new Metrics(() => holder.runtime);
+  const app = createApp(holder, metrics, { ...opts.app, apiKey: opts.apiKey });
+  const server = http.createServer(app);
+  // Streams may idle (queued, long prefill) longer than Node's default request timeout allows.
+  server.requestTimeout = 0;
+  server.keepAliveTimeout = 65_000;
+  const gateway = new Gateway(holder, { ...opts.ws, apiKey: opts.apiKey });
+  gateway.attach(server);
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const url = `http://${hostForUrl(opts.host)}:${port}`;
+
+  let closing: Promise<void> | undefined;
+  const close = (graceMs = opts.shutdownGraceMs ?? 30_000) =>
+    (closing ??= (async () => {
+      holder.status = 'draining';
+      const stopped = new Promise<void>((r) => server.close(() => r()));
+      server.closeIdleConnections();
+      await holder.runtime?.scheduler.drain(graceMs);
+      gateway.close();
+      server.closeAllConnections();
+      await stopped;
+    })());
+
+  try {
+    const tokenizer = loadTokenizer(opts.model);
+    const engine = await Engine.load(opts.model, opts.threads ? { threads: opts.threads } : {});
+    const schedulerOptions: Partial<SchedulerOptions> = {};
+    if (opts.maxBatch !== undefined) schedulerOptions.maxBatch = opts.maxBatch;
+    if (opts.maxQueue !== undefined) schedulerOptions.maxQueue = opts.maxQueue;
+    if (opts.requestTimeoutMs !== undefined) schedulerOptions.requestTimeoutMs = opts.requestTimeoutMs;
+    if (opts.stepTokens !== undefined) schedulerOptions.stepTokens = opts.stepTokens;
+    holder.attach(engine, tokenizer, opts.modelId ?? path.basename(path.resolve(opts.model)), schedulerOptions, {
+      scheduler: metrics.scheduler,
+      completion: metrics.completion,
+    });
+  } catch (e) {
+    await close(0);
+    throw e;
+  }
+  return { url, server, holder, metrics, gateway, close };
+}
+
+/** The serve command: runs until SIGTERM / SIGINT, then shuts down gracefully. */
+export async function serve(opts: ServeOptions): Promise<void> {
+  const running = await startServer(opts);
+  process.stdout.write(`listening on ${running.url}\n`);
+  await new Promise<void>((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      process.stderr.write(`roost serve: ${signal}: finishing in-flight requests\n`);
+      running.close().then(resolve, resolve);
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+}

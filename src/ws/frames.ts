@@ -1,0 +1,96 @@
+// Frame codecs of /v1/stream: JSON text frames and protobuf binary frames
+// (proto/roost.proto). Both decode to the same plain message object (JSON field
+// names), which src/engine/params.ts validates; both encode the same events.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as protobuf from 'protobufjs';
+
+import { packageRoot } from '../native';
+
+export type ServerEvent =
+  | { type: 'token'; id: string; text: string; token: number; logprob: number; top_logprobs?: Record<string, number> }
+  | { type: 'done'; id: string; finish_reason: string; usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } }
+  | { type: 'error'; id?: string; message: string; code: string; param?: string | null };
+
+/** A frame that cannot be read at all (not JSON, not a ClientMessage). */
+export class FrameError extends Error {
+  constructor(
+    readonly code: 'invalid_json' | 'invalid_frame',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+let root: protobuf.Root | undefined;
+
+/** The parsed proto/roost.proto (field names kept in snake_case, as in JSON). */
+export function protoRoot(): protobuf.Root {
+  if (!root) {
+    const file = path.join(packageRoot(), 'proto', 'roost.proto');
+    root = protobuf.parse(fs.readFileSync(file, 'utf8'), { keepCase: true }).root;
+  }
+  return root;
+}
+
+const types = () => ({
+  client: protoRoot().lookupType('roost.ClientMessage'),
+  server: protoRoot().lookupType('roost.ServerMessage'),
+});
+
+export function decodeText(data: Buffer | string): unknown {
+  const text = typeof data === 'string' ? data : data.toString('utf8');
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new FrameError('invalid_json', `the frame is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/** A binary frame as the JSON-shaped message it stands for. */
+export function decodeBinary(data: Buffer): unknown {
+  const { client } = types();
+  let o: Record<string, any>;
+  try {
+    // oneofs: false, so proto3 `optional` fields do not bring their synthetic `_name` oneof keys.
+    o = client.toObject(client.decode(data), { longs: Number, oneofs: false, defaults: false, arrays: false });
+  } catch (e) {
+    throw new FrameError('invalid_frame', `the frame is not a roost.ClientMessage: ${(e as Error).message}`);
+  }
+  if (o.cancel) return { type: 'cancel', ...o.cancel };
+  if (!o.request) throw new FrameError('invalid_frame', 'the frame is a roost.ClientMessage with neither request nor cancel set');
+  const { text, tokens, ...rest } = o.request as Record<string, any>;
+  const msg: Record<string, unknown> = { type: 'request', ...rest };
+  if (text !== undefined) msg.prompt = text;
+  else if (tokens !== undefined) msg.prompt = tokens.ids ?? [];
+  return msg;
+}
+
+export function encodeText(ev: ServerEvent): string {
+  return JSON.stringify(ev);
+}
+
+export function encodeBinary(ev: ServerEvent): Uint8Array {
+  const { server } = types();
+  const { type, ...rest } = ev;
+  const body: Record<string, unknown> = rest;
+  for (const k of Object.keys(body)) if (body[k] === null || body[k] === undefined) delete body[k];
+  return server.encode(server.fromObject({ [type]: body })).finish();
+}
+
+/** Decodes a server event from a binary frame (clients and tests). */
+export function decodeServerBinary(data: Uint8Array): ServerEvent {
+  const { server } = types();
+  const o = server.toObject(server.decode(data), { longs: Number, oneofs: true, defaults: true }) as Record<string, any>;
+  return { type: o.kind, ...o[o.kind] } as ServerEvent;
+}
+
+/** Encodes a client message from its JSON form (clients and tests). */
+export function encodeClientBinary(msg: Record<string, any>): Uint8Array {
+  const { client } = types();
+  const { type, prompt, ...rest } = msg;
+  const body: Record<string, unknown> = { ...rest };
+  if (typeof prompt === 'string') body.text = prompt;
+  else if (Array.isArray(prompt)) body.tokens = { ids: prompt };
+  return client.encode(client.fromObject({ [type]: body })).finish();
+}

@@ -1,0 +1,203 @@
+// WebSocket gateway, /v1/stream: many requests per connection, each with a
+// client id; one event per token; a final done event; cancel messages. Frames
+// are JSON (text) or protobuf (binary); each reply goes out in the format of the
+// frame that asked. Backpressure: above highWaterMark buffered bytes the
+// connection's requests pause (their sequences sit out of steps), below half
+// of it they resume; past hardLimit the peer is dropped. Ping/pong drops dead peers.
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocket, WebSocketServer } from 'ws';
+
+import { bearerMatches } from '../http/auth';
+import { CompletionRun, startCompletion } from '../engine/completion';
+import { RequestError } from '../engine/errors';
+import { messageId, parseStreamMessage } from '../engine/params';
+import type { RuntimeHolder } from '../engine/runtime';
+import { decodeBinary, decodeText, encodeBinary, encodeText, FrameError, ServerEvent } from './frames';
+
+export interface GatewayOptions {
+  apiKey?: string;
+  /** Largest client frame, bytes (ws closes the connection with 1009 beyond it). */
+  maxPayload?: number;
+  /** Buffered bytes above which the connection's requests pause. */
+  highWaterMark?: number;
+  /** Buffered bytes above which the connection is dropped. */
+  hardLimit?: number;
+  /** Ping period, ms; a peer that has not answered the previous ping is dropped. */
+  heartbeatMs?: number;
+  /** Concurrent requests per connection. */
+  maxRequestsPerConnection?: number;
+  /** A connection paused by backpressure longer than this, ms, is dropped. */
+  stallTimeoutMs?: number;
+}
+
+export const STREAM_PATH = '/v1/stream';
+
+interface Live {
+  run: CompletionRun;
+  binary: boolean;
+}
+
+export class Gateway {
+  readonly wss: WebSocketServer;
+  private readonly heartbeat: NodeJS.Timeout;
+  private readonly opts: Required<Omit<GatewayOptions, 'apiKey'>> & { apiKey?: string };
+
+  constructor(
+    private readonly holder: RuntimeHolder,
+    opts: GatewayOptions = {},
+  ) {
+    this.opts = {
+      maxPayload: 1 << 20,
+      highWaterMark: 1 << 20,
+      hardLimit: 16 << 20,
+      heartbeatMs: 30_000,
+      maxRequestsPerConnection: 256,
+      stallTimeoutMs: 60_000,
+      ...opts,
+    };
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: this.opts.maxPayload });
+    this.wss.on('connection', (ws) => this.connection(ws));
+    const alive = new WeakMap<WebSocket, boolean>();
+    this.wss.on('connection', (ws) => {
+      alive.set(ws, true);
+      ws.on('pong', () => alive.set(ws, true));
+    });
+    this.heartbeat = setInterval(() => {
+      for (const ws of this.wss.clients) {
+        if (!alive.get(ws)) {
+          ws.terminate();
+          continue;
+        }
+        alive.set(ws, false);
+        ws.ping();
+      }
+    }, this.opts.heartbeatMs);
+    this.heartbeat.unref();
+  }
+
+  /** Routes an HTTP upgrade: /v1/stream (with the API key when one is set), else 404. */
+  attach(server: Server): void {
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const url = new URL(req.url ?? '/', 'http://x');
+      const reject = (status: string, message: string) => {
+        const body = JSON.stringify({ error: { message, type: status.startsWith('401') ? 'authentication_error' : 'not_found_error', param: null, code: null } });
+        socket.end(`HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      };
+      if (url.pathname !== STREAM_PATH) return reject('404 Not Found', `no WebSocket endpoint at ${url.pathname}: use ${STREAM_PATH}`);
+      if (this.opts.apiKey) {
+        // Browsers cannot set headers on a WebSocket: the key may also come as ?api_key=.
+        const q = url.searchParams.get('api_key');
+        const ok = bearerMatches(req.headers.authorization, this.opts.apiKey) || (q !== null && bearerMatches(`Bearer ${q}`, this.opts.apiKey));
+        if (!ok) return reject('401 Unauthorized', 'invalid or missing API key: send Authorization: Bearer <key>');
+      }
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.wss.emit('connection', ws, req));
+    });
+  }
+
+  /** Closes every connection (their requests are cancelled) and stops the heartbeat. */
+  close(code = 1001, reason = 'server shutting down'): void {
+    clearInterval(this.heartbeat);
+    for (const ws of this.wss.clients) ws.close(code, reason);
+    this.wss.close();
+  }
+
+  private connection(ws: WebSocket): void {
+    const live = new Map<string, Live>();
+    let paused = false;
+    const { highWaterMark, hardLimit } = this.opts;
+
+    // While paused nothing is sent, so no send callback will report the drain: poll.
+    let poll: NodeJS.Timeout | undefined;
+    let pausedAt = 0;
+    const setPaused = (p: boolean) => {
+      if (p === paused) return;
+      paused = p;
+      for (const l of live.values()) l.run.setPaused(p);
+      if (p) {
+        pausedAt = Date.now();
+        poll = setInterval(() => {
+          if (ws.bufferedAmount <= highWaterMark / 2) setPaused(false);
+          else if (Date.now() - pausedAt > this.opts.stallTimeoutMs) ws.terminate(); // a reader that stopped reading
+        }, 20);
+        poll.unref();
+      } else if (poll) {
+        clearInterval(poll);
+        poll = undefined;
+      }
+    };
+    const afterFlush = () => {
+      if (paused && ws.bufferedAmount <= highWaterMark / 2) setPaused(false);
+    };
+    const send = (ev: ServerEvent, binary: boolean) => {
+      if (ws.readyState !== WebSocket.OPEN) return;
+      ws.send(binary ? encodeBinary(ev) : encodeText(ev), { binary }, afterFlush);
+      const buffered = ws.bufferedAmount;
+      if (buffered > hardLimit) {
+        ws.terminate(); // a reader this slow would hold unbounded memory
+      } else if (buffered > highWaterMark) {
+        setPaused(true);
+      }
+    };
+    const sendError = (e: unknown, binary: boolean, id?: string) => {
+      if (e instanceof RequestError) send({ type: 'error', id, message: e.message, code: e.code, param: e.param }, binary);
+      else if (e instanceof FrameError) send({ type: 'error', id, message: e.message, code: e.code }, binary);
+      else send({ type: 'error', id, message: 'internal server error', code: 'server_error' }, binary);
+    };
+
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      let msg: unknown;
+      try {
+        msg = isBinary ? decodeBinary(data) : decodeText(data);
+      } catch (e) {
+        return sendError(e, isBinary);
+      }
+      const id = messageId(msg);
+      try {
+        const rt = this.holder.require();
+        const m = parseStreamMessage(msg, { vocabSize: rt.info.vocabSize });
+        if (m.type === 'cancel') {
+          const l = live.get(m.id);
+          if (!l) throw new RequestError('invalid_parameter', `no running request with id ${JSON.stringify(m.id)}`, 'id');
+          l.run.cancel();
+          return;
+        }
+        const rid = m.request.id;
+        if (live.has(rid)) throw new RequestError('invalid_parameter', `id ${JSON.stringify(rid)} is already in use by a running request on this connection`, 'id');
+        if (live.size >= this.opts.maxRequestsPerConnection) {
+          throw new RequestError('overloaded', `at most ${this.opts.maxRequestsPerConnection} concurrent requests per connection`, null, 1);
+        }
+        let finish = 'cancelled';
+        const run = startCompletion(rt, m.request.params, {
+          onDelta(_index, text, logprobs, token, logprob) {
+            if (token === undefined) return;
+            const ev: ServerEvent = { type: 'token', id: rid, text, token, logprob: logprob ?? NaN };
+            const top = logprobs?.top_logprobs[logprobs.top_logprobs.length - 1];
+            if (m.request.params.logprobs && top) ev.top_logprobs = top;
+            send(ev, isBinary);
+          },
+          onChoiceEnd(_index, reason) {
+            finish = reason;
+          },
+        });
+        live.set(rid, { run, binary: isBinary });
+        if (paused) run.setPaused(true);
+        run.result.then(
+          (r) => send({ type: 'done', id: rid, finish_reason: finish, usage: r.usage }, isBinary),
+          (e) => sendError(e, isBinary, rid),
+        ).finally(() => live.delete(rid));
+      } catch (e) {
+        sendError(e, isBinary, id);
+      }
+    });
+
+    ws.on('close', () => {
+      if (poll) clearInterval(poll);
+      for (const l of live.values()) l.run.cancel();
+      live.clear();
+    });
+    ws.on('error', () => {
+      // 'close' follows; nothing else to do (a protocol error from the peer).
+    });
+  }
+}
