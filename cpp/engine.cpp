@@ -152,7 +152,9 @@ std::vector<StepResult> Engine::step(const std::vector<StepRequest>& requests) {
         for (int64_t j = 0; j < n; j++) {
           // Token cursor+j is predicted by the logits of the position before it.
           const float* prev = j == 0 ? (s.last_logits.empty() ? nullptr : s.last_logits.data()) : logits[i].data() + (j - 1) * V;
-          if (!prev) continue;
+          // No previous logit, or a NaN row (perceiver_ar has no logits before its
+          // latents): the entry stays NaN and gets no top list.
+          if (!prev || std::isnan(prev[0])) continue;
           log_softmax(lp.data(), prev, V);
           const int64_t t = cursor[i] + j;
           results[i].prompt_logprobs[t] = lp[requests[i].tokens[t]];

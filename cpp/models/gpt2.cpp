@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "../common.h"
+#include "bigbird_attention.h"
 
 namespace roost {
 
@@ -15,7 +16,8 @@ class Gpt2State : public SequenceState {
  public:
   Gpt2State(int64_t n_layer, int64_t C) : C_(C), k_(n_layer), v_(n_layer) {}
   int64_t length() const override { return len_; }
-  size_t bytes() const override { return (size_t)cap_ * C_ * sizeof(float) * 2 * k_.size(); }
+  // BigBird still caches every position: global and random blocks reach anywhere.
+  size_t bytes() const override { return (size_t)cap_ * C_ * sizeof(float) * 2 * k_.size() + bigbird.bytes(); }
 
   void reserve(int64_t need, int64_t limit) {
     if (need <= cap_) return;
@@ -31,6 +33,7 @@ class Gpt2State : public SequenceState {
   float* k(size_t layer) { return k_[layer].as<float>(); }
   float* v(size_t layer) { return v_[layer].as<float>(); }
   int64_t len_ = 0;
+  BigBirdBlocks bigbird;  // block lists of the blocks the last step touched (bigbird only)
 
  private:
   void grow(AlignedBuffer& buf, int64_t cap) {
@@ -46,9 +49,6 @@ class Gpt2State : public SequenceState {
 }  // namespace
 
 Gpt2Model::Gpt2Model(const ModelConfig& config, const Checkpoint& ckpt) : cfg_(config) {
-  if (cfg_.attention.kind != "dense")
-    throw Error("E_CONFIG", cfg_.dir + "/config.json: attention.kind \"" + cfg_.attention.kind +
-                                "\" is not supported by this engine build yet");
   const int64_t C = cfg_.n_embd, V = cfg_.vocab_size, F = cfg_.n_inner;
 
   const TensorView& wte = ckpt.get("wte.weight", {V, C});
@@ -120,6 +120,15 @@ void Gpt2Model::forward(const std::vector<ForwardItem>& items, ThreadPool& pool)
   }
   if (rotary_.dim() > 0) rotary_.tables(cos_, sin_, pos_.data(), N);
 
+  const bool bigbird = cfg_.attention.kind == "bigbird";
+  const int64_t bsz = cfg_.attention.block_size;
+  if (bigbird)
+    for (const auto& it : items) {
+      auto* st = static_cast<Gpt2State*>(it.state);
+      const int64_t past = st->length();
+      bigbird_prepare(st->bigbird, cfg_.attention, cfg_.n_layer, H, past / bsz, (past + it.n - 1) / bsz + 1);
+    }
+
   std::vector<AttentionSeq> seqs(items.size());
   for (size_t l = 0; l < layers_.size(); l++) {
     const Layer& L = layers_[l];
@@ -141,7 +150,14 @@ void Gpt2Model::forward(const std::vector<ForwardItem>& items, ThreadPool& pool)
       }
       seqs[i] = AttentionSeq{att_.data() + row0[i] * C, C, qkv_.data() + row0[i] * 3 * C, 3 * C, kc, vc, C, past, n};
     }
-    attention_causal(seqs, H, D, pool);
+    if (bigbird) {
+      span_batch_.clear();
+      for (size_t i = 0; i < items.size(); i++)
+        bigbird_tasks(span_batch_, static_cast<Gpt2State*>(items[i].state)->bigbird, seqs[i], bsz, (int64_t)l, cfg_.n_layer, H);
+      attention_spans(span_batch_.tasks(), D, pool);
+    } else {
+      attention_causal(seqs, H, D, pool);
+    }
     L.attn_proj.apply(tmp_.data(), att_.data(), N, pool);
     add_inplace(x_.data(), tmp_.data(), N * C);
 
@@ -151,7 +167,11 @@ void Gpt2Model::forward(const std::vector<ForwardItem>& items, ThreadPool& pool)
     L.mlp_proj.apply(tmp_.data(), ff_.data(), N, pool);
     add_inplace(x_.data(), tmp_.data(), N * C);
   }
-  for (const auto& it : items) static_cast<Gpt2State*>(it.state)->len_ += it.n;
+  for (const auto& it : items) {
+    auto* st = static_cast<Gpt2State*>(it.state);
+    st->len_ += it.n;
+    if (bigbird) bigbird_keep_last(st->bigbird, cfg_.n_layer, H);
+  }
 
   // Final LayerNorm and head only for the rows whose logits are wanted.
   int64_t R = 0;

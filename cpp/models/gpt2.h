@@ -1,10 +1,12 @@
 // The `gpt2` architecture of shared/spec/models.md: HF GPT-2 (learned
-// positions) plus the rotary option, with a per-sequence KV cache.
+// positions) plus the rotary option and BigBird block-sparse attention, with a
+// per-sequence KV cache.
 #pragma once
 
 #include <memory>
 #include <vector>
 
+#include "../ops/attention_spans.h"
 #include "../safetensors.h"
 #include "model.h"
 #include "rotary.h"
@@ -40,6 +42,7 @@ class Gpt2Model : public Model {
   // Scratch reused across steps (forward is never concurrent: the engine steps one at a time).
   std::vector<float> x_, h_, qkv_, att_, tmp_, ff_, cos_, sin_, head_in_, logits_;
   std::vector<int64_t> pos_;
+  SpanBatch span_batch_;  // bigbird: one layer's attention tasks
 };
 
 }  // namespace roost

@@ -1,7 +1,10 @@
-// End-to-end engine check without Node: every test/fixtures/gpt2-* checkpoint
-// against the golden log-probs and greedy continuations written by the PyTorch
+// End-to-end engine check without Node: every test/fixtures/* checkpoint with a
+// golden.json (gpt2-*, bigbird-*, perceiver-*, recurrent-*) against the golden
+// log-probs, decode steps and greedy continuations written by the PyTorch
 // reference (tools/reference/make_fixtures.py), on every kernel ISA this CPU
-// has; plus KV-cache decode == full forward and batched == alone.
+// has; plus KV-cache decode == full forward (where the case says it must:
+// `decode_matches_forward`) and batched == alone. A null golden log-prob (no
+// logits there: perceiver_ar before its latents) requires NaN from the engine.
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -26,6 +29,25 @@ static std::vector<int32_t> ints(const json::Value& a) {
   return v;
 }
 
+// Largest |got - want| over entries; a NaN `got` against a number counts as
+// infinitely wrong. A null `want` needs a NaN `got` when null_needs_nan (the
+// forward has no logits there), else is skipped (decode has numbers the
+// exact forward lacks: perceiver_ar).
+static double logprob_error(const std::vector<float>& got, const std::vector<json::Value>& want, size_t from,
+                            bool null_needs_nan = true) {
+  double worst = 0;
+  for (size_t t = from; t < want.size(); t++) {
+    const bool want_null = want[t].is_null(), got_nan = std::isnan(got[t]);
+    if (want_null && !null_needs_nan) continue;
+    if (want_null || got_nan) {
+      if (want_null != got_nan) worst = INFINITY;
+      continue;
+    }
+    worst = std::max(worst, std::fabs(got[t] - want[t].number));
+  }
+  return worst;
+}
+
 static void check_fixture(const fs::path& dir, const std::string& tag) {
   json::Value golden = json::parse(json::read_file((dir / "golden.json").string(), 16 << 20));
   const double tol = golden.find("logprob_tolerance")->number;
@@ -38,27 +60,48 @@ static void check_fixture(const fs::path& dir, const std::string& tag) {
     greedy.temperature = 0;
     int64_t seq = engine.create_sequence(greedy);
     auto r = engine.step({StepRequest{seq, tokens, false, true}});
-    double worst = 0;
     const auto& want = c.find("logprobs")->items;
-    for (size_t t = 1; t < tokens.size(); t++) worst = std::max(worst, std::fabs(r[0].prompt_logprobs[t] - want[t].number));
+    const double worst = logprob_error(r[0].prompt_logprobs, want, 1);
     check(std::isnan(r[0].prompt_logprobs[0]) && worst <= tol,
           name + " case " + c.find("name")->text + ": max |dlogprob| " + std::to_string(worst));
     engine.free_sequence(seq);
 
-    // Same tokens one at a time through the KV cache.
-    if (tokens.size() > 1 && tokens.size() <= 64) {
+    // Same tokens one at a time through the KV cache, where the serving decode
+    // reproduces the forward (not perceiver_ar past its latents).
+    const json::Value* dmf = c.find("decode_matches_forward");
+    if (tokens.size() > 1 && tokens.size() <= 64 && (!dmf || dmf->boolean)) {
       int64_t s2 = engine.create_sequence(greedy);
-      double worst2 = 0;
+      std::vector<float> got(tokens.size());
       for (size_t t = 0; t < tokens.size(); t++) {
         auto rr = engine.step({StepRequest{s2, {tokens[t]}, false, true}});
-        if (t > 0) worst2 = std::max(worst2, std::fabs(rr[0].prompt_logprobs[0] - want[t].number));
+        got[t] = rr[0].prompt_logprobs[0];
       }
+      const double worst2 = logprob_error(got, want, 1, /*null_needs_nan=*/false);
       check(worst2 <= tol, name + " case " + c.find("name")->text + " token-by-token: " + std::to_string(worst2));
       engine.free_sequence(s2);
     }
   }
 
+  // Decode goldens: prefill the prompt, then teacher-forced decode steps;
+  // logprobs[j] = log p(tokens[j] | prompt, tokens[..j]) as the serving decode sees it.
+  if (const json::Value* decode = golden.find("decode")) {
+    for (const auto& c : decode->items) {
+      std::vector<int32_t> tokens = ints(*c.find("tokens"));
+      SamplingParams greedy;
+      greedy.temperature = 0;
+      int64_t seq = engine.create_sequence(greedy);
+      engine.step({StepRequest{seq, ints(*c.find("prompt_tokens")), false, false}});
+      std::vector<float> got(tokens.size());
+      for (size_t j = 0; j < tokens.size(); j++)
+        got[j] = engine.step({StepRequest{seq, {tokens[j]}, false, true}})[0].prompt_logprobs[0];
+      const double worst = logprob_error(got, c.find("logprobs")->items, 0);
+      check(worst <= tol, name + " decode " + c.find("name")->text + ": max |dlogprob| " + std::to_string(worst));
+      engine.free_sequence(seq);
+    }
+  }
+
   // Greedy continuations, all prompts in one batch (mixed lengths) and each alone.
+  // (The serving procedure: prefill, then one cached decode step per token.)
   const auto& greedy_cases = golden.find("greedy")->items;
   std::vector<int64_t> seqs;
   std::vector<std::vector<int32_t>> outs(greedy_cases.size());

@@ -1,0 +1,177 @@
+// AVX2 attention item for one or a few queries (decode): the online softmax of
+// attention_avx512.cpp with 8-key sub-blocks and ymm vectors, head dims up to 128
+// (ND = D/8 rounded up). Tiles of more queries go to attention_tile_avx2.cpp.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "attention_impl.h"
+#include "simd_avx2_impl.h"
+
+namespace roost::attention_impl {
+
+using namespace simd256;
+
+namespace {
+
+// Lane r of the result = sum of the lanes of v[r], r = 0..7.
+inline __m256 transpose_sum8(const __m256* v) {
+  __m256 t0 = _mm256_hadd_ps(v[0], v[1]), t1 = _mm256_hadd_ps(v[2], v[3]);
+  __m256 t2 = _mm256_hadd_ps(v[4], v[5]), t3 = _mm256_hadd_ps(v[6], v[7]);
+  __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);  // [v0..3 low half sums | v0..3 high half sums]
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+// Chunk c of a head row: the last one may be partial (D not a multiple of 8).
+struct Row {
+  int full;       // chunks that are whole
+  __m256i tail;   // lanes of the partial chunk
+  __m256 load(const float* p, int c) const { return c < full ? _mm256_loadu_ps(p + 8 * c) : _mm256_maskload_ps(p + 8 * c, tail); }
+};
+
+template <int ND>
+struct Query {
+  __m256 q[ND];    // query * 1/sqrt(D)
+  __m256 acc[ND];  // sum_j p_j v_j, scaled to the running max
+  __m256 l;        // sum_j p_j, per lane
+  float m;         // running max score
+};
+
+// Rows ahead that the loop prefetches (see attention_avx512.cpp).
+constexpr int64_t kPrefetchRows = 2 * kKeyBlock;
+
+template <int ND, bool kFull>
+inline void sub_block(Query<ND>& st, const float* k, const float* v, int64_t stride, int cnt, const Row& row) {
+  const int64_t pf = kPrefetchRows * stride;  // floats; prefetching past the cache end is harmless
+  __m256 dots[8];
+#pragma GCC unroll 8
+  for (int r = 0; r < 8; r++) {
+    if (!kFull && r >= cnt) {
+      dots[r] = _mm256_setzero_ps();
+      continue;
+    }
+    const float* kr = k + r * stride;  // key row j0 + r, this head
+#pragma GCC unroll 16
+    for (int c = 0; c < ND; c += 2) _mm_prefetch((const char*)(kr + pf + 8 * c), _MM_HINT_T0);  // one per line
+    __m256 d = _mm256_mul_ps(st.q[0], row.load(kr, 0));
+#pragma GCC unroll 16
+    for (int c = 1; c < ND; c++) d = _mm256_fmadd_ps(st.q[c], row.load(kr, c), d);
+    dots[r] = d;
+  }
+  __m256 s = transpose_sum8(dots);
+  if (!kFull) s = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), s, _mm256_castsi256_ps(head_mask(cnt)));
+  const float bm = hmax(s);
+  if (bm > st.m) {  // rescale what was summed against the old max
+    __m256 corr = exp(_mm256_set1_ps(st.m - bm));
+    st.m = bm;
+    st.l = _mm256_mul_ps(st.l, corr);
+#pragma GCC unroll 16
+    for (int c = 0; c < ND; c++) st.acc[c] = _mm256_mul_ps(st.acc[c], corr);
+  }
+  __m256 p = exp(_mm256_sub_ps(s, _mm256_set1_ps(st.m)));
+  st.l = _mm256_add_ps(st.l, p);
+  alignas(32) float pb[8];
+  _mm256_store_ps(pb, p);
+#pragma GCC unroll 8
+  for (int r = 0; r < 8; r++) {
+    if (!kFull && r >= cnt) break;
+    const float* vr = v + r * stride;
+#pragma GCC unroll 16
+    for (int c = 0; c < ND; c += 2) _mm_prefetch((const char*)(vr + pf + 8 * c), _MM_HINT_T0);
+    __m256 pr = _mm256_broadcast_ss(pb + r);
+#pragma GCC unroll 16
+    for (int c = 0; c < ND; c++) st.acc[c] = _mm256_fmadd_ps(pr, row.load(vr, c), st.acc[c]);
+  }
+}
+
+template <int ND>
+void item(const AttentionSeq& s, int64_t D, const Item& it) {
+  const int64_t nq = it.i1 - it.i0;
+  const __m256 scale = _mm256_set1_ps(1.f / std::sqrt((float)D));
+  const Row row{(int)(D / 8), head_mask(D % 8)};
+  const float* kh = s.k + it.head * D;  // key row j at kh + j * kv_stride
+  const float* vh = s.v + it.head * D;
+
+  Query<ND> states[kMinTileQueries];  // nq < kMinTileQueries here
+  for (int64_t b = 0; b < nq; b++) {
+    const float* q = s.q + (it.i0 + b) * s.q_stride + it.head * D;  // [D]
+    for (int c = 0; c < ND; c++) {
+      states[b].q[c] = _mm256_mul_ps(row.load(q, c), scale);
+      states[b].acc[c] = _mm256_setzero_ps();
+    }
+    states[b].l = _mm256_setzero_ps();
+    states[b].m = -INFINITY;
+  }
+
+  for (int64_t kb0 = it.j0; kb0 < it.j1; kb0 += kKeyBlock) {
+    const int64_t kb1 = std::min(kb0 + kKeyBlock, it.j1);
+    for (int64_t b = 0; b < nq; b++) {
+      const int64_t limit = std::min(kb1, s.pos0 + it.i0 + b + 1);  // causal: keys < limit
+      if (limit <= kb0) continue;
+      Query<ND> st = states[b];
+      for (int64_t j = kb0; j < limit; j += 8) {
+        const int cnt = (int)std::min<int64_t>(8, limit - j);
+        if (cnt == 8) sub_block<ND, true>(st, kh + j * s.kv_stride, vh + j * s.kv_stride, s.kv_stride, 8, row);
+        else sub_block<ND, false>(st, kh + j * s.kv_stride, vh + j * s.kv_stride, s.kv_stride, cnt, row);
+      }
+      states[b] = st;
+    }
+  }
+
+  for (int64_t b = 0; b < nq; b++) {
+    const Query<ND>& st = states[b];
+    const float l = hsum(st.l);
+    alignas(32) float tmp[8];
+    float* dst;
+    __m256 mul;
+    if (it.partial) {
+      dst = it.partial + b * (D + 2);  // (max, sum, acc[D])
+      dst[0] = st.m;
+      dst[1] = l;
+      dst += 2;
+      mul = _mm256_set1_ps(1.f);
+    } else {
+      dst = s.out + (it.i0 + b) * s.out_stride + it.head * D;
+      mul = _mm256_set1_ps(1.f / l);
+    }
+    for (int c = 0; c < ND; c++) {
+      __m256 r = _mm256_mul_ps(st.acc[c], mul);
+      if (c < row.full) {
+        _mm256_storeu_ps(dst + 8 * c, r);
+      } else {
+        _mm256_store_ps(tmp, r);
+        for (int64_t d = 8 * c; d < D; d++) dst[d] = tmp[d - 8 * c];
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void item_avx2(const AttentionSeq& s, int64_t D, const Item& it) {
+  if (it.i1 - it.i0 >= kMinTileQueries) {
+    tile_avx2(s, D, it);
+    return;
+  }
+  switch ((D + 7) / 8) {
+    case 1: item<1>(s, D, it); break;
+    case 2: item<2>(s, D, it); break;
+    case 3: item<3>(s, D, it); break;
+    case 4: item<4>(s, D, it); break;
+    case 5: item<5>(s, D, it); break;
+    case 6: item<6>(s, D, it); break;
+    case 7: item<7>(s, D, it); break;
+    case 8: item<8>(s, D, it); break;
+    case 9: item<9>(s, D, it); break;
+    case 10: item<10>(s, D, it); break;
+    case 11: item<11>(s, D, it); break;
+    case 12: item<12>(s, D, it); break;
+    case 13: item<13>(s, D, it); break;
+    case 14: item<14>(s, D, it); break;
+    case 15: item<15>(s, D, it); break;
+    case 16: item<16>(s, D, it); break;
+  }
+}
+
+}  // namespace roost::attention_impl

@@ -1,0 +1,207 @@
+// AVX-512 attention item for one or a few queries (decode): each query walks the
+// keys in 64-key blocks straight from the cache rows, online softmax per block.
+// Tiles of more queries go to attention_tile_avx512.cpp. Head dims up to
+// 128 (ND = D/16 rounded up vectors); the tail of D is masked on every load.
+#include <algorithm>
+#include <cmath>
+
+#include "attention_impl.h"
+#include "simd_avx512_impl.h"
+
+namespace roost::attention_impl {
+
+using namespace simd512;
+
+namespace {
+
+// Lane r of the result = sum of the lanes of v[r], r = 0..15.
+inline __m512 transpose_sum16(const __m512* v) {
+  __m512 a[8], b[4], c[2];
+  for (int i = 0; i < 8; i++)  // per 128-bit lane: [v0 0+2, v1 0+2, v0 1+3, v1 1+3]
+    a[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+  for (int i = 0; i < 4; i++) {  // per 128-bit lane: one partial sum of each of 4 vectors
+    __m512d x = _mm512_castps_pd(a[2 * i]), y = _mm512_castps_pd(a[2 * i + 1]);
+    b[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+  }
+  for (int i = 0; i < 2; i++)  // fold the 4 lanes pairwise
+    c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88), _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xdd));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], 0x88), _mm512_shuffle_f32x4(c[0], c[1], 0xdd));
+}
+
+template <int ND>
+struct Query {
+  __m512 q[ND];    // query * 1/sqrt(D)
+  __m512 acc[ND];  // sum_j p_j v_j, scaled to the running max
+  __m512 l;        // sum_j p_j, per lane
+  float m;         // running max score
+};
+
+// Rows ahead of the current one that the loop prefetches: two blocks, about the
+// bytes in flight one core needs to stream K and V from DRAM. The rows of one head
+// are short runs kv_stride apart, which the hardware prefetchers follow poorly.
+constexpr int64_t kPrefetchRows = 2 * kKeyBlock;
+
+// Folds one key block (cnt <= 64 valid rows from k, v, `stride` floats apart) into
+// one query's state. The whole block is scored before the softmax update, so the
+// max reduction and the rescale happen once per 64 keys. Everything lives in local
+// registers: working on `st` in place makes GCC store the accumulators after every
+// FMA (the vector type may alias the K/V loads).
+template <int ND, bool kFull>
+inline void block(Query<ND>& st, const float* k, const float* v, int64_t stride, int cnt, const __mmask16* dm) {
+  static_assert(kKeyBlock == 64, "four score vectors per block");
+  const int64_t pf = kPrefetchRows * stride;  // floats; a prefetch past the cache end is harmless
+  const int groups = kFull ? 4 : (cnt + 15) / 16;
+  __m512 q[ND];
+#pragma GCC unroll 8
+  for (int c = 0; c < ND; c++) q[c] = st.q[c];
+  __m512 s[4];
+  const float* kr = k;  // key row 16g + r
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; g++) {
+    if (g >= groups) {
+      s[g] = _mm512_set1_ps(-INFINITY);
+      continue;
+    }
+    __m512 dots[16];
+#pragma GCC unroll 16
+    for (int r = 0; r < 16; r++, kr += stride) {
+      if (!kFull && 16 * g + r >= cnt) {
+        dots[r] = _mm512_setzero_ps();
+        continue;
+      }
+      // Opaque row pointer: otherwise GCC computes all 64 rows' addresses up front
+      // and spills them, turning every load into two.
+      asm("" : "+r"(kr));
+#pragma GCC unroll 8
+      for (int c = 0; c < ND; c++) _mm_prefetch((const char*)(kr + pf + 16 * c), _MM_HINT_T0);
+      __m512 d = _mm512_mul_ps(q[0], _mm512_maskz_loadu_ps(dm[0], kr));
+#pragma GCC unroll 8
+      for (int c = 1; c < ND; c++) d = _mm512_fmadd_ps(q[c], _mm512_maskz_loadu_ps(dm[c], kr + 16 * c), d);
+      dots[r] = d;
+    }
+    s[g] = transpose_sum16(dots);
+    if (!kFull) s[g] = _mm512_mask_blend_ps(head_mask(cnt - 16 * g), _mm512_set1_ps(-INFINITY), s[g]);
+  }
+
+  __m512 acc[ND], odd[ND], l = st.l;
+  float m = st.m;
+#pragma GCC unroll 8
+  for (int c = 0; c < ND; c++) {
+    acc[c] = st.acc[c];
+    odd[c] = _mm512_setzero_ps();
+  }
+  const float bm = hmax(_mm512_max_ps(_mm512_max_ps(s[0], s[1]), _mm512_max_ps(s[2], s[3])));
+  if (bm > m) {  // rescale what was summed against the old max
+    const __m512 corr = exp(_mm512_set1_ps(m - bm));
+    m = bm;
+    l = _mm512_mul_ps(l, corr);
+#pragma GCC unroll 8
+    for (int c = 0; c < ND; c++) acc[c] = _mm512_mul_ps(acc[c], corr);
+  }
+  const __m512 vm = _mm512_set1_ps(m);
+  const __m512i one = _mm512_set1_epi32(1);
+  const float* vr = v;  // value row 16g + r
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; g++) {
+    if (g >= groups) break;
+    const __m512 p = exp(_mm512_sub_ps(s[g], vm));
+    l = _mm512_add_ps(l, p);
+    const int n = kFull ? 16 : std::min(16, cnt - 16 * g);
+    __m512i idx = _mm512_setzero_si512();  // lane of p for row r
+    int r = 0;
+    // Two rows per step into two accumulator sets: one set would chain all 64 FMAs.
+    for (; r + 2 <= n; r += 2, vr += 2 * stride) {
+      const __m512 p0 = _mm512_permutexvar_ps(idx, p);
+      idx = _mm512_add_epi32(idx, one);
+      const __m512 p1 = _mm512_permutexvar_ps(idx, p);
+      idx = _mm512_add_epi32(idx, one);
+#pragma GCC unroll 8
+      for (int c = 0; c < ND; c++) {
+        _mm_prefetch((const char*)(vr + pf + 16 * c), _MM_HINT_T0);
+        _mm_prefetch((const char*)(vr + stride + pf + 16 * c), _MM_HINT_T0);
+        acc[c] = _mm512_fmadd_ps(p0, _mm512_maskz_loadu_ps(dm[c], vr + 16 * c), acc[c]);
+        odd[c] = _mm512_fmadd_ps(p1, _mm512_maskz_loadu_ps(dm[c], vr + stride + 16 * c), odd[c]);
+      }
+    }
+    if (r < n) {
+      const __m512 p0 = _mm512_permutexvar_ps(idx, p);
+#pragma GCC unroll 8
+      for (int c = 0; c < ND; c++) acc[c] = _mm512_fmadd_ps(p0, _mm512_maskz_loadu_ps(dm[c], vr + 16 * c), acc[c]);
+      vr += stride;
+    }
+  }
+#pragma GCC unroll 8
+  for (int c = 0; c < ND; c++) st.acc[c] = _mm512_add_ps(acc[c], odd[c]);
+  st.l = l;
+  st.m = m;
+}
+
+template <int ND>
+void item(const AttentionSeq& s, int64_t D, const Item& it) {
+  const int64_t nq = it.i1 - it.i0;
+  const __m512 scale = _mm512_set1_ps(1.f / std::sqrt((float)D));
+  __mmask16 dm[ND];
+  for (int c = 0; c < ND; c++) dm[c] = head_mask(D - 16 * c);
+  const float* kh = s.k + it.head * D;  // key row j at kh + j * kv_stride
+  const float* vh = s.v + it.head * D;
+
+  Query<ND> states[kMinTileQueries];  // nq < kMinTileQueries here
+  for (int64_t b = 0; b < nq; b++) {
+    const float* q = s.q + (it.i0 + b) * s.q_stride + it.head * D;  // [D]
+    for (int c = 0; c < ND; c++) {
+      states[b].q[c] = _mm512_mul_ps(_mm512_maskz_loadu_ps(dm[c], q + 16 * c), scale);
+      states[b].acc[c] = _mm512_setzero_ps();
+    }
+    states[b].l = _mm512_setzero_ps();
+    states[b].m = -INFINITY;
+  }
+
+  for (int64_t kb0 = it.j0; kb0 < it.j1; kb0 += kKeyBlock) {
+    const int64_t kb1 = std::min(kb0 + kKeyBlock, it.j1);
+    const float *kp = kh + kb0 * s.kv_stride, *vp = vh + kb0 * s.kv_stride;
+    const int64_t stride = s.kv_stride;
+    for (int64_t b = 0; b < nq; b++) {
+      const int64_t limit = std::min(kb1, s.pos0 + it.i0 + b + 1);  // causal: keys < limit
+      if (limit <= kb0) continue;
+      const int cnt = (int)(limit - kb0);
+      if (cnt == kKeyBlock) block<ND, true>(states[b], kp, vp, stride, cnt, dm);
+      else block<ND, false>(states[b], kp, vp, stride, cnt, dm);
+    }
+  }
+
+  for (int64_t b = 0; b < nq; b++) {
+    const Query<ND>& st = states[b];
+    const float l = hsum(st.l);
+    if (it.partial) {
+      float* part = it.partial + b * (D + 2);  // (max, sum, acc[D])
+      part[0] = st.m;
+      part[1] = l;
+      for (int c = 0; c < ND; c++) _mm512_mask_storeu_ps(part + 2 + 16 * c, dm[c], st.acc[c]);
+    } else {
+      float* out = s.out + (it.i0 + b) * s.out_stride + it.head * D;
+      const __m512 inv = _mm512_set1_ps(1.f / l);
+      for (int c = 0; c < ND; c++) _mm512_mask_storeu_ps(out + 16 * c, dm[c], _mm512_mul_ps(st.acc[c], inv));
+    }
+  }
+}
+
+}  // namespace
+
+void item_avx512(const AttentionSeq& s, int64_t D, const Item& it) {
+  if (it.i1 - it.i0 >= kMinTileQueries) {
+    tile_avx512(s, D, it);
+    return;
+  }
+  switch ((D + 15) / 16) {
+    case 1: item<1>(s, D, it); break;
+    case 2: item<2>(s, D, it); break;
+    case 3: item<3>(s, D, it); break;
+    case 4: item<4>(s, D, it); break;
+    case 5: item<5>(s, D, it); break;
+    case 6: item<6>(s, D, it); break;
+    case 7: item<7>(s, D, it); break;
+    case 8: item<8>(s, D, it); break;
+  }
+}
+
+}  // namespace roost::attention_impl

@@ -1,0 +1,173 @@
+// AVX-512 matmul kernels over the panel layout of matmul_impl.h.
+#include <algorithm>
+#include <array>
+#include <utility>
+
+#include "matmul_impl.h"
+#include "simd_avx512_impl.h"
+
+namespace roost::matmul_impl {
+namespace {
+
+// Widening loads of one 16-wide panel row.
+struct LoadF32 {
+  using T = float;
+  static __m512 load(const float* p) { return _mm512_loadu_ps(p); }
+};
+struct LoadF16 {
+  using T = uint16_t;
+  static __m512 load(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p)); }
+};
+struct LoadBF16 {
+  using T = uint16_t;
+  static __m512 load(const uint16_t* p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
+  }
+};
+
+// Bytes ahead of the read position that the kernels prefetch: about a DRAM latency
+// of a core's streaming bandwidth, so misses overlap.
+constexpr int64_t kPrefetchBytes = 4096;
+
+constexpr int kMaxMr = 8;   // GEMM tile: 8 rows x 3 panels = 24 zmm accumulators
+constexpr int kMaxNp = 3;
+
+// y[MR, NP*16] = a[MR, K] @ b + bias, where a is packed [K][MR] and b points at
+// NP consecutive panels, each [K][16].
+template <class L, int MR, int NP>
+void tile(float* y, int64_t ldy, const float* a, const typename L::T* b, const float* bias, int64_t K, int64_t n0,
+          int64_t N, bool prefetch) {
+  __m512 acc[MR][NP];
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; m++)
+#pragma GCC unroll 4
+    for (int j = 0; j < NP; j++) acc[m][j] = _mm512_setzero_ps();
+  const int64_t ps = K * kPanel;  // elements between panels
+  for (int64_t k = 0; k < K; k++) {
+    __m512 bv[NP];
+    // The first row block streams the panels from memory; later ones find them in L2.
+    if (prefetch)
+#pragma GCC unroll 4
+      for (int j = 0; j < NP; j++) _mm_prefetch((const char*)(b + j * ps + k * kPanel) + kPrefetchBytes, _MM_HINT_T0);
+#pragma GCC unroll 4
+    for (int j = 0; j < NP; j++) bv[j] = L::load(b + j * ps + k * kPanel);
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; m++) {
+      __m512 av = _mm512_set1_ps(a[k * MR + m]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NP; j++) acc[m][j] = _mm512_fmadd_ps(av, bv[j], acc[m][j]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < NP; j++) {
+    int64_t col = n0 + j * kPanel;  // first column of panel j
+    int64_t valid = std::min<int64_t>(kPanel, N - col);
+    __mmask16 mask = (__mmask16)((1u << valid) - 1);
+    __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + col) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; m++) _mm512_mask_storeu_ps(y + m * ldy + col, mask, _mm512_add_ps(acc[m][j], bv));
+  }
+}
+
+
+// Small M (decode): y[MR, 16 * np] for np consecutive panels read as one forward
+// stream, one panel at a time, U independent FMA chains per row to cover latency.
+// x is [MR, K] row-major (row stride K).
+template <class L, int MR>
+void gemv(float* y, int64_t ldy, const float* x, const typename L::T* w, const float* bias, int64_t K, int64_t n0,
+          int64_t N, int64_t np) {
+  using T = typename L::T;
+  constexpr int U = MR == 1 ? 8 : MR == 2 ? 4 : 3;
+  constexpr int64_t kRowBytes = kPanel * sizeof(T);  // one panel row: 64 (F32) or 32 bytes
+  for (int64_t q = 0; q < np; q++) {
+    const T* b = w + q * K * kPanel;  // [K][16]
+    __m512 acc[MR][U];
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; m++)
+#pragma GCC unroll 8
+      for (int u = 0; u < U; u++) acc[m][u] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + U <= K; k += U) {
+#pragma GCC unroll 8
+      for (int u = 0; u < U; u++) {
+        const T* row = b + (k + u) * kPanel;
+        if ((u * kRowBytes) % 64 == 0) _mm_prefetch((const char*)row + kPrefetchBytes, _MM_HINT_T0);
+        __m512 bv = L::load(row);
+#pragma GCC unroll 8
+        for (int m = 0; m < MR; m++) acc[m][u] = _mm512_fmadd_ps(_mm512_set1_ps(x[m * K + k + u]), bv, acc[m][u]);
+      }
+    }
+    for (; k < K; k++) {
+      __m512 bv = L::load(b + k * kPanel);
+#pragma GCC unroll 8
+      for (int m = 0; m < MR; m++) acc[m][0] = _mm512_fmadd_ps(_mm512_set1_ps(x[m * K + k]), bv, acc[m][0]);
+    }
+    int64_t col = n0 + q * kPanel;  // first column of this panel
+    int64_t valid = std::min<int64_t>(kPanel, N - col);
+    __mmask16 mask = (__mmask16)((1u << valid) - 1);
+    __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + col) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; m++) {
+      __m512 s = bv;
+#pragma GCC unroll 8
+      for (int u = 0; u < U; u++) s = _mm512_add_ps(s, acc[m][u]);
+      _mm512_mask_storeu_ps(y + m * ldy + col, mask, s);
+    }
+  }
+}
+
+constexpr int kMaxGemvM = 3;
+
+template <class L>
+using TileFn = void (*)(float*, int64_t, const float*, const typename L::T*, const float*, int64_t, int64_t, int64_t, bool);
+
+template <class L, int MR, int... NPs>
+constexpr std::array<TileFn<L>, kMaxNp + 1> row_of(std::integer_sequence<int, NPs...>) {
+  return {nullptr, &tile<L, MR, NPs + 1>...};
+}
+template <class L, int... MRs>
+constexpr std::array<std::array<TileFn<L>, kMaxNp + 1>, kMaxMr + 1> table_of(std::integer_sequence<int, MRs...>) {
+  return {std::array<TileFn<L>, kMaxNp + 1>{}, row_of<L, MRs + 1>(std::make_integer_sequence<int, kMaxNp>())...};
+}
+template <class L>
+constexpr auto kTiles = table_of<L>(std::make_integer_sequence<int, kMaxMr>());
+
+template <class L>
+void panels(const Params& p, int64_t p0, int64_t p1) {
+  const auto* w = static_cast<const typename L::T*>(p.w);
+  if (p.M <= kMaxGemvM) {
+    auto* fn = p.M == 1 ? &gemv<L, 1> : p.M == 2 ? &gemv<L, 2> : &gemv<L, 3>;
+    fn(p.y, p.N, p.x, w + p0 * p.K * kPanel, p.bias, p.K, p0 * kPanel, p.N, p1 - p0);
+    return;
+  }
+  const int NP = kMaxNp;
+  const float* xa = p.xpack;
+  for (int64_t g = p0; g < p1; g += NP) {
+    int np = (int)std::min<int64_t>(NP, p1 - g);
+    // Every row block reuses this group of panels from L2: weights leave memory once.
+    for (int64_t m0 = 0; m0 < p.M; m0 += p.mr) {
+      int rows = (int)std::min<int64_t>(p.mr, p.M - m0);
+      kTiles<L>[rows][np](p.y + m0 * p.N, p.N, xa + m0 * p.K, w + g * p.K * kPanel, p.bias, p.K, g * kPanel, p.N, m0 == 0);
+    }
+  }
+}
+
+}  // namespace
+
+Plan plan_avx512(int64_t M) {
+  Plan plan;
+  plan.mr = kMaxMr;
+  plan.grain = M <= kMaxGemvM ? 1 : kMaxNp;
+  plan.pack_x = M > kMaxGemvM;
+  return plan;
+}
+
+void panels_avx512(const Params& p, int64_t p0, int64_t p1) {
+  switch (p.dtype) {
+    case DType::F32: panels<LoadF32>(p, p0, p1); break;
+    case DType::F16: panels<LoadF16>(p, p0, p1); break;
+    case DType::BF16: panels<LoadBF16>(p, p0, p1); break;
+  }
+}
+
+}  // namespace roost::matmul_impl

@@ -1,0 +1,43 @@
+// Shared between matmul.cpp (packing, dispatch, threading) and its ISA kernels.
+//
+// Packed layout: column panels of 16 outputs. Panel p holds columns 16p..16p+15 for
+// every k, so W(k, n) sits at ((n / 16) * K + k) * 16 + n % 16 in elements of the
+// stored dtype; N is padded to a whole panel with zeros. One panel row is one 64-byte
+// line in F32 (half a line in F16/BF16), and a thread's contiguous panel range is a
+// single forward stream: the decode GEMV reads it once at memory speed.
+#pragma once
+
+#include "ops.h"
+
+namespace roost::matmul_impl {
+
+constexpr int64_t kPanel = 16;
+inline int64_t panel_count(int64_t N) { return (N + kPanel - 1) / kPanel; }
+inline size_t packed_index(int64_t K, int64_t k, int64_t n) { return (size_t)(((n / kPanel) * K + k) * kPanel + n % kPanel); }
+
+struct Params {
+  float* y;            // [M, N]
+  const float* x;      // [M, K]
+  const float* xpack;  // x regrouped by `mr` rows: block b is [K][rows of the block]; null if not packed
+  int mr;              // rows per xpack block
+  const void* w;       // packed panels [P][K][16]
+  DType dtype;
+  const float* bias;   // [N] or null
+  int64_t M, K, N;
+};
+
+// How a variant wants the work cut: panels go to threads in multiples of `grain`,
+// and x is packed in blocks of `mr` rows when pack_x.
+struct Plan {
+  int mr = 1;
+  int64_t grain = 1;
+  bool pack_x = false;
+};
+
+// Each variant computes y[:, 16*p0 .. 16*p1) (clipped to N) for all M rows.
+Plan plan_avx2(int64_t M);
+void panels_avx2(const Params& p, int64_t p0, int64_t p1);
+Plan plan_avx512(int64_t M);
+void panels_avx512(const Params& p, int64_t p0, int64_t p1);
+
+}  // namespace roost::matmul_impl

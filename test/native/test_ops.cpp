@@ -1,0 +1,530 @@
+// Tests of cpp/ops: every variant this CPU supports (set_isa) against the
+// references, and the references against plain double-precision loops.
+// Prints PASS/FAIL per test and "N passed, M failed"; exits nonzero on failure.
+#include <algorithm>
+#include <chrono>
+#include <cstdarg>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ops/ops.h"
+
+using namespace roost;
+
+namespace {
+
+int g_passed = 0, g_failed = 0;
+
+void report(const std::string& name, bool ok, const std::string& detail = "") {
+  if (ok) {
+    g_passed++;
+    std::printf("PASS %s\n", name.c_str());
+  } else {
+    g_failed++;
+    std::printf("FAIL %s%s%s\n", name.c_str(), detail.empty() ? "" : ": ", detail.c_str());
+  }
+}
+
+std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
+std::string fmt(const char* f, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, f);
+  std::vsnprintf(buf, sizeof buf, f, ap);
+  va_end(ap);
+  return buf;
+}
+
+std::mt19937 g_rng(20261126);
+
+std::vector<float> randn(size_t n, float mean = 0.f, float std = 1.f) {
+  std::normal_distribution<float> d(mean, std);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g_rng);
+  return v;
+}
+
+std::vector<Isa> supported_isas() {
+  std::vector<Isa> out = {Isa::Reference};
+  if ((int)detected_isa() >= (int)Isa::Avx2) out.push_back(Isa::Avx2);
+  if ((int)detected_isa() >= (int)Isa::Avx512) out.push_back(Isa::Avx512);
+  return out;
+}
+
+// Largest violation of |got - want| <= tol[i], as "index got want tol" (empty if none).
+std::string compare(const float* got, const float* want, const std::vector<double>& tol, size_t n) {
+  double worst = 0;
+  size_t at = n;
+  for (size_t i = 0; i < n; i++) {
+    double err = std::fabs((double)got[i] - want[i]);
+    bool bad = !(err <= tol[i]);  // NaN fails
+    if (bad && (at == n || !(err / tol[i] <= worst))) {
+      worst = err / tol[i];
+      at = i;
+    }
+  }
+  if (at == n) return "";
+  return fmt("worst at %zu: got %.9g want %.9g tol %.3g", at, got[at], want[at], tol[at]);
+}
+
+// ---------------------------------------------------------------- matmul
+
+// A weight matrix as given to pack_matrix, plus the same values as float [K, N].
+struct Weights {
+  DType dtype;
+  int64_t K, N;
+  bool nk;
+  std::vector<uint8_t> src;  // raw elements, [K, N] or [N, K]
+  std::vector<float> kn;     // as float, [K, N]
+};
+
+// Uniform in [-1, 1) from a xorshift: the big matrices need tens of millions of
+// values, and a normal distribution there would dominate the test's run time.
+struct FastRng {
+  uint64_t s = 0x9e3779b97f4a7c15ull;
+  float next() {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return (float)(int32_t)(s >> 32) * (1.f / 2147483648.f);
+  }
+};
+
+Weights make_weights(DType t, int64_t K, int64_t N, bool nk) {
+  static FastRng rng;
+  Weights w{t, K, N, nk, std::vector<uint8_t>(K * N * dtype_size(t)), std::vector<float>(K * N)};
+  for (int64_t k = 0; k < K; k++) {
+    for (int64_t n = 0; n < N; n++) {
+      size_t i = nk ? n * K + k : k * N + n;  // position in src
+      float f = rng.next();
+      if (t == DType::F32) {
+        std::memcpy(&w.src[4 * i], &f, 4);
+      } else {
+        uint16_t h;
+        if (t == DType::F16) {
+          h = f32_to_f16(f);
+        } else {
+          uint32_t b;
+          std::memcpy(&b, &f, 4);
+          h = (uint16_t)(b >> 16);  // truncation is fine: any bf16 is a test value
+        }
+        std::memcpy(&w.src[2 * i], &h, 2);
+      }
+      w.kn[k * N + n] = load_as_f32(w.src.data(), t, i);
+    }
+  }
+  return w;
+}
+
+// y = x @ W + bias in double, and the matching sum |x||W| + |bias| that scales the
+// rounding error any float order can make.
+void naive_matmul(std::vector<double>& y, std::vector<double>& absdot, const std::vector<float>& x, const Weights& w,
+                  const float* bias, int64_t M) {
+  const int64_t K = w.K, N = w.N;
+  y.assign(M * N, 0.0);
+  absdot.assign(M * N, 0.0);
+  for (int64_t m = 0; m < M; m++) {
+    double* ym = &y[m * N];
+    double* am = &absdot[m * N];
+    for (int64_t k = 0; k < K; k++) {
+      const double xv = x[m * K + k], ax = std::fabs(xv);
+      const float* wk = &w.kn[k * N];
+      for (int64_t n = 0; n < N; n++) {
+        ym[n] += xv * wk[n];
+        am[n] += ax * std::fabs(wk[n]);
+      }
+    }
+    if (bias)
+      for (int64_t n = 0; n < N; n++) {
+        ym[n] += bias[n];
+        am[n] += std::fabs(bias[n]);
+      }
+  }
+}
+
+// Pools of 1, 2 and 3 threads (3 oversubscribes the 2-core machine on purpose:
+// the chunk scheduling must still cover every panel exactly once).
+ThreadPool& pool_n(int n) {
+  static std::unique_ptr<ThreadPool> pools[4];
+  if (!pools[n]) pools[n] = std::make_unique<ThreadPool>(n);
+  return *pools[n];
+}
+
+void test_matmul_case(DType t, int64_t K, int64_t N, bool nk, const std::vector<int64_t>& Ms, bool with_bias, int& case_no) {
+  Weights w = make_weights(t, K, N, nk);
+  PackedMatrix W = pack_matrix(w.src.data(), t, K, N, nk);
+  std::vector<float> bias = randn(N);
+  const float* b = with_bias ? bias.data() : nullptr;
+  for (int64_t M : Ms) {
+    std::vector<float> x = randn(M * K);
+    std::vector<double> exact, absdot;
+    naive_matmul(exact, absdot, x, w, b, M);
+    std::vector<double> tol(M * N);
+    // Any summation order errs by about eps * absdot; 1e-6 sqrt(K) leaves a wide
+    // margin yet still catches one dropped or doubled term (about absdot / K).
+    for (size_t i = 0; i < tol.size(); i++) tol[i] = 1e-6 * std::sqrt((double)K) * absdot[i] + 1e-30;
+    std::vector<float> exact_f(exact.begin(), exact.end());
+    std::vector<float> ref(M * N);
+    matmul_reference(ref.data(), x.data(), W, b, M);
+    std::string tag = fmt("%s K=%lld N=%lld %s M=%lld bias=%d", dtype_name(t), (long long)K, (long long)N,
+                          nk ? "nk" : "kn", (long long)M, with_bias ? 1 : 0);
+    report("matmul_reference vs double " + tag, compare(ref.data(), exact_f.data(), tol, ref.size()).empty(),
+           compare(ref.data(), exact_f.data(), tol, ref.size()));
+    for (Isa isa : supported_isas()) {
+      set_isa(isa);
+      int threads = 1 + case_no++ % 3;
+      std::vector<float> y(M * N, NAN);
+      matmul(y.data(), x.data(), W, b, M, pool_n(threads));
+      std::string err = compare(y.data(), ref.data(), tol, y.size());
+      report(fmt("matmul[%s, %d thr] ", isa_name(isa), threads) + tag, err.empty(), err);
+    }
+  }
+  set_isa(detected_isa());
+}
+
+void test_matmul() {
+  const std::vector<int64_t> all_m = {1, 2, 3, 7, 16, 33, 128};
+  int case_no = 0;
+  for (DType t : {DType::F32, DType::F16, DType::BF16}) {
+    for (bool nk : {false, true}) {
+      // Tiny and ragged shapes at every M, with and without bias.
+      for (bool bias : {false, true}) {
+        test_matmul_case(t, 1, 1, nk, all_m, bias, case_no);
+        test_matmul_case(t, 3, 17, nk, all_m, bias, case_no);
+        test_matmul_case(t, 17, 50, nk, all_m, bias, case_no);
+      }
+      // The GPT-2-124M widths; the big ones at the M that decode and batching use.
+      test_matmul_case(t, 768, 768, nk, all_m, nk, case_no);
+      test_matmul_case(t, 3072, 771, nk, {1, 3, 16}, !nk, case_no);
+      test_matmul_case(t, 768, 3072, nk, {1, 7, 33}, nk, case_no);
+      test_matmul_case(t, 768, 50257, nk, {1, 2}, !nk, case_no);  // the tied head: 50257 is 3141 panels + 1 column
+    }
+  }
+}
+
+void test_matrix_column() {
+  for (DType t : {DType::F32, DType::F16, DType::BF16}) {
+    for (bool nk : {false, true}) {
+      const int64_t K = 37, N = 53;
+      Weights w = make_weights(t, K, N, nk);
+      PackedMatrix W = pack_matrix(w.src.data(), t, K, N, nk);
+      bool ok = true;
+      std::vector<float> col(K);
+      for (int64_t n : {0, 1, 15, 16, 31, 52}) {
+        matrix_column(col.data(), W, n);
+        for (int64_t k = 0; k < K; k++) ok = ok && col[k] == w.kn[k * N + n];
+      }
+      bool threw = false;
+      try {
+        matrix_column(col.data(), W, N);
+      } catch (const Error& e) {
+        threw = e.code() == "E_ARGUMENT";
+      }
+      report(fmt("matrix_column %s %s", dtype_name(t), nk ? "nk" : "kn"), ok && threw,
+             ok ? "out-of-range column did not throw E_ARGUMENT" : "wrong element");
+    }
+  }
+}
+
+// ---------------------------------------------------------------- row ops
+
+void test_layernorm() {
+  struct Case { int64_t M, C; float mean, std; };
+  // Offset rows (mean 100, std 1) are where a one-pass or plain-float mean fails.
+  for (Case c : {Case{1, 1, 0, 1}, Case{3, 7, 0, 1}, Case{5, 17, 2, 3}, Case{4, 768, 0, 1}, Case{4, 768, 100, 1},
+                 Case{2, 1000, -50, 0.1f}, Case{2, 3072, 0, 30}}) {
+    std::vector<float> x = randn(c.M * c.C, c.mean, c.std), w = randn(c.C, 1, 0.2f), b = randn(c.C, 0, 0.2f);
+    std::vector<float> ref(x.size());
+    layernorm_reference(ref.data(), x.data(), w.data(), b.data(), c.M, c.C, 1e-5f);
+    // Double truth for the reference itself.
+    std::vector<float> exact(x.size());
+    for (int64_t m = 0; m < c.M; m++) {
+      long double mean = 0, var = 0;
+      for (int64_t i = 0; i < c.C; i++) mean += x[m * c.C + i];
+      mean /= c.C;
+      for (int64_t i = 0; i < c.C; i++) var += (x[m * c.C + i] - mean) * (x[m * c.C + i] - mean);
+      var /= c.C;
+      for (int64_t i = 0; i < c.C; i++)
+        exact[m * c.C + i] = (float)((x[m * c.C + i] - mean) / std::sqrt(var + 1e-5L) * w[i] + b[i]);
+    }
+    std::vector<double> tol(x.size());
+    for (size_t i = 0; i < tol.size(); i++) tol[i] = 1e-5 * (1 + std::fabs(ref[i]));
+    std::string tag = fmt("M=%lld C=%lld mean=%g std=%g", (long long)c.M, (long long)c.C, c.mean, c.std);
+    std::string e0 = compare(ref.data(), exact.data(), tol, x.size());
+    report("layernorm_reference vs long double " + tag, e0.empty(), e0);
+    for (Isa isa : supported_isas()) {
+      set_isa(isa);
+      std::vector<float> y = x;  // in place, as the engine may call it
+      layernorm(y.data(), y.data(), w.data(), b.data(), c.M, c.C, 1e-5f);
+      std::string e = compare(y.data(), ref.data(), tol, x.size());
+      report(fmt("layernorm[%s] ", isa_name(isa)) + tag, e.empty(), e);
+    }
+  }
+  set_isa(detected_isa());
+}
+
+void test_gelu() {
+  std::vector<float> x = randn(1000, 0, 3);
+  for (float v : {0.f, -0.f, 1e-8f, -1e-8f, 1e-3f, 5.f, -5.f, 10.f, -10.f, 20.f, -20.f, 80.f, -80.f, 1e4f, -1e4f, 3e38f, -3e38f})
+    x.push_back(v);
+  std::vector<float> ref(x.size());
+  gelu_reference(ref.data(), x.data(), (int64_t)x.size());
+  // Spot values of the tanh form (gelu_new), computed in long double.
+  bool spot = std::fabs(ref[1000 + 5] - 4.99999928f) < 1e-6f && ref[1000 + 14] == 0.f &&
+              std::fabs(ref[1000 + 4] - 5.00398e-4f) < 1e-8f && std::fabs(ref[1000 + 6] - (-2.2918e-7f)) < 1e-10f;
+  report("gelu_reference spot values", spot, fmt("gelu(5)=%.9g gelu(-5)=%.9g", ref[1005], ref[1006]));
+  std::vector<double> tol(x.size());
+  for (size_t i = 0; i < tol.size(); i++) tol[i] = 2e-6 * std::fabs(ref[i]) + 1e-12;
+  for (Isa isa : supported_isas()) {
+    set_isa(isa);
+    for (int64_t n : {(int64_t)1, (int64_t)15, (int64_t)17, (int64_t)x.size()}) {
+      std::vector<float> y(x.begin(), x.begin() + n);
+      gelu(y.data(), y.data(), n);
+      std::string e = compare(y.data(), ref.data(), tol, n);
+      report(fmt("gelu[%s] n=%lld", isa_name(isa), (long long)n), e.empty(), e);
+    }
+  }
+  set_isa(detected_isa());
+}
+
+void test_add_inplace() {
+  for (Isa isa : supported_isas()) {
+    set_isa(isa);
+    bool ok = true;
+    for (int64_t n : {1, 7, 8, 16, 17, 1000}) {
+      std::vector<float> y = randn(n), x = randn(n), want(n);
+      for (int64_t i = 0; i < n; i++) want[i] = y[i] + x[i];
+      add_inplace(y.data(), x.data(), n);
+      ok = ok && std::memcmp(y.data(), want.data(), n * sizeof(float)) == 0;
+    }
+    report(fmt("add_inplace[%s]", isa_name(isa)), ok);
+  }
+  set_isa(detected_isa());
+}
+
+void test_softmax() {
+  struct Case { const char* name; std::vector<float> x; };
+  std::vector<Case> cases;
+  for (int64_t n : {1, 7, 16, 17, 1000, 50257}) cases.push_back({"randn*5", randn(n, 0, 5)});
+  {
+    std::vector<float> v = randn(333, 1e4f, 10);  // large logits: max subtraction matters
+    cases.push_back({"offset 1e4", v});
+  }
+  {
+    std::vector<float> v = randn(100, 0, 3);  // masked entries, as sampling filters make them
+    for (int i = 0; i < 100; i += 3) v[i] = -INFINITY;
+    cases.push_back({"with -inf", v});
+  }
+  {
+    std::vector<float> v = randn(50, 0, 1);
+    v[7] = 100.f;  // one dominant logit: the others underflow to (near) 0
+    v[8] = -1e30f;
+    cases.push_back({"peaked", v});
+  }
+  for (const Case& c : cases) {
+    const int64_t n = (int64_t)c.x.size();
+    std::string tag = fmt("%s n=%lld", c.name, (long long)n);
+    // Reference against long double.
+    long double mx = -INFINITY, sum = 0;
+    for (float v : c.x) mx = std::max<long double>(mx, v);
+    for (float v : c.x) sum += std::exp((long double)v - mx);
+    std::vector<float> p_exact(n), lp_exact(n);
+    for (int64_t i = 0; i < n; i++) {
+      p_exact[i] = (float)(std::exp((long double)c.x[i] - mx) / sum);
+      lp_exact[i] = (float)((long double)c.x[i] - mx - std::log(sum));
+    }
+    std::vector<float> p_ref = c.x, lp_ref(n);
+    softmax_reference(p_ref.data(), n);
+    log_softmax_reference(lp_ref.data(), c.x.data(), n);
+    std::vector<double> ptol(n), lptol(n);
+    for (int64_t i = 0; i < n; i++) {
+      // x - max rounds to float in the fast paths: exp then errs by |x - max| ulps.
+      // A -inf logit must give exactly 0.
+      ptol[i] = std::isinf(c.x[i]) ? 0 : (2e-6 + 2.5e-7 * std::fabs((double)c.x[i] - (double)mx)) * p_exact[i] + 1e-37;
+      lptol[i] = std::isinf(lp_exact[i]) ? 0 : 2e-6 * (1 + std::fabs(lp_exact[i]));
+    }
+    auto same_inf = [&](const std::vector<float>& y) {
+      for (int64_t i = 0; i < n; i++)
+        if (std::isinf(lp_exact[i]) != std::isinf(y[i])) return false;
+      return true;
+    };
+    // -inf log-probs compare as inf - inf = NaN; check them separately.
+    auto lp_compare = [&](const std::vector<float>& y) {
+      if (!same_inf(y)) return std::string("-inf entries differ");
+      std::vector<float> a = y, b = lp_exact;
+      for (int64_t i = 0; i < n; i++)
+        if (std::isinf(b[i])) a[i] = b[i] = 0;
+      return compare(a.data(), b.data(), lptol, n);
+    };
+    std::string e0 = compare(p_ref.data(), p_exact.data(), ptol, n), e1 = lp_compare(lp_ref);
+    report("softmax_reference vs long double " + tag, e0.empty(), e0);
+    report("log_softmax_reference vs long double " + tag, e1.empty(), e1);
+    for (Isa isa : supported_isas()) {
+      set_isa(isa);
+      std::vector<float> p = c.x, lp(n);
+      softmax(p.data(), n);
+      std::string e = compare(p.data(), p_exact.data(), ptol, n);
+      report(fmt("softmax[%s] ", isa_name(isa)) + tag, e.empty(), e);
+      log_softmax(lp.data(), c.x.data(), n);
+      e = lp_compare(lp);
+      report(fmt("log_softmax[%s] ", isa_name(isa)) + tag, e.empty(), e);
+    }
+  }
+  set_isa(detected_isa());
+}
+
+// ---------------------------------------------------------------- attention
+
+struct SeqSpec { int64_t pos0, Tq; };
+
+// Builds the sequences in padded buffers (strides wider than the rows) and checks
+// the reference against long double and every variant against the reference.
+void test_attention_case(const char* name, int64_t H, int64_t D, const std::vector<SeqSpec>& specs, float q_std,
+                         int threads) {
+  const int64_t C = H * D, kv_stride = C + 5, q_stride = C + 3, out_stride = C + 1;
+  struct Bufs { std::vector<float> q, k, v; };
+  std::vector<Bufs> bufs;
+  for (const SeqSpec& sp : specs) {
+    const int64_t T = sp.pos0 + sp.Tq;
+    bufs.push_back({randn(sp.Tq * q_stride, 0, q_std), randn(T * kv_stride), randn(T * kv_stride)});
+  }
+  auto make = [&](std::vector<std::vector<float>>& outs) {
+    std::vector<AttentionSeq> seqs;
+    for (size_t i = 0; i < specs.size(); i++) {
+      outs.emplace_back(specs[i].Tq * out_stride, NAN);
+      seqs.push_back({outs.back().data(), out_stride, bufs[i].q.data(), q_stride, bufs[i].k.data(), bufs[i].v.data(),
+                      kv_stride, specs[i].pos0, specs[i].Tq});
+    }
+    return seqs;
+  };
+  std::vector<std::vector<float>> ref_out;
+  ref_out.reserve(specs.size());
+  std::vector<AttentionSeq> ref_seqs = make(ref_out);
+  attention_causal_reference(ref_seqs, H, D);
+
+  // Long double truth, and a tolerance scaled by the values' size.
+  std::string ref_err;
+  std::vector<std::vector<double>> tols;
+  for (size_t si = 0; si < specs.size(); si++) {
+    const AttentionSeq& s = ref_seqs[si];
+    std::vector<float> exact(s.Tq * out_stride, 0.f);
+    std::vector<double> tol(s.Tq * out_stride, 0.0);
+    for (int64_t h = 0; h < H; h++)
+      for (int64_t i = 0; i < s.Tq; i++) {
+        const int64_t n = s.pos0 + i + 1;
+        std::vector<long double> sc(n);
+        long double mx = -INFINITY, sum = 0;
+        for (int64_t j = 0; j < n; j++) {
+          long double dot = 0;
+          for (int64_t d = 0; d < D; d++) dot += (long double)s.q[i * q_stride + h * D + d] * s.k[j * kv_stride + h * D + d];
+          sc[j] = dot / std::sqrt((long double)D);
+          mx = std::max(mx, sc[j]);
+        }
+        for (int64_t j = 0; j < n; j++) sum += std::exp(sc[j] - mx);
+        for (int64_t d = 0; d < D; d++) {
+          long double acc = 0;
+          for (int64_t j = 0; j < n; j++) acc += std::exp(sc[j] - mx) / sum * s.v[j * kv_stride + h * D + d];
+          exact[i * out_stride + h * D + d] = (float)acc;
+          // Score errors of a float dot product scale with |q||k|; they perturb the weights.
+          tol[i * out_stride + h * D + d] = 2e-6 * (1 + q_std * std::sqrt((double)D)) * (1 + std::fabs((double)acc));
+        }
+      }
+    std::vector<float> got = ref_out[si];
+    for (int64_t i = 0; i < s.Tq; i++) got[i * out_stride + C] = 0;  // padding column
+    std::string e = compare(got.data(), exact.data(), tol, exact.size());
+    if (!e.empty() && ref_err.empty()) ref_err = fmt("seq %zu: ", si) + e;
+    tols.push_back(tol);
+  }
+  std::string tag = fmt("%s H=%lld D=%lld", name, (long long)H, (long long)D);
+  report("attention_causal_reference vs long double " + tag, ref_err.empty(), ref_err);
+
+  for (Isa isa : supported_isas()) {
+    set_isa(isa);
+    std::vector<std::vector<float>> outs;
+    outs.reserve(specs.size());
+    std::vector<AttentionSeq> seqs = make(outs);
+    attention_causal(seqs, H, D, pool_n(threads));
+    std::string err;
+    for (size_t si = 0; si < specs.size() && err.empty(); si++) {
+      // Padding columns between rows must stay untouched (NaN).
+      for (int64_t i = 0; i < specs[si].Tq && err.empty(); i++)
+        if (!std::isnan(outs[si][i * out_stride + C])) err = fmt("seq %zu row %lld: wrote past C", si, (long long)i);
+      std::vector<float> a = outs[si], b = ref_out[si];
+      for (int64_t i = 0; i < specs[si].Tq; i++) a[i * out_stride + C] = b[i * out_stride + C] = 0;
+      std::string e = compare(a.data(), b.data(), tols[si], a.size());
+      if (!e.empty() && err.empty()) err = fmt("seq %zu: ", si) + e;
+    }
+    report(fmt("attention_causal[%s, %d thr] ", isa_name(isa), threads) + tag, err.empty(), err);
+  }
+  set_isa(detected_isa());
+}
+
+void test_attention() {
+  // A batch step: prompts, a continuing chunk and decodes, side by side.
+  const std::vector<SeqSpec> mixed = {{0, 1}, {0, 5}, {7, 1}, {40, 33}, {100, 70}, {0, 64}, {250, 2}};
+  test_attention_case("mixed batch", 4, 64, mixed, 1.f, 2);
+  test_attention_case("mixed batch", 4, 64, mixed, 1.f, 1);
+  test_attention_case("mixed batch", 3, 24, mixed, 1.f, 3);       // D not a multiple of the vector width
+  test_attention_case("mixed batch", 2, 8, mixed, 1.f, 2);
+  test_attention_case("mixed batch", 2, 128, mixed, 1.f, 2);
+  test_attention_case("mixed batch", 1, 136, {{3, 4}, {20, 1}}, 1.f, 2);  // wider than the vector kernels
+  test_attention_case("peaky scores", 2, 64, {{60, 9}, {0, 40}}, 4.f, 2);
+  // Decode over a long context with few heads: the keys are split and merged.
+  test_attention_case("long decode", 2, 64, {{3000, 1}}, 1.f, 2);
+  test_attention_case("long decode", 1, 40, {{2100, 1}, {1500, 3}}, 1.f, 3);
+  test_attention_case("long prefill chunk", 1, 64, {{1200, 40}}, 1.f, 2);
+  // Enough items for the threads, but one long decode outweighs the rest: split it.
+  test_attention_case("long among short", 4, 64, {{5, 3}, {2600, 1}, {10, 1}, {0, 8}}, 1.f, 2);
+}
+
+// ---------------------------------------------------------------- isa
+
+void test_isa() {
+  bool ok = std::string(isa_name(Isa::Reference)) == "reference" && std::string(isa_name(Isa::Avx2)) == "avx2" &&
+            std::string(isa_name(Isa::Avx512)) == "avx512";
+  report("isa_name", ok);
+  set_isa(Isa::Reference);
+  bool set_ok = active_isa() == Isa::Reference;
+  set_isa(detected_isa());
+  set_ok = set_ok && active_isa() == detected_isa();
+  report(fmt("set_isa (detected %s)", isa_name(detected_isa())), set_ok);
+  if (detected_isa() != Isa::Avx512) {
+    bool threw = false;
+    try {
+      set_isa(Isa::Avx512);
+    } catch (const Error& e) {
+      threw = e.code() == "E_ARGUMENT";
+    }
+    report("set_isa rejects an unsupported variant", threw);
+  }
+}
+
+}  // namespace
+
+int main() {
+  // Before any op runs: the first active_isa() reads ROOST_ISA once.
+  const Isa forced = detected_isa() == Isa::Reference ? Isa::Reference : Isa::Avx2;
+  setenv("ROOST_ISA", isa_name(forced), 1);
+  report(fmt("ROOST_ISA=%s is honoured", isa_name(forced)), active_isa() == forced,
+         fmt("active %s", isa_name(active_isa())));
+  auto t0 = std::chrono::steady_clock::now();
+  const std::pair<const char*, std::function<void()>> groups[] = {
+      {"isa", test_isa},         {"matmul", test_matmul},     {"matrix_column", test_matrix_column},
+      {"layernorm", test_layernorm}, {"gelu", test_gelu},     {"add_inplace", test_add_inplace},
+      {"softmax", test_softmax}, {"attention", test_attention}};
+  for (const auto& [name, fn] : groups) {
+    auto g0 = std::chrono::steady_clock::now();
+    fn();
+    std::printf("# %s: %.2f s\n", name, std::chrono::duration<double>(std::chrono::steady_clock::now() - g0).count());
+  }
+  std::printf("# total %.2f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  std::printf("%d passed, %d failed\n", g_passed, g_failed);
+  return g_failed == 0 ? 0 : 1;
+}
