@@ -249,9 +249,9 @@ describe('models and commands', () => {
     }
   });
 
-  test('unknown command and serve are usage errors; --help exits 0', () => {
+  test('unknown commands and bad serve flags are usage errors; --help exits 0', () => {
     expect(roost('frobnicate')).toMatchObject({ code: 2, stderr: expect.stringContaining('unknown command "frobnicate"') });
-    expect(roost('serve', '--model', TINY)).toMatchObject({ code: 2, stderr: expect.stringContaining('not implemented yet') });
+    expect(roost('serve', '--model', TINY, '--port', '-1')).toMatchObject({ code: 2, stderr: expect.stringContaining('--port') });
     expect(roost('generate', '--help')).toMatchObject({ code: 0, stdout: expect.stringContaining('roost generate --model DIR') });
     expect(roost('--help')).toMatchObject({ code: 0, stdout: expect.stringContaining('roost eval --model DIR --file F') });
     expect(roost()).toMatchObject({ code: 2 });

@@ -17,6 +17,7 @@ const FIXTURES = path.join(__dirname, 'fixtures');
 interface GoldenCase {
   name: string;
   tokens: number[];
+  decode_matches_forward?: boolean;
   logprobs: Array<number | null>;
   top5: Array<[number, number]>;
 }
@@ -163,7 +164,10 @@ describe.each(MODELS)('%s against the reference', (name) => {
   });
 
   test('KV-cache decode equals the full forward', async () => {
-    const c = g.cases.reduce((a, b) => (b.tokens.length > a.tokens.length && b.tokens.length <= 64 ? b : a));
+    // perceiver_ar decodes with a sliding cache, which equals the full forward only
+    // while the sequence fits in its latents: the golden says where that holds.
+    const exact = g.cases.filter((c) => c.decode_matches_forward !== false && c.tokens.length <= 64);
+    const c = exact.reduce((a, b) => (b.tokens.length > a.tokens.length ? b : a));
     const full = await score(engine, c.tokens);
     // one token per step
     let seq = engine.createSequence({ temperature: 0 });
@@ -174,7 +178,11 @@ describe.each(MODELS)('%s against the reference', (name) => {
     }
     expect(engine.sequenceLength(seq)).toBe(c.tokens.length);
     engine.freeSequence(seq);
-    expectClose(oneByOne, full, 1e-5, `${name}/${c.name} one token per step`);
+    // Decoding gives a log-prob at every step; the full forward of perceiver_ar has
+    // none before its latents, so those entries are compared where the forward has them.
+    const isNone = (v: number | null) => v === null || Number.isNaN(v);
+    const comparable = (xs: number[]) => xs.map((v, i) => (isNone(full[i]) ? NaN : v));
+    expectClose(comparable(oneByOne), full, 1e-5, `${name}/${c.name} one token per step`);
     // uneven chunks
     seq = engine.createSequence({ temperature: 0 });
     const chunked: number[] = [];
@@ -189,7 +197,7 @@ describe.each(MODELS)('%s against the reference', (name) => {
       chunked.push(...r.promptLogprobs!);
     }
     engine.freeSequence(seq);
-    expectClose(chunked, full, 1e-5, `${name}/${c.name} uneven chunks`);
+    expectClose(comparable(chunked), full, 1e-5, `${name}/${c.name} uneven chunks`);
   });
 
   test('a batch of mixed-length sequences equals each run alone', async () => {
