@@ -134,7 +134,11 @@ std::vector<StepResult> Engine::step(const std::vector<StepRequest>& requests) {
     for (size_t i = 0; i < requests.size() && budget > 0; i++) {
       const int64_t left = (int64_t)requests[i].tokens.size() - cursor[i];
       if (left <= 0) continue;
-      const int64_t n = std::min(left, budget);
+      int64_t n = std::min(left, budget);
+      // Never leave one lone token for the next pass: perceiver_ar runs a
+      // one-token pass as its sliding decode (src/engine/chunking.ts, same rule).
+      if (left - n == 1 && n > 1) n--;
+      if (requests[i].prompt_logprobs && model_->prompt_logprobs_need_one_pass()) n = left;
       budget -= n;
       const bool all = requests[i].prompt_logprobs;
       logits[i].resize((all ? n : 1) * V);

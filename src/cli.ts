@@ -36,6 +36,8 @@ interface Command {
 }
 
 const COMMON_USAGE = '[--device cpu|cuda|auto] [--threads N]';
+/** eval's window when the model's context is unbounded and --context is not given. */
+const DEFAULT_EVAL_WINDOW = 1024;
 
 const COMMANDS: Record<string, Command> = {
   generate: {
@@ -57,8 +59,8 @@ const COMMANDS: Record<string, Command> = {
     run: runScore,
   },
   eval: {
-    usage: `roost eval --model DIR --file F ${COMMON_USAGE}`,
-    options: { ...COMMON, file: { type: 'string' } },
+    usage: `roost eval --model DIR --file F [--context N] ${COMMON_USAGE}`,
+    options: { ...COMMON, file: { type: 'string' }, context: { type: 'string' } },
     run: runEval,
   },
 };
@@ -213,10 +215,15 @@ async function runEval(values: Values): Promise<void> {
   } catch (e) {
     throw new UsageError(`--file: cannot read ${file}: ${(e as Error).message}`);
   }
+  const context = integerFlag(values, 'context', 2, 'an integer >= 2');
   const { engine, tokenizer } = await load(values);
   const tokens = tokenizer.encode(bytes.toString('utf8'));
   if (tokens.length < 2) throw new UsageError(`--file: ${file} holds ${tokens.length} token(s); eval needs at least 2`);
-  const r = await scoreLong(engine, tokens);
+  const max = engine.info().maxContext;
+  if (context !== undefined && max > 0 && context > max) {
+    throw new UsageError(`--context ${context} is longer than the model's context (${max})`);
+  }
+  const r = await scoreLong(engine, tokens, context ?? (max > 0 ? max : DEFAULT_EVAL_WINDOW));
   let nll = 0; // nats
   for (let t = 1; t < tokens.length; t++) nll -= r.logprobs[t]!;
   const scored = tokens.length - 1;

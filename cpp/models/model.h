@@ -40,6 +40,10 @@ class Model {
   // Runs every item's new tokens, appends them to its state, writes logits.
   virtual void forward(const std::vector<ForwardItem>& items, ThreadPool& pool) = 0;
   virtual size_t weight_bytes() const = 0;
+  // True when the log-probs of a prompt's tokens are exact only if the whole
+  // prompt runs in one forward (perceiver_ar: each pass has its own latent
+  // window). The engine then never splits a step's prompt that asks for them.
+  virtual bool prompt_logprobs_need_one_pass() const { return false; }
 };
 
 // Opens <dir> (config.json + safetensors) and builds the model its model_type names.

@@ -23,6 +23,7 @@ class PerceiverArModel : public Model {
   const ModelConfig& config() const override { return cfg_; }
   std::unique_ptr<SequenceState> new_state() const override;
   int64_t max_context() const override { return cfg_.n_positions; }
+  bool prompt_logprobs_need_one_pass() const override { return true; }
   // n >= 2 new tokens: the state becomes the exact prefill of the whole
   // sequence (latent window recomputed); n = 1: one sliding decode step.
   // Rows of positions outside the latent window get NaN logits.

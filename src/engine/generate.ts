@@ -2,6 +2,7 @@
 // generate (prefill in chunks, then one token per step), score (prompt
 // log-probs) and windowed scoring of long texts (roost eval). The
 // continuously batched scheduler of the server is separate; this stays small.
+import { prefillTake } from './chunking';
 import { NativeEngine, SequenceParams, TokenLogprob } from '../native';
 import { Detokenizer } from './detokenizer';
 import { Tokenizer } from './tokenizer';
@@ -28,7 +29,11 @@ export interface GeneratedToken {
 function chunks(tokens: ArrayLike<number>, size: number): Int32Array[] {
   const all = Int32Array.from(tokens as ArrayLike<number>);
   const out: Int32Array[] = [];
-  for (let start = 0; start < all.length; start += size) out.push(all.subarray(start, Math.min(start + size, all.length)));
+  for (let start = 0; start < all.length; ) {
+    const n = prefillTake(all.length - start, size);
+    out.push(all.subarray(start, start + n));
+    start += n;
+  }
   return out;
 }
 
@@ -111,12 +116,10 @@ export async function score(engine: NativeEngine, tokens: ArrayLike<number>): Pr
   checkContext(engine, tokens.length, 'the text');
   const seq = engine.createSequence({ temperature: 0 });
   try {
-    const out: Array<number | null> = [];
-    for (const part of chunks(tokens, PREFILL_CHUNK)) {
-      const [r] = await engine.step([{ seq, tokens: part, sample: false, promptLogprobs: true }]);
-      for (const lp of r.promptLogprobs!) out.push(Number.isNaN(lp) ? null : lp);
-    }
-    return out;
+    // One step: the engine splits it into passes itself, and keeps a
+    // perceiver_ar prompt in one pass so its echo log-probs are exact.
+    const [r] = await engine.step([{ seq, tokens: Int32Array.from(tokens), sample: false, promptLogprobs: true }]);
+    return Array.from(r.promptLogprobs!, (lp) => (Number.isNaN(lp) ? null : lp));
   } finally {
     engine.freeSequence(seq);
   }
@@ -133,45 +136,48 @@ export interface LongScore {
 }
 
 /**
- * Scores every token after the first exactly once, for texts longer than the
- * model's context (roost eval):
+ * Scores every token after the first exactly once, for texts longer than one
+ * window (roost eval):
  *
- *  - window W = the model's max context (0 = unbounded: one window holds the
- *    whole text), stride S = floor(W / 2);
- *  - the first window is tokens [0, min(W, T)) and scores tokens 1 .. min(W, T)-1;
- *  - each next window ends S tokens further, at b = min(end + S, T), starts at
- *    b - W (so it overlaps the previous one by W - S tokens), and scores only
- *    its new tokens [end, b): each of them sees at least W - S tokens before it.
- *
- * A window is an ordinary fresh sequence (same numbers as `roost score` on it).
+ *  - each window holds at most W tokens and is scored from a fresh sequence;
+ *  - R = how many of a full window's last positions get log-probs: W - 1 for
+ *    models with logits everywhere, N - 1 for perceiver_ar with N latents
+ *    (only latents have logits), read off the first window;
+ *  - the first window ends at min(T, R + 1), so it scores tokens 1 .. R;
+ *    each next window ends S = min(R, W / 2) tokens further and scores only
+ *    its S new tokens, with up to W - S tokens of context before them.
  */
-export async function scoreLong(engine: NativeEngine, tokens: ArrayLike<number>): Promise<LongScore> {
+export async function scoreLong(engine: NativeEngine, tokens: ArrayLike<number>, window: number): Promise<LongScore> {
   const T = tokens.length;
-  const max = engine.info().maxContext;
-  const W = max > 0 ? max : Math.max(T, 1);
-  if (W < 2) throw new RangeError(`the model's context (${W}) is too short to score anything`);
-  const S = Math.max(1, Math.floor(W / 2));
+  const W = window;
+  if (W < 2) throw new RangeError(`the window (${W}) is too short to score anything`);
   const all = Array.from(tokens as ArrayLike<number>);
   const logprobs: Array<number | null> = new Array(T).fill(null);
-  let end = Math.min(W, T);
-  let windows = 1;
-  const first = await score(engine, all.slice(0, end));
-  for (let t = 1; t < end; t++) logprobs[t] = need(first[t], t, 0);
+  let windows = 0;
+  const scoreWindow = async (b: number) => {
+    windows++;
+    const a = Math.max(0, b - W);
+    return { a, lp: await score(engine, all.slice(a, b)) };
+  };
+  // Probe R on the first full window: its trailing run of log-probs.
+  let first = await scoreWindow(Math.min(T, W));
+  let R = 0;
+  while (R < first.lp.length - 1 && first.lp[first.lp.length - 1 - R] !== null) R++;
+  if (R === 0) throw new Error(`the model gave no log-prob in a window of ${first.lp.length} tokens`);
+  let end = Math.min(T, R + 1);
+  if (end !== first.lp.length) first = await scoreWindow(end);
+  for (let t = 1; t < end; t++) logprobs[t] = need(first.lp[t], t);
+  const S = Math.max(1, Math.min(R, Math.floor(W / 2)));
   while (end < T) {
     const b = Math.min(end + S, T);
-    const a = b - W;
-    const lp = await score(engine, all.slice(a, b));
-    for (let t = end; t < b; t++) logprobs[t] = need(lp[t - a], t, a);
+    const { a, lp } = await scoreWindow(b);
+    for (let t = end; t < b; t++) logprobs[t] = need(lp[t - a], t);
     end = b;
-    windows++;
   }
   return { logprobs, window: W, stride: S, windows };
 
-  function need(v: number | null, t: number, start: number): number {
-    if (v === null) {
-      throw new Error(`the model gave no log-prob for token ${t} (window from ${start}): windowed scoring of ` +
-        `${engine.info().modelType} is not supported yet`);
-    }
+  function need(v: number | null, t: number): number {
+    if (v === null) throw new Error(`internal: no log-prob for token ${t} in its window`);
     return v;
   }
 }

@@ -3,6 +3,7 @@
 // cancelled ones leave and their engine state is freed at once. Long prompts
 // are fed in chunks under a per-step token budget, decode tokens first, so
 // running streams keep flowing while a long prompt prefills.
+import { prefillTake } from './chunking';
 import type { NativeEngine, SequenceParams, StepRequest, StepResult, TokenLogprob } from '../native';
 import { RequestError } from './errors';
 
@@ -332,7 +333,7 @@ export class Scheduler {
       if (budget <= 0) break;
       if (t.state !== 'prefill' || t.req.paused) continue;
       const prompt = t.spec.prompt;
-      const take = Math.min(budget, prompt.length - t.fed);
+      const take = prefillTake(prompt.length - t.fed, budget);
       const end = t.fed + take;
       t.chunk = take;
       batch.push({
