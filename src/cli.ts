@@ -129,8 +129,19 @@ function isDir(p: string): boolean {
 }
 
 /** `--model default` or a bare name is models/<name> of the package when that folder exists. */
+/** models/DEFAULT names the shipped model that `--model default` (npm start) serves. */
+function defaultModelName(): string {
+  const file = path.join(packageRoot(), 'models', 'DEFAULT');
+  try {
+    return fs.readFileSync(file, 'utf8').trim();
+  } catch {
+    throw new UsageError(`--model default: ${file} is missing; name a model folder instead`);
+  }
+}
+
 function resolveModel(value: string): string {
   if (value === '') throw new UsageError('--model must not be empty');
+  if (value === 'default' && !isDir(path.join(packageRoot(), 'models', 'default'))) value = defaultModelName();
   const bare = !/[\\/]/.test(value) && value !== '.' && value !== '..';
   const shipped = bare ? path.join(packageRoot(), 'models', value) : undefined;
   if (shipped && isDir(shipped)) return shipped;
