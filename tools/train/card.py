@@ -1,0 +1,206 @@
+"""Write models/NAME/README.md (the model card) from results.json (train.py)
+and engine.json (engine_check.py, when present); and models/README.md (the
+comparison table) from every model's results.json.
+
+    /usr/bin/python3 tools/train/card.py models/dense models/bigbird ...   # cards + table
+"""
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import data  # noqa: E402
+
+CONTEXTS = ["256", "1024", "4096", "full"]
+TITLE = {
+    "dense": "dense: GPT-2 with rotary positions",
+    "bigbird": "bigbird: GPT-2 with rotary positions and causal BigBird block-sparse attention",
+    "perceiver_ar": "perceiver_ar: Perceiver AR",
+    "block_recurrent": "block_recurrent: Block-Recurrent Transformer",
+}
+
+
+def load(d):
+    r = json.load(open(os.path.join(d, "results.json")))
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    e = os.path.join(d, "engine.json")
+    eng = json.load(open(e)) if os.path.exists(e) else None
+    return r, cfg, eng
+
+
+def model_context(cfg):
+    return str(cfg["n_positions"]) if "n_positions" in cfg else "full"
+
+
+def ctx_label(c, cfg):
+    if c == "full":
+        return "whole file (one window)"
+    return c
+
+
+def allowed_note(c, cfg):
+    """Why a context is marked: beyond n_positions (the engine refuses it)."""
+    if c != "full" and "n_positions" in cfg and int(c) > cfg["n_positions"]:
+        return " (beyond n_positions: reference only, the engine refuses it)"
+    return ""
+
+
+def fence(s):
+    return "```\n" + s.replace("```", "'''") + "\n```"
+
+
+def arch_description(name, cfg, r):
+    a = r["args"]
+    C, L, H = cfg["n_embd"], cfg["n_layer"], cfg["n_head"]
+    common = (f"{L} layers, n_embd {C}, {H} heads of {C // H}, n_inner {cfg['n_inner']}, gelu_new, pre-LayerNorm, "
+              f"rotary positions (rotary_dim = head size, base {cfg.get('rotary_base', 10000)}), head tied to "
+              f"`wte`, byte vocabulary of 260")
+    if name == "dense":
+        extra = "Dense causal attention."
+    elif name == "bigbird":
+        at = cfg["attention"]
+        b, w, g, rr = at["block_size"], at["window_blocks"], at["global_blocks"], at["random_blocks"]
+        extra = (f"Causal BigBird attention in every layer: blocks of {b} tokens, a window of {w} blocks (the "
+                 f"query's own and the previous one), {g} global block (the first {g * b} tokens), {rr} random "
+                 f"block(s) per (layer, head, query block), seed {at['seed']}. Each query sees at most "
+                 f"{(w + g + rr) * b} keys: dense-equivalent up to {(w + g + rr) * b} tokens, sparse beyond.")
+    elif name == "perceiver_ar":
+        extra = (f"num_latents N = {cfg['num_latents']}: layer 0 cross-attends from the last N positions to every "
+                 f"position; layers 1..{L - 1} are causal self-attention among the latents only. Only the "
+                 f"latents get logits.")
+    else:
+        extra = (f"block_size W = {cfg['block_size']}, num_states S = {cfg['num_states']}, recurrent layer(s) "
+                 f"{cfg['recurrent_layers']}, fixed gate. Every layer attends over the current and previous "
+                 f"block (at most {2 * cfg['block_size']} keys); the recurrent layer also reads, and updates at "
+                 f"each block end, a state of {cfg['num_states']} x {C}: constant memory per sequence.")
+    return common + ". " + extra
+
+
+def training_description(name, r):
+    a = r["args"]
+    if name == "block_recurrent":
+        rows = (f"{a['batch']} streams of {a['stream_len']} tokens, fed in segments of {a['seq_len']} "
+                f"(truncated BPTT: the cache and the states are carried, detached, from one segment to the next)")
+    elif name == "perceiver_ar":
+        rows = (f"batches of {a['batch']} rows of {a['seq_len']} tokens; the loss covers the {a['num_latents']} "
+                f"latent positions of each row")
+    else:
+        rows = f"batches of {a['batch']} rows of {a['seq_len']} tokens"
+    return (f"{rows}; AdamW (betas 0.9/0.95, weight decay {a['weight_decay']} on matrices), peak learning rate "
+            f"{a['lr']}, {a['warmup']} warmup steps, cosine decay to {a['min_lr_frac']:g}x over a wall budget of "
+            f"{a['minutes']:g} minutes, gradient clipping 1.0, float32, {a['threads']} torch thread; FIM rate "
+            f"{a['fim_rate']:g}. {r['steps']} steps, {r['target_tokens']:,} training target tokens, "
+            f"{r['train_seconds'] / 60:.1f} minutes of training on a shared 2-core CPU (torch {r['torch']}).")
+
+
+def card(d):
+    name = os.path.basename(os.path.normpath(d))
+    r, cfg, eng = load(d)
+    size = r["safetensors_bytes"]
+    mctx = model_context(cfg)
+    lines = [f"# {TITLE.get(name, name)}", ""]
+    lines += [f"A byte-level model of the King James Bible for Roost, trained from scratch with "
+              f"`tools/train/train.py` (the PyTorch reference modules of `tools/reference/`). "
+              f"{r['params']:,} parameters, `model.safetensors` {size:,} bytes (F16).", ""]
+    lines += ["## Held-out bits per byte", ""]
+    lines += ["| context (tokens) | bits per byte | windows | stride |", "| --- | --- | --- | --- |"]
+    for c in CONTEXTS:
+        if c in r["eval"]:
+            e = r["eval"][c]
+            mark = " (the model's context: what `roost eval` uses)" if c == mctx else ""
+            lines.append(f"| {ctx_label(c, cfg)}{mark}{allowed_note(c, cfg)} | {e['bits_per_byte']:.4f} | "
+                         f"{e['windows']} | {e['stride']} |")
+    lines.append("")
+    if eng and "eval_bits_per_byte" in eng:
+        lines += [f"C++ engine: `{eng['eval']['command']}` gives **{eng['eval_bits_per_byte']:.4f}** bits per byte "
+                  f"(reference {eng['reference_eval']['bits_per_byte']:.4f} at context "
+                  f"{eng['reference_eval']['context']}; relative difference {eng['eval_relative_difference']:.1e}; "
+                  f"checked {eng['when']}).", ""]
+    else:
+        lines += ["C++ engine: `roost eval` on this model not verified yet (see models/README.md).", ""]
+    lines += [
+        "Computed by `tools/train/eval.py` on the saved F16 weights, exactly as `roost eval` scores a file: every "
+        "byte of `models/data/kjv-heldout.txt` after the first is scored once with the model's ordinary forward, "
+        "in windows of the context W with stride W/2 (later windows score only their new tokens); "
+        "bits per byte = total -log2 p / 122,522 bytes."]
+    if name == "perceiver_ar":
+        N = cfg["num_latents"]
+        lines[-1] += (f" Perceiver AR has logits for its {N} latents only, so a window of W tokens scores its last "
+                      f"{N - 1} tokens: the first window is the first {N} tokens (all latents), window ends then "
+                      f"advance by S = min(W/2, {N - 1}), each window is the last W tokens before its end (fewer at "
+                      f"the start of the file), and scores its new tokens, every one of them predicted by a latent "
+                      f"with at least W - {N - 1} tokens of context when W >= 2N.")
+    if name == "block_recurrent":
+        lines[-1] += (" \"whole file\" is one window over all 122,522 tokens (the model has no context limit: "
+                      "constant memory), which is what `roost eval` does for it (no `n_positions`).")
+    lines.append("")
+    lines += ["## Data", "",
+              "King James Version from Debian's `bible-kjv` / `bible-kjv-text` packages (public domain): "
+              "`bible -f Gen1:1-Rev22:21` prints it one verse a line (`Ge1:1 In the beginning ...`), "
+              f"{data.KJV_BYTES:,} bytes of ASCII. Held-out split: the contiguous tail from James 1:1 to the end "
+              "(James, 1-2 Peter, 1-3 John, Jude, Revelation), 122,522 bytes, committed as "
+              f"`models/data/kjv-heldout.txt` (sha256 `{r['heldout_sha256']}`); training text: Genesis to "
+              "Hebrews, 4,281,890 bytes (`tools/train/data.py`).", "",
+              "Tokenizer: `tokenizer_class: bytes` (id = byte value), special tokens eos 256, fim_prefix 257, "
+              "fim_middle 258, fim_suffix 259 (`eos_token_id` 256, no BOS).", "",
+              "Fill-in-the-middle (Bavarian et al. 2022, PSM): with probability "
+              f"{r['args']['fim_rate']:g} a training row is a packed run of FIM documents "
+              "`<fim_prefix> prefix <fim_suffix> suffix <fim_middle> middle <eos>`, each a random slice of the "
+              "training text (64-256 tokens with its 4 special tokens) cut at two uniform random character "
+              "positions; otherwise the row is plain contiguous text.", ""]
+    lines += ["## Architecture", "", arch_description(name, cfg, r), "", fence(json.dumps(cfg, indent=2)), ""]
+    lines += ["## Training", "", training_description(name, r), "", "Command (from the repository root):", "",
+              fence(r["command"].replace(os.path.join(data.ROOT, ""), "")), "",
+              "`train_log.jsonl` beside this card has the loss curve (bits per token of each step).", ""]
+    s = r.get("samples", {})
+    lines += ["## Samples (PyTorch reference, this checkpoint)", "",
+              "Greedy (prefill + cached decode, the serving procedure), cut at eos:", ""]
+    for g in s.get("greedy", []):
+        lines += [f"- prompt `{g['prompt']}`:", "", fence(g["prompt"] + g["completion"]), ""]
+    lines += ["Sampled (temperature 0.8, top-k 40, torch.Generator seeds 1-3):", ""]
+    for g in s.get("sampled", []):
+        lines += [fence(g["prompt"] + g["completion"]), ""]
+    lines += ["Fill-in-the-middle (prompt `<fim_prefix> prefix <fim_suffix> suffix <fim_middle>`, greedy until eos):",
+              "", "| prefix | suffix | middle | ended with eos |", "| --- | --- | --- | --- |"]
+    for f in s.get("fim", []):
+        lines.append(f"| `{f['prefix']!r}` | `{f['suffix']!r}` | `{f['middle']!r}` | {f['ended_with_eos']} |")
+    lines.append("")
+    if eng:
+        lines += ["## C++ engine outputs", ""]
+        for g in eng.get("generate", []):
+            lines += [f"`{g['command']}` (rc {g['rc']}):", "", fence(g["stdout"] if g["rc"] == 0 else g["stderr"]), "",
+                      "reference greedy: " + ("identical" if g["stdout"] == g["reference_completion"] else
+                                              "differs: " + repr(g["reference_completion"])), ""]
+        for g in eng.get("sampled", []):
+            lines += [f"`{g['command']}` (rc {g['rc']}):", "", fence(g["stdout"] if g["rc"] == 0 else g["stderr"]), ""]
+    with open(os.path.join(d, "README.md"), "w") as f:
+        f.write("\n".join(lines).rstrip() + "\n")
+
+
+def table(dirs):
+    rows = []
+    for d in dirs:
+        name = os.path.basename(os.path.normpath(d))
+        r, cfg, eng = load(d)
+        cells = []
+        for c in CONTEXTS:
+            if c in r["eval"]:
+                v = f"{r['eval'][c]['bits_per_byte']:.3f}"
+                if c != "full" and "n_positions" in cfg and int(c) > cfg["n_positions"]:
+                    v += "*"
+                cells.append(v)
+            else:
+                cells.append("n/a")
+        e = f"{eng['eval_bits_per_byte']:.3f}" if eng and "eval_bits_per_byte" in eng else "not verified"
+        rows.append(f"| [{name}]({name}/README.md) | {r['params']:,} | {r['safetensors_bytes']:,} | "
+                    f"{' | '.join(cells)} | {model_context(cfg)} | {e} |")
+    return ["| model | params | bytes | 256 | 1024 | 4096 | whole file | `roost eval` context | engine `roost eval` |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"] + rows
+
+
+if __name__ == "__main__":
+    dirs = sys.argv[1:]
+    for d in dirs:
+        card(d)
+    print("\n".join(table(dirs)))

@@ -1,0 +1,113 @@
+"""KJV corpus, the fixed held-out split, and training batches (with FIM).
+
+Corpus: `bible -f Gen1:1-Rev22:21` from Debian's bible-kjv / bible-kjv-text
+(public domain), one verse a line ("Ge1:1 In the beginning ..."), 4,404,412
+bytes, pure ASCII. Held-out: the contiguous tail from the first line of
+James ("Jas1:1 ...") to the end (James, 1-2 Peter, 1-3 John, Jude,
+Revelation): 122,522 bytes, written verbatim to models/data/kjv-heldout.txt.
+Training text: everything before it (Genesis .. Hebrews, 4,281,890 bytes).
+
+Byte tokenizer (shared/spec/models.md, `tokenizer_class: bytes`): id = byte
+value; eos 256, fim_prefix 257, fim_middle 258, fim_suffix 259.
+
+FIM (Bavarian et al. 2022, PSM, character-level split points): with
+probability `fim_rate` a training row is a packed run of FIM documents, each
+`<fim_prefix> prefix <fim_suffix> suffix <fim_middle> middle <eos>`, where a
+document is a random contiguous slice of the training text (its length, with
+the 4 special tokens, uniform in 64..256 tokens; the last document of a row
+takes what is left) cut at two uniform random character positions into
+prefix / middle / suffix. Otherwise the row is a plain contiguous slice of
+the training text. Every position of a row is trained on.
+"""
+import hashlib
+import os
+import subprocess
+
+import numpy as np
+
+EOS, FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX = 256, 257, 258, 259
+VOCAB = 260
+SPECIAL_TOKENS = {"eos": EOS, "fim_prefix": FIM_PREFIX, "fim_middle": FIM_MIDDLE, "fim_suffix": FIM_SUFFIX}
+HELDOUT_FIRST_LINE = "Jas1:1 "
+KJV_BYTES = 4404412
+HELDOUT_BYTES = 122522
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+HELDOUT_PATH = os.path.join(ROOT, "models", "data", "kjv-heldout.txt")
+CACHE = "/tmp/roost-kjv.txt"
+
+
+def kjv_text():
+    """The whole KJV as bytes, exactly as `bible -f Gen1:1-Rev22:21` prints it."""
+    if os.path.exists(CACHE) and os.path.getsize(CACHE) == KJV_BYTES:
+        with open(CACHE, "rb") as f:
+            return f.read()
+    out = subprocess.run(["bible", "-f", "Gen1:1-Rev22:21"], check=True, capture_output=True).stdout
+    if len(out) != KJV_BYTES:
+        raise RuntimeError(f"bible printed {len(out)} bytes, expected {KJV_BYTES} "
+                           "(apt-get install bible-kjv bible-kjv-text)")
+    with open(CACHE + ".tmp", "wb") as f:
+        f.write(out)
+    os.replace(CACHE + ".tmp", CACHE)
+    return out
+
+
+def split():
+    """(train bytes, held-out bytes): held-out = the tail from James 1:1."""
+    text = kjv_text()
+    cut = text.index(b"\n" + HELDOUT_FIRST_LINE.encode()) + 1
+    train, held = text[:cut], text[cut:]
+    assert len(held) == HELDOUT_BYTES, len(held)
+    return train, held
+
+
+def write_heldout(path=HELDOUT_PATH):
+    _, held = split()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if not (os.path.exists(path) and open(path, "rb").read() == held):
+        with open(path, "wb") as f:
+            f.write(held)
+    return path
+
+
+def sha256(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+def fim_document(doc, rng):
+    """PSM transformation of a byte array (list of ints): two uniform cut points."""
+    i, j = sorted(rng.integers(0, len(doc) + 1, size=2))
+    prefix, middle, suffix = doc[:i], doc[i:j], doc[j:]
+    return [FIM_PREFIX] + prefix + [FIM_SUFFIX] + suffix + [FIM_MIDDLE] + middle + [EOS]
+
+
+class Batches:
+    """Random training rows of `length` tokens (inputs row[:-1], targets row[1:])."""
+
+    def __init__(self, train_bytes, fim_rate, seed, doc_min=64, doc_max=256):
+        self.text = np.frombuffer(train_bytes, dtype=np.uint8)
+        self.fim_rate = fim_rate
+        self.rng = np.random.default_rng(seed)
+        self.doc_min, self.doc_max = doc_min, doc_max
+
+    def plain(self, length):
+        s = int(self.rng.integers(0, len(self.text) - length))
+        return self.text[s:s + length].astype(np.int64).tolist()
+
+    def fim_row(self, length):
+        row = []
+        while len(row) < length:
+            left = length - len(row)
+            n = min(left, int(self.rng.integers(self.doc_min, self.doc_max + 1)))
+            if left - n < 16:  # no tiny trailing document
+                n = left
+            row += fim_document(self.plain(n - 4), self.rng)
+        assert len(row) == length
+        return row
+
+    def row(self, length):
+        return self.fim_row(length) if self.rng.random() < self.fim_rate else self.plain(length)
+
+    def batch(self, B, length):
+        """int64 array [B, length]."""
+        return np.array([self.row(length) for _ in range(B)], dtype=np.int64)

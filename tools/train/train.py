@@ -1,0 +1,307 @@
+"""Train a byte-level Roost model on the KJV with the reference modules.
+
+One definition serves as reference and as training code: the model classes
+are tools/reference/{gpt2,perceiver_ar,block_recurrent}.py, unchanged.
+
+    /usr/bin/python3 tools/train/train.py --arch dense --out models/dense --minutes 17 --threads 1
+
+Writes OUT/config.json, OUT/model.safetensors (F16), OUT/train_log.jsonl
+(loss, lr, quick held-out eval as training goes) and OUT/results.json (the
+final held-out bits per byte at several contexts, computed by eval.py on the
+saved F16 weights, plus greedy / sampled / FIM samples from the reference).
+
+Data, split and FIM: see data.py. Optimizer: AdamW (betas 0.9/0.95, weight
+decay 0.1 on matrices and embeddings, none on biases / LayerNorms / gate
+bias / state_init), gradient clipping at 1.0, linear warmup then cosine
+decay to 10% of the peak, scheduled on wall time (the run stops after
+--minutes) or on steps when --steps is given.
+
+block_recurrent trains Transformer-XL style (truncated BPTT, as in Hutchins
+et al.): each batch row is a stream of --stream-len tokens fed in segments of
+--seq-len through forward_with_past; the cache (previous block's K/V and the
+recurrent states) is carried, detached, from one segment to the next.
+perceiver_ar is trained on the logits of its N latents (the last N positions
+of each row of --seq-len tokens).
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "reference"))
+sys.path.insert(0, HERE)
+
+import block_recurrent  # noqa: E402
+import checkpoint  # noqa: E402
+import data  # noqa: E402
+import eval as heldout_eval  # noqa: E402
+import gpt2  # noqa: E402
+import models  # noqa: E402
+import perceiver_ar  # noqa: E402
+import samples  # noqa: E402
+
+ARCHS = ("dense", "bigbird", "perceiver_ar", "block_recurrent")
+
+
+def build_config(a):
+    c = {
+        "model_type": "gpt2",
+        "vocab_size": data.VOCAB,
+        "n_embd": a.n_embd,
+        "n_head": a.n_head,
+        "n_layer": a.n_layer,
+        "n_inner": a.n_inner,
+        "activation_function": "gelu_new",
+        "layer_norm_epsilon": 1e-5,
+        "position_embedding": "rotary",
+        "rotary_base": 10000,
+        "tokenizer_class": "bytes",
+        "special_tokens": dict(data.SPECIAL_TOKENS),
+        "eos_token_id": data.EOS,
+    }
+    if a.n_positions:
+        c["n_positions"] = a.n_positions
+    if a.arch == "bigbird":
+        c["attention"] = {"kind": "bigbird", "block_size": a.bb_block, "window_blocks": a.bb_window,
+                          "global_blocks": a.bb_global, "random_blocks": a.bb_random, "seed": a.bb_seed}
+    elif a.arch == "perceiver_ar":
+        c["model_type"] = "perceiver_ar"
+        c["num_latents"] = a.num_latents
+    elif a.arch == "block_recurrent":
+        c["model_type"] = "block_recurrent"
+        c["block_size"] = a.block_size
+        c["num_states"] = a.num_states
+        c["recurrent_layers"] = a.recurrent_layers
+        c["gate"] = "fixed"
+    return c
+
+
+def make_model(config):
+    cls = {"gpt2": gpt2.GPT2, "perceiver_ar": perceiver_ar.PerceiverAR,
+           "block_recurrent": block_recurrent.BlockRecurrent}[config["model_type"]]
+    return cls(config)
+
+
+def init_weights(model, seed, n_layer):
+    """GPT-2 style: matrices N(0, 0.02), output projections N(0, 0.02/sqrt(2L)),
+    LayerNorm 1/0, biases 0; block_recurrent gate_bias 1 (sigmoid 0.73: keep
+    most of the old state), state_init N(0, 1)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            if ".ln_" in name or name.startswith("ln_"):
+                p.fill_(1.0 if name.endswith(".weight") else 0.0)
+            elif name.endswith("gate_bias"):
+                p.fill_(1.0)
+            elif name.endswith("state_init"):
+                p.copy_(torch.randn(p.shape, generator=g))
+            elif name.endswith(".bias"):
+                p.zero_()
+            else:
+                std = 0.02 / math.sqrt(2 * n_layer) if name.endswith("c_proj.weight") else 0.02
+                p.copy_(std * torch.randn(p.shape, generator=g))
+
+
+def param_groups(model, wd):
+    decay, no = [], []
+    for name, p in model.named_parameters():
+        if p.dim() >= 2 and not name.endswith("state_init"):
+            decay.append(p)
+        else:
+            no.append(p)
+    return [{"params": decay, "weight_decay": wd}, {"params": no, "weight_decay": 0.0}]
+
+
+def lr_at(frac, step, a):
+    if step < a.warmup:
+        return a.lr * (step + 1) / a.warmup
+    frac = min(max(frac, 0.0), 1.0)
+    return a.lr * (a.min_lr_frac + (1 - a.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def detach_cache(cache):
+    return [tuple(t.detach() for t in c) for c in cache]
+
+
+def save(model, config, out, dtype):
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+        f.write("\n")
+    dt = {"F16": torch.float16, "F32": torch.float32, "BF16": torch.bfloat16}[dtype]
+    tensors = {k: v.detach().to(dt).contiguous() for k, v in model.state_dict().items()}
+    checkpoint.save_tensors(out, tensors)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", choices=ARCHS, required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--n-layer", type=int, default=4)
+    ap.add_argument("--n-embd", type=int, default=256)
+    ap.add_argument("--n-head", type=int, default=4)
+    ap.add_argument("--n-inner", type=int, default=1024)
+    ap.add_argument("--n-positions", type=int, default=0, help="n_positions in config.json (0: absent)")
+    ap.add_argument("--bb-block", type=int, default=64)
+    ap.add_argument("--bb-window", type=int, default=2)
+    ap.add_argument("--bb-global", type=int, default=1)
+    ap.add_argument("--bb-random", type=int, default=1)
+    ap.add_argument("--bb-seed", type=int, default=2024)
+    ap.add_argument("--num-latents", type=int, default=256)
+    ap.add_argument("--block-size", type=int, default=64)
+    ap.add_argument("--num-states", type=int, default=32)
+    ap.add_argument("--recurrent-layers", type=int, nargs="+", default=[2])
+    ap.add_argument("--seq-len", type=int, default=256)
+    ap.add_argument("--stream-len", type=int, default=2048, help="block_recurrent: tokens per stream (TBPTT)")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--min-lr-frac", type=float, default=0.1)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--weight-decay", type=float, default=0.1)
+    ap.add_argument("--fim-rate", type=float, default=0.5)
+    ap.add_argument("--minutes", type=float, default=17.0, help="wall-time budget of the training loop")
+    ap.add_argument("--steps", type=int, default=0, help="fixed step count instead of the wall budget")
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--eval-every", type=float, default=300.0, help="seconds between quick held-out evals")
+    ap.add_argument("--quick-eval-bytes", type=int, default=4096)
+    ap.add_argument("--contexts", default="256,1024,4096", help="final eval contexts ('full' allowed)")
+    ap.add_argument("--dtype", default="F16", choices=("F16", "F32", "BF16"))
+    ap.add_argument("--short-frac", type=float, default=0.0,
+                    help="perceiver_ar: fraction of steps whose rows are num_latents tokens long (every position "
+                         "a latent, from position 0: the short-prompt regime of generation)")
+    ap.add_argument("--skip-final", action="store_true")
+    ap.add_argument("--init-from", default="",
+                    help="start from this checkpoint's weights (a second training phase; fresh optimizer)")
+    a = ap.parse_args()
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    train_bytes, held = data.split()
+    data.write_heldout()
+    config = build_config(a)
+    model = make_model(config)
+    init_weights(model, a.seed, a.n_layer)
+    if a.init_from:
+        prev = checkpoint.read_config(a.init_from)
+        if {k: v for k, v in prev.items() if k != "n_positions"} != {k: v for k, v in config.items() if k != "n_positions"}:
+            raise SystemExit(f"--init-from {a.init_from}: its config differs from this run's")
+        model.load_hf_state_dict(checkpoint.normalize_names(checkpoint.read_tensors(a.init_from)))
+        previous = os.path.join(a.init_from, "results.json")
+        history = json.load(open(previous)).get("history", []) if os.path.exists(previous) else []
+        if os.path.exists(previous):
+            r0 = json.load(open(previous))
+            history = history + [{k: r0[k] for k in ("command", "steps", "target_tokens", "train_seconds")}]
+    else:
+        history = []
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{a.arch}: {n_params} parameters; config {json.dumps(config)}", flush=True)
+    opt = torch.optim.AdamW(param_groups(model, a.weight_decay), lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
+    batches = data.Batches(train_bytes, a.fim_rate, a.seed)
+    os.makedirs(a.out, exist_ok=True)
+    log = open(os.path.join(a.out, "train_log.jsonl"), "a" if a.init_from else "w")
+
+    recurrent = a.arch == "block_recurrent"
+    perceiver = a.arch == "perceiver_ar"
+    T = a.seq_len
+    length_rng = np.random.default_rng(a.seed + 7)
+    stream, seg, cache = None, 0, None
+    budget = a.minutes * 60.0
+    t0 = time.time()
+    last_eval = t0
+    step, tokens_seen = 0, 0
+    ema = None
+    while True:
+        elapsed = time.time() - t0
+        frac = step / a.steps if a.steps else elapsed / budget
+        if frac >= 1.0:
+            break
+        lr = lr_at(frac, step, a)
+        for gr in opt.param_groups:
+            gr["lr"] = lr
+        model.train()
+        if recurrent:
+            if stream is None or seg * T >= a.stream_len:
+                stream = torch.from_numpy(batches.batch(a.batch, a.stream_len + 1))
+                seg, cache = 0, None
+            x = stream[:, seg * T:(seg + 1) * T]
+            y = stream[:, seg * T + 1:(seg + 1) * T + 1]
+            logits, cache = model.forward_with_past(x, cache)
+            cache = detach_cache(cache)
+            seg += 1
+        else:
+            L = a.num_latents if perceiver and length_rng.random() < a.short_frac else T
+            row = torch.from_numpy(batches.batch(a.batch, L + 1))
+            x, y = row[:, :-1], row[:, 1:]
+            logits = model(x)
+            if perceiver:
+                y = y[:, L - logits.shape[1]:]
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
+        opt.step()
+        step += 1
+        tokens_seen += y.numel()
+        lv = float(loss)
+        ema = lv if ema is None else 0.98 * ema + 0.02 * lv
+        rec = {"phase": len(history) + 1, "step": step, "time": round(time.time() - t0, 1), "lr": lr, "loss_bits": lv / math.log(2),
+               "ema_bits": ema / math.log(2), "grad_norm": gnorm, "tokens": tokens_seen}
+        if time.time() - last_eval >= a.eval_every:
+            model.eval()
+            ctx = a.stream_len if recurrent else T
+            q = heldout_eval.evaluate(model, held, ctx, limit_bytes=a.quick_eval_bytes)
+            rec["quick_heldout_bpb"] = q["bits_per_byte"]
+            last_eval = time.time()
+            print(f"step {step} t={rec['time']}s lr={lr:.2e} loss={ema / math.log(2):.3f} bits "
+                  f"quick-heldout={q['bits_per_byte']:.3f} bpb ({tokens_seen} tokens)", flush=True)
+        log.write(json.dumps(rec) + "\n")
+        if step % 50 == 0:
+            log.flush()
+    train_seconds = time.time() - t0
+    log.close()
+    model.eval()
+    save(model, config, a.out, a.dtype)
+    print(f"trained {step} steps, {tokens_seen} target tokens, {train_seconds:.0f}s; saved {a.out}", flush=True)
+
+    results = {
+        "arch": a.arch, "params": n_params, "steps": step, "target_tokens": tokens_seen,
+        "train_seconds": round(train_seconds, 1), "args": vars(a), "command": " ".join(sys.argv),
+        "heldout_file": os.path.relpath(data.HELDOUT_PATH, data.ROOT), "heldout_sha256": data.sha256(held),
+        "safetensors_bytes": os.path.getsize(os.path.join(a.out, "model.safetensors")),
+        "torch": torch.__version__, "eval": {}, "history": history,
+    }
+    rpath = os.path.join(a.out, "results.json")
+
+    def dump():
+        with open(rpath, "w") as f:
+            json.dump(results, f, indent=2)
+            f.write("\n")
+    dump()
+    if a.skip_final:
+        return
+    shipped = models.load(a.out)  # the saved F16 weights, as the engine reads them
+    for c in a.contexts.split(","):
+        ctx = None if c == "full" else int(c)
+        t1 = time.time()
+        r = heldout_eval.evaluate(shipped, held, ctx)
+        r["seconds"] = round(time.time() - t1, 1)
+        results["eval"][c] = r
+        print(f"held-out context {c}: {r['bits_per_byte']:.4f} bpb ({r['windows']} windows, {r['seconds']}s)",
+              flush=True)
+        dump()
+    results["samples"] = samples.all_samples(shipped)
+    results["fim_diagnostic"] = samples.fim_diagnostic(shipped, held)
+    dump()
+    print(json.dumps(results["samples"], indent=1), flush=True)
+
+
+if __name__ == "__main__":
+    main()
