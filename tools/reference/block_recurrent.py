@@ -54,11 +54,7 @@ class BlockRecurrentConfig:
         mt = d.get("model_type")
         if mt != "block_recurrent":
             raise ValueError(f"model_type {mt!r} is not block_recurrent")
-        if "position_embedding" not in d:
-            raise ValueError('config: position_embedding is missing (block_recurrent requires "rotary")')
-        if d["position_embedding"] != "rotary":
-            raise ValueError(f'config: position_embedding must be "rotary" for block_recurrent '
-                             f'(got {d["position_embedding"]!r})')
+        gpt2.require_rotary(d, "block_recurrent")
         gpt2.refuse_attention(d, "block_recurrent")
         base = gpt2.GPT2Config({k: v for k, v in d.items() if k not in ("model_type", "attention")})
         for k in ("vocab_size", "n_embd", "n_head", "n_layer", "head_dim", "n_inner", "layer_norm_epsilon",

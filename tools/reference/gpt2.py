@@ -114,6 +114,15 @@ def parse_attention(d):
     return dict(att)
 
 
+def require_rotary(d, arch):
+    """perceiver_ar and block_recurrent must say position_embedding "rotary" (models.md)."""
+    if "position_embedding" not in d:
+        raise ValueError(f'config: position_embedding is missing ({arch} requires "rotary")')
+    if d["position_embedding"] != "rotary":
+        raise ValueError(f'config: position_embedding must be "rotary" for {arch} '
+                         f'(got {d["position_embedding"]!r})')
+
+
 def refuse_attention(d, arch):
     """perceiver_ar / block_recurrent: the attention pattern is fixed by the
     architecture. An absent attention or {"kind": "dense"} (the default, a

@@ -44,11 +44,7 @@ class PerceiverARConfig:
         mt = d.get("model_type")
         if mt != "perceiver_ar":
             raise ValueError(f"model_type {mt!r} is not perceiver_ar")
-        if "position_embedding" not in d:
-            raise ValueError('config: position_embedding is missing (perceiver_ar requires "rotary")')
-        if d["position_embedding"] != "rotary":
-            raise ValueError(f'config: position_embedding must be "rotary" for perceiver_ar '
-                             f'(got {d["position_embedding"]!r})')
+        gpt2.require_rotary(d, "perceiver_ar")
         gpt2.refuse_attention(d, "perceiver_ar")
         if "num_latents" not in d:
             raise ValueError("config: num_latents is missing")
