@@ -3,16 +3,19 @@
     /usr/bin/python3 tools/train/engine_check.py models/dense [--threads 1]
 
 Runs `roost eval --model DIR --file models/data/kjv-heldout.txt` and compares
-its bits per byte with the reference's (eval.py at the same context: the
-config's n_positions, or the whole file when there is none, the value in
-DIR/results.json); also at every other context of results.json the engine accepts; then
-`roost generate --prompt P --max-tokens 60 --temperature 0` for the card's
-prompts, and the same greedy continuation from the reference. Writes
-DIR/engine.json; exits 1 when eval differs by more than 1% (relative).
+its bits per byte with the reference's (eval.py at the same window: the
+config's n_positions, else 1024; the value in DIR/results.json when there),
+then `roost eval ... --context C` for every other context of results.json the
+engine accepts ("full" = one window of the whole file); then
+`roost generate --prompt P --max-tokens 60 --temperature 0` for two prompts
+next to the reference's greedy continuation, and two sampled generations.
+Writes DIR/engine.json; exits 1 when an eval differs by more than 1%
+(relative) or fails.
 """
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -32,7 +35,7 @@ def roost(args, threads):
     cmd = ["node", os.path.join(ROOT, "bin", "roost.js")] + args + ["--threads", str(threads)]
     t = time.time()
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    return {"command": "node bin/roost.js " + " ".join(args), "rc": p.returncode, "stdout": p.stdout,
+    return {"command": "node bin/roost.js " + shlex.join(args), "rc": p.returncode, "stdout": p.stdout,
             "stderr": p.stderr.strip()[-2000:], "seconds": round(time.time() - t, 1)}
 
 
@@ -63,7 +66,7 @@ def main():
         out["eval"] = []
         for key, ctx in runs:
             if key == "default":
-                ctx_ref = npos if npos is not None else 1024
+                ctx_ref = heldout_eval.model_context(model)
                 key_ref = str(ctx_ref)
             else:
                 ctx_ref, key_ref = (None, "full") if key == "full" else (ctx, key)

@@ -55,9 +55,12 @@ def windows(T, W, N=None):
     return out
 
 
+DEFAULT_EVAL_WINDOW = 1024  # src/cli.ts: roost eval's window for models bounded only by memory
+
+
 def model_context(model):
-    """The context `roost eval` uses: n_positions when the config gives one, else unbounded (None)."""
-    return model.cfg.n_positions
+    """The window `roost eval` uses without --context: n_positions when the config gives one, else 1024."""
+    return model.cfg.n_positions if model.cfg.n_positions is not None else DEFAULT_EVAL_WINDOW
 
 
 @torch.no_grad()
@@ -138,7 +141,7 @@ def main():
     ap.add_argument("--file", required=True)
     ap.add_argument("--context", default="model",
                     help="window W in tokens; 'model' (default) = what roost eval uses (n_positions, "
-                         "or the whole file when the config has none); 'full' = the whole file")
+                         "else 1024); 'full' = the whole file")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-batch-tokens", type=int, default=16384)
     args = ap.parse_args()

@@ -6,7 +6,8 @@ are tools/reference/{gpt2,perceiver_ar,block_recurrent}.py, unchanged.
     /usr/bin/python3 tools/train/train.py --arch dense --out models/dense --minutes 17 --threads 1
 
 Writes OUT/config.json, OUT/model.safetensors (F16), OUT/train_log.jsonl
-(loss, lr, quick held-out eval as training goes) and OUT/results.json (the
+(every 10th step: loss in bits per token, lr, and a quick held-out eval on
+the first 4 KB every 5 minutes) and OUT/results.json (the
 final held-out bits per byte at several contexts, computed by eval.py on the
 saved F16 weights, plus greedy / sampled / FIM samples from the reference).
 
@@ -217,7 +218,7 @@ def main():
     t0 = time.time()
     last_eval = t0
     step, tokens_seen = 0, 0
-    ema = None
+    ema = rec = None
     while True:
         elapsed = time.time() - t0
         frac = step / a.steps if a.steps else elapsed / budget
@@ -262,10 +263,15 @@ def main():
             last_eval = time.time()
             print(f"step {step} t={rec['time']}s lr={lr:.2e} loss={ema / math.log(2):.3f} bits "
                   f"quick-heldout={q['bits_per_byte']:.3f} bpb ({tokens_seen} tokens)", flush=True)
-        log.write(json.dumps(rec) + "\n")
+        rec = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in rec.items()}
+        if step % 10 == 0 or step == 1 or "quick_heldout_bpb" in rec:  # every 10th step
+            log.write(json.dumps(rec) + "\n")
+            rec = None
         if step % 50 == 0:
             log.flush()
     train_seconds = time.time() - t0
+    if rec is not None:  # the last step
+        log.write(json.dumps(rec) + "\n")
     log.close()
     model.eval()
     save(model, config, a.out, a.dtype)
@@ -273,7 +279,7 @@ def main():
 
     results = {
         "arch": a.arch, "params": n_params, "steps": step, "target_tokens": tokens_seen,
-        "train_seconds": round(train_seconds, 1), "args": vars(a), "command": " ".join(sys.argv),
+        "train_seconds": round(train_seconds, 1), "args": vars(a), "command": "/usr/bin/python3 " + " ".join(sys.argv),
         "heldout_file": os.path.relpath(data.HELDOUT_PATH, data.ROOT), "heldout_sha256": data.sha256(held),
         "safetensors_bytes": os.path.getsize(os.path.join(a.out, "model.safetensors")),
         "torch": torch.__version__, "eval": {}, "history": history,
