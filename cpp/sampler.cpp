@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "common.h"
+#include "ops/ops.h"
 
 namespace roost {
 
@@ -40,14 +41,10 @@ double Rng::uniform() { return (double)(next() >> 11) * 0x1.0p-53; }
 Sampler::Sampler(SamplingParams params) : params_(std::move(params)), rng_(params_.seed) {}
 
 SampledToken Sampler::sample(const float* logits, int64_t V) {
-  // Raw log-probs (what is reported), normalizer in double.
+  // Raw log-probs (what is reported): the vectorized op of ops/softmax, the
+  // same one prompt log-probs use, so both report identical numbers.
   logprobs_.resize(V);
-  float mx = -std::numeric_limits<float>::infinity();
-  for (int64_t i = 0; i < V; i++) mx = std::max(mx, logits[i]);
-  double sum = 0;
-  for (int64_t i = 0; i < V; i++) sum += std::exp((double)logits[i] - mx);
-  const double lse = mx + std::log(sum);
-  for (int64_t i = 0; i < V; i++) logprobs_[i] = (float)((double)logits[i] - lse);
+  log_softmax(logprobs_.data(), logits, V);
 
   // Processed logits: bias, then temperature, top-k, top-p.
   work_.assign(logits, logits + V);
