@@ -105,7 +105,10 @@ void matmul(float* y, const float* x, const PackedMatrix& W, const float* bias, 
   const int64_t P = panel_count(W.N);
   const int64_t panel_bytes = W.K * kPanel * (int64_t)dtype_size(W.dtype);
   int64_t chunk = std::max<int64_t>(1, kChunkBytes / panel_bytes);
-  chunk = std::min(chunk, (P + 4 * pool.size() - 1) / (4 * pool.size()));  // >= 4 chunks per thread
+  // Enough chunks per thread that the threads finish together: more for the
+  // compute-bound tiles, fewer for the GEMV, whose chunks are better long streams.
+  const int64_t per_thread = plan.pack_x ? 8 : 4;
+  chunk = std::min(chunk, (P + per_thread * pool.size() - 1) / (per_thread * pool.size()));
   chunk = (chunk + plan.grain - 1) / plan.grain * plan.grain;
   const int64_t n_chunks = (P + chunk - 1) / chunk;
   if (n_chunks == 1 || pool.size() == 1) {
