@@ -262,20 +262,10 @@ class PerceiverAR(nn.Module):
                 break
         return (out, margins) if return_margins else out
 
-    @torch.no_grad()
-    def top_k_last(self, tokens, k=5):
-        lp = torch.log_softmax(self.forward(list(tokens))[-1].double(), dim=-1)
-        order = sorted(range(lp.shape[0]), key=lambda i: (-float(lp[i]), i))[:k]
-        return [(i, float(lp[i])) for i in order]
-
-    # ------------------------------------------------------- state I/O
-
-    def hf_state_dict(self):
-        return {k: v.detach().clone() for k, v in self.state_dict().items()}
-
-    def load_hf_state_dict(self, tensors):
-        gpt2.GPT2.load_hf_state_dict(self, tensors)
-
+    # The same as gpt2's, as block_recurrent reuses them.
+    top_k_last = gpt2.GPT2.top_k_last
+    hf_state_dict = gpt2.GPT2.hf_state_dict
+    load_hf_state_dict = gpt2.GPT2.load_hf_state_dict
 
 def from_tensors(config, tensors):
     cfg = PerceiverARConfig(config)
