@@ -23,7 +23,34 @@ Engine::Engine(const std::string& model_dir, EngineOptions options) : options_(o
 
 Engine::~Engine() = default;
 
-int64_t Engine::create_sequence(const SamplingParams& p) {
+AdapterInfo Engine::load_adapter(const std::string& name, const std::string& dir) {
+  if (name.empty()) throw Error("E_ARGUMENT", "an adapter needs a non-empty name");
+  if (!model_->supports_adapters())
+    throw Error("E_ARGUMENT", "adapter \"" + name + "\": model_type " + model_->config().model_type +
+                                  " does not support adapters (gpt2 does)");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (adapters_.count(name)) throw Error("E_ARGUMENT", "an adapter named \"" + name + "\" is already loaded");
+  }
+  auto a = std::make_shared<const Adapter>(roost::load_adapter(name, dir, model_->config()));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!adapters_.emplace(name, a).second) throw Error("E_ARGUMENT", "an adapter named \"" + name + "\" is already loaded");
+  return {a->name, a->type, a->prompt_tokens};
+}
+
+bool Engine::unload_adapter(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return adapters_.erase(name) > 0;
+}
+
+std::vector<AdapterInfo> Engine::adapters() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<AdapterInfo> out;
+  for (const auto& [name, a] : adapters_) out.push_back({a->name, a->type, a->prompt_tokens});
+  return out;
+}
+
+int64_t Engine::create_sequence(const SamplingParams& p, const std::string& adapter) {
   const int64_t V = model_->config().vocab_size;
   if (!(p.temperature >= 0.0) || !std::isfinite(p.temperature))
     throw Error("E_ARGUMENT", "temperature must be a finite number >= 0");
@@ -35,8 +62,14 @@ int64_t Engine::create_sequence(const SamplingParams& p) {
       throw Error("E_ARGUMENT", "logit_bias token " + std::to_string(tok) + " is outside the vocabulary (0.." + std::to_string(V - 1) + ")");
     if (std::isnan(bias)) throw Error("E_ARGUMENT", "logit_bias value for token " + std::to_string(tok) + " is NaN");
   }
-  auto seq = std::make_unique<Sequence>(Sequence{model_->new_state(), Sampler(p), {}, false, false});
   std::lock_guard<std::mutex> lock(mu_);
+  std::shared_ptr<const Adapter> a;
+  if (!adapter.empty()) {
+    auto it = adapters_.find(adapter);
+    if (it == adapters_.end()) throw Error("E_ARGUMENT", "unknown adapter \"" + adapter + "\"");
+    a = it->second;
+  }
+  auto seq = std::make_unique<Sequence>(Sequence{model_->new_state(), Sampler(p), std::move(a), {}, false, false});
   int64_t id = next_id_++;
   sequences_.emplace(id, std::move(seq));
   return id;
@@ -72,6 +105,10 @@ EngineStats Engine::stats() const {
   return s;
 }
 
+int64_t Engine::soft_prompt_left(const Sequence& s) {
+  return s.adapter && s.state->length() == 0 ? s.adapter->prompt_tokens : 0;
+}
+
 std::vector<StepResult> Engine::step(const std::vector<StepRequest>& requests) {
   const int64_t V = model_->config().vocab_size;
   const int64_t max_ctx = model_->max_context();
@@ -85,12 +122,13 @@ std::vector<StepResult> Engine::step(const std::vector<StepRequest>& requests) {
       if (it == sequences_.end() || it->second->free_after_step) throw Error("E_ARGUMENT", "unknown " + seq_name(r.seq));
       if (!seen.insert(r.seq).second) throw Error("E_ARGUMENT", seq_name(r.seq) + " is listed twice in one step");
       if (r.tokens.empty() && !r.sample) throw Error("E_ARGUMENT", seq_name(r.seq) + ": a step needs tokens or sample");
-      if (r.tokens.empty() && it->second->last_logits.empty())
+      const int64_t soft = soft_prompt_left(*it->second);
+      if (r.tokens.empty() && it->second->last_logits.empty() && soft == 0)
         throw Error("E_ARGUMENT", seq_name(r.seq) + ": nothing to sample from before any token");
       for (int32_t t : r.tokens)
         if (t < 0 || t >= V)
           throw Error("E_ARGUMENT", "token id " + std::to_string(t) + " is outside the vocabulary (0.." + std::to_string(V - 1) + ")");
-      const int64_t total = it->second->state->length() + (int64_t)r.tokens.size();
+      const int64_t total = it->second->state->length() + soft + (int64_t)r.tokens.size();
       if (max_ctx > 0 && total > max_ctx)
         throw Error("E_ARGUMENT", seq_name(r.seq) + " would hold " + std::to_string(total) +
                                       " tokens; the model's context is " + std::to_string(max_ctx));
@@ -115,7 +153,9 @@ std::vector<StepResult> Engine::step(const std::vector<StepRequest>& requests) {
 
   std::vector<StepResult> results(requests.size());
   std::vector<int64_t> cursor(requests.size(), 0);
+  std::vector<int64_t> soft(requests.size());  // soft-prompt rows still to run, before the tokens
   for (size_t i = 0; i < requests.size(); i++) {
+    soft[i] = soft_prompt_left(*seqs[i]);
     results[i].seq = requests[i].seq;
     if (requests[i].prompt_logprobs) {
       results[i].prompt_logprobs.assign(requests[i].tokens.size(), std::numeric_limits<float>::quiet_NaN());
@@ -132,6 +172,18 @@ std::vector<StepResult> Engine::step(const std::vector<StepRequest>& requests) {
     std::vector<size_t> owner;
     int64_t budget = options_.max_step_tokens;
     for (size_t i = 0; i < requests.size() && budget > 0; i++) {
+      const Adapter* adapter = seqs[i]->adapter.get();
+      if (soft[i] > 0) {  // a new sequence's soft prompt runs first, as its own item
+        const int64_t n = std::min(soft[i], budget);
+        budget -= n;
+        logits[i].resize(V);
+        ForwardItem it{seqs[i]->state.get(), nullptr, n, false, logits[i].data()};
+        it.adapter = adapter;
+        it.embeds = adapter->prompt.data() + (adapter->prompt_tokens - soft[i]) * model_->config().n_embd;
+        items.push_back(it);
+        owner.push_back(i);
+        continue;
+      }
       const int64_t left = (int64_t)requests[i].tokens.size() - cursor[i];
       if (left <= 0) continue;
       int64_t n = std::min(left, budget);
@@ -142,7 +194,9 @@ std::vector<StepResult> Engine::step(const std::vector<StepRequest>& requests) {
       budget -= n;
       const bool all = requests[i].prompt_logprobs;
       logits[i].resize((all ? n : 1) * V);
-      items.push_back({seqs[i]->state.get(), requests[i].tokens.data() + cursor[i], n, all, logits[i].data()});
+      ForwardItem it{seqs[i]->state.get(), requests[i].tokens.data() + cursor[i], n, all, logits[i].data()};
+      it.adapter = adapter;
+      items.push_back(it);
       owner.push_back(i);
     }
     if (items.empty()) break;
@@ -151,6 +205,11 @@ std::vector<StepResult> Engine::step(const std::vector<StepRequest>& requests) {
       const size_t i = owner[k];
       Sequence& s = *seqs[i];
       const int64_t n = items[k].n;
+      if (items[k].embeds) {  // soft-prompt rows: their last logits predict the first token
+        soft[i] -= n;
+        s.last_logits.assign(logits[i].begin(), logits[i].begin() + V);
+        continue;
+      }
       if (requests[i].prompt_logprobs) {
         const int64_t top_n = s.sampler.params().n_logprobs;
         for (int64_t j = 0; j < n; j++) {

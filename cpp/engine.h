@@ -39,6 +39,12 @@ struct StepResult {
   std::vector<std::vector<TokenLogprob>> prompt_top;  // top n_logprobs at each input token
 };
 
+struct AdapterInfo {
+  std::string name;
+  std::string type;           // "prompt_tuning" | "ia3"
+  int64_t prompt_tokens = 0;  // positions a soft prompt takes before the first token
+};
+
 struct EngineStats {
   int64_t sequences = 0;
   size_t state_bytes = 0;   // KV caches and recurrent states in use
@@ -54,7 +60,16 @@ class Engine {
   int64_t max_context() const { return model_->max_context(); }
   int threads() const { return pool_->size(); }
 
-  int64_t create_sequence(const SamplingParams& params);
+  // Loads the adapter folder <dir> under <name> (models/adapter.h). Throws
+  // E_ARGUMENT for a name in use or a model without adapter support, and the
+  // loader's E_CONFIG / E_CHECKPOINT for a bad or mismatched folder.
+  AdapterInfo load_adapter(const std::string& name, const std::string& dir);
+  // Forgets an adapter (false if unknown); sequences using it keep it until they end.
+  bool unload_adapter(const std::string& name);
+  std::vector<AdapterInfo> adapters() const;
+
+  // adapter: "" for none, else a loaded adapter's name (E_ARGUMENT if unknown).
+  int64_t create_sequence(const SamplingParams& params, const std::string& adapter = "");
   // Frees at once, or right after the running step if the sequence is in it.
   void free_sequence(int64_t seq);
   int64_t sequence_length(int64_t seq) const;
@@ -69,16 +84,21 @@ class Engine {
   struct Sequence {
     std::unique_ptr<SequenceState> state;
     Sampler sampler;
+    std::shared_ptr<const Adapter> adapter;  // null: none; shared so unloading never frees it under a sequence
     std::vector<float> last_logits;  // logits after the last consumed token (for the next chunk's first log-prob)
     bool in_step = false;
     bool free_after_step = false;
   };
+
+  // Soft-prompt positions a sequence has yet to run (its adapter's P before its first token, else 0).
+  static int64_t soft_prompt_left(const Sequence& s);
 
   std::unique_ptr<Model> model_;
   std::unique_ptr<ThreadPool> pool_;
   EngineOptions options_;
   mutable std::mutex mu_;        // guards sequences_ and the flags; not held during compute
   std::map<int64_t, std::unique_ptr<Sequence>> sequences_;
+  std::map<std::string, std::shared_ptr<const Adapter>> adapters_;
   int64_t next_id_ = 1;
   bool stepping_ = false;
 };

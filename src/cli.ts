@@ -12,10 +12,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 
+import { AdapterLoadError, loadAdapter } from './engine/adapters';
 import { generateText, scoreLong, score } from './engine/generate';
 import { serve } from './http/serve';
 import { loadTokenizer, Tokenizer } from './engine/tokenizer';
-import { Engine, isNativeError, NativeEngine, packageRoot } from './native';
+import { AdapterInfo, Engine, isNativeError, NativeEngine, packageRoot } from './native';
 
 class UsageError extends Error {}
 
@@ -24,6 +25,7 @@ type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>
 
 const COMMON: OptionSpec = {
   model: { type: 'string' },
+  adapter: { type: 'string' },
   device: { type: 'string' },
   threads: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -35,7 +37,7 @@ interface Command {
   run(values: Values): Promise<void>;
 }
 
-const COMMON_USAGE = '[--device cpu|cuda|auto] [--threads N]';
+const COMMON_USAGE = '[--adapter DIR] [--device cpu|cuda|auto] [--threads N]';
 /** eval's window when the model's context is unbounded and --context is not given. */
 const DEFAULT_EVAL_WINDOW = 1024;
 
@@ -152,6 +154,8 @@ function resolveModel(value: string): string {
 interface Loaded {
   engine: NativeEngine;
   tokenizer: Tokenizer;
+  /** --adapter: the adapter folder loaded beside the model. */
+  adapter?: AdapterInfo;
 }
 
 async function load(values: Values): Promise<Loaded> {
@@ -164,7 +168,14 @@ async function load(values: Values): Promise<Loaded> {
   }
   const tokenizer = loadTokenizer(dir);
   const engine = await Engine.load(dir, threads === undefined ? {} : { threads });
-  return { engine, tokenizer };
+  const adapterDir = str(values, 'adapter');
+  if (adapterDir === undefined) return { engine, tokenizer };
+  try {
+    return { engine, tokenizer, adapter: loadAdapter(engine, path.basename(path.resolve(adapterDir)), adapterDir, dir) };
+  } catch (e) {
+    if (e instanceof AdapterLoadError) throw new UsageError(`--adapter: ${e.message}`);
+    throw e;
+  }
 }
 
 // ---------------------------------------------------------------- commands
@@ -180,14 +191,16 @@ async function runGenerate(values: Values): Promise<void> {
   const seed = integerFlag(values, 'seed', 0, 'an integer in [0, 2^53]', 2 ** 53);
   // Without --seed every run samples differently, as users expect of a sampler.
   const seedValue = seed ?? randomInt(0, 2 ** 47);
-  const { engine, tokenizer } = await load(values);
+  const { engine, tokenizer, adapter } = await load(values);
   const ids = tokenizer.encode(prompt);
   if (ids.length === 0) throw new UsageError('--prompt encodes to no tokens');
   const max = engine.info().maxContext;
-  if (max > 0 && ids.length > max) {
-    throw new UsageError(`--prompt is ${ids.length} tokens; the model's context holds ${max}`);
+  const reserved = adapter?.promptTokens ?? 0;
+  if (max > 0 && reserved + ids.length > max) {
+    throw new UsageError(`--prompt is ${ids.length} tokens${reserved ? ` (+${reserved} of soft prompt)` : ''}; the model's context holds ${max}`);
   }
-  for await (const piece of generateText(engine, tokenizer, ids, { maxTokens, temperature, topP, topK, seed: seedValue })) {
+  const options = { maxTokens, temperature, topP, topK, seed: seedValue, ...(adapter ? { adapter: adapter.name } : {}) };
+  for await (const piece of generateText(engine, tokenizer, ids, options)) {
     process.stdout.write(piece);
   }
 }
@@ -204,17 +217,20 @@ async function runScore(values: Values): Promise<void> {
   const text = str(values, 'text');
   if ((tokensFlag === undefined) === (text === undefined)) throw new UsageError('give exactly one of --tokens or --text');
   const listed = tokensFlag !== undefined ? parseTokenList(tokensFlag) : undefined;
-  const { engine, tokenizer } = await load(values);
+  const { engine, tokenizer, adapter } = await load(values);
   const tokens = listed ?? tokenizer.encode(text!);
   const flag = listed ? '--tokens' : '--text';
   if (tokens.length === 0) throw new UsageError(`${flag} encodes to no tokens`);
   const info = engine.info();
   const bad = tokens.find((t) => t >= info.vocabSize);
   if (bad !== undefined) throw new UsageError(`--tokens: token id ${bad} is out of range [0, ${info.vocabSize})`);
-  if (info.maxContext > 0 && tokens.length > info.maxContext) {
-    throw new UsageError(`${flag} is ${tokens.length} tokens; the model's context holds ${info.maxContext} (use roost eval for long texts)`);
+  const reserved = adapter?.promptTokens ?? 0;
+  if (info.maxContext > 0 && reserved + tokens.length > info.maxContext) {
+    throw new UsageError(
+      `${flag} is ${tokens.length} tokens${reserved ? ` (+${reserved} of soft prompt)` : ''}; the model's context holds ${info.maxContext} (use roost eval for long texts)`,
+    );
   }
-  const logprobs = await score(engine, tokens);
+  const logprobs = await score(engine, tokens, adapter);
   process.stdout.write(JSON.stringify({ tokens, logprobs }) + '\n');
 }
 
@@ -227,14 +243,16 @@ async function runEval(values: Values): Promise<void> {
     throw new UsageError(`--file: cannot read ${file}: ${(e as Error).message}`);
   }
   const context = integerFlag(values, 'context', 2, 'an integer >= 2');
-  const { engine, tokenizer } = await load(values);
+  const { engine, tokenizer, adapter } = await load(values);
   const tokens = tokenizer.encode(bytes.toString('utf8'));
   if (tokens.length < 2) throw new UsageError(`--file: ${file} holds ${tokens.length} token(s); eval needs at least 2`);
-  const max = engine.info().maxContext;
+  // A soft prompt takes its positions out of every window.
+  const reserved = adapter?.promptTokens ?? 0;
+  const max = engine.info().maxContext > 0 ? engine.info().maxContext - reserved : 0;
   if (context !== undefined && max > 0 && context > max) {
-    throw new UsageError(`--context ${context} is longer than the model's context (${max})`);
+    throw new UsageError(`--context ${context} is longer than the model's context (${max}${reserved ? ` after the adapter's ${reserved} soft-prompt positions` : ''})`);
   }
-  const r = await scoreLong(engine, tokens, context ?? (max > 0 ? max : DEFAULT_EVAL_WINDOW));
+  const r = await scoreLong(engine, tokens, context ?? (max > 0 ? max : DEFAULT_EVAL_WINDOW), adapter);
   let nll = 0; // nats
   for (let t = 1; t < tokens.length; t++) nll -= r.logprobs[t]!;
   const scored = tokens.length - 1;
@@ -320,7 +338,7 @@ export function run(): void {
 
 COMMANDS.serve = {
   usage:
-    'roost serve --model DIR [--host H] [--port P] [--max-batch N] [--max-queue N] [--api-key K] ' +
+    'roost serve --model DIR [--adapters DIR] [--host H] [--port P] [--max-batch N] [--max-queue N] [--api-key K] ' +
     `[--request-timeout SECONDS] ${COMMON_USAGE}`,
   options: {
     ...COMMON,
@@ -330,6 +348,7 @@ COMMANDS.serve = {
     'max-queue': { type: 'string' },
     'api-key': { type: 'string' },
     'request-timeout': { type: 'string' },
+    adapters: { type: 'string' },
   },
   async run(values: Values): Promise<void> {
     const device = str(values, 'device') ?? 'auto';
@@ -349,6 +368,7 @@ COMMANDS.serve = {
       maxQueue: integerFlag(values, 'max-queue', 0, 'an integer >= 0'),
       apiKey,
       requestTimeoutMs: timeout === undefined ? undefined : timeout * 1000,
+      adapters: str(values, 'adapters') ?? str(values, 'adapter'),
     });
   },
 };

@@ -62,7 +62,7 @@ describe('routes', () => {
     const r = await fetch(`${tiny.url}/v1/models`);
     expect(await r.json()).toEqual({
       object: 'list',
-      data: [{ id: 'gpt2-tiny', object: 'model', created: 0, owned_by: 'roost', max_model_len: 128 }],
+      data: [{ id: 'gpt2-tiny', object: 'model', created: 0, owned_by: 'roost', max_model_len: 128, parent: null }],
     });
     expect((await fetch(`${tiny.url}/v1/models/gpt2-tiny`)).status).toBe(200);
     const missing = await fetch(`${tiny.url}/v1/models/nope`);

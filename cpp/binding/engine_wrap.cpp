@@ -157,6 +157,9 @@ void EngineWrap::init(Napi::Env env, Napi::Object exports) {
                                        InstanceMethod("sequenceLength", &EngineWrap::sequence_length),
                                        InstanceMethod("step", &EngineWrap::step),
                                        InstanceMethod("stats", &EngineWrap::stats),
+                                       InstanceMethod("loadAdapter", &EngineWrap::load_adapter),
+                                       InstanceMethod("unloadAdapter", &EngineWrap::unload_adapter),
+                                       InstanceMethod("adapters", &EngineWrap::adapters),
                                    });
   auto* data = new AddonData();
   data->engine_class = Napi::Persistent(cls);
@@ -227,7 +230,15 @@ Napi::Value EngineWrap::create_sequence(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     roost::SamplingParams params = sampling_params_arg(env, info[0], engine_->config().vocab_size);
-    return num(env, static_cast<double>(engine_->create_sequence(params)));
+    std::string adapter;
+    if (!absent(info[0])) {
+      Napi::Value a = info[0].As<Napi::Object>().Get("adapter");
+      if (!absent(a)) {
+        if (!a.IsString()) type_error(env, "params.adapter must be a string (got " + type_of(a) + ")");
+        adapter = a.As<Napi::String>().Utf8Value();
+      }
+    }
+    return num(env, static_cast<double>(engine_->create_sequence(params, adapter)));
   });
 }
 
@@ -284,6 +295,41 @@ void EngineWrap::step_settled(const std::vector<int64_t>& seqs) {
       }
     }
   }
+}
+
+namespace {
+Napi::Object adapter_info(Napi::Env env, const roost::AdapterInfo& a) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("name", a.name);
+  o.Set("type", a.type);
+  o.Set("promptTokens", num(env, static_cast<double>(a.prompt_tokens)));
+  return o;
+}
+}  // namespace
+
+Napi::Value EngineWrap::load_adapter(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) type_error(env, "name must be a string (got " + type_of(info[0]) + ")");
+  if (!info[1].IsString()) type_error(env, "dir must be a string (got " + type_of(info[1]) + ")");
+  return guard(env, [&]() -> Napi::Value {
+    return adapter_info(env, engine_->load_adapter(info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::String>().Utf8Value()));
+  });
+}
+
+Napi::Value EngineWrap::unload_adapter(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) type_error(env, "name must be a string (got " + type_of(info[0]) + ")");
+  return guard(env, [&]() -> Napi::Value { return Napi::Boolean::New(env, engine_->unload_adapter(info[0].As<Napi::String>().Utf8Value())); });
+}
+
+Napi::Value EngineWrap::adapters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    std::vector<roost::AdapterInfo> list = engine_->adapters();
+    Napi::Array out = Napi::Array::New(env, list.size());
+    for (uint32_t i = 0; i < list.size(); i++) out.Set(i, adapter_info(env, list[i]));
+    return out;
+  });
 }
 
 Napi::Value EngineWrap::stats(const Napi::CallbackInfo& info) {

@@ -33,6 +33,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value sequence_length(const Napi::CallbackInfo& info);
   Napi::Value step(const Napi::CallbackInfo& info);        // -> Promise<StepResult[]>
   Napi::Value stats(const Napi::CallbackInfo& info);
+  Napi::Value load_adapter(const Napi::CallbackInfo& info);  // loadAdapter(name, dir) -> AdapterInfo
+  Napi::Value unload_adapter(const Napi::CallbackInfo& info);  // unloadAdapter(name) -> boolean
+  Napi::Value adapters(const Napi::CallbackInfo& info);      // -> AdapterInfo[]
 
   // Shared with running workers, so a step in flight keeps the engine alive
   // even if the JS object is collected meanwhile.

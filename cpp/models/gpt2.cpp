@@ -46,6 +46,14 @@ class Gpt2State : public SequenceState {
   std::vector<AlignedBuffer> k_, v_;
 };
 
+// x[r, c] *= scale[c] for rows r < M of a matrix with row stride ld.
+void scale_columns(float* x, int64_t ld, const float* scale, int64_t M, int64_t cols) {
+  for (int64_t r = 0; r < M; r++) {
+    float* row = x + r * ld;
+    for (int64_t c = 0; c < cols; c++) row[c] *= scale[c];
+  }
+}
+
 }  // namespace
 
 Gpt2Model::Gpt2Model(const ModelConfig& config, const Checkpoint& ckpt) : cfg_(config) {
@@ -111,7 +119,8 @@ void Gpt2Model::forward(const std::vector<ForwardItem>& items, ThreadPool& pool)
       const int64_t r = row0[i] + j;
       pos_[r] = past + j;
       float* xr = x_.data() + r * C;
-      matrix_column(xr, wte_, items[i].tokens[j]);
+      if (items[i].embeds) std::memcpy(xr, items[i].embeds + j * C, C * sizeof(float));
+      else matrix_column(xr, wte_, items[i].tokens[j]);
       if (!wpe_.empty()) {
         const float* pe = wpe_.data() + pos_[r] * C;
         for (int64_t c = 0; c < C; c++) xr[c] += pe[c];
@@ -134,6 +143,12 @@ void Gpt2Model::forward(const std::vector<ForwardItem>& items, ThreadPool& pool)
     const Layer& L = layers_[l];
     layernorm(h_.data(), x_.data(), L.ln_1.weight.data(), L.ln_1.bias.data(), N, C, cfg_.layer_norm_epsilon);
     L.c_attn.apply(qkv_.data(), h_.data(), N, pool);  // qkv: [N, 3C] = Q | K | V
+    for (size_t i = 0; i < items.size(); i++)  // (IA)^3: rescale K and V before rotary and the cache
+      if (const Adapter* a = items[i].adapter; a && a->has_ia3()) {
+        float* rows = qkv_.data() + row0[i] * 3 * C;
+        scale_columns(rows + C, 3 * C, a->ia3_k[l].data(), items[i].n, C);
+        scale_columns(rows + 2 * C, 3 * C, a->ia3_v[l].data(), items[i].n, C);
+      }
     if (rotary_.dim() > 0) {
       rotary_.apply(qkv_.data(), 3 * C, N, H, D, cos_.data(), sin_.data());      // Q
       rotary_.apply(qkv_.data() + C, 3 * C, N, H, D, cos_.data(), sin_.data());  // K
@@ -164,6 +179,9 @@ void Gpt2Model::forward(const std::vector<ForwardItem>& items, ThreadPool& pool)
     layernorm(h_.data(), x_.data(), L.ln_2.weight.data(), L.ln_2.bias.data(), N, C, cfg_.layer_norm_epsilon);
     L.c_fc.apply(ff_.data(), h_.data(), N, pool);  // [N, F]
     gelu(ff_.data(), ff_.data(), N * F);
+    for (size_t i = 0; i < items.size(); i++)  // (IA)^3: rescale the MLP's inner activations
+      if (const Adapter* a = items[i].adapter; a && a->has_ia3())
+        scale_columns(ff_.data() + row0[i] * F, F, a->ia3_ff[l].data(), items[i].n, F);
     L.mlp_proj.apply(tmp_.data(), ff_.data(), N, pool);
     add_inplace(x_.data(), tmp_.data(), N * C);
   }

@@ -22,6 +22,7 @@ class Gpt2Model : public Model {
   int64_t max_context() const override { return cfg_.n_positions; }
   void forward(const std::vector<ForwardItem>& items, ThreadPool& pool) override;
   size_t weight_bytes() const override { return weight_bytes_; }
+  bool supports_adapters() const override { return true; }
 
  private:
   struct Layer {

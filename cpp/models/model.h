@@ -9,6 +9,7 @@
 
 #include "../config.h"
 #include "../threadpool.h"
+#include "adapter.h"
 
 namespace roost {
 
@@ -28,6 +29,11 @@ struct ForwardItem {
   int64_t n;               // >= 1
   bool all_logits;         // true: logits for every new token; false: the last one only
   float* logits;           // [all_logits ? n : 1, V], written by forward()
+  // The sequence's adapter (null: none); only models with supports_adapters().
+  const Adapter* adapter = nullptr;
+  // When set, the n new positions take these input embeddings [n, C] instead
+  // of tokens' (a soft prompt); tokens is then unused.
+  const float* embeds = nullptr;
 };
 
 class Model {
@@ -44,6 +50,8 @@ class Model {
   // prompt runs in one forward (perceiver_ar: each pass has its own latent
   // window). The engine then never splits a step's prompt that asks for them.
   virtual bool prompt_logprobs_need_one_pass() const { return false; }
+  // True when forward() honours ForwardItem::adapter and ::embeds.
+  virtual bool supports_adapters() const { return false; }
 };
 
 // Opens <dir> (config.json + safetensors) and builds the model its model_type names.

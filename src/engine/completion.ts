@@ -5,7 +5,8 @@
 // ranking and usage. HTTP and WebSocket both run requests through here.
 import { randomInt } from 'node:crypto';
 
-import type { EngineInfo, NativeEngine, SequenceParams, TokenLogprob } from '../native';
+import type { AdapterInfo, EngineInfo, NativeEngine, SequenceParams, TokenLogprob } from '../native';
+import { resolveTarget } from './adapters';
 import { Detokenizer } from './detokenizer';
 import { RequestError } from './errors';
 import type { CompletionParams, Prompt } from './params';
@@ -21,6 +22,8 @@ export interface ModelRuntime {
   scheduler: Scheduler;
   /** The name clients use in `model` (GET /v1/models). */
   modelId: string;
+  /** Adapters loaded into the engine, by name. */
+  adapters: Map<string, AdapterInfo>;
   observer?: CompletionObserver;
 }
 
@@ -94,8 +97,11 @@ export function fimTokens(info: EngineInfo, tokenizer: Tokenizer): { prefix: num
   return { prefix, middle, suffix, eos };
 }
 
-/** Token ids of each prompt (FIM layout when suffix is set); validates against the context. */
-export function tokenizePrompts(rt: ModelRuntime, p: CompletionParams): number[][] {
+/**
+ * Token ids of each prompt (FIM layout when suffix is set); validates against
+ * the context, of which a soft prompt takes `reserved` positions.
+ */
+export function tokenizePrompts(rt: ModelRuntime, p: CompletionParams, reserved = 0): number[][] {
   const enc = (x: Prompt) => (typeof x === 'string' ? rt.tokenizer.encode(x) : x);
   let fim: ReturnType<typeof fimTokens> = null;
   if (p.suffix !== null) {
@@ -114,12 +120,13 @@ export function tokenizePrompts(rt: ModelRuntime, p: CompletionParams): number[]
     const ids = fim ? [fim.prefix, ...enc(x), fim.suffix, ...suffixIds, fim.middle] : enc(x);
     const name = p.prompts.length > 1 ? `prompt[${i}]` : 'prompt';
     if (ids.length === 0) throw new RequestError('invalid_parameter', `${name} must not be empty: it encodes to no tokens`, 'prompt');
-    if (max > 0 && ids.length + p.maxTokens > max) {
+    if (max > 0 && reserved + ids.length + p.maxTokens > max) {
+      const soft = reserved > 0 ? `${reserved} for the adapter's soft prompt, ` : '';
       throw new RequestError(
         'context_length_exceeded',
-        `This model's maximum context length is ${max} tokens, however you requested ${ids.length + p.maxTokens} tokens ` +
-          `(${ids.length} in ${name}, ${p.maxTokens} for max_tokens). Please reduce the prompt or max_tokens.`,
-        ids.length >= max ? 'prompt' : 'max_tokens',
+        `This model's maximum context length is ${max} tokens, however you requested ${reserved + ids.length + p.maxTokens} tokens ` +
+          `(${soft}${ids.length} in ${name}, ${p.maxTokens} for max_tokens). Please reduce the prompt or max_tokens.`,
+        reserved + ids.length >= max ? 'prompt' : 'max_tokens',
       );
     }
     return ids;
@@ -187,7 +194,8 @@ class SequenceOutput {
 
 /** Validates, tokenizes and submits; throws RequestError synchronously (400 / 429 / 503 cases). */
 export function startCompletion(rt: ModelRuntime, p: CompletionParams, events: CompletionEvents = {}): CompletionRun {
-  const promptIds = tokenizePrompts(rt, p);
+  const { adapter } = resolveTarget(rt.modelId, rt.adapters, p.model, p.adapter);
+  const promptIds = tokenizePrompts(rt, p, adapter?.promptTokens ?? 0);
   const tok = rt.tokenizer;
   const eos = p.suffix !== null ? fimTokens(rt.info, tok)!.eos : rt.info.eosTokenId >= 0 ? rt.info.eosTokenId : tok.eosId;
   const withLogprobs = p.logprobs !== null;
@@ -226,6 +234,7 @@ export function startCompletion(rt: ModelRuntime, p: CompletionParams, events: C
         seed: BigInt.asUintN(64, BigInt(p.seed ?? randomInt(0, 2 ** 47)) + BigInt(p.seed !== null ? i : 0)),
         logitBias: p.logitBias,
         logprobs: k,
+        ...(adapter ? { adapter: adapter.name } : {}),
       };
       const emit = (text: string, token?: number, logprob?: number) => {
         if (streaming) events.onDelta?.(index, text, out.takePending(), token, logprob);

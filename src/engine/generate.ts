@@ -3,7 +3,7 @@
 // log-probs) and windowed scoring of long texts (roost eval). The
 // continuously batched scheduler of the server is separate; this stays small.
 import { prefillTake } from './chunking';
-import { NativeEngine, SequenceParams, TokenLogprob } from '../native';
+import { AdapterInfo, NativeEngine, SequenceParams, TokenLogprob } from '../native';
 import { Detokenizer } from './detokenizer';
 import { Tokenizer } from './tokenizer';
 
@@ -57,7 +57,8 @@ export async function* generateTokens(
   const { maxTokens, eosId, ...params } = options;
   if (prompt.length === 0) throw new RangeError('the prompt must hold at least one token');
   if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new RangeError(`maxTokens must be a positive integer (got ${maxTokens})`);
-  checkContext(engine, prompt.length, 'the prompt');
+  const reserved = params.adapter ? (engine.adapters().find((a) => a.name === params.adapter)?.promptTokens ?? 0) : 0;
+  checkContext(engine, reserved + prompt.length, 'the prompt');
   const info = engine.info();
   const eos = eosId ?? info.eosTokenId;
 
@@ -74,7 +75,7 @@ export async function* generateTokens(
       produced++;
       yield { token, logprob: last!.logprob!, top: last!.top };
       if (produced >= maxTokens) return 'length';
-      if (info.maxContext > 0 && prompt.length + produced >= info.maxContext) return 'length';
+      if (info.maxContext > 0 && reserved + prompt.length + produced >= info.maxContext) return 'length';
       [last] = await engine.step([{ seq, tokens: [token], sample: true }]);
     }
   } finally {
@@ -111,10 +112,11 @@ export async function* generateText(
  * [null, log p(t1 | t0), ..., log p(t_{n-1} | t_0..t_{n-2})] in one sequence
  * (natural log). Throws RangeError beyond the model's context.
  */
-export async function score(engine: NativeEngine, tokens: ArrayLike<number>): Promise<Array<number | null>> {
+export async function score(engine: NativeEngine, tokens: ArrayLike<number>, adapter?: AdapterInfo): Promise<Array<number | null>> {
   if (tokens.length === 0) return [];
-  checkContext(engine, tokens.length, 'the text');
-  const seq = engine.createSequence({ temperature: 0 });
+  checkContext(engine, tokens.length + (adapter?.promptTokens ?? 0), 'the text' + (adapter?.promptTokens ? ` with the soft prompt of adapter ${adapter.name}` : ''));
+  // With a soft prompt, entry 0 is defined too: log p(token 0 | soft prompt).
+  const seq = engine.createSequence(adapter ? { temperature: 0, adapter: adapter.name } : { temperature: 0 });
   try {
     // One step: the engine splits it into passes itself, and keeps a
     // perceiver_ar prompt in one pass so its echo log-probs are exact.
@@ -147,7 +149,7 @@ export interface LongScore {
  *    each next window ends S = min(R, W / 2) tokens further and scores only
  *    its S new tokens, with up to W - S tokens of context before them.
  */
-export async function scoreLong(engine: NativeEngine, tokens: ArrayLike<number>, window: number): Promise<LongScore> {
+export async function scoreLong(engine: NativeEngine, tokens: ArrayLike<number>, window: number, adapter?: AdapterInfo): Promise<LongScore> {
   const T = tokens.length;
   const W = window;
   if (W < 2) throw new RangeError(`the window (${W}) is too short to score anything`);
@@ -157,7 +159,7 @@ export async function scoreLong(engine: NativeEngine, tokens: ArrayLike<number>,
   const scoreWindow = async (b: number) => {
     windows++;
     const a = Math.max(0, b - W);
-    return { a, lp: await score(engine, all.slice(a, b)) };
+    return { a, lp: await score(engine, all.slice(a, b), adapter) };
   };
   // Probe R on the first full window: its trailing run of log-probs.
   let first = await scoreWindow(Math.min(T, W));

@@ -8,8 +8,10 @@ import { describe, invalidParam, RequestError } from './errors';
 export type Prompt = string | number[];
 
 export interface CompletionParams {
-  /** The `model` field as sent (checked against the served model by the caller), or null. */
+  /** The `model` field as sent (the served model, "model:adapter" or an adapter's name; resolved by src/engine/adapters.ts), or null. */
   model: string | null;
+  /** The `adapter` field: a served adapter's name, or null. */
+  adapter: string | null;
   /** Each prompt gets its own `n` choices: choice index = prompt_index * n + i. */
   prompts: Prompt[];
   /** Fill-in-the-middle: text after the insertion point (null = plain completion). */
@@ -55,7 +57,7 @@ export const DEFAULT_MAX_TOKENS = 16; // OpenAI's legacy Completions default
 
 /** Fields of POST /v1/completions. */
 const COMPLETION_FIELDS = new Set([
-  'model', 'prompt', 'suffix', 'max_tokens', 'temperature', 'top_p', 'top_k', 'n', 'best_of', 'stop', 'seed',
+  'model', 'adapter', 'prompt', 'suffix', 'max_tokens', 'temperature', 'top_p', 'top_k', 'n', 'best_of', 'stop', 'seed',
   'echo', 'logprobs', 'logit_bias', 'stream', 'stream_options',
   // OpenAI fields accepted for compatibility: `user` is ignored; the penalties only at their neutral 0.
   'user', 'presence_penalty', 'frequency_penalty',
@@ -63,7 +65,7 @@ const COMPLETION_FIELDS = new Set([
 
 /** Fields of a WebSocket request message (one sequence per request). */
 const STREAM_FIELDS = new Set([
-  'type', 'id', 'prompt', 'suffix', 'max_tokens', 'temperature', 'top_p', 'top_k', 'stop', 'seed', 'logprobs',
+  'type', 'id', 'model', 'adapter', 'prompt', 'suffix', 'max_tokens', 'temperature', 'top_p', 'top_k', 'stop', 'seed', 'logprobs',
   'logit_bias',
 ]);
 
@@ -212,6 +214,8 @@ function logprobs(o: Obj): number | null {
 function sampling(o: Obj, limits: ModelLimits) {
   return {
     suffix: optString(o, 'suffix'),
+    model: optString(o, 'model', LIMITS.idLength),
+    adapter: optString(o, 'adapter', LIMITS.idLength),
     maxTokens: int(o, 'max_tokens', 0, LIMITS.maxTokens, DEFAULT_MAX_TOKENS),
     temperature: num(o, 'temperature', 0, 2, 1),
     topP: num(o, 'top_p', 0, 1, 1, true),
@@ -235,7 +239,6 @@ export function parseCompletionBody(body: unknown, limits: ModelLimits): Complet
     }
   }
   optString(body, 'user');
-  const model = optString(body, 'model', LIMITS.idLength);
   const ps = prompts(body, limits, true);
   const s = sampling(body, limits);
   const n = int(body, 'n', 1, LIMITS.n, 1);
@@ -264,7 +267,7 @@ export function parseCompletionBody(body: unknown, limits: ModelLimits): Complet
   }
   const echo = bool(body, 'echo', false);
   if (s.suffix !== null && echo) throw new RequestError('invalid_parameter', 'echo cannot be used with suffix', 'echo');
-  return { model, prompts: ps, ...s, n, bestOf, stream, includeUsage, echo };
+  return { prompts: ps, ...s, n, bestOf, stream, includeUsage, echo };
 }
 
 /** A WebSocket request message: one sequence, streamed token by token. */
@@ -301,7 +304,7 @@ export function parseStreamMessage(msg: unknown, limits: ModelLimits): StreamMes
     type,
     request: {
       id,
-      params: { model: null, prompts: ps, ...s, n: 1, bestOf: 1, stream: true, includeUsage: true, echo: false },
+      params: { prompts: ps, ...s, n: 1, bestOf: 1, stream: true, includeUsage: true, echo: false },
     },
   };
 }

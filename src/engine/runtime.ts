@@ -28,7 +28,8 @@ export class RuntimeHolder {
     observers: { scheduler?: SchedulerObserver; completion?: CompletionObserver } = {},
   ): ModelRuntime {
     const scheduler = new Scheduler(engine, options, observers.scheduler);
-    this.runtime = { engine, info: engine.info(), tokenizer, scheduler, modelId, observer: observers.completion };
+    const adapters = new Map(engine.adapters().map((a) => [a.name, a]));
+    this.runtime = { engine, info: engine.info(), tokenizer, scheduler, modelId, adapters, observer: observers.completion };
     if (this.status === 'loading') this.status = 'ready';
     return this.runtime;
   }

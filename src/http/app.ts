@@ -35,22 +35,30 @@ export function createApp(holder: RuntimeHolder, metrics: Metrics, opts: AppOpti
     res.send(await metrics.registry.metrics());
   });
 
+  // The base model, then each adapter as "base:adapter" with the base as parent (vLLM lists LoRA adapters so).
   const models = () => {
     const rt = holder.require();
-    return {
+    const base = {
       id: rt.modelId,
       object: 'model',
       created: 0,
       owned_by: 'roost',
       max_model_len: rt.info.maxContext > 0 ? rt.info.maxContext : null,
     };
+    const adapters = [...rt.adapters.values()].map((a) => ({
+      ...base,
+      id: `${rt.modelId}:${a.name}`,
+      parent: rt.modelId,
+      adapter: { name: a.name, type: a.type, prompt_tokens: a.promptTokens },
+    }));
+    return [{ ...base, parent: null }, ...adapters];
   };
   app.get('/v1/models', (_req, res) => {
-    res.json({ object: 'list', data: [models()] });
+    res.json({ object: 'list', data: models() });
   });
   app.get('/v1/models/:id', (req, res) => {
-    const m = models();
-    if (req.params.id !== m.id) throw new ApiError('model_not_found', `The model ${JSON.stringify(req.params.id)} does not exist`, 'model');
+    const m = models().find((x) => x.id === req.params.id);
+    if (!m) throw new ApiError('model_not_found', `The model ${JSON.stringify(req.params.id)} does not exist`, 'model');
     res.json(m);
   });
 

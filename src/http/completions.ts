@@ -2,10 +2,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
 
+import { resolveTarget } from '../engine/adapters';
 import { startCompletion, Choice } from '../engine/completion';
 import { parseCompletionBody } from '../engine/params';
 import type { RuntimeHolder } from '../engine/runtime';
-import { ApiError, toApiError } from './errors';
+import { toApiError } from './errors';
 import { SseStream } from './sse';
 
 export interface CompletionsOptions {
@@ -17,10 +18,8 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
   return async (req: Request, res: Response): Promise<void> => {
     const rt = holder.require();
     const p = parseCompletionBody(req.body, { vocabSize: rt.info.vocabSize });
-    if (p.model !== null && p.model !== rt.modelId) {
-      throw new ApiError('model_not_found', `The model ${JSON.stringify(p.model)} does not exist: this server serves ${JSON.stringify(rt.modelId)}`, 'model');
-    }
-    const head = { id: `cmpl-${randomUUID().replace(/-/g, '')}`, object: 'text_completion', created: Math.floor(Date.now() / 1000), model: rt.modelId };
+    const { model } = resolveTarget(rt.modelId, rt.adapters, p.model, p.adapter);
+    const head = { id: `cmpl-${randomUUID().replace(/-/g, '')}`, object: 'text_completion', created: Math.floor(Date.now() / 1000), model };
 
     if (!p.stream) {
       const run = startCompletion(rt, p);

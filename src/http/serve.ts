@@ -6,6 +6,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 
+import { loadAdapterDir } from '../engine/adapters';
 import { RuntimeHolder } from '../engine/runtime';
 import { SchedulerOptions } from '../engine/scheduler';
 import { loadTokenizer } from '../engine/tokenizer';
@@ -25,6 +26,8 @@ export interface ServeOptions {
   maxBatch?: number;
   maxQueue?: number;
   apiKey?: string;
+  /** A folder of adapter folders (or one adapter folder) to serve beside the model. */
+  adapters?: string;
   /** The name in GET /v1/models and `model` (default: the folder's name). */
   modelId?: string;
   requestTimeoutMs?: number;
@@ -87,6 +90,11 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   try {
     const tokenizer = loadTokenizer(opts.model);
     const engine = await Engine.load(opts.model, opts.threads ? { threads: opts.threads } : {});
+    if (opts.adapters !== undefined) {
+      for (const a of loadAdapterDir(engine, opts.adapters, opts.model)) {
+        process.stderr.write(`roost serve: adapter ${a.name} (${a.type}${a.promptTokens ? `, ${a.promptTokens} virtual tokens` : ''})\n`);
+      }
+    }
     const schedulerOptions: Partial<SchedulerOptions> = {};
     if (opts.maxBatch !== undefined) schedulerOptions.maxBatch = opts.maxBatch;
     if (opts.maxQueue !== undefined) schedulerOptions.maxQueue = opts.maxQueue;

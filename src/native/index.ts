@@ -60,6 +60,16 @@ export interface SequenceParams {
   logitBias?: Array<[number, number]>;
   /** How many top alternatives to report per position (default 0). */
   logprobs?: number;
+  /** A loaded adapter's name (loadAdapter); absent = the base model. */
+  adapter?: string;
+}
+
+/** An adapter loaded into an engine (cpp/models/adapter.h). */
+export interface AdapterInfo {
+  name: string;
+  type: 'prompt_tuning' | 'ia3';
+  /** Positions a soft prompt takes before the first token (0 for ia3). */
+  promptTokens: number;
 }
 
 export interface StepRequest {
@@ -113,6 +123,15 @@ export interface NativeEngine {
    */
   step(reqs: StepRequest[]): Promise<StepResult[]>;
   stats(): EngineStats;
+  /**
+   * Loads the adapter folder `dir` (adapter_config.json + adapter_model.safetensors)
+   * under `name`. Throws E_CONFIG / E_CHECKPOINT naming the file for a bad folder
+   * or one made for another model, E_ARGUMENT for a name in use.
+   */
+  loadAdapter(name: string, dir: string): AdapterInfo;
+  /** Forgets an adapter; sequences already using it keep it until they end. False if unknown. */
+  unloadAdapter(name: string): boolean;
+  adapters(): AdapterInfo[];
 }
 
 export interface NativeEngineClass {

@@ -192,11 +192,14 @@ class Attention(nn.Module):
         B, T, C = t.shape
         return t.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # [B, H, T, D]
 
-    def forward(self, h, layer, positions, pattern, rotary, past=None):
-        """h [B, T, C]; positions [T] absolute; past: (k, v, k_pos) or None.
+    def forward(self, h, layer, positions, pattern, rotary, past=None, ia3=None):
+        """h [B, T, C]; positions [T] absolute; past: (k, v, k_pos) or None;
+        ia3: (l_k [C], l_v [C]) or None, rescaling K and V before rotary.
         Returns (out [B, T, C], (k, v, k_pos)) with the cache including this step."""
         C = h.shape[-1]
         q, k, v = self.c_attn(h).split(C, dim=-1)
+        if ia3 is not None:
+            k, v = k * ia3[0], v * ia3[1]
         q, k, v = self.split(q), self.split(k), self.split(v)
         if rotary is not None:
             cos, sin = rotary.cos_sin(positions)
@@ -221,8 +224,9 @@ class MLP(nn.Module):
         self.c_fc = Conv1D(cfg.n_embd, cfg.n_inner)
         self.c_proj = Conv1D(cfg.n_inner, cfg.n_embd)
 
-    def forward(self, x):
-        return self.c_proj(gelu_new(self.c_fc(x)))
+    def forward(self, x, ia3_ff=None):
+        a = gelu_new(self.c_fc(x))
+        return self.c_proj(a if ia3_ff is None else a * ia3_ff)
 
 
 class Block(nn.Module):
@@ -234,10 +238,11 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.n_embd, eps=eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, layer, positions, pattern, rotary, past=None):
-        a, cache = self.attn(self.ln_1(x), layer, positions, pattern, rotary, past)
+    def forward(self, x, layer, positions, pattern, rotary, past=None, ia3=None):
+        """ia3: (l_k, l_v, l_ff) of this layer, or None."""
+        a, cache = self.attn(self.ln_1(x), layer, positions, pattern, rotary, past, None if ia3 is None else ia3[:2])
         x = x + a
-        x = x + self.mlp(self.ln_2(x))
+        x = x + self.mlp(self.ln_2(x), None if ia3 is None else ia3[2])
         return x, cache
 
 
@@ -264,32 +269,43 @@ class GPT2(nn.Module):
     def head_weight(self):
         return self.wte.weight if self.lm_head is None else self.lm_head.weight
 
-    def forward(self, tokens, past=None):
+    def forward(self, tokens, past=None, adapter=None):
         """tokens: list / 1-D or 2-D [B, T] int tensor. Returns float32 logits
         ([T, V] or [B, T, V]). With past (a list of per-layer caches from a
-        previous call with return_past), tokens continue that sequence."""
-        logits, _ = self.forward_with_past(tokens, past)
+        previous call with return_past), tokens continue that sequence.
+        adapter: an adapters.Adapter (soft prompt and/or (IA)^3) or None."""
+        logits, _ = self.forward_with_past(tokens, past, adapter)
         return logits
 
-    def forward_with_past(self, tokens, past=None):
+    def forward_with_past(self, tokens, past=None, adapter=None, prompt_rows=False):
+        """A soft prompt (adapter.prompt [P, C]) runs before the tokens of a new
+        sequence (past None) at positions 0 .. P-1; the tokens follow at P ...
+        Its rows' logits are returned only with prompt_rows=True ([P + T, V])."""
         tokens = torch.as_tensor(tokens, dtype=torch.long)
         squeeze = tokens.dim() == 1
         if squeeze:
             tokens = tokens[None]
-        T = tokens.shape[1]
+        B, T = tokens.shape
+        soft = adapter.prompt if adapter is not None and past is None and adapter.prompt is not None else None
+        P = 0 if soft is None else soft.shape[0]
         start = 0 if past is None else int(past[0][2][-1]) + 1
-        if self.cfg.n_positions is not None and start + T > self.cfg.n_positions:
-            raise ValueError(f"sequence of {start + T} tokens exceeds n_positions {self.cfg.n_positions}")
-        if int(tokens.min()) < 0 or int(tokens.max()) >= self.cfg.vocab_size:
+        if self.cfg.n_positions is not None and start + P + T > self.cfg.n_positions:
+            raise ValueError(f"sequence of {start + P + T} tokens exceeds n_positions {self.cfg.n_positions}")
+        if T and (int(tokens.min()) < 0 or int(tokens.max()) >= self.cfg.vocab_size):
             raise ValueError("token id out of range")
-        positions = torch.arange(start, start + T, dtype=torch.long)
+        positions = torch.arange(start, start + P + T, dtype=torch.long)
         x = self.wte(tokens)
+        if soft is not None:
+            x = torch.cat([soft[None].expand(B, P, soft.shape[1]), x], dim=1)
         if self.wpe is not None:
             x = x + self.wpe(positions)[None]
         caches = []
         for l, block in enumerate(self.h):
-            x, c = block(x, l, positions, self.pattern, self.rotary, None if past is None else past[l])
+            ia3 = adapter.ia3(l) if adapter is not None else None
+            x, c = block(x, l, positions, self.pattern, self.rotary, None if past is None else past[l], ia3)
             caches.append(c)
+        if not prompt_rows:
+            x = x[:, P:]
         x = self.ln_f(x)
         logits = x @ self.head_weight().t()
         return (logits[0] if squeeze else logits), caches
@@ -297,21 +313,27 @@ class GPT2(nn.Module):
     # --------------------------------------------------------- helpers
 
     @torch.no_grad()
-    def score(self, tokens):
+    def score(self, tokens, adapter=None):
         """[None, lp_1, ..., lp_{T-1}]: natural-log probability of each token given
-        the previous ones (float64 log_softmax of the float32 logits)."""
+        the previous ones (float64 log_softmax of the float32 logits). With a
+        soft prompt the first token is predicted too, by the prompt's last row."""
         tokens = list(tokens)
         if len(tokens) == 0:
             return []
-        if len(tokens) == 1:
-            return [None]
-        logits = self.forward(tokens)
-        lp = torch.log_softmax(logits[:-1].double(), dim=-1)
-        tgt = torch.tensor(tokens[1:], dtype=torch.long)
-        return [None] + lp.gather(1, tgt[:, None])[:, 0].tolist()
+        if adapter is not None and adapter.prompt is not None:
+            P = adapter.prompt.shape[0]
+            logits, _ = self.forward_with_past(tokens, None, adapter, prompt_rows=True)
+            pred, tgt, head = logits[P - 1:P - 1 + len(tokens)], tokens, []  # row P-1+j predicts token j
+        else:
+            if len(tokens) == 1:
+                return [None]
+            logits = self.forward(tokens, adapter=adapter)
+            pred, tgt, head = logits[:-1], tokens[1:], [None]
+        lp = torch.log_softmax(pred.double(), dim=-1)
+        return head + lp.gather(1, torch.tensor(tgt, dtype=torch.long)[:, None])[:, 0].tolist()
 
     @torch.no_grad()
-    def greedy(self, tokens, n, use_cache=True, return_margins=False):
+    def greedy(self, tokens, n, use_cache=True, return_margins=False, adapter=None):
         """n greedy continuation ids (argmax of float32 logits; ties -> lowest id).
         Does not stop at eos. Stops early when n_positions is reached."""
         tokens = list(tokens)
@@ -322,9 +344,9 @@ class GPT2(nn.Module):
             if self.cfg.n_positions is not None and len(tokens) + len(out) > self.cfg.n_positions:
                 break
             if use_cache:
-                logits, past = self.forward_with_past(feed, past)
+                logits, past = self.forward_with_past(feed, past, adapter)
             else:
-                logits = self.forward(tokens + out)
+                logits = self.forward(tokens + out, adapter=adapter)
             last = logits[-1]
             nxt = int(torch.argmax(last))
             top2 = torch.topk(last, 2).values
