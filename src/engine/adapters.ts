@@ -73,7 +73,7 @@ export function loadAdapter(engine: NativeEngine, name: string, dir: string, mod
       engine.unloadAdapter(name);
       if (have === undefined) throw new AdapterLoadError(`${configPath}: base_model_sha256 must be 64 lowercase hex digits`);
       throw new AdapterLoadError(
-        `${configPath}: adapter "${name}" was trained on other weights (base_model_sha256 ${sha.slice(0, 12)}..., ` +
+        `${configPath}: adapter "${name}" was trained on other weights (base_model_sha256 ${String(sha).slice(0, 12)}..., ` +
           `the served model's weights are ${have.slice(0, 12)}...)`,
       );
     }

@@ -64,9 +64,11 @@ def model_context(model):
 
 
 @torch.no_grad()
-def window_logprobs(model, rows):
+def window_logprobs(model, rows, adapter=None):
     """rows: LongTensor [B, L] -> float64 [B, L] echo log-probs (entry t from logits at t-1;
-    NaN where the model gives none, i.e. t = 0 and perceiver_ar's non-latent positions)."""
+    NaN where the model gives none, i.e. t = 0 and perceiver_ar's non-latent positions).
+    adapter (gpt2 only): each window is a fresh sequence with the adapter, so a
+    soft prompt comes before every window, as in `roost eval --adapter`."""
     B, L = rows.shape
     out = torch.full((B, L), float("nan"), dtype=torch.float64)
     if isinstance(model, perceiver_ar.PerceiverAR):
@@ -84,14 +86,14 @@ def window_logprobs(model, rows):
             parts.append(lg)
         logits = torch.cat(parts, dim=1)
     else:
-        logits = model.forward(rows)
+        logits = model.forward(rows, adapter=adapter) if adapter is not None else model.forward(rows)
     lp = torch.log_softmax(logits[:, :-1].double(), dim=-1)
     out[:, 1:] = lp.gather(2, rows[:, 1:, None])[..., 0]
     return out
 
 
 @torch.no_grad()
-def evaluate(model, data, context, max_batch_tokens=16384, limit_bytes=None):
+def evaluate(model, data, context, max_batch_tokens=16384, limit_bytes=None, adapter=None):
     """data: bytes. Returns a dict like `roost eval`'s output."""
     if limit_bytes is not None:
         data = data[:limit_bytes]
@@ -113,7 +115,7 @@ def evaluate(model, data, context, max_batch_tokens=16384, limit_bytes=None):
             for i in range(0, len(ws), per):
                 chunk = ws[i:i + per]
                 rows = torch.stack([tokens[a:b] for a, b, _ in chunk])
-                lp = window_logprobs(model, rows)
+                lp = window_logprobs(model, rows, adapter)
                 for (a, b, f), r in zip(chunk, lp):
                     lps[f:b] = r[f - a:]
     finally:
