@@ -11,6 +11,7 @@ import { generateTokens, score } from '../src/engine/generate';
 import { loadTokenizer } from '../src/engine/tokenizer';
 import { AdapterInfo, Engine, NativeEngine } from '../src/native';
 import type { RunningServer } from '../src/http/serve';
+import { safetensorsF32 } from '../bench/lib/adapters';
 import { post, postStream, start } from './http.helpers';
 
 const FIXTURES = path.join(__dirname, 'fixtures');
@@ -182,24 +183,6 @@ describe('served adapters (HTTP)', () => {
 
 // ------------------------------------------------------------ bad folders
 
-/** A safetensors file of F32 tensors (name -> [shape, values]). */
-function safetensors(tensors: Record<string, [number[], number[]]>): Buffer {
-  const header: Record<string, unknown> = {};
-  const blobs: Buffer[] = [];
-  let off = 0;
-  for (const [name, [shape, values]] of Object.entries(tensors)) {
-    const b = Buffer.from(new Float32Array(values).buffer);
-    header[name] = { dtype: 'F32', shape, data_offsets: [off, off + b.length] };
-    blobs.push(b);
-    off += b.length;
-  }
-  let h = Buffer.from(JSON.stringify(header));
-  h = Buffer.concat([h, Buffer.alloc((8 - (h.length % 8)) % 8, 0x20)]);
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(h.length));
-  return Buffer.concat([len, h, ...blobs]);
-}
-
 describe('bad adapter folders give clear errors', () => {
   const BASE = path.join(FIXTURES, 'bigbird-tiny');
   const good = JSON.parse(fs.readFileSync(path.join(ADAPTERS, 'bigbird-tiny-prompt', 'adapter_config.json'), 'utf8'));
@@ -225,7 +208,7 @@ describe('bad adapter folders give clear errors', () => {
     const d = path.join(root, name);
     fs.mkdirSync(d, { recursive: true });
     if (config !== undefined) fs.writeFileSync(path.join(d, 'adapter_config.json'), typeof config === 'string' ? config : JSON.stringify(config));
-    if (tensors) fs.writeFileSync(path.join(d, 'adapter_model.safetensors'), safetensors(tensors));
+    if (tensors) fs.writeFileSync(path.join(d, 'adapter_model.safetensors'), safetensorsF32(tensors));
     return d;
   }
   const ia3Config = { ...good, peft_type: 'IA3', num_virtual_tokens: undefined };
