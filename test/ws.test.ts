@@ -5,7 +5,7 @@ import { WebSocket } from 'ws';
 
 import type { RunningServer } from '../src/http/serve';
 import { decodeServerBinary, encodeClientBinary, ServerEvent } from '../src/ws/frames';
-import { post, sequences, start, TINY, UNBOUNDED, waitFor } from './http.helpers';
+import { BYTES, post, sequences, start, TINY, UNBOUNDED, waitFor } from './http.helpers';
 
 class Client {
   readonly events: ServerEvent[] = [];
@@ -204,5 +204,41 @@ test('the API key guards the upgrade (header or ?api_key=); other paths are 404'
     expect(missing).toBe(404);
   } finally {
     await k.close(0);
+  }
+});
+
+test('adapters and suffix over the WebSocket: the same tokens as HTTP, JSON and protobuf', async () => {
+  const path = await import('node:path');
+  const fixtures = path.join(__dirname, 'fixtures');
+  const a = await start(path.join(fixtures, 'bigbird-tiny'), { adapters: path.join(fixtures, 'adapters', 'bigbird-tiny-prompt3') });
+  const b = await start(BYTES);
+  try {
+    for (const [server, extra] of [
+      [a, { model: 'bigbird-tiny:bigbird-tiny-prompt3' }],
+      [a, { adapter: 'bigbird-tiny-prompt3' }],
+      [b, { suffix: ' world' }],
+    ] as Array<[RunningServer, Record<string, string>]>) {
+      const c = new Client(server.url);
+      await c.open();
+      const req = { type: 'request', prompt: 'hello', max_tokens: 6, temperature: 0, ...extra };
+      c.sendJson({ ...req, id: 'j' });
+      c.sendProto({ ...req, id: 'p' });
+      await c.until((e) => e.type === 'done' && e.id === 'j');
+      await c.until((e) => e.type === 'done' && e.id === 'p');
+      const text = (id: string) => c.of(id).filter((e) => e.type === 'token').map((e: any) => e.text).join('');
+      const { type, ...body } = req;
+      const http = await post(server.url, body);
+      expect(http.status).toBe(200);
+      expect(text('j')).toBe(http.json.choices[0].text);
+      expect(text('p')).toBe(text('j'));
+      c.close();
+    }
+    const c = new Client(a.url);
+    await c.open();
+    c.sendJson({ type: 'request', id: 'x', prompt: 'hi', adapter: 'nope' });
+    expect(await c.until((e) => e.type === 'error' && e.id === 'x')).toMatchObject({ code: 'invalid_parameter', param: 'adapter' });
+    c.close();
+  } finally {
+    await Promise.all([a.close(0), b.close(0)]);
   }
 });
