@@ -338,7 +338,7 @@ export function run(): void {
 
 COMMANDS.serve = {
   usage:
-    'roost serve --model DIR [--adapters DIR] [--host H] [--port P] [--max-batch N] [--max-queue N] [--api-key K] ' +
+    'roost serve --model DIR [--adapters DIR] [--allow-adapter-loading] [--host H] [--port P] [--max-batch N] [--max-queue N] [--api-key K] ' +
     `[--request-timeout SECONDS] ${COMMON_USAGE}`,
   options: {
     ...COMMON,
@@ -349,6 +349,7 @@ COMMANDS.serve = {
     'api-key': { type: 'string' },
     'request-timeout': { type: 'string' },
     adapters: { type: 'string' },
+    'allow-adapter-loading': { type: 'boolean' },
   },
   async run(values: Values): Promise<void> {
     const device = str(values, 'device') ?? 'auto';
@@ -369,6 +370,7 @@ COMMANDS.serve = {
       apiKey,
       requestTimeoutMs: timeout === undefined ? undefined : timeout * 1000,
       adapters: str(values, 'adapters') ?? str(values, 'adapter'),
+      allowAdapterLoading: values['allow-adapter-loading'] === true,
     });
   },
 };

@@ -276,3 +276,48 @@ test('resolveTarget: base, base:adapter, the adapter name, the adapter field', (
   expect(() => resolveTarget('base', m, 'other', null)).toThrow(/does not exist: this server serves "base", "base:a1"/);
   expect(() => resolveTarget('base', new Map(), null, 'a1')).toThrow(/serves no adapters/);
 });
+
+describe('runtime loading (POST /v1/load_lora_adapter, --allow-adapter-loading)', () => {
+  const BASE = path.join(FIXTURES, 'bigbird-tiny');
+  const call = async (url: string, route: string, body: unknown) => {
+    const r = await fetch(`${url}${route}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    return { status: r.status, json: (await r.json()) as any };
+  };
+
+  test('off by default: 404 naming the flag', async () => {
+    const s = await start(BASE);
+    try {
+      const r = await call(s.url, '/v1/load_lora_adapter', { lora_name: 'x', lora_path: path.join(ADAPTERS, 'bigbird-tiny-ia3') });
+      expect(r.status).toBe(404);
+      expect(r.json.error.message).toContain('--allow-adapter-loading');
+    } finally {
+      await s.close(0);
+    }
+  });
+
+  test('a bad folder is a 400 while a stream keeps running; a good one serves at once; unload', async () => {
+    const s = await start(BASE, { allowAdapterLoading: true });
+    try {
+      // a long stream in flight the whole time
+      const stream = postStream(s.url, { prompt: 'abc', max_tokens: 200, temperature: 0, logit_bias: { '256': -100 } });
+      const bad = await call(s.url, '/v1/load_lora_adapter', { lora_name: 'g', lora_path: path.join(ADAPTERS, 'gpt2-tiny-ia3') });
+      expect(bad.status).toBe(400);
+      expect(bad.json.error).toMatchObject({ code: 'invalid_parameter', param: 'lora_path' });
+      expect(bad.json.error.message).toMatch(/vocab_size 512; this model has 260/);
+      expect((await call(s.url, '/v1/load_lora_adapter', { lora_name: 'g' })).json.error.param).toBe('lora_path');
+      const ok = await call(s.url, '/v1/load_lora_adapter', { lora_name: 'p3', lora_path: path.join(ADAPTERS, 'bigbird-tiny-prompt3') });
+      expect(ok).toMatchObject({ status: 200, json: { id: 'bigbird-tiny:p3', type: 'prompt_tuning', prompt_tokens: 3 } });
+      expect((await call(s.url, '/v1/load_lora_adapter', { lora_name: 'p3', lora_path: path.join(ADAPTERS, 'bigbird-tiny-prompt3') })).status).toBe(400);
+      const used = await post(s.url, { prompt: 'abc', max_tokens: 4, temperature: 0, model: 'bigbird-tiny:p3' });
+      expect(used.status).toBe(200);
+      expect((await call(s.url, '/v1/unload_lora_adapter', { lora_name: 'p3' })).status).toBe(200);
+      expect((await post(s.url, { prompt: 'abc', max_tokens: 4, model: 'bigbird-tiny:p3' })).status).toBe(404);
+      expect((await call(s.url, '/v1/unload_lora_adapter', { lora_name: 'p3' })).status).toBe(404);
+      const done = await stream;
+      expect(done.status).toBe(200);
+      expect(done.events.filter((e) => e !== '[DONE]' && e.choices?.[0]?.finish_reason === 'length')).toHaveLength(1);
+    } finally {
+      await s.close(0);
+    }
+  });
+});

@@ -22,6 +22,8 @@ export interface ModelRuntime {
   scheduler: Scheduler;
   /** The name clients use in `model` (GET /v1/models). */
   modelId: string;
+  /** The checkpoint folder (adapters loaded at run time are checked against its weights). */
+  modelDir?: string;
   /** Adapters loaded into the engine, by name. */
   adapters: Map<string, AdapterInfo>;
   observer?: CompletionObserver;

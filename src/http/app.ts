@@ -4,6 +4,7 @@
 import express, { NextFunction, Request, Response } from 'express';
 
 import type { RuntimeHolder } from '../engine/runtime';
+import { adapterRoutes } from './adapter-routes';
 import { requireApiKey } from './auth';
 import { bodyParserError, jsonBody } from './body';
 import { completionsHandler } from './completions';
@@ -16,6 +17,8 @@ export interface AppOptions {
   bodyLimit?: number;
   /** `: keep-alive` period on idle streams, ms (default 10 s). */
   keepAliveMs?: number;
+  /** POST /v1/load_lora_adapter and /v1/unload_lora_adapter (src/http/adapter-routes.ts). */
+  allowAdapterLoading?: boolean;
 }
 
 export function createApp(holder: RuntimeHolder, metrics: Metrics, opts: AppOptions = {}): express.Express {
@@ -62,6 +65,7 @@ export function createApp(holder: RuntimeHolder, metrics: Metrics, opts: AppOpti
     res.json(m);
   });
 
+  adapterRoutes(app, holder, opts.allowAdapterLoading ?? false);
   app.post('/v1/completions', jsonBody(opts.bodyLimit ?? 8 << 20), completionsHandler(holder, { keepAliveMs: opts.keepAliveMs ?? 10_000 }));
   app.all('/v1/completions', (req) => {
     throw new ApiError('not_found', `${req.method} /v1/completions is not supported: use POST`);

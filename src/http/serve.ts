@@ -28,6 +28,8 @@ export interface ServeOptions {
   apiKey?: string;
   /** A folder of adapter folders (or one adapter folder) to serve beside the model. */
   adapters?: string;
+  /** POST /v1/load_lora_adapter and /v1/unload_lora_adapter at run time. */
+  allowAdapterLoading?: boolean;
   /** The name in GET /v1/models and `model` (default: the folder's name). */
   modelId?: string;
   requestTimeoutMs?: number;
@@ -57,7 +59,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   if (opts.device === 'cuda') throw new Error('--device cuda: the CUDA backend is not built yet; use --device cpu or auto');
   const holder = new RuntimeHolder();
   const metrics = new Metrics(() => holder.runtime);
-  const app = createApp(holder, metrics, { ...opts.app, apiKey: opts.apiKey });
+  const app = createApp(holder, metrics, { allowAdapterLoading: opts.allowAdapterLoading, ...opts.app, apiKey: opts.apiKey });
   const server = http.createServer(app);
   // Streams may idle (queued, long prefill) longer than Node's default request timeout allows.
   server.requestTimeout = 0;
@@ -100,10 +102,11 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     if (opts.maxQueue !== undefined) schedulerOptions.maxQueue = opts.maxQueue;
     if (opts.requestTimeoutMs !== undefined) schedulerOptions.requestTimeoutMs = opts.requestTimeoutMs;
     if (opts.stepTokens !== undefined) schedulerOptions.stepTokens = opts.stepTokens;
-    holder.attach(engine, tokenizer, opts.modelId ?? path.basename(path.resolve(opts.model)), schedulerOptions, {
+    const rt = holder.attach(engine, tokenizer, opts.modelId ?? path.basename(path.resolve(opts.model)), schedulerOptions, {
       scheduler: metrics.scheduler,
       completion: metrics.completion,
     });
+    rt.modelDir = opts.model;
   } catch (e) {
     await close(0);
     throw e;
