@@ -96,9 +96,19 @@ def training_description(name, r):
     return (f"{rows}; AdamW (betas 0.9/0.95, weight decay {a['weight_decay']} on matrices), peak learning rate "
             f"{a['lr']}, {a['warmup']} warmup steps, cosine decay to {a['min_lr_frac']:g}x over a wall budget of "
             f"{a['minutes']:g} minutes, gradient clipping 1.0, float32, {a['threads']} torch thread; FIM rate "
-            f"{a['fim_rate']:g}" + (f"; {a['short_frac']:g} of the steps use rows of {a['num_latents']} tokens "
+            f"{a['fim_rate']:g}" + (f" ({a['fim_short_middle']:g} of FIM documents with 1-32 byte middles)"
+                                    if a.get("fim_short_middle") else "") + (f"; {a['short_frac']:g} of the steps use rows of {a['num_latents']} tokens "
                                      "(every position a latent, from position 0: the short-prompt regime)"
                                      if a.get("short_frac") else "") + f" (torch {r['torch']}).")
+
+
+def fim_short(r):
+    """The short-middle FIM share of the last phase, when it had one (data.fim_document)."""
+    share = r["args"].get("fim_short_middle", 0)
+    if not share:
+        return ""
+    return (f" In the last phase {share:g} of the FIM documents instead had a middle of 1-32 bytes starting at a "
+            "random position (the short infills users ask for: a word or a phrase).")
 
 
 def card(d):
@@ -163,7 +173,7 @@ def card(d):
               f"{r['args']['fim_rate']:g} a training row is a packed run of FIM documents "
               "`<fim_prefix> prefix <fim_suffix> suffix <fim_middle> middle <eos>`, each a random slice of the "
               "training text (64-256 tokens with its 4 special tokens) cut at two uniform random character "
-              "positions; otherwise the row is plain contiguous text.", ""]
+              "positions; otherwise the row is plain contiguous text." + fim_short(r), ""]
     lines += ["## Architecture", "", arch_description(name, cfg, r), "", fence(json.dumps(cfg, indent=2)), ""]
     phases = r.get("history", []) + [{k: r[k] for k in ("command", "steps", "target_tokens", "train_seconds")}]
     total_s = sum(p["train_seconds"] for p in phases)

@@ -16,7 +16,9 @@ probability `fim_rate` a training row is a packed run of FIM documents, each
 document is a random contiguous slice of the training text (its length, with
 the 4 special tokens, uniform in 64..256 tokens; the last document of a row
 takes what is left) cut at two uniform random character positions into
-prefix / middle / suffix. Otherwise the row is a plain contiguous slice of
+prefix / middle / suffix (with --fim-short-middle P, a share P of the
+documents instead get a middle of 1-32 bytes at a random position).
+Otherwise the row is a plain contiguous slice of
 the training text. Every position of a row is trained on.
 """
 import hashlib
@@ -74,9 +76,15 @@ def sha256(b):
     return hashlib.sha256(b).hexdigest()
 
 
-def fim_document(doc, rng):
-    """PSM transformation of a byte array (list of ints): two uniform cut points."""
-    i, j = sorted(rng.integers(0, len(doc) + 1, size=2))
+def fim_document(doc, rng, short_middle=0.0):
+    """PSM transformation of a byte array (list of ints): two uniform cut points,
+    or, with probability short_middle, a middle of 1-32 bytes starting at a
+    random position (the short infills a user asks for: a word or a phrase)."""
+    if rng.random() < short_middle and len(doc) > 2:
+        i = int(rng.integers(0, len(doc) - 1))
+        j = min(len(doc), i + int(rng.integers(1, 33)))
+    else:
+        i, j = sorted(rng.integers(0, len(doc) + 1, size=2))
     prefix, middle, suffix = doc[:i], doc[i:j], doc[j:]
     return [FIM_PREFIX] + prefix + [FIM_SUFFIX] + suffix + [FIM_MIDDLE] + middle + [EOS]
 
@@ -84,9 +92,10 @@ def fim_document(doc, rng):
 class Batches:
     """Random training rows of `length` tokens (inputs row[:-1], targets row[1:])."""
 
-    def __init__(self, train_bytes, fim_rate, seed, doc_min=64, doc_max=256):
+    def __init__(self, train_bytes, fim_rate, seed, doc_min=64, doc_max=256, fim_short_middle=0.0):
         self.text = np.frombuffer(train_bytes, dtype=np.uint8)
         self.fim_rate = fim_rate
+        self.fim_short_middle = fim_short_middle
         self.rng = np.random.default_rng(seed)
         self.doc_min, self.doc_max = doc_min, doc_max
 
@@ -101,7 +110,7 @@ class Batches:
             n = min(left, int(self.rng.integers(self.doc_min, self.doc_max + 1)))
             if left - n < 16:  # no tiny trailing document
                 n = left
-            row += fim_document(self.plain(n - 4), self.rng)
+            row += fim_document(self.plain(n - 4), self.rng, self.fim_short_middle)
         assert len(row) == length
         return row
 

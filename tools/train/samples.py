@@ -94,6 +94,36 @@ def fim_diagnostic(model, held, n=64, seed=99):
             "l2r_bits_per_middle_byte": l2r_bits / nbytes, "eos_bits_per_document": eos_bits / n}
 
 
+@torch.no_grad()
+def fim_words(model, held, n=100, seed=7, context=120, max_tokens=24):
+    """Word infilling on held-out verses: remove one word (with its leading space) from a random
+    position, give up to `context` bytes on each side as prefix and suffix, generate greedily (at most
+    max_tokens). Reports how often the middle ends with eos, how often it is exactly the removed word,
+    and how often prefix + middle + suffix is a text whose words are all words of the held-out file."""
+    import re
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    text_ = held.decode()
+    vocab = set(re.findall(r"[A-Za-z]+", text_))
+    spans = [m.span() for m in re.finditer(r" [A-Za-z]+", text_)]
+    ended = exact = known = 0
+    examples = []
+    for _ in range(n):
+        a, b = spans[int(rng.integers(0, len(spans)))]
+        pre, word, suf = text_[max(0, a - context):a], text_[a:b], text_[b:b + context]
+        out = fim(model, pre, suf, max_tokens)
+        ended += out["ended_with_eos"]
+        exact += out["middle"] == word
+        joined = pre[-30:] + out["middle"] + suf[:30]
+        ok = out["ended_with_eos"] and all(w in vocab for w in re.findall(r"[A-Za-z]+", out["middle"]))
+        known += ok
+        if len(examples) < 8:
+            examples.append({"prefix_tail": pre[-40:], "removed": word, "middle": out["middle"], "suffix_head": suf[:30],
+                             "ended_with_eos": out["ended_with_eos"], "joined": joined})
+    return {"cases": n, "ended_with_eos": ended / n, "exact_word": exact / n, "ended_with_known_words": known / n,
+            "examples": examples}
+
+
 def all_samples(model, n=120):
     out = {"greedy": [], "sampled": [], "fim": []}
     for p in PROMPTS:
@@ -121,8 +151,10 @@ if __name__ == "__main__":
     r = json.load(open(rp))
     r["samples"] = all_samples(m)
     r["fim_diagnostic"] = fim_diagnostic(m, data.split()[1])
+    r["fim_words"] = fim_words(m, data.split()[1])
     with open(rp, "w") as f:
         json.dump(r, f, indent=2)
         f.write("\n")
     print(json.dumps(r["samples"]["fim"], indent=1))
     print(json.dumps(r["fim_diagnostic"]))
+    print(json.dumps({k: v for k, v in r["fim_words"].items() if k != "examples"}))

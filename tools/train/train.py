@@ -167,6 +167,10 @@ def main():
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--weight-decay", type=float, default=0.1)
     ap.add_argument("--fim-rate", type=float, default=0.5)
+    ap.add_argument("--fim-doc-min", type=int, default=64, help="FIM documents: fewest tokens (with the 4 special tokens)")
+    ap.add_argument("--fim-doc-max", type=int, default=256, help="FIM documents: most tokens")
+    ap.add_argument("--fim-short-middle", type=float, default=0.0,
+                    help="share of FIM documents whose middle is 1-32 bytes (see data.fim_document)")
     ap.add_argument("--minutes", type=float, default=17.0, help="wall-time budget of the training loop")
     ap.add_argument("--steps", type=int, default=0, help="fixed step count instead of the wall budget")
     ap.add_argument("--seed", type=int, default=1234)
@@ -205,7 +209,7 @@ def main():
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{a.arch}: {n_params} parameters; config {json.dumps(config)}", flush=True)
     opt = torch.optim.AdamW(param_groups(model, a.weight_decay), lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
-    batches = data.Batches(train_bytes, a.fim_rate, a.seed)
+    batches = data.Batches(train_bytes, a.fim_rate, a.seed, a.fim_doc_min, a.fim_doc_max, fim_short_middle=a.fim_short_middle)
     os.makedirs(a.out, exist_ok=True)
     log = open(os.path.join(a.out, "train_log.jsonl"), "a" if a.init_from else "w")
 
@@ -305,6 +309,7 @@ def main():
         dump()
     results["samples"] = samples.all_samples(shipped)
     results["fim_diagnostic"] = samples.fim_diagnostic(shipped, held)
+    results["fim_words"] = samples.fim_words(shipped, held)
     dump()
     print(json.dumps(results["samples"], indent=1), flush=True)
 
