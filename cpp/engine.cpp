@@ -165,8 +165,13 @@ std::vector<StepResult> Engine::step(const std::vector<StepRequest>& requests) {
 
   // Rounds of at most max_step_tokens tokens; every sequence with tokens left
   // contributes its next chunk (first come, first served within the budget).
+  // Logits of every position of a prompt that asks for log-probs; other items
+  // write their one row straight into the sequence's last_logits (no per-step
+  // allocation or copy of a vocabulary-sized row).
   std::vector<std::vector<float>> logits(requests.size());
-  std::vector<float> lp(V);
+  std::vector<float> lp;
+  for (const auto& r : requests)
+    if (r.prompt_logprobs) lp.resize(V);
   for (;;) {
     std::vector<ForwardItem> items;
     std::vector<size_t> owner;
@@ -176,8 +181,8 @@ std::vector<StepResult> Engine::step(const std::vector<StepRequest>& requests) {
       if (soft[i] > 0) {  // a new sequence's soft prompt runs first, as its own item
         const int64_t n = std::min(soft[i], budget);
         budget -= n;
-        logits[i].resize(V);
-        ForwardItem it{seqs[i]->state.get(), nullptr, n, false, logits[i].data()};
+        seqs[i]->last_logits.resize(V);
+        ForwardItem it{seqs[i]->state.get(), nullptr, n, false, seqs[i]->last_logits.data()};
         it.adapter = adapter;
         it.embeds = adapter->prompt.data() + (adapter->prompt_tokens - soft[i]) * model_->config().n_embd;
         items.push_back(it);
@@ -193,8 +198,15 @@ std::vector<StepResult> Engine::step(const std::vector<StepRequest>& requests) {
       if (requests[i].prompt_logprobs && model_->prompt_logprobs_need_one_pass()) n = left;
       budget -= n;
       const bool all = requests[i].prompt_logprobs;
-      logits[i].resize((all ? n : 1) * V);
-      ForwardItem it{seqs[i]->state.get(), requests[i].tokens.data() + cursor[i], n, all, logits[i].data()};
+      float* out;
+      if (all) {
+        logits[i].resize(n * V);
+        out = logits[i].data();
+      } else {
+        seqs[i]->last_logits.resize(V);
+        out = seqs[i]->last_logits.data();
+      }
+      ForwardItem it{seqs[i]->state.get(), requests[i].tokens.data() + cursor[i], n, all, out};
       it.adapter = adapter;
       items.push_back(it);
       owner.push_back(i);
@@ -205,9 +217,8 @@ std::vector<StepResult> Engine::step(const std::vector<StepRequest>& requests) {
       const size_t i = owner[k];
       Sequence& s = *seqs[i];
       const int64_t n = items[k].n;
-      if (items[k].embeds) {  // soft-prompt rows: their last logits predict the first token
+      if (items[k].embeds) {  // soft-prompt rows: their last logits (in last_logits) predict the first token
         soft[i] -= n;
-        s.last_logits.assign(logits[i].begin(), logits[i].begin() + V);
         continue;
       }
       if (requests[i].prompt_logprobs) {
@@ -230,8 +241,6 @@ std::vector<StepResult> Engine::step(const std::vector<StepRequest>& requests) {
           }
         }
         s.last_logits.assign(logits[i].end() - V, logits[i].end());
-      } else {
-        s.last_logits.assign(logits[i].begin(), logits[i].begin() + V);
       }
       cursor[i] += n;
     }
