@@ -6,6 +6,7 @@
 #include <set>
 
 #include "common.h"
+#include "device.h"
 #include "ops/ops.h"
 
 namespace roost {
@@ -17,7 +18,8 @@ std::string seq_name(int64_t id) { return "sequence " + std::to_string(id); }
 Engine::Engine(const std::string& model_dir, EngineOptions options) : options_(options) {
   if (options_.threads < 0) throw Error("E_ARGUMENT", "threads must be >= 0 (got " + std::to_string(options_.threads) + ")");
   if (options_.max_step_tokens < 1) throw Error("E_ARGUMENT", "max_step_tokens must be >= 1");
-  model_ = load_model(model_dir);
+  device_ = resolve_device(options_.device);
+  model_ = load_model_for_device(model_dir, device_);
   pool_ = std::make_unique<ThreadPool>(options_.threads > 0 ? options_.threads : default_thread_count());
 }
 

@@ -20,6 +20,7 @@ namespace roost {
 struct EngineOptions {
   int threads = 0;               // 0 = every core this process may use
   int64_t max_step_tokens = 512; // tokens per forward pass; longer inputs run in several
+  std::string device = "cpu";    // "cpu" | "cuda" | "auto" (cpp/device.h)
 };
 
 struct StepRequest {
@@ -59,6 +60,7 @@ class Engine {
   const ModelConfig& config() const { return model_->config(); }
   int64_t max_context() const { return model_->max_context(); }
   int threads() const { return pool_->size(); }
+  const std::string& device() const { return device_; }  // "cpu" or "cuda": where the model runs
 
   // Loads the adapter folder <dir> under <name> (models/adapter.h). Throws
   // E_ARGUMENT for a name in use or a model without adapter support, and the
@@ -96,6 +98,7 @@ class Engine {
   std::unique_ptr<Model> model_;
   std::unique_ptr<ThreadPool> pool_;
   EngineOptions options_;
+  std::string device_;
   mutable std::mutex mu_;        // guards sequences_ and the flags; not held during compute
   std::map<int64_t, std::unique_ptr<Sequence>> sequences_;
   std::map<std::string, std::shared_ptr<const Adapter>> adapters_;

@@ -16,7 +16,7 @@ import { AdapterLoadError, loadAdapter } from './engine/adapters';
 import { generateText, scoreLong, score } from './engine/generate';
 import { serve } from './http/serve';
 import { loadTokenizer, Tokenizer } from './engine/tokenizer';
-import { AdapterInfo, Engine, isNativeError, NativeEngine, packageRoot } from './native';
+import { AdapterInfo, Device, Engine, isNativeError, NativeEngine, packageRoot } from './native';
 
 class UsageError extends Error {}
 
@@ -163,11 +163,8 @@ async function load(values: Values): Promise<Loaded> {
   if (!['cpu', 'cuda', 'auto'].includes(device)) throw new UsageError(`--device must be cpu, cuda or auto (got ${device})`);
   const threads = integerFlag(values, 'threads', 1, 'a positive integer');
   const dir = resolveModel(required(values, 'model'));
-  if (device === 'cuda') {
-    throw new Error('--device cuda: the CUDA backend is not built yet; use --device cpu or auto');
-  }
   const tokenizer = loadTokenizer(dir);
-  const engine = await Engine.load(dir, threads === undefined ? {} : { threads });
+  const engine = await Engine.load(dir, { device: device as Device, ...(threads === undefined ? {} : { threads }) });
   const adapterDir = str(values, 'adapter');
   if (adapterDir === undefined) return { engine, tokenizer };
   try {

@@ -6,6 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { loadTokenizer } from '../src/engine/tokenizer';
+import { native } from '../src/native';
 
 const ROOT = path.join(__dirname, '..');
 const BIN = path.join(ROOT, 'bin', 'roost.js');
@@ -106,10 +107,19 @@ describe('generate', () => {
     expect(roost('generate', '--model', TINY, '--prompt', '', '--max-tokens', '1')).toMatchObject({ code: 2 });
   });
 
-  test('--device cuda says the backend is not built yet', () => {
-    const r = roost('generate', '--model', TINY, '--prompt', 'Hi', '--max-tokens', '1', '--device', 'cuda');
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/CUDA backend is not built yet/);
+  test('--device: cuda without a usable GPU says why; auto and cpu run on the CPU', () => {
+    const cuda = native().cuda();
+    const r = roost('generate', '--model', TINY, '--prompt', 'Hi', '--max-tokens', '1', '--device', 'cuda', '--temperature', '0');
+    if (cuda.available) {
+      expect(r.code).toBe(0);
+    } else {
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(cuda.built ? /--device cuda: no usable CUDA device/ : /this build of Roost has no CUDA support/);
+    }
+    const cpu = roost('generate', '--model', TINY, '--prompt', 'Hi', '--max-tokens', '3', '--device', 'cpu', '--temperature', '0');
+    expect(cpu.code).toBe(0);
+    if (!cuda.available) expect(roost('generate', '--model', TINY, '--prompt', 'Hi', '--max-tokens', '3', '--device', 'auto', '--temperature', '0').stdout).toBe(cpu.stdout);
+    expect(roost('generate', '--model', TINY, '--prompt', 'Hi', '--max-tokens', '1', '--device', 'gpu')).toMatchObject({ code: 2, stderr: expect.stringContaining('--device must be cpu, cuda or auto') });
   });
 });
 

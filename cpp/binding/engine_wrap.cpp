@@ -200,6 +200,10 @@ Napi::Value EngineWrap::load(const Napi::CallbackInfo& info) {
     if (!absent(x = opts.Get("maxStepTokens"))) {
       options.max_step_tokens = integer_arg(env, x, "opts.maxStepTokens", 1, kMaxSafeInteger);
     }
+    if (!absent(x = opts.Get("device"))) {
+      if (!x.IsString()) type_error(env, "opts.device must be a string (got " + type_of(x) + ")");
+      options.device = x.As<Napi::String>().Utf8Value();
+    }
   }
   return queue(new_load_worker(env, std::move(dir), options));
 }
@@ -222,6 +226,7 @@ Napi::Value EngineWrap::info(const Napi::CallbackInfo& info) {
     o.Set("specialTokens", special);
     o.Set("threads", num(env, engine_->threads()));
     o.Set("isa", roost::isa_name(roost::active_isa()));
+    o.Set("device", engine_->device());
     return o;
   });
 }

@@ -1,5 +1,6 @@
 // Module functions over the kernel dispatch of cpp/ops: which instruction set
 // the fast paths use, and forcing one (tests and benchmarks compare them).
+#include "device.h"
 #include "engine_wrap.h"
 #include "ops/ops.h"
 
@@ -34,12 +35,24 @@ Napi::Value set_isa(const Napi::CallbackInfo& info) {
   });
 }
 
+// cuda(): what this build and machine offer for --device cuda.
+Napi::Value cuda(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("built", roost::built_with_cuda());
+  o.Set("available", roost::cuda_available());
+  o.Set("device", roost::cuda_device_name());
+  o.Set("reason", roost::cuda_unavailable_reason());
+  return o;
+}
+
 }  // namespace
 
 void init_isa(Napi::Env env, Napi::Object exports) {
   exports.Set("isa", Napi::Function::New(env, isa, "isa"));
   exports.Set("detectedIsa", Napi::Function::New(env, detected_isa, "detectedIsa"));
   exports.Set("setIsa", Napi::Function::New(env, set_isa, "setIsa"));
+  exports.Set("cuda", Napi::Function::New(env, cuda, "cuda"));
 }
 
 }  // namespace roost::binding

@@ -10,7 +10,7 @@ import { loadAdapterDir } from '../engine/adapters';
 import { RuntimeHolder } from '../engine/runtime';
 import { SchedulerOptions } from '../engine/scheduler';
 import { loadTokenizer } from '../engine/tokenizer';
-import { Engine } from '../native';
+import { Engine, native } from '../native';
 import { Gateway, GatewayOptions } from '../ws/gateway';
 import { AppOptions, createApp } from './app';
 import { Metrics } from './metrics';
@@ -56,7 +56,6 @@ function hostForUrl(host: string): string {
 
 /** Listens, then loads the model; resolves once requests are served. */
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
-  if (opts.device === 'cuda') throw new Error('--device cuda: the CUDA backend is not built yet; use --device cpu or auto');
   const holder = new RuntimeHolder();
   const metrics = new Metrics(() => holder.runtime);
   const app = createApp(holder, metrics, { allowAdapterLoading: opts.allowAdapterLoading, ...opts.app, apiKey: opts.apiKey });
@@ -91,7 +90,9 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
 
   try {
     const tokenizer = loadTokenizer(opts.model);
-    const engine = await Engine.load(opts.model, opts.threads ? { threads: opts.threads } : {});
+    const engine = await Engine.load(opts.model, { device: opts.device ?? 'cpu', ...(opts.threads ? { threads: opts.threads } : {}) });
+    const info = engine.info();
+    process.stderr.write(`roost serve: ${path.basename(opts.model)} on ${info.device === 'cuda' ? `cuda (${native().cuda().device})` : `cpu (${info.threads} threads, ${info.isa})`}\n`);
     if (opts.adapters !== undefined) {
       for (const a of loadAdapterDir(engine, opts.adapters, opts.model)) {
         process.stderr.write(`roost serve: adapter ${a.name} (${a.type}${a.promptTokens ? `, ${a.promptTokens} virtual tokens` : ''})\n`);

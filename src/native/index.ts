@@ -27,6 +27,22 @@ export interface LoadOptions {
   threads?: number;
   /** Tokens per forward pass; longer inputs run in several (default 512). */
   maxStepTokens?: number;
+  /** Where the model runs (cpp/device.h): "cpu" (default), "cuda" (E_ARGUMENT when unavailable, saying why), "auto". */
+  device?: Device;
+}
+
+export type Device = 'cpu' | 'cuda' | 'auto';
+
+/** What this build and machine offer for device "cuda". */
+export interface CudaInfo {
+  /** The addon was compiled with the CUDA backend (nvcc was found). */
+  built: boolean;
+  /** A CUDA device is usable now. */
+  available: boolean;
+  /** Device 0's name, "" when none. */
+  device: string;
+  /** Why CUDA is not available ("" when it is). */
+  reason: string;
 }
 
 export interface EngineInfo {
@@ -45,6 +61,8 @@ export interface EngineInfo {
   specialTokens: Record<string, number>;
   threads: number;
   isa: IsaName;
+  /** Where the model runs: "cpu" or "cuda". */
+  device: 'cpu' | 'cuda';
 }
 
 export interface SequenceParams {
@@ -147,6 +165,7 @@ export interface NativeAddon {
   detectedIsa(): IsaName;
   /** Forces an ISA process-wide; throws E_ARGUMENT for an unknown one or one the CPU lacks. */
   setIsa(name: IsaName): void;
+  cuda(): CudaInfo;
 }
 
 /** The package root: the nearest folder above this file with Roost's package.json. */
