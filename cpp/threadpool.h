@@ -46,4 +46,13 @@ class ThreadPool {
 // process may run on.
 int default_thread_count();
 
+// True when an op of `flops` arithmetic over `bytes` of memory takes only a few
+// microseconds on one thread: less than waking the pool costs, and far less
+// than waiting for a worker the OS has descheduled when the cores are shared.
+// Small models (and small steps) then run their ops on the calling thread.
+inline bool serial_is_cheaper(double flops, double bytes) {
+  constexpr double kFlopsPerSecond = 50e9, kBytesPerSecond = 20e9, kSerialSeconds = 25e-6;
+  return flops / kFlopsPerSecond + bytes / kBytesPerSecond < kSerialSeconds;
+}
+
 }  // namespace roost

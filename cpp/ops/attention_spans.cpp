@@ -37,7 +37,9 @@ void attention_spans(const std::vector<SpanAttentionTask>& tasks, int64_t D, Thr
   auto work = [&](int, int) {
     for (size_t n; (n = next.fetch_add(1, std::memory_order_relaxed)) < order.size();) kernel(tiles[order[n]], D);
   };
-  if (tiles.size() <= 1 || pool.size() == 1) work(0, 1);
+  int64_t pairs = 0;
+  for (int64_t c : cost) pairs += c;
+  if (tiles.size() <= 1 || pool.size() == 1 || serial_is_cheaper(2.0 * 2.0 * (double)pairs * (double)D, 0.0)) work(0, 1);
   else pool.run(work);
 }
 

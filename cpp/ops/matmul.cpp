@@ -111,7 +111,7 @@ void matmul(float* y, const float* x, const PackedMatrix& W, const float* bias, 
   chunk = std::min(chunk, (P + per_thread * pool.size() - 1) / (per_thread * pool.size()));
   chunk = (chunk + plan.grain - 1) / plan.grain * plan.grain;
   const int64_t n_chunks = (P + chunk - 1) / chunk;
-  if (n_chunks == 1 || pool.size() == 1) {
+  if (n_chunks == 1 || pool.size() == 1 || serial_is_cheaper(2.0 * (double)M * (double)W.K * (double)W.N, (double)W.data.bytes())) {
     kernel(p, 0, P);
     return;
   }
