@@ -31,14 +31,7 @@ class Error : public std::runtime_error {
   std::string code_;
 };
 
-// Transparent huge pages for big buffers (common.cpp): on unless ROOST_HUGEPAGES=0.
-constexpr size_t kHugePage = size_t(2) << 20;
-constexpr size_t kHugeThreshold = size_t(4) << 20;
-bool huge_pages_enabled();
-void advise_huge_pages(void* p, size_t bytes);
-
-// 64-byte aligned float/byte storage (AVX-512 loads, cache lines); 2 MiB
-// aligned with huge pages from 4 MiB up.
+// 64-byte aligned float/byte storage (AVX-512 loads, cache lines).
 struct AlignedFree {
   void operator()(void* p) const { std::free(p); }
 };
@@ -49,16 +42,7 @@ class AlignedBuffer {
   explicit AlignedBuffer(size_t bytes) { resize(bytes); }
   void resize(size_t bytes) {
     size_t rounded = (bytes + 63) / 64 * 64;
-    void* p = nullptr;
-    if (rounded >= kHugeThreshold && huge_pages_enabled()) {
-      // Weights and big caches stream from memory: 2 MiB pages spare the TLB a
-      // miss every 4 KiB and let the prefetchers run across page boundaries.
-      rounded = (rounded + kHugePage - 1) / kHugePage * kHugePage;
-      p = std::aligned_alloc(kHugePage, rounded);
-      if (p) advise_huge_pages(p, rounded);
-    } else if (rounded) {
-      p = std::aligned_alloc(64, rounded);
-    }
+    void* p = rounded ? std::aligned_alloc(64, rounded) : nullptr;
     if (rounded && !p) throw Error("E_INTERNAL", "out of memory allocating " + std::to_string(bytes) + " bytes");
     if (p) std::memset(p, 0, rounded);
     ptr_.reset(p);
