@@ -1,5 +1,5 @@
 // bench/adapters: what per-request adapters cost at batch 16 (issue: under 10%).
-//   npm run bench:adapters [-- --threads 0 --batch 16 --prompt-tokens 64 --tokens 64 --reps 5]
+//   npm run bench:adapters [-- --threads 0 --batch 16 --prompt-tokens 64 --tokens 256 --reps 9]
 // Results: bench/results/adapters.json (and a table on stdout).
 //
 // For each model (the shipped default and a GPT-2-124M-shaped F16 checkpoint
@@ -28,8 +28,8 @@ const { values } = parseArgs({
     threads: { type: 'string', default: '0' },
     batch: { type: 'string', default: '16' },
     'prompt-tokens': { type: 'string', default: '64' },
-    tokens: { type: 'string', default: '64' },
-    reps: { type: 'string', default: '5' },
+    tokens: { type: 'string', default: '256' },
+    reps: { type: 'string', default: '9' },
     models: { type: 'string', default: 'default,gpt2-124m-f16' },
     out: { type: 'string', default: path.join(root, 'bench', 'results', 'adapters.json') },
   },
