@@ -160,7 +160,7 @@ void attention_causal(const std::vector<AttentionSeq>& seqs, int64_t H, int64_t 
   };
   int64_t pairs = 0;
   for (int64_t c : cost) pairs += c;
-  if (items.size() == 1 || serial_is_cheaper(2.0 * 2.0 * (double)pairs * (double)D, 0.0)) work(0, 1);
+  if (items.size() == 1 || serial_is_cheaper(2.0 * 2.0 * (double)pairs * (double)D, 2.0 * sizeof(float) * (double)pairs * (double)D)) work(0, 1);
   else pool.run(work);
   for (const SplitGroup& g : groups) merge(g, D);
 }

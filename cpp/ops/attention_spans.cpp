@@ -39,7 +39,7 @@ void attention_spans(const std::vector<SpanAttentionTask>& tasks, int64_t D, Thr
   };
   int64_t pairs = 0;
   for (int64_t c : cost) pairs += c;
-  if (tiles.size() <= 1 || pool.size() == 1 || serial_is_cheaper(2.0 * 2.0 * (double)pairs * (double)D, 0.0)) work(0, 1);
+  if (tiles.size() <= 1 || pool.size() == 1 || serial_is_cheaper(2.0 * 2.0 * (double)pairs * (double)D, 2.0 * sizeof(float) * (double)pairs * (double)D)) work(0, 1);
   else pool.run(work);
 }
 

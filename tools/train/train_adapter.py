@@ -122,6 +122,30 @@ def main():
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
         f.write("\n")
+    write_card(a.out, results)
+
+
+def write_card(out, r):
+    """OUT/README.md: what the adapter is, how it was trained, what it buys."""
+    kind = ("a soft prompt of %d virtual tokens (prompt tuning, Lester et al. 2021)" % r["args"]["prompt_tokens"]
+            if r["kind"] == "prompt_tuning" else "(IA)^3 vectors (Liu et al. 2022) rescaling keys, values and MLP "
+            "activations in every layer")
+    name = os.path.basename(os.path.normpath(out))
+    lines = [f"# {name}", "",
+             f"An adapter for `{r['base_model']}`: {kind}, {r['parameters']:,} parameters, trained with the base "
+             "model frozen. Task: " + r["task"] + f" (`{r['heldout_file']}`, {r['heldout_bytes']:,} bytes). "
+             "Format and serving: docs/adapters.md.", "",
+             "## Held-out bits per byte", "",
+             "| context | base model | with this adapter |", "| --- | --- | --- |"]
+    for c, e in r["eval"].items():
+        lines.append(f"| {c} | {e['base_bits_per_byte']:.4f} | {e['adapter_bits_per_byte']:.4f} |")
+    lines += ["", "Computed by `tools/train/eval.py` exactly as `roost eval --adapter` scores a file (windows of the "
+              "context, stride half of it; with a soft prompt, each window is a fresh sequence after it).", "",
+              "## Training", "",
+              f"{r['steps']} steps, {r['train_tokens']:,} tokens, {r['train_seconds'] / 60:.1f} minutes on a shared "
+              "2-core CPU:", "", "```", r["command"].replace(os.path.join(data.ROOT, ""), ""), "```", ""]
+    with open(os.path.join(out, "README.md"), "w") as f:
+        f.write("\n".join(lines))
 
 
 if __name__ == "__main__":
