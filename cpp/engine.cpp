@@ -27,9 +27,13 @@ Engine::~Engine() = default;
 
 AdapterInfo Engine::load_adapter(const std::string& name, const std::string& dir) {
   if (name.empty()) throw Error("E_ARGUMENT", "an adapter needs a non-empty name");
-  if (!model_->supports_adapters())
+  if (!model_->supports_adapters()) {
+    if (device_ != "cpu")
+      throw Error("E_ARGUMENT", "adapter \"" + name + "\": adapters run on the CPU engine only, and this model runs on " +
+                                    device_ + " (use --device cpu)");
     throw Error("E_ARGUMENT", "adapter \"" + name + "\": model_type " + model_->config().model_type +
                                   " does not support adapters (gpt2 does)");
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (adapters_.count(name)) throw Error("E_ARGUMENT", "an adapter named \"" + name + "\" is already loaded");
