@@ -10,6 +10,7 @@
 
 #include "../cpp/models/weights.h"
 #include "../cpp/ops/ops.h"
+#include "../cpp/models/step_rows.h"
 #include "model_base.h"
 #include "models_cuda.h"
 
@@ -64,11 +65,7 @@ class CudaRecurrentModel : public CudaModelBase {
     DeviceBuffer keep;  // sigmoid(gate_bias) [C]
     Mlp mlp;
   };
-  struct Rows {
-    int64_t past, n, end, x0;
-    std::vector<std::pair<int64_t, int64_t>> segs;
-    int64_t row(int64_t pos) const { return x0 + pos - past; }
-  };
+  using Rows = BlockRows;  // cpp/models/step_rows.h, as the CPU model
   // One round of the state cross-attention (the k-th block segment of every
   // item) and the state updates of the blocks it completes.
   struct Round {
@@ -146,23 +143,10 @@ void CudaRecurrentModel::forward(const std::vector<ForwardItem>& items, ThreadPo
   const cudaStream_t st = ctx_->stream();
   begin_step();
 
-  std::vector<Rows> rows(items.size());
   int64_t R = 0;
+  const std::vector<Rows> rows = plan_block_rows(items, W, &R);
   size_t n_rounds = 0;
-  for (size_t i = 0; i < items.size(); i++) {
-    Rows& r = rows[i];
-    r.past = items[i].state->length();
-    r.n = items[i].n;
-    r.end = r.past + r.n;
-    r.x0 = R;
-    for (int64_t p = r.past; p < r.end;) {  // cut at block boundaries
-      const int64_t q = std::min(r.end, (p / W + 1) * W);
-      r.segs.push_back({p, q});
-      p = q;
-    }
-    R += r.n;
-    n_rounds = std::max(n_rounds, r.segs.size());
-  }
+  for (const Rows& r : rows) n_rounds = std::max(n_rounds, r.segs.size());
   bool any_rec = false, any_plain = false;
   for (const Layer& Ly : layers_) (Ly.rec ? any_rec : any_plain) = true;
 

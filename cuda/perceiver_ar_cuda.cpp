@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 
+#include "../cpp/models/step_rows.h"
 #include "model_base.h"
 #include "models_cuda.h"
 
@@ -73,11 +74,7 @@ class CudaPerceiverModel : public CudaModelBase {
     DevLinear q_attn, kv_attn, c_attn, attn_proj;
     Mlp mlp;
   };
-  struct Rows {  // as cpp/models/perceiver_ar.cpp
-    int64_t past, n, end, win;
-    bool rebuild;
-    int64_t x0, z0, zp, y0, yp;
-  };
+  using Rows = PerceiverRows;  // cpp/models/step_rows.h, as the CPU model
   std::vector<Layer> layers_;
   AttentionPlan plan0_, plan_;
   Scratch s_x_, s_kv_, s_z_, s_q_, s_y_, s_qkv_, s_kvh_, s_att_;
@@ -112,24 +109,10 @@ void CudaPerceiverModel::forward(const std::vector<ForwardItem>& items, ThreadPo
   const cudaStream_t st = ctx_->stream();
   begin_step();
 
-  std::vector<Rows> rows(items.size());
-  int64_t R = 0, Z = 0, Y = 0;
-  for (size_t i = 0; i < items.size(); i++) {
-    auto* s = static_cast<CudaPerceiverState*>(items[i].state);
-    Rows& r = rows[i];
-    r.past = s->len;
-    r.n = items[i].n;
-    r.end = r.past + r.n;
-    r.win = r.end - std::min(N, r.end);
-    r.rebuild = r.n >= 2;
-    r.x0 = R;
-    r.zp = std::max(r.past, r.win);
-    r.z0 = Z;
-    r.yp = r.rebuild ? r.win : r.past;
-    r.y0 = Y;
-    R += r.n, Z += r.end - r.zp, Y += r.end - r.yp;
-    s->reserve(r.end, max_context());
-  }
+  PerceiverPlan plan = plan_perceiver_rows(items, N);
+  std::vector<Rows>& rows = plan.rows;
+  const int64_t R = plan.x_rows, Z = plan.z_rows, Y = plan.y_rows;
+  for (size_t i = 0; i < items.size(); i++) static_cast<CudaPerceiverState*>(items[i].state)->reserve(rows[i].end, max_context());
   const bool deep = cfg_.n_layer > 1;
   float* x = s_x_.get<float>(R * C);
   float* kv = s_kv_.get<float>(R * 2 * C);

@@ -33,12 +33,6 @@ class RecurrentState : public SequenceState {
 
 // One item's share of the step: new positions past .. end-1 at rows x0 .. of
 // the step's buffers, cut at block boundaries into segments [p0, p1).
-struct BlockRecurrentModel::Rows {
-  int64_t past, n, end, x0;
-  std::vector<std::pair<int64_t, int64_t>> segs;
-  int64_t row(int64_t pos) const { return x0 + pos - past; }
-};
-
 BlockRecurrentModel::BlockRecurrentModel(const ModelConfig& config, const Checkpoint& ckpt)
     : cfg_(config), head_(ckpt, config.vocab_size, config.n_embd), rotary_(config.rotary_dim, config.rotary_base) {
   const int64_t C = cfg_.n_embd, F = cfg_.n_inner, S = cfg_.num_states;
@@ -200,21 +194,8 @@ void BlockRecurrentModel::update_states(const std::vector<ForwardItem>& items, c
 
 void BlockRecurrentModel::forward(const std::vector<ForwardItem>& items, ThreadPool& pool) {
   const int64_t C = cfg_.n_embd, H = cfg_.n_head, D = C / H, F = cfg_.n_inner, V = cfg_.vocab_size, W = cfg_.block_size;
-  std::vector<Rows> rows(items.size());
   int64_t R = 0;
-  for (size_t i = 0; i < items.size(); i++) {
-    Rows& r = rows[i];
-    r.past = items[i].state->length();
-    r.n = items[i].n;
-    r.end = r.past + r.n;
-    r.x0 = R;
-    for (int64_t p = r.past; p < r.end;) {  // cut at block boundaries
-      const int64_t q = std::min(r.end, (p / W + 1) * W);
-      r.segs.push_back({p, q});
-      p = q;
-    }
-    R += r.n;
-  }
+  const std::vector<Rows> rows = plan_block_rows(items, W, &R);
   x_.resize(R * C);
   pos_.resize(R);
   for (size_t i = 0; i < items.size(); i++)

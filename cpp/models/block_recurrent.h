@@ -13,6 +13,7 @@
 #include "../safetensors.h"
 #include "model.h"
 #include "rotary.h"
+#include "step_rows.h"
 #include "token_head.h"
 #include "weights.h"
 
@@ -38,7 +39,7 @@ class BlockRecurrentModel : public Model {
     std::vector<float> init_kv;     // kv_state(ln_s(s_0)) [S, 2C]: every sequence starts with it
     std::vector<float> keep;        // sigmoid(gate_bias) [C]
   };
-  struct Rows;  // one item's rows and block segments (block_recurrent.cpp)
+  using Rows = BlockRows;  // one item's rows and block segments (step_rows.h)
 
   void self_attention(const std::vector<ForwardItem>& items, const std::vector<Rows>& rows, size_t l, int64_t a_stride,
                       ThreadPool& pool);

@@ -60,14 +60,6 @@ constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 // One item's share of the step. Positions past .. end-1 are new; the latent
 // window of the sequence after the step is [win, end).
-struct PerceiverArModel::Rows {
-  int64_t past, n, end, win;
-  bool rebuild;    // n >= 2: recompute the whole window (exact prefill)
-  int64_t x0;      // first row in x_ (every new token)
-  int64_t z0, zp;  // first row in z_ (layer 0 queries) and its position: max(past, win) ..
-  int64_t y0, yp;  // first row in y_ (layers >= 1) and its position: win (rebuild) or past (decode)
-};
-
 PerceiverArModel::PerceiverArModel(const ModelConfig& config, const Checkpoint& ckpt)
     : cfg_(config), head_(ckpt, config.vocab_size, config.n_embd), rotary_(config.rotary_dim, config.rotary_base) {
   const int64_t C = cfg_.n_embd, F = cfg_.n_inner;
@@ -232,25 +224,10 @@ void PerceiverArModel::latent_layers(const std::vector<ForwardItem>& items, std:
 
 void PerceiverArModel::forward(const std::vector<ForwardItem>& items, ThreadPool& pool) {
   const int64_t C = cfg_.n_embd, V = cfg_.vocab_size, N = cfg_.num_latents;
-  std::vector<Rows> rows(items.size());
-  int64_t R = 0, Z = 0, Y = 0;
-  for (size_t i = 0; i < items.size(); i++) {
-    auto* st = static_cast<PerceiverState*>(items[i].state);
-    Rows& r = rows[i];
-    r.past = st->len;
-    r.n = items[i].n;
-    r.end = r.past + r.n;
-    r.win = r.end - std::min(N, r.end);
-    r.rebuild = r.n >= 2;
-    r.x0 = R;
-    r.zp = std::max(r.past, r.win);
-    r.z0 = Z;
-    r.yp = r.rebuild ? r.win : r.past;
-    r.y0 = Y;
-    R += r.n, Z += r.end - r.zp, Y += r.end - r.yp;
-    st->reserve(r.end, max_context());
-  }
-  x_.resize(R * C);
+  PerceiverPlan plan = plan_perceiver_rows(items, N);
+  std::vector<Rows>& rows = plan.rows;
+  for (size_t i = 0; i < items.size(); i++) static_cast<PerceiverState*>(items[i].state)->reserve(rows[i].end, max_context());
+  x_.resize(plan.x_rows * C);
   for (size_t i = 0; i < items.size(); i++)
     for (int64_t j = 0; j < rows[i].n; j++) head_.embed(x_.data() + (rows[i].x0 + j) * C, items[i].tokens[j]);
 

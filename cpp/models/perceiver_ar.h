@@ -12,6 +12,7 @@
 #include "../safetensors.h"
 #include "model.h"
 #include "rotary.h"
+#include "step_rows.h"
 #include "token_head.h"
 #include "weights.h"
 
@@ -35,7 +36,7 @@ class PerceiverArModel : public Model {
     LayerNormWeights ln_q, ln_kv, ln_1, ln_2;
     Linear q_attn, kv_attn, c_attn, attn_proj, c_fc, mlp_proj;
   };
-  struct Rows;  // one item's rows in this step's buffers (perceiver_ar.cpp)
+  using Rows = PerceiverRows;  // one item's rows in this step's buffers (step_rows.h)
 
   void layer0(const std::vector<ForwardItem>& items, std::vector<Rows>& rows, ThreadPool& pool);
   void latent_layers(const std::vector<ForwardItem>& items, std::vector<Rows>& rows, ThreadPool& pool);
