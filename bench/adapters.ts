@@ -19,6 +19,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { Engine, NativeEngine } from '../src/native';
+import { median } from './load/stats';
 import { writeRandomAdapter } from './lib/adapters';
 import { writeRandomGpt2 } from './lib/random-gpt2';
 
@@ -39,11 +40,6 @@ const batch = Number(values.batch);
 const promptTokens = Number(values['prompt-tokens']);
 const tokens = Number(values.tokens);
 const reps = Number(values.reps);
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
 
 function modelDir(name: string): string {
   if (name === 'default') return path.join(root, 'models', fs.readFileSync(path.join(root, 'models', 'DEFAULT'), 'utf8').trim());

@@ -24,6 +24,8 @@ export interface ModelRuntime {
   modelId: string;
   /** The checkpoint folder (adapters loaded at run time are checked against its weights). */
   modelDir?: string;
+  /** sha256 of the served weight files, once computed (src/engine/adapters.ts weightsSha256). */
+  weightsSha256?: string;
   /** Adapters loaded into the engine, by name. */
   adapters: Map<string, AdapterInfo>;
   observer?: CompletionObserver;

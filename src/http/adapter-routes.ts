@@ -7,7 +7,7 @@
 // a request already using an unloaded adapter keeps it until it ends.
 import type { Express, Request, Response } from 'express';
 
-import { AdapterLoadError, loadAdapter } from '../engine/adapters';
+import { AdapterLoadError, loadAdapter, weightsSha256 } from '../engine/adapters';
 import type { RuntimeHolder } from '../engine/runtime';
 import { jsonBody } from './body';
 import { ApiError } from './errors';
@@ -31,7 +31,8 @@ export function adapterRoutes(app: Express, holder: RuntimeHolder, enabled: bool
     const dir = field(req.body, 'lora_path');
     if (rt.adapters.has(name)) throw new ApiError('invalid_parameter', `an adapter named ${JSON.stringify(name)} is already loaded`, 'lora_name');
     try {
-      const a = loadAdapter(rt.engine, name, dir, rt.modelDir!);
+      // The served weights never change: hash them once, not on every load.
+      const a = loadAdapter(rt.engine, name, dir, rt.modelDir!, () => (rt.weightsSha256 ??= weightsSha256(rt.modelDir!)));
       rt.adapters.set(a.name, a);
       res.json({ object: 'adapter', id: `${rt.modelId}:${a.name}`, name: a.name, type: a.type, prompt_tokens: a.promptTokens });
     } catch (e) {
