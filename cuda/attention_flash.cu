@@ -1,8 +1,8 @@
 // Flash-style attention on tensor cores (FlashAttention-2 forward, Dao 2023):
 // one CTA per task = up to BR queries of one head; the task's key spans are
-// walked in tiles of 64 rows, double-buffered in shared memory by cp.async;
-// S = Q K^T and O += P V by mma.sync m16n8k16 (F16 in, F32 accumulate); the
-// softmax is online (running max and sum per row, base-2 exponentials), so no
+// walked in tiles of BC rows (64, or 128 for head size 64), double-buffered
+// in shared memory by cp.async; S = Q K^T and O += P V by mma.sync m16n8k16
+// (F16 in, F32 accumulate); the softmax is online (running max and sum per row, base-2 exponentials), so no
 // T x T matrix ever exists. P stays in registers (the S accumulator layout is
 // the A-operand layout of the next mma).
 //
@@ -16,18 +16,21 @@ namespace roost::cuda {
 
 namespace {
 
-constexpr int kBC = 64;  // keys per tile
-
 __device__ __forceinline__ int64_t visible_rows(const AttnSpan& sp, int64_t qpos_max) {
   const int64_t v = qpos_max - sp.pos0 + 1;  // kNoMaskPos is far enough below any position not to overflow
   return v < 0 ? 0 : (v < sp.n ? v : sp.n);
 }
 
-template <int D, int WARPS, int MT>
-__global__ void __launch_bounds__(WARPS * 32)
+// D: head size; WARPS x MT: 16-row query tiles per CTA; BC: keys per tile;
+// MINB: CTAs per SM asked of the register allocator; LAZY: rescale O only
+// when a row's running maximum grew (exact: otherwise the factor is 1);
+// EXPH: exponentials two at a time in F16 (ex2.approx.f16x2: half the
+// special-function work; P is rounded to F16 for the P V product anyway).
+template <int D, int WARPS, int MT, int BC, int MINB, bool LAZY, bool EXPH = false>
+__global__ void __launch_bounds__(WARPS * 32, MINB)
     flash_kernel(const AttnTask* __restrict__ tasks, const AttnSpan* __restrict__ spans, int64_t layer, float sl2) {
   constexpr int NTH = WARPS * 32, BR = WARPS * 16 * MT, LD = D + 8;
-  constexpr int KD = D / 16, NC = kBC / 8, ND = D / 8;
+  constexpr int kBC = BC, KD = D / 16, NC = kBC / 8, ND = D / 8;
   static_assert(D % 16 == 0 && ND % 2 == 0, "head size must be a multiple of 16");
 
   extern __shared__ __align__(16) unsigned char smem[];
@@ -163,23 +166,41 @@ __global__ void __launch_bounds__(WARPS * 32)
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
         const float mu = mx == -INFINITY ? 0.f : mx * sl2;  // no key yet: keep exp2 finite
-        const float alpha = fast_exp2(m_run[mt][hh] * sl2 - mu);
-        m_run[mt][hh] = mx;
-        float rs = 0.f;
+        if (!LAZY || mx > m_run[mt][hh]) {
+          const float alpha = fast_exp2(m_run[mt][hh] * sl2 - mu);
+          m_run[mt][hh] = mx;
+          l_run[mt][hh] *= alpha;
 #pragma unroll
-        for (int nc = 0; nc < NC; nc++)
-#pragma unroll
-          for (int j = 0; j < 2; j++) {
-            const float p = fast_exp2(fmaf(sc[mt][nc][2 * hh + j], sl2, -mu));
-            sc[mt][nc][2 * hh + j] = p;
-            rs += p;
+          for (int nd = 0; nd < ND; nd++) {
+            o[mt][nd][2 * hh] *= alpha;
+            o[mt][nd][2 * hh + 1] *= alpha;
           }
-        l_run[mt][hh] = l_run[mt][hh] * alpha + rs;  // per-lane partial; the quad sums at the end
-#pragma unroll
-        for (int nd = 0; nd < ND; nd++) {
-          o[mt][nd][2 * hh] *= alpha;
-          o[mt][nd][2 * hh + 1] *= alpha;
         }
+        float rs = 0.f;
+        if constexpr (EXPH) {
+          // P as packed F16 pairs in the first slot of each pair; the row sum in F16 within the tile.
+          __half2 hs = __float2half2_rn(0.f);
+#pragma unroll
+          for (int nc = 0; nc < NC; nc++) {
+            const uint32_t a = Half<__half>::pack(fmaf(sc[mt][nc][2 * hh], sl2, -mu),
+                                                  fmaf(sc[mt][nc][2 * hh + 1], sl2, -mu));
+            const uint32_t pp = fast_exp2_h2(a);
+            sc[mt][nc][2 * hh] = __uint_as_float(pp);
+            hs = __hadd2(hs, *reinterpret_cast<const __half2*>(&pp));
+          }
+          const float2 f = __half22float2(hs);
+          rs = f.x + f.y;
+        } else {
+#pragma unroll
+          for (int nc = 0; nc < NC; nc++)
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+              const float p = fast_exp2(fmaf(sc[mt][nc][2 * hh + j], sl2, -mu));
+              sc[mt][nc][2 * hh + j] = p;
+              rs += p;
+            }
+        }
+        l_run[mt][hh] += rs;  // per-lane partial; the quad sums at the end
       }
 
     // O += P V (P from registers as F16 A fragments; V^T fragments by ldmatrix.trans).
@@ -189,10 +210,17 @@ __global__ void __launch_bounds__(WARPS * 32)
       uint32_t pa[MT][4];
 #pragma unroll
       for (int mt = 0; mt < MT; mt++) {
-        pa[mt][0] = Half<__half>::pack(sc[mt][2 * kc][0], sc[mt][2 * kc][1]);
-        pa[mt][1] = Half<__half>::pack(sc[mt][2 * kc][2], sc[mt][2 * kc][3]);
-        pa[mt][2] = Half<__half>::pack(sc[mt][2 * kc + 1][0], sc[mt][2 * kc + 1][1]);
-        pa[mt][3] = Half<__half>::pack(sc[mt][2 * kc + 1][2], sc[mt][2 * kc + 1][3]);
+        if constexpr (EXPH) {
+          pa[mt][0] = __float_as_uint(sc[mt][2 * kc][0]);
+          pa[mt][1] = __float_as_uint(sc[mt][2 * kc][2]);
+          pa[mt][2] = __float_as_uint(sc[mt][2 * kc + 1][0]);
+          pa[mt][3] = __float_as_uint(sc[mt][2 * kc + 1][2]);
+        } else {
+          pa[mt][0] = Half<__half>::pack(sc[mt][2 * kc][0], sc[mt][2 * kc][1]);
+          pa[mt][1] = Half<__half>::pack(sc[mt][2 * kc][2], sc[mt][2 * kc][3]);
+          pa[mt][2] = Half<__half>::pack(sc[mt][2 * kc + 1][0], sc[mt][2 * kc + 1][1]);
+          pa[mt][3] = Half<__half>::pack(sc[mt][2 * kc + 1][2], sc[mt][2 * kc + 1][3]);
+        }
       }
 #pragma unroll
       for (int nd = 0; nd < ND; nd += 2) {
@@ -231,15 +259,15 @@ __global__ void __launch_bounds__(WARPS * 32)
     }
 }
 
-template <int D, int WARPS, int MT>
+template <int D, int WARPS, int MT, int BC = 64, int MINB = 1, bool LAZY = false, bool EXPH = false>
 void launch(const AttnTask* tasks, int64_t n, const AttnSpan* spans, int64_t layer, cudaStream_t stream) {
   constexpr int BR = WARPS * 16 * MT, LD = D + 8;
-  constexpr size_t smem = (size_t)(BR * LD > 4 * kBC * LD ? BR * LD : 4 * kBC * LD) * 2;
+  constexpr size_t smem = (size_t)(BR * LD > 4 * BC * LD ? BR * LD : 4 * BC * LD) * 2;
+  auto kernel = flash_kernel<D, WARPS, MT, BC, MINB, LAZY, EXPH>;
   if (smem > 48 * 1024)
-    ROOST_CUDA_CHECK(cudaFuncSetAttribute(flash_kernel<D, WARPS, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          (int)smem));
+    ROOST_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   const float sl2 = 1.4426950408889634f / sqrtf((float)D);  // 1/sqrt(D) in base-2 exponent units
-  flash_kernel<D, WARPS, MT><<<(unsigned)n, WARPS * 32, smem, stream>>>(tasks, spans, layer, sl2);
+  kernel<<<(unsigned)n, WARPS * 32, smem, stream>>>(tasks, spans, layer, sl2);
   ROOST_CUDA_LAUNCH_CHECK();
 }
 
@@ -265,7 +293,9 @@ void attention_flash(const AttnTask* tasks, int64_t n_tasks, const AttnSpan* spa
       default: return launch<128, 4, 1>(tasks, n_tasks, spans, layer, stream);
     }
   }
-  if (D == 64) return launch<64, 4, 2>(tasks, n_tasks, spans, layer, stream);
+  // Chosen on an H100 by bench/gpu/flash_tune.cu (16k tokens: 273 TFLOP/s against 262 for
+  // <64, 4, 2> with 64-key tiles and no LAZY/EXPH, in the same run).
+  if (D == 64) return launch<64, 4, 2, 128, 1, true, true>(tasks, n_tasks, spans, layer, stream);
   return launch<128, 8, 1>(tasks, n_tasks, spans, layer, stream);
 }
 

@@ -76,6 +76,12 @@ __device__ __forceinline__ float fast_exp2(float x) {
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
 }
+// 2^x of two F16 values packed in one register, in one special-function op.
+__device__ __forceinline__ uint32_t fast_exp2_h2(uint32_t x) {
+  uint32_t y;
+  asm("ex2.approx.f16x2 %0, %1;" : "=r"(y) : "r"(x));
+  return y;
+}
 
 // ---------------------------------------------------------------- F16 / BF16
 template <typename T> struct Half;

@@ -1,9 +1,10 @@
 // Every CUDA op (cuda/ops.h) against the CPU reference ops (cpp/ops/*_ref)
 // on random inputs of several shapes. Tolerances (docs/cuda.md):
-//   - GEMM: the device rounds x to the weight type (F16/BF16) once and sums in
-//     float32; the reference sums the same rounded values in double, so the
-//     bound is accumulation order only: 2e-5 * sum_k |x_k w_k| + 1e-6
-//     (every path: GEMV, tensor-core tiles, split-K, SIMT fallback).
+//   - GEMM: the tensor-core paths (tiles, split-K) round x to the weight type
+//     (F16/BF16) once; the GEMV (M <= 8) and SIMT paths keep x in float32, as
+//     the CPU engine does. All sum in float32. The reference sums the same
+//     (rounded or not) values in double, so the bound is accumulation order
+//     only: 2e-5 * sum_k |x_k w_k| + 1e-6.
 //   - LayerNorm, gelu, softmax, rotary: float32 vs the double references:
 //     a few ulps (bounds below).
 //   - Attention, SIMT kernel (float Q, F16 K/V as given): 2e-5 * max|v|.
@@ -128,13 +129,16 @@ void test_gemm(Dev& dev, Scratch& ws) {
       DeviceBuffer wbuf;
       const DevMatrix W = up.matrix(wbuf, tv, s.K, s.N, false);
       DeviceBuffer dx = dev.put(x), db = dev.put(b);
-      // The reference sums once per shape: sum_k x_k w_k of the rounded values, and sum_k |x_k w_k|.
-      std::vector<double> ref(s.M * s.N), mag(s.M * s.N);
-      {
+      // The reference sums once per shape and per treatment of x (index 1: rounded to the weight type,
+      // as the tensor-core paths do; 0: float32, as GEMV and SIMT): sum_k x_k w_k and sum_k |x_k w_k|.
+      std::vector<double> refs[2], mags[2];
+      for (int rounded = 0; rounded < 2; rounded++) {
+        std::vector<double>& ref = refs[rounded] = std::vector<double>(s.M * s.N);
+        std::vector<double>& mag = mags[rounded] = std::vector<double>(s.M * s.N);
         std::vector<double> xr(s.K), wr(s.K * s.N);
         for (int64_t i = 0; i < s.K * s.N; i++) wr[i] = round_to(w[i], wt);
         for (int64_t m = 0; m < s.M; m++) {  // k outer, n inner: rows of w stream contiguously
-          for (int64_t k = 0; k < s.K; k++) xr[k] = round_to(x[m * s.K + k], wt);
+          for (int64_t k = 0; k < s.K; k++) xr[k] = rounded ? round_to(x[m * s.K + k], wt) : x[m * s.K + k];
           double* acc = ref.data() + m * s.N;
           double* mg = mag.data() + m * s.N;
           for (int64_t k = 0; k < s.K; k++)
@@ -154,6 +158,9 @@ void test_gemm(Dev& dev, Scratch& ws) {
             gemm_simt(dy.as<float>(), s.N, dx.as<float>(), s.K, W, db.as<float>(), s.M, (Epilogue)epi,
                       dev.ctx->stream());
           const std::vector<float> y = dev.get<float>(dy, s.M * s.N);
+          // gemm's dispatch (cuda/gemm.cu): GEMV for M <= 8, SIMT when K % 8 != 0, else tensor cores.
+          const bool tensor_cores = path == 0 && s.M > 8 && s.K % 8 == 0;
+          const std::vector<double>&ref = refs[tensor_cores], &mag = mags[tensor_cores];
           Cmp c;
           for (int64_t m = 0; m < s.M; m++)
             for (int64_t n = 0; n < s.N; n++) {

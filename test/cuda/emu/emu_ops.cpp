@@ -1,6 +1,7 @@
 // cuda/ops.h on the host, for the emulation (test/cuda/emu/run.sh): the same
 // contracts and the same rounding points as the kernels (x rounded to the
-// weight type at the GEMM, F16 K/V, Q and P rounded to F16 in the flash
+// weight type on the GEMM's tensor-core path, kept float32 by its GEMV and
+// SIMT paths; F16 K/V, Q and P rounded to F16 in the flash
 // path), plain loops instead of tensor cores. The SIMT attention follows the
 // kernel's work split (units, key slices, partials, combine) and the flash
 // path checks the plan's tiling (nq <= br), so the host-side planning of the
@@ -41,10 +42,10 @@ void epi_store(float* y, Epilogue e, float v) {
 }
 
 void gemm_host(float* y, int64_t ldy, const float* x, int64_t ldx, const DevMatrix& W, const float* bias, int64_t M,
-               Epilogue epi) {
+               Epilogue epi, bool round_x) {
   std::vector<float> xr(W.K);
   for (int64_t m = 0; m < M; m++) {
-    for (int64_t k = 0; k < W.K; k++) xr[k] = round_to(x[m * ldx + k], W.type);
+    for (int64_t k = 0; k < W.K; k++) xr[k] = round_x ? round_to(x[m * ldx + k], W.type) : x[m * ldx + k];
     for (int64_t n = 0; n < W.N; n++) {
       float acc = 0.f;
       for (int64_t k = 0; k < W.K; k++) acc += xr[k] * w_at(W, n, k);
@@ -59,12 +60,14 @@ int64_t visible(const AttnSpan& sp, int64_t qpos) { return std::max<int64_t>(0, 
 
 void gemm(float* y, int64_t ldy, const float* x, int64_t ldx, const DevMatrix& W, const float* bias, int64_t M,
           Epilogue epi, Scratch&, const DeviceContext&) {
-  gemm_host(y, ldy, x, ldx, W, bias, M, epi);
+  // cuda/gemm.cu: GEMV for M <= 8 and SIMT for unaligned operands keep x in float32; tensor cores round it.
+  const bool aligned = W.K % 8 == 0 && ldx % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  gemm_host(y, ldy, x, ldx, W, bias, M, epi, M > 8 && aligned);
 }
 
 void gemm_simt(float* y, int64_t ldy, const float* x, int64_t ldx, const DevMatrix& W, const float* bias, int64_t M,
                Epilogue epi, cudaStream_t) {
-  gemm_host(y, ldy, x, ldx, W, bias, M, epi);
+  gemm_host(y, ldy, x, ldx, W, bias, M, epi, false);
 }
 
 void layernorm(float* y, int64_t ldy, const float* x, int64_t ldx, const int32_t* rows, const float* w, const float* b,
@@ -199,8 +202,11 @@ void attention_flash(const AttnTask* tasks, int64_t n_tasks, const AttnSpan* spa
       float* out = t.out + i * t.out_stride + t.head * D;
       std::vector<double> acc(D, 0.0);
       double l = 0;
+      // D 64 with 128-row tiles: the kernel's exponentials are F16 (fast_exp2_h2), argument and result.
+      const bool exp_f16 = D == 64 && br == 128;
       for (size_t j = 0; j < sc.size(); j++) {
-        const float p = std::exp(sc[j] - mx);
+        const float p = exp_f16 ? round_half(std::exp2(round_half((sc[j] - mx) * 1.4426950408889634f)))
+                                : std::exp(sc[j] - mx);
         l += p;
         const float ph = round_half(p);  // P enters the PV product as F16
         for (int64_t d = 0; d < D; d++) acc[d] += ph * half_to_f(vrows[j][d]);
