@@ -149,6 +149,11 @@ class BigBirdCausal:
         kb = k_pos // self.b  # [Tk]
         nb = int(max(int(qb.max()), int(kb.max()))) + 1
         m = self.layer_blocks(layer, nb)  # [H, nb', nb']
+        if m.device != q_pos.device:  # training on a GPU: one copy per layer and size
+            key = ("dev", layer, str(q_pos.device))
+            if key not in self._blocks or self._blocks[key].shape != m.shape:
+                self._blocks[key] = m.to(q_pos.device)
+            m = self._blocks[key]
         sel = m[:, qb][:, :, kb]  # [H, Tq, Tk]
         return sel & (k_pos[None, :] <= q_pos[:, None])[None]
 

@@ -166,8 +166,8 @@ class Rotary:
 
     def cos_sin(self, positions):
         half = self.rotary_dim // 2
-        i = torch.arange(half, dtype=torch.float64)
-        theta = torch.pow(torch.tensor(self.base, dtype=torch.float64), -2.0 * i / self.rotary_dim)
+        i = torch.arange(half, dtype=torch.float64, device=positions.device)
+        theta = torch.pow(torch.tensor(self.base, dtype=torch.float64, device=positions.device), -2.0 * i / self.rotary_dim)
         a = positions.to(torch.float64)[:, None] * theta[None, :]  # [T, half], double precision
         return torch.cos(a).to(torch.float32), torch.sin(a).to(torch.float32)
 
@@ -293,7 +293,7 @@ class GPT2(nn.Module):
             raise ValueError(f"sequence of {start + P + T} tokens exceeds n_positions {self.cfg.n_positions}")
         if T and (int(tokens.min()) < 0 or int(tokens.max()) >= self.cfg.vocab_size):
             raise ValueError("token id out of range")
-        positions = torch.arange(start, start + P + T, dtype=torch.long)
+        positions = torch.arange(start, start + P + T, dtype=torch.long, device=tokens.device)
         x = self.wte(tokens)
         if soft is not None:
             x = torch.cat([soft[None].expand(B, P, soft.shape[1]), x], dim=1)

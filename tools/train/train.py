@@ -175,6 +175,8 @@ def main():
     ap.add_argument("--steps", type=int, default=0, help="fixed step count instead of the wall budget")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="torch device of the training loop (cpu, cuda); the final "
+                    "evaluation and the saved weights are on the CPU")
     ap.add_argument("--eval-every", type=float, default=300.0, help="seconds between quick held-out evals")
     ap.add_argument("--quick-eval-bytes", type=int, default=4096)
     ap.add_argument("--contexts", default="256,1024,4096", help="final eval contexts ('full' allowed)")
@@ -185,9 +187,15 @@ def main():
     ap.add_argument("--skip-final", action="store_true")
     ap.add_argument("--init-from", default="",
                     help="start from this checkpoint's weights (a second training phase; fresh optimizer)")
+    ap.add_argument("--finalize", default="", metavar="DIR",
+                    help="only evaluate DIR (a run saved with --skip-final) and complete its results.json")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
+    if a.finalize:
+        _, held = data.split()
+        finalize(a.finalize, json.load(open(os.path.join(a.finalize, "results.json"))), a.contexts, held)
+        return
     torch.manual_seed(a.seed)
     train_bytes, held = data.split()
     data.write_heldout()
@@ -206,6 +214,7 @@ def main():
             history = history + [{k: r0[k] for k in ("command", "steps", "target_tokens", "train_seconds")}]
     else:
         history = []
+    model.to(a.device)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{a.arch}: {n_params} parameters; config {json.dumps(config)}", flush=True)
     opt = torch.optim.AdamW(param_groups(model, a.weight_decay), lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
@@ -234,7 +243,7 @@ def main():
         model.train()
         if recurrent:
             if stream is None or seg * T >= a.stream_len:
-                stream = torch.from_numpy(batches.batch(a.batch, a.stream_len + 1))
+                stream = torch.from_numpy(batches.batch(a.batch, a.stream_len + 1)).to(a.device)
                 seg, cache = 0, None
             x = stream[:, seg * T:(seg + 1) * T]
             y = stream[:, seg * T + 1:(seg + 1) * T + 1]
@@ -243,7 +252,7 @@ def main():
             seg += 1
         else:
             L = a.num_latents if perceiver and length_rng.random() < a.short_frac else T
-            row = torch.from_numpy(batches.batch(a.batch, L + 1))
+            row = torch.from_numpy(batches.batch(a.batch, L + 1)).to(a.device)
             x, y = row[:, :-1], row[:, 1:]
             logits = model(x)
             if perceiver:
@@ -262,7 +271,8 @@ def main():
         if time.time() - last_eval >= a.eval_every:
             model.eval()
             ctx = a.stream_len if recurrent else T
-            q = heldout_eval.evaluate(model, held, ctx, limit_bytes=a.quick_eval_bytes)
+            q = heldout_eval.evaluate(model.cpu(), held, ctx, limit_bytes=a.quick_eval_bytes)
+            model.to(a.device)  # (AdamW's state follows the parameters: .to moves them in place)
             rec["quick_heldout_bpb"] = q["bits_per_byte"]
             last_eval = time.time()
             print(f"step {step} t={rec['time']}s lr={lr:.2e} loss={ema / math.log(2):.3f} bits "
@@ -277,6 +287,7 @@ def main():
     if rec is not None:  # the last step
         log.write(json.dumps(rec) + "\n")
     log.close()
+    model.cpu()
     model.eval()
     save(model, config, a.out, a.dtype)
     print(f"trained {step} steps, {tokens_seen} target tokens, {train_seconds:.0f}s; saved {a.out}", flush=True)
@@ -288,17 +299,26 @@ def main():
         "safetensors_bytes": os.path.getsize(os.path.join(a.out, "model.safetensors")),
         "torch": torch.__version__, "eval": {}, "history": history,
     }
-    rpath = os.path.join(a.out, "results.json")
+    dump_results(a.out, results)
+    if not a.skip_final:
+        finalize(a.out, results, a.contexts, held)
 
+
+def dump_results(out, results):
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+        f.write("\n")
+
+
+def finalize(out, results, contexts, held):
+    """Held-out bits per byte at each context, samples and FIM diagnostics of
+    the saved F16 weights, added to results.json (after training, or later for
+    a run made with --skip-final, e.g. on a GPU machine: --finalize OUT)."""
     def dump():
-        with open(rpath, "w") as f:
-            json.dump(results, f, indent=2)
-            f.write("\n")
-    dump()
-    if a.skip_final:
-        return
-    shipped = models.load(a.out)  # the saved F16 weights, as the engine reads them
-    for c in a.contexts.split(","):
+        dump_results(out, results)
+    results["eval"] = {}
+    shipped = models.load(out)  # the saved F16 weights, as the engine reads them
+    for c in contexts.split(","):
         ctx = None if c == "full" else int(c)
         t1 = time.time()
         r = heldout_eval.evaluate(shipped, held, ctx)
