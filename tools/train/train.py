@@ -11,6 +11,10 @@ the first 4 KB every 5 minutes) and OUT/results.json (the
 final held-out bits per byte at several contexts, computed by eval.py on the
 saved F16 weights, plus greedy / sampled / FIM samples from the reference).
 
+--device cuda runs the training loop on a GPU (the reference modules follow
+their input's device); the weights are saved and evaluated on the CPU. With
+--skip-final the evaluation can run later, elsewhere: --finalize OUT.
+
 Data, split and FIM: see data.py. Optimizer: AdamW (betas 0.9/0.95, weight
 decay 0.1 on matrices and embeddings, none on biases / LayerNorms / gate
 bias / state_init), gradient clipping at 1.0, linear warmup then cosine
