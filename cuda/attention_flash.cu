@@ -2,8 +2,8 @@
 // one CTA per task = up to BR queries of one head; the task's key spans are
 // walked in tiles of BC rows (64, or 128 for head size 64), double-buffered
 // in shared memory by cp.async; S = Q K^T and O += P V by mma.sync m16n8k16
-// (F16 in, F32 accumulate); the softmax is online (running max and sum per row, base-2 exponentials), so no
-// T x T matrix ever exists. P stays in registers (the S accumulator layout is
+// (F16 in, F32 accumulate); the softmax is online (running max and sum per
+// row, base-2 exponentials), so no T x T matrix ever exists. P stays in registers (the S accumulator layout is
 // the A-operand layout of the next mma).
 //
 // Each warp owns 16 * MT query rows. Masking (causal clip, span ends) is only

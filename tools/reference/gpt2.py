@@ -166,8 +166,9 @@ class Rotary:
 
     def cos_sin(self, positions):
         half = self.rotary_dim // 2
-        i = torch.arange(half, dtype=torch.float64, device=positions.device)
-        theta = torch.pow(torch.tensor(self.base, dtype=torch.float64, device=positions.device), -2.0 * i / self.rotary_dim)
+        f64 = dict(dtype=torch.float64, device=positions.device)
+        i = torch.arange(half, **f64)
+        theta = torch.pow(torch.tensor(self.base, **f64), -2.0 * i / self.rotary_dim)
         a = positions.to(torch.float64)[:, None] * theta[None, :]  # [T, half], double precision
         return torch.cos(a).to(torch.float32), torch.sin(a).to(torch.float32)
 

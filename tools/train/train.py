@@ -147,8 +147,8 @@ def save(model, config, out, dtype):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arch", choices=ARCHS, required=True)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--arch", choices=ARCHS, help="required unless --finalize")
+    ap.add_argument("--out", help="required unless --finalize")
     ap.add_argument("--n-layer", type=int, default=4)
     ap.add_argument("--n-embd", type=int, default=256)
     ap.add_argument("--n-head", type=int, default=4)
@@ -194,6 +194,8 @@ def main():
     ap.add_argument("--finalize", default="", metavar="DIR",
                     help="only evaluate DIR (a run saved with --skip-final) and complete its results.json")
     a = ap.parse_args()
+    if not a.finalize and not (a.arch and a.out):
+        ap.error("--arch and --out are required")
 
     torch.set_num_threads(a.threads)
     if a.finalize:
