@@ -2,13 +2,19 @@
 // (12 layers, 768 wide, 12 heads, vocab 50257, random weights written here),
 // F32 and F16 weights, decode at batch 1, 8 and 32.
 //   npm run bench:decode [-- --threads 2 --decode-tokens 64 --dtypes F32,F16]
+// With --peer-llama-cpp DIR (a scratch folder where `npm install node-llama-cpp`
+// ran; never a project dependency) llama.cpp runs the same weights (converted to
+// GGUF by bench/lib/gguf.ts) through the same measurements, right after Roost,
+// and both engines' greedy tokens on one prompt are compared.
 // Results: bench/results/decode.json (and a table on stdout).
 process.env.UV_THREADPOOL_SIZE ??= '2';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Engine } from '../src/native';
+import { Engine, type NativeEngine } from '../src/native';
+import { convertGpt2ToGguf } from './lib/gguf';
 import { writeRandomGpt2 } from './lib/random-gpt2';
 
 const root = path.resolve(__dirname, '..', '..');
@@ -19,6 +25,7 @@ const { values } = parseArgs({
     'prompt-tokens': { type: 'string', default: '512' },
     dtypes: { type: 'string', default: 'F32,F16' },
     batches: { type: 'string', default: '1,8,32' },
+    'peer-llama-cpp': { type: 'string' },
     out: { type: 'string', default: path.join(root, 'bench', 'results', 'decode.json') },
   },
 });
@@ -78,7 +85,44 @@ async function benchDtype(dtype: 'F32' | 'F16') {
     decode.push(row);
     for (const s of seqs) engine.freeSequence(s);
   }
-  return { dtype, weightBytes, prefillTokensPerSecond: prefillTps, promptTokens, decode, isa: engine.info().isa, threads: engine.info().threads };
+  const threadsUsed = engine.info().threads;
+  const greedy = values['peer-llama-cpp'] ? await greedyTokens(engine) : [];
+  const result = { dtype, weightBytes, prefillTokensPerSecond: prefillTps, promptTokens, decode, isa: engine.info().isa, threads: threadsUsed };
+  if (!values['peer-llama-cpp']) return result;
+  const llamaCpp = runLlamaCpp(dir, threadsUsed);
+  return { ...result, llamaCpp, sameGreedyTokens: greedy.join() === llamaCpp.greedy.join() };
+}
+
+const CHECK_PROMPT = randomTokens(8, 7);
+
+async function greedyTokens(engine: NativeEngine): Promise<number[]> {
+  const seq = engine.createSequence({ temperature: 0 });
+  const out: number[] = [];
+  let r = await engine.step([{ seq, tokens: CHECK_PROMPT, sample: true }]);
+  while (out.length < 16) {
+    out.push(r[0].token!);
+    r = await engine.step([{ seq, tokens: [r[0].token!], sample: true }]);
+  }
+  engine.freeSequence(seq);
+  return out;
+}
+
+// llama.cpp on the same checkpoint, in a child process (bench/llama-cpp-peer.ts).
+function runLlamaCpp(dir: string, threads: number) {
+  const gguf = dir + '.gguf';
+  if (!fs.existsSync(gguf)) {
+    process.stderr.write(`converting ${dir} to ${gguf} ...\n`);
+    convertGpt2ToGguf(dir, gguf);
+  }
+  const peer = path.resolve(values['peer-llama-cpp']!);
+  const moduleDir = fs.existsSync(path.join(peer, 'node_modules', 'node-llama-cpp')) ? path.join(peer, 'node_modules', 'node-llama-cpp') : peer;
+  const out = execFileSync(process.execPath, [path.join(__dirname, 'llama-cpp-peer.js'), '--module', moduleDir, '--gguf', gguf,
+    '--threads', String(threads), '--prompt-tokens', String(promptTokens), '--decode-tokens', String(decodeTokens),
+    '--batches', batches.join(','), '--check-tokens', CHECK_PROMPT.join(',')],
+  { env: { ...process.env, UV_THREADPOOL_SIZE: '1' }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  return JSON.parse(out.trim().split('\n').pop()!) as {
+    prefillTokensPerSecond: number; decode: Array<{ batch: number; tokensPerSecond: number; msPerStep: number }>; greedy: number[];
+  };
 }
 
 async function main() {
@@ -90,6 +134,12 @@ async function main() {
     for (const d of r.decode)
       console.log(`  decode batch ${String(d.batch).padStart(2)}: ${d.tokensPerSecond.toFixed(1)} tok/s, ${d.msPerStep.toFixed(2)} ms/step` +
         (d.shareOfCeiling ? `, ${(d.shareOfCeiling * 100).toFixed(0)}% of the ${(BANDWIDTH / r.weightBytes).toFixed(0)} tok/s bandwidth ceiling` : ''));
+    if ('llamaCpp' in r) {
+      const p = r.llamaCpp;
+      console.log(`  llama.cpp, same run: prefill ${p.prefillTokensPerSecond.toFixed(0)} tok/s; ` +
+        p.decode.map((d) => `batch ${d.batch} ${d.tokensPerSecond.toFixed(1)} tok/s`).join(', ') +
+        `; same greedy tokens as Roost: ${r.sameGreedyTokens ? 'yes' : 'no'}`);
+    }
   }
   const report = { date: new Date().toISOString(), machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model }, shape, decodeTokens, results };
   fs.mkdirSync(path.dirname(values.out!), { recursive: true });

@@ -1,0 +1,153 @@
+// Converts a HuggingFace GPT-2 checkpoint (config.json + one model.safetensors,
+// F32 or F16, as bench/lib/random-gpt2 writes it) to GGUF v3 for llama.cpp's
+// `gpt2` architecture, so bench/decode can run llama.cpp on the same weights.
+// Layout notes (ggml): a tensor's dims are listed fastest first; a matrix used as
+// mul_mat(W, x) is stored as n_out rows of n_in, so HF's Conv1D weights
+// ([in, out]) are transposed. 1-D tensors (LayerNorm, biases) stay F32, as
+// llama.cpp's own converter writes them. The head is tied to token_embd.
+// The vocabulary is the 256 byte tokens (GPT-2's byte-to-unicode alphabet) and
+// placeholders up to vocab_size, with no merges: benchmarks feed token ids.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+const GGUF_TYPE = { UINT32: 4, INT32: 5, FLOAT32: 6, STRING: 8, ARRAY: 9 } as const;
+const GGML_TYPE = { F32: 0, F16: 1 } as const;
+const ALIGN = 32;
+
+type Kv = [string, 'u32' | 'f32' | 'str', number | string] | [string, 'strs', string[]] | [string, 'i32s', number[]];
+
+class Writer {
+  private chunks: Buffer[] = [];
+  size = 0;
+  push(b: Buffer) { this.chunks.push(b); this.size += b.length; }
+  u32(v: number) { const b = Buffer.alloc(4); b.writeUInt32LE(v); this.push(b); }
+  i32(v: number) { const b = Buffer.alloc(4); b.writeInt32LE(v); this.push(b); }
+  u64(v: number) { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v)); this.push(b); }
+  f32(v: number) { const b = Buffer.alloc(4); b.writeFloatLE(v); this.push(b); }
+  str(s: string) { const b = Buffer.from(s, 'utf8'); this.u64(b.length); this.push(b); }
+  pad() { const n = (ALIGN - (this.size % ALIGN)) % ALIGN; if (n) this.push(Buffer.alloc(n)); }
+  buffer() { return Buffer.concat(this.chunks); }
+}
+
+// GPT-2's byte-to-unicode map: printable bytes map to themselves, the rest to U+0100 upwards.
+function byteTokens(): string[] {
+  const keep = (b: number) => (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+  let next = 256;
+  return Array.from({ length: 256 }, (_, b) => String.fromCodePoint(keep(b) ? b : next++));
+}
+
+interface StTensor { dtype: string; shape: number[]; data_offsets: [number, number] }
+
+export function convertGpt2ToGguf(dir: string, out: string): void {
+  const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+  const st = fs.readFileSync(path.join(dir, 'model.safetensors'));
+  const hlen = Number(st.readBigUInt64LE(0));
+  const header: Record<string, StTensor> = JSON.parse(st.subarray(8, 8 + hlen).toString('utf8'));
+  const dataStart = 8 + hlen;
+  const C = config.n_embd, V = config.vocab_size, L = config.n_layer;
+  const dtype = header['wte.weight'].dtype;
+  if (dtype !== 'F32' && dtype !== 'F16') throw new Error(`${dir}: GGUF conversion handles F32 and F16, not ${dtype}`);
+  const esize = dtype === 'F32' ? 4 : 2;
+
+  // [gguf name, safetensors name, transpose]
+  const plan: Array<[string, string, boolean]> = [['token_embd.weight', 'wte.weight', false], ['position_embd.weight', 'wpe.weight', false]];
+  for (let l = 0; l < L; l++) {
+    const h = `h.${l}.`, b = `blk.${l}.`;
+    plan.push(
+      [b + 'attn_norm.weight', h + 'ln_1.weight', false], [b + 'attn_norm.bias', h + 'ln_1.bias', false],
+      [b + 'attn_qkv.weight', h + 'attn.c_attn.weight', true], [b + 'attn_qkv.bias', h + 'attn.c_attn.bias', false],
+      [b + 'attn_output.weight', h + 'attn.c_proj.weight', true], [b + 'attn_output.bias', h + 'attn.c_proj.bias', false],
+      [b + 'ffn_norm.weight', h + 'ln_2.weight', false], [b + 'ffn_norm.bias', h + 'ln_2.bias', false],
+      [b + 'ffn_up.weight', h + 'mlp.c_fc.weight', true], [b + 'ffn_up.bias', h + 'mlp.c_fc.bias', false],
+      [b + 'ffn_down.weight', h + 'mlp.c_proj.weight', true], [b + 'ffn_down.bias', h + 'mlp.c_proj.bias', false],
+    );
+  }
+  plan.push(['output_norm.weight', 'ln_f.weight', false], ['output_norm.bias', 'ln_f.bias', false]);
+
+  // Tensor payloads in GGUF order and type.
+  const tensors = plan.map(([name, src, transpose]) => {
+    const t = header[src];
+    if (!t) throw new Error(`${dir}: no tensor ${src}`);
+    const raw = st.subarray(dataStart + t.data_offsets[0], dataStart + t.data_offsets[1]);
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    let data: Buffer;
+    let type: number = dtype === 'F32' ? GGML_TYPE.F32 : GGML_TYPE.F16;
+    if (t.shape.length === 1 && dtype === 'F16') {  // widen to F32
+      data = Buffer.alloc(n * 4);
+      for (let i = 0; i < n; i++) data.writeFloatLE(halfToFloat(raw.readUInt16LE(i * 2)), i * 4);
+      type = GGML_TYPE.F32;
+    } else if (transpose) {
+      const [rows, cols] = t.shape;  // [in, out] -> out rows of in
+      const Arr = esize === 4 ? Uint32Array : Uint16Array;
+      const src = new Arr(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length));
+      const dst = new Arr(n);
+      for (let r = 0; r < rows; r++)
+        for (let c = 0; c < cols; c++) dst[c * rows + r] = src[r * cols + c];
+      data = Buffer.from(dst.buffer);
+    } else {
+      data = raw;
+    }
+    const dims = transpose ? [t.shape[0], t.shape[1]] : [...t.shape].reverse();  // fastest first
+    return { name, dims, type, data };
+  });
+
+  const tokens = byteTokens();
+  for (let i = 256; i < V; i++) tokens.push(`<|r${i}|>`);
+  const kvs: Kv[] = [
+    ['general.architecture', 'str', 'gpt2'],
+    ['general.name', 'str', path.basename(dir)],
+    ['general.file_type', 'u32', dtype === 'F32' ? 0 : 1],
+    ['gpt2.context_length', 'u32', config.n_positions],
+    ['gpt2.embedding_length', 'u32', C],
+    ['gpt2.feed_forward_length', 'u32', config.n_inner ?? 4 * C],
+    ['gpt2.block_count', 'u32', L],
+    ['gpt2.attention.head_count', 'u32', config.n_head],
+    ['gpt2.attention.layer_norm_epsilon', 'f32', config.layer_norm_epsilon ?? 1e-5],
+    ['tokenizer.ggml.model', 'str', 'gpt2'],
+    ['tokenizer.ggml.pre', 'str', 'gpt-2'],
+    ['tokenizer.ggml.tokens', 'strs', tokens],
+    ['tokenizer.ggml.token_type', 'i32s', tokens.map((_, i) => (i === V - 1 ? 3 : 1))],
+    ['tokenizer.ggml.merges', 'strs', []],
+    ['tokenizer.ggml.bos_token_id', 'u32', V - 1],
+    ['tokenizer.ggml.eos_token_id', 'u32', V - 1],
+  ];
+
+  const w = new Writer();
+  w.push(Buffer.from('GGUF', 'ascii'));
+  w.u32(3);
+  w.u64(tensors.length);
+  w.u64(kvs.length);
+  for (const [key, kind, value] of kvs) {
+    w.str(key);
+    if (kind === 'u32') { w.u32(GGUF_TYPE.UINT32); w.u32(value as number); }
+    else if (kind === 'f32') { w.u32(GGUF_TYPE.FLOAT32); w.f32(value as number); }
+    else if (kind === 'str') { w.u32(GGUF_TYPE.STRING); w.str(value as string); }
+    else if (kind === 'strs') { w.u32(GGUF_TYPE.ARRAY); w.u32(GGUF_TYPE.STRING); w.u64((value as string[]).length); for (const s of value as string[]) w.str(s); }
+    else { w.u32(GGUF_TYPE.ARRAY); w.u32(GGUF_TYPE.INT32); w.u64((value as number[]).length); for (const v of value as number[]) w.i32(v); }
+  }
+  let offset = 0;
+  for (const t of tensors) {
+    w.str(t.name);
+    w.u32(t.dims.length);
+    for (const d of t.dims) w.u64(d);
+    w.u32(t.type);
+    w.u64(offset);
+    offset += t.data.length + ((ALIGN - (t.data.length % ALIGN)) % ALIGN);
+  }
+  w.pad();
+  const fd = fs.openSync(out, 'w');
+  fs.writeSync(fd, w.buffer());
+  for (const t of tensors) {
+    fs.writeSync(fd, t.data);
+    const pad = (ALIGN - (t.data.length % ALIGN)) % ALIGN;
+    if (pad) fs.writeSync(fd, Buffer.alloc(pad));
+  }
+  fs.closeSync(fd);
+}
+
+function halfToFloat(h: number): number {
+  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}

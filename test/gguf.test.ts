@@ -1,0 +1,91 @@
+// bench/lib/gguf.ts: the GGUF file bench/decode hands to llama.cpp. A small
+// reader checks the header, the metadata, the tensor table (dims fastest
+// first, 32-byte aligned offsets) and that Conv1D weights arrive transposed.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { convertGpt2ToGguf } from '../bench/lib/gguf';
+import { writeRandomGpt2 } from '../bench/lib/random-gpt2';
+
+interface Parsed {
+  version: number;
+  kv: Map<string, unknown>;
+  tensors: Map<string, { dims: number[]; type: number; offset: number }>;
+  dataStart: number;
+  buf: Buffer;
+}
+
+function parseGguf(file: string): Parsed {
+  const buf = fs.readFileSync(file);
+  let p = 0;
+  const u32 = () => { const v = buf.readUInt32LE(p); p += 4; return v; };
+  const u64 = () => { const v = Number(buf.readBigUInt64LE(p)); p += 8; return v; };
+  const str = () => { const n = u64(); const s = buf.toString('utf8', p, p + n); p += n; return s; };
+  const value = (type: number): unknown => {
+    switch (type) {
+      case 4: return u32();
+      case 5: { const v = buf.readInt32LE(p); p += 4; return v; }
+      case 6: { const v = buf.readFloatLE(p); p += 4; return v; }
+      case 8: return str();
+      case 9: { const t = u32(); const n = u64(); return Array.from({ length: n }, () => value(t)); }
+      default: throw new Error(`unexpected GGUF value type ${type}`);
+    }
+  };
+  expect(buf.toString('ascii', 0, 4)).toBe('GGUF');
+  p = 4;
+  const version = u32();
+  const nTensors = u64(), nKv = u64();
+  const kv = new Map<string, unknown>();
+  for (let i = 0; i < nKv; i++) { const k = str(); kv.set(k, value(u32())); }
+  const tensors = new Map<string, { dims: number[]; type: number; offset: number }>();
+  for (let i = 0; i < nTensors; i++) {
+    const name = str();
+    const dims = Array.from({ length: u32() }, () => u64());
+    tensors.set(name, { dims, type: u32(), offset: u64() });
+  }
+  return { version, kv, tensors, dataStart: Math.ceil(p / 32) * 32, buf };
+}
+
+describe('GGUF conversion (bench/lib/gguf.ts)', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'roost-gguf-'));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  for (const dtype of ['F32', 'F16'] as const) {
+    test(`${dtype}: metadata, tensor table and transposed weights`, () => {
+      const ckpt = path.join(dir, dtype);
+      writeRandomGpt2(ckpt, { nLayer: 2, nEmbd: 16, nHead: 2, vocabSize: 300, nPositions: 32, dtype, std: 0.5 });
+      const out = ckpt + '.gguf';
+      convertGpt2ToGguf(ckpt, out);
+      const g = parseGguf(out);
+      expect(g.version).toBe(3);
+      expect(g.kv.get('general.architecture')).toBe('gpt2');
+      expect(g.kv.get('gpt2.block_count')).toBe(2);
+      expect(g.kv.get('gpt2.embedding_length')).toBe(16);
+      expect(g.kv.get('gpt2.feed_forward_length')).toBe(64);
+      expect(g.kv.get('gpt2.context_length')).toBe(32);
+      const tokens = g.kv.get('tokenizer.ggml.tokens') as string[];
+      expect(tokens).toHaveLength(300);
+      expect(new Set(tokens).size).toBe(300);
+      expect(g.tensors.size).toBe(2 + 2 * 12 + 2);
+
+      const wtype = dtype === 'F32' ? 0 : 1, esize = dtype === 'F32' ? 4 : 2;
+      expect(g.tensors.get('token_embd.weight')).toMatchObject({ dims: [16, 300], type: wtype });
+      expect(g.tensors.get('blk.0.attn_qkv.weight')).toMatchObject({ dims: [16, 48], type: wtype });
+      expect(g.tensors.get('blk.1.ffn_down.weight')).toMatchObject({ dims: [64, 16], type: wtype });
+      expect(g.tensors.get('blk.0.attn_norm.weight')).toMatchObject({ dims: [16], type: 0 });
+      for (const t of g.tensors.values()) expect(t.offset % 32).toBe(0);
+
+      // c_fc [in 16, out 64] in the checkpoint; in GGUF row n holds input weights of output n.
+      const st = fs.readFileSync(path.join(ckpt, 'model.safetensors'));
+      const hlen = Number(st.readBigUInt64LE(0));
+      const src = JSON.parse(st.toString('utf8', 8, 8 + hlen))['h.1.mlp.c_fc.weight'];
+      const at = (i: number, o: number) => 8 + hlen + src.data_offsets[0] + (i * 64 + o) * esize;
+      const t = g.tensors.get('blk.1.ffn_up.weight')!;
+      expect(t.dims).toEqual([16, 64]);
+      for (const [i, o] of [[0, 0], [3, 5], [15, 63], [7, 40]]) {
+        const ggufAt = g.dataStart + t.offset + (o * 16 + i) * esize;
+        expect(g.buf.subarray(ggufAt, ggufAt + esize)).toEqual(st.subarray(at(i, o), at(i, o) + esize));
+      }
+    });
+  }
+});
