@@ -15,7 +15,8 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Engine, type NativeEngine } from '../src/native';
 import { convertGpt2ToGguf } from './lib/gguf';
-import { writeRandomGpt2 } from './lib/random-gpt2';
+import { median } from './load/stats';
+import { randomTokens as tokensIn, writeRandomGpt2 } from './lib/random-gpt2';
 
 const root = path.resolve(__dirname, '..', '..');
 const { values } = parseArgs({
@@ -36,16 +37,7 @@ const batches = values.batches!.split(',').map(Number);
 const shape = { nLayer: 12, nEmbd: 768, nHead: 12, vocabSize: 50257, nPositions: 1024 };
 // Bandwidth ceiling of shared/PEERS.md: 79 GB/s over the bytes read per token.
 const BANDWIDTH = 79e9;
-
-function randomTokens(n: number, seed: number): number[] {
-  let s = seed;
-  return Array.from({ length: n }, () => (s = (s * 1103515245 + 12345) % 2147483648) % shape.vocabSize);
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
+const randomTokens = (n: number, seed: number) => tokensIn(n, seed, shape.vocabSize);
 
 async function benchDtype(dtype: 'F32' | 'F16') {
   const dir = path.join(root, 'bench', 'tmp', `gpt2-124m-${dtype.toLowerCase()}`);

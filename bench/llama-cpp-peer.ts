@@ -9,6 +9,8 @@
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { randomTokens } from './lib/random-gpt2';
+import { median } from './load/stats';
 
 const { values } = parseArgs({
   options: {
@@ -24,16 +26,6 @@ const { values } = parseArgs({
 
 // tsc compiles import() to require() in CommonJS output; node-llama-cpp is an ES module.
 const importEsm = new Function('specifier', 'return import(specifier)') as (s: string) => Promise<any>;
-
-function randomTokens(n: number, seed: number, vocab: number): number[] {
-  let s = seed;
-  return Array.from({ length: n }, () => (s = (s * 1103515245 + 12345) % 2147483648) % vocab);
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
 
 async function main() {
   if (!values.module || !values.gguf) throw new Error('--module and --gguf are required');

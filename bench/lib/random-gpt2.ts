@@ -15,6 +15,13 @@ export interface RandomGpt2Options {
   extraConfig?: Record<string, unknown>;
 }
 
+// Deterministic token ids in [0, vocab) (a linear congruential generator), the same in every engine
+// that a benchmark compares.
+export function randomTokens(n: number, seed: number, vocab: number): number[] {
+  let s = seed;
+  return Array.from({ length: n }, () => (s = (s * 1103515245 + 12345) % 2147483648) % vocab);
+}
+
 // xorshift32 + Box-Muller: fast and reproducible; quality is irrelevant here.
 function normalGenerator(seed: number, std: number): () => number {
   let s = seed >>> 0 || 1;
