@@ -131,6 +131,16 @@ def lr_at(frac, step, a):
     return a.lr * (a.min_lr_frac + (1 - a.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
+def in_fim_middle(x):
+    """[B, T] bool: the input at t lies in a FIM middle (its latest special token is fim_middle), so
+    the target at t is a middle byte or the eos that closes it."""
+    special = x >= data.EOS
+    t = torch.arange(x.shape[1], device=x.device).expand_as(x)
+    last = torch.cummax(torch.where(special, t, torch.full_like(t, -1)), dim=1).values
+    kind = torch.gather(x, 1, last.clamp(min=0))
+    return (last >= 0) & (kind == data.FIM_MIDDLE)
+
+
 def detach_cache(cache):
     return [tuple(t.detach() for t in c) for c in cache]
 
@@ -175,6 +185,8 @@ def main():
     ap.add_argument("--fim-doc-max", type=int, default=256, help="FIM documents: most tokens")
     ap.add_argument("--fim-short-middle", type=float, default=0.0,
                     help="share of FIM documents whose middle is 1-32 bytes (see data.fim_document)")
+    ap.add_argument("--fim-middle-weight", type=float, default=1.0,
+                    help="loss weight of the targets inside FIM middles (their bytes and closing eos)")
     ap.add_argument("--minutes", type=float, default=17.0, help="wall-time budget of the training loop")
     ap.add_argument("--steps", type=int, default=0, help="fixed step count instead of the wall budget")
     ap.add_argument("--seed", type=int, default=1234)
@@ -263,7 +275,12 @@ def main():
             logits = model(x)
             if perceiver:
                 y = y[:, L - logits.shape[1]:]
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        if a.fim_middle_weight != 1.0 and not recurrent and not perceiver:
+            w = 1.0 + (a.fim_middle_weight - 1.0) * in_fim_middle(x).float()
+            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
+            loss = (ce * w.reshape(-1)).sum() / w.sum()
+        else:
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
