@@ -50,6 +50,7 @@ class Client {
   }
 }
 
+// Both servers' models (gpt2-tiny, gpt2-rotary) end a sequence at token 511: banned where a request must keep running.
 const NO_EOS = { '511': -100 };
 let s: RunningServer;
 let u: RunningServer;
@@ -141,7 +142,7 @@ test('malformed frames get an error event and the connection stays usable', asyn
 test('an id in use by a running request is refused', async () => {
   const c = new Client(u.url);
   await c.open();
-  c.sendJson({ type: 'request', id: 'dup', prompt: [1], max_tokens: 1_000_000 });
+  c.sendJson({ type: 'request', id: 'dup', prompt: [1], max_tokens: 1_000_000, logit_bias: NO_EOS });
   c.sendJson({ type: 'request', id: 'dup', prompt: [1], max_tokens: 1 });
   expect(await c.until((e) => e.type === 'error')).toMatchObject({ id: 'dup', param: 'id' });
   c.close();
@@ -151,7 +152,7 @@ test('an id in use by a running request is refused', async () => {
 test('closing the socket cancels its requests', async () => {
   const c = new Client(u.url);
   await c.open();
-  for (const id of ['a', 'b', 'c']) c.sendJson({ type: 'request', id, prompt: [1], max_tokens: 1_000_000 });
+  for (const id of ['a', 'b', 'c']) c.sendJson({ type: 'request', id, prompt: [1], max_tokens: 1_000_000, logit_bias: NO_EOS });
   await waitFor(() => sequences(u) === 3, 5000, 'three running');
   c.close();
   await waitFor(() => sequences(u) === 0, 2000, 'freed on close');
@@ -165,7 +166,7 @@ test('backpressure: a connection over its high-water mark pauses, resumes when d
   let buffered = 0;
   // Stand in for a slow reader: what the socket reports as not yet sent.
   Object.defineProperty(serverWs, 'bufferedAmount', { get: () => buffered, configurable: true });
-  c.sendJson({ type: 'request', id: 'bp', prompt: [1], max_tokens: 1_000_000 });
+  c.sendJson({ type: 'request', id: 'bp', prompt: [1], max_tokens: 1_000_000, logit_bias: NO_EOS });
   await c.until((e) => e.type === 'token');
   buffered = 5000; // over the 1000-byte high-water mark
   await new Promise((r) => setTimeout(r, 50));
