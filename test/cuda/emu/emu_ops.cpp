@@ -56,6 +56,18 @@ void gemm_host(float* y, int64_t ldy, const float* x, int64_t ldx, const DevMatr
 
 int64_t visible(const AttnSpan& sp, int64_t qpos) { return std::max<int64_t>(0, std::min(qpos - sp.pos0 + 1, sp.n)); }
 
+// The scaled score of query q (one head) against key row `row` of span sp, appended to sc with that
+// row's V (as both attention kernels read them); returns the score.
+float score_key(const float* q, const AttnSpan& sp, int64_t layer, int64_t row, int64_t head, int64_t D, float scale,
+                std::vector<float>& sc, std::vector<const uint16_t*>& vrows) {
+  const int64_t at = layer * sp.layer_stride + row * sp.stride + head * D;
+  float dot = 0.f;
+  for (int64_t d = 0; d < D; d++) dot += q[d] * half_to_f(sp.k[at + d]);
+  sc.push_back(dot * scale);
+  vrows.push_back(sp.v + at);
+  return dot * scale;
+}
+
 }  // namespace
 
 void gemm(float* y, int64_t ldy, const float* x, int64_t ldx, const DevMatrix& W, const float* bias, int64_t M,
@@ -190,14 +202,8 @@ void attention_flash(const AttnTask* tasks, int64_t n_tasks, const AttnSpan* spa
       float mx = -INFINITY;
       for (int64_t s = 0; s < t.n_spans; s++) {
         const AttnSpan& sp = spans[t.span0 + s];
-        for (int64_t r = 0, n = visible(sp, qpos); r < n; r++) {
-          const uint16_t* k = sp.k + layer * sp.layer_stride + r * sp.stride + t.head * D;
-          float dot = 0.f;
-          for (int64_t d = 0; d < D; d++) dot += q[d] * half_to_f(k[d]);
-          sc.push_back(dot * scale);
-          vrows.push_back(sp.v + layer * sp.layer_stride + r * sp.stride + t.head * D);
-          mx = std::max(mx, dot * scale);
-        }
+        for (int64_t r = 0, n = visible(sp, qpos); r < n; r++)
+          mx = std::max(mx, score_key(q.data(), sp, layer, r, t.head, D, scale, sc, vrows));
       }
       float* out = t.out + i * t.out_stride + t.head * D;
       std::vector<double> acc(D, 0.0);
@@ -239,12 +245,7 @@ void attention_simt(const AttnTask* tasks, const AttnSpan* spans, const Attentio
       if (s >= t.n_spans) throw Error("E_INTERNAL", "emulation: key index past the task's spans");
       const AttnSpan& sp = spans[t.span0 + s];
       if (sp.pos0 + off > qpos) continue;
-      const uint16_t* k = sp.k + layer * sp.layer_stride + off * sp.stride + t.head * D;
-      float dot = 0.f;
-      for (int64_t d = 0; d < D; d++) dot += q[d] * half_to_f(k[d]);
-      sc.push_back(dot * scale);
-      vrows.push_back(sp.v + layer * sp.layer_stride + off * sp.stride + t.head * D);
-      mx = std::max(mx, dot * scale);
+      mx = std::max(mx, score_key(q, sp, layer, off, t.head, D, scale, sc, vrows));
     }
     float* p = partial + w * (D + 2);
     double l = 0;
