@@ -38,10 +38,11 @@ struct Query {
   float m;         // running max score
 };
 
-// Rows ahead that the loop prefetches (see attention_avx512.cpp).
+// Rows ahead that the loop prefetches on a long item; a short one prefetches its
+// keys up front and value row r with key row r (see attention_avx512.cpp).
 constexpr int64_t kPrefetchRows = 2 * kKeyBlock;
 
-template <int ND, bool kFull>
+template <int ND, bool kFull, bool kShort>
 inline void sub_block(Query<ND>& st, const float* k, const float* v, int64_t stride, int cnt, const Row& row) {
   const int64_t pf = kPrefetchRows * stride;  // floats; prefetching past the cache end is harmless
   __m256 dots[8];
@@ -53,7 +54,8 @@ inline void sub_block(Query<ND>& st, const float* k, const float* v, int64_t str
     }
     const float* kr = k + r * stride;  // key row j0 + r, this head
 #pragma GCC unroll 16
-    for (int c = 0; c < ND; c += 2) _mm_prefetch((const char*)(kr + pf + 8 * c), _MM_HINT_T0);  // one per line
+    for (int c = 0; c < ND; c += 2)  // one per line
+      _mm_prefetch((const char*)((kShort ? v + r * stride : kr + pf) + 8 * c), _MM_HINT_T0);
     __m256 d = _mm256_mul_ps(st.q[0], row.load(kr, 0));
 #pragma GCC unroll 16
     for (int c = 1; c < ND; c++) d = _mm256_fmadd_ps(st.q[c], row.load(kr, c), d);
@@ -78,7 +80,8 @@ inline void sub_block(Query<ND>& st, const float* k, const float* v, int64_t str
     if (!kFull && r >= cnt) break;
     const float* vr = v + r * stride;
 #pragma GCC unroll 16
-    for (int c = 0; c < ND; c += 2) _mm_prefetch((const char*)(vr + pf + 8 * c), _MM_HINT_T0);
+    for (int c = 0; c < ND; c += 2)
+      if (!kShort) _mm_prefetch((const char*)(vr + pf + 8 * c), _MM_HINT_T0);
     __m256 pr = _mm256_broadcast_ss(pb + r);
 #pragma GCC unroll 16
     for (int c = 0; c < ND; c++) st.acc[c] = _mm256_fmadd_ps(pr, row.load(vr, c), st.acc[c]);
@@ -104,6 +107,12 @@ void item(const AttentionSeq& s, int64_t D, const Item& it) {
     states[b].m = -INFINITY;
   }
 
+  // Keys this item reads: j0 up to the last query's causal limit.
+  const int64_t j_end = std::min(it.j1, s.pos0 + it.i1);
+  const bool short_item = j_end - it.j0 <= kPrefetchRows;
+  if (short_item)
+    for (int64_t j = it.j0; j < j_end; j++)
+      for (int c = 0; c < ND; c += 2) _mm_prefetch((const char*)(kh + j * s.kv_stride + 8 * c), _MM_HINT_T0);
   for (int64_t kb0 = it.j0; kb0 < it.j1; kb0 += kKeyBlock) {
     const int64_t kb1 = std::min(kb0 + kKeyBlock, it.j1);
     for (int64_t b = 0; b < nq; b++) {
@@ -112,8 +121,14 @@ void item(const AttentionSeq& s, int64_t D, const Item& it) {
       Query<ND> st = states[b];
       for (int64_t j = kb0; j < limit; j += 8) {
         const int cnt = (int)std::min<int64_t>(8, limit - j);
-        if (cnt == 8) sub_block<ND, true>(st, kh + j * s.kv_stride, vh + j * s.kv_stride, s.kv_stride, 8, row);
-        else sub_block<ND, false>(st, kh + j * s.kv_stride, vh + j * s.kv_stride, s.kv_stride, cnt, row);
+        const float *kr = kh + j * s.kv_stride, *vr = vh + j * s.kv_stride;
+        if (short_item) {
+          if (cnt == 8) sub_block<ND, true, true>(st, kr, vr, s.kv_stride, 8, row);
+          else sub_block<ND, false, true>(st, kr, vr, s.kv_stride, cnt, row);
+        } else {
+          if (cnt == 8) sub_block<ND, true, false>(st, kr, vr, s.kv_stride, 8, row);
+          else sub_block<ND, false, false>(st, kr, vr, s.kv_stride, cnt, row);
+        }
       }
       states[b] = st;
     }

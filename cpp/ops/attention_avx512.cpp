@@ -36,9 +36,15 @@ struct Query {
   float m;         // running max score
 };
 
-// Rows ahead of the current one that the loop prefetches: two blocks, about the
-// bytes in flight one core needs to stream K and V from DRAM. The rows of one head
-// are short runs kv_stride apart, which the hardware prefetchers follow poorly.
+// Prefetching. The rows of one head are short runs kv_stride apart, which the
+// hardware prefetchers follow poorly, so the loops name the lines they will need.
+// On a long item: kPrefetchRows rows ahead, two blocks, about the bytes in flight
+// one core needs to stream K and V from DRAM. A short item (at most that many
+// keys: a decode step of many short sequences is hundreds of them, a few cold
+// rows each) would only prefetch past its end; there item() names all its keys
+// before it starts and the score loop names value row r, which the same block
+// reads once its scores are done, so the misses overlap instead of queuing.
+// (On a long item that early value prefetch competes with the key stream.)
 constexpr int64_t kPrefetchRows = 2 * kKeyBlock;
 
 // Folds one key block (cnt <= 64 valid rows from k, v, `stride` floats apart) into
@@ -46,7 +52,7 @@ constexpr int64_t kPrefetchRows = 2 * kKeyBlock;
 // max reduction and the rescale happen once per 64 keys. Everything lives in local
 // registers: working on `st` in place makes GCC store the accumulators after every
 // FMA (the vector type may alias the K/V loads).
-template <int ND, bool kFull>
+template <int ND, bool kFull, bool kShort>
 inline void block(Query<ND>& st, const float* k, const float* v, int64_t stride, int cnt, const __mmask16* dm) {
   static_assert(kKeyBlock == 64, "four score vectors per block");
   const int64_t pf = kPrefetchRows * stride;  // floats; a prefetch past the cache end is harmless
@@ -56,6 +62,7 @@ inline void block(Query<ND>& st, const float* k, const float* v, int64_t stride,
   for (int c = 0; c < ND; c++) q[c] = st.q[c];
   __m512 s[4];
   const float* kr = k;  // key row 16g + r
+  const float* vp = v;  // value row 16g + r, prefetched
 #pragma GCC unroll 4
   for (int g = 0; g < 4; g++) {
     if (g >= groups) {
@@ -64,16 +71,17 @@ inline void block(Query<ND>& st, const float* k, const float* v, int64_t stride,
     }
     __m512 dots[16];
 #pragma GCC unroll 16
-    for (int r = 0; r < 16; r++, kr += stride) {
+    for (int r = 0; r < 16; r++, kr += stride, vp += stride) {
       if (!kFull && 16 * g + r >= cnt) {
         dots[r] = _mm512_setzero_ps();
         continue;
       }
-      // Opaque row pointer: otherwise GCC computes all 64 rows' addresses up front
+      // Opaque row pointers: otherwise GCC computes all 64 rows' addresses up front
       // and spills them, turning every load into two.
       asm("" : "+r"(kr));
+      if constexpr (kShort) asm("" : "+r"(vp));
 #pragma GCC unroll 8
-      for (int c = 0; c < ND; c++) _mm_prefetch((const char*)(kr + pf + 16 * c), _MM_HINT_T0);
+      for (int c = 0; c < ND; c++) _mm_prefetch((const char*)((kShort ? vp : kr + pf) + 16 * c), _MM_HINT_T0);
       __m512 d = _mm512_mul_ps(q[0], _mm512_maskz_loadu_ps(dm[0], kr));
 #pragma GCC unroll 8
       for (int c = 1; c < ND; c++) d = _mm512_fmadd_ps(q[c], _mm512_maskz_loadu_ps(dm[c], kr + 16 * c), d);
@@ -117,8 +125,10 @@ inline void block(Query<ND>& st, const float* k, const float* v, int64_t stride,
       idx = _mm512_add_epi32(idx, one);
 #pragma GCC unroll 8
       for (int c = 0; c < ND; c++) {
-        _mm_prefetch((const char*)(vr + pf + 16 * c), _MM_HINT_T0);
-        _mm_prefetch((const char*)(vr + stride + pf + 16 * c), _MM_HINT_T0);
+        if (!kShort) {
+          _mm_prefetch((const char*)(vr + pf + 16 * c), _MM_HINT_T0);
+          _mm_prefetch((const char*)(vr + stride + pf + 16 * c), _MM_HINT_T0);
+        }
         acc[c] = _mm512_fmadd_ps(p0, _mm512_maskz_loadu_ps(dm[c], vr + 16 * c), acc[c]);
         odd[c] = _mm512_fmadd_ps(p1, _mm512_maskz_loadu_ps(dm[c], vr + stride + 16 * c), odd[c]);
       }
@@ -156,6 +166,12 @@ void item(const AttentionSeq& s, int64_t D, const Item& it) {
     states[b].m = -INFINITY;
   }
 
+  // Keys this item reads: j0 up to the last query's causal limit.
+  const int64_t j_end = std::min(it.j1, s.pos0 + it.i1);
+  const bool short_item = j_end - it.j0 <= kPrefetchRows;
+  if (short_item)
+    for (int64_t j = it.j0; j < j_end; j++)
+      for (int c = 0; c < ND; c++) _mm_prefetch((const char*)(kh + j * s.kv_stride + 16 * c), _MM_HINT_T0);
   for (int64_t kb0 = it.j0; kb0 < it.j1; kb0 += kKeyBlock) {
     const int64_t kb1 = std::min(kb0 + kKeyBlock, it.j1);
     const float *kp = kh + kb0 * s.kv_stride, *vp = vh + kb0 * s.kv_stride;
@@ -164,8 +180,13 @@ void item(const AttentionSeq& s, int64_t D, const Item& it) {
       const int64_t limit = std::min(kb1, s.pos0 + it.i0 + b + 1);  // causal: keys < limit
       if (limit <= kb0) continue;
       const int cnt = (int)(limit - kb0);
-      if (cnt == kKeyBlock) block<ND, true>(states[b], kp, vp, stride, cnt, dm);
-      else block<ND, false>(states[b], kp, vp, stride, cnt, dm);
+      if (short_item) {
+        if (cnt == kKeyBlock) block<ND, true, true>(states[b], kp, vp, stride, cnt, dm);
+        else block<ND, false, true>(states[b], kp, vp, stride, cnt, dm);
+      } else {
+        if (cnt == kKeyBlock) block<ND, true, false>(states[b], kp, vp, stride, cnt, dm);
+        else block<ND, false, false>(states[b], kp, vp, stride, cnt, dm);
+      }
     }
   }
 

@@ -35,9 +35,10 @@ constexpr int kMaxNp = 1;
 // Bytes ahead of the read position that the kernels prefetch (see matmul_avx512.cpp).
 constexpr int64_t kPrefetchBytes = 4096;
 
+// `ahead`: see ahead_of in matmul_impl.h.
 template <class L, int MR, int NP>
 void tile(float* y, int64_t ldy, const float* a, const typename L::T* b, const float* bias, int64_t K, int64_t n0,
-          int64_t N, bool prefetch) {
+          int64_t N, bool prefetch, const char* ahead, int64_t ahead_lines) {
   __m256 acc[MR][2 * NP];
 #pragma GCC unroll 8
   for (int m = 0; m < MR; m++)
@@ -50,6 +51,8 @@ void tile(float* y, int64_t ldy, const float* a, const typename L::T* b, const f
     if (prefetch)
 #pragma GCC unroll 4
       for (int j = 0; j < NP; j++) _mm_prefetch((const char*)(b + j * ps + k * kPanel) + kPrefetchBytes, _MM_HINT_T0);
+    else if (k < ahead_lines)
+      _mm_prefetch(ahead + 64 * k, _MM_HINT_T1);
 #pragma GCC unroll 8
     for (int j = 0; j < 2 * NP; j++) bv[j] = L::load(b + (j / 2) * ps + k * kPanel + (j % 2) * 8);
 #pragma GCC unroll 8
@@ -145,7 +148,8 @@ void gemv(float* y, int64_t ldy, const float* x, const typename L::T* w, const f
 constexpr int kMaxGemvM = 3;
 
 template <class L>
-using TileFn = void (*)(float*, int64_t, const float*, const typename L::T*, const float*, int64_t, int64_t, int64_t, bool);
+using TileFn = void (*)(float*, int64_t, const float*, const typename L::T*, const float*, int64_t, int64_t, int64_t, bool,
+                        const char*, int64_t);
 
 template <class L, int MR, int... NPs>
 constexpr std::array<TileFn<L>, kMaxNp + 1> row_of(std::integer_sequence<int, NPs...>) {
@@ -168,12 +172,17 @@ void panels(const Params& p, int64_t p0, int64_t p1) {
   }
   const int NP = kMaxNp;
   const float* xa = p.xpack;
+  const int64_t blocks = (p.M + p.mr - 1) / p.mr;
   for (int64_t g = p0; g < p1; g += NP) {
     int np = (int)std::min<int64_t>(NP, p1 - g);
+    const int64_t next_lines = std::min<int64_t>(NP, p1 - g - np) * p.K * kPanel * (int64_t)sizeof(typename L::T) / 64;
     // Every row block reuses this group of panels from L2: weights leave memory once.
-    for (int64_t m0 = 0; m0 < p.M; m0 += p.mr) {
+    for (int64_t b = 0; b < blocks; b++) {
+      const int64_t m0 = b * p.mr;
       int rows = (int)std::min<int64_t>(p.mr, p.M - m0);
-      kTiles<L>[rows][np](p.y + m0 * p.N, p.N, xa + m0 * p.K, w + g * p.K * kPanel, p.bias, p.K, g * kPanel, p.N, m0 == 0);
+      const Ahead ahead = ahead_of(w + (g + np) * p.K * kPanel, next_lines, b, blocks);
+      kTiles<L>[rows][np](p.y + m0 * p.N, p.N, xa + m0 * p.K, w + g * p.K * kPanel, p.bias, p.K, g * kPanel, p.N, b == 0,
+                          ahead.line, ahead.lines);
     }
   }
 }

@@ -7,6 +7,8 @@
 // single forward stream: the decode GEMV reads it once at memory speed.
 #pragma once
 
+#include <algorithm>
+
 #include "ops.h"
 
 namespace roost::matmul_impl {
@@ -33,6 +35,22 @@ struct Plan {
   int64_t grain = 1;
   bool pack_x = false;
 };
+
+// The lines of the next panel group that row block b (of `blocks`) prefetches into L2
+// while it computes: the blocks after the first share them out, so the stream from
+// memory goes on through the compute-bound blocks and the next group's first block
+// finds its panels in L2 (the tile kernels' `ahead`). static: each ISA's file keeps
+// its own copy, compiled with its own flags.
+struct Ahead {
+  const char* line;  // first 64-byte line
+  int64_t lines;
+};
+static inline Ahead ahead_of(const void* next_group, int64_t next_lines, int64_t b, int64_t blocks) {
+  if (b == 0) return {nullptr, 0};
+  const int64_t share = (next_lines + blocks - 2) / (blocks - 1);
+  const int64_t first = std::min(next_lines, (b - 1) * share);
+  return {static_cast<const char*>(next_group) + 64 * first, std::min(next_lines - first, share)};
+}
 
 // Each variant computes y[:, 16*p0 .. 16*p1) (clipped to N) for all M rows.
 Plan plan_avx2(int64_t M);
