@@ -188,6 +188,7 @@ class Attention(nn.Module):
         self.head_dim = cfg.head_dim
         self.c_attn = Conv1D(cfg.n_embd, 3 * cfg.n_embd)
         self.c_proj = Conv1D(cfg.n_embd, cfg.n_embd)
+        self.keep_probs = False
 
     def split(self, t):
         B, T, C = t.shape
@@ -215,6 +216,8 @@ class Attention(nn.Module):
         allowed = pattern.allowed(layer, positions, k_pos)  # [H or 1, Tq, Tk]
         scores = scores.masked_fill(~allowed[None], float("-inf"))
         probs = torch.softmax(scores, dim=-1)
+        if self.keep_probs:  # training only (tools/train/train.py --fim-attn-guide)
+            self.probs = probs
         y = (probs @ v).transpose(1, 2).reshape(h.shape)
         return self.c_proj(y), (k, v, k_pos)
 

@@ -103,12 +103,29 @@ def training_description(name, r):
 
 
 def fim_short(r):
-    """The short-middle FIM share of the last phase, when it had one (data.fim_document)."""
-    share = r["args"].get("fim_short_middle", 0)
-    if not share:
-        return ""
-    return (f" In the last phase {share:g} of the FIM documents instead had a middle of 1-32 bytes starting at a "
-            "random position (the short infills users ask for: a word or a phrase).")
+    """How the last phase trained FIM where it differed from the packed rows above: short middles
+    (data.fim_cuts) and the options that teach the lookup (train.py: --fim-single-doc, --fim-attn-guide,
+    --fim-distill, --fim-middle-weight)."""
+    a = r["args"]
+    out = ""
+    if a.get("fim_short_middle"):
+        out += (f" In the last phase {a['fim_short_middle']:g} of the FIM documents instead had a middle of 1-32 "
+                "bytes starting at a random position (the short infills users ask for: a word or a phrase).")
+    if a.get("fim_single_doc"):
+        out += (f" Its FIM steps trained rows that are each one PSM document of {a['fim_doc_min']}-{a['fim_doc_max']} "
+                "tokens from position 0, laid out as a served request is (`--fim-single-doc`)")
+        extra = []
+        if a.get("fim_attn_guide"):
+            extra.append(f"an attention guide (weight {a['fim_attn_guide']:g}: two heads of layer 0 at fim_suffix "
+                         "look at the last two prefix bytes, two heads of layer 1 at the middle look at fim_suffix "
+                         "and at the first suffix byte)")
+        if a.get("fim_distill"):
+            extra.append(f"self-distillation (weight {a['fim_distill']:g}: each middle byte learns the model's own "
+                         "left-to-right prediction of it)")
+        if a.get("fim_middle_weight", 1.0) != 1.0:
+            extra.append(f"middle targets and their closing eos weighted {a['fim_middle_weight']:g}x")
+        out += (", with " + ", ".join(extra) if extra else "") + " (`tools/train/train.py`)."
+    return out
 
 
 def card(d):
@@ -211,6 +228,8 @@ def card(d):
                   f"prefix and suffix (PSM) against {fd['l2r_bits_per_middle_byte']:.3f} given the prefix alone "
                   f"(plain left to right), and the closing eos {fd['eos_bits_per_document']:.1f} bits. "
                   + ("The suffix helps." if fd["fim_bits_per_middle_byte"] < fd["l2r_bits_per_middle_byte"] else
+                     "The model finds the prefix end across the suffix, but the suffix does not yet make the middle "
+                     "cheaper than reading the prefix alone." if fd["fim_bits_per_middle_byte"] < 1.2 * fd["l2r_bits_per_middle_byte"] else
                      "So at this size and training budget the model has learned the FIM format but does not use "
                      "the suffix: middles do not join the suffix and rarely end with eos (generation then stops at "
                      "max_tokens)."), ""]

@@ -76,17 +76,25 @@ def sha256(b):
     return hashlib.sha256(b).hexdigest()
 
 
+def fim_cuts(n, rng, short_middle=0.0):
+    """Where PSM cuts a document of n bytes: (i, j), prefix [0, i), middle [i, j).
+    Two uniform cut points, or, with probability short_middle, a middle of 1-32
+    bytes starting at a random position (the short infills a user asks for: a
+    word or a phrase)."""
+    if rng.random() < short_middle and n > 2:
+        i = int(rng.integers(0, n - 1))
+        return i, min(n, i + int(rng.integers(1, 33)))
+    i, j = sorted(rng.integers(0, n + 1, size=2))
+    return int(i), int(j)
+
+
+def psm(doc, i, j):
+    return [FIM_PREFIX] + doc[:i] + [FIM_SUFFIX] + doc[j:] + [FIM_MIDDLE] + doc[i:j] + [EOS]
+
+
 def fim_document(doc, rng, short_middle=0.0):
-    """PSM transformation of a byte array (list of ints): two uniform cut points,
-    or, with probability short_middle, a middle of 1-32 bytes starting at a
-    random position (the short infills a user asks for: a word or a phrase)."""
-    if rng.random() < short_middle and len(doc) > 2:
-        i = int(rng.integers(0, len(doc) - 1))
-        j = min(len(doc), i + int(rng.integers(1, 33)))
-    else:
-        i, j = sorted(rng.integers(0, len(doc) + 1, size=2))
-    prefix, middle, suffix = doc[:i], doc[i:j], doc[j:]
-    return [FIM_PREFIX] + prefix + [FIM_SUFFIX] + suffix + [FIM_MIDDLE] + middle + [EOS]
+    """PSM transformation of a byte array (list of ints), cut by fim_cuts."""
+    return psm(doc, *fim_cuts(len(doc), rng, short_middle))
 
 
 class Batches:
@@ -120,3 +128,16 @@ class Batches:
     def batch(self, B, length):
         """int64 array [B, length]."""
         return np.array([self.row(length) for _ in range(B)], dtype=np.int64)
+
+    def plain_batch(self, B, length):
+        return np.array([self.plain(length) for _ in range(B)], dtype=np.int64)
+
+    def fim_document_batch(self, B, length):
+        """[B, length] PSM rows, [B, length - 4] the documents in order, [B, 2] the cuts (i, j).
+        Each row is one whole FIM document starting at position 0, laid out as a served `suffix`
+        request is. In packed rows the latest fim_suffix competes with those of the documents
+        before it; here there is one, which is the lookup the model has to learn."""
+        docs = [self.plain(length - 4) for _ in range(B)]
+        cuts = [fim_cuts(len(d), self.rng, self.fim_short_middle) for d in docs]
+        rows = [psm(d, i, j) for d, (i, j) in zip(docs, cuts)]
+        return np.array(rows, dtype=np.int64), np.array(docs, dtype=np.int64), np.array(cuts, dtype=np.int64)

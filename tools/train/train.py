@@ -21,6 +21,16 @@ bias / state_init), gradient clipping at 1.0, linear warmup then cosine
 decay to 10% of the peak, scheduled on wall time (the run stops after
 --minutes) or on steps when --steps is given.
 
+Learning fill-in-the-middle (dense and bigbird). Trained on packed PSM rows
+alone, these small models never learn it: at fim_middle every head attends to
+fim_middle itself and the middle ignores prefix and suffix. Three options
+teach the lookup: --fim-single-doc (a FIM step trains rows that are each one
+PSM document from position 0, as a served request is), --fim-attn-guide
+(fim_attention_guide: an extra loss that points two heads of layer 0 at the
+prefix end and two of layer 1 at fim_suffix and the suffix start) and
+--fim-distill (fim_distill_loss: each middle byte learns the model's own
+left-to-right prediction of that byte). models/README.md has what each did.
+
 block_recurrent trains Transformer-XL style (truncated BPTT, as in Hutchins
 et al.): each batch row is a stream of --stream-len tokens fed in segments of
 --seq-len through forward_with_past; the cache (previous block's K/V and the
@@ -141,6 +151,55 @@ def in_fim_middle(x):
     return (last >= 0) & (kind == data.FIM_MIDDLE)
 
 
+def fim_attention_guide(model, x):
+    """Auxiliary loss (nats) for --fim-attn-guide on rows that are one PSM document each
+    (--fim-single-doc): it points four heads at what a middle needs and the model would
+    otherwise have to discover. At fim_suffix, heads 0 and 1 of layer 0 look at the last two
+    prefix bytes, so that position carries where the prefix ended; at fim_middle and every
+    middle byte, head 0 of layer 1 looks at fim_suffix (that summary) and head 1 at the first
+    suffix byte (what the middle must lead into). Left alone, every head at fim_middle looks at
+    itself and the middle ignores its context. The trained weights are ordinary weights: this
+    changes how they are found, not the model's math."""
+    B, T = x.shape
+    rows = torch.arange(B, device=x.device)
+    s_pos = (x == data.FIM_SUFFIX).int().argmax(1)
+    m_pos = (x == data.FIM_MIDDLE).int().argmax(1)
+    has_m = (x == data.FIM_MIDDLE).any(1)
+    p0, p1 = model.h[0].attn.probs, model.h[1].attn.probs  # [B, H, T, T]
+    nll = lambda p: -torch.log(p + 1e-6)
+    terms = [nll(p0[rows, 0, s_pos, (s_pos - 1).clamp(min=0)])[s_pos >= 2],
+             nll(p0[rows, 1, s_pos, (s_pos - 2).clamp(min=0)])[s_pos >= 3]]
+    queries = (torch.arange(T, device=x.device)[None] >= m_pos[:, None]) & has_m[:, None]  # [B, T]
+    for head, target, ok in ((0, s_pos, has_m), (1, s_pos + 1, s_pos + 1 < m_pos)):
+        p = p1[:, head].gather(2, target.clamp(max=T - 1)[:, None, None].expand(B, T, 1)).squeeze(2)
+        terms.append(nll(p)[queries & ok[:, None]])
+    return torch.cat(terms).mean()
+
+
+def fim_distill_loss(model, logits, docs, cuts):
+    """KL(teacher || model) over the middle bytes of --fim-single-doc rows (--fim-distill): the
+    teacher is the model itself, without gradient, reading the same document left to right, where
+    the byte after a prefix is an ordinary next-byte prediction. The middle gets the teacher's
+    whole distribution for each byte instead of one sampled byte: much more signal for learning
+    to continue the prefix from across the suffix. logits: the model's [B, T, V] on the PSM rows."""
+    with torch.no_grad():
+        teacher = torch.log_softmax(model(docs).float(), dim=-1)  # [B, L, V]
+    L = docs.shape[1]
+    rb, rs, rt = [], [], []
+    for b, (i, j) in enumerate(cuts.tolist()):
+        m = 1 + i + 1 + (L - j)  # the fim_middle input, which predicts middle byte 0
+        for k in range(max(0, 1 - i), j - i):  # byte i + k, predicted at document position i + k - 1
+            rb.append(b)
+            rs.append(m + k)
+            rt.append(i + k - 1)
+    if not rb:
+        return logits.sum() * 0.0
+    rb = torch.tensor(rb, device=logits.device)
+    student = torch.log_softmax(logits[rb, torch.tensor(rs, device=logits.device)].float(), dim=-1)
+    t = teacher[rb, torch.tensor(rt, device=logits.device)]
+    return (t.exp() * (t - student)).sum(-1).mean()
+
+
 def detach_cache(cache):
     return [tuple(t.detach() for t in c) for c in cache]
 
@@ -185,6 +244,14 @@ def main():
     ap.add_argument("--fim-doc-max", type=int, default=256, help="FIM documents: most tokens")
     ap.add_argument("--fim-short-middle", type=float, default=0.0,
                     help="share of FIM documents whose middle is 1-32 bytes (see data.fim_document)")
+    ap.add_argument("--fim-single-doc", action="store_true",
+                    help="a FIM step trains a batch of single FIM documents of one random length in "
+                         "[--fim-doc-min, --fim-doc-max], each from position 0 (batch * seq-len tokens in all); "
+                         "other steps train plain text (dense and bigbird)")
+    ap.add_argument("--fim-attn-guide", type=float, default=0.0,
+                    help="weight of fim_attention_guide's loss on the FIM steps of --fim-single-doc")
+    ap.add_argument("--fim-distill", type=float, default=0.0,
+                    help="weight of fim_distill_loss on the FIM steps of --fim-single-doc")
     ap.add_argument("--fim-middle-weight", type=float, default=1.0,
                     help="loss weight of the targets inside FIM middles (their bytes and closing eos)")
     ap.add_argument("--minutes", type=float, default=17.0, help="wall-time budget of the training loop")
@@ -208,6 +275,10 @@ def main():
     a = ap.parse_args()
     if not a.finalize and not (a.arch and a.out):
         ap.error("--arch and --out are required")
+    if a.fim_single_doc and a.arch not in ("dense", "bigbird"):
+        ap.error("--fim-single-doc trains dense or bigbird only")
+    if (a.fim_attn_guide or a.fim_distill) and not a.fim_single_doc:
+        ap.error("--fim-attn-guide and --fim-distill need --fim-single-doc")
 
     torch.set_num_threads(a.threads)
     if a.finalize:
@@ -259,6 +330,8 @@ def main():
         for gr in opt.param_groups:
             gr["lr"] = lr
         model.train()
+        guide = False  # this step trains fim_attention_guide too
+        fim_docs = None  # this step's FIM documents and cuts, for fim_distill_loss
         if recurrent:
             if stream is None or seg * T >= a.stream_len:
                 stream = torch.from_numpy(batches.batch(a.batch, a.stream_len + 1)).to(a.device)
@@ -270,8 +343,20 @@ def main():
             seg += 1
         else:
             L = a.num_latents if perceiver and length_rng.random() < a.short_frac else T
-            row = torch.from_numpy(batches.batch(a.batch, L + 1)).to(a.device)
+            if a.fim_single_doc and batches.rng.random() < a.fim_rate:
+                n = int(batches.rng.integers(a.fim_doc_min, a.fim_doc_max + 1))
+                rows, docs, cuts = batches.fim_document_batch(max(1, a.batch * T // n), n + 1)
+                guide = a.fim_attn_guide > 0
+                if a.fim_distill > 0:
+                    fim_docs = (torch.from_numpy(docs).to(a.device), cuts)
+            elif a.fim_single_doc:
+                rows = batches.plain_batch(a.batch, L + 1)
+            else:
+                rows = batches.batch(a.batch, L + 1)
+            row = torch.from_numpy(rows).to(a.device)
             x, y = row[:, :-1], row[:, 1:]
+            for blk in model.h[:2]:
+                blk.attn.keep_probs = guide
             logits = model(x)
             if perceiver:
                 y = y[:, L - logits.shape[1]:]
@@ -281,6 +366,14 @@ def main():
             loss = (ce * w.reshape(-1)).sum() / w.sum()
         else:
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        if guide:
+            guide_loss = fim_attention_guide(model, x)
+            loss = loss + a.fim_attn_guide * guide_loss
+            for blk in model.h[:2]:
+                blk.attn.keep_probs, blk.attn.probs = False, None
+        if fim_docs is not None:
+            distill_loss = fim_distill_loss(model, logits, *fim_docs)
+            loss = loss + a.fim_distill * distill_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
@@ -291,6 +384,10 @@ def main():
         ema = lv if ema is None else 0.98 * ema + 0.02 * lv
         rec = {"phase": len(history) + 1, "step": step, "time": round(time.time() - t0, 1), "lr": lr, "loss_bits": lv / math.log(2),
                "ema_bits": ema / math.log(2), "grad_norm": gnorm, "tokens": tokens_seen}
+        if guide:
+            rec["guide_nats"] = round(float(guide_loss), 4)
+        if fim_docs is not None:
+            rec["distill_nats"] = round(float(distill_loss), 4)
         if time.time() - last_eval >= a.eval_every:
             model.eval()
             ctx = a.stream_len if recurrent else T
