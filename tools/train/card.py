@@ -228,11 +228,16 @@ def card(d):
                   f"prefix and suffix (PSM) against {fd['l2r_bits_per_middle_byte']:.3f} given the prefix alone "
                   f"(plain left to right), and the closing eos {fd['eos_bits_per_document']:.1f} bits. "
                   + ("The suffix helps." if fd["fim_bits_per_middle_byte"] < fd["l2r_bits_per_middle_byte"] else
-                     "The model finds the prefix end across the suffix, but the suffix does not yet make the middle "
-                     "cheaper than reading the prefix alone." if fd["fim_bits_per_middle_byte"] < 1.2 * fd["l2r_bits_per_middle_byte"] else
+                     "The model finds the prefix end across the suffix (below), but the suffix does not yet make the "
+                     "middle cheaper than reading the prefix alone." if finds_prefix_end(r) else
                      "So at this size and training budget the model has learned the FIM format but does not use "
                      "the suffix: middles do not join the suffix and rarely end with eos (generation then stops at "
                      "max_tokens)."), ""]
+    ff = r.get("fim_first_byte")
+    if ff:
+        lines += [f"First middle byte (`samples.fim_first_byte`, {ff['documents']} held-out infills of 4-11 bytes in "
+                  f"30-60-byte documents): {ff['psm_bits']:.2f} bits in the PSM prompt, {ff['prefix_in_front_bits']:.2f} "
+                  f"with the prefix in front (plain text), {ff['no_context_bits']:.2f} with no context at all.", ""]
     if eng:
         lines += ["## C++ engine outputs", ""]
         for g in eng.get("generate", []):
@@ -243,6 +248,12 @@ def card(d):
             lines += [f"`{g['command']}` (rc {g['rc']}):", "", fence(g["stdout"] if g["rc"] == 0 else g["stderr"]), ""]
     with open(os.path.join(d, "README.md"), "w") as f:
         f.write("\n".join(lines).rstrip() + "\n")
+
+
+def finds_prefix_end(r):
+    """The first middle byte costs nearer to the prefix-in-front figure than to the no-context one."""
+    ff = r.get("fim_first_byte")
+    return bool(ff) and ff["psm_bits"] < (ff["prefix_in_front_bits"] + ff["no_context_bits"]) / 2
 
 
 def table(dirs):

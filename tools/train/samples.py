@@ -95,6 +95,30 @@ def fim_diagnostic(model, held, n=64, seed=99):
 
 
 @torch.no_grad()
+def fim_first_byte(model, held, n=150, seed=5):
+    """Does the model find the end of the prefix across the suffix? n held-out documents of 30-60
+    bytes with a middle of 4-11 bytes: bits of the first middle byte given the PSM prompt, given the
+    prefix in front (plain left to right, the best it could do from the prefix) and given no context
+    at all (`<fim_prefix> <fim_suffix> <fim_middle>`). PSM near "no context" means it does not."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    bits = {"psm": 0.0, "prefix_in_front": 0.0, "no_context": 0.0}
+    for _ in range(n):
+        L = int(rng.integers(30, 61))
+        s = int(rng.integers(0, len(held) - L))
+        doc = list(held[s:s + L])
+        i = int(rng.integers(5, L - 15))
+        j = i + int(rng.integers(4, 12))
+        pre, mid, suf = doc[:i], doc[i:j], doc[j:]
+        rows = {"psm": [data.FIM_PREFIX] + pre + [data.FIM_SUFFIX] + suf + [data.FIM_MIDDLE] + mid[:1],
+                "prefix_in_front": [ord("\n")] + pre + mid[:1],
+                "no_context": [data.FIM_PREFIX, data.FIM_SUFFIX, data.FIM_MIDDLE] + mid[:1]}
+        for k, r in rows.items():
+            bits[k] -= model.score(r)[-1] / math.log(2)
+    return {"documents": n, **{f"{k}_bits": v / n for k, v in bits.items()}}
+
+
+@torch.no_grad()
 def fim_words(model, held, n=100, seed=7, context=120, max_tokens=24):
     """Word infilling on held-out verses: remove one word (with its leading space) from a random
     position, give up to `context` bytes on each side as prefix and suffix, generate greedily (at most

@@ -449,6 +449,7 @@ def finalize(out, results, contexts, held):
         dump()
     results["samples"] = samples.all_samples(shipped)
     results["fim_diagnostic"] = samples.fim_diagnostic(shipped, held)
+    results["fim_first_byte"] = samples.fim_first_byte(shipped, held)
     results["fim_words"] = samples.fim_words(shipped, held)
     dump()
     print(json.dumps(results["samples"], indent=1), flush=True)
