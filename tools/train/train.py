@@ -243,7 +243,7 @@ def main():
     ap.add_argument("--fim-doc-min", type=int, default=64, help="FIM documents: fewest tokens (with the 4 special tokens)")
     ap.add_argument("--fim-doc-max", type=int, default=256, help="FIM documents: most tokens")
     ap.add_argument("--fim-short-middle", type=float, default=0.0,
-                    help="share of FIM documents whose middle is 1-32 bytes (see data.fim_document)")
+                    help="share of FIM documents whose middle is 1-32 bytes (see data.fim_cuts)")
     ap.add_argument("--fim-single-doc", action="store_true",
                     help="a FIM step trains a batch of single FIM documents of one random length in "
                          "[--fim-doc-min, --fim-doc-max], each from position 0 (batch * seq-len tokens in all); "
@@ -355,8 +355,9 @@ def main():
                 rows = batches.batch(a.batch, L + 1)
             row = torch.from_numpy(rows).to(a.device)
             x, y = row[:, :-1], row[:, 1:]
-            for blk in model.h[:2]:
-                blk.attn.keep_probs = guide
+            if guide:
+                for blk in model.h[:2]:
+                    blk.attn.keep_probs = True
             logits = model(x)
             if perceiver:
                 y = y[:, L - logits.shape[1]:]
