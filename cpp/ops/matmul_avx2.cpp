@@ -175,12 +175,12 @@ void panels(const Params& p, int64_t p0, int64_t p1) {
   const int64_t blocks = (p.M + p.mr - 1) / p.mr;
   for (int64_t g = p0; g < p1; g += NP) {
     int np = (int)std::min<int64_t>(NP, p1 - g);
-    const int64_t next_lines = std::min<int64_t>(NP, p1 - g - np) * p.K * kPanel * (int64_t)sizeof(typename L::T) / 64;
+    const Ahead next = next_group(p, g, np, p1, NP, (int64_t)sizeof(typename L::T));
     // Every row block reuses this group of panels from L2: weights leave memory once.
     for (int64_t b = 0; b < blocks; b++) {
       const int64_t m0 = b * p.mr;
       int rows = (int)std::min<int64_t>(p.mr, p.M - m0);
-      const Ahead ahead = ahead_of(w + (g + np) * p.K * kPanel, next_lines, b, blocks);
+      const Ahead ahead = ahead_of(next, b, blocks);
       kTiles<L>[rows][np](p.y + m0 * p.N, p.N, xa + m0 * p.K, w + g * p.K * kPanel, p.bias, p.K, g * kPanel, p.N, b == 0,
                           ahead.line, ahead.lines);
     }

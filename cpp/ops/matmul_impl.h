@@ -45,11 +45,17 @@ struct Ahead {
   const char* line;  // first 64-byte line
   int64_t lines;
 };
-static inline Ahead ahead_of(const void* next_group, int64_t next_lines, int64_t b, int64_t blocks) {
+// The group after panels [g, g + np) of a thread's range [g, p1), at most NP panels of elem-byte
+// weights (none past p1: the rest of the matrix belongs to other threads).
+static inline Ahead next_group(const Params& p, int64_t g, int64_t np, int64_t p1, int64_t NP, int64_t elem) {
+  const int64_t panel_bytes = p.K * kPanel * elem;
+  return {static_cast<const char*>(p.w) + (g + np) * panel_bytes, std::min(NP, p1 - g - np) * panel_bytes / 64};
+}
+static inline Ahead ahead_of(const Ahead& next, int64_t b, int64_t blocks) {
   if (b == 0) return {nullptr, 0};
-  const int64_t share = (next_lines + blocks - 2) / (blocks - 1);
-  const int64_t first = std::min(next_lines, (b - 1) * share);
-  return {static_cast<const char*>(next_group) + 64 * first, std::min(next_lines - first, share)};
+  const int64_t share = (next.lines + blocks - 2) / (blocks - 1);
+  const int64_t first = std::min(next.lines, (b - 1) * share);
+  return {next.line + 64 * first, std::min(next.lines - first, share)};
 }
 
 // Each variant computes y[:, 16*p0 .. 16*p1) (clipped to N) for all M rows.
