@@ -96,20 +96,34 @@ def training_description(name, r):
     return (f"{rows}; AdamW (betas 0.9/0.95, weight decay {a['weight_decay']} on matrices), peak learning rate "
             f"{a['lr']}, {a['warmup']} warmup steps, cosine decay to {a['min_lr_frac']:g}x over a wall budget of "
             f"{a['minutes']:g} minutes, gradient clipping 1.0, float32, {a['threads']} torch thread; FIM rate "
-            f"{a['fim_rate']:g}" + (f" ({a['fim_short_middle']:g} of FIM documents with 1-32 byte middles)"
-                                    if a.get("fim_short_middle") else "") + (f"; {a['short_frac']:g} of the steps use rows of {a['num_latents']} tokens "
+            f"{a['fim_rate']:g}" + fim_middles(a) + (f"; {a['short_frac']:g} of the steps use rows of {a['num_latents']} tokens "
                                      "(every position a latent, from position 0: the short-prompt regime)"
                                      if a.get("short_frac") else "") + f" (torch {r['torch']}).")
 
 
+def fim_middles(a):
+    """The last phase's middle shapes, in brief (fim_short says them in full)."""
+    kinds = []
+    if a.get("fim_word_middle"):
+        kinds.append(f"{a['fim_word_middle']:g} of FIM documents with 1-3 word middles")
+    if a.get("fim_short_middle"):
+        kinds.append(f"{a['fim_short_middle']:g} of {'the rest' if kinds else 'FIM documents'} with 1-32 byte middles")
+    return f" ({', '.join(kinds)})" if kinds else ""
+
+
 def fim_short(r):
     """How the last phase trained FIM where it differed from the packed rows above: short middles
-    (data.fim_cuts) and the options that teach the lookup (train.py: --fim-single-doc, --fim-attn-guide,
-    --fim-distill, --fim-middle-weight)."""
+    and whole-word middles (data.fim_cuts) and the options that teach the lookup (train.py:
+    --fim-single-doc, --fim-attn-guide, --fim-distill, --fim-middle-weight, --fim-eos-weight)."""
     a = r["args"]
     out = ""
-    if a.get("fim_short_middle"):
-        out += (f" In the last phase {a['fim_short_middle']:g} of the FIM documents instead had a middle of 1-32 "
+    word, short = a.get("fim_word_middle", 0.0), a.get("fim_short_middle", 0.0)
+    if word:
+        out += (f" In the last phase {word:g} of the FIM documents had a middle of 1-3 whole words with their "
+                "leading space (the infill users ask for most)"
+                + (f", and {short:g} of the rest a middle of 1-32 bytes at a random position." if short else "."))
+    elif short:
+        out += (f" In the last phase {short:g} of the FIM documents instead had a middle of 1-32 "
                 "bytes starting at a random position (the short infills users ask for: a word or a phrase).")
     if a.get("fim_single_doc"):
         out += (f" Its FIM steps trained rows that are each one PSM document of {a['fim_doc_min']}-{a['fim_doc_max']} "
@@ -123,7 +137,11 @@ def fim_short(r):
             extra.append(f"self-distillation (weight {a['fim_distill']:g}: each middle byte learns the model's own "
                          "left-to-right prediction of it)")
         if a.get("fim_middle_weight", 1.0) != 1.0:
-            extra.append(f"middle targets and their closing eos weighted {a['fim_middle_weight']:g}x")
+            extra.append(f"middle targets{'' if a.get('fim_eos_weight') else ' and their closing eos'} "
+                         f"weighted {a['fim_middle_weight']:g}x")
+        if a.get("fim_eos_weight"):
+            extra.append(f"the eos that closes a middle weighted {a['fim_eos_weight']:g}x (where to stop is what "
+                         "makes a middle join the suffix)")
         out += (", with " + ", ".join(extra) if extra else "") + " (`tools/train/train.py`)."
     return out
 

@@ -17,12 +17,15 @@ document is a random contiguous slice of the training text (its length, with
 the 4 special tokens, uniform in 64..256 tokens; the last document of a row
 takes what is left) cut at two uniform random character positions into
 prefix / middle / suffix (with --fim-short-middle P, a share P of the
-documents instead get a middle of 1-32 bytes at a random position).
+documents instead get a middle of 1-32 bytes at a random position; with
+--fim-word-middle Q, a share Q a middle of 1-3 whole words with their leading
+space, the infill a user most often asks for).
 Otherwise the row is a plain contiguous slice of
 the training text. Every position of a row is trained on.
 """
 import hashlib
 import os
+import re
 import subprocess
 
 import numpy as np
@@ -76,11 +79,22 @@ def sha256(b):
     return hashlib.sha256(b).hexdigest()
 
 
-def fim_cuts(n, rng, short_middle=0.0):
-    """Where PSM cuts a document of n bytes: (i, j), prefix [0, i), middle [i, j).
-    Two uniform cut points, or, with probability short_middle, a middle of 1-32
-    bytes starting at a random position (the short infills a user asks for: a
-    word or a phrase)."""
+WORD = re.compile(rb" [A-Za-z]+")
+
+
+def fim_cuts(doc, rng, short_middle=0.0, word_middle=0.0):
+    """Where PSM cuts a document (a list of byte values): (i, j), prefix [0, i), middle [i, j).
+    With probability word_middle, 1-3 whole words with their leading space (" created the"),
+    so that the middle starts and ends at word boundaries as a user's infill does; else with
+    probability short_middle a middle of 1-32 bytes at a random position (a word or a phrase
+    cut anywhere); else two uniform cut points."""
+    n = len(doc)
+    if word_middle > 0 and rng.random() < word_middle:  # (no draw at 0: earlier phases' data stays reproducible)
+        words = [m.span() for m in WORD.finditer(bytes(doc))]
+        if words:
+            a = int(rng.integers(0, len(words)))
+            b = min(len(words) - 1, a + int(rng.choice(3, p=(0.6, 0.25, 0.15))))
+            return words[a][0], words[b][1]
     if rng.random() < short_middle and n > 2:
         i = int(rng.integers(0, n - 1))
         return i, min(n, i + int(rng.integers(1, 33)))
@@ -92,18 +106,19 @@ def psm(doc, i, j):
     return [FIM_PREFIX] + doc[:i] + [FIM_SUFFIX] + doc[j:] + [FIM_MIDDLE] + doc[i:j] + [EOS]
 
 
-def fim_document(doc, rng, short_middle=0.0):
+def fim_document(doc, rng, short_middle=0.0, word_middle=0.0):
     """PSM transformation of a byte array (list of ints), cut by fim_cuts."""
-    return psm(doc, *fim_cuts(len(doc), rng, short_middle))
+    return psm(doc, *fim_cuts(doc, rng, short_middle, word_middle))
 
 
 class Batches:
     """Random training rows of `length` tokens (inputs row[:-1], targets row[1:])."""
 
-    def __init__(self, train_bytes, fim_rate, seed, doc_min=64, doc_max=256, fim_short_middle=0.0):
+    def __init__(self, train_bytes, fim_rate, seed, doc_min=64, doc_max=256, fim_short_middle=0.0, fim_word_middle=0.0):
         self.text = np.frombuffer(train_bytes, dtype=np.uint8)
         self.fim_rate = fim_rate
         self.fim_short_middle = fim_short_middle
+        self.fim_word_middle = fim_word_middle
         self.rng = np.random.default_rng(seed)
         self.doc_min, self.doc_max = doc_min, doc_max
 
@@ -118,7 +133,7 @@ class Batches:
             n = min(left, int(self.rng.integers(self.doc_min, self.doc_max + 1)))
             if left - n < 16:  # no tiny trailing document
                 n = left
-            row += fim_document(self.plain(n - 4), self.rng, self.fim_short_middle)
+            row += fim_document(self.plain(n - 4), self.rng, self.fim_short_middle, self.fim_word_middle)
         assert len(row) == length
         return row
 
@@ -138,6 +153,6 @@ class Batches:
         request is. In packed rows the latest fim_suffix competes with those of the documents
         before it; here there is one, which is the lookup the model has to learn."""
         docs = [self.plain(length - 4) for _ in range(B)]
-        cuts = [fim_cuts(len(d), self.rng, self.fim_short_middle) for d in docs]
+        cuts = [fim_cuts(d, self.rng, self.fim_short_middle, self.fim_word_middle) for d in docs]
         rows = [psm(d, i, j) for d, (i, j) in zip(docs, cuts)]
         return np.array(rows, dtype=np.int64), np.array(docs, dtype=np.int64), np.array(cuts, dtype=np.int64)

@@ -29,7 +29,10 @@ PSM document from position 0, as a served request is), --fim-attn-guide
 (fim_attention_guide: an extra loss that points two heads of layer 0 at the
 prefix end and two of layer 1 at fim_suffix and the suffix start) and
 --fim-distill (fim_distill_loss: each middle byte learns the model's own
-left-to-right prediction of that byte). models/README.md has what each did.
+left-to-right prediction of that byte). Two more shape what it learns to
+stop on: --fim-word-middle (middles of whole words, data.fim_cuts) and
+--fim-eos-weight (the weight of the eos that closes a middle). models/README.md
+has what each did.
 
 block_recurrent trains Transformer-XL style (truncated BPTT, as in Hutchins
 et al.): each batch row is a stream of --stream-len tokens fed in segments of
@@ -244,6 +247,8 @@ def main():
     ap.add_argument("--fim-doc-max", type=int, default=256, help="FIM documents: most tokens")
     ap.add_argument("--fim-short-middle", type=float, default=0.0,
                     help="share of FIM documents whose middle is 1-32 bytes (see data.fim_cuts)")
+    ap.add_argument("--fim-word-middle", type=float, default=0.0,
+                    help="share of FIM documents whose middle is 1-3 whole words (see data.fim_cuts)")
     ap.add_argument("--fim-single-doc", action="store_true",
                     help="a FIM step trains a batch of single FIM documents of one random length in "
                          "[--fim-doc-min, --fim-doc-max], each from position 0 (batch * seq-len tokens in all); "
@@ -254,6 +259,9 @@ def main():
                     help="weight of fim_distill_loss on the FIM steps of --fim-single-doc")
     ap.add_argument("--fim-middle-weight", type=float, default=1.0,
                     help="loss weight of the targets inside FIM middles (their bytes and closing eos)")
+    ap.add_argument("--fim-eos-weight", type=float, default=0.0,
+                    help="loss weight of the eos that closes a FIM middle (0: --fim-middle-weight); "
+                         "knowing where to stop is what makes a middle join the suffix")
     ap.add_argument("--minutes", type=float, default=17.0, help="wall-time budget of the training loop")
     ap.add_argument("--steps", type=int, default=0, help="fixed step count instead of the wall budget")
     ap.add_argument("--seed", type=int, default=1234)
@@ -307,7 +315,8 @@ def main():
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{a.arch}: {n_params} parameters; config {json.dumps(config)}", flush=True)
     opt = torch.optim.AdamW(param_groups(model, a.weight_decay), lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
-    batches = data.Batches(train_bytes, a.fim_rate, a.seed, a.fim_doc_min, a.fim_doc_max, fim_short_middle=a.fim_short_middle)
+    batches = data.Batches(train_bytes, a.fim_rate, a.seed, a.fim_doc_min, a.fim_doc_max, fim_short_middle=a.fim_short_middle,
+                           fim_word_middle=a.fim_word_middle)
     os.makedirs(a.out, exist_ok=True)
     log = open(os.path.join(a.out, "train_log.jsonl"), "a" if a.init_from else "w")
 
@@ -361,8 +370,11 @@ def main():
             logits = model(x)
             if perceiver:
                 y = y[:, L - logits.shape[1]:]
-        if a.fim_middle_weight != 1.0 and not recurrent and not perceiver:
-            w = 1.0 + (a.fim_middle_weight - 1.0) * in_fim_middle(x).float()
+        if (a.fim_middle_weight != 1.0 or a.fim_eos_weight) and not recurrent and not perceiver:
+            middle = in_fim_middle(x)
+            w = 1.0 + (a.fim_middle_weight - 1.0) * middle.float()
+            if a.fim_eos_weight:
+                w = torch.where(middle & (y == data.EOS), torch.full_like(w, a.fim_eos_weight), w)
             ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
             loss = (ce * w.reshape(-1)).sum() / w.sum()
         else:
