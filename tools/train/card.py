@@ -256,6 +256,17 @@ def card(d):
         lines += [f"First middle byte (`samples.fim_first_byte`, {ff['documents']} held-out infills of 4-11 bytes in "
                   f"30-60-byte documents): {ff['psm_bits']:.2f} bits in the PSM prompt, {ff['prefix_in_front_bits']:.2f} "
                   f"with the prefix in front (plain text), {ff['no_context_bits']:.2f} with no context at all.", ""]
+    fw = r.get("fim_words")
+    if fw:
+        lines += [f"Single-word infills (`samples.fim_words`: {fw['cases']} held-out verses, one word removed with its "
+                  f"leading space, up to 120 bytes each side, greedy, at most 24 tokens): {fw['ended_with_eos']:.0%} "
+                  f"of the middles end with eos, {fw['ended_with_known_words']:.0%} do and are words of the held-out "
+                  f"text, {fw['exact_word']:.0%} are the removed word. The first few:", "",
+                  "| prefix (end) | middle | suffix (start) | removed |", "| --- | --- | --- | --- |"]
+        for e in fw["examples"]:
+            lines.append(f"| `{md(e['prefix_tail'][-30:])}` | `{md(e['middle'])}` | `{md(e['suffix_head'][:20])}` | "
+                         f"`{md(e['removed'])}` |")
+        lines.append("")
     if eng:
         lines += ["## C++ engine outputs", ""]
         for g in eng.get("generate", []):
