@@ -102,8 +102,14 @@ def fim_cuts(doc, rng, short_middle=0.0, word_middle=0.0):
     return int(i), int(j)
 
 
+def psm_prompt(prefix, suffix):
+    """The PSM prompt of shared/spec/models.md (lists of token ids): what a served `suffix` request
+    sends, and what every FIM training document starts with."""
+    return [FIM_PREFIX] + prefix + [FIM_SUFFIX] + suffix + [FIM_MIDDLE]
+
+
 def psm(doc, i, j):
-    return [FIM_PREFIX] + doc[:i] + [FIM_SUFFIX] + doc[j:] + [FIM_MIDDLE] + doc[i:j] + [EOS]
+    return psm_prompt(doc[:i], doc[j:]) + doc[i:j] + [EOS]
 
 
 def fim_document(doc, rng, short_middle=0.0, word_middle=0.0):

@@ -58,7 +58,7 @@ def sample(model, prompt_ids, n, seed, temperature=0.8, top_k=40):
 
 
 def fim(model, prefix, suffix, n=64):
-    prompt = [data.FIM_PREFIX] + list(prefix.encode()) + [data.FIM_SUFFIX] + list(suffix.encode()) + [data.FIM_MIDDLE]
+    prompt = data.psm_prompt(list(prefix.encode()), list(suffix.encode()))
     mid = model.greedy(prompt, n)
     ended = data.EOS in mid
     return {"prefix": prefix, "suffix": suffix, "middle": text(cut_eos(mid)), "ended_with_eos": ended}
@@ -81,8 +81,8 @@ def fim_diagnostic(model, held, n=64, seed=99):
         i, j = sorted(rng.integers(0, L + 1, size=2))
         if j == i:
             j = min(L, i + 1)
-        pre, mid, suf = doc[:i], doc[i:j], doc[j:]
-        row = [data.FIM_PREFIX] + pre + [data.FIM_SUFFIX] + suf + [data.FIM_MIDDLE] + mid + [data.EOS]
+        pre, mid = doc[:i], doc[i:j]
+        row = data.psm(doc, i, j)
         lp = model.score(row)
         k = len(row) - len(mid) - 1
         fim_bits -= sum(lp[k:-1]) / math.log(2)
@@ -110,7 +110,7 @@ def fim_first_byte(model, held, n=150, seed=5):
         i = int(rng.integers(5, L - 15))
         j = i + int(rng.integers(4, 12))
         pre, mid, suf = doc[:i], doc[i:j], doc[j:]
-        rows = {"psm": [data.FIM_PREFIX] + pre + [data.FIM_SUFFIX] + suf + [data.FIM_MIDDLE] + mid[:1],
+        rows = {"psm": data.psm_prompt(pre, suf) + mid[:1],
                 "prefix_in_front": [ord("\n")] + pre + mid[:1],
                 "no_context": [data.FIM_PREFIX, data.FIM_SUFFIX, data.FIM_MIDDLE] + mid[:1]}
         for k, r in rows.items():
