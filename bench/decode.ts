@@ -35,7 +35,7 @@ const decodeTokens = Number(values['decode-tokens']);
 const promptTokens = Number(values['prompt-tokens']);
 const batches = values.batches!.split(',').map(Number);
 const shape = { nLayer: 12, nEmbd: 768, nHead: 12, vocabSize: 50257, nPositions: 1024 };
-// Bandwidth ceiling of shared/PEERS.md: 79 GB/s over the bytes read per token.
+// Bandwidth ceiling of docs/peers.md: 79 GB/s over the bytes read per token.
 const BANDWIDTH = 79e9;
 const randomTokens = (n: number, seed: number) => tokensIn(n, seed, shape.vocabSize);
 

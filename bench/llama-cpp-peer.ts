@@ -3,7 +3,7 @@
 // install, never a dependency of this project). bench/decode runs it as a child
 // process with UV_THREADPOOL_SIZE=1: node-llama-cpp evaluates on the libuv pool,
 // and spare pool threads spinning against 2 compute threads on 2 cores slow it
-// down (shared/PEERS.md). Prints one JSON line.
+// down (docs/peers.md). Prints one JSON line.
 //   node dist/bench/llama-cpp-peer.js --module DIR/node_modules/node-llama-cpp --gguf F.gguf \
 //     --threads 2 --prompt-tokens 512 --decode-tokens 64 --batches 1,8,32 --check-tokens 1,2,3
 import * as path from 'node:path';

@@ -1,4 +1,4 @@
-// config.json -> ModelConfig, validated against shared/spec/models.md. Keys
+// config.json -> ModelConfig, validated against docs/spec.md. Keys
 // this file does not know are ignored: HF configs carry many (architectures,
 // task_specific_params, ...). Messages read
 //   "<dir>/config.json: <field> <what is wrong> (got <value>)".

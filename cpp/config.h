@@ -1,5 +1,5 @@
 // config.json of a checkpoint folder, parsed and validated against
-// shared/spec/models.md. Every refusal is an Error("E_CONFIG") whose message
+// docs/spec.md. Every refusal is an Error("E_CONFIG") whose message
 // names the file and the field, e.g.
 //   "<dir>/config.json: attention.block_size must be an integer >= 1 (got 0)".
 #pragma once

@@ -3,7 +3,7 @@
 //
 // Workers spin only briefly, then sleep on a futex (std::atomic::wait): inside
 // Node the engine shares two cores with libuv's pool, and a worker that spins
-// while idle steals the core the step needs (see shared/PEERS.md).
+// while idle steals the core the step needs (see docs/peers.md).
 #pragma once
 
 #include <atomic>

@@ -1,7 +1,7 @@
 // Random checkpoint folders (config.json + model.safetensors, F32) for the
 // native tests and benches of the long-context models: every tensor that
-// shared/spec/models.md names for gpt2 (learned or rotary, any attention),
-// perceiver_ar and block_recurrent. Weights are large on purpose (PEERS.md:
+// docs/spec.md names for gpt2 (learned or rotary, any attention),
+// perceiver_ar and block_recurrent. Weights are large on purpose (docs/peers.md:
 // N(0, std) matrices, LayerNorm weights N(1, 0.2), biases N(0, 0.1)) so a wrong
 // mask or scale shows in log-probs. The same seed gives the same tensors.
 #pragma once

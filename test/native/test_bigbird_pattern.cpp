@@ -1,4 +1,4 @@
-// Checks the causal BigBird block pattern against shared/spec/bigbird-vectors.json
+// Checks the causal BigBird block pattern against test/fixtures/bigbird-vectors.json
 // (splitmix64 outputs and block sets), plus the spec's coverage property.
 #include <cstdio>
 #include <string>
@@ -15,8 +15,7 @@ static void check(bool ok, const std::string& what) {
 }
 
 static std::string find_vectors() {
-  for (const char* p : {"../shared/spec/bigbird-vectors.json", "../../shared/spec/bigbird-vectors.json",
-                        "test/fixtures/bigbird-vectors.json"}) {
+  for (const char* p : {"test/fixtures/bigbird-vectors.json"}) {
     if (FILE* f = std::fopen(p, "rb")) { std::fclose(f); return p; }
   }
   return "";

@@ -1,4 +1,4 @@
-// Long-context models and their kernels (shared/spec/models.md), without Node:
+// Long-context models and their kernels (docs/spec.md), without Node:
 //   - attention_spans (BigBird blocks, block_recurrent windows and states,
 //     perceiver_ar latent ring) against its reference on every ISA this CPU has;
 //   - BigBird reads only the selected blocks (every other key row is NaN);

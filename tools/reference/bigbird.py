@@ -1,4 +1,4 @@
-"""Causal BigBird block-sparse attention pattern of shared/spec/models.md.
+"""Causal BigBird block-sparse attention pattern of docs/spec.md.
 
 A query at position p (block i = p // b) of layer l, head h attends to every
 key k <= p whose block j is in
@@ -11,7 +11,7 @@ x = splitmix64(x ^ v).
 
 Three layers of the same rule:
   - `splitmix64`, `key`, `block_set`: scalar pure-Python, written to read like
-    the spec (checked against shared/spec/bigbird-vectors.json);
+    the spec (checked against test/fixtures/bigbird-vectors.json);
   - `block_mask`: numpy-vectorized (uint64 wraps mod 2^64) block-level mask
     [H, nb, nb] used to build token masks for long sequences quickly;
   - `BigBirdCausal`: the pattern class gpt2.py's ATTENTION_PATTERNS["bigbird"]

@@ -1,4 +1,4 @@
-"""PyTorch reference of the `block_recurrent` architecture of shared/spec/models.md.
+"""PyTorch reference of the `block_recurrent` architecture of docs/spec.md.
 
 Block-Recurrent Transformer (Hutchins et al. 2022), with W = block_size,
 S = num_states, block(p) = p // W:

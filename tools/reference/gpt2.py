@@ -1,4 +1,4 @@
-"""PyTorch reference of the `gpt2` architecture of shared/spec/models.md.
+"""PyTorch reference of the `gpt2` architecture of docs/spec.md.
 
 HF GPT-2 unchanged (learned positions, pre-LN, gelu_new, Conv1D [in, out]
 weights applied as x @ W + b, c_attn -> Q, K, V, head tied to wte unless

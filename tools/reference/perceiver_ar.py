@@ -1,4 +1,4 @@
-"""PyTorch reference of the `perceiver_ar` architecture of shared/spec/models.md.
+"""PyTorch reference of the `perceiver_ar` architecture of docs/spec.md.
 
 Perceiver AR (Hawthorne et al. 2022). With N = num_latents and a sequence of
 T tokens, the latents are the last N' = min(N, T) positions L = [T-N', T-1].

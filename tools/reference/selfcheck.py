@@ -319,7 +319,7 @@ def check_tokenizer(fx):
 
 # ------------------------------------- long-context mechanisms (independent readings)
 #
-# Float64 numpy, loop by loop, written from shared/spec/models.md without using
+# Float64 numpy, loop by loop, written from docs/spec.md without using
 # bigbird.py / perceiver_ar.py / block_recurrent.py (only the scalar bigbird rule is
 # shared, and it is itself checked against the spec's test vectors).
 

@@ -7,7 +7,7 @@ James ("Jas1:1 ...") to the end (James, 1-2 Peter, 1-3 John, Jude,
 Revelation): 122,522 bytes, written verbatim to models/data/kjv-heldout.txt.
 Training text: everything before it (Genesis .. Hebrews, 4,281,890 bytes).
 
-Byte tokenizer (shared/spec/models.md, `tokenizer_class: bytes`): id = byte
+Byte tokenizer (docs/spec.md, `tokenizer_class: bytes`): id = byte
 value; eos 256, fim_prefix 257, fim_middle 258, fim_suffix 259.
 
 FIM (Bavarian et al. 2022, PSM, character-level split points): with
@@ -103,7 +103,7 @@ def fim_cuts(doc, rng, short_middle=0.0, word_middle=0.0):
 
 
 def psm_prompt(prefix, suffix):
-    """The PSM prompt of shared/spec/models.md (lists of token ids): what a served `suffix` request
+    """The PSM prompt of docs/spec.md (lists of token ids): what a served `suffix` request
     sends, and what every FIM training document starts with."""
     return [FIM_PREFIX] + prefix + [FIM_SUFFIX] + suffix + [FIM_MIDDLE]
 
