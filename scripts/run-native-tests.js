@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Runs every native test executable that the CMake build produced
-// (test/native/test_*.cpp -> build/**/test_*). Each prints its own
-// "N passed, N failed" line; this exits non-zero if any of them fails.
+// (test/native/test_*.cpp -> build/**/test_*). Each is a doctest executable
+// (third_party/doctest): it prints every failed check and a summary, and exits
+// non-zero when a check failed; this exits non-zero if any of them fails.
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');

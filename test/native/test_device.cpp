@@ -7,36 +7,34 @@
 
 #include "common.h"
 #include "device.h"
+#include "doctest.h"
 
 using namespace roost;
 
-static int passed = 0, failed = 0;
-static void check(bool ok, const std::string& what) {
-  if (ok) passed++;
-  else { failed++; std::printf("FAIL %s\n", what.c_str()); }
-}
+static const std::string dir = "test/fixtures/gpt2-tiny";
 
-int main() {
-  const std::string dir = "test/fixtures/gpt2-tiny";
+TEST_CASE("cpu and auto load; auto is cuda exactly when a device is usable") {
   std::printf("built with CUDA: %s; CUDA available: %s%s\n", built_with_cuda() ? "yes" : "no",
               cuda_available() ? "yes, " : "no", cuda_available() ? cuda_device_name().c_str() : "");
   if (!cuda_available()) std::printf("  (%s)\n", cuda_unavailable_reason().c_str());
 
   try {
     auto m = load_model_for_device(dir, "cpu");
-    check(m && m->config().model_type == "gpt2", "cpu loads");
+    CHECK_MESSAGE((m && m->config().model_type == "gpt2"), "cpu loads");
   } catch (const std::exception& e) {
-    check(false, std::string("cpu: ") + e.what());
+    FAIL_CHECK((std::string("cpu: ") + e.what()));
   }
 
-  check(resolve_device("auto") == (cuda_available() ? "cuda" : "cpu"), "auto resolves to cuda iff a device is usable");
+  CHECK_MESSAGE(resolve_device("auto") == (cuda_available() ? "cuda" : "cpu"), "auto resolves to cuda iff a device is usable");
   try {
     auto m = load_model_for_device(dir, "auto");
-    check(m != nullptr, "auto loads");
+    CHECK_MESSAGE(m != nullptr, "auto loads");
   } catch (const std::exception& e) {
-    check(false, std::string("auto: ") + e.what());
+    FAIL_CHECK((std::string("auto: ") + e.what()));
   }
+}
 
+TEST_CASE("--device cuda without a usable device is refused, naming why") {
   if (!cuda_available()) {
     std::string msg, code;
     try {
@@ -44,21 +42,20 @@ int main() {
     } catch (const Error& e) {
       code = e.code(), msg = e.what();
     }
-    check(code == "E_ARGUMENT" && msg.rfind("--device cuda: ", 0) == 0, "cuda without a device is refused: " + msg);
+    CHECK_MESSAGE((code == "E_ARGUMENT" && msg.rfind("--device cuda: ", 0) == 0), ("cuda without a device is refused: " + msg));
     if (!built_with_cuda())
-      check(msg == "--device cuda: this build of Roost has no CUDA support (nvcc was not found at build time)",
-            "the no-CUDA-build message");
-    check(cuda_device_name().empty(), "no device name without a device");
+      CHECK_MESSAGE(msg == "--device cuda: this build of Roost has no CUDA support (nvcc was not found at build time)",
+                    "the no-CUDA-build message");
+    CHECK_MESSAGE(cuda_device_name().empty(), "no device name without a device");
   }
+}
 
+TEST_CASE("an unknown device name is refused") {
   std::string code;
   try {
     resolve_device("gpu");
   } catch (const Error& e) {
     code = e.code();
   }
-  check(code == "E_ARGUMENT", "an unknown device name is refused");
-
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  CHECK_MESSAGE(code == "E_ARGUMENT", "an unknown device name is refused");
 }

@@ -10,18 +10,13 @@
 #include <filesystem>
 #include <string>
 
+#include "doctest.h"
 #include "engine.h"
 #include "json.h"
 #include "ops/ops.h"
 
 using namespace roost;
 namespace fs = std::filesystem;
-
-static int passed = 0, failed = 0;
-static void check(bool ok, const std::string& what) {
-  if (ok) passed++;
-  else { failed++; std::printf("FAIL %s\n", what.c_str()); }
-}
 
 static std::vector<int32_t> ints(const json::Value& a) {
   std::vector<int32_t> v;
@@ -62,8 +57,8 @@ static void check_fixture(const fs::path& dir, const std::string& tag) {
     auto r = engine.step({StepRequest{seq, tokens, false, true}});
     const auto& want = c.find("logprobs")->items;
     const double worst = logprob_error(r[0].prompt_logprobs, want, 1);
-    check(std::isnan(r[0].prompt_logprobs[0]) && worst <= tol,
-          name + " case " + c.find("name")->text + ": max |dlogprob| " + std::to_string(worst));
+    CHECK_MESSAGE((std::isnan(r[0].prompt_logprobs[0]) && worst <= tol),
+                  (name + " case " + c.find("name")->text + ": max |dlogprob| " + std::to_string(worst)));
     engine.free_sequence(seq);
 
     // Same tokens one at a time through the KV cache, where the serving decode
@@ -77,7 +72,7 @@ static void check_fixture(const fs::path& dir, const std::string& tag) {
         got[t] = rr[0].prompt_logprobs[0];
       }
       const double worst2 = logprob_error(got, want, 1, /*null_needs_nan=*/false);
-      check(worst2 <= tol, name + " case " + c.find("name")->text + " token-by-token: " + std::to_string(worst2));
+      CHECK_MESSAGE(worst2 <= tol, (name + " case " + c.find("name")->text + " token-by-token: " + std::to_string(worst2)));
       engine.free_sequence(s2);
     }
   }
@@ -95,7 +90,7 @@ static void check_fixture(const fs::path& dir, const std::string& tag) {
       for (size_t j = 0; j < tokens.size(); j++)
         got[j] = engine.step({StepRequest{seq, {tokens[j]}, false, true}})[0].prompt_logprobs[0];
       const double worst = logprob_error(got, c.find("logprobs")->items, 0);
-      check(worst <= tol, name + " decode " + c.find("name")->text + ": max |dlogprob| " + std::to_string(worst));
+      CHECK_MESSAGE(worst <= tol, (name + " decode " + c.find("name")->text + ": max |dlogprob| " + std::to_string(worst)));
       engine.free_sequence(seq);
     }
   }
@@ -122,13 +117,13 @@ static void check_fixture(const fs::path& dir, const std::string& tag) {
   for (size_t i = 0; i < greedy_cases.size(); i++) {
     std::vector<int32_t> want = ints(*greedy_cases[i].find("tokens"));
     outs[i].resize(want.size());
-    check(outs[i] == want, name + " greedy (batched) case " + std::to_string(i));
+    CHECK_MESSAGE(outs[i] == want, (name + " greedy (batched) case " + std::to_string(i)));
     engine.free_sequence(seqs[i]);
   }
-  check(engine.stats().sequences == 0, name + " every sequence freed");
+  CHECK_MESSAGE(engine.stats().sequences == 0, (name + " every sequence freed"));
 }
 
-int main() {
+TEST_CASE("every fixture with a golden.json matches it, on every ISA") {
   fs::path root = "test/fixtures";
   std::vector<fs::path> dirs;
   for (const auto& e : fs::directory_iterator(root))
@@ -143,10 +138,9 @@ int main() {
       try {
         check_fixture(d, isa_name(isa));
       } catch (const std::exception& e) {
-        check(false, std::string(isa_name(isa)) + " " + d.string() + ": " + e.what());
+        FAIL_CHECK((std::string(isa_name(isa)) + " " + d.string() + ": " + e.what()));
       }
     }
   }
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  set_isa(detected_isa());
 }

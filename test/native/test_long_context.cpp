@@ -9,7 +9,7 @@
 //   - perceiver_ar: decode == prefill for T <= N; NaN before the latents;
 //     a multi-token step leaves the exact prefill state;
 //   - every config in test/fixtures/bad-configs is refused naming its field.
-// Run from the repository root. Prints FAIL lines and "N passed, M failed".
+// Run from the repository root (test/fixtures paths are relative to it).
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "doctest.h"
 #include "engine.h"
 #include "json.h"
 #include "models/bigbird_pattern.h"
@@ -29,12 +30,6 @@
 
 using namespace roost;
 namespace fs = std::filesystem;
-
-static int passed = 0, failed = 0;
-static void check(bool ok, const std::string& what) {
-  if (ok) passed++;
-  else { failed++; std::printf("FAIL %s\n", what.c_str()); }
-}
 
 static std::vector<Isa> isas() {
   std::vector<Isa> v = {Isa::Reference};
@@ -88,13 +83,13 @@ static void test_span_kernel(ThreadPool& pool) {
           double worst = 0;
           for (int64_t i = 0; i < nq; i++)
             for (int64_t c = 0; c < C; c++) worst = std::max(worst, (double)std::fabs(got[i * 2 * C + c] - ref[i * 2 * C + c]));
-          check(worst <= 2e-5, std::string("attention_spans ") + isa_name(isa) + " D=" + std::to_string(D) + " nq=" +
-                                   std::to_string(nq) + (with_unmasked ? " +unmasked" : "") + ": max diff " + std::to_string(worst));
+          CHECK_MESSAGE(worst <= 2e-5, (std::string("attention_spans ") + isa_name(isa) + " D=" + std::to_string(D) + " nq=" +
+                                           std::to_string(nq) + (with_unmasked ? " +unmasked" : "") + ": max diff " + std::to_string(worst)));
         }
         if (!with_unmasked) {  // query at 95..99 sees no key at all: zeros
           bool zero = true;
           for (int64_t c = 0; c < C; c++) zero &= ref[c] == 0.f;
-          check(zero, "attention_spans: a query with no visible key gives zeros (D=" + std::to_string(D) + ")");
+          CHECK_MESSAGE(zero, ("attention_spans: a query with no visible key gives zeros (D=" + std::to_string(D) + ")"));
         }
       }
     }
@@ -142,7 +137,7 @@ static void test_bigbird_reads_only_selected(ThreadPool& pool) {
       if (!sel[kp / b])
         for (int64_t d = 0; d < D; d++) k[kp * C + h * D + d] = v[kp * C + h * D + d] = NAN;
   }
-  check(heads_differ, "bigbird: the random blocks differ between heads");
+  CHECK_MESSAGE(heads_differ, "bigbird: the random blocks differ between heads");
   BigBirdBlocks bb;
   bigbird_prepare(bb, a, L, H, i, i + 1);
   for (Isa isa : isas()) {
@@ -154,7 +149,7 @@ static void test_bigbird_reads_only_selected(ThreadPool& pool) {
     double worst = 0;
     for (int64_t t = 0; t < Tq; t++)
       for (int64_t c = 0; c < C; c++) worst = std::isfinite(out[t * C + c]) ? std::max(worst, std::fabs(out[t * C + c] - want[t][c])) : INFINITY;
-    check(worst <= 2e-5, std::string("bigbird ") + isa_name(isa) + " reads only the selected blocks: max diff " + std::to_string(worst));
+    CHECK_MESSAGE(worst <= 2e-5, (std::string("bigbird ") + isa_name(isa) + " reads only the selected blocks: max diff " + std::to_string(worst)));
   }
 }
 
@@ -215,8 +210,8 @@ static void check_batched(Engine& e, const std::string& what) {
   e.free_sequence(sb);
   std::vector<float> got_a(a.size(), NAN);
   got_a.back() = r[0].prompt_logprobs[0];
-  check(diff(alone_a, got_a, a.size() - 1, a.size()) <= 1e-5 && diff(alone_b, r[1].prompt_logprobs, 1, b.size()) <= 1e-5,
-        what + ": a decode token and a prompt batched in one step == each alone");
+  CHECK_MESSAGE((diff(alone_a, got_a, a.size() - 1, a.size()) <= 1e-5 && diff(alone_b, r[1].prompt_logprobs, 1, b.size()) <= 1e-5),
+                (what + ": a decode token and a prompt batched in one step == each alone"));
 }
 
 static void test_bigbird_model(const std::string& tag) {
@@ -230,13 +225,13 @@ static void test_bigbird_model(const std::string& tag) {
   Engine bb(bb_dir, EngineOptions{2, 4096});
   const auto toks = random_tokens(120, 1);
   const std::vector<int32_t> first16(toks.begin(), toks.begin() + 16);
-  check(diff(logprobs(dense, first16, 16), logprobs(bb, first16, 16), 1, 16) <= 1e-4,
-        tag + " bigbird == dense for a sequence of (w+g+r)*b = 16 tokens");
+  CHECK_MESSAGE(diff(logprobs(dense, first16, 16), logprobs(bb, first16, 16), 1, 16) <= 1e-4,
+                (tag + " bigbird == dense for a sequence of (w+g+r)*b = 16 tokens"));
   const auto d = logprobs(dense, toks, 120), s = logprobs(bb, toks, 120);
-  check(diff(d, s, 1, 17) <= 1e-4, tag + " bigbird == dense on the first 16 positions of 120");
-  check(diff(d, s, 17, 120) > 1e-2, tag + " bigbird != dense past 16 tokens: " + std::to_string(diff(d, s, 17, 120)));
-  check(diff(s, logprobs(bb, toks, 1), 1, 120) <= 1e-4, tag + " bigbird token-by-token decode == prefill (120 tokens, 30 blocks)");
-  check(diff(s, logprobs(bb, toks, 7), 1, 120) <= 1e-4, tag + " bigbird chunks of 7 == prefill");
+  CHECK_MESSAGE(diff(d, s, 1, 17) <= 1e-4, (tag + " bigbird == dense on the first 16 positions of 120"));
+  CHECK_MESSAGE(diff(d, s, 17, 120) > 1e-2, (tag + " bigbird != dense past 16 tokens: " + std::to_string(diff(d, s, 17, 120))));
+  CHECK_MESSAGE(diff(s, logprobs(bb, toks, 1), 1, 120) <= 1e-4, (tag + " bigbird token-by-token decode == prefill (120 tokens, 30 blocks)"));
+  CHECK_MESSAGE(diff(s, logprobs(bb, toks, 7), 1, 120) <= 1e-4, (tag + " bigbird chunks of 7 == prefill"));
   check_batched(bb, tag + " bigbird");
   fs::remove_all(dense_dir);
   fs::remove_all(bb_dir);
@@ -253,23 +248,23 @@ static void test_block_recurrent_model(const std::string& tag) {
   const auto toks = random_tokens(4 * 22 + 3, 2);  // 22 full blocks and a partial one
   size_t bytes_all = 0, bytes_short = 0;
   const auto pre = logprobs(e, toks, toks.size(), &bytes_all);
-  check(diff(pre, logprobs(e, toks, 1), 1, toks.size()) <= 1e-4, tag + " block_recurrent decode over 23 blocks == prefill");
+  CHECK_MESSAGE(diff(pre, logprobs(e, toks, 1), 1, toks.size()) <= 1e-4, (tag + " block_recurrent decode over 23 blocks == prefill"));
   for (size_t chunk : {3, 5, 7, 9})
-    check(diff(pre, logprobs(e, toks, chunk), 1, toks.size()) <= 1e-4,
-          tag + " block_recurrent chunks of " + std::to_string(chunk) + " == prefill");
+    CHECK_MESSAGE(diff(pre, logprobs(e, toks, chunk), 1, toks.size()) <= 1e-4,
+                  (tag + " block_recurrent chunks of " + std::to_string(chunk) + " == prefill"));
   check_batched(e, tag + " block_recurrent");
   logprobs(e, std::vector<int32_t>(toks.begin(), toks.begin() + 10), 10, &bytes_short);
-  check(bytes_short == bytes_all, tag + " block_recurrent memory after 91 tokens == after 10 (" + std::to_string(bytes_all) +
-                                      " vs " + std::to_string(bytes_short) + " bytes)");
+  CHECK_MESSAGE(bytes_short == bytes_all, (tag + " block_recurrent memory after 91 tokens == after 10 (" + std::to_string(bytes_all) +
+                                              " vs " + std::to_string(bytes_short) + " bytes)"));
 
   // Token 0 reaches one block further per layer through the windows: past
   // position (L+1)W = 16 only the state remembers it.
   auto other = toks;
   other[0] = (toks[0] + 1) % 256;
-  check(diff(pre, logprobs(e, other, other.size()), 17, toks.size()) > 1e-3, tag + " block_recurrent: the state carries token 0 past the window");
+  CHECK_MESSAGE(diff(pre, logprobs(e, other, other.size()), 17, toks.size()) > 1e-3, (tag + " block_recurrent: the state carries token 0 past the window"));
   Engine plain(plain_dir, EngineOptions{2, 4096});
-  check(diff(logprobs(plain, toks, toks.size()), logprobs(plain, other, other.size()), 17, toks.size()) == 0,
-        tag + " block_recurrent without recurrent layers: token 0 is invisible past the window");
+  CHECK_MESSAGE(diff(logprobs(plain, toks, toks.size()), logprobs(plain, other, other.size()), 17, toks.size()) == 0,
+                (tag + " block_recurrent without recurrent layers: token 0 is invisible past the window"));
   fs::remove_all(dir);
   fs::remove_all(plain_dir);
 }
@@ -283,18 +278,18 @@ static void test_perceiver_model(const std::string& tag) {
   const auto toks = random_tokens(30, 3);
   const std::vector<int32_t> first8(toks.begin(), toks.begin() + 8);
   const auto pre8 = logprobs(e, first8, 8);
-  check(diff(pre8, logprobs(e, first8, 1), 1, 8) <= 1e-4, tag + " perceiver_ar decode == prefill for T = N = 8");
+  CHECK_MESSAGE(diff(pre8, logprobs(e, first8, 1), 1, 8) <= 1e-4, (tag + " perceiver_ar decode == prefill for T = N = 8"));
   bool finite = true;
   for (size_t t = 1; t < 8; t++) finite &= std::isfinite(pre8[t]);
-  check(finite, tag + " perceiver_ar: every entry after the first is a number for T <= N");
+  CHECK_MESSAGE(finite, (tag + " perceiver_ar: every entry after the first is a number for T <= N"));
 
   const auto pre = logprobs(e, toks, 30);  // latents 22..29: entries t <= 22 have no logits
   bool layout = true;
   for (size_t t = 0; t < 30; t++) layout &= std::isnan(pre[t]) == (t <= 22);
-  check(layout, tag + " perceiver_ar: NaN exactly for entries t <= T - N (T = 30, N = 8)");
+  CHECK_MESSAGE(layout, (tag + " perceiver_ar: NaN exactly for entries t <= T - N (T = 30, N = 8)"));
   check_batched(e, tag + " perceiver_ar");
   const auto dec = logprobs(e, toks, 1);
-  check(diff(pre, dec, 23, 30) > 1e-3, tag + " perceiver_ar: the sliding decode differs from the exact forward past N");
+  CHECK_MESSAGE(diff(pre, dec, 23, 30) > 1e-3, (tag + " perceiver_ar: the sliding decode differs from the exact forward past N"));
   // A 20 + 10 split: the second step recomputes the window exactly, so its
   // positions 20..29 (entries 21..29) match the one-pass prefill.
   std::vector<float> split = logprobs(e, std::vector<int32_t>(toks.begin(), toks.begin() + 20), 20);
@@ -313,9 +308,9 @@ static void test_perceiver_model(const std::string& tag) {
     e.step({StepRequest{s2, toks, false, false}});
     auto after_full = e.step({StepRequest{s2, {7}, false, true}})[0].prompt_logprobs[0];
     e.free_sequence(s2);
-    check(std::fabs(after_split - after_full) <= 1e-4, tag + " perceiver_ar: a multi-token step leaves the exact prefill state");
+    CHECK_MESSAGE(std::fabs(after_split - after_full) <= 1e-4, (tag + " perceiver_ar: a multi-token step leaves the exact prefill state"));
   }
-  check(diff(pre, split, 21, 30) <= 1e-4, tag + " perceiver_ar: prefill in steps of 20 + 10 == one pass on the last step's window");
+  CHECK_MESSAGE(diff(pre, split, 21, 30) <= 1e-4, (tag + " perceiver_ar: prefill in steps of 20 + 10 == one pass on the last step's window"));
 
   // Entries without logits get no top list.
   SamplingParams p;
@@ -323,8 +318,8 @@ static void test_perceiver_model(const std::string& tag) {
   p.n_logprobs = 3;
   const int64_t seq = e.create_sequence(p);
   auto r = e.step({StepRequest{seq, toks, false, true}});
-  check(r[0].prompt_top.size() == 30 && r[0].prompt_top[10].empty() && r[0].prompt_top[25].size() == 3,
-        tag + " perceiver_ar: no top log-probs where there are no logits");
+  CHECK_MESSAGE((r[0].prompt_top.size() == 30 && r[0].prompt_top[10].empty() && r[0].prompt_top[25].size() == 3),
+                (tag + " perceiver_ar: no top log-probs where there are no logits"));
   e.free_sequence(seq);
   fs::remove_all(dir);
 }
@@ -334,7 +329,7 @@ static void test_perceiver_model(const std::string& tag) {
 static void test_bad_configs() {
   const fs::path root = "test/fixtures/bad-configs";
   if (!fs::exists(root / "cases.json")) {
-    check(false, "test/fixtures/bad-configs/cases.json is missing (run from the repository root)");
+    FAIL_CHECK("test/fixtures/bad-configs/cases.json is missing (run from the repository root)");
     return;
   }
   json::Value cases = json::parse(json::read_file((root / "cases.json").string(), 1 << 20));
@@ -349,8 +344,8 @@ static void test_bad_configs() {
     } catch (const Error& e) {
       got = e.code() + ": " + e.what();
     }
-    check(got.rfind("E_CONFIG: ", 0) == 0 && got.find(field) != std::string::npos,
-          "bad config " + file + " refused naming " + field + " (got \"" + got + "\")");
+    CHECK_MESSAGE((got.rfind("E_CONFIG: ", 0) == 0 && got.find(field) != std::string::npos),
+                  ("bad config " + file + " refused naming " + field + " (got \"" + got + "\")"));
   }
   for (const auto& c : cases.find("accepted")->items) {  // only config.json is given: parse, no weights
     std::string got = "ok";
@@ -359,15 +354,24 @@ static void test_bad_configs() {
     } catch (const std::exception& e) {
       got = e.what();
     }
-    check(got == "ok", "valid config " + c.text + " is accepted (" + got + ")");
+    CHECK_MESSAGE(got == "ok", ("valid config " + c.text + " is accepted (" + got + ")"));
   }
   fs::remove_all(dir);
 }
 
-int main() {
+TEST_CASE("attention_spans: every ISA against the reference") {
   ThreadPool pool(2);
   test_span_kernel(pool);
+  set_isa(detected_isa());
+}
+
+TEST_CASE("bigbird reads only the selected blocks") {
+  ThreadPool pool(2);
   test_bigbird_reads_only_selected(pool);
+  set_isa(detected_isa());
+}
+
+TEST_CASE("bigbird, block_recurrent and perceiver_ar models, on every ISA") {
   for (Isa isa : isas()) {
     set_isa(isa);
     const std::string tag = isa_name(isa);
@@ -376,11 +380,10 @@ int main() {
       test_block_recurrent_model(tag);
       test_perceiver_model(tag);
     } catch (const std::exception& e) {
-      check(false, tag + ": " + e.what());
+      FAIL_CHECK((tag + ": " + e.what()));
     }
   }
   set_isa(detected_isa());
-  test_bad_configs();
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
 }
+
+TEST_CASE("every config in test/fixtures/bad-configs is refused naming its field") { test_bad_configs(); }

@@ -1,36 +1,23 @@
 // Tests of cpp/ops: every variant this CPU supports (set_isa) against the
 // references, and the references against plain double-precision loops.
-// Prints PASS/FAIL per test and "N passed, M failed"; exits nonzero on failure.
+// `doctest --duration=true` (e.g. build/test_ops --duration=true) times each group.
 #include <algorithm>
-#include <chrono>
 #include <cstdarg>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "doctest.h"
 #include "ops/ops.h"
 
 using namespace roost;
 
 namespace {
-
-int g_passed = 0, g_failed = 0;
-
-void report(const std::string& name, bool ok, const std::string& detail = "") {
-  if (ok) {
-    g_passed++;
-    std::printf("PASS %s\n", name.c_str());
-  } else {
-    g_failed++;
-    std::printf("FAIL %s%s%s\n", name.c_str(), detail.empty() ? "" : ": ", detail.c_str());
-  }
-}
 
 std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
 std::string fmt(const char* f, ...) {
@@ -175,15 +162,15 @@ void test_matmul_case(DType t, int64_t K, int64_t N, bool nk, const std::vector<
     matmul_reference(ref.data(), x.data(), W, b, M);
     std::string tag = fmt("%s K=%lld N=%lld %s M=%lld bias=%d", dtype_name(t), (long long)K, (long long)N,
                           nk ? "nk" : "kn", (long long)M, with_bias ? 1 : 0);
-    report("matmul_reference vs double " + tag, compare(ref.data(), exact_f.data(), tol, ref.size()).empty(),
-           compare(ref.data(), exact_f.data(), tol, ref.size()));
+    const std::string ref_err = compare(ref.data(), exact_f.data(), tol, ref.size());
+    CHECK_MESSAGE(ref_err.empty(), ("matmul_reference vs double " + tag + ": " + ref_err));
     for (Isa isa : supported_isas()) {
       set_isa(isa);
       int threads = 1 + case_no++ % 3;
       std::vector<float> y(M * N, NAN);
       matmul(y.data(), x.data(), W, b, M, pool_n(threads));
       std::string err = compare(y.data(), ref.data(), tol, y.size());
-      report(fmt("matmul[%s, %d thr] ", isa_name(isa), threads) + tag, err.empty(), err);
+      CHECK_MESSAGE(err.empty(), (fmt("matmul[%s, %d thr] ", isa_name(isa), threads) + tag + ": " + err));
     }
   }
   set_isa(detected_isa());
@@ -227,8 +214,8 @@ void test_matrix_column() {
       } catch (const Error& e) {
         threw = e.code() == "E_ARGUMENT";
       }
-      report(fmt("matrix_column %s %s", dtype_name(t), nk ? "nk" : "kn"), ok && threw,
-             ok ? "out-of-range column did not throw E_ARGUMENT" : "wrong element");
+      CHECK_MESSAGE((ok && threw), (fmt("matrix_column %s %s: ", dtype_name(t), nk ? "nk" : "kn") +
+                                       (ok ? "out-of-range column did not throw E_ARGUMENT" : "wrong element")));
     }
   }
 }
@@ -258,13 +245,13 @@ void test_layernorm() {
     for (size_t i = 0; i < tol.size(); i++) tol[i] = 1e-5 * (1 + std::fabs(ref[i]));
     std::string tag = fmt("M=%lld C=%lld mean=%g std=%g", (long long)c.M, (long long)c.C, c.mean, c.std);
     std::string e0 = compare(ref.data(), exact.data(), tol, x.size());
-    report("layernorm_reference vs long double " + tag, e0.empty(), e0);
+    CHECK_MESSAGE(e0.empty(), ("layernorm_reference vs long double " + tag + ": " + e0));
     for (Isa isa : supported_isas()) {
       set_isa(isa);
       std::vector<float> y = x;  // in place, as the engine may call it
       layernorm(y.data(), y.data(), w.data(), b.data(), c.M, c.C, 1e-5f);
       std::string e = compare(y.data(), ref.data(), tol, x.size());
-      report(fmt("layernorm[%s] ", isa_name(isa)) + tag, e.empty(), e);
+      CHECK_MESSAGE(e.empty(), (fmt("layernorm[%s] ", isa_name(isa)) + tag + ": " + e));
     }
   }
   set_isa(detected_isa());
@@ -279,7 +266,7 @@ void test_gelu() {
   // Spot values of the tanh form (gelu_new), computed in long double.
   bool spot = std::fabs(ref[1000 + 5] - 4.99999928f) < 1e-6f && ref[1000 + 14] == 0.f &&
               std::fabs(ref[1000 + 4] - 5.00398e-4f) < 1e-8f && std::fabs(ref[1000 + 6] - (-2.2918e-7f)) < 1e-10f;
-  report("gelu_reference spot values", spot, fmt("gelu(5)=%.9g gelu(-5)=%.9g", ref[1005], ref[1006]));
+  CHECK_MESSAGE(spot, (fmt("gelu_reference spot values: gelu(5)=%.9g gelu(-5)=%.9g", ref[1005], ref[1006])));
   std::vector<double> tol(x.size());
   for (size_t i = 0; i < tol.size(); i++) tol[i] = 2e-6 * std::fabs(ref[i]) + 1e-12;
   for (Isa isa : supported_isas()) {
@@ -288,7 +275,7 @@ void test_gelu() {
       std::vector<float> y(x.begin(), x.begin() + n);
       gelu(y.data(), y.data(), n);
       std::string e = compare(y.data(), ref.data(), tol, n);
-      report(fmt("gelu[%s] n=%lld", isa_name(isa), (long long)n), e.empty(), e);
+      CHECK_MESSAGE(e.empty(), (fmt("gelu[%s] n=%lld: ", isa_name(isa), (long long)n) + e));
     }
   }
   set_isa(detected_isa());
@@ -304,7 +291,7 @@ void test_add_inplace() {
       add_inplace(y.data(), x.data(), n);
       ok = ok && std::memcmp(y.data(), want.data(), n * sizeof(float)) == 0;
     }
-    report(fmt("add_inplace[%s]", isa_name(isa)), ok);
+    CHECK_MESSAGE(ok, (fmt("add_inplace[%s]", isa_name(isa))));
   }
   set_isa(detected_isa());
 }
@@ -364,17 +351,17 @@ void test_softmax() {
       return compare(a.data(), b.data(), lptol, n);
     };
     std::string e0 = compare(p_ref.data(), p_exact.data(), ptol, n), e1 = lp_compare(lp_ref);
-    report("softmax_reference vs long double " + tag, e0.empty(), e0);
-    report("log_softmax_reference vs long double " + tag, e1.empty(), e1);
+    CHECK_MESSAGE(e0.empty(), ("softmax_reference vs long double " + tag + ": " + e0));
+    CHECK_MESSAGE(e1.empty(), ("log_softmax_reference vs long double " + tag + ": " + e1));
     for (Isa isa : supported_isas()) {
       set_isa(isa);
       std::vector<float> p = c.x, lp(n);
       softmax(p.data(), n);
       std::string e = compare(p.data(), p_exact.data(), ptol, n);
-      report(fmt("softmax[%s] ", isa_name(isa)) + tag, e.empty(), e);
+      CHECK_MESSAGE(e.empty(), (fmt("softmax[%s] ", isa_name(isa)) + tag + ": " + e));
       log_softmax(lp.data(), c.x.data(), n);
       e = lp_compare(lp);
-      report(fmt("log_softmax[%s] ", isa_name(isa)) + tag, e.empty(), e);
+      CHECK_MESSAGE(e.empty(), (fmt("log_softmax[%s] ", isa_name(isa)) + tag + ": " + e));
     }
   }
   set_isa(detected_isa());
@@ -443,7 +430,7 @@ void test_attention_case(const char* name, int64_t H, int64_t D, const std::vect
     tols.push_back(tol);
   }
   std::string tag = fmt("%s H=%lld D=%lld", name, (long long)H, (long long)D);
-  report("attention_causal_reference vs long double " + tag, ref_err.empty(), ref_err);
+  CHECK_MESSAGE(ref_err.empty(), ("attention_causal_reference vs long double " + tag + ": " + ref_err));
 
   for (Isa isa : supported_isas()) {
     set_isa(isa);
@@ -461,7 +448,7 @@ void test_attention_case(const char* name, int64_t H, int64_t D, const std::vect
       std::string e = compare(a.data(), b.data(), tols[si], a.size());
       if (!e.empty() && err.empty()) err = fmt("seq %zu: ", si) + e;
     }
-    report(fmt("attention_causal[%s, %d thr] ", isa_name(isa), threads) + tag, err.empty(), err);
+    CHECK_MESSAGE(err.empty(), (fmt("attention_causal[%s, %d thr] ", isa_name(isa), threads) + tag + ": " + err));
   }
   set_isa(detected_isa());
 }
@@ -489,12 +476,12 @@ void test_attention() {
 void test_isa() {
   bool ok = std::string(isa_name(Isa::Reference)) == "reference" && std::string(isa_name(Isa::Avx2)) == "avx2" &&
             std::string(isa_name(Isa::Avx512)) == "avx512";
-  report("isa_name", ok);
+  CHECK_MESSAGE(ok, "isa_name");
   set_isa(Isa::Reference);
   bool set_ok = active_isa() == Isa::Reference;
   set_isa(detected_isa());
   set_ok = set_ok && active_isa() == detected_isa();
-  report(fmt("set_isa (detected %s)", isa_name(detected_isa())), set_ok);
+  CHECK_MESSAGE(set_ok, (fmt("set_isa (detected %s)", isa_name(detected_isa()))));
   if (detected_isa() != Isa::Avx512) {
     bool threw = false;
     try {
@@ -502,29 +489,26 @@ void test_isa() {
     } catch (const Error& e) {
       threw = e.code() == "E_ARGUMENT";
     }
-    report("set_isa rejects an unsupported variant", threw);
+    CHECK_MESSAGE(threw, "set_isa rejects an unsupported variant");
   }
 }
 
 }  // namespace
 
-int main() {
-  // Before any op runs: the first active_isa() reads ROOST_ISA once.
+// First in this file, so first to run (doctest runs a file's test cases in
+// order): the first active_isa() of the process reads ROOST_ISA, so no op may
+// run before it.
+TEST_CASE("ROOST_ISA is honoured") {
   const Isa forced = detected_isa() == Isa::Reference ? Isa::Reference : Isa::Avx2;
   setenv("ROOST_ISA", isa_name(forced), 1);
-  report(fmt("ROOST_ISA=%s is honoured", isa_name(forced)), active_isa() == forced,
-         fmt("active %s", isa_name(active_isa())));
-  auto t0 = std::chrono::steady_clock::now();
-  const std::pair<const char*, std::function<void()>> groups[] = {
-      {"isa", test_isa},         {"matmul", test_matmul},     {"matrix_column", test_matrix_column},
-      {"layernorm", test_layernorm}, {"gelu", test_gelu},     {"add_inplace", test_add_inplace},
-      {"softmax", test_softmax}, {"attention", test_attention}};
-  for (const auto& [name, fn] : groups) {
-    auto g0 = std::chrono::steady_clock::now();
-    fn();
-    std::printf("# %s: %.2f s\n", name, std::chrono::duration<double>(std::chrono::steady_clock::now() - g0).count());
-  }
-  std::printf("# total %.2f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  std::printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed == 0 ? 0 : 1;
+  CHECK_MESSAGE(active_isa() == forced, (fmt("ROOST_ISA=%s is honoured: active %s", isa_name(forced), isa_name(active_isa()))));
 }
+
+TEST_CASE("isa") { test_isa(); }
+TEST_CASE("matmul") { test_matmul(); }
+TEST_CASE("matrix_column") { test_matrix_column(); }
+TEST_CASE("layernorm") { test_layernorm(); }
+TEST_CASE("gelu") { test_gelu(); }
+TEST_CASE("add_inplace") { test_add_inplace(); }
+TEST_CASE("softmax") { test_softmax(); }
+TEST_CASE("attention") { test_attention(); }
