@@ -13,8 +13,8 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { AdapterLoadError, loadAdapter } from './engine/adapters';
-import { generateText, scoreLong, score } from './engine/generate';
-import { serve } from './http/serve';
+import { generateText, scoreLong, score } from './engine/scoring';
+import { serve } from './server';
 import { loadTokenizer, Tokenizer } from './engine/tokenizer';
 import { AdapterInfo, Device, Engine, isNativeError, NativeEngine, packageRoot } from './native';
 
@@ -331,7 +331,7 @@ export function run(): void {
   );
 }
 
-// ---------------------------------------------------------------- serve (src/http/serve.ts)
+// ---------------------------------------------------------------- serve (src/server.ts)
 
 COMMANDS.serve = {
   usage:

@@ -7,10 +7,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { AdapterLoadError, loadAdapter, loadAdapterDir, resolveTarget, weightsSha256 } from '../src/engine/adapters';
-import { generateTokens, score } from '../src/engine/generate';
+import { generateTokens, score } from '../src/engine/scoring';
 import { loadTokenizer } from '../src/engine/tokenizer';
 import { AdapterInfo, Engine, NativeEngine } from '../src/native';
-import type { RunningServer } from '../src/http/serve';
+import type { RunningServer } from '../src/server';
 import { safetensorsF32 } from '../bench/lib/adapters';
 import { post, postStream, start } from './http.helpers';
 

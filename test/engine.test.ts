@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { generateTokens, score } from '../src/engine/generate';
+import { generateTokens, score } from '../src/engine/scoring';
 import { Detokenizer } from '../src/engine/detokenizer';
 import { loadTokenizer } from '../src/engine/tokenizer';
 import { Engine, native, NativeEngine, NativeError } from '../src/native';

@@ -2,7 +2,7 @@
 // fields, invalid UTF-8, token ids out of range, truncated JSON, oversized
 // bodies. Each must get a 4xx whose message names the problem; afterwards a
 // valid request is still served.
-import type { RunningServer } from '../src/http/serve';
+import type { RunningServer } from '../src/server';
 import { post, start, TINY } from './http.helpers';
 
 let s: RunningServer;

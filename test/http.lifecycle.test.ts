@@ -1,7 +1,7 @@
 // Admission, cancellation and server lifecycle over HTTP with a real engine:
 // overload 429, keep-alive while queued, disconnect frees the sequence,
 // API keys, body limit, request timeout, graceful shutdown.
-import type { RunningServer } from '../src/http/serve';
+import type { RunningServer } from '../src/server';
 import { parseSse, post, postStream, sequences, start, TINY, UNBOUNDED, waitFor } from './http.helpers';
 
 // Runs until cancelled: the unbounded model has no context limit.

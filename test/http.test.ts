@@ -5,7 +5,7 @@ import { loadTokenizer } from '../src/engine/tokenizer';
 import { RuntimeHolder } from '../src/engine/runtime';
 import { createApp } from '../src/http/app';
 import { Metrics } from '../src/http/metrics';
-import type { RunningServer } from '../src/http/serve';
+import type { RunningServer } from '../src/server';
 import { BYTES, post, postStream, start, TINY, UNBOUNDED } from './http.helpers';
 
 let tiny: RunningServer;
@@ -227,7 +227,7 @@ describe('completions', () => {
 
   test('streamed text equals the whole text, decoded from the sampled bytes', async () => {
     // Random bytes from the byte model: invalid sequences and split characters are likely.
-    // (Scripted multi-byte tokens are checked exactly in scheduler.completion.test.ts.)
+    // (Scripted multi-byte tokens are checked exactly in completion.test.ts.)
     const body = { prompt: 'x', max_tokens: 40, seed: 5, temperature: 1, logprobs: 0, logit_bias: { '256': -100, '257': -100, '258': -100, '259': -100 } };
     const whole = await post(bytes.url, body);
     const tokens: string[] = whole.json.choices[0].logprobs.tokens;

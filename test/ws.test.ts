@@ -3,7 +3,7 @@
 // backpressure, heartbeats, API key.
 import { WebSocket } from 'ws';
 
-import type { RunningServer } from '../src/http/serve';
+import type { RunningServer } from '../src/server';
 import { decodeServerBinary, encodeClientBinary, ServerEvent } from '../src/ws/frames';
 import { BYTES, post, sequences, start, TINY, UNBOUNDED, waitFor } from './http.helpers';
 

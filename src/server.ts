@@ -6,14 +6,14 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 
-import { loadAdapterDir } from '../engine/adapters';
-import { RuntimeHolder } from '../engine/runtime';
-import { SchedulerOptions } from '../engine/scheduler';
-import { loadTokenizer } from '../engine/tokenizer';
-import { Engine, native } from '../native';
-import { Gateway, GatewayOptions } from '../ws/gateway';
-import { AppOptions, createApp } from './app';
-import { Metrics } from './metrics';
+import { loadAdapterDir } from './engine/adapters';
+import { RuntimeHolder } from './engine/runtime';
+import { SchedulerOptions } from './engine/scheduler';
+import { loadTokenizer } from './engine/tokenizer';
+import { Engine, native } from './native';
+import { Gateway, GatewayOptions } from './ws/gateway';
+import { AppOptions, createApp } from './http/app';
+import { Metrics } from './http/metrics';
 
 export interface ServeOptions {
   /** Checkpoint folder (already resolved). */
