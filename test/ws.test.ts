@@ -193,16 +193,35 @@ test('a peer that does not answer pings is dropped', async () => {
 test('the API key guards the upgrade (header or ?api_key=); other paths are 404', async () => {
   const k = await start(TINY, { apiKey: 'key1' });
   try {
-    const refused = await new Promise<number>((r) => new WebSocket(k.url.replace('http', 'ws') + '/v1/stream').on('unexpected-response', (_q, res) => r(res.statusCode!)));
-    expect(refused).toBe(401);
+    // A refused upgrade answers as HTTP does: the catalogue's status and error body.
+    const refusal = (url: string, headers: Record<string, string> = {}) =>
+      new Promise<{ status: number; body: any }>((resolve) =>
+        new WebSocket(url, { headers }).on('unexpected-response', (_q, res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
+        }),
+      );
+    const missingKey = await refusal(k.url.replace('http', 'ws') + '/v1/stream');
+    expect(missingKey).toEqual({
+      status: 401,
+      body: { error: { message: 'missing API key: send Authorization: Bearer <key> or ?api_key=<key>', type: 'authentication_error', param: null, code: 'invalid_api_key' } },
+    });
+    const wrongKey = await refusal(k.url.replace('http', 'ws') + '/v1/stream?api_key=nope');
+    const httpWrongKey = await post(k.url, { prompt: 'x', max_tokens: 1 }, { Authorization: 'Bearer nope' });
+    expect(httpWrongKey.status).toBe(401);
+    expect(wrongKey).toEqual({ status: 401, body: httpWrongKey.json });
+    expect(wrongKey.body.error).toEqual({ message: 'invalid API key', type: 'authentication_error', param: null, code: 'invalid_api_key' });
     const c = new Client(k.url, { headers: { Authorization: 'Bearer key1' } });
     await c.open();
     c.close();
     const q = new WebSocket(k.url.replace('http', 'ws') + '/v1/stream?api_key=key1');
     await new Promise((r) => q.once('open', r));
     q.close();
-    const missing = await new Promise<number>((r) => new WebSocket(k.url.replace('http', 'ws') + '/nope', { headers: { Authorization: 'Bearer key1' } }).on('unexpected-response', (_q, res) => r(res.statusCode!)));
-    expect(missing).toBe(404);
+    expect(await refusal(k.url.replace('http', 'ws') + '/nope', { Authorization: 'Bearer key1' })).toEqual({
+      status: 404,
+      body: { error: { message: 'no WebSocket endpoint at /nope: use /v1/stream', type: 'not_found_error', param: null, code: 'not_found' } },
+    });
   } finally {
     await k.close(0);
   }
