@@ -1,7 +1,8 @@
 // The composition root of `roost serve`: loads the model, builds the
 // scheduler, attaches the HTTP app and the WebSocket gateway (which know
-// neither each other nor the addon). Listens at once (GET /health answers 503 while the model
-// loads), load the model, then print `listening on http://HOST:PORT`.
+// neither each other nor the addon). Listens at once (GET /health answers
+// 503 while the model loads), loads the model, then prints
+// `listening on http://HOST:PORT`.
 // SIGTERM / SIGINT: stop accepting, let in-flight requests finish within the
 // grace period, cancel the rest, close.
 import * as http from 'node:http';

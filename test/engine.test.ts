@@ -338,17 +338,25 @@ describe('step arguments', () => {
   });
 
   test.each([
-    ['an unknown sequence', (seq: number) => [{ seq: seq + 1000, tokens: [1], sample: true }]],
-    ['a token id = vocab size', (seq: number) => [{ seq, tokens: [1, 512], sample: true }]],
-    ['a negative token id', (seq: number) => [{ seq, tokens: [-1], sample: true }]],
-    ['more tokens than the context', (seq: number) => [{ seq, tokens: new Array(129).fill(1), sample: true }]],
-    ['a sequence listed twice', (seq: number) => [{ seq, tokens: [1], sample: true }, { seq, tokens: [2], sample: true }]],
-  ])('%s rejects with E_ARGUMENT and leaves the sequence as it was', async (_, reqs) => {
+    ['an unknown sequence', (seq: number) => [{ seq: seq + 1000, tokens: [1], sample: true }], (seq: number) => `unknown sequence ${seq + 1000}`],
+    ['a token id = vocab size', (seq: number) => [{ seq, tokens: [1, 512], sample: true }], () => 'token id 512 is outside the vocabulary (0..511)'],
+    ['a negative token id', (seq: number) => [{ seq, tokens: [-1], sample: true }], () => 'token id -1 is outside the vocabulary (0..511)'],
+    [
+      'more tokens than the context',
+      (seq: number) => [{ seq, tokens: new Array(129).fill(1), sample: true }],
+      (seq: number) => `sequence ${seq} would hold 129 tokens; the model's context is 128`,
+    ],
+    [
+      'a sequence listed twice',
+      (seq: number) => [{ seq, tokens: [1], sample: true }, { seq, tokens: [2], sample: true }],
+      (seq: number) => `sequence ${seq} is listed twice in one step`,
+    ],
+  ])('%s rejects with E_ARGUMENT and leaves the sequence as it was', async (_, reqs, message) => {
     const seq = engine.createSequence({ temperature: 0 });
     const err = await rejection(engine.step(reqs(seq)));
     expect(Object.prototype.toString.call(err)).toBe('[object Error]');
     expect(err.code).toBe('E_ARGUMENT');
-    expect(err.message.length).toBeGreaterThan(0);
+    expect(err.message).toBe(message(seq));
     expect(engine.sequenceLength(seq)).toBe(0);
     const [r] = await engine.step([{ seq, tokens: [1, 2, 3], sample: true }]);
     expect(r.sampled).toBe(true);
@@ -359,15 +367,18 @@ describe('step arguments', () => {
   test('the context cap holds across steps', async () => {
     const seq = engine.createSequence({ temperature: 0 });
     await engine.step([{ seq, tokens: new Array(128).fill(7), sample: true }]);
-    expect((await rejection(engine.step([{ seq, tokens: [1], sample: true }]))).code).toBe('E_ARGUMENT');
+    expect(await rejection(engine.step([{ seq, tokens: [1], sample: true }]))).toMatchObject({
+      code: 'E_ARGUMENT',
+      message: `sequence ${seq} would hold 129 tokens; the model's context is 128`,
+    });
     engine.freeSequence(seq);
   });
 
   test('a freed sequence is unknown', async () => {
     const seq = engine.createSequence();
     engine.freeSequence(seq);
-    expect(() => engine.sequenceLength(seq)).toThrow(expect.objectContaining({ code: 'E_ARGUMENT' }));
-    expect((await rejection(engine.step([{ seq, tokens: [1], sample: true }]))).code).toBe('E_ARGUMENT');
+    expect(() => engine.sequenceLength(seq)).toThrow(expect.objectContaining({ code: 'E_ARGUMENT', message: `unknown sequence ${seq}` }));
+    expect(await rejection(engine.step([{ seq, tokens: [1], sample: true }]))).toMatchObject({ code: 'E_ARGUMENT', message: `unknown sequence ${seq}` });
   });
 
   test('freeSequence while its step is in flight takes effect when the step settles', async () => {

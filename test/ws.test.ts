@@ -88,7 +88,13 @@ test('protobuf frames give the same tokens as JSON', async () => {
   const toks = (id: string) => c.of(id).filter((e) => e.type === 'token').map((e: any) => [e.token, e.text]);
   expect(toks('p')).toEqual(toks('j'));
   const first = c.of('p')[0] as any;
-  expect(Object.keys(first.top_logprobs).length).toBeGreaterThanOrEqual(1);
+  // logprobs 2: the 2 best, plus the sampled token when it is not one of them.
+  for (const e of c.of('p').filter((x) => x.type === 'token') as any[]) {
+    const better = Object.values(e.top_logprobs as Record<string, number>).filter((v) => v > e.logprob + 1e-6).length;
+    expect(Object.keys(e.top_logprobs)).toHaveLength(better < 2 ? 2 : 3);
+    expect(Object.values(e.top_logprobs as Record<string, number>).some((v) => Math.abs(v - e.logprob) < 1e-5)).toBe(true);
+  }
+  expect(first.type).toBe('token');
   expect(c.of('p').find((e) => e.type === 'done')).toMatchObject({ finish_reason: 'length', usage: { prompt_tokens: 3, completion_tokens: 5 } });
   c.close();
 });
@@ -125,7 +131,7 @@ test('malformed frames get an error event and the connection stays usable', asyn
   c.ws.send('{"type": "request", "id": ');
   expect(await c.until((e) => e.type === 'error')).toMatchObject({ code: 'invalid_json' });
   c.ws.send(Buffer.from([0xff, 0xff, 0xff, 0x01]));
-  expect(await c.until((e) => e.type === 'error' && e.code === 'invalid_frame')).toBeTruthy();
+  expect(await c.until((e) => e.type === 'error' && e.code === 'invalid_frame')).toMatchObject({ message: expect.stringMatching(/^the frame is not a roost.ClientMessage: /) });
   c.sendJson({ type: 'request', id: 'x', prompt: 'a', max_tokens: -1 });
   expect(await c.until((e) => e.type === 'error' && e.id === 'x')).toMatchObject({ code: 'invalid_parameter', param: 'max_tokens' });
   c.sendJson({ type: 'request', id: 'y', prompt: 'a', n: 2 });
@@ -133,7 +139,11 @@ test('malformed frames get an error event and the connection stays usable', asyn
   c.sendJson({ type: 'hello', id: 'z' });
   expect(await c.until((e) => e.type === 'error' && e.id === 'z')).toMatchObject({ param: 'type' });
   c.sendJson([1, 2]);
-  expect(c.events.filter((e) => e.type === 'error').length).toBeGreaterThanOrEqual(5);
+  expect(await c.until((e) => e.type === 'error' && e.id === undefined && e.code === 'invalid_parameter')).toMatchObject({
+    message: 'a message must be a JSON object (got an array of length 2)',
+    param: null,
+  });
+  expect(c.events.filter((e) => e.type === 'error')).toHaveLength(6);
   c.sendJson({ type: 'request', id: 'ok', prompt: 'a', max_tokens: 2 });
   expect(await c.until((e) => e.type === 'done' && e.id === 'ok')).toBeTruthy();
   c.close();
