@@ -1,7 +1,8 @@
 // The layer rules of the TypeScript: the transports src/http and src/ws never
-// import each other nor the addon (src/native); src/engine imports no
-// transport; the composition roots (src/server.ts, src/cli.ts) are imported by
-// nothing. A forbidden import fails here, named.
+// import each other nor the addon (src/native), and reach the engine's
+// statistics and adapters through src/engine/runtime.ts, not the engine
+// handle; src/engine imports no transport; the composition roots
+// (src/server.ts, src/cli.ts) are imported by nothing. A break fails here, named.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -62,4 +63,16 @@ test('every import form is seen, so a forbidden one cannot slip through', () => 
     'src/http/probe.ts imports src/cli',
   ]);
   expect(violations('ws/probe.ts', "import { bearerMatches } from '../http/auth';")).toEqual(['src/ws/probe.ts imports src/http/auth']);
+});
+
+/** Uses of a runtime's engine handle (`rt.engine`, `runtime.engine`) in a transport's source. */
+function engineHandles(from: string, text: string): string[] {
+  if (!['http', 'ws'].includes(layer(from))) return [];
+  return [...text.matchAll(/\.engine\b(?!\/)/g)].map((m) => `src/${from} uses ${text.slice(Math.max(0, m.index! - 12), m.index! + 7).trim()}`);
+}
+
+test('src/http and src/ws never hold the engine: statistics and adapters go through the runtime', () => {
+  const found = files(SRC).flatMap((f) => engineHandles(path.relative(SRC, f).split(path.sep).join('/'), fs.readFileSync(f, 'utf8')));
+  expect(found).toEqual([]);
+  expect(engineHandles('http/probe.ts', "import { x } from '../engine/runtime';\nconst n = rt.engine.stats();")).toEqual(['src/http/probe.ts uses const n = rt.engine']);
 });
