@@ -65,14 +65,14 @@ test('every import form is seen, so a forbidden one cannot slip through', () => 
   expect(violations('ws/probe.ts', "import { bearerMatches } from '../http/auth';")).toEqual(['src/ws/probe.ts imports src/http/auth']);
 });
 
-/** Uses of a runtime's engine handle (`rt.engine`, `runtime.engine`) in a transport's source. */
+/** Uses of a runtime's engine handle (`rt.engine`) in a transport's source, as `src/FILE:LINE uses rt.engine`. */
 function engineHandles(from: string, text: string): string[] {
   if (!['http', 'ws'].includes(layer(from))) return [];
-  return [...text.matchAll(/\.engine\b(?!\/)/g)].map((m) => `src/${from} uses ${text.slice(Math.max(0, m.index! - 12), m.index! + 7).trim()}`);
+  return [...text.matchAll(/([\w$)\]]+)\s*\.\s*engine\b/g)].map((m) => `src/${from}:${text.slice(0, m.index).split('\n').length} uses ${m[1]}.engine`);
 }
 
 test('src/http and src/ws never hold the engine: statistics and adapters go through the runtime', () => {
   const found = files(SRC).flatMap((f) => engineHandles(path.relative(SRC, f).split(path.sep).join('/'), fs.readFileSync(f, 'utf8')));
   expect(found).toEqual([]);
-  expect(engineHandles('http/probe.ts', "import { x } from '../engine/runtime';\nconst n = rt.engine.stats();")).toEqual(['src/http/probe.ts uses const n = rt.engine']);
+  expect(engineHandles('http/probe.ts', "import { x } from '../engine/runtime';\nconst n = rt.engine.stats();")).toEqual(['src/http/probe.ts:2 uses rt.engine']);
 });
