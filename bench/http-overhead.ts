@@ -28,7 +28,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { WebSocket } from 'ws';
 
-import { startServer } from '../src/http/serve';
+import { startServer } from '../src/server';
 import { writeRandomGpt2 } from './lib/random-gpt2';
 
 const root = path.resolve(__dirname, '..', '..');

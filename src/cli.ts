@@ -1,22 +1,28 @@
-// roost generate / score / eval (shared/DESIGN.md, "Interfaces others depend on").
+// roost serve / generate / score / eval. generate, score and eval run on the
+// server's path (runtime, scheduler, request validation, context check).
 // Usage errors exit 2, runtime errors exit 1; messages go to stderr, results
-// to stdout. `serve` arrives with the HTTP server (its own issue).
+// to stdout.
 
 // The engine runs its own compute threads; libuv's pool only waits on them and
 // must not fight them for the cores (shared/PEERS.md). Set before anything
 // touches the pool.
 process.env.UV_THREADPOOL_SIZE ??= '2';
 
-import { randomInt } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { AdapterLoadError, loadAdapter } from './engine/adapters';
-import { generateText, scoreLong, score } from './engine/generate';
-import { serve } from './http/serve';
+import { type ModelRuntime, startCompletion } from './engine/completion';
+import { RequestError } from './engine/errors';
+import { parseCompletionBody } from './engine/params';
+import { RuntimeHolder } from './engine/runtime';
+import { DEFAULT_SCHEDULER_OPTIONS } from './engine/scheduler';
+import { scoreLong, scoreTokens } from './engine/scoring';
 import { loadTokenizer, Tokenizer } from './engine/tokenizer';
-import { AdapterInfo, Device, Engine, isNativeError, NativeEngine, packageRoot } from './native';
+import { AdapterInfo, Device, Engine, isNativeError, NativeEngine } from './native';
+import { packageRoot } from './package-root';
+import { serve } from './server';
 
 class UsageError extends Error {}
 
@@ -154,6 +160,8 @@ function resolveModel(value: string): string {
 interface Loaded {
   engine: NativeEngine;
   tokenizer: Tokenizer;
+  /** The model folder. */
+  dir: string;
   /** --adapter: the adapter folder loaded beside the model. */
   adapter?: AdapterInfo;
 }
@@ -166,39 +174,77 @@ async function load(values: Values): Promise<Loaded> {
   const tokenizer = loadTokenizer(dir);
   const engine = await Engine.load(dir, { device: device as Device, ...(threads === undefined ? {} : { threads }) });
   const adapterDir = str(values, 'adapter');
-  if (adapterDir === undefined) return { engine, tokenizer };
+  if (adapterDir === undefined) return { engine, tokenizer, dir };
   try {
-    return { engine, tokenizer, adapter: loadAdapter(engine, path.basename(path.resolve(adapterDir)), adapterDir, dir) };
+    return { engine, tokenizer, dir, adapter: loadAdapter(engine, path.basename(path.resolve(adapterDir)), adapterDir, dir) };
   } catch (e) {
     if (e instanceof AdapterLoadError) throw new UsageError(`--adapter: ${e.message}`);
     throw e;
   }
 }
 
+/**
+ * The server's runtime and scheduler around the loaded engine, so every
+ * command runs the server's path. `stepTokens`: the longest prompt score and
+ * eval send, so each goes in one step (src/engine/scoring.ts).
+ */
+function runtime(l: Loaded, stepTokens = DEFAULT_SCHEDULER_OPTIONS.stepTokens): ModelRuntime {
+  return new RuntimeHolder().attach(l.engine, l.tokenizer, path.basename(l.dir), {
+    maxBatch: 1,
+    stepTokens: Math.max(stepTokens, DEFAULT_SCHEDULER_OPTIONS.stepTokens),
+    requestTimeoutMs: 0,
+  });
+}
+
+/**
+ * A flag's text as the JSON value an HTTP client would send, so the request
+ * validation (src/engine/params.ts) judges it: numbers as numbers (unless
+ * rounding would change them), anything else as the string, which it refuses
+ * naming the flag.
+ */
+function jsonValue(v: string | undefined): unknown {
+  if (v === undefined) return undefined;
+  const n = v.trim() === '' ? NaN : Number(v);
+  if (!Number.isFinite(n) || (/^[+-]?\d+$/.test(v.trim()) && !Number.isSafeInteger(n))) return v;
+  return n;
+}
+
+/**
+ * A refusal of the shared request validation in the CLI's words: a client
+ * error (4xx) becomes a usage error (exit 2) naming the flag that carried
+ * the field; anything else passes through (exit 1).
+ */
+function asUsageError(e: unknown, flags: Record<string, string>): unknown {
+  if (!(e instanceof RequestError) || e.status >= 500) return e;
+  const param = e.param ?? '';
+  const flag = flags[param.replace(/\[.*$/, '')];
+  if (flag === undefined) return new UsageError(e.message);
+  return new UsageError(param === e.message.slice(0, param.length) && !param.includes('[') ? flag + e.message.slice(param.length) : `${flag}: ${e.message}`);
+}
+
 // ---------------------------------------------------------------- commands
 
+const GENERATE_FLAGS = { prompt: '--prompt', max_tokens: '--max-tokens', temperature: '--temperature', top_p: '--top-p', top_k: '--top-k', seed: '--seed' };
+
 async function runGenerate(values: Values): Promise<void> {
-  const prompt = required(values, 'prompt');
-  if (prompt === '') throw new UsageError('--prompt must not be empty');
-  const maxTokens = integerFlag(values, 'max-tokens', 1, 'a positive integer');
-  if (maxTokens === undefined) throw new UsageError('--max-tokens is required');
-  const temperature = numberFlag(values, 'temperature', (x) => x >= 0, 'a number >= 0');
-  const topP = numberFlag(values, 'top-p', (x) => x > 0 && x <= 1, 'a number in (0, 1]');
-  const topK = integerFlag(values, 'top-k', 0, 'an integer >= 0 (0 = off)');
-  const seed = integerFlag(values, 'seed', 0, 'an integer in [0, 2^53]', 2 ** 53);
-  // Without --seed every run samples differently, as users expect of a sampler.
-  const seedValue = seed ?? randomInt(0, 2 ** 47);
-  const { engine, tokenizer, adapter } = await load(values);
-  const ids = tokenizer.encode(prompt);
-  if (ids.length === 0) throw new UsageError('--prompt encodes to no tokens');
-  const max = engine.info().maxContext;
-  const reserved = adapter?.promptTokens ?? 0;
-  if (max > 0 && reserved + ids.length > max) {
-    throw new UsageError(`--prompt is ${ids.length} tokens${reserved ? ` (+${reserved} of soft prompt)` : ''}; the model's context holds ${max}`);
+  const body: Record<string, unknown> = { prompt: required(values, 'prompt'), max_tokens: required(values, 'max-tokens') };
+  for (const [field, flag] of Object.entries(GENERATE_FLAGS)) {
+    if (field !== 'prompt') body[field] = jsonValue(str(values, flag.slice(2)));
   }
-  const options = { maxTokens, temperature, topP, topK, seed: seedValue, ...(adapter ? { adapter: adapter.name } : {}) };
-  for await (const piece of generateText(engine, tokenizer, ids, options)) {
-    process.stdout.write(piece);
+  const l = await load(values);
+  const rt = runtime(l);
+  if (l.adapter) body.adapter = l.adapter.name;
+  try {
+    // Streamed: each piece of text goes out as soon as it is whole UTF-8.
+    const params = parseCompletionBody({ ...body, stream: true }, { vocabSize: rt.info.vocabSize });
+    const run = startCompletion(rt, params, {
+      onDelta(_index, text) {
+        if (text !== '') process.stdout.write(text);
+      },
+    });
+    await run.result;
+  } catch (e) {
+    throw asUsageError(e, GENERATE_FLAGS);
   }
 }
 
@@ -214,21 +260,17 @@ async function runScore(values: Values): Promise<void> {
   const text = str(values, 'text');
   if ((tokensFlag === undefined) === (text === undefined)) throw new UsageError('give exactly one of --tokens or --text');
   const listed = tokensFlag !== undefined ? parseTokenList(tokensFlag) : undefined;
-  const { engine, tokenizer, adapter } = await load(values);
-  const tokens = listed ?? tokenizer.encode(text!);
-  const flag = listed ? '--tokens' : '--text';
-  if (tokens.length === 0) throw new UsageError(`${flag} encodes to no tokens`);
-  const info = engine.info();
-  const bad = tokens.find((t) => t >= info.vocabSize);
-  if (bad !== undefined) throw new UsageError(`--tokens: token id ${bad} is out of range [0, ${info.vocabSize})`);
-  const reserved = adapter?.promptTokens ?? 0;
-  if (info.maxContext > 0 && reserved + tokens.length > info.maxContext) {
-    throw new UsageError(
-      `${flag} is ${tokens.length} tokens${reserved ? ` (+${reserved} of soft prompt)` : ''}; the model's context holds ${info.maxContext} (use roost eval for long texts)`,
-    );
+  const l = await load(values);
+  const tokens = listed ?? l.tokenizer.encode(text!);
+  if (tokens.length === 0) throw new UsageError('--text must not be empty: it encodes to no tokens');
+  try {
+    const logprobs = await scoreTokens(runtime(l, tokens.length), tokens, l.adapter?.name);
+    process.stdout.write(JSON.stringify({ tokens, logprobs }) + '\n');
+  } catch (e) {
+    const err = asUsageError(e, { prompt: listed ? '--tokens' : '--text' });
+    if (e instanceof RequestError && e.code === 'context_length_exceeded') (err as Error).message += ' (roost eval scores texts longer than the context)';
+    throw err;
   }
-  const logprobs = await score(engine, tokens, adapter);
-  process.stdout.write(JSON.stringify({ tokens, logprobs }) + '\n');
 }
 
 async function runEval(values: Values): Promise<void> {
@@ -240,16 +282,18 @@ async function runEval(values: Values): Promise<void> {
     throw new UsageError(`--file: cannot read ${file}: ${(e as Error).message}`);
   }
   const context = integerFlag(values, 'context', 2, 'an integer >= 2');
-  const { engine, tokenizer, adapter } = await load(values);
-  const tokens = tokenizer.encode(bytes.toString('utf8'));
+  const l = await load(values);
+  const tokens = l.tokenizer.encode(bytes.toString('utf8'));
   if (tokens.length < 2) throw new UsageError(`--file: ${file} holds ${tokens.length} token(s); eval needs at least 2`);
   // A soft prompt takes its positions out of every window.
-  const reserved = adapter?.promptTokens ?? 0;
-  const max = engine.info().maxContext > 0 ? engine.info().maxContext - reserved : 0;
+  const reserved = l.adapter?.promptTokens ?? 0;
+  const max = l.engine.info().maxContext > 0 ? l.engine.info().maxContext - reserved : 0;
   if (context !== undefined && max > 0 && context > max) {
     throw new UsageError(`--context ${context} is longer than the model's context (${max}${reserved ? ` after the adapter's ${reserved} soft-prompt positions` : ''})`);
   }
-  const r = await scoreLong(engine, tokens, context ?? (max > 0 ? max : DEFAULT_EVAL_WINDOW), adapter);
+  const window = context ?? (max > 0 ? max : DEFAULT_EVAL_WINDOW);
+  const rt = runtime(l, window);
+  const r = await scoreLong((ids) => scoreTokens(rt, ids, l.adapter?.name), tokens, window);
   let nll = 0; // nats
   for (let t = 1; t < tokens.length; t++) nll -= r.logprobs[t]!;
   const scored = tokens.length - 1;
@@ -331,7 +375,7 @@ export function run(): void {
   );
 }
 
-// ---------------------------------------------------------------- serve (src/http/serve.ts)
+// ---------------------------------------------------------------- serve (src/server.ts)
 
 COMMANDS.serve = {
   usage:

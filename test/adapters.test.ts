@@ -7,11 +7,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { AdapterLoadError, loadAdapter, loadAdapterDir, resolveTarget, weightsSha256 } from '../src/engine/adapters';
-import { generateTokens, score } from '../src/engine/generate';
+import { RequestError } from '../src/engine/errors';
+import { RuntimeHolder } from '../src/engine/runtime';
+import { scoreTokens } from '../src/engine/scoring';
 import { loadTokenizer } from '../src/engine/tokenizer';
 import { AdapterInfo, Engine, NativeEngine } from '../src/native';
-import type { RunningServer } from '../src/http/serve';
+import type { RunningServer } from '../src/server';
 import { safetensorsF32 } from '../bench/lib/adapters';
+import { promptLogprobs, sampleTokens } from './engine.helpers';
 import { post, postStream, start } from './http.helpers';
 
 const FIXTURES = path.join(__dirname, 'fixtures');
@@ -48,22 +51,20 @@ describe('adapters match the PyTorch reference', () => {
     const a = info(e, name);
     expect(a.type).toBe(g.kind);
     for (const c of g.cases) {
-      const lps = await score(e, c.tokens, a);
+      const lps = await promptLogprobs(e, c.tokens, a.name);
       expect(lps.length).toBe(c.logprobs.length);
       for (let i = 0; i < lps.length; i++) {
         if (c.logprobs[i] === null) expect(lps[i]).toBeNull();
         else expect(Math.abs(lps[i]! - c.logprobs[i]!)).toBeLessThan(g.logprob_tolerance);
       }
-      const out: number[] = [];
-      for await (const t of generateTokens(e, c.tokens, { temperature: 0, maxTokens: c.greedy.length, eosId: -1, adapter: name })) out.push(t.token);
-      expect(out).toEqual(c.greedy);
+      expect(await sampleTokens(e, c.tokens, c.greedy.length, { temperature: 0, adapter: name })).toEqual(c.greedy);
     }
   });
 
   test('an adapter changes the output (the goldens are not the base model)', async () => {
     const e = await engineFor('bigbird-tiny');
     const c = golden('bigbird-tiny-ia3').cases[2];
-    const base = await score(e, c.tokens);
+    const base = await promptLogprobs(e, c.tokens);
     expect(Math.max(...base.slice(1).map((x, i) => Math.abs(x! - c.logprobs[i + 1]!)))).toBeGreaterThan(0.05);
   });
 });
@@ -173,8 +174,19 @@ describe('served adapters (HTTP)', () => {
     // bigbird-tiny has no context cap; the check is the engine's own on a capped model below.
     const e = await engineFor('gpt2-tiny');
     const a = info(e, 'gpt2-tiny-prompt');
-    await expect(score(e, new Array(128 - a.promptTokens).fill(1), a)).resolves.toHaveLength(128 - a.promptTokens);
-    await expect(score(e, new Array(128 - a.promptTokens + 1).fill(1), a)).rejects.toThrow(/context holds 128/);
+    // The request path (HTTP, WebSocket, roost score / eval) refuses before the engine sees it.
+    const rt = new RuntimeHolder().attach(e, loadTokenizer(path.join(FIXTURES, 'gpt2-tiny')), 'gpt2-tiny', { stepTokens: 128 });
+    const fits = 128 - a.promptTokens;
+    await expect(scoreTokens(rt, new Array(fits).fill(1), a.name)).resolves.toHaveLength(fits);
+    const over = scoreTokens(rt, new Array(fits + 1).fill(1), a.name);
+    await expect(over).rejects.toThrow(RequestError);
+    await expect(over).rejects.toMatchObject({
+      code: 'context_length_exceeded',
+      param: 'prompt',
+      message:
+        `This model's maximum context length is 128 tokens, however you requested 129 tokens (${a.promptTokens} for the adapter's soft prompt, ` +
+        `${fits + 1} in prompt, 0 for max_tokens). Please reduce the prompt or max_tokens.`,
+    });
     const seq = e.createSequence({ adapter: a.name });
     await expect(e.step([{ seq, tokens: new Array(123).fill(1), sample: false }])).rejects.toThrow(/would hold 129 tokens; the model's context is 128/);
     e.freeSequence(seq);

@@ -5,8 +5,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
+import { main } from '../src/cli';
+import { Detokenizer } from '../src/engine/detokenizer';
 import { loadTokenizer } from '../src/engine/tokenizer';
-import { native } from '../src/native';
+import { Engine, native } from '../src/native';
+import { post, start } from './http.helpers';
 
 const ROOT = path.join(__dirname, '..');
 const BIN = path.join(ROOT, 'bin', 'roost.js');
@@ -60,35 +63,108 @@ describe('generate', () => {
     expect(r.stdout).toBe(g.text);
   });
 
-  test('byte model: text is streamed UTF-8 safe', () => {
-    const r = roost('generate', '--model', BYTES, '--prompt', 'Hello', '--max-tokens', '20', '--temperature', '0', '--threads', '1', '--device', 'cpu');
-    expect(r.code).toBe(0);
-    expect(Buffer.byteLength(r.stdout)).toBeLessThanOrEqual(20 * 3);
+  test('byte model: the text is the reference bytes, multi-byte characters whole', () => {
+    const g = golden(BYTES).greedy[0];
+    expect(g.text).toContain('\u2659'); // a 3-byte character the byte model emits one byte per token
+    const r = spawnSync(process.execPath, [BIN, 'generate', '--model', BYTES, '--prompt', g.prompt, '--max-tokens', String(g.max_tokens), '--temperature', '0'], { cwd: ROOT, timeout: 60000 });
+    expect(r.status).toBe(0);
+    expect(Buffer.compare(r.stdout, Buffer.from(g.text, 'utf8'))).toBe(0);
   });
 
-  test('the same seed gives the same text; --device auto runs on CPU', () => {
+  test('the text is streamed: one write per released piece, each whole UTF-8', async () => {
+    const g = golden(BYTES).greedy[0];
+    const writes: string[] = [];
+    const spy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: any) => {
+      writes.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
+      return true;
+    });
+    let code: number;
+    try {
+      code = await main(['generate', '--model', BYTES, '--prompt', g.prompt, '--max-tokens', String(g.max_tokens), '--temperature', '0', '--threads', '1']);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(code).toBe(0);
+    expect(writes.join('')).toBe(g.text);
+    // Token by token: as many writes as pieces the detokenizer releases, the 3-byte character in one of them.
+    const d = new Detokenizer(loadTokenizer(BYTES));
+    const pieces = g.tokens.map((t: number) => d.push(t)).filter((p: string) => p !== '');
+    expect(writes).toEqual(pieces);
+    expect(writes.length).toBeGreaterThan(5);
+    expect(writes).toContain('\u2659');
+  });
+
+  test('the same seed gives the same text', () => {
     const args = ['generate', '--model', TINY, '--prompt', 'The license', '--max-tokens', '12', '--temperature', '1.0', '--top-p', '0.9', '--top-k', '50'];
     const a = roost(...args, '--seed', '1234');
-    const b = roost(...args, '--seed', '1234', '--device', 'auto');
     expect(a.code).toBe(0);
-    expect(b.stdout).toBe(a.stdout);
+    expect(roost(...args, '--seed', '1234').stdout).toBe(a.stdout);
     expect(a.stdout.length).toBeGreaterThan(0);
-    const big = roost(...args, '--seed', String(2 ** 53));
+    expect(roost(...args, '--seed', '1235').stdout).not.toBe(a.stdout);
+    const big = roost(...args, '--seed', String(Number.MAX_SAFE_INTEGER));
     expect(big.code).toBe(0);
-    expect(roost(...args, '--seed', String(2 ** 53)).stdout).toBe(big.stdout);
+    expect(roost(...args, '--seed', String(Number.MAX_SAFE_INTEGER)).stdout).toBe(big.stdout);
+  });
+
+  test('--device auto picks CUDA when a device is usable, else the CPU', async () => {
+    const devices: string[] = [];
+    const load = Engine.load;
+    const spy = jest.spyOn(Engine, 'load').mockImplementation(async (dir, opts) => {
+      const e = await load(dir, opts);
+      devices.push(e.info().device);
+      return e;
+    });
+    const out = jest.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    try {
+      expect(await main(['generate', '--model', TINY, '--prompt', 'Hi', '--max-tokens', '2', '--device', 'auto', '--temperature', '0'])).toBe(0);
+    } finally {
+      spy.mockRestore();
+      out.mockRestore();
+    }
+    expect(devices).toEqual([native().cuda().available ? 'cuda' : 'cpu']);
+  });
+
+  test('sampling flags and the context are checked by the request validation HTTP uses, with its messages', async () => {
+    const s = await start(TINY);
+    try {
+      for (const [flags, body] of [
+        [['--temperature', '5'], { temperature: 5 }],
+        [['--top-p', '0'], { top_p: 0 }],
+        [['--top-k', '-2'], { top_k: -2 }],
+        [['--seed', '1.5'], { seed: 1.5 }],
+        [['--max-tokens', '-3'], { max_tokens: -3 }],
+      ] as Array<[string[], Record<string, number>]>) {
+        const http = await post(s.url, { prompt: 'Hi', max_tokens: 5, ...body });
+        expect(http.status).toBe(400);
+        const field = Object.keys(body)[0];
+        expect(http.json.error.message.startsWith(`${field} must be`)).toBe(true);
+        const r = roost('generate', '--model', TINY, '--prompt', 'Hi', '--max-tokens', '5', ...flags);
+        expect(r).toMatchObject({ code: 2, stdout: '' });
+        expect(r.stderr).toBe(`roost generate: ${flags[0]}${http.json.error.message.slice(field.length)}\n`);
+      }
+      // 2 prompt tokens + 127 > 128: HTTP answers 400, generate refuses the same way instead of stopping at the limit.
+      const http = await post(s.url, { prompt: 'Hi', max_tokens: 127 });
+      expect(http.status).toBe(400);
+      expect(http.json.error).toMatchObject({ code: 'context_length_exceeded', param: 'max_tokens' });
+      const r = roost('generate', '--model', TINY, '--prompt', 'Hi', '--max-tokens', '127');
+      expect(r).toMatchObject({ code: 2, stdout: '', stderr: `roost generate: --max-tokens: ${http.json.error.message}\n` });
+      expect(roost('generate', '--model', TINY, '--prompt', 'Hi', '--max-tokens', '126', '--temperature', '0').code).toBe(0);
+    } finally {
+      await s.close(0);
+    }
   });
 
   test.each([
-    [['--max-tokens', '-3'], '--max-tokens must be a positive integer (got -3)'],
-    [['--max-tokens', '0'], '--max-tokens must be a positive integer (got 0)'],
-    [['--max-tokens', '2.5'], '--max-tokens must be a positive integer (got 2.5)'],
-    [['--max-tokens', '5', '--temperature', 'hot'], '--temperature must be a number >= 0 (got hot)'],
-    [['--max-tokens', '5', '--temperature', '-1'], '--temperature must be a number >= 0 (got -1)'],
-    [['--max-tokens', '5', '--top-p', '1.5'], '--top-p must be a number in (0, 1] (got 1.5)'],
-    [['--max-tokens', '5', '--top-p', '0'], '--top-p must be a number in (0, 1] (got 0)'],
-    [['--max-tokens', '5', '--top-k', '-1'], '--top-k must be an integer >= 0 (0 = off) (got -1)'],
-    [['--max-tokens', '5', '--seed', 'abc'], '--seed must be an integer in [0, 2^53] (got abc)'],
-    [['--max-tokens', '5', '--seed', '9007199254740993'], '--seed must be an integer in [0, 2^53] (got 9007199254740993)'],
+    [['--max-tokens', '-3'], '--max-tokens must be an integer from 0 to 16777216 (got -3)'],
+    [['--max-tokens', '2.5'], '--max-tokens must be an integer from 0 to 16777216 (got 2.5)'],
+    [['--max-tokens', '5', '--temperature', 'hot'], '--temperature must be a number from 0 to 2 (got "hot")'],
+    [['--max-tokens', '5', '--temperature', '-1'], '--temperature must be a number from 0 to 2 (got -1)'],
+    [['--max-tokens', '5', '--temperature', '2.5'], '--temperature must be a number from 0 to 2 (got 2.5)'],
+    [['--max-tokens', '5', '--top-p', '1.5'], '--top-p must be a number greater than 0 and at most 1 (got 1.5)'],
+    [['--max-tokens', '5', '--top-p', '0'], '--top-p must be a number greater than 0 and at most 1 (got 0)'],
+    [['--max-tokens', '5', '--top-k', '-2'], '--top-k must be an integer from -1 to 1073741824 (got -2)'],
+    [['--max-tokens', '5', '--seed', 'abc'], '--seed must be an integer from -9007199254740991 to 9007199254740991 (got "abc")'],
+    [['--max-tokens', '5', '--seed', '9007199254740993'], '--seed must be an integer from -9007199254740991 to 9007199254740991 (got "9007199254740993")'],
     [['--max-tokens', '5', '--threads', '0'], '--threads must be a positive integer (got 0)'],
     [['--max-tokens', '5', '--device', 'gpu'], '--device must be cpu, cuda or auto (got gpu)'],
     [['--max-tokens', '5', '--bogus', '1'], "Unknown option '--bogus'"],
@@ -104,10 +180,13 @@ describe('generate', () => {
   test('missing --model and --prompt are usage errors', () => {
     expect(roost('generate', '--prompt', 'x', '--max-tokens', '1')).toMatchObject({ code: 2, stderr: expect.stringContaining('--model is required') });
     expect(roost('generate', '--model', TINY, '--max-tokens', '1')).toMatchObject({ code: 2, stderr: expect.stringContaining('--prompt is required') });
-    expect(roost('generate', '--model', TINY, '--prompt', '', '--max-tokens', '1')).toMatchObject({ code: 2 });
+    expect(roost('generate', '--model', TINY, '--prompt', '', '--max-tokens', '1')).toMatchObject({
+      code: 2,
+      stderr: 'roost generate: --prompt must not be empty: it encodes to no tokens\n',
+    });
   });
 
-  test('--device: cuda without a usable GPU says why; auto and cpu run on the CPU', () => {
+  test('--device: cuda without a usable GPU says why; cpu runs, and auto gives its text when no GPU is usable', () => {
     const cuda = native().cuda();
     const r = roost('generate', '--model', TINY, '--prompt', 'Hi', '--max-tokens', '1', '--device', 'cuda', '--temperature', '0');
     if (cuda.available) {
@@ -145,7 +224,8 @@ describe('score', () => {
     expect(out.tokens).toEqual(c.ids);
     expect(out.logprobs).toHaveLength(c.ids.length);
     expect(out.logprobs[0]).toBeNull();
-    expect(out.logprobs.slice(1).every((x: number) => x < 0)).toBe(true);
+    // the same log-probs as scoring those ids directly
+    expect(out.logprobs).toEqual(JSON.parse(roost('score', '--model', TINY, '--tokens', c.ids.join(',')).stdout).logprobs);
   });
 
   test('a single token scores [null]', () => {
@@ -157,8 +237,13 @@ describe('score', () => {
     [[], 'give exactly one of --tokens or --text'],
     [['--tokens', '1,x,3'], '--tokens must be a comma-separated list of token ids'],
     [['--tokens', '-1'], '--tokens must be a comma-separated list of token ids'],
-    [['--tokens', '1,512'], '--tokens: token id 512 is out of range [0, 512)'],
-    [['--tokens', new Array(129).fill(1).join(',')], "the model's context holds 128"],
+    [['--tokens', '1,512'], '--tokens: prompt[1] must be a token id from 0 to 511 (got 512)'],
+    [['--text', ''], '--text must not be empty: it encodes to no tokens'],
+    [
+      ['--tokens', new Array(129).fill(1).join(',')],
+      "--tokens: This model's maximum context length is 128 tokens, however you requested 129 tokens (129 in prompt, 0 for max_tokens). " +
+        'Please reduce the prompt or max_tokens. (roost eval scores texts longer than the context)',
+    ],
   ])('usage error %#', (extra, message) => {
     const r = roost('score', '--model', TINY, ...extra);
     expect(r.code).toBe(2);

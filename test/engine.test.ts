@@ -7,10 +7,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { generateTokens, score } from '../src/engine/generate';
 import { Detokenizer } from '../src/engine/detokenizer';
 import { loadTokenizer } from '../src/engine/tokenizer';
 import { Engine, native, NativeEngine, NativeError } from '../src/native';
+import { promptLogprobs, sampleTokens } from './engine.helpers';
 
 const FIXTURES = path.join(__dirname, 'fixtures');
 
@@ -123,7 +123,7 @@ describe.each(MODELS)('%s against the reference', (name) => {
 
   test('prompt log-probs of every golden case within tolerance', async () => {
     for (const c of g.cases) {
-      expectClose(await score(engine, c.tokens), c.logprobs, tol, `${name}/${c.name}`);
+      expectClose(await promptLogprobs(engine, c.tokens), c.logprobs, tol, `${name}/${c.name}`);
     }
   });
 
@@ -150,10 +150,7 @@ describe.each(MODELS)('%s against the reference', (name) => {
 
   test('greedy continuation equals the reference', async () => {
     for (const gr of g.greedy) {
-      const out: number[] = [];
-      for await (const t of generateTokens(engine, gr.prompt_tokens, { temperature: 0, maxTokens: gr.max_tokens, eosId: -1 })) {
-        out.push(t.token);
-      }
+      const out = await sampleTokens(engine, gr.prompt_tokens, gr.max_tokens, { temperature: 0 });
       expect(out).toEqual(gr.tokens);
       if (gr.text_valid_utf8) {
         const d = new Detokenizer(loadTokenizer(path.join(FIXTURES, name)), { skipSpecialTokens: false });
@@ -168,7 +165,7 @@ describe.each(MODELS)('%s against the reference', (name) => {
     // while the sequence fits in its latents: the golden says where that holds.
     const exact = g.cases.filter((c) => c.decode_matches_forward !== false && c.tokens.length <= 64);
     const c = exact.reduce((a, b) => (b.tokens.length > a.tokens.length ? b : a));
-    const full = await score(engine, c.tokens);
+    const full = await promptLogprobs(engine, c.tokens);
     // one token per step
     let seq = engine.createSequence({ temperature: 0 });
     const oneByOne: number[] = [];
@@ -245,11 +242,7 @@ describe('sampling (gpt2-tiny)', () => {
     engine = await Engine.load(path.join(FIXTURES, 'gpt2-tiny'), { threads: THREADS });
   });
 
-  async function sample(params: Parameters<NativeEngine['createSequence']>[0], n = 24): Promise<number[]> {
-    const out: number[] = [];
-    for await (const t of generateTokens(engine, prompt, { ...params, maxTokens: n, eosId: -1 })) out.push(t.token);
-    return out;
-  }
+  const sample = (params: Parameters<NativeEngine['createSequence']>[0], n = 24) => sampleTokens(engine, prompt, n, params);
 
   test('the same seed gives the same tokens; different seeds differ', async () => {
     const a = await sample({ temperature: 1, seed: 42 });
@@ -272,7 +265,7 @@ describe('sampling (gpt2-tiny)', () => {
     const seq = engine.createSequence({ temperature: 0, logitBias: [[forced, 100]] });
     const [r] = await engine.step([{ seq, tokens: prompt, sample: true }]);
     engine.freeSequence(seq);
-    const raw = await score(engine, [...prompt, forced]);
+    const raw = await promptLogprobs(engine, [...prompt, forced]);
     expect(r.token).toBe(forced);
     expect(Math.abs(r.logprob! - raw[raw.length - 1]!)).toBeLessThan(1e-5);
     // a strong negative bias bans the greedy choice
@@ -305,7 +298,7 @@ describe('every kernel ISA this CPU has gives the goldens', () => {
       const engine = await Engine.load(path.join(FIXTURES, name), { threads: THREADS });
       expect(engine.info().isa).toBe(isa);
       const g = golden(name);
-      for (const c of g.cases) expectClose(await score(engine, c.tokens), c.logprobs, g.logprob_tolerance, `${isa} ${name}/${c.name}`);
+      for (const c of g.cases) expectClose(await promptLogprobs(engine, c.tokens), c.logprobs, g.logprob_tolerance, `${isa} ${name}/${c.name}`);
     }
   });
 
@@ -345,17 +338,25 @@ describe('step arguments', () => {
   });
 
   test.each([
-    ['an unknown sequence', (seq: number) => [{ seq: seq + 1000, tokens: [1], sample: true }]],
-    ['a token id = vocab size', (seq: number) => [{ seq, tokens: [1, 512], sample: true }]],
-    ['a negative token id', (seq: number) => [{ seq, tokens: [-1], sample: true }]],
-    ['more tokens than the context', (seq: number) => [{ seq, tokens: new Array(129).fill(1), sample: true }]],
-    ['a sequence listed twice', (seq: number) => [{ seq, tokens: [1], sample: true }, { seq, tokens: [2], sample: true }]],
-  ])('%s rejects with E_ARGUMENT and leaves the sequence as it was', async (_, reqs) => {
+    ['an unknown sequence', (seq: number) => [{ seq: seq + 1000, tokens: [1], sample: true }], (seq: number) => `unknown sequence ${seq + 1000}`],
+    ['a token id = vocab size', (seq: number) => [{ seq, tokens: [1, 512], sample: true }], () => 'token id 512 is outside the vocabulary (0..511)'],
+    ['a negative token id', (seq: number) => [{ seq, tokens: [-1], sample: true }], () => 'token id -1 is outside the vocabulary (0..511)'],
+    [
+      'more tokens than the context',
+      (seq: number) => [{ seq, tokens: new Array(129).fill(1), sample: true }],
+      (seq: number) => `sequence ${seq} would hold 129 tokens; the model's context is 128`,
+    ],
+    [
+      'a sequence listed twice',
+      (seq: number) => [{ seq, tokens: [1], sample: true }, { seq, tokens: [2], sample: true }],
+      (seq: number) => `sequence ${seq} is listed twice in one step`,
+    ],
+  ])('%s rejects with E_ARGUMENT and leaves the sequence as it was', async (_, reqs, message) => {
     const seq = engine.createSequence({ temperature: 0 });
     const err = await rejection(engine.step(reqs(seq)));
     expect(Object.prototype.toString.call(err)).toBe('[object Error]');
     expect(err.code).toBe('E_ARGUMENT');
-    expect(err.message.length).toBeGreaterThan(0);
+    expect(err.message).toBe(message(seq));
     expect(engine.sequenceLength(seq)).toBe(0);
     const [r] = await engine.step([{ seq, tokens: [1, 2, 3], sample: true }]);
     expect(r.sampled).toBe(true);
@@ -366,15 +367,18 @@ describe('step arguments', () => {
   test('the context cap holds across steps', async () => {
     const seq = engine.createSequence({ temperature: 0 });
     await engine.step([{ seq, tokens: new Array(128).fill(7), sample: true }]);
-    expect((await rejection(engine.step([{ seq, tokens: [1], sample: true }]))).code).toBe('E_ARGUMENT');
+    expect(await rejection(engine.step([{ seq, tokens: [1], sample: true }]))).toMatchObject({
+      code: 'E_ARGUMENT',
+      message: `sequence ${seq} would hold 129 tokens; the model's context is 128`,
+    });
     engine.freeSequence(seq);
   });
 
   test('a freed sequence is unknown', async () => {
     const seq = engine.createSequence();
     engine.freeSequence(seq);
-    expect(() => engine.sequenceLength(seq)).toThrow(expect.objectContaining({ code: 'E_ARGUMENT' }));
-    expect((await rejection(engine.step([{ seq, tokens: [1], sample: true }]))).code).toBe('E_ARGUMENT');
+    expect(() => engine.sequenceLength(seq)).toThrow(expect.objectContaining({ code: 'E_ARGUMENT', message: `unknown sequence ${seq}` }));
+    expect(await rejection(engine.step([{ seq, tokens: [1], sample: true }]))).toMatchObject({ code: 'E_ARGUMENT', message: `unknown sequence ${seq}` });
   });
 
   test('freeSequence while its step is in flight takes effect when the step settles', async () => {

@@ -2,7 +2,7 @@
 // fields, invalid UTF-8, token ids out of range, truncated JSON, oversized
 // bodies. Each must get a 4xx whose message names the problem; afterwards a
 // valid request is still served.
-import type { RunningServer } from '../src/http/serve';
+import type { RunningServer } from '../src/server';
 import { post, start, TINY } from './http.helpers';
 
 let s: RunningServer;
@@ -15,8 +15,9 @@ afterAll(() => s.close(0));
 
 interface Case {
   body: string | Uint8Array;
-  /** The error must name this (param, or a phrase of the message). */
+  /** The error must name this: a string is in the message and is the param (unless `param` says otherwise); a RegExp matches the message. */
   names: string | RegExp;
+  param?: string;
   status?: number;
 }
 
@@ -39,6 +40,8 @@ const NUMERIC: Record<string, unknown[]> = {
 };
 const TYPED = ['model', 'prompt', 'suffix', 'max_tokens', 'temperature', 'top_p', 'top_k', 'n', 'best_of', 'stop', 'seed', 'echo', 'logprobs', 'logit_bias', 'stream', 'stream_options', 'user'];
 
+const isPlainObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
+
 function cases(): Case[] {
   const out: Case[] = [];
   const json = (o: unknown) => JSON.stringify(o);
@@ -54,7 +57,9 @@ function cases(): Case[] {
       if (['echo', 'stream'].includes(field) && typeof v === 'boolean') continue;
       const body: Record<string, unknown> = { ...VALID, [field]: v };
       if (field === 'stream_options') body.stream = true;
-      out.push({ body: json(body), names: field });
+      // A wrong entry of a stop list is named by its index; an unknown key of stream_options by its path.
+      const param = field === 'stop' && Array.isArray(v) ? 'stop[0]' : field === 'stream_options' && isPlainObject(v) ? 'stream_options.a' : field;
+      out.push({ body: json(body), names: field, param });
     }
   }
   // Huge, negative, fractional numbers.
@@ -63,7 +68,7 @@ function cases(): Case[] {
   }
   // Unknown fields.
   for (const name of ['foo', 'max_token', 'temprature', 'functions', 'messages', 'tools', 'Stream', '__proto__', 'constructor', 'x'.repeat(300)]) {
-    out.push({ body: `{"prompt":"a","${name}":1}`, names: name.slice(0, 64) });
+    out.push({ body: `{"prompt":"a","${name}":1}`, names: name.slice(0, 64), param: name });
   }
   // Token ids out of range or malformed, in every prompt shape.
   for (const bad of [512, 513, -1, 1e9, 2 ** 31, 1.5, 1e308]) {
@@ -118,8 +123,12 @@ test('every malformed request gets a 4xx naming the problem, and the server keep
     const where = `body ${String(typeof c.body === 'string' ? c.body.slice(0, 120) : Buffer.from(c.body).toString('hex').slice(0, 120))}`;
     expect({ where, status: r.status }).toEqual({ where, status: c.status ?? 400 });
     expect(Object.keys(r.json?.error ?? {}).sort()).toEqual(['code', 'message', 'param', 'type']);
-    const named = typeof c.names === 'string' ? r.json.error.message.includes(c.names) && r.json.error.param !== undefined : c.names.test(r.json.error.message);
-    expect({ where, message: r.json.error.message, named }).toEqual({ where, message: r.json.error.message, named: true });
+    const { message, param } = r.json.error;
+    if (typeof c.names === 'string') {
+      expect({ where, named: message.includes(c.names), param }).toEqual({ where, named: true, param: c.param ?? c.names });
+    } else {
+      expect({ where, message, named: c.names.test(message) }).toEqual({ where, message, named: true });
+    }
   }
   const ok = await post(s.url, { prompt: 'hello', max_tokens: 3 });
   expect(ok.status).toBe(200);

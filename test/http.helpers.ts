@@ -2,7 +2,7 @@
 // checkpoint) listening on a free loopback port, and small request helpers.
 import * as path from 'node:path';
 
-import { RunningServer, ServeOptions, startServer } from '../src/http/serve';
+import { RunningServer, ServeOptions, startServer } from '../src/server';
 
 export const FIXTURES = path.join(__dirname, 'fixtures');
 /** BPE tokenizer, context 128, no FIM tokens. */

@@ -1,7 +1,9 @@
 // Admission, cancellation and server lifecycle over HTTP with a real engine:
 // overload 429, keep-alive while queued, disconnect frees the sequence,
 // API keys, body limit, request timeout, graceful shutdown.
-import type { RunningServer } from '../src/http/serve';
+import { WebSocket } from 'ws';
+
+import type { RunningServer } from '../src/server';
 import { parseSse, post, postStream, sequences, start, TINY, UNBOUNDED, waitFor } from './http.helpers';
 
 // Runs until cancelled: the unbounded model has no context limit.
@@ -71,13 +73,16 @@ describe('one slot, one queue place', () => {
   });
 
   test('a non-streaming client that disconnects is cancelled too', async () => {
+    // Earlier tests cancelled requests too: count this one's.
+    const cancelledBefore = await metric(s, 'roost_requests_total{outcome="cancelled"}');
     const ac = new AbortController();
-    const p = fetch(`${s.url}/v1/completions`, { method: 'POST', body: JSON.stringify(FOREVER), signal: ac.signal }).catch(() => undefined);
+    const p = fetch(`${s.url}/v1/completions`, { method: 'POST', body: JSON.stringify(FOREVER), signal: ac.signal });
     await waitFor(() => sequences(s) === 1, 5000, 'the request to run');
     ac.abort();
-    await p;
+    await expect(p).rejects.toMatchObject({ name: 'AbortError' });
     await waitFor(() => sequences(s) === 0, 2000, 'the sequence to be freed');
-    expect(await metric(s, 'roost_requests_total{outcome="cancelled"}')).toBeGreaterThanOrEqual(1);
+    await waitFor(async () => (await metric(s, 'roost_requests_total{outcome="cancelled"}')) === cancelledBefore + 1, 2000, 'the cancellation to be counted');
+    expect(await metric(s, 'roost_requests_total{outcome="cancelled"}')).toBe(cancelledBefore + 1);
   });
 });
 
@@ -135,11 +140,18 @@ test('graceful shutdown lets short requests finish, cancels long ones at the dea
     await waitFor(() => sequences(s) === 1, 5000, 'the long request to run');
     const short = post(s.url, { prompt: [1], max_tokens: 400, logit_bias: { '511': -100 } });
     await waitFor(() => sequences(s) === 2, 5000, 'both running');
+    // A WebSocket opened before the drain stays open while it runs.
+    const ws = new WebSocket(s.url.replace(/^http/, 'ws') + '/v1/stream');
+    await new Promise((r) => ws.once('open', r));
+    const events: any[] = [];
+    ws.on('message', (d: Buffer) => events.push(JSON.parse(d.toString())));
     const closed = s.close(1500);
     expect(s.holder.status).toBe('draining');
-    const refused = await post(s.url, { prompt: [1], max_tokens: 1 }).catch(() => ({ status: 503, json: { error: { code: 'shutting_down' } } }));
-    expect(refused.status).toBe(503);
-    expect(refused.json.error.code).toBe('shutting_down');
+    // New work is refused: a new HTTP connection finds no listener; a request on the open WebSocket gets shutting_down.
+    await expect(post(s.url, { prompt: [1], max_tokens: 1 })).rejects.toMatchObject({ cause: { code: 'ECONNREFUSED' } });
+    ws.send(JSON.stringify({ type: 'request', id: 'late', prompt: [1], max_tokens: 1 }));
+    await waitFor(() => events.length > 0, 2000, 'the refusal of the late request');
+    expect(events).toEqual([{ type: 'error', id: 'late', code: 'shutting_down', message: 'the server is shutting down and accepts no new requests', param: null }]);
     const sr = await short;
     expect(sr.status).toBe(200);
     expect(sr.json.usage.completion_tokens).toBe(400);

@@ -2,7 +2,7 @@
 // completions, stream_options, and errors surfacing as APIError.
 import OpenAI from 'openai';
 
-import type { RunningServer } from '../src/http/serve';
+import type { RunningServer } from '../src/server';
 import { start, TINY } from './http.helpers';
 
 let s: RunningServer;

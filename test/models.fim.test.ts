@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import type { RunningServer } from '../src/http/serve';
+import type { RunningServer } from '../src/server';
 import { post, start } from './http.helpers';
 
 const MODELS = path.join(__dirname, '..', 'models');

@@ -3,7 +3,7 @@
 // backpressure, heartbeats, API key.
 import { WebSocket } from 'ws';
 
-import type { RunningServer } from '../src/http/serve';
+import type { RunningServer } from '../src/server';
 import { decodeServerBinary, encodeClientBinary, ServerEvent } from '../src/ws/frames';
 import { BYTES, post, sequences, start, TINY, UNBOUNDED, waitFor } from './http.helpers';
 
@@ -88,7 +88,13 @@ test('protobuf frames give the same tokens as JSON', async () => {
   const toks = (id: string) => c.of(id).filter((e) => e.type === 'token').map((e: any) => [e.token, e.text]);
   expect(toks('p')).toEqual(toks('j'));
   const first = c.of('p')[0] as any;
-  expect(Object.keys(first.top_logprobs).length).toBeGreaterThanOrEqual(1);
+  // logprobs 2: the 2 best, plus the sampled token when it is not one of them.
+  for (const e of c.of('p').filter((x) => x.type === 'token') as any[]) {
+    const better = Object.values(e.top_logprobs as Record<string, number>).filter((v) => v > e.logprob + 1e-6).length;
+    expect(Object.keys(e.top_logprobs)).toHaveLength(better < 2 ? 2 : 3);
+    expect(Object.values(e.top_logprobs as Record<string, number>).some((v) => Math.abs(v - e.logprob) < 1e-5)).toBe(true);
+  }
+  expect(first.type).toBe('token');
   expect(c.of('p').find((e) => e.type === 'done')).toMatchObject({ finish_reason: 'length', usage: { prompt_tokens: 3, completion_tokens: 5 } });
   c.close();
 });
@@ -125,7 +131,7 @@ test('malformed frames get an error event and the connection stays usable', asyn
   c.ws.send('{"type": "request", "id": ');
   expect(await c.until((e) => e.type === 'error')).toMatchObject({ code: 'invalid_json' });
   c.ws.send(Buffer.from([0xff, 0xff, 0xff, 0x01]));
-  expect(await c.until((e) => e.type === 'error' && e.code === 'invalid_frame')).toBeTruthy();
+  expect(await c.until((e) => e.type === 'error' && e.code === 'invalid_frame')).toMatchObject({ message: expect.stringMatching(/^the frame is not a roost.ClientMessage: /) });
   c.sendJson({ type: 'request', id: 'x', prompt: 'a', max_tokens: -1 });
   expect(await c.until((e) => e.type === 'error' && e.id === 'x')).toMatchObject({ code: 'invalid_parameter', param: 'max_tokens' });
   c.sendJson({ type: 'request', id: 'y', prompt: 'a', n: 2 });
@@ -133,7 +139,11 @@ test('malformed frames get an error event and the connection stays usable', asyn
   c.sendJson({ type: 'hello', id: 'z' });
   expect(await c.until((e) => e.type === 'error' && e.id === 'z')).toMatchObject({ param: 'type' });
   c.sendJson([1, 2]);
-  expect(c.events.filter((e) => e.type === 'error').length).toBeGreaterThanOrEqual(5);
+  expect(await c.until((e) => e.type === 'error' && e.id === undefined && e.code === 'invalid_parameter')).toMatchObject({
+    message: 'a message must be a JSON object (got an array of length 2)',
+    param: null,
+  });
+  expect(c.events.filter((e) => e.type === 'error')).toHaveLength(6);
   c.sendJson({ type: 'request', id: 'ok', prompt: 'a', max_tokens: 2 });
   expect(await c.until((e) => e.type === 'done' && e.id === 'ok')).toBeTruthy();
   c.close();
@@ -193,16 +203,35 @@ test('a peer that does not answer pings is dropped', async () => {
 test('the API key guards the upgrade (header or ?api_key=); other paths are 404', async () => {
   const k = await start(TINY, { apiKey: 'key1' });
   try {
-    const refused = await new Promise<number>((r) => new WebSocket(k.url.replace('http', 'ws') + '/v1/stream').on('unexpected-response', (_q, res) => r(res.statusCode!)));
-    expect(refused).toBe(401);
+    // A refused upgrade answers as HTTP does: the catalogue's status and error body.
+    const refusal = (url: string, headers: Record<string, string> = {}) =>
+      new Promise<{ status: number; body: any }>((resolve) =>
+        new WebSocket(url, { headers }).on('unexpected-response', (_q, res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
+        }),
+      );
+    const missingKey = await refusal(k.url.replace('http', 'ws') + '/v1/stream');
+    expect(missingKey).toEqual({
+      status: 401,
+      body: { error: { message: 'missing API key: send Authorization: Bearer <key> or ?api_key=<key>', type: 'authentication_error', param: null, code: 'invalid_api_key' } },
+    });
+    const wrongKey = await refusal(k.url.replace('http', 'ws') + '/v1/stream?api_key=nope');
+    const httpWrongKey = await post(k.url, { prompt: 'x', max_tokens: 1 }, { Authorization: 'Bearer nope' });
+    expect(httpWrongKey.status).toBe(401);
+    expect(wrongKey).toEqual({ status: 401, body: httpWrongKey.json });
+    expect(wrongKey.body.error).toEqual({ message: 'invalid API key', type: 'authentication_error', param: null, code: 'invalid_api_key' });
     const c = new Client(k.url, { headers: { Authorization: 'Bearer key1' } });
     await c.open();
     c.close();
     const q = new WebSocket(k.url.replace('http', 'ws') + '/v1/stream?api_key=key1');
     await new Promise((r) => q.once('open', r));
     q.close();
-    const missing = await new Promise<number>((r) => new WebSocket(k.url.replace('http', 'ws') + '/nope', { headers: { Authorization: 'Bearer key1' } }).on('unexpected-response', (_q, res) => r(res.statusCode!)));
-    expect(missing).toBe(404);
+    expect(await refusal(k.url.replace('http', 'ws') + '/nope', { Authorization: 'Bearer key1' })).toEqual({
+      status: 404,
+      body: { error: { message: 'no WebSocket endpoint at /nope: use /v1/stream', type: 'not_found_error', param: null, code: 'not_found' } },
+    });
   } finally {
     await k.close(0);
   }

@@ -1,33 +1,89 @@
-// Why a request was refused or stopped, in the engine layer's words. Each
-// surface maps the code to its wire form: src/http/errors.ts is the catalogue
-// (status, type) for HTTP; the WebSocket gateway sends the code as is.
+// The one error catalogue: every error a client can get, over HTTP or the
+// WebSocket, has a code here with its HTTP status, type and default message
+// (fastify's lib/errors.js does the same). The wire form is always
+// {"error":{"message","type","param","code"}} (docs/api.md): src/http sends it
+// as a response body, src/ws as an upgrade refusal or an `error` event.
 
-export type RequestErrorCode =
-  | 'invalid_parameter' // a known field with a wrong type or value
-  | 'unknown_parameter' // a field this API does not know
-  | 'unsupported_parameter' // a known OpenAI field Roost does not implement (beyond its neutral value)
-  | 'context_length_exceeded' // prompt + max_tokens over the model's context
-  | 'model_not_found' // `model` names another model
-  | 'overloaded' // the queue is full
-  | 'request_timeout' // the per-request deadline passed
-  | 'shutting_down' // the server is draining
-  | 'model_loading' // the engine is not loaded yet
-  | 'engine_error'; // the engine failed a step
+export type ErrorType =
+  | 'invalid_request_error'
+  | 'authentication_error'
+  | 'not_found_error'
+  | 'overloaded_error'
+  | 'timeout_error'
+  | 'server_error'
+  | 'unavailable_error';
 
+interface Entry {
+  status: number;
+  type: ErrorType;
+  /** Message used when the raiser gives none. */
+  message: string;
+}
+
+export const CATALOGUE = {
+  // 400: the request is wrong; the message names the field.
+  invalid_json: { status: 400, type: 'invalid_request_error', message: 'the request body is not valid JSON' },
+  invalid_encoding: { status: 400, type: 'invalid_request_error', message: 'the request body is not valid UTF-8' },
+  invalid_frame: { status: 400, type: 'invalid_request_error', message: 'the frame is not a roost.ClientMessage' },
+  invalid_parameter: { status: 400, type: 'invalid_request_error', message: 'a parameter is invalid' }, // a known field with a wrong type or value
+  unknown_parameter: { status: 400, type: 'invalid_request_error', message: 'unrecognized request argument' }, // a field this API does not know
+  unsupported_parameter: { status: 400, type: 'invalid_request_error', message: 'parameter not supported' }, // a known OpenAI field Roost does not implement (beyond its neutral value)
+  context_length_exceeded: { status: 400, type: 'invalid_request_error', message: "the request exceeds the model's context" },
+  // 401
+  invalid_api_key: { status: 401, type: 'authentication_error', message: 'invalid or missing API key: send Authorization: Bearer <key>' },
+  // 404
+  not_found: { status: 404, type: 'not_found_error', message: 'no such route' },
+  model_not_found: { status: 404, type: 'not_found_error', message: 'no such model' },
+  // 413
+  payload_too_large: { status: 413, type: 'invalid_request_error', message: 'the request body is too large' },
+  // 415
+  unsupported_media_type: { status: 415, type: 'invalid_request_error', message: 'the request body must be JSON' },
+  // 429
+  overloaded: { status: 429, type: 'overloaded_error', message: 'the server is overloaded; retry later' },
+  // 500
+  server_error: { status: 500, type: 'server_error', message: 'internal server error' },
+  engine_error: { status: 500, type: 'server_error', message: 'the engine failed' },
+  // 503
+  model_loading: { status: 503, type: 'unavailable_error', message: 'the model is still loading' },
+  shutting_down: { status: 503, type: 'unavailable_error', message: 'the server is shutting down' },
+  // 504
+  request_timeout: { status: 504, type: 'timeout_error', message: 'the request timed out' },
+} satisfies Record<string, Entry>;
+
+export type ErrorCode = keyof typeof CATALOGUE;
+
+/** The wire form of an error. */
+export interface ErrorBody {
+  error: { message: string; type: ErrorType; param: string | null; code: ErrorCode };
+}
+
+/** Why a request was refused or stopped: a catalogue code, a message naming what is wrong, the field at fault. */
 export class RequestError extends Error {
-  readonly code: RequestErrorCode;
-  /** The request field at fault, or null. */
-  readonly param: string | null;
-  /** Seconds a client should wait before retrying (overloaded only). */
-  readonly retryAfter?: number;
+  readonly status: number;
+  readonly type: ErrorType;
 
-  constructor(code: RequestErrorCode, message: string, param: string | null = null, retryAfter?: number) {
-    super(message);
+  constructor(
+    readonly code: ErrorCode,
+    message?: string,
+    /** The request field at fault, or null. */
+    readonly param: string | null = null,
+    /** Seconds a client should wait before retrying (overloaded only). */
+    readonly retryAfter?: number,
+  ) {
+    super(message ?? CATALOGUE[code].message);
     this.name = 'RequestError';
-    this.code = code;
-    this.param = param;
-    if (retryAfter !== undefined) this.retryAfter = retryAfter;
+    this.status = CATALOGUE[code].status;
+    this.type = CATALOGUE[code].type;
   }
+
+  body(): ErrorBody {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+  }
+}
+
+/** Any thrown value as a RequestError: unknown errors become server_error, without their internals. */
+export function toRequestError(e: unknown): RequestError {
+  return e instanceof RequestError ? e : new RequestError('server_error');
 }
 
 /** A wrong value for `param`: "<param> must be <expected> (got <actual>)". */

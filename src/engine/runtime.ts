@@ -1,6 +1,9 @@
 // The served model's lifecycle, shared by the HTTP and WebSocket edges:
-// loading (health 503), ready, draining (SIGTERM: no new requests).
-import type { NativeEngine } from '../native';
+// loading (health 503), ready, draining (SIGTERM: no new requests); and what
+// the edges may do to the served engine (statistics, adapters at run time),
+// so they never hold the engine themselves.
+import type { AdapterInfo, EngineStats, NativeEngine } from '../native';
+import { AdapterLoadError, loadAdapter, weightsSha256 } from './adapters';
 import type { CompletionObserver, ModelRuntime } from './completion';
 import { RequestError } from './errors';
 import { Scheduler, SchedulerObserver, SchedulerOptions } from './scheduler';
@@ -33,4 +36,34 @@ export class RuntimeHolder {
     if (this.status === 'loading') this.status = 'ready';
     return this.runtime;
   }
+}
+
+/** Sequences alive and bytes in use in the served engine (GET /metrics). */
+export function engineStats(rt: ModelRuntime): EngineStats {
+  return rt.engine.stats();
+}
+
+/**
+ * Loads an adapter folder into the served engine at run time, checked
+ * against the served weights (hashed once). `lora_name` / `lora_path` are the
+ * request fields a refusal names (vLLM's names).
+ */
+export function loadServedAdapter(rt: ModelRuntime, name: string, dir: string): AdapterInfo {
+  const modelDir = rt.modelDir;
+  if (!modelDir) throw new RequestError('not_found', 'runtime adapter loading needs the model folder');
+  if (rt.adapters.has(name)) throw new RequestError('invalid_parameter', `an adapter named ${JSON.stringify(name)} is already loaded`, 'lora_name');
+  try {
+    const a = loadAdapter(rt.engine, name, dir, modelDir, () => (rt.weightsSha256 ??= weightsSha256(modelDir)));
+    rt.adapters.set(a.name, a);
+    return a;
+  } catch (e) {
+    if (e instanceof AdapterLoadError) throw new RequestError('invalid_parameter', e.message, 'lora_path');
+    throw e;
+  }
+}
+
+/** Unloads a served adapter; requests already using it keep it until they end. */
+export function unloadServedAdapter(rt: ModelRuntime, name: string): void {
+  if (!rt.adapters.delete(name)) throw new RequestError('model_not_found', `no adapter named ${JSON.stringify(name)} is loaded`, 'lora_name');
+  rt.engine.unloadAdapter(name);
 }

@@ -199,6 +199,8 @@ export class Scheduler {
     for (const t of req.tasks) {
       if (t.state !== 'done') this.finish(t, error ? 'error' : 'cancelled', error);
     }
+    // The loop stops when every running request is paused; a slot freed then must still admit the queue.
+    if (this.waiting.length > 0) this.kick();
   }
 
   /** Starts the loop if it is idle. */

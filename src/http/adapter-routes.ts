@@ -7,44 +7,30 @@
 // a request already using an unloaded adapter keeps it until it ends.
 import type { Express, Request, Response } from 'express';
 
-import { AdapterLoadError, loadAdapter, weightsSha256 } from '../engine/adapters';
-import type { RuntimeHolder } from '../engine/runtime';
+import { RequestError } from '../engine/errors';
+import { loadServedAdapter, RuntimeHolder, unloadServedAdapter } from '../engine/runtime';
 import { jsonBody } from './body';
-import { ApiError } from './errors';
 
 function field(body: unknown, name: string): string {
   const v = (body as Record<string, unknown> | null)?.[name];
-  if (typeof v !== 'string' || v === '') throw new ApiError('invalid_parameter', `${name} must be a non-empty string`, name);
+  if (typeof v !== 'string' || v === '') throw new RequestError('invalid_parameter', `${name} must be a non-empty string`, name);
   return v;
 }
 
 export function adapterRoutes(app: Express, holder: RuntimeHolder, enabled: boolean): void {
   const guard = () => {
-    if (!enabled) throw new ApiError('not_found', 'runtime adapter loading is off: start the server with --allow-adapter-loading');
-    const rt = holder.require();
-    if (!rt.modelDir) throw new ApiError('not_found', 'runtime adapter loading needs the model folder');
-    return rt;
+    if (!enabled) throw new RequestError('not_found', 'runtime adapter loading is off: start the server with --allow-adapter-loading');
+    return holder.require();
   };
   app.post('/v1/load_lora_adapter', jsonBody(64 << 10), (req: Request, res: Response) => {
     const rt = guard();
-    const name = field(req.body, 'lora_name');
-    const dir = field(req.body, 'lora_path');
-    if (rt.adapters.has(name)) throw new ApiError('invalid_parameter', `an adapter named ${JSON.stringify(name)} is already loaded`, 'lora_name');
-    try {
-      // The served weights never change: hash them once, not on every load.
-      const a = loadAdapter(rt.engine, name, dir, rt.modelDir!, () => (rt.weightsSha256 ??= weightsSha256(rt.modelDir!)));
-      rt.adapters.set(a.name, a);
-      res.json({ object: 'adapter', id: `${rt.modelId}:${a.name}`, name: a.name, type: a.type, prompt_tokens: a.promptTokens });
-    } catch (e) {
-      if (e instanceof AdapterLoadError) throw new ApiError('invalid_parameter', e.message, 'lora_path');
-      throw e;
-    }
+    const a = loadServedAdapter(rt, field(req.body, 'lora_name'), field(req.body, 'lora_path'));
+    res.json({ object: 'adapter', id: `${rt.modelId}:${a.name}`, name: a.name, type: a.type, prompt_tokens: a.promptTokens });
   });
   app.post('/v1/unload_lora_adapter', jsonBody(64 << 10), (req: Request, res: Response) => {
     const rt = guard();
     const name = field(req.body, 'lora_name');
-    if (!rt.adapters.delete(name)) throw new ApiError('model_not_found', `no adapter named ${JSON.stringify(name)} is loaded`, 'lora_name');
-    rt.engine.unloadAdapter(name);
+    unloadServedAdapter(rt, name);
     res.json({ object: 'adapter', name, deleted: true });
   });
 }

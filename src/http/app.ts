@@ -3,12 +3,13 @@
 // goes through the catalogue in errors.ts.
 import express, { NextFunction, Request, Response } from 'express';
 
+import { RequestError, toRequestError } from '../engine/errors';
 import type { RuntimeHolder } from '../engine/runtime';
 import { adapterRoutes } from './adapter-routes';
 import { requireApiKey } from './auth';
 import { bodyParserError, jsonBody } from './body';
 import { completionsHandler } from './completions';
-import { ApiError, sendError, toApiError } from './errors';
+import { sendError } from './errors';
 import type { Metrics } from './metrics';
 
 export interface AppOptions {
@@ -61,23 +62,23 @@ export function createApp(holder: RuntimeHolder, metrics: Metrics, opts: AppOpti
   });
   app.get('/v1/models/:id', (req, res) => {
     const m = models().find((x) => x.id === req.params.id);
-    if (!m) throw new ApiError('model_not_found', `The model ${JSON.stringify(req.params.id)} does not exist`, 'model');
+    if (!m) throw new RequestError('model_not_found', `The model ${JSON.stringify(req.params.id)} does not exist`, 'model');
     res.json(m);
   });
 
   adapterRoutes(app, holder, opts.allowAdapterLoading ?? false);
   app.post('/v1/completions', jsonBody(opts.bodyLimit ?? 8 << 20), completionsHandler(holder, { keepAliveMs: opts.keepAliveMs ?? 10_000 }));
   app.all('/v1/completions', (req) => {
-    throw new ApiError('not_found', `${req.method} /v1/completions is not supported: use POST`);
+    throw new RequestError('not_found', `${req.method} /v1/completions is not supported: use POST`);
   });
 
   app.use((req: Request) => {
-    throw new ApiError('not_found', `no route for ${req.method} ${req.path}`);
+    throw new RequestError('not_found', `no route for ${req.method} ${req.path}`);
   });
 
   // Express recognises an error handler by its four parameters.
   app.use((e: unknown, _req: Request, res: Response, _next: NextFunction) => {
-    const err = bodyParserError(e) ?? toApiError(e);
+    const err = bodyParserError(e) ?? toRequestError(e);
     metrics.countError(err.code);
     sendError(res, err.code === 'server_error' ? e : err);
   });

@@ -3,7 +3,7 @@
 // silently replaced with U+FFFD, and a JSON syntax error says where.
 import express, { NextFunction, Request, Response } from 'express';
 
-import { ApiError } from './errors';
+import { RequestError } from '../engine/errors';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 
@@ -15,20 +15,20 @@ export function jsonBody(limitBytes: number) {
     (req: Request, _res: Response, next: NextFunction) => {
       const buf: unknown = req.body;
       if (!Buffer.isBuffer(buf) || buf.length === 0) {
-        next(new ApiError('invalid_json', 'the request body is empty: send a JSON object'));
+        next(new RequestError('invalid_json', 'the request body is empty: send a JSON object'));
         return;
       }
       let text: string;
       try {
         text = utf8.decode(buf);
       } catch {
-        next(new ApiError('invalid_encoding', `the request body is not valid UTF-8 (byte offset ${firstInvalidUtf8(buf)})`));
+        next(new RequestError('invalid_encoding', `the request body is not valid UTF-8 (byte offset ${firstInvalidUtf8(buf)})`));
         return;
       }
       try {
         req.body = JSON.parse(text);
       } catch (e) {
-        next(new ApiError('invalid_json', `the request body is not valid JSON: ${(e as Error).message}`));
+        next(new RequestError('invalid_json', `the request body is not valid JSON: ${(e as Error).message}`));
         return;
       }
       next();
@@ -54,16 +54,16 @@ function firstInvalidUtf8(buf: Buffer): number {
 }
 
 /** Errors raised by express.raw (raw-body) as catalogue errors. */
-export function bodyParserError(e: unknown): ApiError | undefined {
+export function bodyParserError(e: unknown): RequestError | undefined {
   const err = e as { type?: string; limit?: number; length?: number; status?: number; message?: string };
   switch (err?.type) {
     case 'entity.too.large':
-      return new ApiError('payload_too_large', `the request body is too large: ${err.length ?? 'more than'} bytes, the limit is ${err.limit} bytes`);
+      return new RequestError('payload_too_large', `the request body is too large: ${err.length ?? 'more than'} bytes, the limit is ${err.limit} bytes`);
     case 'encoding.unsupported':
-      return new ApiError('unsupported_media_type', `unsupported Content-Encoding: ${err.message}`);
+      return new RequestError('unsupported_media_type', `unsupported Content-Encoding: ${err.message}`);
     case 'request.aborted':
     case 'request.size.invalid':
-      return new ApiError('invalid_json', `the request body is incomplete: ${err.message}`);
+      return new RequestError('invalid_json', `the request body is incomplete: ${err.message}`);
     default:
       return undefined;
   }

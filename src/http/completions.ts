@@ -4,9 +4,9 @@ import type { Request, Response } from 'express';
 
 import { resolveTarget } from '../engine/adapters';
 import { startCompletion, Choice } from '../engine/completion';
+import { toRequestError } from '../engine/errors';
 import { parseCompletionBody } from '../engine/params';
 import type { RuntimeHolder } from '../engine/runtime';
-import { toApiError } from './errors';
 import { SseStream } from './sse';
 
 export interface CompletionsOptions {
@@ -55,7 +55,7 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
       if (p.includeUsage) sse.send({ ...head, choices: [], usage: result.usage });
     } catch (e) {
       // Headers are gone: report in-band, as OpenAI-compatible servers do.
-      sse.send(toApiError(e).body());
+      sse.send(toRequestError(e).body());
     }
     sse.done();
   };

@@ -4,6 +4,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 import type { CompletionObserver, ModelRuntime } from '../engine/completion';
+import { engineStats } from '../engine/runtime';
 import type { SchedulerObserver } from '../engine/scheduler';
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -30,9 +31,9 @@ export class Metrics {
     gauge('roost_requests_running', 'Requests with a sequence in the engine', (rt) => rt.scheduler.runningRequests);
     gauge('roost_requests_waiting', 'Requests waiting for an engine slot', (rt) => rt.scheduler.waitingRequests);
     gauge('roost_sequences_running', 'Sequences the scheduler runs', (rt) => rt.scheduler.activeSequences);
-    gauge('roost_engine_sequences', 'Sequences alive in the engine (each holds a KV cache / state)', (rt) => rt.engine.stats().sequences);
-    gauge('roost_kv_memory_bytes', 'Bytes of KV caches and recurrent states in use', (rt) => rt.engine.stats().stateBytes);
-    gauge('roost_weight_memory_bytes', 'Bytes of model weights', (rt) => rt.engine.stats().weightBytes);
+    gauge('roost_engine_sequences', 'Sequences alive in the engine (each holds a KV cache / state)', (rt) => engineStats(rt).sequences);
+    gauge('roost_kv_memory_bytes', 'Bytes of KV caches and recurrent states in use', (rt) => engineStats(rt).stateBytes);
+    gauge('roost_weight_memory_bytes', 'Bytes of model weights', (rt) => engineStats(rt).weightBytes);
 
     const requests = new Counter({ name: 'roost_requests_total', help: 'Completion requests by outcome', labelNames: ['outcome'], registers });
     const promptTokens = new Counter({ name: 'roost_prompt_tokens_total', help: 'Prompt tokens of accepted requests', registers });

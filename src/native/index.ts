@@ -6,6 +6,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+import { packageRoot } from '../package-root';
+
 /** err.code of every error the engine raises (cpp/common.h). */
 export type NativeErrorCode = 'E_CHECKPOINT' | 'E_CONFIG' | 'E_ARGUMENT' | 'E_STATE' | 'E_INTERNAL';
 
@@ -166,24 +168,6 @@ export interface NativeAddon {
   /** Forces an ISA process-wide; throws E_ARGUMENT for an unknown one or one the CPU lacks. */
   setIsa(name: IsaName): void;
   cuda(): CudaInfo;
-}
-
-/** The package root: the nearest folder above this file with Roost's package.json. */
-export function packageRoot(): string {
-  let dir = __dirname;
-  for (;;) {
-    const manifest = path.join(dir, 'package.json');
-    if (fs.existsSync(manifest)) {
-      try {
-        if (JSON.parse(fs.readFileSync(manifest, 'utf8')).name === 'roost') return dir;
-      } catch {
-        // an unreadable package.json is not ours; keep looking
-      }
-    }
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new Error(`cannot find the roost package root above ${__dirname}`);
-    dir = parent;
-  }
 }
 
 let addon: NativeAddon | undefined;

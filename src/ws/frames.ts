@@ -5,22 +5,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
 
-import { packageRoot } from '../native';
+import { ErrorCode, RequestError } from '../engine/errors';
+import { packageRoot } from '../package-root';
 
 export type ServerEvent =
   | { type: 'token'; id: string; text: string; token: number; logprob: number; top_logprobs?: Record<string, number> }
   | { type: 'done'; id: string; finish_reason: string; usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } }
-  | { type: 'error'; id?: string; message: string; code: string; param?: string | null };
-
-/** A frame that cannot be read at all (not JSON, not a ClientMessage). */
-export class FrameError extends Error {
-  constructor(
-    readonly code: 'invalid_json' | 'invalid_frame',
-    message: string,
-  ) {
-    super(message);
-  }
-}
+  | { type: 'error'; id?: string; message: string; code: ErrorCode; param?: string | null };
 
 let root: protobuf.Root | undefined;
 
@@ -43,7 +34,7 @@ export function decodeText(data: Buffer | string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new FrameError('invalid_json', `the frame is not valid JSON: ${(e as Error).message}`);
+    throw new RequestError('invalid_json', `the frame is not valid JSON: ${(e as Error).message}`);
   }
 }
 
@@ -55,10 +46,10 @@ export function decodeBinary(data: Buffer): unknown {
     // oneofs: false, so proto3 `optional` fields do not bring their synthetic `_name` oneof keys.
     o = client.toObject(client.decode(data), { longs: Number, oneofs: false, defaults: false, arrays: false });
   } catch (e) {
-    throw new FrameError('invalid_frame', `the frame is not a roost.ClientMessage: ${(e as Error).message}`);
+    throw new RequestError('invalid_frame', `the frame is not a roost.ClientMessage: ${(e as Error).message}`);
   }
   if (o.cancel) return { type: 'cancel', ...o.cancel };
-  if (!o.request) throw new FrameError('invalid_frame', 'the frame is a roost.ClientMessage with neither request nor cancel set');
+  if (!o.request) throw new RequestError('invalid_frame', 'the frame is a roost.ClientMessage with neither request nor cancel set');
   const { text, tokens, ...rest } = o.request as Record<string, any>;
   const msg: Record<string, unknown> = { type: 'request', ...rest };
   if (text !== undefined) msg.prompt = text;

@@ -4,16 +4,16 @@
 // frame that asked. Backpressure: above highWaterMark buffered bytes the
 // connection's requests pause (their sequences sit out of steps), below half
 // of it they resume; past hardLimit the peer is dropped. Ping/pong drops dead peers.
-import type { IncomingMessage, Server } from 'node:http';
+import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 
-import { bearerMatches } from '../http/auth';
+import { apiKeyRefusal } from '../engine/api-key';
 import { CompletionRun, startCompletion } from '../engine/completion';
-import { RequestError } from '../engine/errors';
+import { RequestError, toRequestError } from '../engine/errors';
 import { messageId, parseStreamMessage } from '../engine/params';
 import type { RuntimeHolder } from '../engine/runtime';
-import { decodeBinary, decodeText, encodeBinary, encodeText, FrameError, ServerEvent } from './frames';
+import { decodeBinary, decodeText, encodeBinary, encodeText, ServerEvent } from './frames';
 
 export interface GatewayOptions {
   apiKey?: string;
@@ -80,17 +80,16 @@ export class Gateway {
   attach(server: Server): void {
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       const url = new URL(req.url ?? '/', 'http://x');
-      const reject = (status: string, message: string) => {
-        const body = JSON.stringify({ error: { message, type: status.startsWith('401') ? 'authentication_error' : 'not_found_error', param: null, code: null } });
-        socket.end(`HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      // Refused upgrades get the catalogue's status and the same body as an HTTP error.
+      const reject = (e: RequestError) => {
+        const body = JSON.stringify(e.body());
+        socket.end(
+          `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        );
       };
-      if (url.pathname !== STREAM_PATH) return reject('404 Not Found', `no WebSocket endpoint at ${url.pathname}: use ${STREAM_PATH}`);
-      if (this.opts.apiKey) {
-        // Browsers cannot set headers on a WebSocket: the key may also come as ?api_key=.
-        const q = url.searchParams.get('api_key');
-        const ok = bearerMatches(req.headers.authorization, this.opts.apiKey) || (q !== null && bearerMatches(`Bearer ${q}`, this.opts.apiKey));
-        if (!ok) return reject('401 Unauthorized', 'invalid or missing API key: send Authorization: Bearer <key>');
-      }
+      if (url.pathname !== STREAM_PATH) return reject(new RequestError('not_found', `no WebSocket endpoint at ${url.pathname}: use ${STREAM_PATH}`));
+      const refusal = apiKeyRefusal(this.opts.apiKey, req.headers.authorization, url.searchParams.get('api_key'));
+      if (refusal) return reject(refusal);
       this.wss.handleUpgrade(req, socket, head, (ws) => this.wss.emit('connection', ws, req));
     });
   }
@@ -140,9 +139,11 @@ export class Gateway {
       }
     };
     const sendError = (e: unknown, binary: boolean, id?: string) => {
-      if (e instanceof RequestError) send({ type: 'error', id, message: e.message, code: e.code, param: e.param }, binary);
-      else if (e instanceof FrameError) send({ type: 'error', id, message: e.message, code: e.code }, binary);
-      else send({ type: 'error', id, message: 'internal server error', code: 'server_error' }, binary);
+      const err = toRequestError(e);
+      if (err.code === 'server_error' && !(e instanceof RequestError)) {
+        process.stderr.write(`roost: unexpected error: ${(e as Error)?.stack ?? String(e)}\n`);
+      }
+      send({ type: 'error', id, message: err.message, code: err.code, param: err.param }, binary);
     };
 
     ws.on('message', (data: Buffer, isBinary: boolean) => {

@@ -12,7 +12,7 @@ reference's `score`), in windows of W = the context:
     and scores only its new tokens e_k .. e_{k+1}-1.
 
 For gpt2 / bigbird / block_recurrent (F = W) this is exactly the windowing of
-`roost eval` (src/engine/generate.ts scoreLong): windows of W, stride W/2.
+`roost eval` (src/engine/scoring.ts scoreLong): windows of W, stride W/2.
 For perceiver_ar only the last N positions of a window have logits (a window
 scores its last N-1 tokens), so the first windows grow by S from N tokens
 until they reach W, every later window is the last W tokens, and S =

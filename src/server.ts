@@ -1,19 +1,22 @@
-// `roost serve`: listen at once (GET /health answers 503 while the model
-// loads), load the model, then print `listening on http://HOST:PORT`.
+// The composition root of `roost serve`: loads the model, builds the
+// scheduler, attaches the HTTP app and the WebSocket gateway (which know
+// neither each other nor the addon). Listens at once (GET /health answers
+// 503 while the model loads), loads the model, then prints
+// `listening on http://HOST:PORT`.
 // SIGTERM / SIGINT: stop accepting, let in-flight requests finish within the
 // grace period, cancel the rest, close.
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 
-import { loadAdapterDir } from '../engine/adapters';
-import { RuntimeHolder } from '../engine/runtime';
-import { SchedulerOptions } from '../engine/scheduler';
-import { loadTokenizer } from '../engine/tokenizer';
-import { Engine, native } from '../native';
-import { Gateway, GatewayOptions } from '../ws/gateway';
-import { AppOptions, createApp } from './app';
-import { Metrics } from './metrics';
+import { loadAdapterDir } from './engine/adapters';
+import { RuntimeHolder } from './engine/runtime';
+import { SchedulerOptions } from './engine/scheduler';
+import { loadTokenizer } from './engine/tokenizer';
+import { Engine, native } from './native';
+import { Gateway, GatewayOptions } from './ws/gateway';
+import { AppOptions, createApp } from './http/app';
+import { Metrics } from './http/metrics';
 
 export interface ServeOptions {
   /** Checkpoint folder (already resolved). */

@@ -23,7 +23,7 @@ import { percentile, slope, summarize } from '../bench/load/stats';
 import { normalizeBaseUrl, RequestOptions } from '../bench/load/transport';
 import { readCorpus, Workload } from '../bench/load/workload';
 import { WsTransport } from '../bench/load/ws';
-import type { RunningServer } from '../src/http/serve';
+import type { RunningServer } from '../src/server';
 import { start, TINY } from './http.helpers';
 
 const CORPUS = readCorpus(path.join(__dirname, '..', 'models', 'data', 'kjv-heldout.txt'));
