@@ -7,6 +7,7 @@ export type RequestErrorCode =
   | 'unknown_parameter' // a field this API does not know
   | 'unsupported_parameter' // a known OpenAI field Roost does not implement (beyond its neutral value)
   | 'context_length_exceeded' // prompt + max_tokens over the model's context
+  | 'cost_limit_exceeded' // the request would return more log-prob entries than one request may (src/engine/request-cost.ts)
   | 'model_not_found' // `model` names another model
   | 'overloaded' // the queue is full
   | 'request_timeout' // the per-request deadline passed

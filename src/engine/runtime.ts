@@ -1,6 +1,7 @@
 // The served model's lifecycle, shared by the HTTP and WebSocket edges:
 // loading (health 503), ready, draining (SIGTERM: no new requests).
 import type { NativeEngine } from '../native';
+import { AdapterLeases } from './adapter-leases';
 import type { CompletionObserver, ModelRuntime } from './completion';
 import { RequestError } from './errors';
 import { Scheduler, SchedulerObserver, SchedulerOptions } from './scheduler';
@@ -29,7 +30,7 @@ export class RuntimeHolder {
   ): ModelRuntime {
     const scheduler = new Scheduler(engine, options, observers.scheduler);
     const adapters = new Map(engine.adapters().map((a) => [a.name, a]));
-    this.runtime = { engine, info: engine.info(), tokenizer, scheduler, modelId, adapters, observer: observers.completion };
+    this.runtime = { engine, info: engine.info(), tokenizer, scheduler, modelId, adapters, leases: new AdapterLeases(engine), observer: observers.completion };
     if (this.status === 'loading') this.status = 'ready';
     return this.runtime;
   }

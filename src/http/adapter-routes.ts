@@ -7,7 +7,7 @@
 // a request already using an unloaded adapter keeps it until it ends.
 import type { Express, Request, Response } from 'express';
 
-import { AdapterLoadError, loadAdapter, weightsSha256 } from '../engine/adapters';
+import { AdapterLoadError, loadAdapter, weightsSha256Async } from '../engine/adapters';
 import type { RuntimeHolder } from '../engine/runtime';
 import { jsonBody } from './body';
 import { ApiError } from './errors';
@@ -25,14 +25,20 @@ export function adapterRoutes(app: Express, holder: RuntimeHolder, enabled: bool
     if (!rt.modelDir) throw new ApiError('not_found', 'runtime adapter loading needs the model folder');
     return rt;
   };
-  app.post('/v1/load_lora_adapter', jsonBody(64 << 10), (req: Request, res: Response) => {
+  app.post('/v1/load_lora_adapter', jsonBody(64 << 10), async (req: Request, res: Response) => {
     const rt = guard();
     const name = field(req.body, 'lora_name');
     const dir = field(req.body, 'lora_path');
     if (rt.adapters.has(name)) throw new ApiError('invalid_parameter', `an adapter named ${JSON.stringify(name)} is already loaded`, 'lora_name');
+    const inUse = rt.leases?.retiringUses(name) ?? 0;
+    if (inUse > 0) {
+      throw new ApiError('invalid_parameter', `adapter ${JSON.stringify(name)} was unloaded but ${inUse} request(s) still use it; load it again once they finish`, 'lora_name');
+    }
     try {
-      // The served weights never change: hash them once, not on every load.
-      const a = loadAdapter(rt.engine, name, dir, rt.modelDir!, () => (rt.weightsSha256 ??= weightsSha256(rt.modelDir!)));
+      // The served weights never change: hash them once (off the event loop), not on every load.
+      rt.weightsSha256 ??= await weightsSha256Async(rt.modelDir!);
+      if (rt.adapters.has(name)) throw new ApiError('invalid_parameter', `an adapter named ${JSON.stringify(name)} is already loaded`, 'lora_name');
+      const a = loadAdapter(rt.engine, name, dir, rt.modelDir!, () => rt.weightsSha256!);
       rt.adapters.set(a.name, a);
       res.json({ object: 'adapter', id: `${rt.modelId}:${a.name}`, name: a.name, type: a.type, prompt_tokens: a.promptTokens });
     } catch (e) {
@@ -44,7 +50,9 @@ export function adapterRoutes(app: Express, holder: RuntimeHolder, enabled: bool
     const rt = guard();
     const name = field(req.body, 'lora_name');
     if (!rt.adapters.delete(name)) throw new ApiError('model_not_found', `no adapter named ${JSON.stringify(name)} is loaded`, 'lora_name');
-    rt.engine.unloadAdapter(name);
+    // New requests can no longer name it; queued ones keep it (src/engine/adapter-leases.ts).
+    if (rt.leases) rt.leases.retire(name);
+    else rt.engine.unloadAdapter(name);
     res.json({ object: 'adapter', name, deleted: true });
   });
 }

@@ -4,9 +4,10 @@
 import express, { NextFunction, Request, Response } from 'express';
 
 import type { RuntimeHolder } from '../engine/runtime';
+import { DEFAULT_STALL_TIMEOUT_MS } from '../engine/scheduler';
 import { adapterRoutes } from './adapter-routes';
 import { requireApiKey } from './auth';
-import { bodyParserError, jsonBody } from './body';
+import { jsonBody } from './body';
 import { completionsHandler } from './completions';
 import { ApiError, sendError, toApiError } from './errors';
 import type { Metrics } from './metrics';
@@ -17,6 +18,8 @@ export interface AppOptions {
   bodyLimit?: number;
   /** `: keep-alive` period on idle streams, ms (default 10 s). */
   keepAliveMs?: number;
+  /** A stream whose client reads nothing for this long is ended and its sequences freed, ms (default 60 s). */
+  stallTimeoutMs?: number;
   /** POST /v1/load_lora_adapter and /v1/unload_lora_adapter (src/http/adapter-routes.ts). */
   allowAdapterLoading?: boolean;
 }
@@ -25,6 +28,12 @@ export function createApp(holder: RuntimeHolder, metrics: Metrics, opts: AppOpti
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+
+  // While draining, every answer closes its connection, so keep-alive clients move to another replica.
+  app.use((_req, res, next) => {
+    if (holder.status === 'draining') res.setHeader('Connection', 'close');
+    next();
+  });
 
   app.get('/health', (_req, res) => {
     if (holder.status === 'ready') res.json({ status: 'ok' });
@@ -66,7 +75,7 @@ export function createApp(holder: RuntimeHolder, metrics: Metrics, opts: AppOpti
   });
 
   adapterRoutes(app, holder, opts.allowAdapterLoading ?? false);
-  app.post('/v1/completions', jsonBody(opts.bodyLimit ?? 8 << 20), completionsHandler(holder, { keepAliveMs: opts.keepAliveMs ?? 10_000 }));
+  app.post('/v1/completions', jsonBody(opts.bodyLimit ?? 8 << 20), completionsHandler(holder, { keepAliveMs: opts.keepAliveMs ?? 10_000, stallTimeoutMs: opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS }));
   app.all('/v1/completions', (req) => {
     throw new ApiError('not_found', `${req.method} /v1/completions is not supported: use POST`);
   });
@@ -77,9 +86,15 @@ export function createApp(holder: RuntimeHolder, metrics: Metrics, opts: AppOpti
 
   // Express recognises an error handler by its four parameters.
   app.use((e: unknown, _req: Request, res: Response, _next: NextFunction) => {
-    const err = bodyParserError(e) ?? toApiError(e);
+    const err = malformedUrlError(e) ?? toApiError(e);
     metrics.countError(err.code);
     sendError(res, err.code === 'server_error' ? e : err);
   });
   return app;
+}
+
+/** The router's failure to percent-decode a path parameter (GET /v1/models/%) is the client's mistake. */
+function malformedUrlError(e: unknown): ApiError | undefined {
+  if (!(e instanceof URIError)) return undefined;
+  return new ApiError('invalid_parameter', `the request path is not valid percent-encoding: ${e.message}`);
 }

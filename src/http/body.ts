@@ -1,20 +1,26 @@
-// Request bodies: raw bytes (size-limited), then strict UTF-8, then JSON, so
-// every failure gets its own message: invalid UTF-8 is refused rather than
-// silently replaced with U+FFFD, and a JSON syntax error says where.
-import express, { NextFunction, Request, Response } from 'express';
+// Request bodies: raw bytes (size-limited and decoded, src/http/limits.ts),
+// then strict UTF-8, then JSON, so every failure gets its own message: invalid
+// UTF-8 is refused rather than silently replaced with U+FFFD, and a JSON
+// syntax error says where.
+import type { NextFunction, Request, Response } from 'express';
 
 import { ApiError } from './errors';
+import { readBody } from './limits';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 
 /** Parses the body of POST requests into req.body (any content type is read as JSON, as llama.cpp does). */
 export function jsonBody(limitBytes: number) {
-  const raw = express.raw({ type: () => true, limit: limitBytes });
   return [
-    raw,
-    (req: Request, _res: Response, next: NextFunction) => {
-      const buf: unknown = req.body;
-      if (!Buffer.isBuffer(buf) || buf.length === 0) {
+    async (req: Request, res: Response, next: NextFunction) => {
+      let buf: Buffer;
+      try {
+        buf = await readBody(req, res, limitBytes);
+      } catch (e) {
+        next(e);
+        return;
+      }
+      if (buf.length === 0) {
         next(new ApiError('invalid_json', 'the request body is empty: send a JSON object'));
         return;
       }
@@ -51,20 +57,4 @@ function firstInvalidUtf8(buf: Buffer): number {
     }
   }
   return lo;
-}
-
-/** Errors raised by express.raw (raw-body) as catalogue errors. */
-export function bodyParserError(e: unknown): ApiError | undefined {
-  const err = e as { type?: string; limit?: number; length?: number; status?: number; message?: string };
-  switch (err?.type) {
-    case 'entity.too.large':
-      return new ApiError('payload_too_large', `the request body is too large: ${err.length ?? 'more than'} bytes, the limit is ${err.limit} bytes`);
-    case 'encoding.unsupported':
-      return new ApiError('unsupported_media_type', `unsupported Content-Encoding: ${err.message}`);
-    case 'request.aborted':
-    case 'request.size.invalid':
-      return new ApiError('invalid_json', `the request body is incomplete: ${err.message}`);
-    default:
-      return undefined;
-  }
 }

@@ -13,6 +13,7 @@ import { CompletionRun, startCompletion } from '../engine/completion';
 import { RequestError } from '../engine/errors';
 import { messageId, parseStreamMessage } from '../engine/params';
 import type { RuntimeHolder } from '../engine/runtime';
+import { DEFAULT_STALL_TIMEOUT_MS } from '../engine/scheduler';
 import { decodeBinary, decodeText, encodeBinary, encodeText, FrameError, ServerEvent } from './frames';
 
 export interface GatewayOptions {
@@ -53,7 +54,7 @@ export class Gateway {
       hardLimit: 16 << 20,
       heartbeatMs: 30_000,
       maxRequestsPerConnection: 256,
-      stallTimeoutMs: 60_000,
+      stallTimeoutMs: DEFAULT_STALL_TIMEOUT_MS,
       ...opts,
     };
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.opts.maxPayload });
@@ -81,10 +82,12 @@ export class Gateway {
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       const url = new URL(req.url ?? '/', 'http://x');
       const reject = (status: string, message: string) => {
-        const body = JSON.stringify({ error: { message, type: status.startsWith('401') ? 'authentication_error' : 'not_found_error', param: null, code: null } });
+        const type = status.startsWith('401') ? 'authentication_error' : status.startsWith('503') ? 'unavailable_error' : 'not_found_error';
+        const body = JSON.stringify({ error: { message, type, param: null, code: status.startsWith('503') ? 'shutting_down' : null } });
         socket.end(`HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
       };
       if (url.pathname !== STREAM_PATH) return reject('404 Not Found', `no WebSocket endpoint at ${url.pathname}: use ${STREAM_PATH}`);
+      if (this.holder.status === 'draining') return reject('503 Service Unavailable', 'the server is shutting down and accepts no new requests');
       if (this.opts.apiKey) {
         // Browsers cannot set headers on a WebSocket: the key may also come as ?api_key=.
         const q = url.searchParams.get('api_key');
