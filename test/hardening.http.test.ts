@@ -3,6 +3,7 @@
 // server; every wait is bounded, so a server that hangs fails the test.
 import * as zlib from 'node:zlib';
 
+import { fairShares } from '../src/engine/scheduler';
 import type { RunningServer } from '../src/http/serve';
 import { BYTES, FIXTURES, post, sequences, start, TINY, UNBOUNDED, waitFor } from './http.helpers';
 import { postHead, RawClient, within } from './hardening.helpers';
@@ -62,6 +63,14 @@ describe('finding 1: a client that never reads its stream', () => {
     }
   });
 
+  test('fairness: slots are split max-min fairly, the indivisible rest to the oldest', () => {
+    expect(fairShares([8, 1], 4)).toEqual([3, 1]);
+    expect(fairShares([...Array(8).fill(64), 1], 64)).toEqual([8, 8, 8, 8, 8, 8, 8, 7, 1]);
+    expect(fairShares([64], 64)).toEqual([64]);
+    expect(fairShares([2, 0, 100], 64)).toEqual([2, 0, 62]);
+    expect(fairShares([3, 3], 0)).toEqual([0, 0]);
+  });
+
   test("fairness: one request's n cannot keep a newcomer out of the batch", async () => {
     const s = await start(UNBOUNDED, { maxBatch: 4 });
     const big = new AbortController();
@@ -94,6 +103,11 @@ describe('finding 3: an 8 MiB prompt', () => {
       expect(r.json.error).toMatchObject({ code: 'context_length_exceeded', param: 'prompt' });
       expect(r.json.error.message).toContain(`at least ${(8 << 20) - 64} in prompt`);
       expect(encode).not.toHaveBeenCalled();
+      // Large bodies are decoded off the event loop, with the same messages.
+      const bad = Buffer.concat([Buffer.from('{"prompt":"'), Buffer.alloc(300_000, 120), Buffer.from([0xff]), Buffer.from('"}')]);
+      const r2 = await post(s.url, bad);
+      expect(r2.status).toBe(400);
+      expect(r2.json.error.message).toBe('the request body is not valid UTF-8 (byte offset 300011)');
     } finally {
       await s.close(0);
     }

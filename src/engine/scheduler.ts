@@ -231,7 +231,7 @@ export class Scheduler {
     if (this.draining) throw new RequestError('shutting_down', 'the server is shutting down and accepts no new requests');
     if (specs.length === 0) throw new Error('submit: no sequences');
     const fitsNow =
-      this.slotDemand() + this.waitingSequences + specs.length <= this.options.maxBatch &&
+      this.slotDemand() + specs.length <= this.options.maxBatch &&
       this.active.length + this.waitingSequences + specs.length <= this.options.maxBatch + this.options.maxParked;
     const queued = this.queuedBeyondCapacity();
     if (!fitsNow && queued >= this.options.maxQueue) {
@@ -296,16 +296,24 @@ export class Scheduler {
     }
   }
 
-  /** Engine sequences that want a slot (those of requests their clients have not paused). */
-  private slotDemand(): number {
+  /** Sequences in the engine that want a slot (those of requests their clients have not paused). */
+  private activeDemand(): number {
     return this.active.reduce((a, t) => a + (t.req.paused ? 0 : 1), 0);
+  }
+
+  /** Sequences that want a slot, in the engine or waiting (a paused request's wait until it resumes). */
+  private slotDemand(): number {
+    let n = this.activeDemand();
+    for (const req of this.waiting) if (!req.paused) for (const t of req.tasks) if (t.state === 'waiting') n++;
+    return n;
   }
 
   /** Waiting requests that will not get a slot at the next step boundary (the queue proper). */
   private queuedBeyondCapacity(): number {
-    let seqs = this.slotDemand();
+    let seqs = this.activeDemand();
     let queued = 0;
     for (const req of this.waiting) {
+      if (req.paused) continue;
       for (const t of req.tasks) if (t.state === 'waiting') seqs++;
       if (seqs > this.options.maxBatch) queued++;
     }
