@@ -426,6 +426,26 @@ export class Scheduler {
     return true;
   }
 
+  /**
+   * Slotted sequences to prefill, round-robin over requests (each request's
+   * first, then each one's second, ...): a newcomer's prompt is not queued
+   * behind all 64 prompts of an n: 64 request that arrived just before it.
+   */
+  private prefillOrder(): Task[] {
+    const byReq = new Map<ScheduledRequest, Task[]>();
+    for (const t of this.active) {
+      if (t.state !== 'prefill' || !t.slot) continue;
+      const list = byReq.get(t.req);
+      if (list) list.push(t);
+      else byReq.set(t.req, [t]);
+    }
+    const lists = [...byReq.values()];
+    const longest = lists.reduce((a, l) => Math.max(a, l.length), 0);
+    const order: Task[] = [];
+    for (let i = 0; i < longest; i++) for (const l of lists) if (i < l.length) order.push(l[i]);
+    return order;
+  }
+
   private buildStep() {
     const batch: StepRequest[] = [];
     const tasks: Task[] = [];
@@ -440,9 +460,8 @@ export class Scheduler {
     const floor = Math.max(1, Math.min(64, this.options.stepTokens >> 3));
     let budget = Math.max(this.options.stepTokens - decodeTokens, floor);
     let prefillTokens = 0;
-    for (const t of this.active) {
+    for (const t of this.prefillOrder()) {
       if (budget <= 0) break;
-      if (t.state !== 'prefill' || !t.slot) continue;
       const prompt = t.spec.prompt;
       const take = prefillTake(prompt.length - t.fed, budget);
       const end = t.fed + take;
