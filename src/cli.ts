@@ -259,7 +259,7 @@ async function runEval(values: Values): Promise<void> {
   try {
     bytes = await readGuardedFile(file, EVAL_FILE_MAX_BYTES);
   } catch (e) {
-    if (e instanceof FileGuardError) throw new UsageError(`--file: ${e.message}`);
+    if (e instanceof FileGuardError) throw new UsageError(`--file: cannot read ${e.message}`);
     throw e;
   }
   const context = integerFlag(values, 'context', 2, 'an integer >= 2');

@@ -165,7 +165,7 @@ describe('finding 8: CLI files', () => {
     const r = roost(['eval', '--model', BYTES, '--file', '/dev/zero'], 5_000);
     expect(r.killed).toBe(false);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('--file: /dev/zero: not a regular file (a character device)');
+    expect(r.stderr).toContain('--file: cannot read /dev/zero: not a regular file (a character device)');
   });
 
   test('a checkpoint with a NaN weight is refused at load naming the tensor; generate prints nothing', async () => {

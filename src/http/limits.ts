@@ -57,8 +57,11 @@ export function probeHalfClosedClient(req: Request, res: Response, probe: () => 
     timer.unref();
     res.once('close', () => clearInterval(timer));
   };
-  if (req.socket.readableEnded) start();
-  else req.socket.once('end', start);
+  if (req.socket.readableEnded) return start();
+  // One listener per request on a keep-alive connection: drop it once this response is done.
+  const socket = req.socket;
+  socket.once('end', start);
+  res.once('close', () => socket.off('end', start));
 }
 
 /** Sends the coming error response with Connection: close and then closes without reading what is left. */
