@@ -115,15 +115,17 @@ describe('finding 3: an 8 MiB prompt', () => {
 });
 
 describe('finding 4: amplification', () => {
-  test('256 prompts x 4000 characters with echo and logprobs 20 is a 400 naming the cost bound', async () => {
+  test('256 prompts x 4000 characters with echo and logprobs 20 is a 400 naming the cost bound, before tokenizing', async () => {
     const s = await start(UNBOUNDED);
     try {
+      const encode = jest.spyOn(s.holder.runtime!.tokenizer, 'encode');
       const text = 'the quick brown fox jumps over the lazy dog. '.repeat(100).slice(0, 4000);
       const body = { prompt: Array(256).fill(text), echo: true, logprobs: 20, max_tokens: 0 };
       const r = await within(post(s.url, body), 20_000, 'the amplification request');
       expect(r.status).toBe(400);
       expect(r.json.error).toMatchObject({ code: 'cost_limit_exceeded', param: 'logprobs', type: 'invalid_request_error' });
-      expect(r.json.error.message).toMatch(/log-prob entries .*the limit per request is 1048576/);
+      expect(r.json.error.message).toMatch(/at least \d+ log-prob entries .*the limit per request is 1048576/);
+      expect(encode).not.toHaveBeenCalled();
       expect(sequences(s)).toBe(0);
       // Within the bound it is served, written out choice by choice.
       const ok = await post(s.url, { prompt: [text.slice(0, 40), text.slice(0, 30)], echo: true, logprobs: 2, max_tokens: 1 });

@@ -1,8 +1,9 @@
 // Cheap bounds checked before expensive work, so a request that cannot be
 // served is refused in microseconds instead of after tokenizing megabytes or
 // building a response of hundreds of megabytes (docs/api.md, "Limits"):
-//  - the fewest tokens a text can encode to, from its UTF-8 length, against
-//    the model's context before the text is tokenized;
+//  - the fewest tokens a text can encode to, from its UTF-8 length and the
+//    tokenizer's maxInputBytesPerToken, against the model's context before the
+//    text is tokenized;
 //  - the log-prob entries a request returns (prompts x tokens x (1 + logprobs)
 //    x best_of), against MAX_LOGPROB_ENTRIES.
 import { RequestError } from './errors';
@@ -12,33 +13,12 @@ import type { Tokenizer } from './tokenizer';
 /** Token entries (the token plus its `logprobs` alternatives each) one request may return. */
 export const MAX_LOGPROB_ENTRIES = 1 << 20;
 
-const bytesPerTokenCache = new WeakMap<Tokenizer, number>();
-
-/**
- * An upper bound on the input bytes one token stands for: 1 for the bytes
- * tokenizer; for byte-level BPE the longest token's bytes, doubled because a
- * normalizer may shrink the text before it is split (NFC composes two code
- * points into one shorter one); unknown (Infinity) otherwise.
- */
-function bytesPerTokenBound(tok: Tokenizer): number {
-  if (tok.kind === 'bytes') return 1;
-  if (!tok.tokenBytes) return Infinity;
-  let bound = bytesPerTokenCache.get(tok);
-  if (bound === undefined) {
-    let longest = 1;
-    for (let id = 0; id < tok.vocabSize; id++) longest = Math.max(longest, tok.tokenBytes(id).length);
-    bound = 2 * longest;
-    bytesPerTokenCache.set(tok, bound);
-  }
-  return bound;
-}
-
 /** The fewest tokens `x` can encode to, without encoding it (exact for token ids). */
 export function minTokens(tok: Tokenizer, x: Prompt): number {
   if (typeof x !== 'string') return x.length;
   if (x.length === 0) return 0;
-  const bound = bytesPerTokenBound(tok);
-  return bound === Infinity ? 1 : Math.ceil(Buffer.byteLength(x, 'utf8') / bound);
+  const bound = tok.maxInputBytesPerToken;
+  return bound === undefined ? 1 : Math.ceil(Buffer.byteLength(x, 'utf8') / bound);
 }
 
 /** Log-prob entries the request returns, for prompt token counts `promptTokens` (0 without logprobs). */

@@ -54,6 +54,8 @@ export class HfTokenizer implements Tokenizer {
   private readonly decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
   /** Set for ByteLevel tokenizers only (see Tokenizer.tokenBytes). */
   readonly tokenBytes?: (id: number) => Uint8Array;
+  /** Set for ByteLevel tokenizers without a normalizer, where each token covers exactly its bytes of the input. */
+  readonly maxInputBytesPerToken?: number;
 
   /**
    * json: a tokenizer.json object; tokenizerConfig: tokenizer_config.json or {};
@@ -100,6 +102,11 @@ export class HfTokenizer implements Tokenizer {
     let maxId = -1;
     for (const id of this.tok.get_vocab(true).values()) if (id > maxId) maxId = id;
     this.vocabSize = maxId + 1;
+    if (this.byteLevel && full.normalizer === null) {
+      let longest = 1;
+      for (let id = 0; id < this.vocabSize; id++) longest = Math.max(longest, this.bytesOf(id).length);
+      this.maxInputBytesPerToken = longest;
+    }
 
     this.eosId = this.findEos(tokenizerConfig, modelConfig);
   }
