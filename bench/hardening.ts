@@ -201,7 +201,7 @@ async function main(): Promise<void> {
     const result = {
       date: new Date().toISOString(),
       machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, loadAverage: os.loadavg().map((x) => round(x, 2)) },
-      server: server.args.slice(2).join(' '),
+      server: `roost ${server.args.join(' ').split(root + path.sep).join('')}`,
       targets: { ttftMs: 1000, healthMs: 50, interTokenGapP99Ms: 100 },
       hogs,
       control,
