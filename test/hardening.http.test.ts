@@ -37,7 +37,7 @@ describe('finding 1: a client that never reads its stream', () => {
       await hog.write(postHead({ 'Content-Length': Buffer.byteLength(body) }, body));
       await waitFor(() => sequences(s) === 4, 10_000, 'the n:4 stream to run');
       await untilQuiet(s); // its socket is full: paused
-      const r = await within(post(s.url, { prompt: [1], max_tokens: 2 }), 15_000, 'an ordinary request beside a never-read stream');
+      const r = await within(post(s.url, { prompt: [1], max_tokens: 2, logit_bias: { '511': -100 } }), 15_000, 'an ordinary request beside a never-read stream');
       expect(r.status).toBe(200);
       expect(r.json.usage.completion_tokens).toBe(2);
       expect(sequences(s)).toBe(4); // the paused stream's state is kept
@@ -81,7 +81,7 @@ describe('finding 1: a client that never reads its stream', () => {
         signal: big.signal,
       }).then((r) => r.text()).catch(() => 'aborted');
       await waitFor(() => s.holder.runtime!.scheduler.totals.decodeTokens > 8, 10_000, 'the n:8 request to decode');
-      const r = await within(post(s.url, { prompt: [1], max_tokens: 3 }), 15_000, 'a request beside an n:8 request on 4 slots');
+      const r = await within(post(s.url, { prompt: [1], max_tokens: 3, logit_bias: { '511': -100 } }), 15_000, 'a request beside an n:8 request on 4 slots');
       expect(r.status).toBe(200);
       expect(r.json.usage.completion_tokens).toBe(3);
       big.abort();
@@ -189,11 +189,11 @@ describe('finding 6: wrong statuses', () => {
     const running = new AbortController();
     try {
       expect((await call('/v1/load_lora_adapter', { lora_name: 'p', lora_path: `${FIXTURES}/adapters/bigbird-tiny-prompt` })).status).toBe(200);
-      const long = fetch(`${a.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt: [1, 2], max_tokens: 1_000_000, stream: true }), signal: running.signal })
+      const long = fetch(`${a.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt: [1, 2], max_tokens: 1_000_000, stream: true, logit_bias: { '256': -100 } }), signal: running.signal })
         .then((r) => r.text())
         .catch(() => 'aborted');
       await waitFor(() => sequences(a) === 1, 10_000, 'the long request to hold the only slot');
-      const queued = post(a.url, { prompt: [1, 2, 3], adapter: 'p', max_tokens: 2 });
+      const queued = post(a.url, { prompt: [1, 2, 3], adapter: 'p', max_tokens: 2, logit_bias: { '256': -100 } });
       await waitFor(() => a.holder.runtime!.scheduler.waitingRequests === 1, 10_000, 'the adapter request to queue');
       expect((await call('/v1/unload_lora_adapter', { lora_name: 'p' })).status).toBe(200);
       expect((await post(a.url, { prompt: [1], adapter: 'p', max_tokens: 1 })).status).toBe(400); // gone for new requests
@@ -290,7 +290,7 @@ describe('finding 9: the drain', () => {
     const s = await start(TINY);
     const c = new RawClient(s.url);
     try {
-      const body = JSON.stringify({ prompt: 'hi', max_tokens: 3 });
+      const body = JSON.stringify({ prompt: 'hi', max_tokens: 3, logit_bias: { '511': -100 } });
       await c.write(postHead({ 'Content-Length': Buffer.byteLength(body) }, body));
       c.end();
       await c.waitFor(() => /"total_tokens":\d+\}\}/.test(c.received), 10_000, 'the response');
