@@ -370,7 +370,8 @@ std::string dump(const Value& v, size_t max_chars) {
 }
 
 std::string read_file(const std::string& path, size_t max_bytes) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO is refused below (not a regular file) instead of blocking this open.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw Error("E_CHECKPOINT", path + ": cannot open: " + std::strerror(errno));
   struct Closer { int fd; ~Closer() { ::close(fd); } } closer{fd};
   struct stat st;

@@ -16,6 +16,7 @@
 #include <set>
 
 #include "common.h"
+#include "finite_check.h"
 #include "json.h"
 
 namespace roost {
@@ -89,7 +90,8 @@ int64_t TensorView::numel() const {
 class MappedFile {
  public:
   static std::unique_ptr<MappedFile> open(const std::string& path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: a FIFO (or a device) named model.safetensors must be refused, not waited on.
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
     struct Closer { int fd; ~Closer() { ::close(fd); } } closer{fd};
     struct stat st;
@@ -254,6 +256,10 @@ void add_file(std::map<std::string, TensorView>& tensors, std::map<std::string, 
   for (Entry& e : read_header(f)) {
     if (raw_names) raw_names->insert(e.raw_name);
     if (e.ignored) continue;
+    const int64_t bad = first_non_finite(e.view);
+    if (bad >= 0)
+      fail(f.path(), "tensor " + e.raw_name + " holds a NaN or infinite value (element " + std::to_string(bad) +
+                         "); the checkpoint is corrupt or was saved from a diverged run");
     auto it = tensors.find(e.view.name);
     if (it != tensors.end()) {
       // Same-file duplicates are already refused by the JSON parser, so this is

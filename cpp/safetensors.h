@@ -1,7 +1,8 @@
 // Memory-mapped safetensors checkpoints: one model.safetensors, or shards listed
 // by model.safetensors.index.json. Every header is validated before any tensor is
 // touched: offsets inside the file, sizes matching dtype x shape, no overlaps,
-// known dtypes (F32, F16, BF16). A lie gives Error("E_CHECKPOINT") naming the
+// known dtypes (F32, F16, BF16), regular files only (a FIFO is refused, never waited
+// on), every weight finite (cpp/finite_check.h). A lie gives Error("E_CHECKPOINT") naming the
 // file and the tensor; nothing is ever read out of bounds.
 #pragma once
 

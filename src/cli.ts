@@ -15,9 +15,10 @@ import { parseArgs } from 'node:util';
 import { AdapterLoadError, loadAdapter } from './engine/adapters';
 import { type ModelRuntime, startCompletion } from './engine/completion';
 import { RequestError } from './engine/errors';
+import { FileGuardError, readGuardedFile } from './engine/file-guard';
 import { parseCompletionBody } from './engine/params';
 import { RuntimeHolder } from './engine/runtime';
-import { DEFAULT_SCHEDULER_OPTIONS } from './engine/scheduler';
+import { DEFAULT_SCHEDULER_OPTIONS, MAX_TIMER_MS } from './engine/scheduler';
 import { scoreLong, scoreTokens } from './engine/scoring';
 import { loadTokenizer, Tokenizer } from './engine/tokenizer';
 import { AdapterInfo, Device, Engine, isNativeError, NativeEngine } from './native';
@@ -46,6 +47,10 @@ interface Command {
 const COMMON_USAGE = '[--adapter DIR] [--device cpu|cuda|auto] [--threads N]';
 /** eval's window when the model's context is unbounded and --context is not given. */
 const DEFAULT_EVAL_WINDOW = 1024;
+/** The largest text `roost eval` reads: it is tokenized whole, in memory. */
+const EVAL_FILE_MAX_BYTES = 64 << 20;
+/** The engine's own limit on --threads (cpp/binding/engine_wrap.cpp). */
+const MAX_THREADS = 4096;
 
 const COMMANDS: Record<string, Command> = {
   generate: {
@@ -111,12 +116,14 @@ function required(values: Values, flag: string): string {
   return v;
 }
 
-function integerFlag(values: Values, flag: string, min: number, what: string, max = Number.MAX_SAFE_INTEGER): number | undefined {
+/** `tooLarge` words the message for a value past max when `what` does not say the bound. */
+function integerFlag(values: Values, flag: string, min: number, what: string, max = Number.MAX_SAFE_INTEGER, tooLarge = what): number | undefined {
   const v = str(values, flag);
   if (v === undefined) return undefined;
   // BigInt keeps the comparison exact past 2^53, where Number would round.
-  const ok = /^[+-]?\d+$/.test(v.trim()) && BigInt(v.trim()) >= BigInt(min) && BigInt(v.trim()) <= BigInt(max);
-  if (!ok) throw new UsageError(`--${flag} must be ${what} (got ${v})`);
+  const isInt = /^[+-]?\d+$/.test(v.trim());
+  if (!isInt || BigInt(v.trim()) < BigInt(min)) throw new UsageError(`--${flag} must be ${what} (got ${v})`);
+  if (BigInt(v.trim()) > BigInt(max)) throw new UsageError(`--${flag} must be ${tooLarge} (got ${v})`);
   return Number(v.trim());
 }
 
@@ -127,6 +134,20 @@ function numberFlag(values: Values, flag: string, ok: (x: number) => boolean, wh
   if (!Number.isFinite(n) || !ok(n)) throw new UsageError(`--${flag} must be ${what} (got ${v})`);
   return n;
 }
+
+/** A duration flag in seconds, as ms that fit a Node timer (a longer one fires at once). */
+function secondsFlag(values: Values, flag: string, min: 'zero' | 'positive'): number | undefined {
+  const maxSeconds = MAX_TIMER_MS / 1000;
+  const s = numberFlag(
+    values,
+    flag,
+    (x) => (min === 'zero' ? x >= 0 : x > 0) && x <= maxSeconds,
+    `a number of seconds ${min === 'zero' ? 'from 0 (none)' : 'above 0 and'} up to ${maxSeconds}`,
+  );
+  return s === undefined ? undefined : Math.round(s * 1000);
+}
+
+const threadsFlag = (values: Values) => integerFlag(values, 'threads', 1, 'a positive integer', MAX_THREADS, `at most ${MAX_THREADS} (the engine's limit)`);
 
 function isDir(p: string): boolean {
   try {
@@ -169,7 +190,7 @@ interface Loaded {
 async function load(values: Values): Promise<Loaded> {
   const device = str(values, 'device') ?? 'auto';
   if (!['cpu', 'cuda', 'auto'].includes(device)) throw new UsageError(`--device must be cpu, cuda or auto (got ${device})`);
-  const threads = integerFlag(values, 'threads', 1, 'a positive integer');
+  const threads = threadsFlag(values);
   const dir = resolveModel(required(values, 'model'));
   const tokenizer = loadTokenizer(dir);
   const engine = await Engine.load(dir, { device: device as Device, ...(threads === undefined ? {} : { threads }) });
@@ -277,9 +298,10 @@ async function runEval(values: Values): Promise<void> {
   const file = required(values, 'file');
   let bytes: Buffer;
   try {
-    bytes = fs.readFileSync(file);
+    bytes = await readGuardedFile(file, EVAL_FILE_MAX_BYTES);
   } catch (e) {
-    throw new UsageError(`--file: cannot read ${file}: ${(e as Error).message}`);
+    if (e instanceof FileGuardError) throw new UsageError(`--file: cannot read ${e.message}`);
+    throw e;
   }
   const context = integerFlag(values, 'context', 2, 'an integer >= 2');
   const l = await load(values);
@@ -380,7 +402,7 @@ export function run(): void {
 COMMANDS.serve = {
   usage:
     'roost serve --model DIR [--adapters DIR] [--allow-adapter-loading] [--host H] [--port P] [--max-batch N] [--max-queue N] [--api-key K] ' +
-    `[--request-timeout SECONDS] ${COMMON_USAGE}`,
+    `[--request-timeout SECONDS] [--stall-timeout SECONDS] ${COMMON_USAGE}`,
   options: {
     ...COMMON,
     host: { type: 'string' },
@@ -389,6 +411,7 @@ COMMANDS.serve = {
     'max-queue': { type: 'string' },
     'api-key': { type: 'string' },
     'request-timeout': { type: 'string' },
+    'stall-timeout': { type: 'string' },
     adapters: { type: 'string' },
     'allow-adapter-loading': { type: 'boolean' },
   },
@@ -397,7 +420,8 @@ COMMANDS.serve = {
     if (!['cpu', 'cuda', 'auto'].includes(device)) throw new UsageError(`--device must be cpu, cuda or auto (got ${device})`);
     const port = integerFlag(values, 'port', 0, 'an integer from 0 to 65535 (0 = a free port)') ?? 8080;
     if (port > 65535) throw new UsageError(`--port must be an integer from 0 to 65535 (0 = a free port) (got ${port})`);
-    const timeout = numberFlag(values, 'request-timeout', (x) => x >= 0, 'a number of seconds >= 0 (0 = none)');
+    const requestTimeoutMs = secondsFlag(values, 'request-timeout', 'zero');
+    const stallTimeoutMs = secondsFlag(values, 'stall-timeout', 'positive');
     const apiKey = str(values, 'api-key');
     if (apiKey === '') throw new UsageError('--api-key must not be empty');
     await serve({
@@ -405,11 +429,12 @@ COMMANDS.serve = {
       host: str(values, 'host') ?? '127.0.0.1',
       port,
       device: device as 'cpu' | 'cuda' | 'auto',
-      threads: integerFlag(values, 'threads', 1, 'a positive integer'),
+      threads: threadsFlag(values),
       maxBatch: integerFlag(values, 'max-batch', 1, 'a positive integer'),
       maxQueue: integerFlag(values, 'max-queue', 0, 'an integer >= 0'),
       apiKey,
-      requestTimeoutMs: timeout === undefined ? undefined : timeout * 1000,
+      requestTimeoutMs,
+      stallTimeoutMs,
       adapters: str(values, 'adapters') ?? str(values, 'adapter'),
       allowAdapterLoading: values['allow-adapter-loading'] === true,
     });

@@ -3,8 +3,9 @@
 // neither each other nor the addon). Listens at once (GET /health answers
 // 503 while the model loads), loads the model, then prints
 // `listening on http://HOST:PORT`.
-// SIGTERM / SIGINT: stop accepting, let in-flight requests finish within the
-// grace period, cancel the rest, close.
+// SIGTERM / SIGINT: refuse new requests (503 shutting_down, still listening so
+// clients get that answer rather than a refused connection), let in-flight
+// requests finish within the grace period, cancel the rest, close.
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
@@ -16,6 +17,7 @@ import { loadTokenizer } from './engine/tokenizer';
 import { Engine, native } from './native';
 import { Gateway, GatewayOptions } from './ws/gateway';
 import { AppOptions, createApp } from './http/app';
+import { HttpTimeouts, keepHalfOpenClients, serverOptions } from './http/limits';
 import { Metrics } from './http/metrics';
 
 export interface ServeOptions {
@@ -36,6 +38,10 @@ export interface ServeOptions {
   /** The name in GET /v1/models and `model` (default: the folder's name). */
   modelId?: string;
   requestTimeoutMs?: number;
+  /** A stream (SSE or WebSocket) whose client reads nothing for this long is ended, ms (default 60 s). */
+  stallTimeoutMs?: number;
+  /** Header and body receive timeouts (src/http/limits.ts). */
+  http?: HttpTimeouts;
   stepTokens?: number;
   /** How long in-flight requests may run after SIGTERM, ms. */
   shutdownGraceMs?: number;
@@ -61,12 +67,13 @@ function hostForUrl(host: string): string {
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const holder = new RuntimeHolder();
   const metrics = new Metrics(() => holder.runtime);
-  const app = createApp(holder, metrics, { allowAdapterLoading: opts.allowAdapterLoading, ...opts.app, apiKey: opts.apiKey });
-  const server = http.createServer(app);
-  // Streams may idle (queued, long prefill) longer than Node's default request timeout allows.
-  server.requestTimeout = 0;
+  const stall = opts.stallTimeoutMs !== undefined ? { stallTimeoutMs: opts.stallTimeoutMs } : {};
+  const app = createApp(holder, metrics, { allowAdapterLoading: opts.allowAdapterLoading, ...stall, ...opts.app, apiKey: opts.apiKey });
+  // The request timeouts bound only receiving a request; a response (a long stream) may take longer.
+  const server = http.createServer(serverOptions(opts.http), app);
+  keepHalfOpenClients(server);
   server.keepAliveTimeout = 65_000;
-  const gateway = new Gateway(holder, { ...opts.ws, apiKey: opts.apiKey });
+  const gateway = new Gateway(holder, { ...stall, ...opts.ws, apiKey: opts.apiKey });
   gateway.attach(server);
 
   await new Promise<void>((resolve, reject) => {
@@ -83,10 +90,10 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const close = (graceMs = opts.shutdownGraceMs ?? 30_000) =>
     (closing ??= (async () => {
       holder.status = 'draining';
-      const stopped = new Promise<void>((r) => server.close(() => r()));
       server.closeIdleConnections();
       await holder.runtime?.scheduler.drain(graceMs);
       gateway.close();
+      const stopped = new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
       await stopped;
     })());

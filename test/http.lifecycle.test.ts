@@ -147,8 +147,11 @@ test('graceful shutdown lets short requests finish, cancels long ones at the dea
     ws.on('message', (d: Buffer) => events.push(JSON.parse(d.toString())));
     const closed = s.close(1500);
     expect(s.holder.status).toBe('draining');
-    // New work is refused: a new HTTP connection finds no listener; a request on the open WebSocket gets shutting_down.
-    await expect(post(s.url, { prompt: [1], max_tokens: 1 })).rejects.toMatchObject({ cause: { code: 'ECONNREFUSED' } });
+    // New work is refused: a new HTTP request gets 503 shutting_down (the listener stays open during the drain);
+    // a request on the open WebSocket gets shutting_down too.
+    const refused = await post(s.url, { prompt: [1], max_tokens: 1 });
+    expect(refused.status).toBe(503);
+    expect(refused.json).toEqual({ error: { message: 'the server is shutting down and accepts no new requests', type: 'unavailable_error', param: null, code: 'shutting_down' } });
     ws.send(JSON.stringify({ type: 'request', id: 'late', prompt: [1], max_tokens: 1 }));
     await waitFor(() => events.length > 0, 2000, 'the refusal of the late request');
     expect(events).toEqual([{ type: 'error', id: 'late', code: 'shutting_down', message: 'the server is shutting down and accepts no new requests', param: null }]);

@@ -8,8 +8,17 @@ import * as path from 'node:path';
 
 import type { AdapterInfo, NativeEngine } from '../native';
 import { RequestError } from './errors';
+import { checkGuardedFileSync, FileGuardError, parseJsonFile, readGuardedFileSync } from './file-guard';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
+export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
+/** The engine reads at most this much of adapter_config.json (cpp/models/adapter.cpp kMaxAdapterConfigBytes). */
+export const ADAPTER_CONFIG_MAX_BYTES = 1 << 20;
+/** Prompt-tuning and IA3 adapters are kilobytes to megabytes; a bigger file is not one. */
+export const ADAPTER_WEIGHTS_MAX_BYTES = 1 << 30;
+/** Weight files hashed for base_model_sha256: any checkpoint the engine can map. */
+const WEIGHT_FILE_MAX_BYTES = 2 ** 40;
+const INDEX_MAX_BYTES = 64 << 20; // cpp/safetensors.cpp kMaxIndexBytes
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /** A folder that cannot be served as an adapter; the message names it and why. */
@@ -26,18 +35,10 @@ export class AdapterLoadError extends Error {
  * (tools/reference/adapters.py base_sha256 computes the same).
  */
 export function weightsSha256(modelDir: string): string {
-  const single = path.join(modelDir, 'model.safetensors');
-  let files: string[];
-  if (fs.existsSync(single)) {
-    files = [single];
-  } else {
-    const index = JSON.parse(fs.readFileSync(path.join(modelDir, 'model.safetensors.index.json'), 'utf8'));
-    files = [...new Set(Object.values(index.weight_map as Record<string, string>))].sort().map((f) => path.join(modelDir, f));
-  }
   const h = createHash('sha256');
   const buf = Buffer.alloc(1 << 20);
-  for (const f of files) {
-    const fd = fs.openSync(f, 'r');
+  for (const f of weightFiles(modelDir)) {
+    const fd = openWeightFile(f);
     try {
       for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n));
     } finally {
@@ -45,6 +46,32 @@ export function weightsSha256(modelDir: string): string {
     }
   }
   return h.digest('hex');
+}
+
+/** weightsSha256 off the event loop (the server computes it on the first runtime adapter load). */
+export async function weightsSha256Async(modelDir: string): Promise<string> {
+  const h = createHash('sha256');
+  for (const f of weightFiles(modelDir)) {
+    const fd = openWeightFile(f);
+    for await (const chunk of fs.createReadStream('', { fd, highWaterMark: 1 << 20 })) h.update(chunk as Buffer);
+  }
+  return h.digest('hex');
+}
+
+/** The weight files of a checkpoint, in hashing order. */
+function weightFiles(modelDir: string): string[] {
+  const single = path.join(modelDir, 'model.safetensors');
+  if (fs.existsSync(single)) return [single];
+  const indexFile = path.join(modelDir, 'model.safetensors.index.json');
+  const index = parseJsonFile(indexFile, readGuardedFileSync(indexFile, INDEX_MAX_BYTES)) as { weight_map?: unknown };
+  if (!index || typeof index.weight_map !== 'object' || index.weight_map === null) throw new FileGuardError(`${indexFile}: weight_map is missing`);
+  return [...new Set(Object.values(index.weight_map as Record<string, string>))].sort().map((f) => path.join(modelDir, String(f)));
+}
+
+/** A descriptor of a weight file, checked to be a regular file (never a FIFO to wait on). */
+function openWeightFile(file: string): number {
+  checkGuardedFileSync(file, WEIGHT_FILE_MAX_BYTES);
+  return fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
 }
 
 /** Loads one adapter folder into the engine under `name`. */
@@ -56,9 +83,12 @@ export function loadAdapter(engine: NativeEngine, name: string, dir: string, mod
   if (!fs.existsSync(configPath)) throw new AdapterLoadError(`${dir}: not an adapter folder (no ${ADAPTER_CONFIG})`);
   let config: unknown;
   try {
-    config = JSON.parse(fs.readFileSync(configPath, 'utf8'));
+    // Bounded and non-blocking: a path may name a FIFO or /dev/zero (the engine re-checks when it opens them).
+    config = parseJsonFile(configPath, readGuardedFileSync(configPath, ADAPTER_CONFIG_MAX_BYTES));
+    checkGuardedFileSync(path.join(dir, ADAPTER_WEIGHTS), ADAPTER_WEIGHTS_MAX_BYTES);
   } catch (e) {
-    throw new AdapterLoadError(`${configPath}: invalid JSON (${(e as Error).message})`);
+    if (e instanceof FileGuardError) throw new AdapterLoadError(e.message);
+    throw e;
   }
   let info: AdapterInfo;
   try {

@@ -6,8 +6,10 @@
 import { randomInt } from 'node:crypto';
 
 import type { AdapterInfo, EngineInfo, NativeEngine, SequenceParams, TokenLogprob } from '../native';
+import type { AdapterLeases } from './adapter-leases';
 import { resolveTarget } from './adapters';
 import { Detokenizer } from './detokenizer';
+import { checkLogprobCost, minTokens } from './request-cost';
 import { RequestError } from './errors';
 import type { CompletionParams, Prompt } from './params';
 import { FinishReason, ScheduledRequest, Scheduler, SequenceSpec } from './scheduler';
@@ -28,6 +30,8 @@ export interface ModelRuntime {
   weightsSha256?: string;
   /** Adapters loaded into the engine, by name. */
   adapters: Map<string, AdapterInfo>;
+  /** Keeps an unloaded adapter in the engine while submitted requests use it (absent: unload at once). */
+  leases?: AdapterLeases;
   observer?: CompletionObserver;
 }
 
@@ -106,7 +110,6 @@ export function fimTokens(info: EngineInfo, tokenizer: Tokenizer): { prefix: num
  * the context, of which a soft prompt takes `reserved` positions.
  */
 export function tokenizePrompts(rt: ModelRuntime, p: CompletionParams, reserved = 0): number[][] {
-  const enc = (x: Prompt) => (typeof x === 'string' ? rt.tokenizer.encode(x) : x);
   let fim: ReturnType<typeof fimTokens> = null;
   if (p.suffix !== null) {
     fim = fimTokens(rt.info, rt.tokenizer);
@@ -118,23 +121,39 @@ export function tokenizePrompts(rt: ModelRuntime, p: CompletionParams, reserved 
       );
     }
   }
-  const suffixIds = fim ? rt.tokenizer.encode(p.suffix!) : [];
   const max = rt.info.maxContext;
-  return p.prompts.map((x, i) => {
-    const ids = fim ? [fim.prefix, ...enc(x), fim.suffix, ...suffixIds, fim.middle] : enc(x);
-    const name = p.prompts.length > 1 ? `prompt[${i}]` : 'prompt';
-    if (ids.length === 0) throw new RequestError('invalid_parameter', `${name} must not be empty: it encodes to no tokens`, 'prompt');
-    if (max > 0 && reserved + ids.length + p.maxTokens > max) {
+  const name = (i: number) => (p.prompts.length > 1 ? `prompt[${i}]` : 'prompt');
+  const checkContext = (i: number, tokens: number, atLeast: boolean) => {
+    if (max > 0 && reserved + tokens + p.maxTokens > max) {
       const soft = reserved > 0 ? `${reserved} for the adapter's soft prompt, ` : '';
+      const least = atLeast ? 'at least ' : '';
       throw new RequestError(
         'context_length_exceeded',
-        `This model's maximum context length is ${max} tokens, however you requested ${reserved + ids.length + p.maxTokens} tokens ` +
-          `(${soft}${ids.length} in ${name}, ${p.maxTokens} for max_tokens). Please reduce the prompt or max_tokens.`,
-        reserved + ids.length >= max ? 'prompt' : 'max_tokens',
+        `This model's maximum context length is ${max} tokens, however you requested ${least}${reserved + tokens + p.maxTokens} tokens ` +
+          `(${soft}${least}${tokens} in ${name(i)}, ${p.maxTokens} for max_tokens). Please reduce the prompt or max_tokens.`,
+        reserved + tokens >= max ? 'prompt' : 'max_tokens',
       );
     }
-    return ids;
+  };
+  // Before any tokenizing: the fewest tokens each prompt can be, from its length (src/engine/request-cost.ts).
+  const fimExtra = fim ? 3 + minTokens(rt.tokenizer, p.suffix!) : 0;
+  const least = p.prompts.map((x, i) => {
+    const n = fimExtra + minTokens(rt.tokenizer, x);
+    checkContext(i, n, typeof x === 'string' || fim !== null);
+    return n;
   });
+  checkLogprobCost(p, least, true);
+
+  const enc = (x: Prompt) => (typeof x === 'string' ? rt.tokenizer.encode(x) : x);
+  const suffixIds = fim ? rt.tokenizer.encode(p.suffix!) : [];
+  const ids = p.prompts.map((x, i) => {
+    const t = fim ? [fim.prefix, ...enc(x), fim.suffix, ...suffixIds, fim.middle] : enc(x);
+    if (t.length === 0) throw new RequestError('invalid_parameter', `${name(i)} must not be empty: it encodes to no tokens`, 'prompt');
+    checkContext(i, t.length, false);
+    return t;
+  });
+  checkLogprobCost(p, ids.map((t) => t.length), false);
+  return ids;
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -314,7 +333,19 @@ export function startCompletion(rt: ModelRuntime, p: CompletionParams, events: C
     }
   });
 
+  const { maxBatch, maxQueue } = rt.scheduler.options;
+  if (maxQueue === 0 && specs.length > maxBatch) {
+    // It could never start: without a queue a request must fit the batch at once.
+    const param = p.bestOf > p.n ? 'best_of' : p.prompts.length > 1 && p.n === 1 ? 'prompt' : 'n';
+    throw new RequestError(
+      'invalid_parameter',
+      `this request runs ${specs.length} sequences (${p.prompts.length} prompt(s) x ${param === 'best_of' ? `best_of ${p.bestOf}` : `n ${p.n}`}) but the server ` +
+        `runs at most ${maxBatch} at once and queues none (--max-batch ${maxBatch}, --max-queue 0): it can never start; lower ${param}`,
+      param,
+    );
+  }
   const req: ScheduledRequest = rt.scheduler.submit(specs);
+  if (adapter && rt.leases) req.done.then(rt.leases.acquire(adapter.name));
   const promptTokens = promptIds.reduce((a, ids) => a + ids.length, 0);
   obs?.onAccepted?.(promptTokens);
 

@@ -3,7 +3,8 @@
 // the edges may do to the served engine (statistics, adapters at run time),
 // so they never hold the engine themselves.
 import type { AdapterInfo, EngineStats, NativeEngine } from '../native';
-import { AdapterLoadError, loadAdapter, weightsSha256 } from './adapters';
+import { AdapterLeases } from './adapter-leases';
+import { AdapterLoadError, loadAdapter, weightsSha256Async } from './adapters';
 import type { CompletionObserver, ModelRuntime } from './completion';
 import { RequestError } from './errors';
 import { Scheduler, SchedulerObserver, SchedulerOptions } from './scheduler';
@@ -32,7 +33,7 @@ export class RuntimeHolder {
   ): ModelRuntime {
     const scheduler = new Scheduler(engine, options, observers.scheduler);
     const adapters = new Map(engine.adapters().map((a) => [a.name, a]));
-    this.runtime = { engine, info: engine.info(), tokenizer, scheduler, modelId, adapters, observer: observers.completion };
+    this.runtime = { engine, info: engine.info(), tokenizer, scheduler, modelId, adapters, leases: new AdapterLeases(engine), observer: observers.completion };
     if (this.status === 'loading') this.status = 'ready';
     return this.runtime;
   }
@@ -48,12 +49,22 @@ export function engineStats(rt: ModelRuntime): EngineStats {
  * against the served weights (hashed once). `lora_name` / `lora_path` are the
  * request fields a refusal names (vLLM's names).
  */
-export function loadServedAdapter(rt: ModelRuntime, name: string, dir: string): AdapterInfo {
+export async function loadServedAdapter(rt: ModelRuntime, name: string, dir: string): Promise<AdapterInfo> {
   const modelDir = rt.modelDir;
   if (!modelDir) throw new RequestError('not_found', 'runtime adapter loading needs the model folder');
-  if (rt.adapters.has(name)) throw new RequestError('invalid_parameter', `an adapter named ${JSON.stringify(name)} is already loaded`, 'lora_name');
+  const refuseTaken = () => {
+    if (rt.adapters.has(name)) throw new RequestError('invalid_parameter', `an adapter named ${JSON.stringify(name)} is already loaded`, 'lora_name');
+    const inUse = rt.leases?.retiringUses(name) ?? 0;
+    if (inUse > 0) {
+      throw new RequestError('invalid_parameter', `adapter ${JSON.stringify(name)} was unloaded but ${inUse} request(s) still use it; load it again once they finish`, 'lora_name');
+    }
+  };
+  refuseTaken();
   try {
-    const a = loadAdapter(rt.engine, name, dir, modelDir, () => (rt.weightsSha256 ??= weightsSha256(modelDir)));
+    // The served weights never change: hash them once (off the event loop), not on every load.
+    rt.weightsSha256 ??= await weightsSha256Async(modelDir);
+    refuseTaken(); // another load of the same name may have finished while this one hashed
+    const a = loadAdapter(rt.engine, name, dir, modelDir, () => rt.weightsSha256!);
     rt.adapters.set(a.name, a);
     return a;
   } catch (e) {
@@ -62,8 +73,9 @@ export function loadServedAdapter(rt: ModelRuntime, name: string, dir: string): 
   }
 }
 
-/** Unloads a served adapter; requests already using it keep it until they end. */
+/** Unloads a served adapter; requests already using it keep it until they end (src/engine/adapter-leases.ts). */
 export function unloadServedAdapter(rt: ModelRuntime, name: string): void {
   if (!rt.adapters.delete(name)) throw new RequestError('model_not_found', `no adapter named ${JSON.stringify(name)} is loaded`, 'lora_name');
-  rt.engine.unloadAdapter(name);
+  if (rt.leases) rt.leases.retire(name);
+  else rt.engine.unloadAdapter(name);
 }

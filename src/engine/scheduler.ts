@@ -3,6 +3,13 @@
 // cancelled ones leave and their engine state is freed at once. Long prompts
 // are fed in chunks under a per-step token budget, decode tokens first, so
 // running streams keep flowing while a long prompt prefills.
+//
+// Batch slots go to requests that can use them: a request paused by flow
+// control (its client is not reading) keeps its sequences' state in the
+// engine but holds no slot ("parked"), and while several requests want slots
+// they are split max-min fairly (fairShares), so one request's n / best_of
+// cannot crowd out the others: its extra sequences park until slots free.
+// Engine sequences are bounded by maxBatch + maxParked.
 import { prefillTake } from './chunking';
 import type { NativeEngine, SequenceParams, StepRequest, StepResult, TokenLogprob } from '../native';
 import { RequestError } from './errors';
@@ -45,8 +52,13 @@ export interface SchedulerOptions {
   maxQueue: number;
   /** Tokens per step across all sequences; decode tokens are counted first. */
   stepTokens: number;
-  /** Per-request deadline from submission, in ms; 0 = none. */
+  /** Per-request deadline from submission, in ms; 0 = none; at most MAX_TIMER_MS. */
   requestTimeoutMs: number;
+  /**
+   * Sequences kept in the engine without a batch slot (paused by their client
+   * or parked for fairness), beyond maxBatch; past it nothing new is admitted.
+   */
+  maxParked: number;
 }
 
 export const DEFAULT_SCHEDULER_OPTIONS: SchedulerOptions = {
@@ -54,7 +66,41 @@ export const DEFAULT_SCHEDULER_OPTIONS: SchedulerOptions = {
   maxQueue: 256,
   stepTokens: 512,
   requestTimeoutMs: 10 * 60 * 1000,
+  maxParked: 1024,
 };
+
+/** The longest delay a Node timer takes (a longer one fires at once). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * A stream whose client has read nothing for this long is ended and its
+ * sequences freed, by the transport that notices (SSE and WebSocket alike).
+ */
+export const DEFAULT_STALL_TIMEOUT_MS = 60_000;
+
+/**
+ * Max-min fair split of `capacity` slots over requests wanting `wants[i]`
+ * (in arrival order): every request gets an equal share or all it wants, what
+ * one leaves goes to the others, and an indivisible remainder goes to the
+ * oldest. Sum of the result = min(capacity, sum of wants).
+ */
+export function fairShares(wants: number[], capacity: number): number[] {
+  const alloc = wants.map(() => 0);
+  let left = capacity;
+  let open = wants.flatMap((w, i) => (w > 0 ? [i] : []));
+  while (left > 0 && open.length > 0) {
+    const each = Math.max(1, Math.floor(left / open.length));
+    const still: number[] = [];
+    for (const i of open) {
+      const give = Math.min(each, wants[i] - alloc[i], left);
+      alloc[i] += give;
+      left -= give;
+      if (alloc[i] < wants[i]) still.push(i);
+    }
+    open = still;
+  }
+  return alloc;
+}
 
 /** Timings the metrics layer records (src/http/metrics.ts). */
 export interface SchedulerObserver {
@@ -77,6 +123,8 @@ interface Task {
   generated: number;
   /** Tokens of the chunk in the running step (prefill). */
   chunk: number;
+  /** Holds a batch slot this step (else parked: state kept, out of the step). */
+  slot: boolean;
 }
 
 /** A submitted request: its sequences, cancellation and flow control. */
@@ -100,7 +148,7 @@ export class ScheduledRequest {
     this.scheduler.cancelRequest(this, error);
   }
 
-  /** Flow control: a paused request's sequences sit out of steps, keeping their state. */
+  /** Flow control: a paused request's sequences sit out of steps, keeping their state but no batch slot. */
   setPaused(paused: boolean): void {
     if (this.paused === paused) return;
     this.paused = paused;
@@ -124,6 +172,8 @@ export class Scheduler {
   readonly options: SchedulerOptions;
   private waiting: ScheduledRequest[] = [];
   private waitingSequences = 0;
+  /** Unfinished requests, in arrival order. */
+  private live = new Set<ScheduledRequest>();
   private active: Task[] = [];
   private bySeq = new Map<number, Task>();
   private looping = false;
@@ -142,8 +192,12 @@ export class Scheduler {
     for (const k of ['maxBatch', 'stepTokens'] as const) {
       if (!Number.isInteger(this.options[k]) || this.options[k] < 1) throw new Error(`${k} must be an integer >= 1 (got ${this.options[k]})`);
     }
-    if (!Number.isInteger(this.options.maxQueue) || this.options.maxQueue < 0) {
-      throw new Error(`maxQueue must be an integer >= 0 (got ${this.options.maxQueue})`);
+    for (const k of ['maxQueue', 'maxParked'] as const) {
+      if (!Number.isInteger(this.options[k]) || this.options[k] < 0) throw new Error(`${k} must be an integer >= 0 (got ${this.options[k]})`);
+    }
+    const t = this.options.requestTimeoutMs;
+    if (!Number.isInteger(t) || t < 0 || t > MAX_TIMER_MS) {
+      throw new Error(`requestTimeoutMs must be an integer from 0 to ${MAX_TIMER_MS} (a Node timer's longest delay) (got ${t})`);
     }
   }
 
@@ -159,8 +213,14 @@ export class Scheduler {
     return this.waiting.length;
   }
 
+  /** Sequences in the engine (holding a slot or parked). */
   get activeSequences(): number {
     return this.active.length;
+  }
+
+  /** Sequences in the engine without a batch slot in the last step (paused by their client, or parked for fairness). */
+  get parkedSequences(): number {
+    return this.active.reduce((a, t) => a + (t.slot ? 0 : 1), 0);
   }
 
   /**
@@ -170,7 +230,9 @@ export class Scheduler {
   submit(specs: SequenceSpec[]): ScheduledRequest {
     if (this.draining) throw new RequestError('shutting_down', 'the server is shutting down and accepts no new requests');
     if (specs.length === 0) throw new Error('submit: no sequences');
-    const fitsNow = this.active.length + this.waitingSequences + specs.length <= this.options.maxBatch;
+    const fitsNow =
+      this.slotDemand() + specs.length <= this.options.maxBatch &&
+      this.active.length + this.waitingSequences + specs.length <= this.options.maxBatch + this.options.maxParked;
     const queued = this.queuedBeyondCapacity();
     if (!fitsNow && queued >= this.options.maxQueue) {
       throw new RequestError(
@@ -181,8 +243,9 @@ export class Scheduler {
       );
     }
     const req = new ScheduledRequest(this, specs.length);
-    req.tasks = specs.map((spec) => ({ spec, req, state: 'waiting', seq: -1, fed: 0, next: -1, generated: 0, chunk: 0 }));
+    req.tasks = specs.map((spec) => ({ spec, req, state: 'waiting', seq: -1, fed: 0, next: -1, generated: 0, chunk: 0, slot: false }));
     this.waiting.push(req);
+    this.live.add(req);
     this.waitingSequences += specs.length;
     if (this.options.requestTimeoutMs > 0) {
       req.timer = setTimeout(() => {
@@ -235,11 +298,24 @@ export class Scheduler {
     }
   }
 
+  /** Sequences in the engine that want a slot (those of requests their clients have not paused). */
+  private activeDemand(): number {
+    return this.active.reduce((a, t) => a + (t.req.paused ? 0 : 1), 0);
+  }
+
+  /** Sequences that want a slot, in the engine or waiting (a paused request's wait until it resumes). */
+  private slotDemand(): number {
+    let n = this.activeDemand();
+    for (const req of this.waiting) if (!req.paused) for (const t of req.tasks) if (t.state === 'waiting') n++;
+    return n;
+  }
+
   /** Waiting requests that will not get a slot at the next step boundary (the queue proper). */
   private queuedBeyondCapacity(): number {
-    let seqs = this.active.length;
+    let seqs = this.activeDemand();
     let queued = 0;
     for (const req of this.waiting) {
+      if (req.paused) continue;
       for (const t of req.tasks) if (t.state === 'waiting') seqs++;
       if (seqs > this.options.maxBatch) queued++;
     }
@@ -253,7 +329,7 @@ export class Scheduler {
   private async loop(): Promise<void> {
     try {
       for (;;) {
-        this.admit();
+        this.allocate();
         const { batch, tasks, prefillTokens, decodeTokens } = this.buildStep();
         if (batch.length === 0) break;
         const t0 = performance.now();
@@ -290,31 +366,86 @@ export class Scheduler {
     }
   }
 
-  /** Moves waiting sequences into free slots, oldest request first. */
-  private admit(): void {
-    while (this.waiting.length > 0 && this.active.length < this.options.maxBatch) {
-      const req = this.waiting[0];
-      const task = req.tasks.find((t) => t.state === 'waiting');
-      if (!task) {
-        this.waiting.shift();
-        continue;
+  /**
+   * Decides who holds the batch slots this step: each request with a sequence
+   * that wants one (not paused by its client) gets its fair share
+   * (fairShares), first for its sequences already in the engine, then for its
+   * waiting ones, which join here (while the engine holds fewer than
+   * maxBatch + maxParked sequences). The rest park.
+   */
+  private allocate(): void {
+    const reqs: ScheduledRequest[] = [];
+    const wants: number[] = [];
+    for (const req of this.live) {
+      if (req.paused) continue;
+      let w = 0;
+      for (const t of req.tasks) if (t.state !== 'done') w++;
+      if (w > 0) {
+        reqs.push(req);
+        wants.push(w);
       }
-      try {
-        task.seq = this.engine.createSequence(task.spec.params);
-      } catch (e) {
-        this.waitingSequences--;
-        task.state = 'prefill'; // so finish() accounts it as admitted
-        this.finish(task, 'error', new RequestError('engine_error', `the engine refused a sequence: ${(e as Error).message}`));
-        continue;
-      }
-      this.waitingSequences--;
-      task.state = 'prefill';
-      this.active.push(task);
-      this.bySeq.set(task.seq, task);
-      if (task === req.tasks[0]) this.observer.onQueueTime?.((performance.now() - req.submittedAt) / 1000);
-      task.spec.listener.onAdmitted?.();
-      if (!req.tasks.some((t) => t.state === 'waiting')) this.waiting.shift();
     }
+    for (const t of this.active) t.slot = false;
+    const shares = fairShares(wants, this.options.maxBatch);
+    const seqLimit = this.options.maxBatch + this.options.maxParked;
+    reqs.forEach((req, r) => {
+      let left = shares[r];
+      for (const t of req.tasks) {
+        if (left === 0) break;
+        if (t.state === 'prefill' || t.state === 'decode') {
+          t.slot = true;
+          left--;
+        }
+      }
+      for (const t of req.tasks) {
+        if (left === 0 || this.active.length >= seqLimit) break;
+        if (t.state !== 'waiting') continue;
+        if (this.admit(t)) left--;
+      }
+    });
+  }
+
+  /** Gives a waiting sequence its engine state and a slot; false if the engine refused it. */
+  private admit(task: Task): boolean {
+    const req = task.req;
+    try {
+      task.seq = this.engine.createSequence(task.spec.params);
+    } catch (e) {
+      this.finish(task, 'error', new RequestError('engine_error', `the engine refused a sequence: ${(e as Error).message}`));
+      return false;
+    }
+    this.waitingSequences--;
+    task.state = 'prefill';
+    task.slot = true;
+    this.active.push(task);
+    this.bySeq.set(task.seq, task);
+    if (!req.tasks.some((t) => t.state === 'waiting')) {
+      const i = this.waiting.indexOf(req);
+      if (i >= 0) this.waiting.splice(i, 1);
+    }
+    if (task === req.tasks[0]) this.observer.onQueueTime?.((performance.now() - req.submittedAt) / 1000);
+    task.spec.listener.onAdmitted?.();
+    return true;
+  }
+
+  /**
+   * Slotted sequences to prefill, round-robin over requests (each request's
+   * first, then each one's second, ...): a newcomer's prompt is not queued
+   * behind all 64 prompts of an n: 64 request that arrived just before it.
+   */
+  private prefillOrder(): Task[] {
+    const byReq = new Map<ScheduledRequest, Task[]>();
+    for (const t of this.active) {
+      if (t.state !== 'prefill' || !t.slot) continue;
+      const list = byReq.get(t.req);
+      if (list) list.push(t);
+      else byReq.set(t.req, [t]);
+    }
+    const lists = [...byReq.values()];
+    const longest = lists.reduce((a, l) => Math.max(a, l.length), 0);
+    const order: Task[] = [];
+    for (let i = 0; i < longest; i++) for (const l of lists) if (i < l.length) order.push(l[i]);
+    return order;
   }
 
   private buildStep() {
@@ -322,7 +453,7 @@ export class Scheduler {
     const tasks: Task[] = [];
     let decodeTokens = 0;
     for (const t of this.active) {
-      if (t.state !== 'decode' || t.req.paused) continue;
+      if (t.state !== 'decode' || !t.slot) continue;
       batch.push({ seq: t.seq, tokens: [t.next], sample: true });
       tasks.push(t);
       decodeTokens++;
@@ -331,9 +462,8 @@ export class Scheduler {
     const floor = Math.max(1, Math.min(64, this.options.stepTokens >> 3));
     let budget = Math.max(this.options.stepTokens - decodeTokens, floor);
     let prefillTokens = 0;
-    for (const t of this.active) {
+    for (const t of this.prefillOrder()) {
       if (budget <= 0) break;
-      if (t.state !== 'prefill' || t.req.paused) continue;
       const prompt = t.spec.prompt;
       const take = prefillTake(prompt.length - t.fed, budget);
       const end = t.fed + take;
@@ -404,6 +534,7 @@ export class Scheduler {
       t.spec.listener.onFinish(reason, error);
     } finally {
       t.req.taskDone();
+      if (t.req.finished) this.live.delete(t.req);
       if (!this.looping && this.isIdle()) {
         const waiters = this.idleWaiters;
         this.idleWaiters = [];

@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+import { FileGuardError, parseJsonFile, readGuardedFileSync } from './file-guard';
 import { ByteTokenizer } from './tokenizers/bytes';
 import { loadGpt2Bpe, loadTokenizerJson } from './tokenizers/hf';
 import { Tokenizer, TokenizerError } from './tokenizers/types';
@@ -13,14 +14,18 @@ export { HfTokenizer } from './tokenizers/hf';
 export { TokenizerError } from './tokenizers/types';
 export type { Tokenizer, TokenizerKind } from './tokenizers/types';
 
+/** The engine reads at most this much of config.json (cpp/config.cpp kMaxConfigBytes). */
+const CONFIG_MAX_BYTES = 16 << 20;
+
 function readConfig(dir: string): Record<string, unknown> {
   const file = path.join(dir, 'config.json');
   if (!fs.existsSync(file)) return {};
   let v: unknown;
   try {
-    v = JSON.parse(fs.readFileSync(file, 'utf8'));
+    v = parseJsonFile(file, readGuardedFileSync(file, CONFIG_MAX_BYTES));
   } catch (e) {
-    throw new TokenizerError('E_CONFIG', `${file}: invalid JSON: ${(e as Error).message}`);
+    if (e instanceof FileGuardError) throw new TokenizerError('E_CONFIG', e.message);
+    throw e;
   }
   if (!v || typeof v !== 'object' || Array.isArray(v)) throw new TokenizerError('E_CONFIG', `${file}: must hold a JSON object`);
   return v as Record<string, unknown>;

@@ -22,9 +22,9 @@ export function adapterRoutes(app: Express, holder: RuntimeHolder, enabled: bool
     if (!enabled) throw new RequestError('not_found', 'runtime adapter loading is off: start the server with --allow-adapter-loading');
     return holder.require();
   };
-  app.post('/v1/load_lora_adapter', jsonBody(64 << 10), (req: Request, res: Response) => {
+  app.post('/v1/load_lora_adapter', jsonBody(64 << 10), async (req: Request, res: Response) => {
     const rt = guard();
-    const a = loadServedAdapter(rt, field(req.body, 'lora_name'), field(req.body, 'lora_path'));
+    const a = await loadServedAdapter(rt, field(req.body, 'lora_name'), field(req.body, 'lora_path'));
     res.json({ object: 'adapter', id: `${rt.modelId}:${a.name}`, name: a.name, type: a.type, prompt_tokens: a.promptTokens });
   });
   app.post('/v1/unload_lora_adapter', jsonBody(64 << 10), (req: Request, res: Response) => {

@@ -5,9 +5,10 @@ import express, { NextFunction, Request, Response } from 'express';
 
 import { RequestError, toRequestError } from '../engine/errors';
 import type { RuntimeHolder } from '../engine/runtime';
+import { DEFAULT_STALL_TIMEOUT_MS } from '../engine/scheduler';
 import { adapterRoutes } from './adapter-routes';
 import { requireApiKey } from './auth';
-import { bodyParserError, jsonBody } from './body';
+import { jsonBody } from './body';
 import { completionsHandler } from './completions';
 import { sendError } from './errors';
 import type { Metrics } from './metrics';
@@ -18,6 +19,8 @@ export interface AppOptions {
   bodyLimit?: number;
   /** `: keep-alive` period on idle streams, ms (default 10 s). */
   keepAliveMs?: number;
+  /** A stream whose client reads nothing for this long is ended and its sequences freed, ms (default 60 s). */
+  stallTimeoutMs?: number;
   /** POST /v1/load_lora_adapter and /v1/unload_lora_adapter (src/http/adapter-routes.ts). */
   allowAdapterLoading?: boolean;
 }
@@ -26,6 +29,12 @@ export function createApp(holder: RuntimeHolder, metrics: Metrics, opts: AppOpti
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+
+  // While draining, every answer closes its connection, so keep-alive clients move to another replica.
+  app.use((_req, res, next) => {
+    if (holder.status === 'draining') res.setHeader('Connection', 'close');
+    next();
+  });
 
   app.get('/health', (_req, res) => {
     if (holder.status === 'ready') res.json({ status: 'ok' });
@@ -67,7 +76,7 @@ export function createApp(holder: RuntimeHolder, metrics: Metrics, opts: AppOpti
   });
 
   adapterRoutes(app, holder, opts.allowAdapterLoading ?? false);
-  app.post('/v1/completions', jsonBody(opts.bodyLimit ?? 8 << 20), completionsHandler(holder, { keepAliveMs: opts.keepAliveMs ?? 10_000 }));
+  app.post('/v1/completions', jsonBody(opts.bodyLimit ?? 8 << 20), completionsHandler(holder, { keepAliveMs: opts.keepAliveMs ?? 10_000, stallTimeoutMs: opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS }));
   app.all('/v1/completions', (req) => {
     throw new RequestError('not_found', `${req.method} /v1/completions is not supported: use POST`);
   });
@@ -78,9 +87,15 @@ export function createApp(holder: RuntimeHolder, metrics: Metrics, opts: AppOpti
 
   // Express recognises an error handler by its four parameters.
   app.use((e: unknown, _req: Request, res: Response, _next: NextFunction) => {
-    const err = bodyParserError(e) ?? toRequestError(e);
+    const err = malformedUrlError(e) ?? toRequestError(e);
     metrics.countError(err.code);
     sendError(res, err.code === 'server_error' ? e : err);
   });
   return app;
+}
+
+/** The router's failure to percent-decode a path parameter (GET /v1/models/%) is the client's mistake. */
+function malformedUrlError(e: unknown): RequestError | undefined {
+  if (!(e instanceof URIError)) return undefined;
+  return new RequestError('invalid_parameter', `the request path is not valid percent-encoding: ${e.message}`);
 }

@@ -7,11 +7,15 @@ import { startCompletion, Choice } from '../engine/completion';
 import { toRequestError } from '../engine/errors';
 import { parseCompletionBody } from '../engine/params';
 import type { RuntimeHolder } from '../engine/runtime';
+import { probeHalfClosedClient } from './limits';
 import { SseStream } from './sse';
+import { writeJsonList } from './write-json';
 
 export interface CompletionsOptions {
   /** Period of `: keep-alive` comments on an idle stream, ms (0 = none). */
   keepAliveMs: number;
+  /** A stream whose client reads nothing for this long is ended, ms. */
+  stallTimeoutMs: number;
 }
 
 export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptions) {
@@ -27,9 +31,14 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
       res.on('close', () => {
         if (!res.writableFinished) run.cancel();
       });
+      probeHalfClosedClient(req, res, () => {
+        if (!res.headersSent) res.writeProcessing();
+      });
       const result = await run.result;
       if (res.destroyed) return;
-      res.json({ ...head, choices: result.choices, usage: result.usage });
+      // Log-probs can make the body tens of megabytes: write it choice by choice.
+      if (p.logprobs !== null) await writeJsonList(res, head, 'choices', result.choices, { usage: result.usage });
+      else res.json({ ...head, choices: result.choices, usage: result.usage });
       return;
     }
 
@@ -46,7 +55,9 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
       },
     });
     // Accepted (validated, queued): from here on the answer is a 200 event stream.
-    sse = new SseStream(res, opts.keepAliveMs, (paused) => run.setPaused(paused));
+    sse = new SseStream(res, opts.keepAliveMs, (paused) => run.setPaused(paused), opts.stallTimeoutMs);
+    const stream = sse;
+    probeHalfClosedClient(req, res, () => stream.probe());
     res.on('close', () => {
       if (!res.writableFinished) run.cancel();
     });

@@ -31,6 +31,7 @@ export class Metrics {
     gauge('roost_requests_running', 'Requests with a sequence in the engine', (rt) => rt.scheduler.runningRequests);
     gauge('roost_requests_waiting', 'Requests waiting for an engine slot', (rt) => rt.scheduler.waitingRequests);
     gauge('roost_sequences_running', 'Sequences the scheduler runs', (rt) => rt.scheduler.activeSequences);
+    gauge('roost_sequences_parked', 'Sequences kept without a batch slot (client not reading, or parked for fairness)', (rt) => rt.scheduler.parkedSequences);
     gauge('roost_engine_sequences', 'Sequences alive in the engine (each holds a KV cache / state)', (rt) => engineStats(rt).sequences);
     gauge('roost_kv_memory_bytes', 'Bytes of KV caches and recurrent states in use', (rt) => engineStats(rt).stateBytes);
     gauge('roost_weight_memory_bytes', 'Bytes of model weights', (rt) => engineStats(rt).weightBytes);

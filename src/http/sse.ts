@@ -2,7 +2,9 @@
 // with `data: [DONE]`, `: keep-alive` comments while nothing else is written
 // (a request waiting in the queue or prefilling a long prompt), and flow
 // control: when the socket's buffer is full the request is paused until it
-// drains, so a slow reader holds a sequence, not a growing buffer.
+// drains, so a slow reader holds a sequence (parked: no batch slot), not a
+// growing buffer; a reader that drains nothing for the stall time is dropped,
+// which cancels the request and frees its sequences.
 import type { Response } from 'express';
 
 export class SseStream {
@@ -10,11 +12,13 @@ export class SseStream {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private pressured = false;
+  private stallTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly res: Response,
     keepAliveMs: number,
     private readonly onPressure: (paused: boolean) => void,
+    private readonly stallTimeoutMs = 0,
   ) {
     res.status(200);
     res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
@@ -35,6 +39,11 @@ export class SseStream {
     this.write(`data: ${JSON.stringify(data)}\n\n`);
   }
 
+  /** A comment line, to learn whether a client that half-closed is still there (src/http/limits.ts). */
+  probe(): void {
+    this.write(':\n\n');
+  }
+
   /** Ends the stream with `data: [DONE]`. */
   done(): void {
     if (this.closed) return;
@@ -49,8 +58,14 @@ export class SseStream {
     if (!this.res.write(text) && !this.pressured) {
       this.pressured = true;
       this.onPressure(true);
+      if (this.stallTimeoutMs > 0) {
+        // Destroying the response closes it; the handler's 'close' listener cancels the request.
+        this.stallTimer = setTimeout(() => this.res.destroy(), this.stallTimeoutMs);
+        this.stallTimer.unref();
+      }
       this.res.once('drain', () => {
         this.pressured = false;
+        if (this.stallTimer) clearTimeout(this.stallTimer);
         this.onPressure(false);
       });
     }
@@ -59,5 +74,6 @@ export class SseStream {
   private stop(): void {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.stallTimer) clearTimeout(this.stallTimer);
   }
 }

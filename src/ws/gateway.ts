@@ -13,6 +13,7 @@ import { CompletionRun, startCompletion } from '../engine/completion';
 import { RequestError, toRequestError } from '../engine/errors';
 import { messageId, parseStreamMessage } from '../engine/params';
 import type { RuntimeHolder } from '../engine/runtime';
+import { DEFAULT_STALL_TIMEOUT_MS } from '../engine/scheduler';
 import { decodeBinary, decodeText, encodeBinary, encodeText, ServerEvent } from './frames';
 
 export interface GatewayOptions {
@@ -53,7 +54,7 @@ export class Gateway {
       hardLimit: 16 << 20,
       heartbeatMs: 30_000,
       maxRequestsPerConnection: 256,
-      stallTimeoutMs: 60_000,
+      stallTimeoutMs: DEFAULT_STALL_TIMEOUT_MS,
       ...opts,
     };
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.opts.maxPayload });
@@ -90,6 +91,7 @@ export class Gateway {
       if (url.pathname !== STREAM_PATH) return reject(new RequestError('not_found', `no WebSocket endpoint at ${url.pathname}: use ${STREAM_PATH}`));
       const refusal = apiKeyRefusal(this.opts.apiKey, req.headers.authorization, url.searchParams.get('api_key'));
       if (refusal) return reject(refusal);
+      if (this.holder.status === 'draining') return reject(new RequestError('shutting_down', 'the server is shutting down and accepts no new requests'));
       this.wss.handleUpgrade(req, socket, head, (ws) => this.wss.emit('connection', ws, req));
     });
   }

@@ -8,6 +8,8 @@ const NO_BYTES = new Uint8Array(0);
 
 export class ByteTokenizer implements Tokenizer {
   readonly kind = 'bytes' as const;
+  /** One token per byte of text. */
+  readonly maxInputBytesPerToken = 1;
   readonly vocabSize: number;
   readonly eosId: number;
   readonly specialTokens: Readonly<Record<string, number>>;

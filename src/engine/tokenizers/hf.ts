@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
 
+import { FileGuardError, parseJsonFile, readGuardedFileSync } from '../file-guard';
 import { byteLevelTokenBytes } from './byte_level';
 import { Tokenizer, TokenizerError, TokenizerKind } from './types';
 
@@ -53,6 +54,8 @@ export class HfTokenizer implements Tokenizer {
   private readonly decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
   /** Set for ByteLevel tokenizers only (see Tokenizer.tokenBytes). */
   readonly tokenBytes?: (id: number) => Uint8Array;
+  /** Set for ByteLevel tokenizers without a normalizer, where each token covers exactly its bytes of the input. */
+  readonly maxInputBytesPerToken?: number;
 
   /**
    * json: a tokenizer.json object; tokenizerConfig: tokenizer_config.json or {};
@@ -99,6 +102,11 @@ export class HfTokenizer implements Tokenizer {
     let maxId = -1;
     for (const id of this.tok.get_vocab(true).values()) if (id > maxId) maxId = id;
     this.vocabSize = maxId + 1;
+    if (this.byteLevel && full.normalizer === null) {
+      let longest = 1;
+      for (let id = 0; id < this.vocabSize; id++) longest = Math.max(longest, this.bytesOf(id).length);
+      this.maxInputBytesPerToken = longest;
+    }
 
     this.eosId = this.findEos(tokenizerConfig, modelConfig);
   }
@@ -147,17 +155,26 @@ export class HfTokenizer implements Tokenizer {
   }
 }
 
-function readJson(file: string): unknown {
-  let text: string;
+/** The largest tokenizer file read (the biggest published tokenizer.json files are tens of MB). */
+const TOKENIZER_FILE_MAX_BYTES = 256 << 20;
+
+/** A tokenizer file, checked to be a bounded regular file (src/engine/file-guard.ts). */
+function readFile(file: string): Buffer {
   try {
-    text = fs.readFileSync(file, 'utf8');
+    return readGuardedFileSync(file, TOKENIZER_FILE_MAX_BYTES);
   } catch (e) {
-    throw new TokenizerError('E_CHECKPOINT', `${file}: cannot read: ${(e as Error).message}`);
+    if (e instanceof FileGuardError) throw new TokenizerError('E_CHECKPOINT', e.message);
+    throw e;
   }
+}
+
+function readJson(file: string): unknown {
+  const buf = readFile(file);
   try {
-    return JSON.parse(text);
+    return parseJsonFile(file, buf);
   } catch (e) {
-    throw new TokenizerError('E_CHECKPOINT', `${file}: invalid JSON: ${(e as Error).message}`);
+    if (e instanceof FileGuardError) throw new TokenizerError('E_CHECKPOINT', e.message);
+    throw e;
   }
 }
 
@@ -198,12 +215,7 @@ export function loadGpt2Bpe(dir: string, modelConfig: Record<string, unknown>): 
       throw new TokenizerError('E_CHECKPOINT', `${vocabFile}: id of ${JSON.stringify(token)} must be an integer >= 0`);
     }
   }
-  let mergesText: string;
-  try {
-    mergesText = fs.readFileSync(mergesFile, 'utf8');
-  } catch (e) {
-    throw new TokenizerError('E_CHECKPOINT', `${mergesFile}: cannot read: ${(e as Error).message}`);
-  }
+  const mergesText = readFile(mergesFile).toString('utf8');
   const merges: Array<[string, string]> = [];
   mergesText.split(/\r?\n/).forEach((line, i) => {
     if (line === '' || (i === 0 && line.startsWith('#version'))) return;

@@ -26,6 +26,14 @@ export interface Tokenizer {
    * Absent for tokenizers whose tokens are not byte strings.
    */
   tokenBytes?(id: number): Uint8Array;
+  /**
+   * The most bytes of input text one token can stand for, where that is known
+   * exactly (1 for the bytes tokenizer; the longest token for byte-level BPE
+   * without a normalizer): a text of B bytes encodes to at least
+   * ceil(B / this) tokens, so a prompt can be refused by its length before it
+   * is tokenized (src/engine/request-cost.ts). Absent when unknown.
+   */
+  readonly maxInputBytesPerToken?: number;
 }
 
 /** A tokenizer file is missing, unreadable or malformed. */
