@@ -7,15 +7,33 @@
 
 namespace roost {
 
-enum class DType { F32, F16, BF16 };
+// Q8_0 is llama.cpp's 8-bit block format (GGUF type 8): blocks of 32 weights, each
+// block one F16 scale d then 32 int8 q, weight = d * q (34 bytes per 32 weights).
+enum class DType { F32, F16, BF16, Q8_0 };
 
-inline size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
+constexpr int64_t kQ8Block = 32;       // weights per Q8_0 block
+constexpr size_t kQ8BlockBytes = 34;   // 2-byte F16 scale + 32 int8
+
+// Elements per storage block: 1 for the float types, 32 for Q8_0.
+inline int64_t dtype_block(DType t) { return t == DType::Q8_0 ? kQ8Block : 1; }
+
+// Bytes per block (per element for the float types).
+inline size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::F32: return 4;
+    case DType::F16: return 2;
+    case DType::BF16: return 2;
+    case DType::Q8_0: return kQ8BlockBytes;
+  }
+  return 0;
+}
 
 inline const char* dtype_name(DType t) {
   switch (t) {
     case DType::F32: return "F32";
     case DType::F16: return "F16";
     case DType::BF16: return "BF16";
+    case DType::Q8_0: return "Q8_0";
   }
   return "?";
 }
@@ -77,12 +95,18 @@ inline float bf16_to_f32(uint16_t h) {
   return f;
 }
 
-// Reads element i of a tensor of type t as float.
+// Reads element i of a tensor of type t as float (for Q8_0, d * q of its block).
 inline float load_as_f32(const void* data, DType t, size_t i) {
   switch (t) {
     case DType::F32: { float f; std::memcpy(&f, (const char*)data + 4 * i, 4); return f; }
     case DType::F16: { uint16_t h; std::memcpy(&h, (const char*)data + 2 * i, 2); return f16_to_f32(h); }
     case DType::BF16: { uint16_t h; std::memcpy(&h, (const char*)data + 2 * i, 2); return bf16_to_f32(h); }
+    case DType::Q8_0: {  // element i of consecutive blocks (a row-major tensor as GGUF stores it)
+      const char* block = (const char*)data + kQ8BlockBytes * (i / kQ8Block);
+      uint16_t d;
+      std::memcpy(&d, block, 2);
+      return f16_to_f32(d) * (float)(int8_t)block[2 + i % kQ8Block];
+    }
   }
   return 0.f;
 }

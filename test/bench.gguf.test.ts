@@ -88,4 +88,40 @@ describe('GGUF conversion (bench/lib/gguf.ts)', () => {
       }
     });
   }
+
+  test('Q8_0: matrices as blocks of 32 along each row, within half a step of the F32 weights', () => {
+    const ckpt = path.join(dir, 'Q8');
+    writeRandomGpt2(ckpt, { nLayer: 1, nEmbd: 32, nHead: 2, vocabSize: 300, nPositions: 32, dtype: 'F32', std: 0.5 });
+    const out = ckpt + '.gguf';
+    convertGpt2ToGguf(ckpt, out, { quantize: 'q8_0' });
+    const g = parseGguf(out);
+    expect(g.kv.get('general.file_type')).toBe(7);
+    expect(g.tensors.get('token_embd.weight')).toMatchObject({ dims: [32, 300], type: 8 });
+    expect(g.tensors.get('position_embd.weight')).toMatchObject({ dims: [32, 32], type: 8 });
+    expect(g.tensors.get('blk.0.ffn_down.weight')).toMatchObject({ dims: [128, 32], type: 8 });
+    expect(g.tensors.get('blk.0.attn_norm.weight')).toMatchObject({ dims: [32], type: 0 });
+    expect(g.tensors.get('blk.0.ffn_up.bias')).toMatchObject({ dims: [128], type: 0 });
+
+    // ffn_up: c_fc [in 32, out 128]; GGUF row o is one block of output o's 32 input weights.
+    const st = fs.readFileSync(path.join(ckpt, 'model.safetensors'));
+    const hlen = Number(st.readBigUInt64LE(0));
+    const src = JSON.parse(st.toString('utf8', 8, 8 + hlen))['h.0.mlp.c_fc.weight'];
+    const w = (i: number, o: number) => st.readFloatLE(8 + hlen + src.data_offsets[0] + (i * 128 + o) * 4);
+    const t = g.tensors.get('blk.0.ffn_up.weight')!;
+    expect(t.dims).toEqual([32, 128]);
+    const half = (h: number) => (h & 0x8000 ? -1 : 1) * (1 + (h & 0x3ff) / 1024) * 2 ** (((h >> 10) & 0x1f) - 15);
+    for (let o = 0; o < 128; o++) {
+      const block = g.dataStart + t.offset + o * 34;
+      const d = half(g.buf.readUInt16LE(block));
+      let amax = 0, qmax = 0;
+      for (let i = 0; i < 32; i++) amax = Math.max(amax, Math.abs(w(i, o)));
+      expect(Math.abs(d - amax / 127)).toBeLessThanOrEqual((amax / 127) * 2 ** -11);
+      for (let i = 0; i < 32; i++) {
+        const q = g.buf.readInt8(block + 2 + i);
+        qmax = Math.max(qmax, Math.abs(q));
+        expect(Math.abs(d * q - w(i, o))).toBeLessThanOrEqual(d / 2 + 127 * (amax / 127) * 2 ** -11 + 1e-7);
+      }
+      expect(qmax).toBe(127);
+    }
+  });
 });

@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 const GGUF_TYPE = { UINT32: 4, INT32: 5, FLOAT32: 6, STRING: 8, ARRAY: 9 } as const;
-const GGML_TYPE = { F32: 0, F16: 1 } as const;
+const GGML_TYPE = { F32: 0, F16: 1, Q8_0: 8 } as const;
 const ALIGN = 32;
 
 type Kv = [string, 'u32' | 'f32' | 'str', number | string] | [string, 'strs', string[]] | [string, 'i32s', number[]];
@@ -38,7 +38,9 @@ function byteTokens(): string[] {
 
 interface StTensor { dtype: string; shape: number[]; data_offsets: [number, number] }
 
-export function convertGpt2ToGguf(dir: string, out: string): void {
+// quantize 'q8_0': every matrix (2-D tensor) as Q8_0 blocks, quantized as llama.cpp's
+// quantize_row_q8_0_ref does (docs/models.md, "8-bit weights"); 1-D tensors stay F32.
+export function convertGpt2ToGguf(dir: string, out: string, opts: { quantize?: 'q8_0' } = {}): void {
   const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
   const st = fs.readFileSync(path.join(dir, 'model.safetensors'));
   const hlen = Number(st.readBigUInt64LE(0));
@@ -88,6 +90,11 @@ export function convertGpt2ToGguf(dir: string, out: string): void {
       data = raw;
     }
     const dims = transpose ? [t.shape[0], t.shape[1]] : [...t.shape].reverse();  // fastest first
+    if (opts.quantize === 'q8_0' && dims.length === 2) {
+      const values = new Float32Array(n);
+      for (let i = 0; i < n; i++) values[i] = type === GGML_TYPE.F32 ? data.readFloatLE(i * 4) : halfToFloat(data.readUInt16LE(i * 2));
+      return { name, dims, type: GGML_TYPE.Q8_0 as number, data: quantizeQ8_0(values, dims[0], name) };
+    }
     return { name, dims, type, data };
   });
 
@@ -96,7 +103,7 @@ export function convertGpt2ToGguf(dir: string, out: string): void {
   const kvs: Kv[] = [
     ['general.architecture', 'str', 'gpt2'],
     ['general.name', 'str', path.basename(dir)],
-    ['general.file_type', 'u32', dtype === 'F32' ? 0 : 1],
+    ['general.file_type', 'u32', opts.quantize === 'q8_0' ? 7 : dtype === 'F32' ? 0 : 1],  // llama_ftype MOSTLY_Q8_0 = 7
     ['gpt2.context_length', 'u32', config.n_positions],
     ['gpt2.embedding_length', 'u32', C],
     ['gpt2.feed_forward_length', 'u32', config.n_inner ?? 4 * C],
@@ -150,4 +157,47 @@ function halfToFloat(h: number): number {
   if (e === 0) return s * m * 2 ** -24;
   if (e === 31) return m ? NaN : s * Infinity;
   return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+// Rows of `rowLength` floats to Q8_0 blocks (2-byte F16 scale, 32 int8), in float32
+// arithmetic as llama.cpp's C: d = max|x| / 127, q = roundf(x * (1/d)).
+function quantizeQ8_0(values: Float32Array, rowLength: number, name: string): Buffer {
+  if (rowLength % 32 !== 0) throw new Error(`${name}: rows of ${rowLength} are not whole Q8_0 blocks of 32`);
+  const blocks = values.length / 32;
+  const out = Buffer.alloc(blocks * 34);
+  const f = Math.fround;
+  for (let b = 0; b < blocks; b++) {
+    let amax = 0;
+    for (let i = 0; i < 32; i++) amax = Math.max(amax, Math.abs(values[b * 32 + i]));
+    const d = f(amax / 127), id = d ? f(1 / d) : 0;
+    out.writeUInt16LE(floatToHalf(d), b * 34);
+    for (let i = 0; i < 32; i++) {
+      const x = f(values[b * 32 + i] * id);
+      out.writeInt8(Math.sign(x) * Math.floor(Math.abs(x) + 0.5), b * 34 + 2 + i);  // roundf: halves away from zero
+    }
+  }
+  return out;
+}
+
+// float32 -> IEEE half, round to nearest even (cpp/dtype.h's f32_to_f16).
+function floatToHalf(v: number): number {
+  const buf = new DataView(new ArrayBuffer(4));
+  buf.setFloat32(0, v);
+  const x = buf.getUint32(0);
+  const sign = (x >>> 16) & 0x8000, e8 = (x >>> 23) & 0xff, mant = x & 0x7fffff;
+  if (e8 === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const exp = e8 - 127 + 15;
+  if (exp >= 31) return sign | 0x7c00;
+  if (exp <= 0) {
+    if (exp < -10) return sign;
+    const m = mant | 0x800000, shift = 14 - exp;
+    let half = m >>> shift;
+    const rem = m & ((1 << shift) - 1), mid = 1 << (shift - 1);
+    if (rem > mid || (rem === mid && (half & 1))) half++;
+    return sign | half;
+  }
+  let half = sign | (exp << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && (half & 1))) half++;
+  return half;
 }

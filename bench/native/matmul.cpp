@@ -3,9 +3,12 @@
 //     with the weights cold (rotating through copies larger than L3, as in a real
 //     decode step where the whole model streams from memory);
 //   - batched decode (M = 2..32 rows against cold weights), in GB/s of weights and GFLOP/s;
-//   - the prefill GEMM in GFLOP/s at M = 128 and 512.
+//   - the prefill GEMM in GFLOP/s at M = 128 and 512;
+// each in F32, F16 and Q8_0 (quantized from random F32 at pack time; GB/s counts the
+// Q8_0 bytes, 34 per 32 weights, so tokens/s scale as GB/s over bytes per token).
 // Prints a table and writes bench/results/kernels-matmul.json (run from the repo root,
-// or pass the output path as the first argument).
+// or pass the output path as the first argument; a second argument, e.g. F16,Q8_0,
+// limits the dtypes).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -37,12 +40,13 @@ std::vector<uint16_t> random_half(size_t n, DType t, std::mt19937& rng) {
   return out;
 }
 
+// Q8_0 rows quantize the same kind of random F32 weights at pack time.
 PackedMatrix make_matrix(DType t, int64_t K, int64_t N, bool nk, std::mt19937& rng) {
-  if (t == DType::F32) {
+  if (t == DType::F32 || t == DType::Q8_0) {
     std::normal_distribution<float> dist(0.f, 0.02f);
     std::vector<float> w(K * N);
     for (auto& v : w) v = dist(rng);
-    return pack_matrix(w.data(), t, K, N, nk);
+    return pack_matrix(w.data(), DType::F32, K, N, nk, t == DType::Q8_0 ? WeightFormat::Q8_0 : WeightFormat::Keep);
   }
   auto w = random_half(K * N, t, rng);
   return pack_matrix(w.data(), t, K, N, nk);
@@ -125,8 +129,17 @@ std::pair<double, double> median_best(std::vector<double> v) {
 
 int main(int argc, char** argv) {
   const char* out_path = argc > 1 ? argv[1] : "bench/results/kernels-matmul.json";
+  std::vector<DType> dtypes;
+  const std::string wanted = argc > 2 ? argv[2] : "F32,F16,Q8_0";
+  for (DType t : {DType::F32, DType::F16, DType::Q8_0})
+    if (("," + wanted + ",").find(std::string(",") + dtype_name(t) + ",") != std::string::npos) dtypes.push_back(t);
+  if (dtypes.empty()) {
+    std::fprintf(stderr, "no known dtype in \"%s\" (F32, F16, Q8_0)\n", wanted.c_str());
+    return 1;
+  }
   std::mt19937 rng(1234);
-  std::printf("isa %s, threads 1 and 2\n", isa_name(active_isa()));
+  std::printf("isa %s (Q8_0: %s), threads 1 and 2\n", isa_name(active_isa()),
+              active_isa() == Isa::Avx512 && q8_vnni_active() ? "VNNI" : "no VNNI");
   const CpuTicks start = cpu_ticks();
   std::vector<Row> rows;
   bool ok = true;
@@ -137,7 +150,7 @@ int main(int argc, char** argv) {
                                {768, 3072, false, "mlp.c_fc 768x3072"},
                                {3072, 768, false, "mlp.c_proj 3072x768"},
                                {768, 50257, true, "lm_head 768x50257 (nk)"}};
-  for (DType t : {DType::F32, DType::F16}) {
+  for (DType t : dtypes) {
     for (const Shape& s : gemv_shapes) {
       std::vector<PackedMatrix> copies;
       copies.push_back(make_matrix(t, s.K, s.N, s.nk, rng));
@@ -168,7 +181,7 @@ int main(int argc, char** argv) {
   }
 
   // Batched decode: the weights still stream once per call, whatever M.
-  for (DType t : {DType::F32, DType::F16}) {
+  for (DType t : dtypes) {
     const int64_t K = 768, N = 3072;
     std::vector<PackedMatrix> copies;
     copies.push_back(make_matrix(t, K, N, false, rng));
@@ -199,7 +212,7 @@ int main(int argc, char** argv) {
     }
   }
 
-  for (DType t : {DType::F32, DType::F16}) {
+  for (DType t : dtypes) {
     for (int64_t N : {2304, 3072}) {
       const int64_t K = 768;
       PackedMatrix W = make_matrix(t, K, N, false, rng);
@@ -243,9 +256,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::fprintf(f,
-               "{\n  \"bench\": \"kernels-matmul\",\n  \"isa\": \"%s\",\n  \"rounds\": %d,\n"
+               "{\n  \"bench\": \"kernels-matmul\",\n  \"isa\": \"%s\",\n  \"q8_vnni\": %s,\n  \"rounds\": %d,\n"
                "  \"other_cpu_load\": %.3f,\n  \"results\": [\n",
-               isa_name(active_isa()), kRounds, other_load);
+               isa_name(active_isa()), active_isa() == Isa::Avx512 && q8_vnni_active() ? "true" : "false", kRounds,
+               other_load);
   for (size_t i = 0; i < rows.size(); i++) {
     const Row& r = rows[i];
     std::fprintf(f,

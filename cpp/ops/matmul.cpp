@@ -1,5 +1,7 @@
 // Packing, column lookup and the matmul entry: picks the variant, packs x for the
 // tile kernels and splits the panels across the pool.
+#include <cpuid.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -55,11 +57,87 @@ void pack_x(float* dst, const float* x, int64_t M, int64_t K, int mr, ThreadPool
   else pool.parallel_for(blocks, pack_blocks);
 }
 
+// Writes column n's block b (scale d as F16 bits, 32 int8) into the Q8_0 panels.
+void put_q8_block(uint8_t* dst, int64_t K, int64_t b, int64_t n, uint16_t d, const int8_t* q) {
+  std::memcpy(dst + q8_scale_offset(K, b, n), &d, 2);
+  for (int i = 0; i < kQ8Block; i++) dst[q8_weight_offset(K, b * kQ8Block + i, n)] = (uint8_t)q[i];
+}
+
+// GGUF Q8_0 rows (src [N][K / 32 blocks]) into the panels, values unchanged.
+void pack_q8_blocks(uint8_t* dst, const uint8_t* src, int64_t K, int64_t N) {
+  const int64_t nb = K / kQ8Block;
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t b = 0; b < nb; b++) {
+      const uint8_t* block = src + (n * nb + b) * kQ8BlockBytes;
+      uint16_t d;
+      std::memcpy(&d, block, 2);
+      put_q8_block(dst, K, b, n, d, reinterpret_cast<const int8_t*>(block + 2));
+    }
+}
+
+// Float weights (either layout) quantized column by column along K; the tail of the
+// last block is zero, which quantizes to zero and adds nothing to a dot product.
+void quantize_q8_columns(uint8_t* dst, const void* src, DType src_dtype, int64_t K, int64_t N, bool src_is_nk) {
+  const int64_t nb = q8_blocks(K);
+  float x[kQ8Block];
+  int8_t q[kQ8Block];
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t b = 0; b < nb; b++) {
+      for (int64_t i = 0; i < kQ8Block; i++) {
+        const int64_t k = b * kQ8Block + i;
+        x[i] = k < K ? load_as_f32(src, src_dtype, (size_t)(src_is_nk ? n * K + k : k * N + n)) : 0.f;
+      }
+      put_q8_block(dst, K, b, n, f32_to_f16(quantize_block_q8_0(q, x)), q);
+    }
+}
+
+PackedMatrix pack_q8_0(const void* src, DType src_dtype, int64_t K, int64_t N, bool src_is_nk) {
+  if (src_dtype == DType::Q8_0 && (!src_is_nk || K % kQ8Block != 0))
+    throw Error("E_ARGUMENT", "pack_matrix: Q8_0 blocks run along K, so the source must be [N, K] with K a multiple of 32 (K=" +
+                                  std::to_string(K) + (src_is_nk ? ")" : ", given [K, N])"));
+  PackedMatrix W;
+  W.K = K;
+  W.N = N;
+  W.dtype = DType::Q8_0;
+  W.data.resize((size_t)(panel_count(N) * q8_blocks(K) * kQ8PanelBlockBytes));  // zeroed: padding is 0 with scale 0
+  if (src_dtype == DType::Q8_0) pack_q8_blocks(W.data.as<uint8_t>(), static_cast<const uint8_t*>(src), K, N);
+  else quantize_q8_columns(W.data.as<uint8_t>(), src, src_dtype, K, N, src_is_nk);
+  return W;
+}
+
+bool detect_vnni() {
+  unsigned a, b, c, d;
+  return detected_isa() == Isa::Avx512 && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 11));  // AVX512_VNNI
+}
+
+std::atomic<bool>& vnni_on() {
+  static std::atomic<bool> on{cpu_has_avx512_vnni()};
+  return on;
+}
+
+// Bytes of one packed panel (16 columns, all of K).
+int64_t panel_bytes(const PackedMatrix& W) {
+  return W.dtype == DType::Q8_0 ? q8_blocks(W.K) * kQ8PanelBlockBytes : W.K * kPanel * (int64_t)dtype_size(W.dtype);
+}
+
 }  // namespace
 
-PackedMatrix pack_matrix(const void* src, DType src_dtype, int64_t K, int64_t N, bool src_is_nk) {
+bool cpu_has_avx512_vnni() {
+  static const bool has = detect_vnni();
+  return has;
+}
+
+void set_q8_vnni(bool on) {
+  if (on && !cpu_has_avx512_vnni()) throw Error("E_ARGUMENT", "AVX-512 VNNI is not supported by this CPU");
+  vnni_on().store(on, std::memory_order_relaxed);
+}
+
+bool q8_vnni_active() { return vnni_on().load(std::memory_order_relaxed); }
+
+PackedMatrix pack_matrix(const void* src, DType src_dtype, int64_t K, int64_t N, bool src_is_nk, WeightFormat format) {
   if (K <= 0 || N <= 0)
     throw Error("E_ARGUMENT", "pack_matrix: bad shape K=" + std::to_string(K) + " N=" + std::to_string(N));
+  if (src_dtype == DType::Q8_0 || format == WeightFormat::Q8_0) return pack_q8_0(src, src_dtype, K, N, src_is_nk);
   PackedMatrix W;
   W.K = K;
   W.N = N;
@@ -75,6 +153,15 @@ PackedMatrix pack_matrix(const void* src, DType src_dtype, int64_t K, int64_t N,
 void matrix_column(float* out, const PackedMatrix& W, int64_t n) {
   if (n < 0 || n >= W.N)
     throw Error("E_ARGUMENT", "matrix_column: column " + std::to_string(n) + " out of range [0, " + std::to_string(W.N) + ")");
+  if (W.dtype == DType::Q8_0) {
+    const uint8_t* w = W.data.as<uint8_t>();
+    for (int64_t k = 0; k < W.K; k++) {
+      uint16_t d;
+      std::memcpy(&d, w + q8_scale_offset(W.K, k / kQ8Block, n), 2);
+      out[k] = f16_to_f32(d) * (float)(int8_t)w[q8_weight_offset(W.K, k, n)];
+    }
+    return;
+  }
   for (int64_t k = 0; k < W.K; k++) out[k] = load_as_f32(W.data.data(), W.dtype, packed_index(W.K, k, n));
 }
 
@@ -86,9 +173,19 @@ void matmul(float* y, const float* x, const PackedMatrix& W, const float* bias, 
     return;
   }
   const bool avx512 = isa == Isa::Avx512;
-  const Plan plan = avx512 ? plan_avx512(M) : plan_avx2(M);
+  const bool q8 = W.dtype == DType::Q8_0;
+  const Plan plan = q8 ? Plan{} : avx512 ? plan_avx512(M) : plan_avx2(M);
   Params p{y, x, nullptr, plan.mr, W.data.data(), W.dtype, bias, M, W.K, W.N};
-  if (plan.pack_x) {
+  if (q8) {
+    // Per calling thread, kept between calls, as xbuf below.
+    thread_local AlignedBuffer qbuf, dbuf;
+    const int64_t nb = q8_blocks(W.K);
+    if (qbuf.bytes() < (size_t)(M * nb * kQ8Block)) qbuf.resize((size_t)(M * nb * kQ8Block));
+    if (dbuf.bytes() < (size_t)(M * nb) * sizeof(float)) dbuf.resize((size_t)(M * nb) * sizeof(float));
+    quantize_rows_q8_0(qbuf.as<int8_t>(), dbuf.as<float>(), x, M, W.K, &pool);
+    p.xq = qbuf.as<int8_t>();
+    p.xd = dbuf.as<float>();
+  } else if (plan.pack_x) {
     // Per calling thread, kept between calls: steps reuse the same sizes.
     thread_local AlignedBuffer xbuf;
     size_t need = (size_t)(M * W.K) * sizeof(float);
@@ -96,15 +193,15 @@ void matmul(float* y, const float* x, const PackedMatrix& W, const float* bias, 
     pack_x(xbuf.as<float>(), x, M, W.K, plan.mr, pool);
     p.xpack = xbuf.as<float>();
   }
-  auto* kernel = avx512 ? panels_avx512 : panels_avx2;
+  auto* kernel = q8 ? (avx512 ? (q8_vnni_active() ? panels_q8_avx512vnni : panels_q8_avx512bw) : panels_q8_avx2)
+                    : avx512 ? panels_avx512 : panels_avx2;
   // Threads claim chunks of panels from a counter rather than fixed halves: a thread
   // that starts late (a worker waking up, or one sharing its core) takes fewer chunks
   // instead of holding up the call with a fixed half. A chunk is a few hundred KB of
   // weights, long enough to stream (contiguous panels are one forward stream) and
   // few enough that claiming them costs nothing.
   const int64_t P = panel_count(W.N);
-  const int64_t panel_bytes = W.K * kPanel * (int64_t)dtype_size(W.dtype);
-  int64_t chunk = std::max<int64_t>(1, kChunkBytes / panel_bytes);
+  int64_t chunk = std::max<int64_t>(1, kChunkBytes / panel_bytes(W));
   // Enough chunks per thread that the threads finish together: more for the
   // compute-bound tiles, fewer for the GEMV, whose chunks are better long streams.
   const int64_t per_thread = plan.pack_x ? 8 : 4;

@@ -177,6 +177,7 @@ void panels_avx512(const Params& p, int64_t p0, int64_t p1) {
     case DType::F32: panels<LoadF32>(p, p0, p1); break;
     case DType::F16: panels<LoadF16>(p, p0, p1); break;
     case DType::BF16: panels<LoadBF16>(p, p0, p1); break;
+    case DType::Q8_0: break;  // matmul() sends Q8_0 to panels_q8_*
   }
 }
 

@@ -5,6 +5,12 @@
 // stored dtype; N is padded to a whole panel with zeros. One panel row is one 64-byte
 // line in F32 (half a line in F16/BF16), and a thread's contiguous panel range is a
 // single forward stream: the decode GEMV reads it once at memory speed.
+//
+// Q8_0 panels: panel p holds columns 16p..16p+15 as Kq / 32 blocks (Kq = K rounded up to
+// 32, zero padded) of kQ8PanelBlockBytes each: 512 bytes of int8 laid out
+// [8 quads of k][16 columns][4 consecutive k], so one 64-byte load is 4 k of all 16
+// columns (the operand of one vpdpbusd against 4 broadcast activation bytes), then the
+// 16 columns' F16 scales. 544 bytes per 512 weights: the bytes of GGUF's Q8_0.
 #pragma once
 
 #include <algorithm>
@@ -17,6 +23,16 @@ constexpr int64_t kPanel = 16;
 inline int64_t panel_count(int64_t N) { return (N + kPanel - 1) / kPanel; }
 inline size_t packed_index(int64_t K, int64_t k, int64_t n) { return (size_t)(((n / kPanel) * K + k) * kPanel + n % kPanel); }
 
+constexpr int64_t kQ8PanelBlockBytes = kPanel * kQ8Block + kPanel * 2;
+inline int64_t q8_blocks(int64_t K) { return (K + kQ8Block - 1) / kQ8Block; }
+inline size_t q8_weight_offset(int64_t K, int64_t k, int64_t n) {
+  const int64_t kk = k % kQ8Block;
+  return (size_t)(((n / kPanel) * q8_blocks(K) + k / kQ8Block) * kQ8PanelBlockBytes + (kk / 4) * 64 + (n % kPanel) * 4 + kk % 4);
+}
+inline size_t q8_scale_offset(int64_t K, int64_t b, int64_t n) {
+  return (size_t)(((n / kPanel) * q8_blocks(K) + b) * kQ8PanelBlockBytes + kPanel * kQ8Block + (n % kPanel) * 2);
+}
+
 struct Params {
   float* y;            // [M, N]
   const float* x;      // [M, K]
@@ -26,6 +42,8 @@ struct Params {
   DType dtype;
   const float* bias;   // [N] or null
   int64_t M, K, N;
+  const int8_t* xq = nullptr;  // Q8_0 only: x quantized [M, q8_blocks(K) * 32] (quantize_rows_q8_0)
+  const float* xd = nullptr;   //   and its scales [M, q8_blocks(K)]
 };
 
 // How a variant wants the work cut: panels go to threads in multiples of `grain`,
@@ -63,5 +81,9 @@ Plan plan_avx2(int64_t M);
 void panels_avx2(const Params& p, int64_t p0, int64_t p1);
 Plan plan_avx512(int64_t M);
 void panels_avx512(const Params& p, int64_t p0, int64_t p1);
+// The Q8_0 kernels (matmul_q8_*.cpp): same contract, weights in the Q8_0 panels above.
+void panels_q8_avx2(const Params& p, int64_t p0, int64_t p1);
+void panels_q8_avx512bw(const Params& p, int64_t p0, int64_t p1);
+void panels_q8_avx512vnni(const Params& p, int64_t p0, int64_t p1);
 
 }  // namespace roost::matmul_impl

@@ -29,7 +29,8 @@ const char* isa_name(Isa isa);
 // Weight matrices, packed once at load time into the layout the kernels stream.
 // Logically W is [K, N] (Conv1D layout: y = x @ W). F16 and BF16 weights stay
 // 2 bytes per element in memory and are widened to float inside the kernel
-// (decode is memory-bound).
+// (decode is memory-bound); Q8_0 weights stay 34 bytes per 32 and meet activations
+// quantized to int8 in integer dot products.
 struct PackedMatrix {
   int64_t K = 0, N = 0;
   DType dtype = DType::F32;  // element type as stored in `data`
@@ -37,9 +38,34 @@ struct PackedMatrix {
   size_t bytes() const { return data.bytes(); }
 };
 
+// What pack_matrix stores: the source's own element type, or Q8_0 blocks (docs/models.md,
+// "8-bit weights") quantized from an F32, F16 or BF16 source at pack time.
+enum class WeightFormat { Keep, Q8_0 };
+
 // src is [K, N] row-major when !src_is_nk (Conv1D), [N, K] row-major when src_is_nk
-// (nn.Linear / the tied head wte [V, C]). Keeps src_dtype (F32, F16 or BF16).
-PackedMatrix pack_matrix(const void* src, DType src_dtype, int64_t K, int64_t N, bool src_is_nk);
+// (nn.Linear / the tied head wte [V, C]). With WeightFormat::Keep it keeps src_dtype
+// (F32, F16 or BF16). A Q8_0 source is a GGUF Q8_0 tensor as stored: N rows of K / 32
+// blocks (src_is_nk must be true, K a multiple of 32); its blocks are kept as they are,
+// whatever `format` says.
+PackedMatrix pack_matrix(const void* src, DType src_dtype, int64_t K, int64_t N, bool src_is_nk,
+                         WeightFormat format = WeightFormat::Keep);
+
+// Q8_0 quantization of one block of 32 values, as llama.cpp's quantize_row_q8_0_ref:
+// d = max|x| / 127, q[i] = roundf(x[i] / d) (halves away from zero; computed as x * (1/d)),
+// and the block stores F16(d). Returns d before its F16 rounding.
+float quantize_block_q8_0(int8_t q[32], const float x[32]);
+
+// Q8_0 matmuls quantize the activations too, per block of 32 along K as llama.cpp does:
+// row m of x [M, K] becomes q [M, Kq] int8 (Kq = K rounded up to 32, zero padded) and
+// d [M, Kq / 32], each d already rounded to F16 as llama.cpp's block_q8_0 stores it.
+// The fast paths and matmul_reference both quantize with this function.
+void quantize_rows_q8_0(int8_t* q, float* d, const float* x, int64_t M, int64_t K, ThreadPool* pool);
+
+// The Q8_0 kernels use AVX-512 VNNI (vpdpbusd) where the CPU has it and the AVX-512BW
+// path (vpmaddubsw) otherwise; tests switch VNNI off to run the other path here too.
+bool cpu_has_avx512_vnni();
+void set_q8_vnni(bool on);  // throws E_ARGUMENT when on and the CPU lacks it
+bool q8_vnni_active();
 
 // y[M, N] = x[M, K] @ W + bias[N] (bias may be null). Multithreaded over pool.
 // M = 1 is the decode GEMV (bandwidth-bound); large M the prefill GEMM.

@@ -1,0 +1,184 @@
+// bench/peers: Roost, llama.cpp and ONNX Runtime on the same random GPT-2-124M-shaped
+// weights, in one run (docs/peers.md): 512-token prefill (last logits), decode at
+// batch 1, 8 and 32, F32 and F16, and llama.cpp's Q8_0 on a GGUF quantized from the
+// same F32 weights; greedy tokens of one prompt compared across engines.
+//   npm run build && node dist/bench/peers.js --peer-llama-cpp DIR --peer-onnxruntime DIR \
+//     [--threads 2 --decode-tokens 64 --python /usr/bin/python3 --out bench/results/peers.json]
+// DIR: a scratch folder where `npm install node-llama-cpp` (and, with
+// ONNXRUNTIME_NODE_INSTALL=skip, `npm install onnxruntime-node`) ran; neither peer is a
+// dependency of this project. Roost and llama.cpp at F32/F16 run through bench/decode
+// (one child process, the same measurements); ONNX Runtime through
+// bench/peers-onnxruntime on the graph tools/reference/export_onnx_gpt2.py exports
+// (F32 only: its CPU provider has no F16 matrix product); llama.cpp Q8_0 through
+// bench/llama-cpp-peer. Roost's own Q8_0 rows wait for the loader to take Q8_0
+// weights; until then bench/native/matmul measures its Q8_0 kernels.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { convertGpt2ToGguf } from './lib/gguf';
+import { randomTokens, writeRandomGpt2 } from './lib/random-gpt2';
+
+const root = path.resolve(__dirname, '..', '..');
+const { values } = parseArgs({
+  options: {
+    threads: { type: 'string', default: '2' },
+    'decode-tokens': { type: 'string', default: '64' },
+    'prompt-tokens': { type: 'string', default: '512' },
+    batches: { type: 'string', default: '1,8,32' },
+    'peer-llama-cpp': { type: 'string' },
+    'peer-onnxruntime': { type: 'string' },
+    python: { type: 'string', default: '/usr/bin/python3' },
+    out: { type: 'string', default: path.join(root, 'bench', 'results', 'peers.json') },
+  },
+});
+const shape = { nLayer: 12, nEmbd: 768, nHead: 12, vocabSize: 50257, nPositions: 1024 };
+// bench/decode's check prompt, so every engine's greedy tokens continue the same tokens.
+const CHECK_PROMPT = randomTokens(8, 7, shape.vocabSize);
+const common = ['--threads', values.threads!, '--prompt-tokens', values['prompt-tokens']!,
+  '--decode-tokens', values['decode-tokens']!, '--batches', values.batches!];
+
+interface Throughput {
+  prefillTokensPerSecond: number;
+  decode: Array<{ batch: number; tokensPerSecond: number; msPerStep: number }>;
+  greedy?: number[];
+}
+interface Row extends Throughput { engine: string; weights: string; note?: string }
+
+function checkpoint(dtype: 'F32' | 'F16'): string {
+  const dir = path.join(root, 'bench', 'tmp', `gpt2-124m-${dtype.toLowerCase()}`);
+  if (!fs.existsSync(path.join(dir, 'model.safetensors'))) {
+    process.stderr.write(`writing random ${dtype} checkpoint to ${dir} ...\n`);
+    writeRandomGpt2(dir, { ...shape, dtype });
+  }
+  return dir;
+}
+
+function moduleIn(scratch: string, name: string): string {
+  const inside = path.join(path.resolve(scratch), 'node_modules', name);
+  return fs.existsSync(inside) ? inside : path.resolve(scratch);
+}
+
+// Runs a node script of dist/bench with the engines' threads alone on the cores
+// (UV_THREADPOOL_SIZE=1, docs/peers.md) and returns its last stdout line as JSON.
+function runJson(script: string, args: string[]): any {
+  const out = execFileSync(process.execPath, [path.join(__dirname, script), ...args],
+    { env: { ...process.env, UV_THREADPOOL_SIZE: '1' }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 << 20 });
+  return JSON.parse(out.trim().split('\n').pop()!);
+}
+
+// Roost and llama.cpp at F32 and F16, through bench/decode.
+function roostAndLlamaCpp(rows: Row[], greedy: Record<string, number[]>, agree: Record<string, boolean>) {
+  const tmp = path.join(root, 'bench', 'tmp', 'peers-decode.json');
+  for (const dtype of ['F32', 'F16'] as const) checkpoint(dtype);
+  execFileSync(process.execPath, [path.join(__dirname, 'decode.js'), '--dtypes', 'F32,F16', '--out', tmp, ...common,
+    ...(values['peer-llama-cpp'] ? ['--peer-llama-cpp', values['peer-llama-cpp']] : [])],
+  { env: { ...process.env, UV_THREADPOOL_SIZE: '2' }, stdio: ['ignore', 'inherit', 'inherit'] });
+  const report = JSON.parse(fs.readFileSync(tmp, 'utf8'));
+  for (const r of report.results) {
+    rows.push({ engine: 'Roost', weights: r.dtype, prefillTokensPerSecond: r.prefillTokensPerSecond, decode: r.decode });
+    if (r.llamaCpp) {
+      rows.push({ ...r.llamaCpp, engine: 'llama.cpp', weights: r.dtype });
+      greedy[`llama.cpp ${r.dtype}`] = r.llamaCpp.greedy;
+      // bench/decode compares Roost's greedy tokens with llama.cpp's; it does not return Roost's own.
+      agree[`Roost ${r.dtype} = llama.cpp ${r.dtype}`] = r.sameGreedyTokens;
+    }
+  }
+}
+
+function onnxRuntime(rows: Row[], greedy: Record<string, number[]>) {
+  const dir = checkpoint('F32');
+  const onnx = dir + '.onnx';
+  if (!fs.existsSync(onnx)) {
+    process.stderr.write(`exporting ${dir} to ${onnx} ...\n`);
+    execFileSync(values.python!, [path.join(root, 'tools', 'reference', 'export_onnx_gpt2.py'), dir, onnx],
+      { cwd: path.join(root, 'tools', 'reference'), stdio: ['ignore', 'inherit', 'inherit'] });
+  }
+  const r = runJson('peers-onnxruntime.js', ['--module', moduleIn(values['peer-onnxruntime']!, 'onnxruntime-node'),
+    '--onnx', onnx, '--layers', String(shape.nLayer), '--heads', String(shape.nHead),
+    '--head-dim', String(shape.nEmbd / shape.nHead), '--vocab', String(shape.vocabSize),
+    '--check-tokens', CHECK_PROMPT.join(','), ...common]);
+  rows.push({ ...r, engine: 'ONNX Runtime', weights: 'F32' });
+  greedy['ONNX Runtime F32'] = r.greedy;
+}
+
+function llamaCppQ8(rows: Row[], greedy: Record<string, number[]>) {
+  const dir = checkpoint('F32');
+  const gguf = dir + '-q8_0.gguf';
+  if (!fs.existsSync(gguf)) {
+    process.stderr.write(`quantizing ${dir} to ${gguf} ...\n`);
+    convertGpt2ToGguf(dir, gguf, { quantize: 'q8_0' });
+  }
+  const r = runJson('llama-cpp-peer.js', ['--module', moduleIn(values['peer-llama-cpp']!, 'node-llama-cpp'),
+    '--gguf', gguf, '--check-tokens', CHECK_PROMPT.join(','), ...common]);
+  rows.push({ ...r, engine: 'llama.cpp', weights: 'Q8_0' });
+  greedy['llama.cpp Q8_0'] = r.greedy;
+}
+
+function table(rows: Row[]): string {
+  const batches = values.batches!.split(',').map(Number);
+  const lines = [`| engine | weights | prefill ${values['prompt-tokens']} tok/s | ${batches.map((b) => `decode b${b}`).join(' | ')} |`,
+    `| --- | --- | --- | ${batches.map(() => '---').join(' | ')} |`];
+  for (const r of rows)
+    lines.push(`| ${r.engine} | ${r.weights} | ${r.prefillTokensPerSecond.toFixed(0)} | ` +
+      batches.map((b) => r.decode.find((d) => d.batch === b)?.tokensPerSecond.toFixed(1) ?? '-').join(' | ') + ' |');
+  return lines.join('\n');
+}
+
+// Roost over the faster peer at equal precision, per column.
+function ratios(rows: Row[]) {
+  const out: Record<string, Record<string, number>> = {};
+  for (const roost of rows.filter((r) => r.engine === 'Roost')) {
+    const peers = rows.filter((r) => r.engine !== 'Roost' && r.weights === roost.weights);
+    if (!peers.length) continue;
+    const col: Record<string, number> = { prefill: roost.prefillTokensPerSecond / Math.max(...peers.map((p) => p.prefillTokensPerSecond)) };
+    for (const d of roost.decode) {
+      const best = Math.max(...peers.map((p) => p.decode.find((x) => x.batch === d.batch)?.tokensPerSecond ?? 0));
+      if (best > 0) col[`b${d.batch}`] = d.tokensPerSecond / best;
+    }
+    out[roost.weights] = col;
+  }
+  return out;
+}
+
+async function main() {
+  const load0 = os.loadavg()[0];
+  const rows: Row[] = [];
+  const greedy: Record<string, number[]> = {};
+  const agree: Record<string, boolean> = {};
+  roostAndLlamaCpp(rows, greedy, agree);
+  if (values['peer-onnxruntime']) onnxRuntime(rows, greedy);
+  if (values['peer-llama-cpp']) llamaCppQ8(rows, greedy);
+  if (greedy['ONNX Runtime F32'] && greedy['llama.cpp F32'])
+    agree['ONNX Runtime F32 = llama.cpp F32'] = greedy['ONNX Runtime F32'].join() === greedy['llama.cpp F32'].join();
+  // Q8_0 against F32: random weights at std 0.02 leave tiny argmax margins, so the
+  // sequences part after a few tokens; how many lead alike is the figure.
+  let q8Leading: number | undefined;
+  if (greedy['llama.cpp Q8_0'] && greedy['llama.cpp F32']) {
+    const [q, f] = [greedy['llama.cpp Q8_0'], greedy['llama.cpp F32']];
+    q8Leading = 0;
+    while (q8Leading < q.length && q[q8Leading] === f[q8Leading]) q8Leading++;
+  }
+  const report = {
+    date: new Date().toISOString(),
+    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadAverageBefore: load0, loadAverageAfter: os.loadavg()[0] },
+    shape, threads: Number(values.threads), promptTokens: Number(values['prompt-tokens']), decodeTokens: Number(values['decode-tokens']),
+    note: load0 > 1.5 ? `machine under load (load average ${load0.toFixed(1)}): indicative only` : 'idle machine',
+    checkPrompt: CHECK_PROMPT, rows: rows.map(({ greedy: _g, ...r }) => r), greedy, greedyAgreement: agree,
+    llamaCppQ8LeadingTokensEqualToF32: q8Leading,
+    roostOverFasterPeer: ratios(rows),
+    roostQ8_0: 'not measured end to end: the loader does not take Q8_0 weights yet (bench/native/matmul has the Q8_0 kernel rows)',
+  };
+  console.log(table(rows));
+  console.log('Roost / faster peer:', JSON.stringify(report.roostOverFasterPeer));
+  console.log('greedy tokens agree:', JSON.stringify(agree));
+  fs.mkdirSync(path.dirname(values.out!), { recursive: true });
+  fs.writeFileSync(values.out!, JSON.stringify(report, null, 2) + '\n');
+  console.log(`wrote ${values.out} (load average ${load0.toFixed(1)} before, ${os.loadavg()[0].toFixed(1)} after)`);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,6 @@
+// Q8_0 matmul, AVX-512 VNNI (vpdpbusd): matmul_q8_avx512_impl.h compiled with -mavx512vnni.
+#include "matmul_q8_avx512_impl.h"
+
+namespace roost::matmul_impl {
+void panels_q8_avx512vnni(const Params& p, int64_t p0, int64_t p1) { q8_panels(p, p0, p1); }
+}  // namespace roost::matmul_impl
