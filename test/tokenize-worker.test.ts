@@ -2,7 +2,8 @@
 // the worker's ids equal the served tokenizer's, a dead worker rejects what it
 // had and is replaced, a request cancelled while its prompt is tokenized is
 // never submitted, and a server keeps answering /health while a prompt of
-// about a MiB goes through a normalizing HF tokenizer (seconds on the event loop before).
+// about a MiB goes through a normalizing HF tokenizer (seconds on the event loop
+// before), refusing it with a 400 also when streamed.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -180,6 +181,11 @@ test('the event loop keeps answering /health while a large prompt is tokenized b
     expect(polls).toBeGreaterThan(3);
     // Synchronously, one gap held the whole encode; off the event loop no gap comes near it.
     expect(worstMs).toBeLessThan(syncMs / 2);
+
+    // Streamed, the refusal found after tokenizing is still a 400, before any event stream starts.
+    const streamed = await post(server.url, { prompt: text, max_tokens: 1, stream: true });
+    expect(streamed.status).toBe(400);
+    expect(streamed.json.error.code).toBe('context_length_exceeded');
   } finally {
     await server.close(0);
     fs.rmSync(dir, { recursive: true, force: true });

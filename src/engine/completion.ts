@@ -180,7 +180,6 @@ export function tokenizePrompts(rt: ModelRuntime, p: CompletionParams, reserved 
   return withIds(texts.map((t) => rt.tokenizer.encode(t)));
 }
 
-
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** A token's text for logprobs: its bytes as text, or OpenAI's "bytes:\xNN" form for a partial character. */
@@ -257,7 +256,9 @@ export function startCompletion(rt: ModelRuntime, p: CompletionParams, events: C
   const submitted = tokenized.then(
     (promptIds) => {
       if (cancelled) return undefined;
-      run = submitCompletion(rt, p, adapter, promptIds, events);
+      // Not queued yet, so it holds no lease: an adapter unloaded meanwhile is refused by name (404) here.
+      const target = resolveTarget(rt.modelId, rt.adapters, p.model, p.adapter);
+      run = submitCompletion(rt, p, target.adapter, promptIds, events);
       if (paused) run.setPaused(true);
       return run;
     },
