@@ -93,6 +93,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       server.closeIdleConnections();
       await holder.runtime?.scheduler.drain(graceMs);
       gateway.close();
+      await holder.runtime?.tokenizeWorker?.close();
       const stopped = new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
       await stopped;

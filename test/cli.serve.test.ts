@@ -20,7 +20,7 @@ function newestMtime(dir: string): number {
 
 beforeAll(() => {
   // bin/roost.js runs the compiled CLI: compile when dist/ is missing or older than src/.
-  const serve = path.join(ROOT, 'dist', 'src', 'http', 'serve.js');
+  const serve = path.join(ROOT, 'dist', 'src', 'server.js');
   if (!fs.existsSync(serve) || fs.statSync(serve).mtimeMs < newestMtime(path.join(ROOT, 'src'))) {
     spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: ROOT, encoding: 'utf8' });
     if (!fs.existsSync(serve)) throw new Error(`tsc did not produce ${serve}`);

@@ -14,6 +14,7 @@ import { RequestError } from './errors';
 import type { CompletionParams, Prompt } from './params';
 import { FinishReason, ScheduledRequest, Scheduler, SequenceSpec } from './scheduler';
 import { StopMatcher } from './stop';
+import { OFF_THREAD_PROMPT_BYTES, type TokenizerWorker } from './tokenize-offthread';
 import type { Tokenizer } from './tokenizer';
 
 /** The loaded model and what serves it. */
@@ -21,6 +22,8 @@ export interface ModelRuntime {
   engine: NativeEngine;
   info: EngineInfo;
   tokenizer: Tokenizer;
+  /** Tokenizes large prompts off the event loop (absent: every prompt is tokenized on it). */
+  tokenizeWorker?: TokenizerWorker;
   scheduler: Scheduler;
   /** The name clients use in `model` (GET /v1/models). */
   modelId: string;
@@ -87,11 +90,20 @@ export interface CompletionEvents {
 }
 
 export interface CompletionRun {
-  /** Resolves when every sequence ended (choices ranked, usage); rejects with a RequestError on timeout / engine failure / shutdown. */
+  /**
+   * Resolves once the request is tokenized, validated and queued: at once,
+   * unless a large prompt is being tokenized off the event loop. Rejects
+   * with the RequestError that refused it (as `result` does).
+   */
+  accepted: Promise<void>;
+  /**
+   * Resolves when every sequence ended (choices ranked, usage); rejects with a
+   * RequestError when refused, on timeout / engine failure / shutdown. A
+   * request cancelled before it was queued is never submitted: no choices.
+   */
   result: Promise<CompletionResult>;
   cancel(): void;
   setPaused(paused: boolean): void;
-  readonly promptTokens: number;
 }
 
 /** The FIM special tokens of a model, or null if it has not all of them. */
@@ -107,9 +119,11 @@ export function fimTokens(info: EngineInfo, tokenizer: Tokenizer): { prefix: num
 
 /**
  * Token ids of each prompt (FIM layout when suffix is set); validates against
- * the context, of which a soft prompt takes `reserved` positions.
+ * the context, of which a soft prompt takes `reserved` positions. Throws the
+ * checks that need no tokens at once; the ids come at once, or as a promise
+ * when the prompts are large and the runtime has a tokenizer worker.
  */
-export function tokenizePrompts(rt: ModelRuntime, p: CompletionParams, reserved = 0): number[][] {
+export function tokenizePrompts(rt: ModelRuntime, p: CompletionParams, reserved = 0): number[][] | Promise<number[][]> {
   let fim: ReturnType<typeof fimTokens> = null;
   if (p.suffix !== null) {
     fim = fimTokens(rt.info, rt.tokenizer);
@@ -144,16 +158,26 @@ export function tokenizePrompts(rt: ModelRuntime, p: CompletionParams, reserved 
   });
   checkLogprobCost(p, least, true);
 
-  const enc = (x: Prompt) => (typeof x === 'string' ? rt.tokenizer.encode(x) : x);
-  const suffixIds = fim ? rt.tokenizer.encode(p.suffix!) : [];
-  const ids = p.prompts.map((x, i) => {
-    const t = fim ? [fim.prefix, ...enc(x), fim.suffix, ...suffixIds, fim.middle] : enc(x);
-    if (t.length === 0) throw new RequestError('invalid_parameter', `${name(i)} must not be empty: it encodes to no tokens`, 'prompt');
-    checkContext(i, t.length, false);
-    return t;
-  });
-  checkLogprobCost(p, ids.map((t) => t.length), false);
-  return ids;
+  // The texts to encode: the string prompts, then the suffix.
+  const texts = p.prompts.filter((x): x is string => typeof x === 'string');
+  if (fim) texts.push(p.suffix!);
+  const withIds = (encoded: number[][]): number[][] => {
+    let next = 0;
+    const enc = (x: Prompt) => (typeof x === 'string' ? encoded[next++] : x);
+    const prompts = p.prompts.map(enc);
+    const suffixIds = fim ? encoded[next] : [];
+    const ids = prompts.map((x, i) => {
+      const t = fim ? [fim.prefix, ...x, fim.suffix, ...suffixIds, fim.middle] : x;
+      if (t.length === 0) throw new RequestError('invalid_parameter', `${name(i)} must not be empty: it encodes to no tokens`, 'prompt');
+      checkContext(i, t.length, false);
+      return t;
+    });
+    checkLogprobCost(p, ids.map((t) => t.length), false);
+    return ids;
+  };
+  const bytes = texts.reduce((a, t) => a + Buffer.byteLength(t, 'utf8'), 0);
+  if (rt.tokenizeWorker && bytes >= OFF_THREAD_PROMPT_BYTES) return rt.tokenizeWorker.encode(texts).then(withIds);
+  return withIds(texts.map((t) => rt.tokenizer.encode(t)));
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -215,10 +239,61 @@ class SequenceOutput {
   }
 }
 
-/** Validates, tokenizes and submits; throws RequestError synchronously (400 / 429 / 503 cases). */
+/**
+ * Validates, tokenizes and submits. Throws a RequestError synchronously (400 /
+ * 429 / 503 cases) unless a large prompt goes to the tokenizer worker: then
+ * the run's `accepted` and `result` reject with it, and a run cancelled while
+ * its prompt is tokenized is never submitted.
+ */
 export function startCompletion(rt: ModelRuntime, p: CompletionParams, events: CompletionEvents = {}): CompletionRun {
   const { adapter } = resolveTarget(rt.modelId, rt.adapters, p.model, p.adapter);
-  const promptIds = tokenizePrompts(rt, p, adapter?.promptTokens ?? 0);
+  const tokenized = tokenizePrompts(rt, p, adapter?.promptTokens ?? 0);
+  if (!(tokenized instanceof Promise)) return submitCompletion(rt, p, adapter, tokenized, events);
+
+  let run: CompletionRun | undefined;
+  let cancelled = false;
+  let paused = false;
+  const submitted = tokenized.then(
+    (promptIds) => {
+      if (cancelled) return undefined;
+      // Not queued yet, so it holds no lease: an adapter unloaded meanwhile is refused by name (404) here.
+      const target = resolveTarget(rt.modelId, rt.adapters, p.model, p.adapter);
+      run = submitCompletion(rt, p, target.adapter, promptIds, events);
+      if (paused) run.setPaused(true);
+      return run;
+    },
+    (e) => {
+      if (cancelled) return undefined; // its client is gone: nobody to tell
+      throw e;
+    },
+  );
+  const accepted = submitted.then(() => undefined);
+  const result = submitted.then((r) => r?.result ?? { choices: [], usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 } });
+  // A caller may read only one of them; keep the other's rejection from going unhandled.
+  accepted.catch(() => undefined);
+  result.catch(() => undefined);
+  return {
+    accepted,
+    result,
+    cancel: () => {
+      cancelled = true;
+      run?.cancel();
+    },
+    setPaused: (value) => {
+      paused = value;
+      run?.setPaused(value);
+    },
+  };
+}
+
+/** Submits tokenized prompts to the scheduler; throws RequestError synchronously (400 / 429 / 503 cases). */
+function submitCompletion(
+  rt: ModelRuntime,
+  p: CompletionParams,
+  adapter: AdapterInfo | null,
+  promptIds: number[][],
+  events: CompletionEvents,
+): CompletionRun {
   const tok = rt.tokenizer;
   const eos = p.suffix !== null ? fimTokens(rt.info, tok)!.eos : rt.info.eosTokenId >= 0 ? rt.info.eosTokenId : tok.eosId;
   const withLogprobs = p.logprobs !== null;
@@ -378,8 +453,8 @@ export function startCompletion(rt: ModelRuntime, p: CompletionParams, events: C
   result.catch(() => undefined);
 
   return {
+    accepted: Promise.resolve(),
     result,
-    promptTokens,
     cancel: () => req.cancel(),
     setPaused: (paused) => req.setPaused(paused),
   };

@@ -8,6 +8,7 @@ import { AdapterLoadError, loadAdapter, weightsSha256Async } from './adapters';
 import type { CompletionObserver, ModelRuntime } from './completion';
 import { RequestError } from './errors';
 import { Scheduler, SchedulerObserver, SchedulerOptions } from './scheduler';
+import { TokenizerWorker } from './tokenize-offthread';
 import type { Tokenizer } from './tokenizer';
 
 export type ServerStatus = 'loading' | 'ready' | 'draining';
@@ -33,7 +34,18 @@ export class RuntimeHolder {
   ): ModelRuntime {
     const scheduler = new Scheduler(engine, options, observers.scheduler);
     const adapters = new Map(engine.adapters().map((a) => [a.name, a]));
-    this.runtime = { engine, info: engine.info(), tokenizer, scheduler, modelId, adapters, leases: new AdapterLeases(engine), observer: observers.completion };
+    this.runtime = {
+      engine,
+      info: engine.info(),
+      tokenizer,
+      // Started on the first large prompt; loads the tokenizer from the folder it came from (src/engine/tokenizer.ts loadTokenizer).
+      tokenizeWorker: new TokenizerWorker(tokenizer.dir),
+      scheduler,
+      modelId,
+      adapters,
+      leases: new AdapterLeases(engine),
+      observer: observers.completion,
+    };
     if (this.status === 'loading') this.status = 'ready';
     return this.runtime;
   }

@@ -54,13 +54,16 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
         sse?.send(chunk({ index, text: '', logprobs: null, finish_reason: reason }));
       },
     });
+    res.on('close', () => {
+      if (!res.writableFinished) run.cancel();
+    });
+    // A large prompt is still being tokenized (off the event loop): a refusal is still a 4xx.
+    await run.accepted;
+    if (res.destroyed) return;
     // Accepted (validated, queued): from here on the answer is a 200 event stream.
     sse = new SseStream(res, opts.keepAliveMs, (paused) => run.setPaused(paused), opts.stallTimeoutMs);
     const stream = sse;
     probeHalfClosedClient(req, res, () => stream.probe());
-    res.on('close', () => {
-      if (!res.writableFinished) run.cancel();
-    });
     try {
       const result = await run.result;
       if (p.includeUsage) sse.send({ ...head, choices: [], usage: result.usage });
