@@ -1,7 +1,7 @@
 // The backend interface: what a model's forward step is written against, once
 // for every device. A backend owns memory (weights, KV caches and states,
 // activations, per-step metadata) and runs ops on it; the CPU backend
-// (cpp/backends/cpu_backend.cpp, over cpp/ops) and the CUDA backend (cuda/,
+// (cpp/cpu_backend.cpp, over cpp/ops) and the CUDA backend (cuda/,
 // over the kernels of cuda/ops.h) implement it. Models live in cpp/models/ and
 // never see which backend runs them.
 //
