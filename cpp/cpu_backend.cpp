@@ -107,15 +107,16 @@ class CpuAttention : public AttentionPlan {
     auto at = [&](const void* p, int64_t layer_stride) {
       return static_cast<const float*>(p) + layer * layer_stride;
     };
-    if (!causal_.empty()) {
-      std::map<int64_t, std::vector<AttentionSeq>> by_heads;  // one attention_causal call per head count
-      for (const auto& [t, H] : causal_) {
-        const AttnTask& a = tasks_[t];
+    for (size_t g = 0; g < causal_.size();) {  // one attention_causal call per run of groups with one head count
+      const int64_t H = causal_[g].second;
+      seqs_.clear();
+      for (; g < causal_.size() && causal_[g].second == H; g++) {
+        const AttnTask& a = tasks_[causal_[g].first];
         const AttnSpan& s = spans_[a.span0];
-        by_heads[H].push_back(AttentionSeq{a.out, a.out_stride, a.q, a.q_stride, at(s.k, s.layer_stride),
-                                           at(s.v, s.layer_stride), s.stride, a.qpos0 - s.pos0, a.nq});
+        seqs_.push_back(AttentionSeq{a.out, a.out_stride, a.q, a.q_stride, at(s.k, s.layer_stride),
+                                     at(s.v, s.layer_stride), s.stride, a.qpos0 - s.pos0, a.nq});
       }
-      for (const auto& [H, seqs] : by_heads) attention_causal(seqs, H, D_, pool);
+      attention_causal(seqs_, H, D_, pool);
     }
     if (!span_tasks_.empty()) {
       keys_.resize(spans_.size());
@@ -138,6 +139,7 @@ class CpuAttention : public AttentionPlan {
   int64_t D_ = 0;
   std::vector<std::pair<size_t, int64_t>> causal_;  // (first task, heads)
   std::vector<size_t> span_tasks_;
+  std::vector<AttentionSeq> seqs_;
   std::vector<KeySpan> keys_;
   std::vector<SpanAttentionTask> run_tasks_;
 };
