@@ -9,6 +9,36 @@ namespace roost {
 
 namespace {
 
+// block_recurrent: one item's rows and its new positions cut at block boundaries (W = block_size).
+struct BlockRows {
+  int64_t past, n, end, x0;
+  std::vector<std::pair<int64_t, int64_t>> segs;  // [begin, end) positions, one per block touched
+  int64_t row(int64_t pos) const { return x0 + pos - past; }
+};
+
+// The items' rows; *total receives the number of rows over all items.
+std::vector<BlockRows> plan_block_rows(const std::vector<ForwardItem>& items, int64_t W, int64_t* total) {
+  std::vector<BlockRows> rows(items.size());
+  int64_t R = 0;
+  for (size_t i = 0; i < items.size(); i++) {
+    BlockRows& r = rows[i];
+    r.past = items[i].state->length();
+    r.n = items[i].n;
+    r.end = r.past + r.n;
+    r.x0 = R;
+    for (int64_t p = r.past; p < r.end;) {
+      const int64_t q = std::min(r.end, (p / W + 1) * W);
+      r.segs.push_back({p, q});
+      p = q;
+    }
+    R += r.n;
+  }
+  *total = R;
+  return rows;
+}
+
+using Rows = BlockRows;
+
 // Per sequence: per layer a ring of the last 2W token K/V rows (a query in
 // block i reads keys from blocks i-1 and i only: at most 2W-1 earlier rows);
 // per layer the state s [S, C] (float) and its keys/values kv_state(ln_s(s))

@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "model_base.h"
-#include "step_rows.h"
 
 namespace roost {
 
@@ -29,7 +28,6 @@ class BlockRecurrentModel : public ModelBase {
     const float* keep = nullptr;  // sigmoid(gate_bias) [C]
     Mlp mlp;
   };
-  using Rows = BlockRows;  // one item's rows and block segments (step_rows.h)
   // One round of the state cross-attention (the k-th block segment of every
   // item) and the state updates of the blocks it completes.
   struct Round {

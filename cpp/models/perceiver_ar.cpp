@@ -9,6 +9,42 @@ namespace roost {
 
 namespace {
 
+// perceiver_ar: one item's rows in a step's buffers (N = num_latents).
+struct PerceiverRows {
+  int64_t past, n, end, win;  // win = first position of the latent window after this step
+  bool rebuild;               // n >= 2: recompute the whole window (exact prefill)
+  int64_t x0;                 // first row in x (every new token)
+  int64_t z0, zp;             // first row in z (layer 0 queries) and its position: max(past, win) ..
+  int64_t y0, yp;             // first row in y (layers >= 1) and its position: win (rebuild) or past (decode)
+};
+
+struct PerceiverPlan {
+  std::vector<PerceiverRows> rows;
+  int64_t x_rows = 0, z_rows = 0, y_rows = 0;  // totals over the items
+};
+
+PerceiverPlan plan_perceiver_rows(const std::vector<ForwardItem>& items, int64_t N) {
+  PerceiverPlan p;
+  p.rows.resize(items.size());
+  for (size_t i = 0; i < items.size(); i++) {
+    PerceiverRows& r = p.rows[i];
+    r.past = items[i].state->length();
+    r.n = items[i].n;
+    r.end = r.past + r.n;
+    r.win = r.end - std::min(N, r.end);
+    r.rebuild = r.n >= 2;
+    r.x0 = p.x_rows;
+    r.zp = std::max(r.past, r.win);
+    r.z0 = p.z_rows;
+    r.yp = r.rebuild ? r.win : r.past;
+    r.y0 = p.y_rows;
+    p.x_rows += r.n, p.z_rows += r.end - r.zp, p.y_rows += r.end - r.yp;
+  }
+  return p;
+}
+
+using Rows = PerceiverRows;
+
 // Per sequence: the layer-0 K/V of every position (grown geometrically), a
 // ring of the layer-0 outputs z of the last N positions (float [N, C],
 // position p in slot p % N) and, per layer >= 1, a ring of the last N latent

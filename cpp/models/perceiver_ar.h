@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "model_base.h"
-#include "step_rows.h"
 
 namespace roost {
 
@@ -30,7 +29,6 @@ class PerceiverArModel : public ModelBase {
     Dense q_attn, kv_attn, c_attn, attn_proj;
     Mlp mlp;
   };
-  using Rows = PerceiverRows;  // one item's rows in this step's buffers (step_rows.h)
 
   std::vector<Layer> layers_;
   std::unique_ptr<AttentionPlan> plan0_, plan_;
