@@ -4,8 +4,10 @@
 // GPT-2-124M-shaped checkpoints as bench/decode.ts (bench/tmp of this
 // checkout), and each timed decode step of build A is paired with one of build
 // B right after (the order alternates), so a noisy machine slows both alike.
-// Reports per batch and dtype the median and fastest ms/step of each and the
-// median of the per-pair ratios B/A, and whether both sampled the same greedy
+// Reports per batch and dtype the median and fastest ms/step of each, the
+// median of the per-pair ratios B/A, the same for the process CPU time of a
+// step (with --threads 1 the one compute thread's time: what time-slicing by
+// other processes does not inflate), and whether both sampled the same greedy
 // tokens.
 //   node dist/bench/decode-ab.js --a /path/to/old-checkout [--b /path/to/new-checkout]
 //        [--dtypes F32,F16] [--batches 1,32] [--decode-tokens 64] [--threads 0] [--out FILE]
@@ -46,9 +48,12 @@ function engineClass(checkout: string): NativeEngineClass {
 }
 
 async function timed(engine: NativeEngine, reqs: Parameters<NativeEngine['step']>[0]) {
+  const c0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   const out = await engine.step(reqs);
-  return { out, ms: Number(process.hrtime.bigint() - t0) / 1e6 };
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  const c = process.cpuUsage(c0);
+  return { out, ms, cpuMs: (c.user + c.system) / 1e3 };
 }
 
 async function benchDtype(dtype: 'F32' | 'F16', A: NativeEngineClass, B: NativeEngineClass) {
@@ -68,12 +73,14 @@ async function benchDtype(dtype: 'F32' | 'F16', A: NativeEngineClass, B: NativeE
       outs.push(out);
     }
     const ms: number[][] = [[], []];
+    const cpu: number[][] = [[], []];
     const tokens: number[][] = [[], []];
     for (let t = 0; t < decodeTokens; t++) {
       for (const k of t % 2 === 0 ? [0, 1] : [1, 0]) {
         const r = await timed(engines[k], outs[k].map((o) => ({ seq: o.seq, tokens: [o.token!], sample: true })));
         outs[k] = r.out;
         ms[k].push(r.ms);
+        cpu[k].push(r.cpuMs);
         tokens[k].push(...r.out.map((o) => o.token!));
       }
     }
@@ -83,6 +90,8 @@ async function benchDtype(dtype: 'F32' | 'F16', A: NativeEngineClass, B: NativeE
       a: { msPerStepMedian: median(ms[0]), msPerStepMin: Math.min(...ms[0]) },
       b: { msPerStepMedian: median(ms[1]), msPerStepMin: Math.min(...ms[1]) },
       medianRatioBOverA: ratio,
+      cpuMsPerStepMedian: { a: median(cpu[0]), b: median(cpu[1]) },
+      medianCpuRatioBOverA: median(cpu[1].map((b, t) => b / cpu[0][t])),
       sameTokens: tokens[0].join() === tokens[1].join(),
     });
     for (let k = 0; k < 2; k++) for (const s of seqs[k]) engines[k].freeSequence(s);
@@ -98,7 +107,8 @@ async function main() {
     results.push(r);
     for (const d of r.decode)
       console.log(`${dtype} batch ${String(d.batch).padStart(2)}: A ${d.a.msPerStepMedian.toFixed(2)} ms/step (min ${d.a.msPerStepMin.toFixed(2)}), ` +
-        `B ${d.b.msPerStepMedian.toFixed(2)} (min ${d.b.msPerStepMin.toFixed(2)}), median B/A ${d.medianRatioBOverA.toFixed(3)}, ` +
+        `B ${d.b.msPerStepMedian.toFixed(2)} (min ${d.b.msPerStepMin.toFixed(2)}), median B/A ${d.medianRatioBOverA.toFixed(3)}; ` +
+        `CPU ms A ${d.cpuMsPerStepMedian.a.toFixed(2)} B ${d.cpuMsPerStepMedian.b.toFixed(2)}, median B/A ${d.medianCpuRatioBOverA.toFixed(3)}; ` +
         `same tokens: ${d.sameTokens ? 'yes' : 'no'}`);
   }
   const report = { date: new Date().toISOString(), a: path.resolve(values.a!), b: path.resolve(values.b!),
