@@ -1,6 +1,6 @@
-// Where a model runs: the CPU engine or the CUDA backend (cuda/), chosen by
-// --device cpu|cuda|auto. A build without nvcc has no CUDA backend: "cuda" is
-// refused and "auto" is the CPU. A build with CUDA on a machine without a GPU
+// Where a model runs: the CPU backend or the CUDA backend (cuda/, found in
+// cpp/backend.h's registry), chosen by --device cpu|cuda|auto. A build without
+// nvcc has no CUDA backend: "cuda" is refused and "auto" is the CPU. A build with CUDA on a machine without a GPU
 // (or driver) still runs on the CPU: "auto" falls back, "cuda" is refused with
 // the reason.
 #pragma once
@@ -18,7 +18,8 @@ bool cuda_available();
 std::string cuda_device_name();
 // Why CUDA is not available ("" when it is): no CUDA in this build, no driver, no device.
 std::string cuda_unavailable_reason();
-// True when this build was compiled with the CUDA backend (nvcc found, ROOST_CUDA not OFF).
+// True when the CUDA backend is linked in and registered (a build with nvcc and
+// ROOST_CUDA not OFF whose program called register_cuda_backend()).
 bool built_with_cuda();
 
 // "cpu" or "cuda": what `device` ("cpu" | "cuda" | "auto") resolves to here.
@@ -26,9 +27,9 @@ bool built_with_cuda();
 // not available (the message says why).
 std::string resolve_device(const std::string& device);
 
-// load_model (models/model.h) on the resolved device. The CUDA models
-// implement the same Model interface (KV caches and states in device memory,
-// one device-to-host copy of the wanted logits per forward).
+// load_model (models/model.h) on the resolved device's backend: the same
+// models, with KV caches and states in that backend's memory (one
+// device-to-host copy of the wanted logits per forward on CUDA).
 std::unique_ptr<Model> load_model_for_device(const std::string& dir, const std::string& device);
 
 }  // namespace roost

@@ -16,14 +16,14 @@ constexpr int kThreads = 128;
 template <bool VEC>
 __global__ void __launch_bounds__(kThreads, 4)
     simt_kernel(const AttnTask* __restrict__ tasks, const AttnSpan* __restrict__ spans,
-                const AttentionPlan::Unit* __restrict__ units, const AttentionPlan::Work* __restrict__ works, int D,
+                const AttnUnit* __restrict__ units, const AttnWork* __restrict__ works, int D,
                 int64_t layer, float scale, float* __restrict__ partial) {
   extern __shared__ float q[];  // [D]
   __shared__ float p_sh[kThreads];
   __shared__ const __half* v_sh[kThreads];
   __shared__ float red[32];
-  const AttentionPlan::Work w = works[blockIdx.x];
-  const AttentionPlan::Unit u = units[w.unit];
+  const AttnWork w = works[blockIdx.x];
+  const AttnUnit u = units[w.unit];
   const AttnTask t = tasks[u.task];
   const int tid = threadIdx.x;
   const int64_t hd = (int64_t)t.head * D;
@@ -103,9 +103,9 @@ __global__ void __launch_bounds__(kThreads, 4)
 }
 
 __global__ void __launch_bounds__(kThreads)
-    combine_kernel(const AttnTask* __restrict__ tasks, const AttentionPlan::Unit* __restrict__ units, int D,
+    combine_kernel(const AttnTask* __restrict__ tasks, const AttnUnit* __restrict__ units, int D,
                    const float* __restrict__ partial) {
-  const AttentionPlan::Unit u = units[blockIdx.x];
+  const AttnUnit u = units[blockIdx.x];
   const AttnTask t = tasks[u.task];
   const float* p = partial + (int64_t)u.work0 * (D + 2);
   float M = -INFINITY;
@@ -128,8 +128,8 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
-void attention_simt(const AttnTask* tasks, const AttnSpan* spans, const AttentionPlan::Unit* units, int64_t n_units,
-                    const AttentionPlan::Work* works, int64_t n_works, int64_t D, int64_t layer, bool vec,
+void attention_simt(const AttnTask* tasks, const AttnSpan* spans, const AttnUnit* units, int64_t n_units,
+                    const AttnWork* works, int64_t n_works, int64_t D, int64_t layer, bool vec,
                     float* partial, cudaStream_t stream) {
   if (n_works <= 0) return;
   if (D > kMaxHeadDim) throw Error("E_INTERNAL", "attention_simt: head size " + std::to_string(D) + " > 256");

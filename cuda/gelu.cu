@@ -1,4 +1,4 @@
-// gelu_new (tanh form, shared/spec/models.md) and the residual add, elementwise.
+// gelu_new (tanh form, docs/models.md) and the residual add, elementwise.
 #include <algorithm>
 
 #include "common.cuh"

@@ -1,8 +1,10 @@
 // The CUDA backend's operations: host-callable launchers over device pointers,
 // each queued on `stream` (nothing here synchronizes). One op per .cu file
 // (cuda/<op>.cu); every launch is followed by a launch check. The math is
-// shared/spec/models.md's and cpp/ops/ops.h's; docs/cuda.md gives the
-// precision of each (F16/BF16 tensor cores with F32 accumulation).
+// docs/models.md's and cpp/ops/ops.h's; docs/cuda.md gives the precision of
+// each (F16/BF16 tensor cores with F32 accumulation). The CUDA backend
+// (cuda/backend.h, the implementation of cpp/backend.h) is their one caller
+// besides the tests and benches.
 //
 // Storage conventions:
 //   - activations are float32, row-major, with an explicit row stride;
@@ -10,7 +12,7 @@
 //     contiguous: the transpose of the checkpoint's Conv1D [K, N]); y = x @ W;
 //   - attention keys/values (KV caches, rings, state keys) are F16, rows of
 //     C = H*D with head h at columns h*D .. h*D+D-1.
-// Plain C++ (no CUDA headers beyond the runtime API): models, tests and
+// Plain C++ (no CUDA headers beyond the runtime API): the backend, tests and
 // benches include it with the host compiler.
 #pragma once
 
@@ -76,6 +78,7 @@ void rotary(float* x, int64_t ld, int64_t M, int64_t H, int64_t D, int64_t rot_d
             const double* inv_freq, cudaStream_t stream);
 
 // x[r, :] = wte[tok[r], :] (F16/BF16 [V][C]) + (wpe ? wpe[pos[r], :] : 0), x: [M, C].
+// tok[r] < 0: row r keeps its contents (a soft-prompt embedding) and gets wpe added.
 void embed(float* x, const void* wte, WType type, const float* wpe, const int32_t* tok, const int64_t* pos, int64_t M,
            int64_t C, cudaStream_t stream);
 
@@ -98,6 +101,9 @@ void to_half(uint16_t* y, int64_t ldy, const float* x, int64_t ldx, int64_t M, i
 //   s = s * keep + y * (1 - keep)      (keep = sigmoid(gate_bias) [C])
 void gate_update(float* const* s, int64_t layer_stride, int64_t layer, const float* y, const float* keep, int64_t count,
                  int64_t S, int64_t C, cudaStream_t stream);
+
+// x[r, c] *= scale[c] for r < M, c < cols, rows of stride ld ((IA)^3).
+void scale_columns(float* x, int64_t ld, int64_t M, int64_t cols, const float* scale, cudaStream_t stream);
 
 // ----------------------------------------------------------------- attention
 // Device mirror of cpp/ops/attention_spans.h: queries of one head against the
@@ -126,49 +132,13 @@ struct AttnTask {
   int64_t n_keys;        // total rows of its spans (filled by the plan)
 };
 
-// A list of tasks over spans (as SpanBatch), prepared once (split into
-// tensor-core flash tiles and SIMT split-K units, uploaded) and launched for
-// one or more layers. A query that sees no key gets zeros. Scale 1/sqrt(D).
-class AttentionPlan {
- public:
-  void clear();
-  void add_span(const AttnSpan& s) { spans_.push_back(s); }
-  void add_task(AttnTask t);        // over the spans added since the last add_task
-  void add_task_again(AttnTask t);  // over the same spans as the previous task
-  bool empty() const { return tasks_.empty(); }
-  const std::vector<AttnTask>& tasks() const { return tasks_; }
-  const std::vector<AttnSpan>& spans() const { return spans_; }
+// The kernels' work lists, built by the backend's attention plan
+// (cuda/backend_attention.cpp) from the tasks of cpp/backend.h's AttentionPlan:
+// a SIMT unit is one query of a task split over `nsplit` key slices, one work each.
+struct AttnUnit { int32_t task, t, work0, nsplit; };
+struct AttnWork { int32_t unit, split; };
 
-  // Chooses the kernels and uploads the lists (through `up`); call once
-  // after the last add and before launch. force: 0 auto, 1 flash only
-  // (tasks the flash kernel cannot take still go SIMT), 2 SIMT only (tests).
-  void prepare(int64_t D, StepUpload& up, const DeviceContext& ctx, int force = 0);
-  // Runs every task for `layer` (see AttnSpan::layer_stride).
-  void launch(int64_t layer, Scratch& ws, const DeviceContext& ctx) const;
-
-  struct Unit { int32_t task, t, work0, nsplit; };
-  struct Work { int32_t unit, split; };
-
- private:
-  std::vector<AttnSpan> spans_;
-  std::vector<AttnTask> tasks_;
-  size_t mark_ = 0;                   // spans_ index where the next task's spans start
-  int64_t last_span0_ = 0, last_n_spans_ = 0, last_keys_ = 0;
-  // prepared
-  int64_t D_ = 0;
-  int flash_br_ = 0;                  // 64 or 128; 0: no flash tasks
-  bool vec_ = false;                  // SIMT kernel may use 16-byte loads
-  std::vector<AttnTask> flash_, simt_;
-  std::vector<Unit> units_;
-  std::vector<Work> works_;
-  const AttnTask* d_flash_ = nullptr;
-  const AttnTask* d_simt_ = nullptr;
-  const AttnSpan* d_spans_ = nullptr;
-  const Unit* d_units_ = nullptr;
-  const Work* d_works_ = nullptr;
-};
-
-// The kernels behind AttentionPlan (also for the benches).
+// The attention kernels (also for the benches).
 // Flash: one CTA per task (nq <= br), K/V tiles of 64 through shared memory,
 // online softmax, F16 tensor cores, no T x T matrix. D in {16, 32, 64, 128},
 // br 64 (any D) or 128 (D 64, 128).
@@ -178,8 +148,8 @@ void attention_flash(const AttnTask* tasks, int64_t n_tasks, const AttnSpan* spa
 // SIMT split-K: one CTA per work (a query of a task and a slice of its keys),
 // partials [works][D+2] in `partial`, then a combine per unit. D <= 256.
 // vec: every span's K/V rows are 16-byte aligned and D % 8 == 0 (vector loads).
-void attention_simt(const AttnTask* tasks, const AttnSpan* spans, const AttentionPlan::Unit* units, int64_t n_units,
-                    const AttentionPlan::Work* works, int64_t n_works, int64_t D, int64_t layer, bool vec,
+void attention_simt(const AttnTask* tasks, const AttnSpan* spans, const AttnUnit* units, int64_t n_units,
+                    const AttnWork* works, int64_t n_works, int64_t D, int64_t layer, bool vec,
                     float* partial, cudaStream_t stream);
 constexpr int64_t kMaxHeadDim = 256;
 

@@ -1,6 +1,6 @@
 // Row-wise data movement: token embedding (+ learned positions), row moves
 // (KV appends, rings, states; float -> float or F16), strided float -> F16,
-// and block_recurrent's fixed-gate state update.
+// block_recurrent's fixed-gate state update and the (IA)^3 column scaling.
 #include "common.cuh"
 
 namespace roost::cuda {
@@ -11,9 +11,14 @@ template <typename T>
 __global__ void embed_kernel(float* __restrict__ x, const T* __restrict__ wte, const float* __restrict__ wpe,
                              const int32_t* __restrict__ tok, const int64_t* __restrict__ pos, int C) {
   const int64_t r = blockIdx.x;
-  const T* e = wte + (int64_t)tok[r] * C;
   const float* p = wpe ? wpe + pos[r] * C : nullptr;
   float* xr = x + r * C;
+  if (tok[r] < 0) {  // a soft-prompt row moved in before: keep it, add the position
+    if (p)
+      for (int c = threadIdx.x; c < C; c += blockDim.x) xr[c] += p[c];
+    return;
+  }
+  const T* e = wte + (int64_t)tok[r] * C;
   for (int c = threadIdx.x; c < C; c += blockDim.x) xr[c] = Half<T>::to_float(e[c]) + (p ? p[c] : 0.f);
 }
 
@@ -41,6 +46,11 @@ __global__ void gate_kernel(float* const* __restrict__ s, int64_t layer_offset, 
   float* sr = s[i] + layer_offset + (int64_t)j * C;
   const float* yr = y + ((int64_t)i * S + j) * C;
   for (int c = threadIdx.x; c < C; c += blockDim.x) sr[c] = sr[c] * keep[c] + yr[c] * (1.f - keep[c]);
+}
+
+__global__ void scale_columns_kernel(float* __restrict__ x, int64_t ld, const float* __restrict__ scale, int cols) {
+  float* xr = x + (int64_t)blockIdx.x * ld;
+  for (int c = threadIdx.x; c < cols; c += blockDim.x) xr[c] *= scale[c];
 }
 
 unsigned row_threads(int64_t C) { return C >= 256 ? 256 : (unsigned)((C + 31) / 32 * 32); }
@@ -76,6 +86,12 @@ void gate_update(float* const* s, int64_t layer_stride, int64_t layer, const flo
                  int64_t S, int64_t C, cudaStream_t stream) {
   if (count <= 0) return;
   gate_kernel<<<(unsigned)(count * S), row_threads(C), 0, stream>>>(s, layer * layer_stride, y, keep, (int)S, (int)C);
+  ROOST_CUDA_LAUNCH_CHECK();
+}
+
+void scale_columns(float* x, int64_t ld, int64_t M, int64_t cols, const float* scale, cudaStream_t stream) {
+  if (M <= 0 || cols <= 0) return;
+  scale_columns_kernel<<<(unsigned)M, row_threads(cols), 0, stream>>>(x, ld, scale, (int)cols);
   ROOST_CUDA_LAUNCH_CHECK();
 }
 

@@ -3,7 +3,6 @@
 #include <cstring>
 
 #include "../cpp/dtype.h"
-#include "../cpp/models/weights.h"
 
 namespace roost::cuda {
 
@@ -54,20 +53,6 @@ DevMatrix DeviceWeights::matrix(DeviceBuffer& storage, const TensorView& t, int6
     }
   storage = upload(out.data(), out.size() * sizeof(uint16_t));
   return DevMatrix{K, N, type_, storage.data()};
-}
-
-DevLinear DeviceWeights::linear(const Checkpoint& ckpt, const std::string& prefix, int64_t K, int64_t N) {
-  DevLinear lin;
-  lin.W = matrix(lin.w, ckpt.get(prefix + ".weight", {K, N}), K, N, /*src_is_nk=*/false);
-  lin.b = floats(tensor_to_f32(ckpt.get(prefix + ".bias", {N})));
-  return lin;
-}
-
-DevLayerNorm DeviceWeights::layernorm(const Checkpoint& ckpt, const std::string& prefix, int64_t C) {
-  DevLayerNorm ln;
-  ln.w = floats(tensor_to_f32(ckpt.get(prefix + ".weight", {C})));
-  ln.b = floats(tensor_to_f32(ckpt.get(prefix + ".bias", {C})));
-  return ln;
 }
 
 }  // namespace roost::cuda

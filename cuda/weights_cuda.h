@@ -1,11 +1,11 @@
 // Checkpoint tensors -> device memory. Matrices become [N][K] (K contiguous)
 // in the model's weight type: F16 and BF16 tensors keep their dtype; F32
 // tensors are rounded to F16 (tensor cores take F16/BF16; docs/cuda.md).
-// LayerNorm parameters, biases and learned positions stay float32.
+// float32 constants (LayerNorm parameters, biases, learned positions) are
+// uploaded as they are.
 #pragma once
 
 #include <memory>
-#include <string>
 #include <vector>
 
 #include "../cpp/safetensors.h"
@@ -13,18 +13,6 @@
 #include "runtime.h"
 
 namespace roost::cuda {
-
-struct DevLinear {
-  DevMatrix W;
-  DeviceBuffer w, b;
-  const float* bias() const { return b.as<float>(); }
-};
-
-struct DevLayerNorm {
-  DeviceBuffer w, b;
-  const float* weight() const { return w.as<float>(); }
-  const float* bias() const { return b.as<float>(); }
-};
 
 // The weight type a checkpoint gets on the device: BF16 when its wte is BF16, else F16.
 WType weight_type_for(const Checkpoint& ckpt);
@@ -38,8 +26,6 @@ class DeviceWeights {
 
   // t is W [K, N] (Conv1D) or, with src_is_nk, [N, K] (wte [V, C], lm_head).
   DevMatrix matrix(DeviceBuffer& storage, const TensorView& t, int64_t K, int64_t N, bool src_is_nk);
-  DevLinear linear(const Checkpoint& ckpt, const std::string& prefix, int64_t K, int64_t N);
-  DevLayerNorm layernorm(const Checkpoint& ckpt, const std::string& prefix, int64_t C);
   DeviceBuffer floats(const std::vector<float>& v);
   DeviceBuffer upload(const void* data, size_t bytes);  // synchronous
 

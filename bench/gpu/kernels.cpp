@@ -34,11 +34,16 @@
 #include "config.h"
 #include "dtype.h"
 #include "models/bigbird_pattern.h"
+#include "models/model.h"
 
 using namespace roost;
 using namespace roost::cuda;
 
 namespace {
+
+// Names cpp/backend.h and cuda/ops.h both define: the device ones here.
+using cuda::Epilogue;
+using cuda::Scratch;
 
 double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
@@ -106,25 +111,23 @@ AttnBuffers attn_buffers(std::shared_ptr<DeviceContext> ctx, int64_t T, int64_t 
 }
 
 // Dense causal: one task per head over the whole sequence (the plan cuts it into query tiles).
-void dense_plan(AttentionPlan& plan, AttnBuffers& b) {
+void dense_plan(roost::AttentionPlan& plan, AttnBuffers& b) {
   const int64_t C = b.H * b.D;
   plan.clear();
-  plan.add_span(AttnSpan{b.k.as<uint16_t>(), b.v.as<uint16_t>(), C, b.T, 0, 0});
-  AttnTask t{b.out.as<float>(), C, b.q.as<float>(), C, b.T, 0, 0, 0, 0, 0};
-  plan.add_task(t);
-  for (t.head = 1; t.head < b.H; t.head++) plan.add_task_again(t);
+  plan.add_span(roost::AttnSpan{b.k.data(), b.v.data(), C, b.T, 0, 0});
+  plan.add_heads(roost::AttnTask{b.out.as<float>(), C, b.q.as<float>(), C, b.T, 0}, b.H);
 }
 
-void bigbird_plan(AttentionPlan& plan, AttnBuffers& b, const AttentionConfig& a) {
+void bigbird_plan(roost::AttentionPlan& plan, AttnBuffers& b, const AttentionConfig& a) {
   const int64_t C = b.H * b.D, bs = a.block_size;
   plan.clear();
   for (int64_t i = 0; i * bs < b.T; i++)
     for (int64_t h = 0; h < b.H; h++) {
       for (int64_t j : bigbird_blocks(a, 0, h, i))
-        plan.add_span(AttnSpan{b.k.as<uint16_t>() + j * bs * C, b.v.as<uint16_t>() + j * bs * C, C,
-                               std::min(bs, b.T - j * bs), j * bs, 0});
-      plan.add_task(AttnTask{b.out.as<float>() + i * bs * C, C, b.q.as<float>() + i * bs * C, C,
-                             std::min(bs, b.T - i * bs), i * bs, (int32_t)h, 0, 0, 0});
+        plan.add_span(roost::AttnSpan{b.k.as<uint16_t>() + j * bs * C, b.v.as<uint16_t>() + j * bs * C, C,
+                                      std::min(bs, b.T - j * bs), j * bs, 0});
+      plan.add_task(roost::AttnTask{b.out.as<float>() + i * bs * C, C, b.q.as<float>() + i * bs * C, C,
+                                    std::min(bs, b.T - i * bs), i * bs, (int32_t)h});
     }
 }
 
@@ -225,9 +228,9 @@ template <typename T> std::vector<T> get(const DeviceContext& ctx, const DeviceB
   return v;
 }
 
-void parity_dump(std::shared_ptr<DeviceContext> ctx, const std::string& dir) {
+void parity_dump(CudaBackend& be, ThreadPool& pool, const std::string& dir) {
   std::filesystem::create_directories(dir);
-  StepUpload up(ctx);
+  const std::shared_ptr<DeviceContext>& ctx = be.shared_context();
   Scratch ws(ctx);
   std::string manifest = "{";
   {  // causal attention, T 1024, H 4, D 64 (flash) and D 80 (SIMT)
@@ -236,11 +239,11 @@ void parity_dump(std::shared_ptr<DeviceContext> ctx, const std::string& dir) {
       const std::vector<float> q = randn(T * C);
       const std::vector<uint16_t> k = randn_half(T * C), v = randn_half(T * C);
       AttnBuffers b{T, H, D, put(ctx, q), put(ctx, k), put(ctx, v), DeviceBuffer(ctx, T * C * 4)};
-      AttentionPlan plan;
-      dense_plan(plan, b);
-      up.reset();
-      plan.prepare(D, up, *ctx);
-      plan.launch(0, ws, *ctx);
+      std::unique_ptr<roost::AttentionPlan> plan = be.attention_plan();
+      dense_plan(*plan, b);
+      be.begin_step(pool);
+      plan->prepare(D);
+      plan->run(0);
       const std::string p = dir + "/attn_d" + std::to_string(D);
       write_bin(p + "_q.bin", q);
       write_bin(p + "_k.bin", k);
@@ -297,13 +300,14 @@ int main(int argc, char** argv) {
     std::printf("no CUDA device: skipped (%s)\n", why.c_str());
     return 0;
   }
-  auto ctx = std::make_shared<DeviceContext>(0);
+  auto be = std::make_shared<CudaBackend>(0, WType::F16);
+  const std::shared_ptr<DeviceContext>& ctx = be->shared_context();
+  ThreadPool pool(1);
   const std::string gpu = device_name(0);
   std::printf("device: %s (%d SMs)\n", gpu.c_str(), ctx->sm_count());
-  if (!parity.empty()) parity_dump(ctx, parity);
+  if (!parity.empty()) parity_dump(*be, pool, parity);
 
-  StepUpload up(ctx);
-  Scratch ws(ctx);
+  cuda::Scratch ws(ctx);
   std::string json = "{\n  \"benchmark\": \"bench/gpu/kernels.cpp\",\n  \"device\": \"" + gpu + "\",\n";
 
   // ---- attention
@@ -315,11 +319,11 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < lengths.size(); i++) {
     const int64_t T = lengths[i];
     AttnBuffers b = attn_buffers(ctx, T, H, D);
-    AttentionPlan plan;
-    dense_plan(plan, b);
-    up.reset();
-    plan.prepare(D, up, *ctx);
-    const double ms = time_ms(*ctx, T >= 65536 ? 3 : 10, [&] { plan.launch(0, ws, *ctx); });
+    std::unique_ptr<roost::AttentionPlan> plan = be->attention_plan();
+    dense_plan(*plan, b);
+    be->begin_step(pool);
+    plan->prepare(D);
+    const double ms = time_ms(*ctx, T >= 65536 ? 3 : 10, [&] { plan->run(0); });
     const double tflops = 4.0 * T * T * D / 2 * H / (ms * 1e-3) / 1e12;
     if (T == 65536) dense64k_ms = ms;
     std::printf("dense causal flash attention T=%lld H=%lld D=%lld: %.3f ms, %.1f TFLOP/s\n", (long long)T, (long long)H,
@@ -332,12 +336,12 @@ int main(int argc, char** argv) {
     AttentionConfig a;
     a.kind = "bigbird", a.block_size = 64, a.window_blocks = 3, a.global_blocks = 1, a.random_blocks = 3, a.seed = 1;
     AttnBuffers b = attn_buffers(ctx, T, H, D);
-    AttentionPlan plan;
-    bigbird_plan(plan, b, a);
-    up.reset();
-    plan.prepare(D, up, *ctx);
-    const double ms = time_ms(*ctx, 10, [&] { plan.launch(0, ws, *ctx); });
-    const double keys = (double)plan.spans().size() * a.block_size / plan.tasks().size();
+    std::unique_ptr<roost::AttentionPlan> plan = be->attention_plan();
+    bigbird_plan(*plan, b, a);
+    be->begin_step(pool);
+    plan->prepare(D);
+    const double ms = time_ms(*ctx, 10, [&] { plan->run(0); });
+    const double keys = (double)plan->spans().size() * a.block_size / plan->tasks().size();
     std::printf("bigbird block-sparse attention T=%lld (b 64, w 3, g 1, r 3): %.3f ms (dense causal: %.3f ms, %.1fx)\n",
                 (long long)T, ms, dense64k_ms, dense64k_ms / ms);
     json += ", \"bigbird_64k\": {\"T\": 65536, \"block_size\": 64, \"window_blocks\": 3, \"global_blocks\": 1, "
@@ -360,7 +364,9 @@ int main(int argc, char** argv) {
       DeviceBuffer wb;
       const DevMatrix W = dw.matrix(wb, tv, g.K, g.N, false);
       DeviceBuffer x = put(ctx, randn(g.M * g.K)), y(ctx, g.M * g.N * 4);
-      const double ms = time_ms(*ctx, 20, [&] { gemm(y.as<float>(), g.N, x.as<float>(), g.K, W, nullptr, g.M, Epilogue::Store, ws, *ctx); });
+      const double ms = time_ms(*ctx, 20, [&] {
+        gemm(y.as<float>(), g.N, x.as<float>(), g.K, W, nullptr, g.M, cuda::Epilogue::Store, ws, *ctx);
+      });
       const double tflops = 2.0 * g.M * g.K * g.N / (ms * 1e-3) / 1e12, gbs = (double)g.K * g.N * 2 / (ms * 1e-3) / 1e9;
       std::printf("gemm M=%lld K=%lld N=%lld: %.4f ms, %.1f TFLOP/s, weights %.0f GB/s\n", (long long)g.M, (long long)g.K,
                   (long long)g.N, ms, tflops, gbs);
@@ -379,7 +385,7 @@ int main(int argc, char** argv) {
     std::printf("wrote %s in %.1f s\n", dir.c_str(), now_s() - t0);
   }
   double t0 = now_s();
-  auto model = cuda_backend::load_model(dir, 0);
+  auto model = load_model(dir, [](const Checkpoint& ckpt) -> std::shared_ptr<Backend> { return make_cuda_backend(0, ckpt); });
   std::printf("loaded GPT-2-124M shape (F16) in %.1f s, %.0f MB of weights\n", now_s() - t0, model->weight_bytes() / 1e6);
   json += "  \"decode\": {\"model\": \"gpt2, 12 layers, n_embd 768, 12 heads, vocab 50257, n_positions 1024, F16 random "
           "weights\", \"prompt_tokens\": 128, \"method\": \"Model::forward per step, logits of the last row to the host\", "

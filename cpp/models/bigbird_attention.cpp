@@ -36,19 +36,15 @@ void bigbird_keep_last(BigBirdBlocks& bb, int64_t L, int64_t H) {
 
 void bigbird_tasks(SpanBatch& batch, const BigBirdBlocks& bb, const AttentionSeq& s, int64_t b, int64_t l, int64_t L,
                    int64_t H) {
-  const int64_t end = s.pos0 + s.Tq;  // cache rows 0 .. end-1 exist
-  for (int64_t i = s.pos0 / b; i * b < end; i++) {
-    const int64_t p0 = std::max(s.pos0, i * b), p1 = std::min(end, (i + 1) * b);  // new queries in block i
-    const int64_t r0 = p0 - s.pos0;  // their first row in the step's q/out
-    for (int64_t h = 0; h < H; h++) {
-      const int64_t list = ((i - bb.i0) * L + l) * H + h;
-      for (int64_t o = bb.offset[list]; o < bb.offset[list + 1]; o++) {
-        const int64_t j = bb.block[o];  // key block j: cache rows j*b .. min((j+1)*b, end)-1
-        batch.add_span({s.k + j * b * s.kv_stride, s.v + j * b * s.kv_stride, s.kv_stride, std::min(b, end - j * b), j * b});
-      }
-      batch.add_task({s.out + r0 * s.out_stride, s.out_stride, s.q + r0 * s.q_stride, s.q_stride, p1 - p0, p0, h, nullptr, 0});
+  const int64_t end = s.pos0 + s.Tq;
+  bigbird_each_task(bb, b, l, L, H, s.pos0, s.Tq, [&](const BigBirdTask& t) {
+    for (int64_t o = 0; o < t.n_blocks; o++) {
+      const int64_t j = t.blocks[o];
+      batch.add_span({s.k + j * b * s.kv_stride, s.v + j * b * s.kv_stride, s.kv_stride, std::min(b, end - j * b), j * b});
     }
-  }
+    batch.add_task({s.out + t.r0 * s.out_stride, s.out_stride, s.q + t.r0 * s.q_stride, s.q_stride, t.p1 - t.p0, t.p0,
+                    t.head, nullptr, 0});
+  });
 }
 
 }  // namespace roost

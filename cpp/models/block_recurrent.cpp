@@ -2,259 +2,290 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "../common.h"
-#include "kv_ring.h"
 
 namespace roost {
 
 namespace {
 
+// block_recurrent: one item's rows and its new positions cut at block boundaries (W = block_size).
+struct BlockRows {
+  int64_t past, n, end, x0;
+  std::vector<std::pair<int64_t, int64_t>> segs;  // [begin, end) positions, one per block touched
+  int64_t row(int64_t pos) const { return x0 + pos - past; }
+};
+
+// The items' rows; *total receives the number of rows over all items.
+std::vector<BlockRows> plan_block_rows(const std::vector<ForwardItem>& items, int64_t W, int64_t* total) {
+  std::vector<BlockRows> rows(items.size());
+  int64_t R = 0;
+  for (size_t i = 0; i < items.size(); i++) {
+    BlockRows& r = rows[i];
+    r.past = items[i].state->length();
+    r.n = items[i].n;
+    r.end = r.past + r.n;
+    r.x0 = R;
+    for (int64_t p = r.past; p < r.end;) {
+      const int64_t q = std::min(r.end, (p / W + 1) * W);
+      r.segs.push_back({p, q});
+      p = q;
+    }
+    R += r.n;
+  }
+  *total = R;
+  return rows;
+}
+
+using Rows = BlockRows;
+
 // Per sequence: per layer a ring of the last 2W token K/V rows (a query in
 // block i reads keys from blocks i-1 and i only: at most 2W-1 earlier rows);
-// per recurrent layer the state s [S, C] and its keys/values kv_state(ln_s(s))
-// [S, 2C] (K | V), which a_cross and the update both read.
+// per layer the state s [S, C] (float) and its keys/values kv_state(ln_s(s))
+// (S K/V rows), which a_cross and the update both read. Ordinary layers leave
+// theirs unused, so one layer stride serves every layer.
 class RecurrentState : public SequenceState {
  public:
-  int64_t length() const override { return len; }
-  size_t bytes() const override {
-    size_t b = 0;
-    for (const KvRing& r : kv) b += r.bytes();
-    for (size_t i = 0; i < s.size(); i++) b += (s[i].capacity() + skv[i].capacity()) * sizeof(float);
-    return b;
+  RecurrentState(Backend& be, int64_t L, int64_t C, int64_t W, int64_t S)
+      : ring(L, C), skv(L, C), s_(be.alloc((size_t)L * S * C * sizeof(float))) {
+    ring.make_ring(be, 2 * W);
+    skv.make_ring(be, S);
   }
+  int64_t length() const override { return len; }
+  size_t bytes() const override { return ring.bytes() + skv.bytes() + s_->bytes(); }
+  float* s() const { return s_->as<float>(); }  // layer l at + l*S*C
+
+  KvRows ring, skv;
   int64_t len = 0;
-  std::vector<KvRing> kv;                  // [n_layer]
-  std::vector<std::vector<float>> s, skv;  // [recurrent layers]
+
+ private:
+  std::unique_ptr<Buffer> s_;
 };
 
 }  // namespace
 
-// One item's share of the step: new positions past .. end-1 at rows x0 .. of
-// the step's buffers, cut at block boundaries into segments [p0, p1).
-BlockRecurrentModel::BlockRecurrentModel(const ModelConfig& config, const Checkpoint& ckpt)
-    : cfg_(config), head_(ckpt, config.vocab_size, config.n_embd), rotary_(config.rotary_dim, config.rotary_base) {
-  const int64_t C = cfg_.n_embd, F = cfg_.n_inner, S = cfg_.num_states;
-  weight_bytes_ += head_.bytes();
-  ThreadPool one(1);  // for the initial state keys, computed once here
-  for (int64_t l = 0; l < cfg_.n_layer; l++) {
+BlockRecurrentModel::BlockRecurrentModel(const ModelConfig& config, const Checkpoint& ckpt, std::shared_ptr<Backend> backend)
+    : ModelBase(config, ckpt, std::move(backend)), init_kv_(config.n_layer, config.n_embd) {
+  require_ops(be(), cfg_, {Op::ToKv, Op::GateUpdate});
+  const int64_t C = cfg_.n_embd, S = cfg_.num_states, L = cfg_.n_layer;
+  std::vector<float> init_s((size_t)L * S * C, 0.f);
+  for (int64_t l = 0; l < L; l++) {
     const std::string p = "h." + std::to_string(l) + ".";
-    Layer L;
+    Layer Ly;
     const auto& rl = cfg_.recurrent_layers;
-    if (std::find(rl.begin(), rl.end(), l) != rl.end()) L.rec = std::find(rl.begin(), rl.end(), l) - rl.begin();
-    L.ln_1 = load_layernorm(ckpt, p + "ln_1", C);
-    L.c_attn = load_linear(ckpt, p + "attn.c_attn", C, 3 * C);
-    L.attn_proj = load_linear(ckpt, p + "attn.c_proj", L.rec >= 0 ? 2 * C : C, C);  // input [a_self ; a_cross]
-    L.ln_2 = load_layernorm(ckpt, p + "ln_2", C);
-    L.c_fc = load_linear(ckpt, p + "mlp.c_fc", C, F);
-    L.mlp_proj = load_linear(ckpt, p + "mlp.c_proj", F, C);
-    if (L.rec >= 0) {
-      L.q_state = load_linear(ckpt, p + "attn.q_state", C, C);
-      L.kv_state = load_linear(ckpt, p + "attn.kv_state", C, 2 * C);
-      L.ln_s = load_layernorm(ckpt, p + "ln_s", C);
-      L.state_init = tensor_to_f32(ckpt.get(p + "state_init", {S, C}));
-      L.state_q = load_linear(ckpt, p + "state.q_attn", C, C);
-      L.state_proj = load_linear(ckpt, p + "state.c_proj", C, C);
-      for (float g : tensor_to_f32(ckpt.get(p + "state.gate_bias", {C}))) L.keep.push_back(1.f / (1.f + std::exp(-g)));
-      L.init_kv.resize(S * 2 * C);
-      state_kv(L, L.init_kv.data(), L.state_init.data(), S, one);
-      weight_bytes_ += (L.state_init.size() + L.init_kv.size() + L.keep.size()) * sizeof(float);
+    Ly.rec = std::find(rl.begin(), rl.end(), l) != rl.end();
+    Ly.ln_1 = load_norm(be(), ckpt, p + "ln_1", C);
+    Ly.c_attn = load_dense(be(), ckpt, p + "attn.c_attn", C, 3 * C);
+    Ly.attn_proj = load_dense(be(), ckpt, p + "attn.c_proj", Ly.rec ? 2 * C : C, C);  // input [a_self ; a_cross]
+    Ly.mlp = load_mlp(ckpt, p);
+    if (Ly.rec) {
+      Ly.q_state = load_dense(be(), ckpt, p + "attn.q_state", C, C);
+      Ly.kv_state = load_dense(be(), ckpt, p + "attn.kv_state", C, 2 * C);
+      Ly.ln_s = load_norm(be(), ckpt, p + "ln_s", C);
+      Ly.state_q = load_dense(be(), ckpt, p + "state.q_attn", C, C);
+      Ly.state_proj = load_dense(be(), ckpt, p + "state.c_proj", C, C);
+      std::vector<float> keep;
+      for (float g : tensor_to_f32(ckpt.get(p + "state.gate_bias", {C}))) keep.push_back(1.f / (1.f + std::exp(-g)));
+      Ly.keep = be().floats(keep);
+      const std::vector<float> s0 = tensor_to_f32(ckpt.get(p + "state_init", {S, C}));
+      std::copy(s0.begin(), s0.end(), init_s.begin() + l * S * C);
     }
-    for (const Linear* lin : {&L.c_attn, &L.attn_proj, &L.c_fc, &L.mlp_proj, &L.q_state, &L.kv_state, &L.state_q, &L.state_proj})
-      weight_bytes_ += lin->W.bytes() + lin->bias.size() * sizeof(float);
-    for (const LayerNormWeights* ln : {&L.ln_1, &L.ln_2, &L.ln_s})
-      weight_bytes_ += (ln->weight.size() + ln->bias.size()) * sizeof(float);
-    layers_.push_back(std::move(L));
+    layers_.push_back(std::move(Ly));
   }
+  init_s_ = be().alloc(init_s.size() * sizeof(float));
+  init_kv_.make_ring(be(), S);
+  for (auto& p : self_) p = be().attention_plan();
+  for (auto* s : {&s_x_, &s_qkv_, &s_kvh_, &s_qs_, &s_att_, &s_su_, &s_sq_, &s_sa_, &s_sy_, &s_skv_}) *s = be().scratch();
+
+  // Every sequence starts from s_0 and kv_state(ln_s(s_0)), computed here once on the backend.
+  ThreadPool one(1);
+  be().begin_step(one);
+  be().copy(init_s_->data(), be().upload(init_s), init_s_->bytes());
+  float* u = s_su_->get<float>(S * C);
+  float* kv = s_skv_->get<float>(S * 2 * C);
+  for (int64_t l = 0; l < L; l++) {
+    const Layer& Ly = layers_[l];
+    if (!Ly.rec) continue;
+    be().layernorm(u, C, init_s_->as<float>() + l * S * C, C, nullptr, Ly.ln_s.w, Ly.ln_s.b, S, C, cfg_.layer_norm_epsilon);
+    be().gemm(kv, 2 * C, u, C, *Ly.kv_state.W, Ly.kv_state.bias, S, Epilogue::Store);
+    be().to_kv(init_kv_.k(l, 0), C, kv, 2 * C, S, C);
+    be().to_kv(init_kv_.v(l, 0), C, kv + C, 2 * C, S, C);
+  }
+  be().finish();
 }
 
 std::unique_ptr<SequenceState> BlockRecurrentModel::new_state() const {
-  auto st = std::make_unique<RecurrentState>();
-  for (const Layer& L : layers_) {
-    st->kv.emplace_back(2 * cfg_.block_size, cfg_.n_embd);
-    if (L.rec >= 0) {
-      st->s.push_back(L.state_init);
-      st->skv.push_back(L.init_kv);
-    }
-  }
+  const int64_t C = cfg_.n_embd, S = cfg_.num_states, L = cfg_.n_layer;
+  auto st = std::make_unique<RecurrentState>(be(), L, C, cfg_.block_size, S);
+  be().copy(st->s(), init_s_->data(), init_s_->bytes());
+  be().copy(st->skv.k(0, 0), init_kv_.k(0, 0), init_kv_.bytes());
   return st;
 }
 
-// kv [M, 2C] = kv_state(ln_s(s)), s: [M, C] (K | V of the state rows).
-void BlockRecurrentModel::state_kv(const Layer& L, float* kv, const float* s, int64_t M, ThreadPool& pool) {
-  const int64_t C = cfg_.n_embd;
-  std::vector<float> u(M * C);
-  layernorm(u.data(), s, L.ln_s.weight.data(), L.ln_s.bias.data(), M, C, cfg_.layer_norm_epsilon);
-  L.kv_state.apply(kv, u.data(), M, pool);
-}
-
-// a_self into att_ columns 0..C-1 (row stride a_stride): the query at p in
-// block i sees keys max(0, (i-1)W) .. p, earlier ones from the ring, the step's
-// own from qkv_.
-void BlockRecurrentModel::self_attention(const std::vector<ForwardItem>& items, const std::vector<Rows>& rows, size_t l,
-                                         int64_t a_stride, ThreadPool& pool) {
-  const int64_t C = cfg_.n_embd, H = cfg_.n_head, D = C / H, W = cfg_.block_size;
-  spans_.clear();
-  for (size_t i = 0; i < items.size(); i++) {
-    const Rows& r = rows[i];
-    const KvRing& ring = static_cast<RecurrentState*>(items[i].state)->kv[l];
-    for (const auto& [p0, p1] : r.segs) {
-      const int64_t ks = std::max<int64_t>(0, (p0 / W - 1) * W);  // first key position of the window
-      if (ks < r.past) ring.spans(spans_, ks, r.past);
-      const int64_t cs = std::max(ks, r.past);  // first key from this step: rows of qkv_ [R, 3C]
-      const float* kr = qkv_.data() + r.row(cs) * 3 * C;
-      spans_.add_span({kr + C, kr + 2 * C, 3 * C, p1 - cs, cs});
-      SpanAttentionTask t{att_.data() + r.row(p0) * a_stride, a_stride, qkv_.data() + r.row(p0) * 3 * C, 3 * C, p1 - p0, p0, 0,
-                          nullptr, 0};
-      spans_.add_task(t);
-      for (t.head = 1; t.head < H; t.head++) spans_.add_task_again(t);
-    }
-  }
-  attention_spans(spans_.tasks(), D, pool);
-}
-
-// a_cross into att_ columns C..2C-1 (stride 2C), block by block in order:
-// tokens of block i read state s_i, and each block that completes updates it.
-void BlockRecurrentModel::state_attention(const std::vector<ForwardItem>& items, const std::vector<Rows>& rows, size_t l,
-                                          ThreadPool& pool) {
-  const int64_t C = cfg_.n_embd, H = cfg_.n_head, D = C / H, W = cfg_.block_size, S = cfg_.num_states;
-  const Layer& L = layers_[l];
-  size_t rounds = 0;
-  for (const Rows& r : rows) rounds = std::max(rounds, r.segs.size());
-  for (size_t k = 0; k < rounds; k++) {
-    spans_.clear();
-    std::vector<std::pair<size_t, int64_t>> done;  // (item, block) completed in this round
-    for (size_t i = 0; i < items.size(); i++) {
-      if (k >= rows[i].segs.size()) continue;
-      const auto [p0, p1] = rows[i].segs[k];
-      const float* skv = static_cast<RecurrentState*>(items[i].state)->skv[L.rec].data();  // [S, 2C]
-      spans_.add_span({skv, skv + C, 2 * C, S, kSpanNoMask});
-      const int64_t r0 = rows[i].row(p0);
-      SpanAttentionTask t{att_.data() + r0 * 2 * C + C, 2 * C, qs_.data() + r0 * C, C, p1 - p0, p0, 0, nullptr, 0};
-      spans_.add_task(t);
-      for (t.head = 1; t.head < H; t.head++) spans_.add_task_again(t);
-      if (p1 % W == 0) done.push_back({i, p0 / W});
-    }
-    attention_spans(spans_.tasks(), D, pool);
-    if (!done.empty()) update_states(items, rows, done, l, pool);
-  }
-}
-
-// The horizontal step for each (item, block i) in `done`: u = ln_s(s_i), state
-// queries from u over [state K/V ; block i's token K/V], y = proj_h(attn),
-// s_{i+1} = s_i * sigmoid(gate_bias) + y * (1 - sigmoid(gate_bias)).
-void BlockRecurrentModel::update_states(const std::vector<ForwardItem>& items, const std::vector<Rows>& rows,
-                                        const std::vector<std::pair<size_t, int64_t>>& done, size_t l, ThreadPool& pool) {
-  const int64_t C = cfg_.n_embd, H = cfg_.n_head, D = C / H, W = cfg_.block_size, S = cfg_.num_states;
-  const Layer& L = layers_[l];
-  const int64_t M = (int64_t)done.size() * S;  // state rows of every update, item after item
-  su_.resize(M * C);
-  sq_.resize(M * C);
-  sa_.resize(M * C);
-  sy_.resize(M * C);
-  for (size_t k = 0; k < done.size(); k++) {
-    const auto* st = static_cast<RecurrentState*>(items[done[k].first].state);
-    std::memcpy(su_.data() + k * S * C, st->s[L.rec].data(), S * C * sizeof(float));
-  }
-  layernorm(su_.data(), su_.data(), L.ln_s.weight.data(), L.ln_s.bias.data(), M, C, cfg_.layer_norm_epsilon);
-  L.state_q.apply(sq_.data(), su_.data(), M, pool);  // [M, C], no rotary
-  spans_.clear();
-  for (size_t k = 0; k < done.size(); k++) {
-    const Rows& r = rows[done[k].first];
-    auto* st = static_cast<RecurrentState*>(items[done[k].first].state);
-    const float* skv = st->skv[L.rec].data();
-    const int64_t b0 = done[k].second * W, b1 = b0 + W;  // the block's positions
-    spans_.add_span({skv, skv + C, 2 * C, S, kSpanNoMask});
-    if (b0 < r.past) st->kv[l].spans(spans_, b0, r.past, /*unmasked=*/true);
-    const int64_t cs = std::max(b0, r.past);
-    const float* kr = qkv_.data() + r.row(cs) * 3 * C;
-    spans_.add_span({kr + C, kr + 2 * C, 3 * C, b1 - cs, kSpanNoMask});
-    SpanAttentionTask t{sa_.data() + k * S * C, C, sq_.data() + k * S * C, C, S, 0, 0, nullptr, 0};
-    spans_.add_task(t);
-    for (t.head = 1; t.head < H; t.head++) spans_.add_task_again(t);
-  }
-  attention_spans(spans_.tasks(), D, pool);
-  L.state_proj.apply(sy_.data(), sa_.data(), M, pool);  // y: [M, C]
-  for (size_t k = 0; k < done.size(); k++) {
-    auto* st = static_cast<RecurrentState*>(items[done[k].first].state);
-    float* s = st->s[L.rec].data();
-    const float* y = sy_.data() + k * S * C;
-    for (int64_t j = 0; j < S; j++)
-      for (int64_t c = 0; c < C; c++) s[j * C + c] = s[j * C + c] * L.keep[c] + y[j * C + c] * (1.f - L.keep[c]);
-    std::memcpy(su_.data() + k * S * C, s, S * C * sizeof(float));
-  }
-  std::vector<float> kv(M * 2 * C);
-  state_kv(L, kv.data(), su_.data(), M, pool);
-  for (size_t k = 0; k < done.size(); k++) {
-    auto* st = static_cast<RecurrentState*>(items[done[k].first].state);
-    std::memcpy(st->skv[L.rec].data(), kv.data() + k * S * 2 * C, S * 2 * C * sizeof(float));
-  }
-}
-
 void BlockRecurrentModel::forward(const std::vector<ForwardItem>& items, ThreadPool& pool) {
-  const int64_t C = cfg_.n_embd, H = cfg_.n_head, D = C / H, F = cfg_.n_inner, V = cfg_.vocab_size, W = cfg_.block_size;
+  const int64_t C = cfg_.n_embd, H = cfg_.n_head, D = C / H, V = cfg_.vocab_size, W = cfg_.block_size;
+  const int64_t S = cfg_.num_states, L = cfg_.n_layer, W2 = 2 * W;
+  const float eps = cfg_.layer_norm_epsilon;
+  Backend& be = this->be();
+  const size_t es = be.kv_size();
+  be.begin_step(pool);
+
   int64_t R = 0;
   const std::vector<Rows> rows = plan_block_rows(items, W, &R);
-  x_.resize(R * C);
-  pos_.resize(R);
-  for (size_t i = 0; i < items.size(); i++)
-    for (int64_t j = 0; j < rows[i].n; j++) {
-      head_.embed(x_.data() + (rows[i].x0 + j) * C, items[i].tokens[j]);
-      pos_[rows[i].x0 + j] = rows[i].past + j;
-    }
-  rotary_.tables(cos_, sin_, pos_.data(), R);
+  size_t n_rounds = 0;
+  for (const Rows& r : rows) n_rounds = std::max(n_rounds, r.segs.size());
+  bool any_rec = false, any_plain = false;
+  for (const Layer& Ly : layers_) (Ly.rec ? any_rec : any_plain) = true;
 
-  h_.resize(R * C);
-  qkv_.resize(R * 3 * C);
-  tmp_.resize(R * C);
-  ff_.resize(R * F);
-  for (size_t l = 0; l < layers_.size(); l++) {
-    const Layer& L = layers_[l];
-    const int64_t a_stride = L.rec >= 0 ? 2 * C : C;  // att_ rows: a_self (| a_cross)
-    att_.resize(R * a_stride);
-    layernorm(h_.data(), x_.data(), L.ln_1.weight.data(), L.ln_1.bias.data(), R, C, cfg_.layer_norm_epsilon);
-    L.c_attn.apply(qkv_.data(), h_.data(), R, pool);  // [R, 3C] = Q | K | V
-    rotary_.apply(qkv_.data(), 3 * C, R, H, D, cos_.data(), sin_.data());
-    rotary_.apply(qkv_.data() + C, 3 * C, R, H, D, cos_.data(), sin_.data());
-    self_attention(items, rows, l, a_stride, pool);
-    if (L.rec >= 0) {
-      qs_.resize(R * C);
-      L.q_state.apply(qs_.data(), h_.data(), R, pool);  // token queries of a_cross, no rotary
-      state_attention(items, rows, l, pool);
-    }
-    for (size_t i = 0; i < items.size(); i++) {  // every read of this layer is done: keep the new K/V
-      const float* kr = qkv_.data() + rows[i].x0 * 3 * C;
-      static_cast<RecurrentState*>(items[i].state)->kv[l].write(rows[i].past, rows[i].n, kr + C, kr + 2 * C, 3 * C);
-    }
-    L.attn_proj.apply(tmp_.data(), att_.data(), R, pool);
-    add_inplace(x_.data(), tmp_.data(), R * C);
+  float* x = s_x_->get<float>(R * C);
+  float* h = s_h_->get<float>(R * C);
+  float* qkv = s_qkv_->get<float>(R * 3 * C);
+  char* kvh = static_cast<char*>(s_kvh_->get(R * 2 * C * es));  // this step's K | V rows
+  float* att = s_att_->get<float>(R * 2 * C);                    // a_self (| a_cross)
+  float* qs = any_rec ? s_qs_->get<float>(R * C) : nullptr;
+  auto step_kv = [&](int64_t row) { return kvh + row * 2 * C * es; };  // K at +0, V at + C elements
 
-    layernorm(h_.data(), x_.data(), L.ln_2.weight.data(), L.ln_2.bias.data(), R, C, cfg_.layer_norm_epsilon);
-    L.c_fc.apply(ff_.data(), h_.data(), R, pool);  // [R, F]
-    gelu(ff_.data(), ff_.data(), R * F);
-    L.mlp_proj.apply(tmp_.data(), ff_.data(), R, pool);
-    add_inplace(x_.data(), tmp_.data(), R * C);
+  std::vector<int32_t> tok(R);
+  std::vector<int64_t> pos(R);
+  std::vector<RowMove> ring_moves;  // after each layer's reads: the new K/V rows into the ring (last 2W survive)
+  for (size_t i = 0; i < items.size(); i++) {
+    auto* s = static_cast<RecurrentState*>(items[i].state);
+    const Rows& r = rows[i];
+    for (int64_t j = 0; j < r.n; j++) {
+      tok[r.x0 + j] = items[i].tokens[j];
+      pos[r.x0 + j] = r.past + j;
+    }
+    for (int64_t t = std::max<int64_t>(0, r.n - W2); t < r.n; t++) {
+      const int64_t slot = (r.past + t) % W2, row = r.x0 + t;
+      ring_moves.push_back({qkv + row * 3 * C + C, s->ring.k(0, slot), s->ring.layer_stride()});
+      ring_moves.push_back({qkv + row * 3 * C + 2 * C, s->ring.v(0, slot), s->ring.layer_stride()});
+    }
+  }
+  const Positions& P = positions(pos);
+  const RowMove* d_ring = be.upload(ring_moves);
+
+  // a_self: the query at p in block i sees keys max(0, (i-1)W) .. p; earlier
+  // ones from the ring, the step's own from kvh.
+  for (int k = 0; k < 2; k++) {
+    AttentionPlan& plan = *self_[k];
+    plan.clear();
+    if (!(k ? any_rec : any_plain)) continue;
+    const int64_t a_stride = k ? 2 * C : C;
+    for (size_t i = 0; i < items.size(); i++) {
+      auto* s = static_cast<RecurrentState*>(items[i].state);
+      const Rows& r = rows[i];
+      for (const auto& [p0, p1] : r.segs) {
+        const int64_t ks = std::max<int64_t>(0, (p0 / W - 1) * W);
+        if (ks < r.past) s->ring.ring_spans(plan, ks, r.past, /*unmasked=*/false, /*per_layer=*/true);
+        const int64_t cs = std::max(ks, r.past);
+        plan.add_span(AttnSpan{step_kv(r.row(cs)), step_kv(r.row(cs)) + C * es, 2 * C, p1 - cs, cs, 0});
+        plan.add_heads(AttnTask{att + r.row(p0) * a_stride, a_stride, qkv + r.row(p0) * 3 * C, 3 * C, p1 - p0, p0}, H);
+      }
+    }
+    plan.prepare(D);
+  }
+
+  // a_cross and the state updates, round by round (the k-th segment of every
+  // item). The update buffers are sized for the largest round first, so the
+  // lists below can hold their addresses.
+  const size_t used_rounds = any_rec ? n_rounds : 0;
+  while (rounds_.size() < used_rounds) rounds_.push_back(Round{be.attention_plan(), be.attention_plan()});
+  int64_t max_done = 0;
+  for (size_t k = 0; k < used_rounds; k++) {
+    int64_t done = 0;
+    for (const Rows& r : rows) done += k < r.segs.size() && r.segs[k].second % W == 0;
+    max_done = std::max(max_done, done);
+  }
+  const int64_t MM = std::max<int64_t>(1, max_done * S);
+  float* su = s_su_->get<float>(MM * C);        // ln_s(s) rows of the round's updates
+  float* sq = s_sq_->get<float>(MM * C);        // state queries
+  float* sa = s_sa_->get<float>(MM * C);        // their attention
+  float* sy = s_sy_->get<float>(MM * C);        // proj_h
+  float* skvf = s_skv_->get<float>(MM * 2 * C);  // kv_state of the new states
+  for (size_t k = 0; k < used_rounds; k++) {
+    Round& rd = rounds_[k];
+    rd.read->clear();
+    rd.update->clear();
+    std::vector<std::pair<size_t, int64_t>> done;  // (item, block)
+    for (size_t i = 0; i < items.size(); i++) {
+      if (k >= rows[i].segs.size()) continue;
+      auto* s = static_cast<RecurrentState*>(items[i].state);
+      const auto [p0, p1] = rows[i].segs[k];
+      rd.read->add_span(s->skv.span(0, 0, S, kNoMaskPos, /*per_layer=*/true));
+      rd.read->add_heads(AttnTask{att + rows[i].row(p0) * 2 * C + C, 2 * C, qs + rows[i].row(p0) * C, C, p1 - p0, p0}, H);
+      if (p1 % W == 0) done.push_back({i, p0 / W});
+    }
+    rd.read->prepare(D);
+    rd.done = (int64_t)done.size();
+    if (done.empty()) continue;
+    std::vector<RowMove> s_rows, kv_rows;
+    std::vector<float*> s_ptrs;
+    for (size_t d = 0; d < done.size(); d++) {
+      const Rows& r = rows[done[d].first];
+      auto* s = static_cast<RecurrentState*>(items[done[d].first].state);
+      s_ptrs.push_back(s->s());
+      for (int64_t j = 0; j < S; j++) {
+        s_rows.push_back({s->s() + j * C, su + (d * S + j) * C, 0, S * C});
+        kv_rows.push_back({skvf + (d * S + j) * 2 * C, s->skv.k(0, j), s->skv.layer_stride(), 0});
+        kv_rows.push_back({skvf + (d * S + j) * 2 * C + C, s->skv.v(0, j), s->skv.layer_stride(), 0});
+      }
+      const int64_t b0 = done[d].second * W, b1 = b0 + W;
+      rd.update->add_span(s->skv.span(0, 0, S, kNoMaskPos, /*per_layer=*/true));
+      if (b0 < r.past) s->ring.ring_spans(*rd.update, b0, r.past, /*unmasked=*/true, /*per_layer=*/true);
+      const int64_t cs = std::max(b0, r.past);
+      rd.update->add_span(AttnSpan{step_kv(r.row(cs)), step_kv(r.row(cs)) + C * es, 2 * C, b1 - cs, kNoMaskPos, 0});
+      rd.update->add_heads(AttnTask{sa + d * S * C, C, sq + d * S * C, C, S, 0}, H);
+    }
+    rd.update->prepare(D);
+    rd.s_rows = be.upload(s_rows);
+    rd.kv_rows = be.upload(kv_rows);
+    rd.s_ptrs = be.upload(s_ptrs);
+  }
+
+  be.embed(x, *wte_, nullptr, be.upload(tok), P, R, C);
+  for (int64_t l = 0; l < L; l++) {
+    const Layer& Ly = layers_[l];
+    const int64_t a_stride = Ly.rec ? 2 * C : C;
+    be.layernorm(h, C, x, C, nullptr, Ly.ln_1.w, Ly.ln_1.b, R, C, eps);
+    be.gemm(qkv, 3 * C, h, C, *Ly.c_attn.W, Ly.c_attn.bias, R, Epilogue::Store);  // Q | K | V
+    be.rotary(qkv, 3 * C, R, H, D, 2, P);
+    be.to_kv(kvh, 2 * C, qkv + C, 3 * C, R, 2 * C);
+    self_[Ly.rec ? 1 : 0]->run(l);
+    if (Ly.rec) {
+      be.gemm(qs, C, h, C, *Ly.q_state.W, Ly.q_state.bias, R, Epilogue::Store);  // token queries of a_cross, no rotary
+      for (size_t k = 0; k < used_rounds; k++) {
+        const Round& rd = rounds_[k];
+        rd.read->run(l);
+        if (rd.done == 0) continue;
+        const int64_t M = rd.done * S;
+        be.move_rows(rd.s_rows, M, C, l, false);  // su = s
+        be.layernorm(su, C, su, C, nullptr, Ly.ln_s.w, Ly.ln_s.b, M, C, eps);
+        be.gemm(sq, C, su, C, *Ly.state_q.W, Ly.state_q.bias, M, Epilogue::Store);  // no rotary
+        rd.update->run(l);
+        be.gemm(sy, C, sa, C, *Ly.state_proj.W, Ly.state_proj.bias, M, Epilogue::Store);
+        be.gate_update(rd.s_ptrs, S * C, l, sy, Ly.keep, rd.done, S, C);
+        be.move_rows(rd.s_rows, M, C, l, false);  // su = the new s
+        be.layernorm(su, C, su, C, nullptr, Ly.ln_s.w, Ly.ln_s.b, M, C, eps);
+        be.gemm(skvf, 2 * C, su, C, *Ly.kv_state.W, Ly.kv_state.bias, M, Epilogue::Store);
+        be.move_rows(rd.kv_rows, 2 * M, C, l, /*to_kv=*/true);
+      }
+    }
+    be.move_rows(d_ring, (int64_t)ring_moves.size(), C, l, /*to_kv=*/true);  // every read of this layer is done
+    be.gemm(x, C, att, a_stride, *Ly.attn_proj.W, Ly.attn_proj.bias, R, Epilogue::Add);
+    mlp(Ly.mlp, x, R);
   }
   for (size_t i = 0; i < items.size(); i++) static_cast<RecurrentState*>(items[i].state)->len = rows[i].end;
 
-  int64_t out_rows = 0;
-  for (const auto& it : items) out_rows += it.all_logits ? it.n : 1;
-  head_in_.resize(out_rows * C);
-  int64_t at = 0;
+  std::vector<int32_t> out_rows;
+  std::vector<float*> dest;
   for (size_t i = 0; i < items.size(); i++) {
     const int64_t first = items[i].all_logits ? 0 : items[i].n - 1;
-    for (int64_t j = first; j < items[i].n; j++, at++)
-      std::memcpy(head_in_.data() + at * C, x_.data() + (rows[i].x0 + j) * C, C * sizeof(float));
+    for (int64_t j = first; j < items[i].n; j++) {
+      out_rows.push_back((int32_t)(rows[i].x0 + j));
+      dest.push_back(items[i].logits + (j - first) * V);
+    }
   }
-  logits_.resize(out_rows * V);
-  head_.logits(logits_.data(), head_in_.data(), out_rows, cfg_.layer_norm_epsilon, pool);
-  at = 0;
-  for (const auto& it : items) {
-    const int64_t n = it.all_logits ? it.n : 1;
-    std::memcpy(it.logits, logits_.data() + at * V, n * V * sizeof(float));
-    at += n;
-  }
+  head_logits(x, out_rows, dest);
 }
 
 }  // namespace roost

@@ -1,7 +1,7 @@
 #include "gpt2.h"
 
 #include <algorithm>
-#include <cstring>
+#include <map>
 
 #include "../common.h"
 #include "bigbird_attention.h"
@@ -10,85 +10,36 @@ namespace roost {
 
 namespace {
 
-// KV cache of one sequence: per layer, K and V rows [cap, C] (position-major,
+// KV cache of one sequence: per layer K and V rows [cap, C] (position-major,
 // head h at columns h*D .. h*D+D-1), grown geometrically.
 class Gpt2State : public SequenceState {
  public:
-  Gpt2State(int64_t n_layer, int64_t C) : C_(C), k_(n_layer), v_(n_layer) {}
-  int64_t length() const override { return len_; }
+  Gpt2State(int64_t n_layer, int64_t C) : kv(n_layer, C) {}
+  int64_t length() const override { return len; }
   // BigBird still caches every position: global and random blocks reach anywhere.
-  size_t bytes() const override { return (size_t)cap_ * C_ * sizeof(float) * 2 * k_.size() + bigbird.bytes(); }
-
-  void reserve(int64_t need, int64_t limit) {
-    if (need <= cap_) return;
-    int64_t cap = std::max<int64_t>({need, cap_ * 2, 64});
-    cap = (cap + 63) / 64 * 64;
-    if (limit > 0) cap = std::min(cap, std::max(limit, need));
-    for (size_t l = 0; l < k_.size(); l++) {
-      grow(k_[l], cap);
-      grow(v_[l], cap);
-    }
-    cap_ = cap;
-  }
-  float* k(size_t layer) { return k_[layer].as<float>(); }
-  float* v(size_t layer) { return v_[layer].as<float>(); }
-  int64_t len_ = 0;
+  size_t bytes() const override { return kv.bytes() + bigbird.bytes(); }
+  KvRows kv;
+  int64_t len = 0;
   BigBirdBlocks bigbird;  // block lists of the blocks the last step touched (bigbird only)
-
- private:
-  void grow(AlignedBuffer& buf, int64_t cap) {
-    AlignedBuffer bigger((size_t)cap * C_ * sizeof(float));
-    if (len_ > 0) std::memcpy(bigger.data(), buf.data(), (size_t)len_ * C_ * sizeof(float));
-    buf = std::move(bigger);
-  }
-  int64_t C_;
-  int64_t cap_ = 0;
-  std::vector<AlignedBuffer> k_, v_;
 };
-
-// x[r, c] *= scale[c] for rows r < M of a matrix with row stride ld.
-void scale_columns(float* x, int64_t ld, const float* scale, int64_t M, int64_t cols) {
-  for (int64_t r = 0; r < M; r++) {
-    float* row = x + r * ld;
-    for (int64_t c = 0; c < cols; c++) row[c] *= scale[c];
-  }
-}
 
 }  // namespace
 
-Gpt2Model::Gpt2Model(const ModelConfig& config, const Checkpoint& ckpt) : cfg_(config) {
-  const int64_t C = cfg_.n_embd, V = cfg_.vocab_size, F = cfg_.n_inner;
-
-  const TensorView& wte = ckpt.get("wte.weight", {V, C});
-  wte_ = pack_matrix(wte.data, wte.dtype, C, V, /*src_is_nk=*/true);
-  weight_bytes_ += wte_.bytes();
-  head_ = &wte_;
-  if (const TensorView* lm = ckpt.find("lm_head.weight")) {
-    ckpt.get("lm_head.weight", {V, C});  // shape check with a message naming it
-    lm_head_ = pack_matrix(lm->data, lm->dtype, C, V, true);
-    weight_bytes_ += lm_head_.bytes();
-    head_ = &lm_head_;
-  }
-  if (cfg_.position_embedding == "learned") {
-    wpe_ = tensor_to_f32(ckpt.get("wpe.weight", {cfg_.n_positions, C}));
-    weight_bytes_ += wpe_.size() * sizeof(float);
-  } else {
-    rotary_ = Rotary(cfg_.rotary_dim, cfg_.rotary_base);
-  }
+Gpt2Model::Gpt2Model(const ModelConfig& config, const Checkpoint& ckpt, std::shared_ptr<Backend> backend)
+    : ModelBase(config, ckpt, std::move(backend)) {
+  const int64_t C = cfg_.n_embd;
+  if (cfg_.position_embedding == "learned") wpe_ = be().floats(tensor_to_f32(ckpt.get("wpe.weight", {cfg_.n_positions, C})));
   for (int64_t l = 0; l < cfg_.n_layer; l++) {
     const std::string p = "h." + std::to_string(l) + ".";
-    Layer L;
-    L.ln_1 = load_layernorm(ckpt, p + "ln_1", C);
-    L.c_attn = load_linear(ckpt, p + "attn.c_attn", C, 3 * C);
-    L.attn_proj = load_linear(ckpt, p + "attn.c_proj", C, C);
-    L.ln_2 = load_layernorm(ckpt, p + "ln_2", C);
-    L.c_fc = load_linear(ckpt, p + "mlp.c_fc", C, F);
-    L.mlp_proj = load_linear(ckpt, p + "mlp.c_proj", F, C);
-    for (const Linear* lin : {&L.c_attn, &L.attn_proj, &L.c_fc, &L.mlp_proj})
-      weight_bytes_ += lin->W.bytes() + lin->bias.size() * sizeof(float);
-    layers_.push_back(std::move(L));
+    layers_.push_back({load_norm(be(), ckpt, p + "ln_1", C), load_dense(be(), ckpt, p + "attn.c_attn", C, 3 * C),
+                       load_dense(be(), ckpt, p + "attn.c_proj", C, C), load_mlp(ckpt, p)});
   }
-  ln_f_ = load_layernorm(ckpt, "ln_f", C);
+  adapters_ = be().supports(Op::ScaleColumns, cfg_);
+  plans_.resize(cfg_.attention.kind == "bigbird" ? cfg_.n_layer : 1);
+  for (auto& p : plans_) p = be().attention_plan();
+  s_x_ = be().scratch();
+  s_qkv_ = be().scratch();
+  s_att_ = be().scratch();
 }
 
 std::unique_ptr<SequenceState> Gpt2Model::new_state() const {
@@ -96,120 +47,137 @@ std::unique_ptr<SequenceState> Gpt2Model::new_state() const {
 }
 
 void Gpt2Model::forward(const std::vector<ForwardItem>& items, ThreadPool& pool) {
-  const int64_t C = cfg_.n_embd, H = cfg_.n_head, D = C / H, F = cfg_.n_inner, V = cfg_.vocab_size;
+  const int64_t C = cfg_.n_embd, H = cfg_.n_head, D = C / H, L = cfg_.n_layer, F = cfg_.n_inner, V = cfg_.vocab_size;
+  Backend& be = this->be();
+  be.begin_step(pool);
+
   std::vector<int64_t> row0(items.size());  // first row of each item in the flattened batch
   int64_t N = 0;
   for (size_t i = 0; i < items.size(); i++) {
     row0[i] = N;
     N += items[i].n;
-    static_cast<Gpt2State*>(items[i].state)->reserve(items[i].state->length() + items[i].n, max_context());
+    auto* s = static_cast<Gpt2State*>(items[i].state);
+    s->kv.reserve(be, s->len + items[i].n, s->len, max_context());
   }
-  x_.resize(N * C);
-  h_.resize(N * C);
-  qkv_.resize(N * 3 * C);
-  att_.resize(N * C);
-  tmp_.resize(N * C);
-  ff_.resize(N * F);
-  pos_.resize(N);
+  float* x = s_x_->get<float>(N * C);
+  float* qkv = s_qkv_->get<float>(N * 3 * C);
+  float* att = s_att_->get<float>(N * C);
+  float* h = s_h_->get<float>(N * C);
 
-  // Embeddings: x = wte[tok] (+ wpe[pos]).  x: [N, C]
+  // Per-row metadata: token (-1: a soft-prompt row), position, where its K/V rows go in the cache.
+  std::vector<int32_t> tok(N);
+  std::vector<int64_t> pos(N);
+  std::vector<RowMove> kv_moves(2 * N), prompt_moves;
   for (size_t i = 0; i < items.size(); i++) {
-    const int64_t past = items[i].state->length();
+    auto* s = static_cast<Gpt2State*>(items[i].state);
+    const float* embeds =
+        items[i].embeds ? static_cast<const float*>(be.upload(items[i].embeds, items[i].n * C * sizeof(float))) : nullptr;
     for (int64_t j = 0; j < items[i].n; j++) {
-      const int64_t r = row0[i] + j;
-      pos_[r] = past + j;
-      float* xr = x_.data() + r * C;
-      if (items[i].embeds) std::memcpy(xr, items[i].embeds + j * C, C * sizeof(float));
-      else matrix_column(xr, wte_, items[i].tokens[j]);
-      if (!wpe_.empty()) {
-        const float* pe = wpe_.data() + pos_[r] * C;
-        for (int64_t c = 0; c < C; c++) xr[c] += pe[c];
-      }
+      const int64_t r = row0[i] + j, p = s->len + j;
+      tok[r] = embeds ? -1 : items[i].tokens[j];
+      pos[r] = p;
+      if (embeds) prompt_moves.push_back(RowMove{embeds + j * C, x + r * C});
+      kv_moves[2 * r] = RowMove{qkv + r * 3 * C + C, s->kv.k(0, p), s->kv.layer_stride()};
+      kv_moves[2 * r + 1] = RowMove{qkv + r * 3 * C + 2 * C, s->kv.v(0, p), s->kv.layer_stride()};
     }
   }
-  if (rotary_.dim() > 0) rotary_.tables(cos_, sin_, pos_.data(), N);
+  const Positions& P = positions(pos);
+  const RowMove* d_kv_moves = be.upload(kv_moves);
+  if (!prompt_moves.empty()) be.move_rows(be.upload(prompt_moves), (int64_t)prompt_moves.size(), C, 0, false);
+  be.embed(x, *wte_, wpe_, be.upload(tok), P, N, C);
 
+  // (IA)^3 vectors of the step's adapters, uploaded once per adapter.
+  std::map<const Adapter*, Ia3> ia3;
+  for (const auto& it : items)
+    if (it.adapter && it.adapter->has_ia3() && !ia3.count(it.adapter)) {
+      std::vector<float> k, v, ff;
+      for (int64_t l = 0; l < L; l++) {
+        k.insert(k.end(), it.adapter->ia3_k[l].begin(), it.adapter->ia3_k[l].end());
+        v.insert(v.end(), it.adapter->ia3_v[l].begin(), it.adapter->ia3_v[l].end());
+        ff.insert(ff.end(), it.adapter->ia3_ff[l].begin(), it.adapter->ia3_ff[l].end());
+      }
+      ia3[it.adapter] = Ia3{be.upload(k), be.upload(v), be.upload(ff)};
+    }
+  if (!ia3.empty() && !adapters_)
+    throw Error("E_ARGUMENT", "the " + be.name() + " backend cannot run (IA)^3 adapters (" +
+                                  be.unsupported(Op::ScaleColumns, cfg_) + ")");
+
+  // Attention tasks: one per (item, head) for dense (the same list serves every
+  // layer through the cache's layer stride), per (item, query block, head) and
+  // layer for BigBird (the blocks differ by layer and head).
   const bool bigbird = cfg_.attention.kind == "bigbird";
-  const int64_t bsz = cfg_.attention.block_size;
-  if (bigbird)
-    for (const auto& it : items) {
-      auto* st = static_cast<Gpt2State*>(it.state);
-      const int64_t past = st->length();
-      bigbird_prepare(st->bigbird, cfg_.attention, cfg_.n_layer, H, past / bsz, (past + it.n - 1) / bsz + 1);
-    }
-
-  std::vector<AttentionSeq> seqs(items.size());
-  for (size_t l = 0; l < layers_.size(); l++) {
-    const Layer& L = layers_[l];
-    layernorm(h_.data(), x_.data(), L.ln_1.weight.data(), L.ln_1.bias.data(), N, C, cfg_.layer_norm_epsilon);
-    L.c_attn.apply(qkv_.data(), h_.data(), N, pool);  // qkv: [N, 3C] = Q | K | V
-    for (size_t i = 0; i < items.size(); i++)  // (IA)^3: rescale K and V before rotary and the cache
-      if (const Adapter* a = items[i].adapter; a && a->has_ia3()) {
-        float* rows = qkv_.data() + row0[i] * 3 * C;
-        scale_columns(rows + C, 3 * C, a->ia3_k[l].data(), items[i].n, C);
-        scale_columns(rows + 2 * C, 3 * C, a->ia3_v[l].data(), items[i].n, C);
-      }
-    if (rotary_.dim() > 0) {
-      rotary_.apply(qkv_.data(), 3 * C, N, H, D, cos_.data(), sin_.data());      // Q
-      rotary_.apply(qkv_.data() + C, 3 * C, N, H, D, cos_.data(), sin_.data());  // K
-    }
+  const int64_t b = cfg_.attention.block_size;
+  for (auto& p : plans_) p->clear();
+  if (!bigbird) {
+    AttentionPlan& plan = *plans_[0];
     for (size_t i = 0; i < items.size(); i++) {
-      auto* st = static_cast<Gpt2State*>(items[i].state);
-      const int64_t past = st->length(), n = items[i].n;
-      float* kc = st->k(l);
-      float* vc = st->v(l);
-      for (int64_t j = 0; j < n; j++) {  // append K, V rows at positions past + j
-        const float* src = qkv_.data() + (row0[i] + j) * 3 * C;
-        std::memcpy(kc + (past + j) * C, src + C, C * sizeof(float));
-        std::memcpy(vc + (past + j) * C, src + 2 * C, C * sizeof(float));
+      auto* s = static_cast<Gpt2State*>(items[i].state);
+      const int64_t past = s->len, n = items[i].n;
+      plan.add_span(s->kv.span(0, 0, past + n, 0, /*per_layer=*/true));
+      plan.add_heads(AttnTask{att + row0[i] * C, C, qkv + row0[i] * 3 * C, 3 * C, n, past}, H);
+    }
+    plan.prepare(D);
+  } else {
+    for (size_t i = 0; i < items.size(); i++) {
+      auto* s = static_cast<Gpt2State*>(items[i].state);
+      bigbird_prepare(s->bigbird, cfg_.attention, L, H, s->len / b, (s->len + items[i].n - 1) / b + 1);
+    }
+    for (int64_t l = 0; l < L; l++) {
+      AttentionPlan& plan = *plans_[l];
+      for (size_t i = 0; i < items.size(); i++) {
+        auto* s = static_cast<Gpt2State*>(items[i].state);
+        const int64_t end = s->len + items[i].n;
+        bigbird_each_task(s->bigbird, b, l, L, H, s->len, items[i].n, [&](const BigBirdTask& t) {
+          for (int64_t o = 0; o < t.n_blocks; o++) {
+            const int64_t j = t.blocks[o];
+            plan.add_span(s->kv.span(l, j * b, std::min(b, end - j * b), j * b, /*per_layer=*/false));
+          }
+          const int64_t r = row0[i] + t.r0;
+          plan.add_task(AttnTask{att + r * C, C, qkv + r * 3 * C, 3 * C, t.p1 - t.p0, t.p0, (int32_t)t.head});
+        });
       }
-      seqs[i] = AttentionSeq{att_.data() + row0[i] * C, C, qkv_.data() + row0[i] * 3 * C, 3 * C, kc, vc, C, past, n};
+      plan.prepare(D);
     }
-    if (bigbird) {
-      span_batch_.clear();
-      for (size_t i = 0; i < items.size(); i++)
-        bigbird_tasks(span_batch_, static_cast<Gpt2State*>(items[i].state)->bigbird, seqs[i], bsz, (int64_t)l, cfg_.n_layer, H);
-      attention_spans(span_batch_.tasks(), D, pool);
-    } else {
-      attention_causal(seqs, H, D, pool);
-    }
-    L.attn_proj.apply(tmp_.data(), att_.data(), N, pool);
-    add_inplace(x_.data(), tmp_.data(), N * C);
+  }
 
-    layernorm(h_.data(), x_.data(), L.ln_2.weight.data(), L.ln_2.bias.data(), N, C, cfg_.layer_norm_epsilon);
-    L.c_fc.apply(ff_.data(), h_.data(), N, pool);  // [N, F]
-    gelu(ff_.data(), ff_.data(), N * F);
-    for (size_t i = 0; i < items.size(); i++)  // (IA)^3: rescale the MLP's inner activations
-      if (const Adapter* a = items[i].adapter; a && a->has_ia3())
-        scale_columns(ff_.data() + row0[i] * F, F, a->ia3_ff[l].data(), items[i].n, F);
-    L.mlp_proj.apply(tmp_.data(), ff_.data(), N, pool);
-    add_inplace(x_.data(), tmp_.data(), N * C);
+  for (int64_t l = 0; l < L; l++) {
+    const Layer& Ly = layers_[l];
+    be.layernorm(h, C, x, C, nullptr, Ly.ln_1.w, Ly.ln_1.b, N, C, cfg_.layer_norm_epsilon);
+    be.gemm(qkv, 3 * C, h, C, *Ly.c_attn.W, Ly.c_attn.bias, N, Epilogue::Store);  // Q | K | V
+    for (size_t i = 0; i < items.size(); i++)  // (IA)^3: rescale K and V before rotary and the cache
+      if (auto a = ia3.find(items[i].adapter); a != ia3.end()) {
+        float* rows = qkv + row0[i] * 3 * C;
+        be.scale_columns(rows + C, 3 * C, items[i].n, C, a->second.k + l * C);
+        be.scale_columns(rows + 2 * C, 3 * C, items[i].n, C, a->second.v + l * C);
+      }
+    if (cfg_.rotary_dim > 0) be.rotary(qkv, 3 * C, N, H, D, 2, P);  // Q and K
+    be.move_rows(d_kv_moves, 2 * N, C, l, /*to_kv=*/true);          // K, V into the cache
+    if (bigbird) plans_[l]->run(0);
+    else plans_[0]->run(l);
+    be.gemm(x, C, att, C, *Ly.attn_proj.W, Ly.attn_proj.bias, N, Epilogue::Add);
+    mlp(Ly.mlp, x, N, [&](float* ff) {  // (IA)^3: rescale the MLP's inner activations
+      for (size_t i = 0; i < items.size(); i++)
+        if (auto a = ia3.find(items[i].adapter); a != ia3.end())
+          be.scale_columns(ff + row0[i] * F, F, items[i].n, F, a->second.ff + l * F);
+    });
   }
   for (const auto& it : items) {
-    auto* st = static_cast<Gpt2State*>(it.state);
-    st->len_ += it.n;
-    if (bigbird) bigbird_keep_last(st->bigbird, cfg_.n_layer, H);
+    auto* s = static_cast<Gpt2State*>(it.state);
+    s->len += it.n;
+    if (bigbird) bigbird_keep_last(s->bigbird, L, H);
   }
 
   // Final LayerNorm and head only for the rows whose logits are wanted.
-  int64_t R = 0;
-  for (const auto& it : items) R += it.all_logits ? it.n : 1;
-  head_in_.resize(R * C);
-  int64_t r = 0;
+  std::vector<int32_t> rows;
+  std::vector<float*> dest;
   for (size_t i = 0; i < items.size(); i++) {
     const int64_t first = items[i].all_logits ? 0 : items[i].n - 1;
-    for (int64_t j = first; j < items[i].n; j++, r++)
-      std::memcpy(head_in_.data() + r * C, x_.data() + (row0[i] + j) * C, C * sizeof(float));
+    for (int64_t j = first; j < items[i].n; j++) {
+      rows.push_back((int32_t)(row0[i] + j));
+      dest.push_back(items[i].logits + (j - first) * V);
+    }
   }
-  layernorm(head_in_.data(), head_in_.data(), ln_f_.weight.data(), ln_f_.bias.data(), R, C, cfg_.layer_norm_epsilon);
-  logits_.resize(R * V);
-  matmul(logits_.data(), head_in_.data(), *head_, nullptr, R, pool);  // [R, V]
-  r = 0;
-  for (const auto& it : items) {
-    const int64_t rows = it.all_logits ? it.n : 1;
-    std::memcpy(it.logits, logits_.data() + r * V, rows * V * sizeof(float));
-    r += rows;
-  }
+  head_logits(x, rows, dest);
 }
 
 }  // namespace roost

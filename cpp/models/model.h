@@ -3,10 +3,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "../backend.h"
 #include "../config.h"
 #include "../threadpool.h"
 #include "adapter.h"
@@ -54,7 +56,12 @@ class Model {
   virtual bool supports_adapters() const { return false; }
 };
 
-// Opens <dir> (config.json + safetensors) and builds the model its model_type names.
+// Opens <dir> (config.json + safetensors) and builds the model its model_type
+// names on the CPU backend.
 std::unique_ptr<Model> load_model(const std::string& dir);
+// The same on the backend make_backend returns for the opened checkpoint (the
+// one model-type dispatch of every device: cpp/models/load_model.cpp).
+using BackendFactory = std::function<std::shared_ptr<Backend>(const Checkpoint&)>;
+std::unique_ptr<Model> load_model(const std::string& dir, const BackendFactory& make_backend);
 
 }  // namespace roost

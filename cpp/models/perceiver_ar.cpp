@@ -1,267 +1,241 @@
 #include "perceiver_ar.h"
 
 #include <algorithm>
-#include <cmath>
-#include <cstring>
 #include <limits>
 
 #include "../common.h"
-#include "kv_ring.h"
 
 namespace roost {
 
 namespace {
 
-// Per sequence: layer-0 K/V of every position ([cap, C] each, grown
-// geometrically), the layer-0 outputs z of the last N positions (ring [N, C],
-// position p in slot p % N) and, per layer >= 1, the latent K/V of the last N
-// positions (rings). Latent K/V are valid for positions [lat0, len).
+// perceiver_ar: one item's rows in a step's buffers (N = num_latents).
+struct PerceiverRows {
+  int64_t past, n, end, win;  // win = first position of the latent window after this step
+  bool rebuild;               // n >= 2: recompute the whole window (exact prefill)
+  int64_t x0;                 // first row in x (every new token)
+  int64_t z0, zp;             // first row in z (layer 0 queries) and its position: max(past, win) ..
+  int64_t y0, yp;             // first row in y (layers >= 1) and its position: win (rebuild) or past (decode)
+};
+
+struct PerceiverPlan {
+  std::vector<PerceiverRows> rows;
+  int64_t x_rows = 0, z_rows = 0, y_rows = 0;  // totals over the items
+};
+
+PerceiverPlan plan_perceiver_rows(const std::vector<ForwardItem>& items, int64_t N) {
+  PerceiverPlan p;
+  p.rows.resize(items.size());
+  for (size_t i = 0; i < items.size(); i++) {
+    PerceiverRows& r = p.rows[i];
+    r.past = items[i].state->length();
+    r.n = items[i].n;
+    r.end = r.past + r.n;
+    r.win = r.end - std::min(N, r.end);
+    r.rebuild = r.n >= 2;
+    r.x0 = p.x_rows;
+    r.zp = std::max(r.past, r.win);
+    r.z0 = p.z_rows;
+    r.yp = r.rebuild ? r.win : r.past;
+    r.y0 = p.y_rows;
+    p.x_rows += r.n, p.z_rows += r.end - r.zp, p.y_rows += r.end - r.yp;
+  }
+  return p;
+}
+
+using Rows = PerceiverRows;
+
+// Per sequence: the layer-0 K/V of every position (grown geometrically), a
+// ring of the layer-0 outputs z of the last N positions (float [N, C],
+// position p in slot p % N) and, per layer >= 1, a ring of the last N latent
+// K/V. Latent K/V are valid for positions [lat0, len).
 class PerceiverState : public SequenceState {
  public:
-  PerceiverState(int64_t n_layer, int64_t C, int64_t N)
-      : C_(C), N_(N), z_((size_t)N * C * sizeof(float)) {
-    for (int64_t l = 1; l < n_layer; l++) lat_.emplace_back(N, C);
+  PerceiverState(Backend& be, int64_t n_layer, int64_t C, int64_t N)
+      : kv0(1, C), lat(std::max<int64_t>(0, n_layer - 1), C), C_(C), N_(N), z_(be.alloc((size_t)N * C * sizeof(float))) {
+    if (n_layer > 1) lat.make_ring(be, N);
   }
   int64_t length() const override { return len; }
-  size_t bytes() const override {
-    size_t b = k0_.bytes() + v0_.bytes() + z_.bytes();
-    for (const KvRing& r : lat_) b += r.bytes();
-    return b;
-  }
+  size_t bytes() const override { return kv0.bytes() + z_->bytes() + lat.bytes(); }
+  float* z(int64_t pos) const { return z_->as<float>() + (pos % N_) * C_; }  // [C]
 
-  void reserve(int64_t need, int64_t limit) {
-    if (need <= cap_) return;
-    int64_t cap = std::max<int64_t>({need, cap_ * 2, 64});
-    cap = (cap + 63) / 64 * 64;
-    if (limit > 0) cap = std::min(cap, std::max(limit, need));
-    for (AlignedBuffer* buf : {&k0_, &v0_}) {
-      AlignedBuffer bigger((size_t)cap * C_ * sizeof(float));
-      if (len > 0) std::memcpy(bigger.data(), buf->data(), (size_t)len * C_ * sizeof(float));
-      *buf = std::move(bigger);
-    }
-    cap_ = cap;
-  }
-  float* k0() { return k0_.as<float>(); }  // [cap, C], row p = position p
-  float* v0() { return v0_.as<float>(); }
-  float* z(int64_t pos) { return z_.as<float>() + (pos % N_) * C_; }  // [C]
-  KvRing& lat(int64_t layer) { return lat_[layer - 1]; }
-
+  KvRows kv0;  // layer 0, every position
+  KvRows lat;  // layers 1.. (layer l at index l - 1), ring of N
   int64_t len = 0, lat0 = 0;
 
  private:
-  int64_t C_, N_, cap_ = 0;
-  AlignedBuffer k0_, v0_, z_;
-  std::vector<KvRing> lat_;
+  int64_t C_, N_;
+  std::unique_ptr<Buffer> z_;
 };
-
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 }  // namespace
 
-// One item's share of the step. Positions past .. end-1 are new; the latent
-// window of the sequence after the step is [win, end).
-PerceiverArModel::PerceiverArModel(const ModelConfig& config, const Checkpoint& ckpt)
-    : cfg_(config), head_(ckpt, config.vocab_size, config.n_embd), rotary_(config.rotary_dim, config.rotary_base) {
-  const int64_t C = cfg_.n_embd, F = cfg_.n_inner;
-  weight_bytes_ += head_.bytes();
+PerceiverArModel::PerceiverArModel(const ModelConfig& config, const Checkpoint& ckpt, std::shared_ptr<Backend> backend)
+    : ModelBase(config, ckpt, std::move(backend)) {
+  require_ops(be(), cfg_, {Op::ToKv});
+  const int64_t C = cfg_.n_embd;
   for (int64_t l = 0; l < cfg_.n_layer; l++) {
     const std::string p = "h." + std::to_string(l) + ".";
     Layer L;
     if (l == 0) {
-      L.ln_q = load_layernorm(ckpt, p + "ln_q", C);
-      L.ln_kv = load_layernorm(ckpt, p + "ln_kv", C);
-      L.q_attn = load_linear(ckpt, p + "attn.q_attn", C, C);
-      L.kv_attn = load_linear(ckpt, p + "attn.kv_attn", C, 2 * C);
+      L.ln_q = load_norm(be(), ckpt, p + "ln_q", C);
+      L.ln_kv = load_norm(be(), ckpt, p + "ln_kv", C);
+      L.q_attn = load_dense(be(), ckpt, p + "attn.q_attn", C, C);
+      L.kv_attn = load_dense(be(), ckpt, p + "attn.kv_attn", C, 2 * C);
     } else {
-      L.ln_1 = load_layernorm(ckpt, p + "ln_1", C);
-      L.c_attn = load_linear(ckpt, p + "attn.c_attn", C, 3 * C);
+      L.ln_1 = load_norm(be(), ckpt, p + "ln_1", C);
+      L.c_attn = load_dense(be(), ckpt, p + "attn.c_attn", C, 3 * C);
     }
-    L.attn_proj = load_linear(ckpt, p + "attn.c_proj", C, C);
-    L.ln_2 = load_layernorm(ckpt, p + "ln_2", C);
-    L.c_fc = load_linear(ckpt, p + "mlp.c_fc", C, F);
-    L.mlp_proj = load_linear(ckpt, p + "mlp.c_proj", F, C);
-    for (const Linear* lin : {&L.q_attn, &L.kv_attn, &L.c_attn, &L.attn_proj, &L.c_fc, &L.mlp_proj})
-      weight_bytes_ += lin->W.bytes() + lin->bias.size() * sizeof(float);
-    for (const LayerNormWeights* ln : {&L.ln_q, &L.ln_kv, &L.ln_1, &L.ln_2})
-      weight_bytes_ += (ln->weight.size() + ln->bias.size()) * sizeof(float);
+    L.attn_proj = load_dense(be(), ckpt, p + "attn.c_proj", C, C);
+    L.mlp = load_mlp(ckpt, p);
     layers_.push_back(std::move(L));
   }
+  plan0_ = be().attention_plan();
+  plan_ = be().attention_plan();
+  for (auto* s : {&s_x_, &s_kv_, &s_z_, &s_q_, &s_y_, &s_qkv_, &s_kvh_, &s_att_}) *s = be().scratch();
 }
 
 std::unique_ptr<SequenceState> PerceiverArModel::new_state() const {
-  return std::make_unique<PerceiverState>(cfg_.n_layer, cfg_.n_embd, cfg_.num_latents);
-}
-
-// x += mlp(ln_2(x)), x: [M, C]
-void PerceiverArModel::mlp(const Layer& L, float* x, int64_t M, ThreadPool& pool) {
-  const int64_t C = cfg_.n_embd, F = cfg_.n_inner;
-  h_.resize(M * C);
-  ff_.resize(M * F);
-  tmp_.resize(M * C);
-  layernorm(h_.data(), x, L.ln_2.weight.data(), L.ln_2.bias.data(), M, C, cfg_.layer_norm_epsilon);
-  L.c_fc.apply(ff_.data(), h_.data(), M, pool);  // [M, F]
-  gelu(ff_.data(), ff_.data(), M * F);
-  L.mlp_proj.apply(tmp_.data(), ff_.data(), M, pool);
-  add_inplace(x, tmp_.data(), M * C);
-}
-
-// Layer 0: K/V of every new token into the cache; queries (and the rest of the
-// layer) only for new tokens inside the latent window. Writes z_ and the z rings.
-void PerceiverArModel::layer0(const std::vector<ForwardItem>& items, std::vector<Rows>& rows, ThreadPool& pool) {
-  const int64_t C = cfg_.n_embd, H = cfg_.n_head, D = C / H;
-  const Layer& L = layers_[0];
-  int64_t R = 0, M = 0;
-  for (const Rows& r : rows) R += r.n, M += r.end - r.zp;
-
-  // K/V of every new token: kv_ [R, 2C] = K | V, rotary on K at its position.
-  h_.resize(R * C);
-  kv_.resize(R * 2 * C);
-  layernorm(h_.data(), x_.data(), L.ln_kv.weight.data(), L.ln_kv.bias.data(), R, C, cfg_.layer_norm_epsilon);
-  L.kv_attn.apply(kv_.data(), h_.data(), R, pool);
-  pos_.resize(R);
-  for (const Rows& r : rows)
-    for (int64_t j = 0; j < r.n; j++) pos_[r.x0 + j] = r.past + j;
-  rotary_.tables(cos_, sin_, pos_.data(), R);
-  rotary_.apply(kv_.data(), 2 * C, R, H, D, cos_.data(), sin_.data());
-  for (size_t i = 0; i < items.size(); i++) {
-    auto* st = static_cast<PerceiverState*>(items[i].state);
-    for (int64_t j = 0; j < rows[i].n; j++) {  // cache row past + j
-      const float* src = kv_.data() + (rows[i].x0 + j) * 2 * C;
-      std::memcpy(st->k0() + (rows[i].past + j) * C, src, C * sizeof(float));
-      std::memcpy(st->v0() + (rows[i].past + j) * C, src + C, C * sizeof(float));
-    }
-  }
-
-  // Queries of the window's new tokens: z_ [M, C] starts as their x.
-  z_.resize(M * C);
-  pos_.resize(M);
-  for (const Rows& r : rows)
-    for (int64_t p = r.zp; p < r.end; p++) {
-      std::memcpy(z_.data() + (r.z0 + p - r.zp) * C, x_.data() + (r.x0 + p - r.past) * C, C * sizeof(float));
-      pos_[r.z0 + p - r.zp] = p;
-    }
-  h_.resize(M * C);
-  qkv_.resize(M * C);
-  att_.resize(M * C);
-  tmp_.resize(M * C);
-  layernorm(h_.data(), z_.data(), L.ln_q.weight.data(), L.ln_q.bias.data(), M, C, cfg_.layer_norm_epsilon);
-  L.q_attn.apply(qkv_.data(), h_.data(), M, pool);  // Q only: [M, C]
-  rotary_.tables(cos_, sin_, pos_.data(), M);
-  rotary_.apply(qkv_.data(), C, M, H, D, cos_.data(), sin_.data());
-  std::vector<AttentionSeq> seqs;
-  for (size_t i = 0; i < items.size(); i++) {
-    auto* st = static_cast<PerceiverState*>(items[i].state);
-    const Rows& r = rows[i];
-    // Query at position zp + t sees cache rows 0 .. zp + t: causal over every position.
-    seqs.push_back({att_.data() + r.z0 * C, C, qkv_.data() + r.z0 * C, C, st->k0(), st->v0(), C, r.zp, r.end - r.zp});
-  }
-  attention_causal(seqs, H, D, pool);
-  L.attn_proj.apply(tmp_.data(), att_.data(), M, pool);
-  add_inplace(z_.data(), tmp_.data(), M * C);
-  mlp(L, z_.data(), M, pool);
-  for (size_t i = 0; i < items.size(); i++) {
-    auto* st = static_cast<PerceiverState*>(items[i].state);
-    for (int64_t p = rows[i].zp; p < rows[i].end; p++)
-      std::memcpy(st->z(p), z_.data() + (rows[i].z0 + p - rows[i].zp) * C, C * sizeof(float));
-  }
-}
-
-// Layers >= 1 over y_: a rebuilt item runs its whole window (causal among the
-// window, the exact prefill); a decode item runs its one new latent against
-// the ring of the last N latent K/V.
-void PerceiverArModel::latent_layers(const std::vector<ForwardItem>& items, std::vector<Rows>& rows, ThreadPool& pool) {
-  const int64_t C = cfg_.n_embd, H = cfg_.n_head, D = C / H, N = cfg_.num_latents;
-  int64_t M = 0;
-  for (const Rows& r : rows) M += r.end - r.yp;
-  y_.resize(M * C);
-  pos_.resize(M);
-  for (size_t i = 0; i < items.size(); i++) {
-    auto* st = static_cast<PerceiverState*>(items[i].state);
-    for (int64_t p = rows[i].yp; p < rows[i].end; p++) {
-      std::memcpy(y_.data() + (rows[i].y0 + p - rows[i].yp) * C, st->z(p), C * sizeof(float));
-      pos_[rows[i].y0 + p - rows[i].yp] = p;
-    }
-  }
-  rotary_.tables(cos_, sin_, pos_.data(), M);
-  for (int64_t l = 1; l < cfg_.n_layer; l++) {
-    const Layer& L = layers_[l];
-    h_.resize(M * C);
-    qkv_.resize(M * 3 * C);
-    att_.resize(M * C);
-    tmp_.resize(M * C);
-    layernorm(h_.data(), y_.data(), L.ln_1.weight.data(), L.ln_1.bias.data(), M, C, cfg_.layer_norm_epsilon);
-    L.c_attn.apply(qkv_.data(), h_.data(), M, pool);  // [M, 3C] = Q | K | V
-    rotary_.apply(qkv_.data(), 3 * C, M, H, D, cos_.data(), sin_.data());
-    rotary_.apply(qkv_.data() + C, 3 * C, M, H, D, cos_.data(), sin_.data());
-    std::vector<AttentionSeq> seqs;
-    spans_.clear();
-    for (size_t i = 0; i < items.size(); i++) {
-      auto* st = static_cast<PerceiverState*>(items[i].state);
-      const Rows& r = rows[i];
-      float* q = qkv_.data() + r.y0 * 3 * C;  // the item's rows: [end - yp, 3C]
-      if (r.rebuild) {  // window row t sees window rows 0..t
-        seqs.push_back({att_.data() + r.y0 * C, C, q, 3 * C, q + C, q + 2 * C, 3 * C, 0, r.end - r.yp});
-      } else {  // position past sees the cached latents [max(lat0, past-N+1), past) and itself
-        st->lat(l).spans(spans_, std::max(st->lat0, r.past - N + 1), r.past, /*unmasked=*/true);
-        spans_.add_span({q + C, q + 2 * C, 3 * C, 1, kSpanNoMask});
-        SpanAttentionTask t{att_.data() + r.y0 * C, C, q, 3 * C, 1, r.past, 0, nullptr, 0};
-        spans_.add_task(t);
-        for (t.head = 1; t.head < H; t.head++) spans_.add_task_again(t);  // every head reads the same rows
-      }
-    }
-    if (!seqs.empty()) attention_causal(seqs, H, D, pool);
-    if (!spans_.empty()) attention_spans(spans_.tasks(), D, pool);
-    for (size_t i = 0; i < items.size(); i++) {  // after every read: the new K/V into the ring
-      auto* st = static_cast<PerceiverState*>(items[i].state);
-      const float* q = qkv_.data() + rows[i].y0 * 3 * C;
-      st->lat(l).write(rows[i].yp, rows[i].end - rows[i].yp, q + C, q + 2 * C, 3 * C);
-    }
-    L.attn_proj.apply(tmp_.data(), att_.data(), M, pool);
-    add_inplace(y_.data(), tmp_.data(), M * C);
-    mlp(L, y_.data(), M, pool);
-  }
+  return std::make_unique<PerceiverState>(be(), cfg_.n_layer, cfg_.n_embd, cfg_.num_latents);
 }
 
 void PerceiverArModel::forward(const std::vector<ForwardItem>& items, ThreadPool& pool) {
-  const int64_t C = cfg_.n_embd, V = cfg_.vocab_size, N = cfg_.num_latents;
+  const int64_t C = cfg_.n_embd, H = cfg_.n_head, D = C / H, N = cfg_.num_latents, V = cfg_.vocab_size;
+  const float eps = cfg_.layer_norm_epsilon;
+  Backend& be = this->be();
+  const size_t es = be.kv_size();
+  be.begin_step(pool);
+
   PerceiverPlan plan = plan_perceiver_rows(items, N);
   std::vector<Rows>& rows = plan.rows;
-  for (size_t i = 0; i < items.size(); i++) static_cast<PerceiverState*>(items[i].state)->reserve(rows[i].end, max_context());
-  x_.resize(plan.x_rows * C);
-  for (size_t i = 0; i < items.size(); i++)
-    for (int64_t j = 0; j < rows[i].n; j++) head_.embed(x_.data() + (rows[i].x0 + j) * C, items[i].tokens[j]);
-
-  layer0(items, rows, pool);
-  if (cfg_.n_layer > 1) latent_layers(items, rows, pool);
+  const int64_t R = plan.x_rows, Z = plan.z_rows, Y = plan.y_rows;
   for (size_t i = 0; i < items.size(); i++) {
-    auto* st = static_cast<PerceiverState*>(items[i].state);
-    st->len = rows[i].end;
-    st->lat0 = rows[i].rebuild ? rows[i].win : std::max(st->lat0, rows[i].end - N);
+    auto* s = static_cast<PerceiverState*>(items[i].state);
+    s->kv0.reserve(be, rows[i].end, s->len, max_context());
   }
+  const bool deep = cfg_.n_layer > 1;
+  float* x = s_x_->get<float>(R * C);
+  float* kv = s_kv_->get<float>(R * 2 * C);
+  float* z = s_z_->get<float>(Z * C);
+  float* q = s_q_->get<float>(Z * C);
+  float* y = deep ? s_y_->get<float>(Y * C) : nullptr;
+  float* qkv = deep ? s_qkv_->get<float>(Y * 3 * C) : nullptr;
+  char* kvh = deep ? static_cast<char*>(s_kvh_->get(Y * 2 * C * es)) : nullptr;  // this step's latent K | V rows
+  float* att = s_att_->get<float>(std::max(Z, Y) * C);
+  float* h = s_h_->get<float>(std::max({R, Z, Y}) * C);
 
-  // Logits for the wanted rows inside the window; the rest are NaN (no logits there).
-  const std::vector<float>& fin = cfg_.n_layer > 1 ? y_ : z_;  // final hidden rows
-  head_in_.clear();
+  // Host metadata for the whole step.
+  std::vector<int32_t> tok(R);
+  std::vector<int64_t> pos_x(R), pos_z(Z), pos_y(Y);
+  std::vector<RowMove> kv_moves, z_in, z_out, y_in, lat_moves;
   for (size_t i = 0; i < items.size(); i++) {
+    auto* s = static_cast<PerceiverState*>(items[i].state);
     const Rows& r = rows[i];
-    const int64_t first = r.end - (items[i].all_logits ? r.n : 1);
-    const int64_t f0 = cfg_.n_layer > 1 ? r.y0 - r.yp : r.z0 - r.zp;  // row of position p in fin: f0 + p
-    for (int64_t p = std::max(first, r.win); p < r.end; p++)
-      head_in_.insert(head_in_.end(), fin.begin() + (f0 + p) * C, fin.begin() + (f0 + p + 1) * C);
-  }
-  const int64_t rows_out = (int64_t)head_in_.size() / C;
-  logits_.resize(rows_out * V);
-  head_.logits(logits_.data(), head_in_.data(), rows_out, cfg_.layer_norm_epsilon, pool);
-  int64_t at = 0;
-  for (size_t i = 0; i < items.size(); i++) {
-    const Rows& r = rows[i];
-    const int64_t first = r.end - (items[i].all_logits ? r.n : 1);
-    for (int64_t p = first; p < r.end; p++) {
-      float* out = items[i].logits + (p - first) * V;
-      if (p < r.win) std::fill(out, out + V, kNaN);
-      else std::memcpy(out, logits_.data() + (at++) * V, V * sizeof(float));
+    for (int64_t j = 0; j < r.n; j++) {
+      const int64_t row = r.x0 + j, p = r.past + j;
+      tok[row] = items[i].tokens[j];
+      pos_x[row] = p;
+      kv_moves.push_back({kv + row * 2 * C, s->kv0.k(0, p)});
+      kv_moves.push_back({kv + row * 2 * C + C, s->kv0.v(0, p)});
+    }
+    for (int64_t p = r.zp; p < r.end; p++) {
+      pos_z[r.z0 + p - r.zp] = p;
+      z_in.push_back({x + (r.x0 + p - r.past) * C, z + (r.z0 + p - r.zp) * C});
+      z_out.push_back({z + (r.z0 + p - r.zp) * C, s->z(p)});
+    }
+    if (!deep) continue;
+    for (int64_t p = r.yp; p < r.end; p++) {
+      pos_y[r.y0 + p - r.yp] = p;
+      y_in.push_back({s->z(p), y + (r.y0 + p - r.yp) * C});
+    }
+    const int64_t cnt = r.end - r.yp;  // latent K/V rows this step; the ring keeps the last N
+    for (int64_t t = std::max<int64_t>(0, cnt - N); t < cnt; t++) {
+      const int64_t slot = (r.yp + t) % N;
+      lat_moves.push_back({qkv + (r.y0 + t) * 3 * C + C, s->lat.k(0, slot), s->lat.layer_stride()});
+      lat_moves.push_back({qkv + (r.y0 + t) * 3 * C + 2 * C, s->lat.v(0, slot), s->lat.layer_stride()});
     }
   }
+  const Positions& Px = positions(pos_x);
+  const Positions& Pz = positions(pos_z);
+
+  // Attention lists: layer 0 (window queries over the cache of every position),
+  // layers >= 1 (the same list for every layer through the ring's layer stride).
+  plan0_->clear();
+  plan_->clear();
+  for (size_t i = 0; i < items.size(); i++) {
+    auto* s = static_cast<PerceiverState*>(items[i].state);
+    const Rows& r = rows[i];
+    plan0_->add_span(s->kv0.span(0, 0, r.end, 0, false));
+    plan0_->add_heads(AttnTask{att + r.z0 * C, C, q + r.z0 * C, C, r.end - r.zp, r.zp}, H);
+    if (!deep) continue;
+    const char* kr = kvh + r.y0 * 2 * C * es;
+    if (r.rebuild) {  // window row t sees window rows 0..t
+      plan_->add_span(AttnSpan{kr, kr + C * es, 2 * C, r.end - r.yp, r.yp, 0});
+    } else {  // position past sees the cached latents [max(lat0, past-N+1), past) and itself
+      s->lat.ring_spans(*plan_, std::max(s->lat0, r.past - N + 1), r.past, /*unmasked=*/true, /*per_layer=*/true);
+      plan_->add_span(AttnSpan{kr, kr + C * es, 2 * C, 1, kNoMaskPos, 0});
+    }
+    plan_->add_heads(AttnTask{att + r.y0 * C, C, qkv + r.y0 * 3 * C, 3 * C, r.end - r.yp, r.yp}, H);
+  }
+  plan0_->prepare(D);
+
+  // Layer 0: K/V of every new token into the cache, then the window's queries.
+  const Layer& L0 = layers_[0];
+  be.embed(x, *wte_, nullptr, be.upload(tok), Px, R, C);
+  be.layernorm(h, C, x, C, nullptr, L0.ln_kv.w, L0.ln_kv.b, R, C, eps);
+  be.gemm(kv, 2 * C, h, C, *L0.kv_attn.W, L0.kv_attn.bias, R, Epilogue::Store);  // K | V
+  be.rotary(kv, 2 * C, R, H, D, 1, Px);                                           // K only
+  be.move_rows(be.upload(kv_moves), (int64_t)kv_moves.size(), C, 0, /*to_kv=*/true);
+  be.move_rows(be.upload(z_in), Z, C, 0, false);
+  be.layernorm(h, C, z, C, nullptr, L0.ln_q.w, L0.ln_q.b, Z, C, eps);
+  be.gemm(q, C, h, C, *L0.q_attn.W, L0.q_attn.bias, Z, Epilogue::Store);
+  be.rotary(q, C, Z, H, D, 1, Pz);
+  plan0_->run(0);
+  be.gemm(z, C, att, C, *L0.attn_proj.W, L0.attn_proj.bias, Z, Epilogue::Add);
+  mlp(L0.mlp, z, Z);
+  be.move_rows(be.upload(z_out), Z, C, 0, false);
+
+  if (deep) {
+    const Positions& Py = positions(pos_y);
+    const RowMove* d_lat = be.upload(lat_moves);
+    plan_->prepare(D);
+    be.move_rows(be.upload(y_in), Y, C, 0, false);
+    for (int64_t l = 1; l < cfg_.n_layer; l++) {
+      const Layer& Ly = layers_[l];
+      be.layernorm(h, C, y, C, nullptr, Ly.ln_1.w, Ly.ln_1.b, Y, C, eps);
+      be.gemm(qkv, 3 * C, h, C, *Ly.c_attn.W, Ly.c_attn.bias, Y, Epilogue::Store);
+      be.rotary(qkv, 3 * C, Y, H, D, 2, Py);
+      be.to_kv(kvh, 2 * C, qkv + C, 3 * C, Y, 2 * C);
+      plan_->run(l - 1);
+      be.move_rows(d_lat, (int64_t)lat_moves.size(), C, l - 1, /*to_kv=*/true);  // after every read of this layer
+      be.gemm(y, C, att, C, *Ly.attn_proj.W, Ly.attn_proj.bias, Y, Epilogue::Add);
+      mlp(Ly.mlp, y, Y);
+    }
+  }
+  for (size_t i = 0; i < items.size(); i++) {
+    auto* s = static_cast<PerceiverState*>(items[i].state);
+    s->len = rows[i].end;
+    s->lat0 = rows[i].rebuild ? rows[i].win : std::max(s->lat0, rows[i].end - N);
+  }
+
+  // Logits for the wanted rows inside the window; rows before it get NaN.
+  std::vector<int32_t> out_rows;
+  std::vector<float*> dest;
+  for (size_t i = 0; i < items.size(); i++) {
+    const Rows& r = rows[i];
+    const int64_t first = r.end - (items[i].all_logits ? r.n : 1);
+    const int64_t f0 = deep ? r.y0 - r.yp : r.z0 - r.zp;  // row of position p in the final rows: f0 + p
+    for (int64_t p = first; p < r.end; p++) {
+      float* out = items[i].logits + (p - first) * V;
+      if (p < r.win) {
+        std::fill(out, out + V, std::numeric_limits<float>::quiet_NaN());
+      } else {
+        out_rows.push_back((int32_t)(f0 + p));
+        dest.push_back(out);
+      }
+    }
+  }
+  head_logits(deep ? y : z, out_rows, dest);
 }
 
 }  // namespace roost

@@ -1,6 +1,9 @@
-// Every architecture end to end on the GPU against the CPU engine's model:
-// the committed fixtures (test/fixtures/*, also against their PyTorch golden
-// log-probs) and random checkpoints (test/native/random_checkpoint.h) that
+// Every architecture end to end on the CUDA backend against the CPU backend:
+// the same model code (cpp/models, load_model(dir, backend factory)) on both.
+// The committed fixtures (test/fixtures/*, also against their PyTorch golden
+// log-probs), the adapters (test/fixtures/adapters/*: soft prompts and (IA)^3,
+// against their goldens and, mixed with plain sequences in one batch, against
+// the CPU) and random checkpoints (test/native/random_checkpoint.h) that
 // reach the kernels the fixtures do not (head size 64 through the flash
 // kernel, long BigBird prompts, block_recurrent across many blocks). Per model:
 //   prompt:  one forward of T tokens, logits of every position;
@@ -16,7 +19,8 @@
 // 1.1e-2 (F16) and 4.5e-2 (BF16) on these fixtures, the host emulation of the
 // backend (test/cuda/emu) at most 1.9e-2 and 3.2e-2.
 // Also: load_model_for_device ("cpu", "cuda", "auto", and a bad name).
-// Without a CUDA device it prints "no CUDA device: skipped" and exits 0.
+// Without a CUDA device it prints "no CUDA device: skipped" and exits 0; the
+// host emulation (test/cuda/emu) builds it as test_cuda_models_emulated.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -27,11 +31,11 @@
 #include <vector>
 
 #include "../../cuda/backend.h"
-#include "../../cuda/runtime.h"
 #include "../native/random_checkpoint.h"
 #include "common.h"
 #include "device.h"
 #include "json.h"
+#include "models/adapter.h"
 #include "models/model.h"
 
 using namespace roost;
@@ -40,6 +44,11 @@ namespace fs = std::filesystem;
 namespace {
 
 int g_passed = 0, g_failed = 0;
+
+// The shared model code on the CUDA backend (device 0).
+std::unique_ptr<Model> load_cuda(const std::string& dir) {
+  return load_model(dir, [](const Checkpoint& ckpt) -> std::shared_ptr<Backend> { return cuda::make_cuda_backend(0, ckpt); });
+}
 
 void check(bool ok, const std::string& what) {
   if (ok) {
@@ -78,17 +87,23 @@ struct Pair {
   int64_t V;
 };
 
-// Runs the same items on both models; returns the worst row error.
+// Runs the same items on both models; returns the worst row error. Item i
+// runs through adapters[i] when given; an empty token list with an adapter
+// runs the adapter's soft prompt (its embeddings in place of tokens).
 double run_both(Pair& m, const std::vector<std::vector<int32_t>>& toks, std::vector<std::unique_ptr<SequenceState>>& sc,
-                std::vector<std::unique_ptr<SequenceState>>& sg, bool all_logits) {
+                std::vector<std::unique_ptr<SequenceState>>& sg, bool all_logits,
+                const std::vector<const Adapter*>& adapters = {}) {
   std::vector<std::vector<float>> lc(toks.size()), lg(toks.size());
   std::vector<ForwardItem> ic, ig;
   for (size_t i = 0; i < toks.size(); i++) {
-    const int64_t n = (int64_t)toks[i].size(), rows = all_logits ? n : 1;
+    const Adapter* a = i < adapters.size() ? adapters[i] : nullptr;
+    const bool soft = a && toks[i].empty();
+    const int64_t n = soft ? a->prompt_tokens : (int64_t)toks[i].size(), rows = all_logits ? n : 1;
+    const float* embeds = soft ? a->prompt.data() : nullptr;
     lc[i].assign(rows * m.V, 0.f);
     lg[i].assign(rows * m.V, -12345.f);
-    ic.push_back({sc[i].get(), toks[i].data(), n, all_logits, lc[i].data()});
-    ig.push_back({sg[i].get(), toks[i].data(), n, all_logits, lg[i].data()});
+    ic.push_back({sc[i].get(), toks[i].data(), n, all_logits, lc[i].data(), a, embeds});
+    ig.push_back({sg[i].get(), toks[i].data(), n, all_logits, lg[i].data(), a, embeds});
   }
   ThreadPool pool(2);
   m.cpu->forward(ic, pool);
@@ -116,7 +131,7 @@ std::string fmt_err(double e, double tol) {
 }
 
 void compare_model(const std::string& dir, const std::string& name, double tol, int64_t prompt_len) {
-  Pair m{load_model(dir), cuda_backend::load_model(dir, 0), name, tol, 0};
+  Pair m{load_model(dir), load_cuda(dir), name, tol, 0};
   m.V = m.cpu->config().vocab_size;
   const int64_t ctx = m.cpu->max_context();
   const int64_t T = ctx > 0 ? std::min(prompt_len, ctx) : prompt_len;
@@ -159,7 +174,7 @@ void compare_model(const std::string& dir, const std::string& name, double tol, 
 // Golden next-token log-probs of a fixture (the PyTorch reference) on the GPU model.
 void check_golden(const fs::path& dir, double tol) {
   json::Value golden = json::parse(json::read_file((dir / "golden.json").string(), 16 << 20));
-  auto gpu = cuda_backend::load_model(dir.string(), 0);
+  auto gpu = load_cuda(dir.string());
   const int64_t V = gpu->config().vocab_size;
   ThreadPool pool(1);
   double worst = 0;
@@ -185,13 +200,65 @@ void check_golden(const fs::path& dir, double tol) {
   check(worst <= tol, "golden " + dir.filename().string() + ": " + fmt_err(worst, tol));
 }
 
+double logprob_of(const float* row, int64_t V, int32_t tok) {
+  double mx = -INFINITY, s = 0;
+  for (int64_t v = 0; v < V; v++) mx = std::max(mx, (double)row[v]);
+  for (int64_t v = 0; v < V; v++) s += std::exp((double)row[v] - mx);
+  return row[tok] - mx - std::log(s);
+}
+
+// An adapter fixture (test/fixtures/adapters/<name>: golden.json names its
+// base model) on the CUDA backend: the golden log-probs of every case (entry
+// t: log p(tokens[t] | soft prompt, tokens[..t-1]); entry 0 is the soft
+// prompt's prediction, null for (IA)^3), then a batch that mixes the adapter's
+// sequences (soft prompt first, then tokens) with plain ones, against the CPU.
+void check_adapter(const fs::path& dir, double tol) {
+  json::Value golden = json::parse(json::read_file((dir / "golden.json").string(), 16 << 20));
+  const std::string base = "test/fixtures/" + golden.find("base")->text, name = dir.filename().string();
+  Pair m{load_model(base), load_cuda(base), "adapter " + name, tol, 0};
+  m.V = m.cpu->config().vocab_size;
+  const Adapter a = load_adapter(name, dir.string(), m.gpu->config());
+  ThreadPool pool(1);
+  double worst = 0;
+  for (const auto& c : golden.find("cases")->items) {
+    std::vector<int32_t> toks;
+    for (const auto& x : c.find("tokens")->items) toks.push_back((int32_t)x.i64);
+    auto st = m.gpu->new_state();
+    std::vector<float> first(m.V, NAN), logits(toks.size() * m.V);
+    if (a.prompt_tokens > 0)
+      m.gpu->forward({ForwardItem{st.get(), nullptr, a.prompt_tokens, false, first.data(), &a, a.prompt.data()}}, pool);
+    m.gpu->forward({ForwardItem{st.get(), toks.data(), (int64_t)toks.size(), true, logits.data(), &a, nullptr}}, pool);
+    const auto& want = c.find("logprobs")->items;
+    for (size_t t = 0; t < toks.size() && t < want.size(); t++) {
+      const float* row = t == 0 ? first.data() : logits.data() + (t - 1) * m.V;
+      if (want[t].is_null() || std::isnan(row[0])) {
+        if (want[t].is_null() != std::isnan(row[0])) worst = INFINITY;
+        continue;
+      }
+      worst = std::max(worst, std::fabs(logprob_of(row, m.V, toks[t]) - want[t].number));
+    }
+  }
+  check(worst <= tol, "golden adapter " + name + ": " + fmt_err(worst, tol));
+
+  std::vector<std::unique_ptr<SequenceState>> sc, sg;
+  for (int i = 0; i < 3; i++) sc.push_back(m.cpu->new_state()), sg.push_back(m.gpu->new_state());
+  const std::vector<const Adapter*> with = {&a, nullptr, &a};
+  double e = 0;
+  if (a.prompt_tokens > 0)  // the soft prompts of sequences 0 and 2, beside a plain prompt
+    e = run_both(m, {{}, random_tokens(9, m.V, 11), {}}, sc, sg, true, with);
+  e = std::max(e, run_both(m, {random_tokens(13, m.V, 12), random_tokens(5, m.V, 13), random_tokens(1, m.V, 14)}, sc, sg,
+                           true, with));
+  e = std::max(e, run_both(m, {{7}, {8}, {9}}, sc, sg, true, with));
+  check(e <= tol, "adapter " + name + " mixed with plain sequences in one batch: " + fmt_err(e, tol));
+}
+
 // ROOST_TEST_FILTER=substring runs only the models whose name contains it.
 bool selected(const std::string& name) {
   const char* f = std::getenv("ROOST_TEST_FILTER");
   return !f || name.find(f) != std::string::npos;
 }
 
-#ifndef ROOST_CUDA_EMULATION
+// Through cpp/device.h and the backend registry, as the addon loads models.
 void test_device_choice() {
   auto cpu = load_model_for_device("test/fixtures/gpt2-tiny", "cpu");
   auto gpu = load_model_for_device("test/fixtures/gpt2-tiny", "cuda");
@@ -206,24 +273,22 @@ void test_device_choice() {
   }
   check(threw, "--device gpu is refused with E_ARGUMENT");
 }
-#endif
 
 }  // namespace
 
 int main() {
+  register_cuda_backend();
   std::string why;
   if (cuda::device_count(&why) == 0) {
     std::printf("no CUDA device: skipped (%s)\n", why.c_str());
     return 0;
   }
   std::printf("device: %s\n", cuda::device_name(0).c_str());
-#ifndef ROOST_CUDA_EMULATION  // the emulation (test/cuda/emu) links a CPU-only engine core
   try {
     test_device_choice();
   } catch (const std::exception& e) {
     check(false, std::string("device choice: ") + e.what());
   }
-#endif
 
   // Committed fixtures.
   std::vector<fs::path> dirs;
@@ -237,6 +302,20 @@ int main() {
     try {
       compare_model(d.string(), d.filename().string(), tol, 64);
       check_golden(d, gtol);
+    } catch (const std::exception& e) {
+      check(false, d.string() + ": " + e.what());
+    }
+  }
+
+  // Adapters (soft prompts and (IA)^3) on their committed base models.
+  std::vector<fs::path> adapter_dirs;
+  for (const auto& e : fs::directory_iterator("test/fixtures/adapters"))
+    if (e.is_directory() && fs::exists(e.path() / "golden.json")) adapter_dirs.push_back(e.path());
+  std::sort(adapter_dirs.begin(), adapter_dirs.end());
+  for (const auto& d : adapter_dirs) {
+    if (!selected(d.filename().string())) continue;
+    try {
+      check_adapter(d, 3e-2);
     } catch (const std::exception& e) {
       check(false, d.string() + ": " + e.what());
     }

@@ -10,7 +10,11 @@
 //   - Attention, SIMT kernel (float Q, F16 K/V as given): 2e-5 * max|v|.
 //     Flash kernel: also rounds Q and the probabilities P to F16 (as
 //     FlashAttention does): 4e-3 * max|v| + 1e-5.
-// Without a CUDA device it prints "no CUDA device: skipped" and exits 0.
+//   - scale_columns, embed, row moves: exact.
+// Attention runs through the CUDA backend's attention plan (cuda/backend.h),
+// as the models run it. Without a CUDA device it prints "no CUDA device:
+// skipped" and exits 0. The host emulation (test/cuda/emu) builds it as
+// test_cuda_ops_emulated: there it checks the test itself and the planning.
 #include <algorithm>
 #include <cmath>
 #include <cstdarg>
@@ -21,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "../../cuda/backend.h"
 #include "../../cuda/ops.h"
 #include "../../cuda/runtime.h"
 #include "../../cuda/weights_cuda.h"
@@ -33,6 +38,14 @@ using namespace roost;
 using namespace roost::cuda;
 
 namespace {
+
+// Names cpp/backend.h and cuda/ops.h both define: the device ones here.
+using cuda::AttnSpan;
+using cuda::AttnTask;
+using cuda::Epilogue;
+using cuda::kNoMaskPos;
+using cuda::RowMove;
+using cuda::Scratch;
 
 int g_passed = 0, g_failed = 0;
 
@@ -294,6 +307,34 @@ void test_rows(Dev& dev) {
         }
       report(fmt("embed %s %s", wt == WType::BF16 ? "bf16" : "f16", learned ? "learned" : "no positions"), c.ok(), c.str());
     }
+    // Rows with token -1 (a soft prompt moved in before) keep their values and get the position added.
+    std::vector<int32_t> tok_soft = tok;
+    tok_soft[0] = tok_soft[4] = -1;
+    const std::vector<float> before = randn(M * C);
+    DeviceBuffer dts = dev.put(tok_soft), dxs = dev.put(before);
+    embed(dxs.as<float>(), dw.data(), wt, dp.as<float>(), dts.as<int32_t>(), dpos.as<int64_t>(), M, C, st);
+    const std::vector<float> got = dev.get<float>(dxs, M * C);
+    Cmp c;
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t k = 0; k < C; k++) {
+        const uint16_t e = bits[tok[m] * C + k];
+        const float base = tok_soft[m] < 0 ? before[m * C + k] : (wt == WType::BF16 ? bf16_to_f32(e) : f16_to_f32(e));
+        c.add(m * C + k, got[m * C + k], base + wpe[pos[m] * C + k], 1e-7);
+      }
+    report(fmt("embed %s soft-prompt rows", wt == WType::BF16 ? "bf16" : "f16"), c.ok(), c.str());
+  }
+
+  {  // scale_columns ((IA)^3): the first `cols` columns of rows of stride ld
+    const int64_t M = 5, cols = 37, ld = 50;
+    const std::vector<float> x = randn(M * ld), scale = randn(cols);
+    DeviceBuffer dx = dev.put(x), dsc = dev.put(scale);
+    scale_columns(dx.as<float>(), ld, M, cols, dsc.as<float>(), st);
+    const std::vector<float> got = dev.get<float>(dx, M * ld);
+    Cmp c;
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t k = 0; k < ld; k++)
+        c.add(m * ld + k, got[m * ld + k], k < cols ? x[m * ld + k] * scale[k] : x[m * ld + k], 0.5e-9);
+    report("scale_columns", c.ok(), c.str());
   }
 
   {  // move_rows (float and F16, layer strides), to_half, gate_update
@@ -361,7 +402,7 @@ struct AttnCase {
   std::vector<Task> tasks;
 };
 
-void run_attention_case(Dev& dev, Scratch& ws, StepUpload& up, const AttnCase& ac) {
+void run_attention_case(Dev& dev, CudaBackend& be, ThreadPool& pool, const AttnCase& ac) {
   const int64_t H = ac.H, D = ac.D, C = H * D;
   int64_t nq_total = 0;
   for (const auto& t : ac.tasks) nq_total = std::max(nq_total, t.q0 + t.nq);
@@ -381,27 +422,32 @@ void run_attention_case(Dev& dev, Scratch& ws, StepUpload& up, const AttnCase& a
   SpanBatch cpu;
   const float* kl = kf.data() + ac.layer * ac.rows * C;
   const float* vl = vf.data() + ac.layer * ac.rows * C;
-  AttentionPlan plan;
+  std::unique_ptr<roost::AttentionPlan> made = be.attention_plan();
+  auto& plan = static_cast<CudaAttentionPlan&>(*made);
   for (const auto& t : ac.tasks) {
     for (int64_t h = 0; h < H; h++) {
       for (const auto& s : t.spans) {
         cpu.add_span(KeySpan{kl + s.r0 * C, vl + s.r0 * C, C, s.n, s.pos0 == kNoMaskPos ? kSpanNoMask : s.pos0});
-        plan.add_span(AttnSpan{dk.as<uint16_t>() + s.r0 * C, dv.as<uint16_t>() + s.r0 * C, C, s.n, s.pos0, ac.rows * C});
+        plan.add_span(roost::AttnSpan{dk.as<uint16_t>() + s.r0 * C, dv.as<uint16_t>() + s.r0 * C, C, s.n, s.pos0, ac.rows * C});
       }
       cpu.add_task(SpanAttentionTask{want.data() + t.q0 * C, C, q.data() + t.q0 * 3 * C, 3 * C, t.nq, t.qpos0, h, nullptr, 0});
-      plan.add_task(AttnTask{dout.as<float>() + t.q0 * C, C, dq.as<float>() + t.q0 * 3 * C, 3 * C, t.nq, t.qpos0, (int32_t)h, 0, 0, 0});
+      plan.add_task(roost::AttnTask{dout.as<float>() + t.q0 * C, C, dq.as<float>() + t.q0 * 3 * C, 3 * C, t.nq, t.qpos0, (int32_t)h});
     }
   }
   attention_spans_reference(cpu.tasks(), D);
 
   for (int force = 0; force < 3; force++) {
     if (force == 1 && !flash_supported(D, 64)) continue;
-    up.reset();
-    plan.prepare(D, up, *dev.ctx, force);
+    be.begin_step(pool);
+    plan.force = force;
+    plan.prepare(D);
     ROOST_CUDA_CHECK(cudaMemsetAsync(dout.data(), 0xff, nq_total * C * 4, dev.ctx->stream()));  // NaN: unwritten rows show
-    plan.launch(ac.layer, ws, *dev.ctx);
+    plan.run(ac.layer);
     const std::vector<float> got = dev.get<float>(dout, nq_total * C);
-    const bool flash = force == 1 || (force == 0 && flash_supported(D, 64));
+    const bool flash = plan.flash_tasks() > 0;
+    if (force == 2 && flash)
+      report(fmt("attention %s D=%lld force %d kernel choice", ac.name.c_str(), (long long)D, force), false,
+             fmt("%zu flash and %zu SIMT tasks", plan.flash_tasks(), plan.simt_tasks()));
     const double bound = flash ? 4e-3 * vmax + 1e-5 : 2e-5 * vmax + 1e-6;
     Cmp c;
     for (const auto& t : ac.tasks)
@@ -412,7 +458,7 @@ void run_attention_case(Dev& dev, Scratch& ws, StepUpload& up, const AttnCase& a
   }
 }
 
-void test_attention(Dev& dev, Scratch& ws, StepUpload& up) {
+void test_attention(Dev& dev, CudaBackend& be, ThreadPool& pool) {
   for (int64_t D : {8, 12, 16, 32, 64, 96, 128, 256}) {
     const int64_t H = D >= 128 ? 2 : 3;
     // Dense causal prefill of several sequences (the gpt2 layout): queries at
@@ -426,7 +472,7 @@ void test_attention(Dev& dev, Scratch& ws, StepUpload& up) {
         r0 += past + T;
       }
       ac.rows = r0;
-      run_attention_case(dev, ws, up, ac);
+      run_attention_case(dev, be, pool, ac);
     }
     // Block-sparse: several blocks per task (BigBird lists), a partial last
     // block, causal clip inside the query's own block.
@@ -440,7 +486,7 @@ void test_attention(Dev& dev, Scratch& ws, StepUpload& up) {
         const int64_t nq = i == 9 ? 20 : b;  // partial last block
         ac.tasks.push_back({i * b, nq, i * b, sp});
       }
-      run_attention_case(dev, ws, up, ac);
+      run_attention_case(dev, be, pool, ac);
     }
     // Unmasked spans (state keys, rings), a wrapped ring (two spans), a span
     // of 0 rows, and a query that sees nothing (zeros).
@@ -450,14 +496,14 @@ void test_attention(Dev& dev, Scratch& ws, StepUpload& up) {
       ac.tasks.push_back({5, 20, 60, {{150, 50, kNoMaskPos}, {0, 0, kNoMaskPos}, {10, 30, 30}}});
       ac.tasks.push_back({25, 3, 5, {{40, 10, 100}}});  // every key after every query: zeros
       ac.tasks.push_back({28, 70, 1000, {{0, 100, 940}, {120, 7, kNoMaskPos}}});
-      run_attention_case(dev, ws, up, ac);
+      run_attention_case(dev, be, pool, ac);
     }
     // Long decode: one query over thousands of keys (split over keys).
     {
       AttnCase ac{"long decode", H, D, 1, 0, 5000, {}};
       ac.tasks.push_back({0, 1, 4999, {{0, 5000, 0}}});
       ac.tasks.push_back({1, 1, 2500, {{0, 5000, 0}}});  // the tail is masked
-      run_attention_case(dev, ws, up, ac);
+      run_attention_case(dev, be, pool, ac);
     }
   }
 }
@@ -472,12 +518,13 @@ int main() {
   }
   std::printf("device: %s\n", device_name(0).c_str());
   try {
-    Dev dev{std::make_shared<DeviceContext>(0)};
-    Scratch ws(dev.ctx);
-    StepUpload up(dev.ctx);
+    auto be = std::make_shared<CudaBackend>(0, WType::F16);
+    Dev dev{be->shared_context()};
+    cuda::Scratch ws(dev.ctx);
+    ThreadPool pool(1);
     test_gemm(dev, ws);
     test_rows(dev);
-    test_attention(dev, ws, up);
+    test_attention(dev, *be, pool);
   } catch (const std::exception& e) {
     report("exception", false, e.what());
   }

@@ -1,7 +1,7 @@
 // Stand-in for the CUDA runtime API header, for the host emulation only
-// (test/cuda/emu/run.sh): the few calls cuda/*.cpp make outside
-// cuda/runtime.cpp, done on host memory. Never on the include path of a real
-// CUDA build.
+// (CMakeLists.txt: roost_cuda_emulated and the test_*_emulated targets): the
+// few calls cuda/*.cpp make outside cuda/runtime.cpp, done on host memory.
+// Never on the include path of a real CUDA build.
 #pragma once
 
 #include <cstddef>

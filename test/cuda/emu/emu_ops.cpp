@@ -1,11 +1,12 @@
-// cuda/ops.h on the host, for the emulation (test/cuda/emu/run.sh): the same
+// cuda/ops.h on the host, for the emulation (CMake: roost_cuda_emulated): the same
 // contracts and the same rounding points as the kernels (x rounded to the
 // weight type on the GEMM's tensor-core path, kept float32 by its GEMV and
 // SIMT paths; F16 K/V, Q and P rounded to F16 in the flash
 // path), plain loops instead of tensor cores. The SIMT attention follows the
 // kernel's work split (units, key slices, partials, combine) and the flash
-// path checks the plan's tiling (nq <= br), so the host-side planning of the
-// CUDA models runs exactly as on the GPU.
+// path checks the plan's tiling (nq <= br), so the host side of the CUDA
+// backend (its attention plans, uploads, the shared models' KV rows on it)
+// runs exactly as on the GPU.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -145,9 +146,19 @@ void embed(float* x, const void* wte, WType type, const float* wpe, const int32_
   const uint16_t* w = static_cast<const uint16_t*>(wte);
   for (int64_t r = 0; r < M; r++)
     for (int64_t c = 0; c < C; c++) {
+      const float p = wpe ? wpe[pos[r] * C + c] : 0.f;
+      if (tok[r] < 0) {  // a soft-prompt row: kept, plus its position
+        x[r * C + c] += p;
+        continue;
+      }
       const uint16_t b = w[(int64_t)tok[r] * C + c];
-      x[r * C + c] = (type == WType::BF16 ? bf16_to_f32(b) : f16_to_f32(b)) + (wpe ? wpe[pos[r] * C + c] : 0.f);
+      x[r * C + c] = (type == WType::BF16 ? bf16_to_f32(b) : f16_to_f32(b)) + p;
     }
+}
+
+void scale_columns(float* x, int64_t ld, int64_t M, int64_t cols, const float* scale, cudaStream_t) {
+  for (int64_t r = 0; r < M; r++)
+    for (int64_t c = 0; c < cols; c++) x[r * ld + c] *= scale[c];
 }
 
 void move_rows(const RowMove* moves, int64_t count, int64_t C, int64_t layer, bool to_half_, cudaStream_t) {
@@ -222,13 +233,13 @@ void attention_flash(const AttnTask* tasks, int64_t n_tasks, const AttnSpan* spa
   }
 }
 
-void attention_simt(const AttnTask* tasks, const AttnSpan* spans, const AttentionPlan::Unit* units, int64_t n_units,
-                    const AttentionPlan::Work* works, int64_t n_works, int64_t D, int64_t layer, bool vec,
+void attention_simt(const AttnTask* tasks, const AttnSpan* spans, const AttnUnit* units, int64_t n_units,
+                    const AttnWork* works, int64_t n_works, int64_t D, int64_t layer, bool vec,
                     float* partial, cudaStream_t) {
   const float scale = 1.f / std::sqrt((float)D);
   // Works, as the kernel: a slice of one query's keys each.
   for (int64_t w = 0; w < n_works; w++) {
-    const AttentionPlan::Unit u = units[works[w].unit];
+    const AttnUnit u = units[works[w].unit];
     const AttnTask& t = tasks[u.task];
     if (works[w].split >= u.nsplit || u.work0 + works[w].split != w)
       throw Error("E_INTERNAL", "emulation: SIMT work list out of order");
@@ -260,7 +271,7 @@ void attention_simt(const AttnTask* tasks, const AttnSpan* spans, const Attentio
     p[D + 1] = (float)l;
   }
   for (int64_t ui = 0; ui < n_units; ui++) {
-    const AttentionPlan::Unit u = units[ui];
+    const AttnUnit u = units[ui];
     const AttnTask& t = tasks[u.task];
     const float* p = partial + (int64_t)u.work0 * (D + 2);
     float M = -INFINITY;

@@ -1,4 +1,4 @@
-// cuda/runtime.h on host memory (test/cuda/emu/run.sh). Fresh allocations are
+// cuda/runtime.h on host memory (the emulation: roost_cuda_emulated). Fresh allocations are
 // filled with NaN bytes, so a kernel that reads memory nothing wrote shows up
 // as NaN logits.
 #include <cstdlib>

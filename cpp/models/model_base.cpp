@@ -1,0 +1,90 @@
+#include "model_base.h"
+
+#include <algorithm>
+
+#include "../common.h"
+
+namespace roost {
+
+Dense load_dense(Backend& be, const Checkpoint& ckpt, const std::string& prefix, int64_t K, int64_t N) {
+  Dense d;
+  d.W = be.matrix(ckpt.get(prefix + ".weight", {K, N}), K, N, /*src_is_nk=*/false);
+  d.bias = be.floats(tensor_to_f32(ckpt.get(prefix + ".bias", {N})));
+  return d;
+}
+
+Norm load_norm(Backend& be, const Checkpoint& ckpt, const std::string& prefix, int64_t C) {
+  return {be.floats(tensor_to_f32(ckpt.get(prefix + ".weight", {C}))),
+          be.floats(tensor_to_f32(ckpt.get(prefix + ".bias", {C})))};
+}
+
+void KvRows::reserve(Backend& be, int64_t need, int64_t keep, int64_t limit) {
+  if (need <= cap_) return;
+  int64_t cap = std::max<int64_t>({need, cap_ * 2, 64});
+  cap = (cap + 63) / 64 * 64;
+  if (limit > 0) cap = std::min(cap, std::max(limit, need));
+  es_ = be.kv_size();
+  std::unique_ptr<Buffer> bigger = be.alloc((size_t)L_ * 2 * cap * C_ * es_);
+  if (keep > 0)  // every (layer, K|V) block: rows 0 .. keep-1
+    be.copy_2d(bigger->data(), (size_t)cap * C_ * es_, buf_->data(), (size_t)cap_ * C_ * es_, (size_t)keep * C_ * es_,
+               (size_t)(2 * L_));
+  buf_ = std::move(bigger);
+  cap_ = cap;
+}
+
+void KvRows::make_ring(Backend& be, int64_t cap) {
+  es_ = be.kv_size();
+  buf_ = be.alloc((size_t)L_ * 2 * cap * C_ * es_);
+  cap_ = cap;
+}
+
+void KvRows::ring_spans(AttentionPlan& plan, int64_t a, int64_t b, bool unmasked, bool per_layer) const {
+  while (a < b) {
+    const int64_t slot = a % cap_, n = std::min(b - a, cap_ - slot);  // up to the ring's end
+    plan.add_span(span(0, slot, n, unmasked ? kNoMaskPos : a, per_layer));
+    a += n;
+  }
+}
+
+ModelBase::ModelBase(const ModelConfig& cfg, const Checkpoint& ckpt, std::shared_ptr<Backend> be)
+    : cfg_(cfg), be_(std::move(be)) {
+  require_ops(*be_, cfg_, {Op::Embed, Op::LayerNorm, Op::Gemm, Op::Attention, Op::MoveRows});
+  if (cfg_.rotary_dim > 0) require_ops(*be_, cfg_, {Op::Rotary});
+  const int64_t V = cfg_.vocab_size, C = cfg_.n_embd;
+  wte_ = be_->matrix(ckpt.get("wte.weight", {V, C}), C, V, /*src_is_nk=*/true);
+  head_ = wte_;
+  if (ckpt.find("lm_head.weight")) head_ = be_->matrix(ckpt.get("lm_head.weight", {V, C}), C, V, true);
+  ln_f_ = load_norm(*be_, ckpt, "ln_f", C);
+  s_h_ = be_->scratch();
+  s_ff_ = be_->scratch();
+  s_hin_ = be_->scratch();
+  s_logits_ = be_->scratch();
+}
+
+ModelBase::Mlp ModelBase::load_mlp(const Checkpoint& ckpt, const std::string& p) {
+  const int64_t C = cfg_.n_embd, F = cfg_.n_inner;
+  return {load_norm(*be_, ckpt, p + "ln_2", C), load_dense(*be_, ckpt, p + "mlp.c_fc", C, F),
+          load_dense(*be_, ckpt, p + "mlp.c_proj", F, C)};
+}
+
+void ModelBase::mlp(const Mlp& m, float* x, int64_t M, const std::function<void(float*)>& after_gelu) {
+  const int64_t C = cfg_.n_embd, F = cfg_.n_inner;
+  float* h = s_h_->get<float>(M * C);
+  float* ff = s_ff_->get<float>(M * F);
+  be_->layernorm(h, C, x, C, nullptr, m.ln_2.w, m.ln_2.b, M, C, cfg_.layer_norm_epsilon);
+  be_->gemm(ff, F, h, C, *m.c_fc.W, m.c_fc.bias, M, Epilogue::Gelu);
+  if (after_gelu) after_gelu(ff);
+  be_->gemm(x, C, ff, F, *m.proj.W, m.proj.bias, M, Epilogue::Add);
+}
+
+void ModelBase::head_logits(const float* x, const std::vector<int32_t>& rows, const std::vector<float*>& dest) {
+  const int64_t R = (int64_t)rows.size(), C = cfg_.n_embd, V = cfg_.vocab_size;
+  if (R == 0) return be_->finish();  // the step's work is done before forward returns, logits or not
+  float* hin = s_hin_->get<float>(R * C);
+  float* logits = s_logits_->get<float>(R * V);
+  be_->layernorm(hin, C, x, C, be_->upload(rows), ln_f_.w, ln_f_.b, R, C, cfg_.layer_norm_epsilon);
+  be_->gemm(logits, V, hin, C, *head_, nullptr, R, Epilogue::Store);
+  be_->read_rows(dest, logits, V);
+}
+
+}  // namespace roost

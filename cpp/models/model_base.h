@@ -1,0 +1,96 @@
+// What every architecture's forward step shares, on any backend: weights in
+// backend memory (Dense, Norm), per-sequence K/V rows (KvRows), the token
+// embedding, the MLP block, ln_f + head and the step's one device -> host copy
+// of the logits rows the engine asked for.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../backend.h"
+#include "../safetensors.h"
+#include "model.h"
+#include "weights.h"  // tensor_to_f32
+
+namespace roost {
+
+// A Conv1D projection y = x @ W + b in backend memory.
+struct Dense {
+  const Matrix* W = nullptr;
+  const float* bias = nullptr;  // [N]
+};
+// A LayerNorm's weight and bias (float32, backend memory).
+struct Norm {
+  const float* w = nullptr;
+  const float* b = nullptr;
+};
+// prefix.weight [K, N] and prefix.bias [N].
+Dense load_dense(Backend& be, const Checkpoint& ckpt, const std::string& prefix, int64_t K, int64_t N);
+Norm load_norm(Backend& be, const Checkpoint& ckpt, const std::string& prefix, int64_t C);
+
+// K/V rows of `layers` layers of one sequence in backend memory (kv_type()
+// elements): one block [layer][K|V][cap][C]. A cache grows geometrically
+// (rows kept); a ring is reserved once (position p in slot p % cap).
+class KvRows {
+ public:
+  KvRows(int64_t layers, int64_t C) : L_(layers), C_(C) {}
+  // Makes room for `need` rows (never past `limit` unless need does; limit 0:
+  // none), keeping rows 0 .. keep-1.
+  void reserve(Backend& be, int64_t need, int64_t keep, int64_t limit);
+  // A ring of exactly `cap` rows (contents undefined).
+  void make_ring(Backend& be, int64_t cap);
+  int64_t cap() const { return cap_; }
+  size_t bytes() const { return buf_ ? buf_->bytes() : 0; }
+  // Row `row` of layer `layer`; the layer stride (elements) moves to the next layer.
+  void* k(int64_t layer, int64_t row) const { return at((2 * layer * cap_ + row) * C_); }
+  void* v(int64_t layer, int64_t row) const { return at(((2 * layer + 1) * cap_ + row) * C_); }
+  int64_t layer_stride() const { return 2 * cap_ * C_; }
+  // Span of rows [row, row + n) of layer `layer` (layer_stride 0) or of the
+  // layer attention runs (layer 0 + layer_stride).
+  AttnSpan span(int64_t layer, int64_t row, int64_t n, int64_t pos0, bool per_layer) const {
+    return AttnSpan{k(layer, row), v(layer, row), C_, n, pos0, per_layer ? layer_stride() : 0};
+  }
+  // Spans of ring positions [a, b) (b - a <= cap): two when the range wraps.
+  void ring_spans(AttentionPlan& plan, int64_t a, int64_t b, bool unmasked, bool per_layer) const;
+
+ private:
+  void* at(int64_t elems) const { return static_cast<char*>(buf_->data()) + elems * es_; }
+  int64_t L_, C_, cap_ = 0;
+  size_t es_ = 4;
+  std::unique_ptr<Buffer> buf_;
+};
+
+class ModelBase : public Model {
+ public:
+  ModelBase(const ModelConfig& cfg, const Checkpoint& ckpt, std::shared_ptr<Backend> be);
+  const ModelConfig& config() const override { return cfg_; }
+  int64_t max_context() const override { return cfg_.n_positions; }
+  size_t weight_bytes() const override { return be_->weight_bytes(); }
+
+ protected:
+  struct Mlp {
+    Norm ln_2;
+    Dense c_fc, proj;
+  };
+  Mlp load_mlp(const Checkpoint& ckpt, const std::string& p);
+  // x [M, C] += proj(gelu_new(c_fc(ln_2(x)))); after_gelu (if set) sees the
+  // [M, F] activations before proj ((IA)^3 rescales them there).
+  void mlp(const Mlp& m, float* x, int64_t M, const std::function<void(float* ff)>& after_gelu = {});
+  // Logits of x's rows `rows` (row stride C) into the host rows `dest` (V
+  // floats each): gather + ln_f + head GEMM, one copy to the host. Ends the step.
+  void head_logits(const float* x, const std::vector<int32_t>& rows, const std::vector<float*>& dest);
+  const Positions& positions(const std::vector<int64_t>& pos) {
+    return *be_->positions(pos, cfg_.rotary_dim, cfg_.rotary_base);
+  }
+
+  ModelConfig cfg_;
+  std::shared_ptr<Backend> be_;
+  Backend& be() const { return *be_; }
+  const Matrix* wte_ = nullptr;   // [V, C] read by rows: embedding and the tied head
+  const Matrix* head_ = nullptr;  // wte_ or lm_head
+  Norm ln_f_;
+  std::unique_ptr<Scratch> s_h_, s_ff_, s_hin_, s_logits_;
+};
+
+}  // namespace roost
