@@ -26,6 +26,13 @@ int64_t first_non_finite(const TensorView& t) {
     case DType::F32: return scan<uint32_t>(data, n, 0x7f800000u);
     case DType::F16: return scan<uint16_t>(data, n, uint16_t(0x7c00));
     case DType::BF16: return scan<uint16_t>(data, n, uint16_t(0x7f80));
+    case DType::Q8_0:  // int8 quants are always finite: only each block's F16 scale can be NaN or infinite
+      for (int64_t b = 0; b * kQ8Block < n; ++b) {
+        uint16_t d;
+        std::memcpy(&d, data + b * int64_t(kQ8BlockBytes), sizeof d);
+        if ((d & 0x7c00) == 0x7c00) return b * kQ8Block;
+      }
+      return -1;
   }
   return -1;
 }

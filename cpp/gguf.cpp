@@ -18,6 +18,7 @@
 #include <set>
 
 #include "common.h"
+#include "finite_check.h"
 
 namespace roost {
 
@@ -196,7 +197,7 @@ GgufFile GgufFile::open(const std::string& path) {
   g.path_ = path;
   g.map_ = std::make_unique<Mapping>();
   {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO must not block the open
     if (fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
     struct Closer { int fd; ~Closer() { ::close(fd); } } closer{fd};
     struct stat st;
@@ -311,6 +312,13 @@ GgufFile GgufFile::open(const std::string& path) {
     if (order[i]->offset < order[i - 1]->offset + order[i - 1]->nbytes)
       fail(path, "tensors " + g.tensors_[order[i - 1]->index].name + " and " + g.tensors_[order[i]->index].name +
                      " overlap in the data section");
+  // As for safetensors (cpp/safetensors.cpp): a NaN or infinite weight (for Q8_0, a block scale) is refused at load.
+  for (const TensorView& t : g.tensors_) {
+    const int64_t bad = first_non_finite(t);
+    if (bad >= 0)
+      fail(path, "tensor " + t.name + " holds a NaN or infinite value (element " + std::to_string(bad) +
+                     "); the file is corrupt or was saved from a diverged run");
+  }
   return g;
 }
 

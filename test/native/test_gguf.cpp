@@ -3,8 +3,10 @@
 // unsupported types, mis-shaped tensors, overlaps, huge counts and lengths) is refused
 // with E_CHECKPOINT and a message naming what is wrong; the gpt2 tensor names map to
 // Roost's checkpoint names.
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -370,6 +372,38 @@ TEST_CASE("the corruption corpus is refused with messages") {
     Builder b = valid_builder();
     b.tensors[1].offset = ~0ull - 31;  // offset + size wraps around
     refused("offset that wraps", b.bytes(), "truncated: tensor token_embd.weight");
+  }
+}
+
+TEST_CASE("non-finite weights and non-regular files are refused, naming the tensor or the problem") {
+  {
+    std::vector<float> norm(64, 1.5f);
+    norm[7] = std::nanf("");
+    Builder b;
+    b.kv_str("general.architecture", "gpt2");
+    b.add("blk.0.attn_norm.weight", {64}, 0, f32_bytes(norm));
+    refused("a NaN F32 weight", b.bytes(), "tensor blk.0.attn_norm.weight holds a NaN or infinite value (element 7)");
+  }
+  {
+    Builder b = valid_builder();
+    std::vector<uint8_t> q8(2 * 34, 0);
+    q8[34] = 0x00;
+    q8[35] = 0x7c;  // the second block's F16 scale is +infinity
+    b.add("blk.0.ffn_up.weight", {64}, 8, q8);
+    refused("an infinite Q8_0 block scale", b.bytes(), "tensor blk.0.ffn_up.weight holds a NaN or infinite value (element 32)");
+  }
+  {
+    const std::string fifo = "/tmp/roost_test_gguf_fifo_" + std::to_string(getpid());
+    std::remove(fifo.c_str());
+    REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+    std::string msg;
+    try {
+      GgufFile::open(fifo);  // must not block waiting for a writer
+    } catch (const Error& e) {
+      msg = e.what();
+    }
+    std::remove(fifo.c_str());
+    CHECK_MESSAGE(msg.find("not a regular file") != std::string::npos, ("a FIFO: " + msg));
   }
 }
 
