@@ -61,6 +61,68 @@ KeySpan sub_span(const KeySpan& s, int64_t a, int64_t b) {
   return {s.k + a * s.stride, s.v + a * s.stride, s.stride, b - a, s.pos0 + a};
 }
 
+// The storage of split tiles: the parts' spans and partials, and what to merge.
+struct Splits {
+  std::vector<SplitGroup> groups;
+  std::vector<KeySpan> spans;
+  std::vector<float> partials;
+};
+
+// A tile worth more than its share of the work (decode of few sequences over a
+// long context: too few heads for the threads, or one long sequence among short
+// ones) has its keys, up to its last query's, split in whole key blocks into
+// parts that run as tiles of their own (appended to tiles, cost, partial); the
+// parts are merged after.
+void split_costly_tiles(Splits& out, std::vector<SpanAttentionTask>& tiles, std::vector<int64_t>& cost,
+                        std::vector<float*>& partial, int64_t total, int64_t D, int threads) {
+  const int64_t share = std::max<int64_t>(1, total / (4 * (int64_t)threads));
+  struct Cut { size_t tile; int64_t parts; };
+  std::vector<Cut> cuts;
+  std::vector<size_t> part_span_count;  // per new tile: its spans in out.spans
+  const size_t n_tiles = tiles.size();
+  size_t floats = 0;
+  for (size_t ti = 0; ti < n_tiles; ti++) {
+    const SpanAttentionTask t = tiles[ti];
+    const int64_t last = t.qpos0 + t.nq - 1;
+    int64_t keys = 0;
+    for (int64_t s = 0; s < t.n_spans; s++) keys += visible(t.spans[s], last);
+    const int64_t parts = std::min((cost[ti] + share - 1) / share, keys / kMinSplitKeys);
+    if (parts <= 1) continue;
+    cuts.push_back({ti, parts});
+    const int64_t blocks = (keys + kKeyBlock - 1) / kKeyBlock;
+    for (int64_t p = 0; p < parts; p++) {
+      // Keys [k0, k1) of the tile's spans laid end to end.
+      const int64_t k0 = std::min(keys, blocks * p / parts * kKeyBlock), k1 = std::min(keys, blocks * (p + 1) / parts * kKeyBlock);
+      size_t n = 0;
+      for (int64_t s = 0, at = 0; s < t.n_spans && at < k1; s++) {
+        const int64_t rows = visible(t.spans[s], last);
+        const int64_t a = std::max(k0, at), b = std::min(k1, at + rows);
+        if (a < b) out.spans.push_back(sub_span(t.spans[s], a - at, b - at)), n++;
+        at += rows;
+      }
+      part_span_count.push_back(n);
+      if (p > 0) tiles.push_back(t), cost.push_back(0), partial.push_back(nullptr);
+    }
+    floats += (size_t)(parts * t.nq * (D + 2));
+  }
+  // Point the parts at their spans and partials now that the vectors are final.
+  out.partials.resize(floats);
+  size_t at = 0, span_at = 0, next_tile = n_tiles, count_at = 0;
+  for (const Cut& c : cuts) {
+    const int64_t nq = tiles[c.tile].nq;
+    out.groups.push_back({tiles[c.tile], out.partials.data() + at, c.parts});
+    for (int64_t p = 0; p < c.parts; p++) {
+      const size_t ti = p == 0 ? c.tile : next_tile++;
+      tiles[ti].spans = out.spans.data() + span_at;
+      tiles[ti].n_spans = (int64_t)part_span_count[count_at];
+      span_at += part_span_count[count_at++];
+      partial[ti] = out.partials.data() + at + p * nq * (D + 2);
+      cost[ti] = tile_cost(tiles[ti]);
+    }
+    at += (size_t)(c.parts * nq * (D + 2));
+  }
+}
+
 }  // namespace
 
 void attention_spans(const std::vector<SpanAttentionTask>& tasks, int64_t D, ThreadPool& pool) {
@@ -84,61 +146,8 @@ void attention_spans(const std::vector<SpanAttentionTask>& tasks, int64_t D, Thr
     }
   std::vector<float*> partial(tiles.size(), nullptr);
 
-  // A tile worth more than its share of the work (decode of few sequences over a
-  // long context: too few heads for the threads, or one long sequence among short
-  // ones) has its keys, up to its last query's, split in whole key blocks into
-  // parts that run as tiles of their own; the parts are merged after.
-  std::vector<SplitGroup> groups;
-  std::vector<KeySpan> part_spans;
-  std::vector<float> partials;
-  if (pool.size() > 1) {
-    const int64_t share = std::max<int64_t>(1, total / (4 * (int64_t)pool.size()));
-    struct Cut { size_t tile; int64_t parts; };
-    std::vector<Cut> cuts;
-    std::vector<size_t> part_span_count;  // per new tile: its spans in part_spans
-    const size_t n_tiles = tiles.size();
-    size_t floats = 0;
-    for (size_t ti = 0; ti < n_tiles; ti++) {
-      const SpanAttentionTask t = tiles[ti];
-      const int64_t last = t.qpos0 + t.nq - 1;
-      int64_t keys = 0;
-      for (int64_t s = 0; s < t.n_spans; s++) keys += visible(t.spans[s], last);
-      const int64_t parts = std::min((cost[ti] + share - 1) / share, keys / kMinSplitKeys);
-      if (parts <= 1) continue;
-      cuts.push_back({ti, parts});
-      const int64_t blocks = (keys + kKeyBlock - 1) / kKeyBlock;
-      for (int64_t p = 0; p < parts; p++) {
-        // Keys [k0, k1) of the tile's spans laid end to end.
-        const int64_t k0 = std::min(keys, blocks * p / parts * kKeyBlock), k1 = std::min(keys, blocks * (p + 1) / parts * kKeyBlock);
-        size_t n = 0;
-        for (int64_t s = 0, at = 0; s < t.n_spans && at < k1; s++) {
-          const int64_t rows = visible(t.spans[s], last);
-          const int64_t a = std::max(k0, at), b = std::min(k1, at + rows);
-          if (a < b) part_spans.push_back(sub_span(t.spans[s], a - at, b - at)), n++;
-          at += rows;
-        }
-        part_span_count.push_back(n);
-        if (p > 0) tiles.push_back(t), cost.push_back(0), partial.push_back(nullptr);
-      }
-      floats += (size_t)(parts * t.nq * (D + 2));
-    }
-    // Point the parts at their spans and partials now that the vectors are final.
-    partials.resize(floats);
-    size_t at = 0, span_at = 0, next_tile = n_tiles, count_at = 0;
-    for (const Cut& c : cuts) {
-      const int64_t nq = tiles[c.tile].nq;
-      groups.push_back({tiles[c.tile], partials.data() + at, c.parts});
-      for (int64_t p = 0; p < c.parts; p++) {
-        const size_t ti = p == 0 ? c.tile : next_tile++;
-        tiles[ti].spans = part_spans.data() + span_at;
-        tiles[ti].n_spans = (int64_t)part_span_count[count_at];
-        span_at += part_span_count[count_at++];
-        partial[ti] = partials.data() + at + p * nq * (D + 2);
-        cost[ti] = tile_cost(tiles[ti]);
-      }
-      at += (size_t)(c.parts * nq * (D + 2));
-    }
-  }
+  Splits splits;
+  if (pool.size() > 1) split_costly_tiles(splits, tiles, cost, partial, total, D, pool.size());
 
   // Costliest first, then threads take the next tile: the tail is the cheapest.
   std::vector<size_t> order(tiles.size());
@@ -153,7 +162,7 @@ void attention_spans(const std::vector<SpanAttentionTask>& tasks, int64_t D, Thr
     work(0, 1);
   else
     pool.run(work);
-  for (const SplitGroup& g : groups) merge(g, D);
+  for (const SplitGroup& g : splits.groups) merge(g, D);
 }
 
 void attention_causal(const std::vector<AttentionSeq>& seqs, int64_t H, int64_t D, ThreadPool& pool) {

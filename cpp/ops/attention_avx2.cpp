@@ -38,11 +38,9 @@ struct Query {
   float m;         // running max score
 };
 
-// Rows ahead that the loop prefetches on a long span; a short one prefetches its
-// keys up front and value row r with key row r (see attention_avx512.cpp).
-constexpr int64_t kPrefetchRows = 2 * kKeyBlock;
+// Prefetching as in attention_avx512.cpp (prefetch_mode).
 
-template <int ND, bool kFull, bool kShort>
+template <int ND, bool kFull, Prefetch P>
 inline void sub_block(Query<ND>& st, const float* k, const float* v, int64_t stride, int cnt, const Row& row) {
   const int64_t pf = kPrefetchRows * stride;  // floats; prefetching past the cache end is harmless
   __m256 dots[8];
@@ -55,7 +53,7 @@ inline void sub_block(Query<ND>& st, const float* k, const float* v, int64_t str
     const float* kr = k + r * stride;  // key row j0 + r, this head
 #pragma GCC unroll 16
     for (int c = 0; c < ND; c += 2)  // one per line
-      _mm_prefetch((const char*)((kShort ? v + r * stride : kr + pf) + 8 * c), _MM_HINT_T0);
+      if (P != Prefetch::kNone) _mm_prefetch((const char*)((P == Prefetch::kShort ? v + r * stride : kr + pf) + 8 * c), _MM_HINT_T0);
     __m256 d = _mm256_mul_ps(st.q[0], row.load(kr, 0));
 #pragma GCC unroll 16
     for (int c = 1; c < ND; c++) d = _mm256_fmadd_ps(st.q[c], row.load(kr, c), d);
@@ -81,10 +79,19 @@ inline void sub_block(Query<ND>& st, const float* k, const float* v, int64_t str
     const float* vr = v + r * stride;
 #pragma GCC unroll 16
     for (int c = 0; c < ND; c += 2)
-      if (!kShort) _mm_prefetch((const char*)(vr + pf + 8 * c), _MM_HINT_T0);
+      if (P == Prefetch::kAhead) _mm_prefetch((const char*)(vr + pf + 8 * c), _MM_HINT_T0);
     __m256 pr = _mm256_broadcast_ss(pb + r);
 #pragma GCC unroll 16
     for (int c = 0; c < ND; c++) st.acc[c] = _mm256_fmadd_ps(pr, row.load(vr, c), st.acc[c]);
+  }
+}
+
+template <int ND, bool kFull>
+inline void sub_block_in(Prefetch mode, Query<ND>& st, const float* k, const float* v, int64_t stride, int cnt, const Row& row) {
+  switch (mode) {
+    case Prefetch::kNone: sub_block<ND, kFull, Prefetch::kNone>(st, k, v, stride, cnt, row); break;
+    case Prefetch::kAhead: sub_block<ND, kFull, Prefetch::kAhead>(st, k, v, stride, cnt, row); break;
+    case Prefetch::kShort: sub_block<ND, kFull, Prefetch::kShort>(st, k, v, stride, cnt, row); break;
   }
 }
 
@@ -105,14 +112,16 @@ void decode(const SpanAttentionTask& t, int64_t D, float* partial) {
     states[b].m = -INFINITY;
   }
 
+  int64_t keys = 0;  // rows the tile reads
+  for (int64_t si = 0; si < t.n_spans; si++) keys += visible(t.spans[si], t.qpos0 + nq - 1);
   for (int64_t si = 0; si < t.n_spans; si++) {
     const KeySpan sp = t.spans[si];  // a local copy: the stores below cannot alias it
     const float* kh = sp.k + t.head * D;  // key row r at kh + r * stride
     const float* vh = sp.v + t.head * D;
     const int64_t stride = sp.stride;
     const int64_t most = visible(sp, t.qpos0 + nq - 1);  // the last query sees the most rows
-    const bool short_span = most <= kPrefetchRows;
-    if (short_span)
+    const Prefetch mode = prefetch_mode(keys, most);
+    if (mode == Prefetch::kShort)
       for (int64_t j = 0; j < most; j++)
         for (int c = 0; c < ND; c += 2) _mm_prefetch((const char*)(kh + j * stride + 8 * c), _MM_HINT_T0);
     for (int64_t kb0 = 0; kb0 < most; kb0 += kKeyBlock) {
@@ -124,13 +133,8 @@ void decode(const SpanAttentionTask& t, int64_t D, float* partial) {
         for (int64_t j = kb0; j < limit; j += 8) {
           const int cnt = (int)std::min<int64_t>(8, limit - j);
           const float *kr = kh + j * stride, *vr = vh + j * stride;
-          if (short_span) {
-            if (cnt == 8) sub_block<ND, true, true>(st, kr, vr, stride, 8, row);
-            else sub_block<ND, false, true>(st, kr, vr, stride, cnt, row);
-          } else {
-            if (cnt == 8) sub_block<ND, true, false>(st, kr, vr, stride, 8, row);
-            else sub_block<ND, false, false>(st, kr, vr, stride, cnt, row);
-          }
+          if (cnt == 8) sub_block_in<ND, true>(mode, st, kr, vr, stride, 8, row);
+          else sub_block_in<ND, false>(mode, st, kr, vr, stride, cnt, row);
         }
         states[b] = st;
       }

@@ -39,21 +39,20 @@ struct Query {
 // Prefetching. The rows of one head are short runs kv_stride apart, which the
 // hardware prefetchers follow poorly, so the loops name the lines they will need.
 // On a long span: kPrefetchRows rows ahead, two blocks, about the bytes in flight
-// one core needs to stream K and V from DRAM. A short span (at most that many
+// one core needs to stream K and V from DRAM. A short tile (at most that many
 // keys: a decode step of many short sequences is hundreds of them, a few cold
-// rows each; a BigBird block) would only prefetch past its end; there decode()
-// names all its keys before it starts and the score loop names value row r,
-// which the same block reads once its scores are done, so the misses overlap
-// instead of queuing. (On a long span that early value prefetch competes with
-// the key stream.)
-constexpr int64_t kPrefetchRows = 2 * kKeyBlock;
+// rows each) would only prefetch past its end; there decode() names all its
+// keys before it starts and the score loop names value row r, which the same
+// block reads once its scores are done, so the misses overlap instead of
+// queuing. (On a long span that early value prefetch competes with the key
+// stream.) Short spans of a longer tile are not prefetched (prefetch_mode).
 
 // Folds one key block (cnt <= 64 valid rows from k, v, `stride` floats apart) into
 // one query's state. The whole block is scored before the softmax update, so the
 // max reduction and the rescale happen once per 64 keys. Everything lives in local
 // registers: working on `st` in place makes GCC store the accumulators after every
 // FMA (the vector type may alias the K/V loads).
-template <int ND, bool kFull, bool kShort>
+template <int ND, bool kFull, Prefetch P>
 inline void block(Query<ND>& st, const float* k, const float* v, int64_t stride, int cnt, const __mmask16* dm) {
   static_assert(kKeyBlock == 64, "four score vectors per block");
   const int64_t pf = kPrefetchRows * stride;  // floats; a prefetch past the cache end is harmless
@@ -80,9 +79,10 @@ inline void block(Query<ND>& st, const float* k, const float* v, int64_t stride,
       // Opaque row pointers: otherwise GCC computes all 64 rows' addresses up front
       // and spills them, turning every load into two.
       asm("" : "+r"(kr));
-      if constexpr (kShort) asm("" : "+r"(vp));
+      if constexpr (P == Prefetch::kShort) asm("" : "+r"(vp));
 #pragma GCC unroll 8
-      for (int c = 0; c < ND; c++) _mm_prefetch((const char*)((kShort ? vp : kr + pf) + 16 * c), _MM_HINT_T0);
+      for (int c = 0; c < ND; c++)
+        if (P != Prefetch::kNone) _mm_prefetch((const char*)((P == Prefetch::kShort ? vp : kr + pf) + 16 * c), _MM_HINT_T0);
       __m512 d = _mm512_mul_ps(q[0], _mm512_maskz_loadu_ps(dm[0], kr));
 #pragma GCC unroll 8
       for (int c = 1; c < ND; c++) d = _mm512_fmadd_ps(q[c], _mm512_maskz_loadu_ps(dm[c], kr + 16 * c), d);
@@ -126,7 +126,7 @@ inline void block(Query<ND>& st, const float* k, const float* v, int64_t stride,
       idx = _mm512_add_epi32(idx, one);
 #pragma GCC unroll 8
       for (int c = 0; c < ND; c++) {
-        if (!kShort) {
+        if (P == Prefetch::kAhead) {
           _mm_prefetch((const char*)(vr + pf + 16 * c), _MM_HINT_T0);
           _mm_prefetch((const char*)(vr + stride + pf + 16 * c), _MM_HINT_T0);
         }
@@ -147,6 +147,15 @@ inline void block(Query<ND>& st, const float* k, const float* v, int64_t stride,
   st.m = m;
 }
 
+template <int ND, bool kFull>
+inline void block_in(Prefetch mode, Query<ND>& st, const float* k, const float* v, int64_t stride, int cnt, const __mmask16* dm) {
+  switch (mode) {
+    case Prefetch::kNone: block<ND, kFull, Prefetch::kNone>(st, k, v, stride, cnt, dm); break;
+    case Prefetch::kAhead: block<ND, kFull, Prefetch::kAhead>(st, k, v, stride, cnt, dm); break;
+    case Prefetch::kShort: block<ND, kFull, Prefetch::kShort>(st, k, v, stride, cnt, dm); break;
+  }
+}
+
 template <int ND>
 void decode(const SpanAttentionTask& t, int64_t D, float* partial) {
   const int64_t nq = t.nq;
@@ -165,14 +174,16 @@ void decode(const SpanAttentionTask& t, int64_t D, float* partial) {
     states[b].m = -INFINITY;
   }
 
+  int64_t keys = 0;  // rows the tile reads
+  for (int64_t si = 0; si < t.n_spans; si++) keys += visible(t.spans[si], t.qpos0 + nq - 1);
   for (int64_t si = 0; si < t.n_spans; si++) {
     const KeySpan sp = t.spans[si];  // a local copy: the stores below cannot alias it
     const float* kh = sp.k + t.head * D;  // key row r at kh + r * stride
     const float* vh = sp.v + t.head * D;
     const int64_t stride = sp.stride;
     const int64_t most = visible(sp, t.qpos0 + nq - 1);  // the last query sees the most rows
-    const bool short_span = most <= kPrefetchRows;
-    if (short_span)
+    const Prefetch mode = prefetch_mode(keys, most);
+    if (mode == Prefetch::kShort)
       for (int64_t j = 0; j < most; j++)
         for (int c = 0; c < ND; c++) _mm_prefetch((const char*)(kh + j * stride + 16 * c), _MM_HINT_T0);
     for (int64_t kb0 = 0; kb0 < most; kb0 += kKeyBlock) {
@@ -182,13 +193,8 @@ void decode(const SpanAttentionTask& t, int64_t D, float* partial) {
         const int64_t limit = std::min(kb1, visible(sp, t.qpos0 + b));  // rows < limit
         if (limit <= kb0) continue;
         const int cnt = (int)(limit - kb0);
-        if (short_span) {
-          if (cnt == kKeyBlock) block<ND, true, true>(states[b], kp, vp, stride, cnt, dm);
-          else block<ND, false, true>(states[b], kp, vp, stride, cnt, dm);
-        } else {
-          if (cnt == kKeyBlock) block<ND, true, false>(states[b], kp, vp, stride, cnt, dm);
-          else block<ND, false, false>(states[b], kp, vp, stride, cnt, dm);
-        }
+        if (cnt == kKeyBlock) block_in<ND, true>(mode, states[b], kp, vp, stride, cnt, dm);
+        else block_in<ND, false>(mode, states[b], kp, vp, stride, cnt, dm);
       }
     }
   }

@@ -25,6 +25,21 @@ inline int64_t visible(const KeySpan& s, int64_t qpos) {
   return v < 0 ? 0 : v > s.n ? s.n : v;
 }
 
+// How a decode tile prefetches a span's rows (attention_avx512.cpp says why):
+// kShort when the whole tile reads few keys (all named up front, each value row
+// beside its key row); kAhead, streaming kPrefetchRows ahead, for a span longer
+// than that which is the tile's only keys (a dense sequence, a split part) or
+// longer than twice that among others; kNone for the shorter spans of a tile
+// with several (a BigBird block, a Perceiver ring half): there prefetching ahead
+// mostly fetches past the span's end, and measured slower than none.
+enum class Prefetch { kNone, kAhead, kShort };
+constexpr int64_t kPrefetchRows = 2 * kKeyBlock;
+inline Prefetch prefetch_mode(int64_t tile_keys, int64_t span_rows) {
+  if (tile_keys <= kPrefetchRows) return Prefetch::kShort;
+  const bool alone = span_rows == tile_keys;
+  return span_rows > (alone ? kPrefetchRows : 2 * kPrefetchRows) ? Prefetch::kAhead : Prefetch::kNone;
+}
+
 // A kernel runs one tile (t.nq <= kQueryTile). With partial == nullptr it writes
 // t.out (zeros for a query that sees no key); otherwise the tile's keys are one
 // part of a split and query b leaves (max, sum, acc[D]) unnormalized at
