@@ -115,34 +115,143 @@ int64_t Engine::soft_prompt_left(const Sequence& s) {
   return s.adapter && s.state->length() == 0 ? s.adapter->prompt_tokens : 0;
 }
 
-std::vector<StepResult> Engine::step(const std::vector<StepRequest>& requests) {
+// One step's working state, shared by the named steps below.
+struct Engine::StepRun {
+  const std::vector<StepRequest>& requests;
+  std::vector<Sequence*> seqs;       // requests[i]'s sequence
+  std::vector<StepResult> results;
+  std::vector<int64_t> cursor;       // tokens of requests[i] run so far
+  std::vector<int64_t> soft;         // soft-prompt rows still to run, before the tokens
+  // Logits of every position of a prompt that asks for log-probs; other items
+  // write their one row straight into the sequence's last_logits (no per-step
+  // allocation or copy of a vocabulary-sized row).
+  std::vector<std::vector<float>> logits;
+  std::vector<float> lp;             // one row of log-probs
+};
+
+struct Engine::Pass {
+  std::vector<ForwardItem> items;
+  std::vector<size_t> owner;  // items[k] serves requests[owner[k]]
+};
+
+std::vector<Engine::Sequence*> Engine::validate(const std::vector<StepRequest>& requests) {
   const int64_t V = model_->config().vocab_size;
   const int64_t max_ctx = model_->max_context();
   std::vector<Sequence*> seqs;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stepping_) throw Error("E_STATE", "a step is already running on this engine");
-    std::set<int64_t> seen;
-    for (const auto& r : requests) {
-      auto it = sequences_.find(r.seq);
-      if (it == sequences_.end() || it->second->free_after_step) throw Error("E_ARGUMENT", "unknown " + seq_name(r.seq));
-      if (!seen.insert(r.seq).second) throw Error("E_ARGUMENT", seq_name(r.seq) + " is listed twice in one step");
-      if (r.tokens.empty() && !r.sample) throw Error("E_ARGUMENT", seq_name(r.seq) + ": a step needs tokens or sample");
-      const int64_t soft = soft_prompt_left(*it->second);
-      if (r.tokens.empty() && it->second->last_logits.empty() && soft == 0)
-        throw Error("E_ARGUMENT", seq_name(r.seq) + ": nothing to sample from before any token");
-      for (int32_t t : r.tokens)
-        if (t < 0 || t >= V)
-          throw Error("E_ARGUMENT", "token id " + std::to_string(t) + " is outside the vocabulary (0.." + std::to_string(V - 1) + ")");
-      const int64_t total = it->second->state->length() + soft + (int64_t)r.tokens.size();
-      if (max_ctx > 0 && total > max_ctx)
-        throw Error("E_ARGUMENT", seq_name(r.seq) + " would hold " + std::to_string(total) +
-                                      " tokens; the model's context is " + std::to_string(max_ctx));
-      seqs.push_back(it->second.get());
-    }
-    for (Sequence* s : seqs) s->in_step = true;
-    stepping_ = true;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stepping_) throw Error("E_STATE", "a step is already running on this engine");
+  std::set<int64_t> seen;
+  for (const auto& r : requests) {
+    auto it = sequences_.find(r.seq);
+    if (it == sequences_.end() || it->second->free_after_step) throw Error("E_ARGUMENT", "unknown " + seq_name(r.seq));
+    if (!seen.insert(r.seq).second) throw Error("E_ARGUMENT", seq_name(r.seq) + " is listed twice in one step");
+    if (r.tokens.empty() && !r.sample) throw Error("E_ARGUMENT", seq_name(r.seq) + ": a step needs tokens or sample");
+    const int64_t soft = soft_prompt_left(*it->second);
+    if (r.tokens.empty() && it->second->last_logits.empty() && soft == 0)
+      throw Error("E_ARGUMENT", seq_name(r.seq) + ": nothing to sample from before any token");
+    for (int32_t t : r.tokens)
+      if (t < 0 || t >= V)
+        throw Error("E_ARGUMENT", "token id " + std::to_string(t) + " is outside the vocabulary (0.." + std::to_string(V - 1) + ")");
+    const int64_t total = it->second->state->length() + soft + (int64_t)r.tokens.size();
+    if (max_ctx > 0 && total > max_ctx)
+      throw Error("E_ARGUMENT", seq_name(r.seq) + " would hold " + std::to_string(total) +
+                                    " tokens; the model's context is " + std::to_string(max_ctx));
+    seqs.push_back(it->second.get());
   }
+  for (Sequence* s : seqs) s->in_step = true;
+  stepping_ = true;
+  return seqs;
+}
+
+// Every sequence with input left contributes its next chunk, first come first
+// served within the budget of max_step_tokens; empty when all input has run.
+Engine::Pass Engine::plan_pass(StepRun& run) const {
+  const int64_t V = model_->config().vocab_size;
+  Pass pass;
+  int64_t budget = options_.max_step_tokens;
+  for (size_t i = 0; i < run.requests.size() && budget > 0; i++) {
+    Sequence& seq = *run.seqs[i];
+    const StepRequest& r = run.requests[i];
+    const Adapter* adapter = seq.adapter.get();
+    if (run.soft[i] > 0) {  // a new sequence's soft prompt runs first, as its own item
+      const int64_t n = std::min(run.soft[i], budget);
+      budget -= n;
+      seq.last_logits.resize(V);
+      ForwardItem it{seq.state.get(), nullptr, n, false, seq.last_logits.data()};
+      it.adapter = adapter;
+      it.embeds = adapter->prompt.data() + (adapter->prompt_tokens - run.soft[i]) * model_->config().n_embd;
+      pass.items.push_back(it);
+      pass.owner.push_back(i);
+      continue;
+    }
+    const int64_t left = (int64_t)r.tokens.size() - run.cursor[i];
+    if (left <= 0) continue;
+    int64_t n = std::min(left, budget);
+    // Never leave one lone token for the next pass: perceiver_ar runs a
+    // one-token pass as its sliding decode (src/engine/chunking.ts, same rule).
+    if (left - n == 1 && n > 1) n--;
+    if (r.prompt_logprobs && model_->prompt_logprobs_need_one_pass()) n = left;
+    budget -= n;
+    float* out;
+    if (r.prompt_logprobs) {
+      run.logits[i].resize(n * V);
+      out = run.logits[i].data();
+    } else {
+      seq.last_logits.resize(V);
+      out = seq.last_logits.data();
+    }
+    ForwardItem it{seq.state.get(), r.tokens.data() + run.cursor[i], n, r.prompt_logprobs, out};
+    it.adapter = adapter;
+    pass.items.push_back(it);
+    pass.owner.push_back(i);
+  }
+  return pass;
+}
+
+// After a pass: the log-prob (and top alternatives) of each prompt token that
+// asked for them, then every item's cursor moves past what it ran.
+void Engine::prompt_logprobs(StepRun& run, const Pass& pass) const {
+  const int64_t V = model_->config().vocab_size;
+  for (size_t k = 0; k < pass.items.size(); k++) {
+    const size_t i = pass.owner[k];
+    Sequence& s = *run.seqs[i];
+    const StepRequest& r = run.requests[i];
+    const int64_t n = pass.items[k].n;
+    if (pass.items[k].embeds) {  // soft-prompt rows: their last logits (in last_logits) predict the first token
+      run.soft[i] -= n;
+      continue;
+    }
+    if (r.prompt_logprobs) {
+      const int64_t top_n = s.sampler.params().n_logprobs;
+      const std::vector<float>& logits = run.logits[i];
+      for (int64_t j = 0; j < n; j++) {
+        // Token cursor+j is predicted by the logits of the position before it.
+        const float* prev = j == 0 ? (s.last_logits.empty() ? nullptr : s.last_logits.data()) : logits.data() + (j - 1) * V;
+        // No previous logit, or a NaN row (perceiver_ar has no logits before its
+        // latents): the entry stays NaN and gets no top list.
+        if (!prev || std::isnan(prev[0])) continue;
+        log_softmax(run.lp.data(), prev, V);
+        const int64_t t = run.cursor[i] + j;
+        run.results[i].prompt_logprobs[t] = run.lp[r.tokens[t]];
+        if (top_n > 0) run.results[i].prompt_top[t] = top_logprobs(run.lp.data(), V, top_n);
+      }
+      s.last_logits.assign(logits.end() - V, logits.end());
+    }
+    run.cursor[i] += n;
+  }
+}
+
+void Engine::sample(StepRun& run) const {
+  const int64_t V = model_->config().vocab_size;
+  for (size_t i = 0; i < run.requests.size(); i++) {
+    if (!run.requests[i].sample) continue;
+    run.results[i].sampled = true;
+    run.results[i].token = run.seqs[i]->sampler.sample(run.seqs[i]->last_logits.data(), V);
+  }
+}
+
+std::vector<StepResult> Engine::step(const std::vector<StepRequest>& requests) {
+  StepRun run{requests, validate(requests), {}, {}, {}, {}, {}};
   // Whatever happens below, the flags are cleared and deferred frees run.
   struct Finish {
     Engine* e;
@@ -157,107 +266,26 @@ std::vector<StepResult> Engine::step(const std::vector<StepRequest>& requests) {
     }
   } finish{this};
 
-  std::vector<StepResult> results(requests.size());
-  std::vector<int64_t> cursor(requests.size(), 0);
-  std::vector<int64_t> soft(requests.size());  // soft-prompt rows still to run, before the tokens
-  for (size_t i = 0; i < requests.size(); i++) {
-    soft[i] = soft_prompt_left(*seqs[i]);
-    results[i].seq = requests[i].seq;
+  const size_t n = requests.size();
+  run.results.resize(n);
+  run.cursor.assign(n, 0);
+  run.soft.resize(n);
+  run.logits.resize(n);
+  for (size_t i = 0; i < n; i++) {
+    run.soft[i] = soft_prompt_left(*run.seqs[i]);
+    run.results[i].seq = requests[i].seq;
     if (requests[i].prompt_logprobs) {
-      results[i].prompt_logprobs.assign(requests[i].tokens.size(), std::numeric_limits<float>::quiet_NaN());
-      if (seqs[i]->sampler.params().n_logprobs > 0) results[i].prompt_top.resize(requests[i].tokens.size());
+      run.results[i].prompt_logprobs.assign(requests[i].tokens.size(), std::numeric_limits<float>::quiet_NaN());
+      if (run.seqs[i]->sampler.params().n_logprobs > 0) run.results[i].prompt_top.resize(requests[i].tokens.size());
+      run.lp.resize(model_->config().vocab_size);
     }
   }
-
-  // Rounds of at most max_step_tokens tokens; every sequence with tokens left
-  // contributes its next chunk (first come, first served within the budget).
-  // Logits of every position of a prompt that asks for log-probs; other items
-  // write their one row straight into the sequence's last_logits (no per-step
-  // allocation or copy of a vocabulary-sized row).
-  std::vector<std::vector<float>> logits(requests.size());
-  std::vector<float> lp;
-  for (const auto& r : requests)
-    if (r.prompt_logprobs) lp.resize(V);
-  for (;;) {
-    std::vector<ForwardItem> items;
-    std::vector<size_t> owner;
-    int64_t budget = options_.max_step_tokens;
-    for (size_t i = 0; i < requests.size() && budget > 0; i++) {
-      const Adapter* adapter = seqs[i]->adapter.get();
-      if (soft[i] > 0) {  // a new sequence's soft prompt runs first, as its own item
-        const int64_t n = std::min(soft[i], budget);
-        budget -= n;
-        seqs[i]->last_logits.resize(V);
-        ForwardItem it{seqs[i]->state.get(), nullptr, n, false, seqs[i]->last_logits.data()};
-        it.adapter = adapter;
-        it.embeds = adapter->prompt.data() + (adapter->prompt_tokens - soft[i]) * model_->config().n_embd;
-        items.push_back(it);
-        owner.push_back(i);
-        continue;
-      }
-      const int64_t left = (int64_t)requests[i].tokens.size() - cursor[i];
-      if (left <= 0) continue;
-      int64_t n = std::min(left, budget);
-      // Never leave one lone token for the next pass: perceiver_ar runs a
-      // one-token pass as its sliding decode (src/engine/chunking.ts, same rule).
-      if (left - n == 1 && n > 1) n--;
-      if (requests[i].prompt_logprobs && model_->prompt_logprobs_need_one_pass()) n = left;
-      budget -= n;
-      const bool all = requests[i].prompt_logprobs;
-      float* out;
-      if (all) {
-        logits[i].resize(n * V);
-        out = logits[i].data();
-      } else {
-        seqs[i]->last_logits.resize(V);
-        out = seqs[i]->last_logits.data();
-      }
-      ForwardItem it{seqs[i]->state.get(), requests[i].tokens.data() + cursor[i], n, all, out};
-      it.adapter = adapter;
-      items.push_back(it);
-      owner.push_back(i);
-    }
-    if (items.empty()) break;
-    model_->forward(items, *pool_);
-    for (size_t k = 0; k < items.size(); k++) {
-      const size_t i = owner[k];
-      Sequence& s = *seqs[i];
-      const int64_t n = items[k].n;
-      if (items[k].embeds) {  // soft-prompt rows: their last logits (in last_logits) predict the first token
-        soft[i] -= n;
-        continue;
-      }
-      if (requests[i].prompt_logprobs) {
-        const int64_t top_n = s.sampler.params().n_logprobs;
-        for (int64_t j = 0; j < n; j++) {
-          // Token cursor+j is predicted by the logits of the position before it.
-          const float* prev = j == 0 ? (s.last_logits.empty() ? nullptr : s.last_logits.data()) : logits[i].data() + (j - 1) * V;
-          // No previous logit, or a NaN row (perceiver_ar has no logits before its
-          // latents): the entry stays NaN and gets no top list.
-          if (!prev || std::isnan(prev[0])) continue;
-          log_softmax(lp.data(), prev, V);
-          const int64_t t = cursor[i] + j;
-          results[i].prompt_logprobs[t] = lp[requests[i].tokens[t]];
-          if (top_n > 0) {
-            std::vector<int32_t> idx(V);
-            for (int64_t v = 0; v < V; v++) idx[v] = (int32_t)v;
-            std::partial_sort(idx.begin(), idx.begin() + top_n, idx.end(),
-                              [&](int32_t a, int32_t b) { return lp[a] > lp[b] || (lp[a] == lp[b] && a < b); });
-            for (int64_t q = 0; q < top_n; q++) results[i].prompt_top[t].push_back({idx[q], lp[idx[q]]});
-          }
-        }
-        s.last_logits.assign(logits[i].end() - V, logits[i].end());
-      }
-      cursor[i] += n;
-    }
+  for (Pass pass; !(pass = plan_pass(run)).items.empty();) {
+    model_->forward(pass.items, *pool_);
+    prompt_logprobs(run, pass);
   }
-
-  for (size_t i = 0; i < requests.size(); i++) {
-    if (!requests[i].sample) continue;
-    results[i].sampled = true;
-    results[i].token = seqs[i]->sampler.sample(seqs[i]->last_logits.data(), V);
-  }
-  return results;
+  sample(run);
+  return std::move(run.results);
 }
 
 }  // namespace roost

@@ -95,6 +95,17 @@ class Engine {
   // Soft-prompt positions a sequence has yet to run (its adapter's P before its first token, else 0).
   static int64_t soft_prompt_left(const Sequence& s);
 
+  // The named steps of step(), in order (engine.cpp): validate the requests and
+  // claim their sequences; plan each forward pass (cut the inputs into passes of
+  // at most max_step_tokens); after each pass, read the prompt log-probs and
+  // advance the cursors; finally sample.
+  struct StepRun;  // one step's requests, sequences, cursors and results
+  struct Pass;     // one forward pass: its items and the request each serves
+  std::vector<Sequence*> validate(const std::vector<StepRequest>& requests);
+  Pass plan_pass(StepRun& run) const;
+  void prompt_logprobs(StepRun& run, const Pass& pass) const;
+  void sample(StepRun& run) const;
+
   std::unique_ptr<Model> model_;
   std::unique_ptr<ThreadPool> pool_;
   EngineOptions options_;

@@ -38,6 +38,19 @@ uint64_t Rng::next() {
 
 double Rng::uniform() { return (double)(next() >> 11) * 0x1.0p-53; }
 
+std::vector<TokenLogprob> top_logprobs(const float* logprobs, int64_t V, int64_t n) {
+  const int64_t k = std::clamp<int64_t>(n, 0, V);
+  std::vector<TokenLogprob> top;
+  if (k == 0) return top;
+  std::vector<int32_t> idx(V);
+  for (int64_t i = 0; i < V; i++) idx[i] = (int32_t)i;
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                    [&](int32_t a, int32_t b) { return logprobs[a] > logprobs[b] || (logprobs[a] == logprobs[b] && a < b); });
+  top.reserve(k);
+  for (int64_t i = 0; i < k; i++) top.push_back({idx[i], logprobs[idx[i]]});
+  return top;
+}
+
 Sampler::Sampler(SamplingParams params) : params_(std::move(params)), rng_(params_.seed) {}
 
 SampledToken Sampler::sample(const float* logits, int64_t V) {
@@ -64,15 +77,7 @@ SampledToken Sampler::sample(const float* logits, int64_t V) {
   SampledToken out;
   out.token = chosen;
   out.logprob = logprobs_[chosen];
-  if (params_.n_logprobs > 0) {
-    int64_t k = std::min<int64_t>(params_.n_logprobs, V);
-    std::vector<int32_t> idx(V);
-    for (int64_t i = 0; i < V; i++) idx[i] = (int32_t)i;
-    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t a, int32_t b) {
-      return logprobs_[a] > logprobs_[b] || (logprobs_[a] == logprobs_[b] && a < b);
-    });
-    for (int64_t i = 0; i < k; i++) out.top.push_back({idx[i], logprobs_[idx[i]]});
-  }
+  out.top = top_logprobs(logprobs_.data(), V, params_.n_logprobs);
   return out;
 }
 

@@ -30,6 +30,11 @@ struct SampledToken {
   std::vector<TokenLogprob> top;    // n_logprobs best by raw log-prob, best first
 };
 
+// The n (at most V) best of log-probs [V], best first; ties go to the smaller
+// token id. The one ranking behind every top-log-probs list (sampled tokens and
+// prompt tokens alike).
+std::vector<TokenLogprob> top_logprobs(const float* logprobs, int64_t V, int64_t n);
+
 // xoshiro256** seeded through splitmix64: the same seed gives the same stream on
 // every platform (std:: distributions are implementation-defined).
 class Rng {

@@ -1,6 +1,8 @@
-// The attention entry: cuts the work into (sequence, head, query tile, key range)
-// items of similar cost, runs them over the pool largest first, and merges the
-// partial softmaxes of items that split one query tile's keys.
+// The attention entries. attention_spans cuts its tasks into query tiles of
+// similar cost, splits the keys of a tile worth more than its share of the work
+// over several parts (merged after), and runs them over the pool costliest first.
+// attention_causal is the same work with one span per sequence: its cache rows
+// 0 .. pos0+Tq-1, clipped per query by causality.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -15,154 +17,164 @@ using namespace attention_impl;
 
 namespace {
 
-// Keys per split item at least: below this the merge costs more than it balances.
+// Keys per split part at least: below this the merge costs more than it balances.
 constexpr int64_t kMinSplitKeys = 512;
 
-// Heads wider than the vector kernels handle: the same item contract, plain loops.
-void item_plain(const AttentionSeq& s, int64_t D, const Item& it) {
-  const double scale = 1.0 / std::sqrt((double)D);
-  std::vector<double> scores, acc(D);
-  for (int64_t i = it.i0; i < it.i1; i++) {
-    const float* q = s.q + i * s.q_stride + it.head * D;  // [D]
-    const int64_t j1 = std::min(it.j1, s.pos0 + i + 1);
-    double mx = -INFINITY, sum = 0;
-    scores.assign(std::max<int64_t>(0, j1 - it.j0), 0.0);
-    for (int64_t j = it.j0; j < j1; j++) {
-      const float* k = s.k + j * s.kv_stride + it.head * D;
-      double dot = 0;
-      for (int64_t d = 0; d < D; d++) dot += q[d] * k[d];
-      scores[j - it.j0] = dot * scale;
-      mx = std::max(mx, dot * scale);
-    }
-    std::fill(acc.begin(), acc.end(), 0.0);
-    for (int64_t j = it.j0; j < j1; j++) {
-      double p = std::exp(scores[j - it.j0] - mx);
-      sum += p;
-      const float* v = s.v + j * s.kv_stride + it.head * D;
-      for (int64_t d = 0; d < D; d++) acc[d] += p * v[d];
-    }
-    if (it.partial) {
-      float* part = it.partial + (i - it.i0) * (D + 2);  // (max, sum, acc[D])
-      part[0] = (float)mx;
-      part[1] = (float)sum;
-      for (int64_t d = 0; d < D; d++) part[2 + d] = (float)acc[d];
-    } else {
-      float* out = s.out + i * s.out_stride + it.head * D;
-      for (int64_t d = 0; d < D; d++) out[d] = (float)(acc[d] / sum);
-    }
-  }
-}
-
-// Query-key pairs an item visits: its work.
-int64_t item_cost(const AttentionSeq& s, const Item& it) {
+// Query-key pairs a tile visits: its work.
+int64_t tile_cost(const SpanAttentionTask& t) {
   int64_t cost = 0;
-  for (int64_t i = it.i0; i < it.i1; i++) cost += std::max<int64_t>(0, std::min(it.j1, s.pos0 + i + 1) - it.j0);
+  for (int64_t s = 0; s < t.n_spans; s++)
+    for (int64_t i = 0; i < t.nq; i++) cost += visible(t.spans[s], t.qpos0 + i);
   return cost;
 }
 
-// A query tile whose keys were split over `splits` items with consecutive partials.
+// A tile whose keys were split over `parts` tiles with consecutive partials.
 struct SplitGroup {
-  const AttentionSeq* s;
-  int64_t head, i0, i1;
-  float* partial;
-  int64_t splits;
+  SpanAttentionTask tile;  // its queries and output
+  float* partial;  // [parts][nq][D + 2]
+  int64_t parts;
 };
 
 void merge(const SplitGroup& g, int64_t D) {
-  const int64_t nq = g.i1 - g.i0, stride = nq * (D + 2);  // floats between splits
-  for (int64_t b = 0; b < nq; b++) {
+  const SpanAttentionTask& t = g.tile;
+  const int64_t stride = t.nq * (D + 2);  // floats between parts
+  std::vector<double> acc(D);
+  for (int64_t b = 0; b < t.nq; b++) {
     float mx = -INFINITY;
-    for (int64_t t = 0; t < g.splits; t++) mx = std::max(mx, g.partial[t * stride + b * (D + 2)]);
-    float* out = g.s->out + (g.i0 + b) * g.s->out_stride + g.head * D;
+    for (int64_t p = 0; p < g.parts; p++) mx = std::max(mx, g.partial[p * stride + b * (D + 2)]);
     double sum = 0;
-    std::vector<double> acc(D, 0.0);
-    for (int64_t t = 0; t < g.splits; t++) {
-      const float* part = g.partial + t * stride + b * (D + 2);
-      if (part[1] == 0) continue;  // a split wholly after this query's last key
-      double w = std::exp((double)part[0] - mx);
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (int64_t p = 0; p < g.parts; p++) {
+      const float* part = g.partial + p * stride + b * (D + 2);
+      if (part[1] == 0) continue;  // a part wholly after this query's last key
+      const double w = std::exp((double)part[0] - mx);
       sum += w * part[1];
       for (int64_t d = 0; d < D; d++) acc[d] += w * part[2 + d];
     }
-    for (int64_t d = 0; d < D; d++) out[d] = (float)(acc[d] / sum);
+    float* out = t.out + b * t.out_stride + t.head * D;
+    for (int64_t d = 0; d < D; d++) out[d] = sum > 0 ? (float)(acc[d] / sum) : 0.f;
+  }
+}
+
+// The rows [a, b) of span s as a span of their own.
+KeySpan sub_span(const KeySpan& s, int64_t a, int64_t b) {
+  return {s.k + a * s.stride, s.v + a * s.stride, s.stride, b - a, s.pos0 + a};
+}
+
+// The storage of split tiles: the parts' spans and partials, and what to merge.
+struct Splits {
+  std::vector<SplitGroup> groups;
+  std::vector<KeySpan> spans;
+  std::vector<float> partials;
+};
+
+// A tile worth more than its share of the work (decode of few sequences over a
+// long context: too few heads for the threads, or one long sequence among short
+// ones) has its keys, up to its last query's, split in whole key blocks into
+// parts that run as tiles of their own (appended to tiles, cost, partial); the
+// parts are merged after.
+void split_costly_tiles(Splits& out, std::vector<SpanAttentionTask>& tiles, std::vector<int64_t>& cost,
+                        std::vector<float*>& partial, int64_t total, int64_t D, int threads) {
+  const int64_t share = std::max<int64_t>(1, total / (4 * (int64_t)threads));
+  struct Cut { size_t tile; int64_t parts; };
+  std::vector<Cut> cuts;
+  std::vector<size_t> part_span_count;  // per new tile: its spans in out.spans
+  const size_t n_tiles = tiles.size();
+  size_t floats = 0;
+  for (size_t ti = 0; ti < n_tiles; ti++) {
+    const SpanAttentionTask t = tiles[ti];
+    const int64_t last = t.qpos0 + t.nq - 1;
+    int64_t keys = 0;
+    for (int64_t s = 0; s < t.n_spans; s++) keys += visible(t.spans[s], last);
+    const int64_t parts = std::min((cost[ti] + share - 1) / share, keys / kMinSplitKeys);
+    if (parts <= 1) continue;
+    cuts.push_back({ti, parts});
+    const int64_t blocks = (keys + kKeyBlock - 1) / kKeyBlock;
+    for (int64_t p = 0; p < parts; p++) {
+      // Keys [k0, k1) of the tile's spans laid end to end.
+      const int64_t k0 = std::min(keys, blocks * p / parts * kKeyBlock), k1 = std::min(keys, blocks * (p + 1) / parts * kKeyBlock);
+      size_t n = 0;
+      for (int64_t s = 0, at = 0; s < t.n_spans && at < k1; s++) {
+        const int64_t rows = visible(t.spans[s], last);
+        const int64_t a = std::max(k0, at), b = std::min(k1, at + rows);
+        if (a < b) out.spans.push_back(sub_span(t.spans[s], a - at, b - at)), n++;
+        at += rows;
+      }
+      part_span_count.push_back(n);
+      if (p > 0) tiles.push_back(t), cost.push_back(0), partial.push_back(nullptr);
+    }
+    floats += (size_t)(parts * t.nq * (D + 2));
+  }
+  // Point the parts at their spans and partials now that the vectors are final.
+  out.partials.resize(floats);
+  size_t at = 0, span_at = 0, next_tile = n_tiles, count_at = 0;
+  for (const Cut& c : cuts) {
+    const int64_t nq = tiles[c.tile].nq;
+    out.groups.push_back({tiles[c.tile], out.partials.data() + at, c.parts});
+    for (int64_t p = 0; p < c.parts; p++) {
+      const size_t ti = p == 0 ? c.tile : next_tile++;
+      tiles[ti].spans = out.spans.data() + span_at;
+      tiles[ti].n_spans = (int64_t)part_span_count[count_at];
+      span_at += part_span_count[count_at++];
+      partial[ti] = out.partials.data() + at + p * nq * (D + 2);
+      cost[ti] = tile_cost(tiles[ti]);
+    }
+    at += (size_t)(c.parts * nq * (D + 2));
   }
 }
 
 }  // namespace
 
-void attention_causal(const std::vector<AttentionSeq>& seqs, int64_t H, int64_t D, ThreadPool& pool) {
+void attention_spans(const std::vector<SpanAttentionTask>& tasks, int64_t D, ThreadPool& pool) {
   const Isa isa = active_isa();
-  if (isa == Isa::Reference) {
-    attention_causal_reference(seqs, H, D);
-    return;
-  }
-  auto* kernel = D > kMaxFastD ? &item_plain : isa == Isa::Avx512 ? &item_avx512 : &item_avx2;
-
-  std::vector<Item> items;
-  for (int64_t si = 0; si < (int64_t)seqs.size(); si++)
-    for (int64_t h = 0; h < H; h++)
-      for (int64_t i0 = 0; i0 < seqs[si].Tq; i0 += kQueryTile)
-        items.push_back({si, h, i0, std::min(seqs[si].Tq, i0 + kQueryTile), 0, seqs[si].pos0 + std::min(seqs[si].Tq, i0 + kQueryTile), nullptr});
-
-  // An item worth more than its share of the work (decode of few sequences over a
-  // long context: too few heads for the threads, or one long sequence among short
-  // ones) has its keys split too, in whole key blocks, and the parts merged after.
-  std::vector<float> partials;
-  std::vector<SplitGroup> groups;
-  if (pool.size() > 1) {
-    int64_t total = 0;
-    for (const Item& it : items) total += item_cost(seqs[it.seq], it);
-    const int64_t share = std::max<int64_t>(1, total / (4 * (int64_t)pool.size()));
-    std::vector<Item> split;
-    std::vector<std::pair<size_t, int64_t>> offsets;  // (first split item, floats per split)
-    size_t floats = 0;
-    for (const Item& it : items) {
-      const int64_t keys = it.j1, nq = it.i1 - it.i0;
-      const int64_t S = std::min((item_cost(seqs[it.seq], it) + share - 1) / share, keys / kMinSplitKeys);
-      if (S <= 1) {
-        split.push_back(it);
-        continue;
-      }
-      const int64_t blocks = (keys + kKeyBlock - 1) / kKeyBlock;
-      offsets.push_back({split.size(), nq * (D + 2)});
-      for (int64_t t = 0; t < S; t++) {
-        Item part = it;
-        part.j0 = std::min(keys, blocks * t / S * kKeyBlock);
-        part.j1 = std::min(keys, blocks * (t + 1) / S * kKeyBlock);
-        split.push_back(part);
-      }
-      groups.push_back({&seqs[it.seq], it.head, it.i0, it.i1, nullptr, S});
-      floats += (size_t)(S * nq * (D + 2));
+  const TileKernel kernel = isa == Isa::Reference || D > kMaxFastD ? &tile_reference
+                            : isa == Isa::Avx512                    ? &tile_avx512
+                                                                    : &tile_avx2;
+  std::vector<SpanAttentionTask> tiles;
+  std::vector<int64_t> cost;
+  int64_t total = 0;
+  for (const SpanAttentionTask& t : tasks)
+    for (int64_t i0 = 0; i0 < t.nq; i0 += kQueryTile) {
+      SpanAttentionTask tile = t;
+      tile.nq = std::min(kQueryTile, t.nq - i0);
+      tile.q = t.q + i0 * t.q_stride;
+      tile.out = t.out + i0 * t.out_stride;
+      tile.qpos0 = t.qpos0 + i0;
+      tiles.push_back(tile);
+      cost.push_back(tile_cost(tile));
+      total += cost.back();
     }
-    partials.resize(floats);
-    size_t at = 0;
-    for (size_t g = 0; g < groups.size(); g++) {
-      groups[g].partial = partials.data() + at;
-      for (int64_t t = 0; t < groups[g].splits; t++) split[offsets[g].first + t].partial = partials.data() + at + t * offsets[g].second;
-      at += (size_t)(groups[g].splits * offsets[g].second);
-    }
-    items.swap(split);
-  }
+  std::vector<float*> partial(tiles.size(), nullptr);
 
-  // Largest first, then threads take the next item: the tail is the smallest items.
-  std::vector<int64_t> cost(items.size());
-  std::vector<size_t> order(items.size());
-  for (size_t i = 0; i < items.size(); i++) {
-    cost[i] = item_cost(seqs[items[i].seq], items[i]);
-    order[i] = i;
-  }
+  Splits splits;
+  if (pool.size() > 1) split_costly_tiles(splits, tiles, cost, partial, total, D, pool.size());
+
+  // Costliest first, then threads take the next tile: the tail is the cheapest.
+  std::vector<size_t> order(tiles.size());
+  for (size_t i = 0; i < order.size(); i++) order[i] = i;
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return cost[a] > cost[b]; });
   std::atomic<size_t> next{0};
   auto work = [&](int, int) {
-    for (size_t n; (n = next.fetch_add(1, std::memory_order_relaxed)) < order.size();) {
-      const Item& it = items[order[n]];
-      kernel(seqs[it.seq], D, it);
-    }
+    for (size_t n; (n = next.fetch_add(1, std::memory_order_relaxed)) < order.size();) kernel(tiles[order[n]], D, partial[order[n]]);
   };
-  int64_t pairs = 0;
-  for (int64_t c : cost) pairs += c;
-  if (items.size() == 1 || serial_is_cheaper(2.0 * 2.0 * (double)pairs * (double)D, 2.0 * sizeof(float) * (double)pairs * (double)D)) work(0, 1);
-  else pool.run(work);
-  for (const SplitGroup& g : groups) merge(g, D);
+  const double pairs = (double)total;
+  if (tiles.size() <= 1 || pool.size() == 1 || serial_is_cheaper(2.0 * 2.0 * pairs * (double)D, 2.0 * sizeof(float) * pairs * (double)D))
+    work(0, 1);
+  else
+    pool.run(work);
+  for (const SplitGroup& g : splits.groups) merge(g, D);
+}
+
+void attention_causal(const std::vector<AttentionSeq>& seqs, int64_t H, int64_t D, ThreadPool& pool) {
+  std::vector<KeySpan> spans;  // one per sequence: every cache row, causal from position 0
+  spans.reserve(seqs.size());
+  std::vector<SpanAttentionTask> tasks;
+  tasks.reserve(seqs.size() * H);
+  for (const AttentionSeq& s : seqs) {
+    spans.push_back({s.k, s.v, s.kv_stride, s.pos0 + s.Tq, 0});
+    for (int64_t h = 0; h < H; h++) tasks.push_back({s.out, s.out_stride, s.q, s.q_stride, s.Tq, s.pos0, h, &spans.back(), 1});
+  }
+  attention_spans(tasks, D, pool);
 }
 
 }  // namespace roost

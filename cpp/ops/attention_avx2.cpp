@@ -1,4 +1,4 @@
-// AVX2 attention item for one or a few queries (decode): the online softmax of
+// AVX2 attention tile of one or a few queries (decode): the online softmax of
 // attention_avx512.cpp with 8-key sub-blocks and ymm vectors, head dims up to 128
 // (ND = D/8 rounded up). Tiles of more queries go to attention_tile_avx2.cpp.
 #include <immintrin.h>
@@ -38,11 +38,9 @@ struct Query {
   float m;         // running max score
 };
 
-// Rows ahead that the loop prefetches on a long item; a short one prefetches its
-// keys up front and value row r with key row r (see attention_avx512.cpp).
-constexpr int64_t kPrefetchRows = 2 * kKeyBlock;
+// Prefetching as in attention_avx512.cpp (prefetch_mode).
 
-template <int ND, bool kFull, bool kShort>
+template <int ND, bool kFull, Prefetch P>
 inline void sub_block(Query<ND>& st, const float* k, const float* v, int64_t stride, int cnt, const Row& row) {
   const int64_t pf = kPrefetchRows * stride;  // floats; prefetching past the cache end is harmless
   __m256 dots[8];
@@ -55,7 +53,7 @@ inline void sub_block(Query<ND>& st, const float* k, const float* v, int64_t str
     const float* kr = k + r * stride;  // key row j0 + r, this head
 #pragma GCC unroll 16
     for (int c = 0; c < ND; c += 2)  // one per line
-      _mm_prefetch((const char*)((kShort ? v + r * stride : kr + pf) + 8 * c), _MM_HINT_T0);
+      if (P != Prefetch::kNone) _mm_prefetch((const char*)((P == Prefetch::kShort ? v + r * stride : kr + pf) + 8 * c), _MM_HINT_T0);
     __m256 d = _mm256_mul_ps(st.q[0], row.load(kr, 0));
 #pragma GCC unroll 16
     for (int c = 1; c < ND; c++) d = _mm256_fmadd_ps(st.q[c], row.load(kr, c), d);
@@ -81,24 +79,31 @@ inline void sub_block(Query<ND>& st, const float* k, const float* v, int64_t str
     const float* vr = v + r * stride;
 #pragma GCC unroll 16
     for (int c = 0; c < ND; c += 2)
-      if (!kShort) _mm_prefetch((const char*)(vr + pf + 8 * c), _MM_HINT_T0);
+      if (P == Prefetch::kAhead) _mm_prefetch((const char*)(vr + pf + 8 * c), _MM_HINT_T0);
     __m256 pr = _mm256_broadcast_ss(pb + r);
 #pragma GCC unroll 16
     for (int c = 0; c < ND; c++) st.acc[c] = _mm256_fmadd_ps(pr, row.load(vr, c), st.acc[c]);
   }
 }
 
+template <int ND, bool kFull>
+inline void sub_block_in(Prefetch mode, Query<ND>& st, const float* k, const float* v, int64_t stride, int cnt, const Row& row) {
+  switch (mode) {
+    case Prefetch::kNone: sub_block<ND, kFull, Prefetch::kNone>(st, k, v, stride, cnt, row); break;
+    case Prefetch::kAhead: sub_block<ND, kFull, Prefetch::kAhead>(st, k, v, stride, cnt, row); break;
+    case Prefetch::kShort: sub_block<ND, kFull, Prefetch::kShort>(st, k, v, stride, cnt, row); break;
+  }
+}
+
 template <int ND>
-void item(const AttentionSeq& s, int64_t D, const Item& it) {
-  const int64_t nq = it.i1 - it.i0;
+void decode(const SpanAttentionTask& t, int64_t D, float* partial) {
+  const int64_t nq = t.nq;
   const __m256 scale = _mm256_set1_ps(1.f / std::sqrt((float)D));
   const Row row{(int)(D / 8), head_mask(D % 8)};
-  const float* kh = s.k + it.head * D;  // key row j at kh + j * kv_stride
-  const float* vh = s.v + it.head * D;
 
   Query<ND> states[kMinTileQueries];  // nq < kMinTileQueries here
   for (int64_t b = 0; b < nq; b++) {
-    const float* q = s.q + (it.i0 + b) * s.q_stride + it.head * D;  // [D]
+    const float* q = t.q + b * t.q_stride + t.head * D;  // [D]
     for (int c = 0; c < ND; c++) {
       states[b].q[c] = _mm256_mul_ps(row.load(q, c), scale);
       states[b].acc[c] = _mm256_setzero_ps();
@@ -107,85 +112,71 @@ void item(const AttentionSeq& s, int64_t D, const Item& it) {
     states[b].m = -INFINITY;
   }
 
-  // Keys this item reads: j0 up to the last query's causal limit.
-  const int64_t j_end = std::min(it.j1, s.pos0 + it.i1);
-  const bool short_item = j_end - it.j0 <= kPrefetchRows;
-  if (short_item)
-    for (int64_t j = it.j0; j < j_end; j++)
-      for (int c = 0; c < ND; c += 2) _mm_prefetch((const char*)(kh + j * s.kv_stride + 8 * c), _MM_HINT_T0);
-  for (int64_t kb0 = it.j0; kb0 < it.j1; kb0 += kKeyBlock) {
-    const int64_t kb1 = std::min(kb0 + kKeyBlock, it.j1);
-    for (int64_t b = 0; b < nq; b++) {
-      const int64_t limit = std::min(kb1, s.pos0 + it.i0 + b + 1);  // causal: keys < limit
-      if (limit <= kb0) continue;
-      Query<ND> st = states[b];
-      for (int64_t j = kb0; j < limit; j += 8) {
-        const int cnt = (int)std::min<int64_t>(8, limit - j);
-        const float *kr = kh + j * s.kv_stride, *vr = vh + j * s.kv_stride;
-        if (short_item) {
-          if (cnt == 8) sub_block<ND, true, true>(st, kr, vr, s.kv_stride, 8, row);
-          else sub_block<ND, false, true>(st, kr, vr, s.kv_stride, cnt, row);
-        } else {
-          if (cnt == 8) sub_block<ND, true, false>(st, kr, vr, s.kv_stride, 8, row);
-          else sub_block<ND, false, false>(st, kr, vr, s.kv_stride, cnt, row);
+  int64_t keys = 0;  // rows the tile reads
+  for (int64_t si = 0; si < t.n_spans; si++) keys += visible(t.spans[si], t.qpos0 + nq - 1);
+  for (int64_t si = 0; si < t.n_spans; si++) {
+    const KeySpan sp = t.spans[si];  // a local copy: the stores below cannot alias it
+    const float* kh = sp.k + t.head * D;  // key row r at kh + r * stride
+    const float* vh = sp.v + t.head * D;
+    const int64_t stride = sp.stride;
+    const int64_t most = visible(sp, t.qpos0 + nq - 1);  // the last query sees the most rows
+    const Prefetch mode = prefetch_mode(keys, most);
+    if (mode == Prefetch::kShort)
+      for (int64_t j = 0; j < most; j++)
+        for (int c = 0; c < ND; c += 2) _mm_prefetch((const char*)(kh + j * stride + 8 * c), _MM_HINT_T0);
+    for (int64_t kb0 = 0; kb0 < most; kb0 += kKeyBlock) {
+      const int64_t kb1 = std::min(kb0 + kKeyBlock, most);
+      for (int64_t b = 0; b < nq; b++) {
+        const int64_t limit = std::min(kb1, visible(sp, t.qpos0 + b));  // rows < limit
+        if (limit <= kb0) continue;
+        Query<ND> st = states[b];
+        for (int64_t j = kb0; j < limit; j += 8) {
+          const int cnt = (int)std::min<int64_t>(8, limit - j);
+          const float *kr = kh + j * stride, *vr = vh + j * stride;
+          if (cnt == 8) sub_block_in<ND, true>(mode, st, kr, vr, stride, 8, row);
+          else sub_block_in<ND, false>(mode, st, kr, vr, stride, cnt, row);
         }
+        states[b] = st;
       }
-      states[b] = st;
     }
   }
 
   for (int64_t b = 0; b < nq; b++) {
     const Query<ND>& st = states[b];
-    const float l = hsum(st.l);
-    alignas(32) float tmp[8];
-    float* dst;
-    __m256 mul;
-    if (it.partial) {
-      dst = it.partial + b * (D + 2);  // (max, sum, acc[D])
-      dst[0] = st.m;
-      dst[1] = l;
-      dst += 2;
-      mul = _mm256_set1_ps(1.f);
-    } else {
-      dst = s.out + (it.i0 + b) * s.out_stride + it.head * D;
-      mul = _mm256_set1_ps(1.f / l);
-    }
+    const RowSink sink = row_sink(t, D, partial, b, st.m, hsum(st.l));
+    const __m256 mul = _mm256_set1_ps(sink.mul);
     for (int c = 0; c < ND; c++) {
-      __m256 r = _mm256_mul_ps(st.acc[c], mul);
-      if (c < row.full) {
-        _mm256_storeu_ps(dst + 8 * c, r);
-      } else {
-        _mm256_store_ps(tmp, r);
-        for (int64_t d = 8 * c; d < D; d++) dst[d] = tmp[d - 8 * c];
-      }
+      const __m256 r = _mm256_mul_ps(st.acc[c], mul);
+      if (c < row.full) _mm256_storeu_ps(sink.dst + 8 * c, r);
+      else _mm256_maskstore_ps(sink.dst + 8 * c, row.tail, r);
     }
   }
 }
 
 }  // namespace
 
-void item_avx2(const AttentionSeq& s, int64_t D, const Item& it) {
-  if (it.i1 - it.i0 >= kMinTileQueries) {
-    tile_avx2(s, D, it);
+void tile_avx2(const SpanAttentionTask& t, int64_t D, float* partial) {
+  if (t.nq >= kMinTileQueries) {
+    gemm_tile_avx2(t, D, partial);
     return;
   }
   switch ((D + 7) / 8) {
-    case 1: item<1>(s, D, it); break;
-    case 2: item<2>(s, D, it); break;
-    case 3: item<3>(s, D, it); break;
-    case 4: item<4>(s, D, it); break;
-    case 5: item<5>(s, D, it); break;
-    case 6: item<6>(s, D, it); break;
-    case 7: item<7>(s, D, it); break;
-    case 8: item<8>(s, D, it); break;
-    case 9: item<9>(s, D, it); break;
-    case 10: item<10>(s, D, it); break;
-    case 11: item<11>(s, D, it); break;
-    case 12: item<12>(s, D, it); break;
-    case 13: item<13>(s, D, it); break;
-    case 14: item<14>(s, D, it); break;
-    case 15: item<15>(s, D, it); break;
-    case 16: item<16>(s, D, it); break;
+    case 1: decode<1>(t, D, partial); break;
+    case 2: decode<2>(t, D, partial); break;
+    case 3: decode<3>(t, D, partial); break;
+    case 4: decode<4>(t, D, partial); break;
+    case 5: decode<5>(t, D, partial); break;
+    case 6: decode<6>(t, D, partial); break;
+    case 7: decode<7>(t, D, partial); break;
+    case 8: decode<8>(t, D, partial); break;
+    case 9: decode<9>(t, D, partial); break;
+    case 10: decode<10>(t, D, partial); break;
+    case 11: decode<11>(t, D, partial); break;
+    case 12: decode<12>(t, D, partial); break;
+    case 13: decode<13>(t, D, partial); break;
+    case 14: decode<14>(t, D, partial); break;
+    case 15: decode<15>(t, D, partial); break;
+    case 16: decode<16>(t, D, partial); break;
   }
 }
 

@@ -1,6 +1,6 @@
-// AVX-512 attention item for one or a few queries (decode): each query walks the
-// keys in 64-key blocks straight from the cache rows, online softmax per block.
-// Tiles of more queries go to attention_tile_avx512.cpp. Head dims up to
+// AVX-512 attention tile of one or a few queries (decode): each query walks each
+// span's keys in 64-key blocks straight from the cache rows, online softmax per
+// block. Tiles of more queries go to attention_tile_avx512.cpp. Head dims up to
 // 128 (ND = D/16 rounded up vectors); the tail of D is masked on every load.
 #include <algorithm>
 #include <cmath>
@@ -38,21 +38,21 @@ struct Query {
 
 // Prefetching. The rows of one head are short runs kv_stride apart, which the
 // hardware prefetchers follow poorly, so the loops name the lines they will need.
-// On a long item: kPrefetchRows rows ahead, two blocks, about the bytes in flight
-// one core needs to stream K and V from DRAM. A short item (at most that many
+// On a long span: kPrefetchRows rows ahead, two blocks, about the bytes in flight
+// one core needs to stream K and V from DRAM. A short tile (at most that many
 // keys: a decode step of many short sequences is hundreds of them, a few cold
-// rows each) would only prefetch past its end; there item() names all its keys
-// before it starts and the score loop names value row r, which the same block
-// reads once its scores are done, so the misses overlap instead of queuing.
-// (On a long item that early value prefetch competes with the key stream.)
-constexpr int64_t kPrefetchRows = 2 * kKeyBlock;
+// rows each) would only prefetch past its end; there decode() names all its
+// keys before it starts and the score loop names value row r, which the same
+// block reads once its scores are done, so the misses overlap instead of
+// queuing. (On a long span that early value prefetch competes with the key
+// stream.) Short spans of a longer tile are not prefetched (prefetch_mode).
 
 // Folds one key block (cnt <= 64 valid rows from k, v, `stride` floats apart) into
 // one query's state. The whole block is scored before the softmax update, so the
 // max reduction and the rescale happen once per 64 keys. Everything lives in local
 // registers: working on `st` in place makes GCC store the accumulators after every
 // FMA (the vector type may alias the K/V loads).
-template <int ND, bool kFull, bool kShort>
+template <int ND, bool kFull, Prefetch P>
 inline void block(Query<ND>& st, const float* k, const float* v, int64_t stride, int cnt, const __mmask16* dm) {
   static_assert(kKeyBlock == 64, "four score vectors per block");
   const int64_t pf = kPrefetchRows * stride;  // floats; a prefetch past the cache end is harmless
@@ -79,9 +79,10 @@ inline void block(Query<ND>& st, const float* k, const float* v, int64_t stride,
       // Opaque row pointers: otherwise GCC computes all 64 rows' addresses up front
       // and spills them, turning every load into two.
       asm("" : "+r"(kr));
-      if constexpr (kShort) asm("" : "+r"(vp));
+      if constexpr (P == Prefetch::kShort) asm("" : "+r"(vp));
 #pragma GCC unroll 8
-      for (int c = 0; c < ND; c++) _mm_prefetch((const char*)((kShort ? vp : kr + pf) + 16 * c), _MM_HINT_T0);
+      for (int c = 0; c < ND; c++)
+        if (P != Prefetch::kNone) _mm_prefetch((const char*)((P == Prefetch::kShort ? vp : kr + pf) + 16 * c), _MM_HINT_T0);
       __m512 d = _mm512_mul_ps(q[0], _mm512_maskz_loadu_ps(dm[0], kr));
 #pragma GCC unroll 8
       for (int c = 1; c < ND; c++) d = _mm512_fmadd_ps(q[c], _mm512_maskz_loadu_ps(dm[c], kr + 16 * c), d);
@@ -125,7 +126,7 @@ inline void block(Query<ND>& st, const float* k, const float* v, int64_t stride,
       idx = _mm512_add_epi32(idx, one);
 #pragma GCC unroll 8
       for (int c = 0; c < ND; c++) {
-        if (!kShort) {
+        if (P == Prefetch::kAhead) {
           _mm_prefetch((const char*)(vr + pf + 16 * c), _MM_HINT_T0);
           _mm_prefetch((const char*)(vr + stride + pf + 16 * c), _MM_HINT_T0);
         }
@@ -146,18 +147,25 @@ inline void block(Query<ND>& st, const float* k, const float* v, int64_t stride,
   st.m = m;
 }
 
+template <int ND, bool kFull>
+inline void block_in(Prefetch mode, Query<ND>& st, const float* k, const float* v, int64_t stride, int cnt, const __mmask16* dm) {
+  switch (mode) {
+    case Prefetch::kNone: block<ND, kFull, Prefetch::kNone>(st, k, v, stride, cnt, dm); break;
+    case Prefetch::kAhead: block<ND, kFull, Prefetch::kAhead>(st, k, v, stride, cnt, dm); break;
+    case Prefetch::kShort: block<ND, kFull, Prefetch::kShort>(st, k, v, stride, cnt, dm); break;
+  }
+}
+
 template <int ND>
-void item(const AttentionSeq& s, int64_t D, const Item& it) {
-  const int64_t nq = it.i1 - it.i0;
+void decode(const SpanAttentionTask& t, int64_t D, float* partial) {
+  const int64_t nq = t.nq;
   const __m512 scale = _mm512_set1_ps(1.f / std::sqrt((float)D));
   __mmask16 dm[ND];
   for (int c = 0; c < ND; c++) dm[c] = head_mask(D - 16 * c);
-  const float* kh = s.k + it.head * D;  // key row j at kh + j * kv_stride
-  const float* vh = s.v + it.head * D;
 
   Query<ND> states[kMinTileQueries];  // nq < kMinTileQueries here
   for (int64_t b = 0; b < nq; b++) {
-    const float* q = s.q + (it.i0 + b) * s.q_stride + it.head * D;  // [D]
+    const float* q = t.q + b * t.q_stride + t.head * D;  // [D]
     for (int c = 0; c < ND; c++) {
       states[b].q[c] = _mm512_mul_ps(_mm512_maskz_loadu_ps(dm[c], q + 16 * c), scale);
       states[b].acc[c] = _mm512_setzero_ps();
@@ -166,62 +174,55 @@ void item(const AttentionSeq& s, int64_t D, const Item& it) {
     states[b].m = -INFINITY;
   }
 
-  // Keys this item reads: j0 up to the last query's causal limit.
-  const int64_t j_end = std::min(it.j1, s.pos0 + it.i1);
-  const bool short_item = j_end - it.j0 <= kPrefetchRows;
-  if (short_item)
-    for (int64_t j = it.j0; j < j_end; j++)
-      for (int c = 0; c < ND; c++) _mm_prefetch((const char*)(kh + j * s.kv_stride + 16 * c), _MM_HINT_T0);
-  for (int64_t kb0 = it.j0; kb0 < it.j1; kb0 += kKeyBlock) {
-    const int64_t kb1 = std::min(kb0 + kKeyBlock, it.j1);
-    const float *kp = kh + kb0 * s.kv_stride, *vp = vh + kb0 * s.kv_stride;
-    const int64_t stride = s.kv_stride;
-    for (int64_t b = 0; b < nq; b++) {
-      const int64_t limit = std::min(kb1, s.pos0 + it.i0 + b + 1);  // causal: keys < limit
-      if (limit <= kb0) continue;
-      const int cnt = (int)(limit - kb0);
-      if (short_item) {
-        if (cnt == kKeyBlock) block<ND, true, true>(states[b], kp, vp, stride, cnt, dm);
-        else block<ND, false, true>(states[b], kp, vp, stride, cnt, dm);
-      } else {
-        if (cnt == kKeyBlock) block<ND, true, false>(states[b], kp, vp, stride, cnt, dm);
-        else block<ND, false, false>(states[b], kp, vp, stride, cnt, dm);
+  int64_t keys = 0;  // rows the tile reads
+  for (int64_t si = 0; si < t.n_spans; si++) keys += visible(t.spans[si], t.qpos0 + nq - 1);
+  for (int64_t si = 0; si < t.n_spans; si++) {
+    const KeySpan sp = t.spans[si];  // a local copy: the stores below cannot alias it
+    const float* kh = sp.k + t.head * D;  // key row r at kh + r * stride
+    const float* vh = sp.v + t.head * D;
+    const int64_t stride = sp.stride;
+    const int64_t most = visible(sp, t.qpos0 + nq - 1);  // the last query sees the most rows
+    const Prefetch mode = prefetch_mode(keys, most);
+    if (mode == Prefetch::kShort)
+      for (int64_t j = 0; j < most; j++)
+        for (int c = 0; c < ND; c++) _mm_prefetch((const char*)(kh + j * stride + 16 * c), _MM_HINT_T0);
+    for (int64_t kb0 = 0; kb0 < most; kb0 += kKeyBlock) {
+      const int64_t kb1 = std::min(kb0 + kKeyBlock, most);
+      const float *kp = kh + kb0 * stride, *vp = vh + kb0 * stride;
+      for (int64_t b = 0; b < nq; b++) {
+        const int64_t limit = std::min(kb1, visible(sp, t.qpos0 + b));  // rows < limit
+        if (limit <= kb0) continue;
+        const int cnt = (int)(limit - kb0);
+        if (cnt == kKeyBlock) block_in<ND, true>(mode, states[b], kp, vp, stride, cnt, dm);
+        else block_in<ND, false>(mode, states[b], kp, vp, stride, cnt, dm);
       }
     }
   }
 
   for (int64_t b = 0; b < nq; b++) {
     const Query<ND>& st = states[b];
-    const float l = hsum(st.l);
-    if (it.partial) {
-      float* part = it.partial + b * (D + 2);  // (max, sum, acc[D])
-      part[0] = st.m;
-      part[1] = l;
-      for (int c = 0; c < ND; c++) _mm512_mask_storeu_ps(part + 2 + 16 * c, dm[c], st.acc[c]);
-    } else {
-      float* out = s.out + (it.i0 + b) * s.out_stride + it.head * D;
-      const __m512 inv = _mm512_set1_ps(1.f / l);
-      for (int c = 0; c < ND; c++) _mm512_mask_storeu_ps(out + 16 * c, dm[c], _mm512_mul_ps(st.acc[c], inv));
-    }
+    const RowSink sink = row_sink(t, D, partial, b, st.m, hsum(st.l));
+    const __m512 mul = _mm512_set1_ps(sink.mul);
+    for (int c = 0; c < ND; c++) _mm512_mask_storeu_ps(sink.dst + 16 * c, dm[c], _mm512_mul_ps(st.acc[c], mul));
   }
 }
 
 }  // namespace
 
-void item_avx512(const AttentionSeq& s, int64_t D, const Item& it) {
-  if (it.i1 - it.i0 >= kMinTileQueries) {
-    tile_avx512(s, D, it);
+void tile_avx512(const SpanAttentionTask& t, int64_t D, float* partial) {
+  if (t.nq >= kMinTileQueries) {
+    gemm_tile_avx512(t, D, partial);
     return;
   }
   switch ((D + 15) / 16) {
-    case 1: item<1>(s, D, it); break;
-    case 2: item<2>(s, D, it); break;
-    case 3: item<3>(s, D, it); break;
-    case 4: item<4>(s, D, it); break;
-    case 5: item<5>(s, D, it); break;
-    case 6: item<6>(s, D, it); break;
-    case 7: item<7>(s, D, it); break;
-    case 8: item<8>(s, D, it); break;
+    case 1: decode<1>(t, D, partial); break;
+    case 2: decode<2>(t, D, partial); break;
+    case 3: decode<3>(t, D, partial); break;
+    case 4: decode<4>(t, D, partial); break;
+    case 5: decode<5>(t, D, partial); break;
+    case 6: decode<6>(t, D, partial); break;
+    case 7: decode<7>(t, D, partial); break;
+    case 8: decode<8>(t, D, partial); break;
   }
 }
 

@@ -1,7 +1,11 @@
-// Shared between attention.cpp (work split, combine) and its ISA kernels.
+// Shared between attention.cpp (tiling, key splits, scheduling, merge) and the
+// one kernel family it runs: a tile of queries of one head against a list of key
+// spans (attention_spans.h), per ISA in attention_<isa>.cpp (few queries: decode)
+// and attention_tile_<isa>.cpp (a GEMM-shaped tile: prefill), and the plain loop
+// of attention_spans_ref.cpp. Dense causal attention is one span per sequence.
 #pragma once
 
-#include "ops.h"
+#include "attention_spans.h"
 
 namespace roost::attention_impl {
 
@@ -11,25 +15,57 @@ constexpr int64_t kQueryTile = 64;
 constexpr int64_t kKeyBlock = 64;
 constexpr int64_t kMaxFastD = 128;  // larger heads take the plain loop
 
-// One unit of parallel work: queries i0..i1-1 of sequence `seq`, head `head`,
-// against keys j0..j1-1 (clipped per query by causality). When the keys are
-// split across items, `partial` receives per query (max, sum, acc[D]) unnormalized
-// ([i1-i0][D+2] floats) for attention.cpp to combine; otherwise the item writes
-// the output rows directly.
-struct Item {
-  int64_t seq, head;
-  int64_t i0, i1;
-  int64_t j0, j1;
-  float* partial;
-};
-
-// From this many queries on, an item packs each key block once and runs the
-// GEMM-shaped tile kernel; fewer (decode) read the cache rows directly.
+// From this many queries on, a tile packs each key block once and runs the
+// GEMM-shaped kernel; fewer (decode) read the cache rows directly.
 constexpr int64_t kMinTileQueries = 4;
 
-void item_avx2(const AttentionSeq& s, int64_t D, const Item& it);
-void item_avx512(const AttentionSeq& s, int64_t D, const Item& it);
-void tile_avx2(const AttentionSeq& s, int64_t D, const Item& it);
-void tile_avx512(const AttentionSeq& s, int64_t D, const Item& it);
+// Rows of span s a query at qpos sees: 0 .. visible-1.
+inline int64_t visible(const KeySpan& s, int64_t qpos) {
+  const int64_t v = qpos - s.pos0 + 1;
+  return v < 0 ? 0 : v > s.n ? s.n : v;
+}
+
+// How a decode tile prefetches a span's rows (attention_avx512.cpp says why):
+// kShort when the whole tile reads few keys (all named up front, each value row
+// beside its key row); kAhead, streaming kPrefetchRows ahead, for a span longer
+// than that which is the tile's only keys (a dense sequence, a split part) or
+// longer than twice that among others; kNone for the shorter spans of a tile
+// with several (a BigBird block, a Perceiver ring half): there prefetching ahead
+// mostly fetches past the span's end, and measured slower than none.
+enum class Prefetch { kNone, kAhead, kShort };
+constexpr int64_t kPrefetchRows = 2 * kKeyBlock;
+inline Prefetch prefetch_mode(int64_t tile_keys, int64_t span_rows) {
+  if (tile_keys <= kPrefetchRows) return Prefetch::kShort;
+  const bool alone = span_rows == tile_keys;
+  return span_rows > (alone ? kPrefetchRows : 2 * kPrefetchRows) ? Prefetch::kAhead : Prefetch::kNone;
+}
+
+// A kernel runs one tile (t.nq <= kQueryTile). With partial == nullptr it writes
+// t.out (zeros for a query that sees no key); otherwise the tile's keys are one
+// part of a split and query b leaves (max, sum, acc[D]) unnormalized at
+// partial + b * (D + 2) for attention.cpp to merge.
+using TileKernel = void (*)(const SpanAttentionTask& t, int64_t D, float* partial);
+void tile_reference(const SpanAttentionTask& t, int64_t D, float* partial);
+void tile_avx2(const SpanAttentionTask& t, int64_t D, float* partial);
+void tile_avx512(const SpanAttentionTask& t, int64_t D, float* partial);
+// The GEMM-shaped tiles (attention_tile_<isa>.cpp), for t.nq >= kMinTileQueries.
+void gemm_tile_avx2(const SpanAttentionTask& t, int64_t D, float* partial);
+void gemm_tile_avx512(const SpanAttentionTask& t, int64_t D, float* partial);
+
+// Where query b's result goes: its output row, scaled by 1/sum (zeros when it
+// saw no key), or its partial after (max, sum), unscaled.
+struct RowSink {
+  float* dst;  // [D]
+  float mul;
+};
+inline RowSink row_sink(const SpanAttentionTask& t, int64_t D, float* partial, int64_t b, float m, float l) {
+  if (partial) {
+    float* p = partial + b * (D + 2);
+    p[0] = m;
+    p[1] = l;
+    return {p + 2, 1.f};
+  }
+  return {t.out + b * t.out_stride + t.head * D, l > 0 ? 1.f / l : 0.f};
+}
 
 }  // namespace roost::attention_impl

@@ -1,5 +1,6 @@
-// Attention over lists of key ranges ("spans"): the one kernel behind every
-// restricted attention of the long-context models (shared/spec/models.md):
+// Attention over lists of key ranges ("spans"): the one kernel behind dense
+// causal attention (one span per sequence) and every restricted attention of
+// the long-context models (shared/spec/models.md):
 //   - BigBird: a query block's selected key blocks, one span per block;
 //   - block_recurrent: the previous + current block window, the S state
 //     keys (a_cross), and state queries over state + block keys (the update);
@@ -43,8 +44,10 @@ struct SpanAttentionTask {
   int64_t n_spans;
 };
 
-// Scale 1/sqrt(D). Tasks of any size; the entry cuts them into query tiles and
-// runs the tiles over the pool, costliest first.
+// Scale 1/sqrt(D). Tasks of any size; the entry cuts them into query tiles,
+// splits the keys of a tile worth more than its share of the work (merging the
+// parts after), and runs the tiles over the pool, costliest first. It is also
+// what attention_causal (ops.h) runs, with one span per sequence.
 void attention_spans(const std::vector<SpanAttentionTask>& tasks, int64_t D, ThreadPool& pool);
 void attention_spans_reference(const std::vector<SpanAttentionTask>& tasks, int64_t D);
 

@@ -1,16 +1,16 @@
-// The plain reading: per query, float dot products with every visible key, a
-// max-subtracted softmax with normalizer and weighted sum kept in double.
+// The plain reading of span attention: per query, float dot products with every
+// visible key, a max-subtracted softmax with normalizer and weighted sum kept in
+// double. It is also the kernel of the Reference ISA and of heads wider than the
+// vector kernels take, so it writes partials of split keys as they do.
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
-#include "attention_spans_impl.h"
+#include "attention_impl.h"
 
-namespace roost {
+namespace roost::attention_impl {
 
-namespace attention_spans_impl {
-
-void tile_reference(const SpanAttentionTask& t, int64_t D) {
+void tile_reference(const SpanAttentionTask& t, int64_t D, float* partial) {
   const float scale = 1.f / std::sqrt((float)D);
   std::vector<float> scores;
   std::vector<double> acc(D);
@@ -41,15 +41,22 @@ void tile_reference(const SpanAttentionTask& t, int64_t D) {
         for (int64_t d = 0; d < D; d++) acc[d] += p * v[d];
       }
     }
-    float* out = t.out + i * t.out_stride + t.head * D;
-    for (int64_t d = 0; d < D; d++) out[d] = sum > 0 ? (float)(acc[d] / sum) : 0.f;
+    if (partial) {
+      const RowSink sink = row_sink(t, D, partial, i, mx, (float)sum);
+      for (int64_t d = 0; d < D; d++) sink.dst[d] = (float)acc[d];
+    } else {
+      float* out = t.out + i * t.out_stride + t.head * D;
+      for (int64_t d = 0; d < D; d++) out[d] = sum > 0 ? (float)(acc[d] / sum) : 0.f;
+    }
   }
 }
 
-}  // namespace attention_spans_impl
+}  // namespace roost::attention_impl
+
+namespace roost {
 
 void attention_spans_reference(const std::vector<SpanAttentionTask>& tasks, int64_t D) {
-  for (const SpanAttentionTask& t : tasks) attention_spans_impl::tile_reference(t, D);
+  for (const SpanAttentionTask& t : tasks) attention_impl::tile_reference(t, D, nullptr);
 }
 
 }  // namespace roost

@@ -1,5 +1,5 @@
 // AVX2 attention for a tile of several queries: the two small GEMMs of
-// attention_tile_avx512.cpp (S = Q K^T, O += P V per 64-key block) with ymm
+// attention_tile_avx512.cpp (S = Q K^T, O += P V per 64-key block of a span) with ymm
 // vectors, sized for 16 registers.
 #include <algorithm>
 #include <cmath>
@@ -87,15 +87,13 @@ void pv_chunks(int nc, float* O, int64_t w, const float* P, const float* corr, c
   }
 }
 
-void tile(const AttentionSeq& s, int64_t D, const Item& it) {
+void gemm_tile(const SpanAttentionTask& t, int64_t D, float* partial) {
   const int64_t nd = (D + 7) / 8, W = nd * 8;  // padded head width in 8-float chunks
-  const int64_t nq = it.i1 - it.i0;
+  const int64_t nq = t.nq, qpos0 = t.qpos0;
   const __m256i tail = head_mask(D % 8 ? D % 8 : 8);
   auto load_row = [&](const float* p, int64_t c) {  // chunk c of a head row, zero past D
     return c + 1 < nd ? _mm256_loadu_ps(p + 8 * c) : _mm256_maskload_ps(p + 8 * c, tail);
   };
-  const float* kh = s.k + it.head * D;  // key row j at kh + j * kv_stride
-  const float* vh = s.v + it.head * D;
 
   // Per-thread scratch, as in the AVX-512 tile.
   thread_local AlignedBuffer scratch;
@@ -109,7 +107,7 @@ void tile(const AttentionSeq& s, int64_t D, const Item& it) {
   float m[kQueryTile], l[kQueryTile], corr[kQueryTile];
   const __m256 scale = _mm256_set1_ps(1.f / std::sqrt((float)D));
   for (int64_t b = 0; b < nq; b++) {
-    const float* q = s.q + (it.i0 + b) * s.q_stride + it.head * D;  // [D]
+    const float* q = t.q + b * t.q_stride + t.head * D;  // [D]
     for (int64_t c = 0; c < nd; c++) {
       _mm256_store_ps(Q + b * W + 8 * c, _mm256_mul_ps(load_row(q, c), scale));
       _mm256_store_ps(O + b * W + 8 * c, _mm256_setzero_ps());
@@ -118,86 +116,80 @@ void tile(const AttentionSeq& s, int64_t D, const Item& it) {
     l[b] = 0;
   }
 
-  const int64_t last_key = std::min(it.j1, s.pos0 + it.i1);  // keys < last_key are used by some query
-  for (int64_t kb0 = it.j0; kb0 < last_key; kb0 += kKeyBlock) {
-    const int64_t rows = std::min<int64_t>(kKeyBlock, last_key - kb0);  // valid keys in the block
-    const int64_t b0 = std::max<int64_t>(0, kb0 - s.pos0 - it.i0);     // queries before b0 end earlier
+  for (int64_t si = 0; si < t.n_spans; si++) {
+    const KeySpan sp = t.spans[si];
+    const float* kh = sp.k + t.head * D;  // key row r at kh + r * stride
+    const float* vh = sp.v + t.head * D;
+    const int64_t most = visible(sp, qpos0 + nq - 1);  // rows < most are used by some query
+    for (int64_t kb0 = 0; kb0 < most; kb0 += kKeyBlock) {
+      const int64_t rows = std::min<int64_t>(kKeyBlock, most - kb0);   // valid keys in the block
+      const int64_t b0 = std::clamp<int64_t>(sp.pos0 + kb0 - qpos0, 0, nq);  // queries before b0 see none of it
 
-    // Pack V rows and K transposed 8 x 8 at a time; rows past `rows` are zero.
-    for (int64_t g = 0; g < kKeyBlock / 8; g++) {
-      for (int64_t c = 0; c < nd; c++) {
-        __m256 r[8];
-        for (int64_t t = 0; t < 8; t++) {
-          const int64_t j = 8 * g + t;
-          r[t] = j < rows ? load_row(kh + (kb0 + j) * s.kv_stride, c) : _mm256_setzero_ps();
-          _mm256_store_ps(V + j * W + 8 * c, j < rows ? load_row(vh + (kb0 + j) * s.kv_stride, c) : _mm256_setzero_ps());
+      // Pack V rows and K transposed 8 x 8 at a time; rows past `rows` are zero.
+      for (int64_t g = 0; g < kKeyBlock / 8; g++) {
+        for (int64_t c = 0; c < nd; c++) {
+          __m256 r[8];
+          for (int64_t i = 0; i < 8; i++) {
+            const int64_t j = 8 * g + i;
+            r[i] = j < rows ? load_row(kh + (kb0 + j) * sp.stride, c) : _mm256_setzero_ps();
+            _mm256_store_ps(V + j * W + 8 * c, j < rows ? load_row(vh + (kb0 + j) * sp.stride, c) : _mm256_setzero_ps());
+          }
+          transpose8(r);
+          for (int i = 0; i < 8; i++) _mm256_store_ps(KT + (8 * c + i) * kKeyBlock + 8 * g, r[i]);
         }
-        transpose8(r);
-        for (int t = 0; t < 8; t++) _mm256_store_ps(KT + (8 * c + t) * kKeyBlock + 8 * g, r[t]);
       }
-    }
 
-    for (int64_t b = b0; b < nq; b += kQkRows) {
-      const int rq = (int)std::min<int64_t>(kQkRows, nq - b);
-      for (int h = 0; h < 2; h++) {  // key halves
-        if (rq == 2) qk<2>(S + b * kKeyBlock + 32 * h, Q + b * W, W, KT + 32 * h, D);
-        else qk<1>(S + b * kKeyBlock + 32 * h, Q + b * W, W, KT + 32 * h, D);
+      for (int64_t b = b0; b < nq; b += kQkRows) {
+        const int rq = (int)std::min<int64_t>(kQkRows, nq - b);
+        for (int h = 0; h < 2; h++) {  // key halves
+          if (rq == 2) qk<2>(S + b * kKeyBlock + 32 * h, Q + b * W, W, KT + 32 * h, D);
+          else qk<1>(S + b * kKeyBlock + 32 * h, Q + b * W, W, KT + 32 * h, D);
+        }
       }
-    }
 
-    // Online softmax per query; the rescale of O is folded into the PV kernel.
-    for (int64_t b = b0; b < nq; b++) {
-      const int64_t cnt = std::min(rows, s.pos0 + it.i0 + b + 1 - kb0);  // keys this query sees
-      __m256 sc[8], mx = _mm256_set1_ps(-INFINITY);
-      for (int g = 0; g < 8; g++) {
-        const __m256 valid = _mm256_castsi256_ps(head_mask(std::max<int64_t>(0, cnt - 8 * g)));
-        sc[g] = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_load_ps(S + b * kKeyBlock + 8 * g), valid);
-        mx = _mm256_max_ps(mx, sc[g]);
+      // Online softmax per query; the rescale of O is folded into the PV kernel.
+      for (int64_t b = b0; b < nq; b++) {
+        const int64_t cnt = std::min(rows, visible(sp, qpos0 + b) - kb0);  // keys this query sees, >= 1
+        __m256 sc[8], mx = _mm256_set1_ps(-INFINITY);
+        for (int g = 0; g < 8; g++) {
+          const __m256 valid = _mm256_castsi256_ps(head_mask(std::max<int64_t>(0, cnt - 8 * g)));
+          sc[g] = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_load_ps(S + b * kKeyBlock + 8 * g), valid);
+          mx = _mm256_max_ps(mx, sc[g]);
+        }
+        const float mn = std::max(m[b], hmax(mx));
+        corr[b] = _mm256_cvtss_f32(exp(_mm256_set1_ps(m[b] - mn)));  // exp(-inf) = 0 on the query's first block
+        const __m256 vm = _mm256_set1_ps(mn);
+        __m256 sum = _mm256_setzero_ps();
+        for (int g = 0; g < 8; g++) {
+          __m256 p = exp(_mm256_sub_ps(sc[g], vm));
+          _mm256_store_ps(S + b * kKeyBlock + 8 * g, p);
+          sum = _mm256_add_ps(sum, p);
+        }
+        l[b] = l[b] * corr[b] + hsum(sum);
+        m[b] = mn;
       }
-      const float mn = std::max(m[b], hmax(mx));
-      corr[b] = _mm256_cvtss_f32(exp(_mm256_set1_ps(m[b] - mn)));  // exp(-inf) = 0 on the first block
-      const __m256 vm = _mm256_set1_ps(mn);
-      __m256 sum = _mm256_setzero_ps();
-      for (int g = 0; g < 8; g++) {
-        __m256 p = exp(_mm256_sub_ps(sc[g], vm));
-        _mm256_store_ps(S + b * kKeyBlock + 8 * g, p);
-        sum = _mm256_add_ps(sum, p);
-      }
-      l[b] = l[b] * corr[b] + hsum(sum);
-      m[b] = mn;
-    }
 
-    for (int64_t b = b0; b < nq; b += 2) {
-      const int rq = (int)std::min<int64_t>(2, nq - b);
-      // The pair's last query sees the most keys; the other has p = 0 past its own.
-      const int64_t cnt = std::min(rows, s.pos0 + it.i0 + b + rq - kb0);
-      for (int64_t c0 = 0; c0 < nd; c0 += 4) {
-        const int nc = (int)std::min<int64_t>(4, nd - c0);
-        if (rq == 2) pv_chunks<2>(nc, O + b * W + 8 * c0, W, S + b * kKeyBlock, corr + b, V + 8 * c0, cnt);
-        else pv_chunks<1>(nc, O + b * W + 8 * c0, W, S + b * kKeyBlock, corr + b, V + 8 * c0, cnt);
+      for (int64_t b = b0; b < nq; b += 2) {
+        const int rq = (int)std::min<int64_t>(2, nq - b);
+        // The pair's last query sees the most keys; the other has p = 0 past its own.
+        const int64_t cnt = std::min(rows, visible(sp, qpos0 + b + rq - 1) - kb0);
+        for (int64_t c0 = 0; c0 < nd; c0 += 4) {
+          const int nc = (int)std::min<int64_t>(4, nd - c0);
+          if (rq == 2) pv_chunks<2>(nc, O + b * W + 8 * c0, W, S + b * kKeyBlock, corr + b, V + 8 * c0, cnt);
+          else pv_chunks<1>(nc, O + b * W + 8 * c0, W, S + b * kKeyBlock, corr + b, V + 8 * c0, cnt);
+        }
       }
     }
   }
 
   for (int64_t b = 0; b < nq; b++) {
-    float* dst;
-    float mul;
-    if (it.partial) {
-      dst = it.partial + b * (D + 2);  // (max, sum, acc[D])
-      dst[0] = m[b];
-      dst[1] = l[b];
-      dst += 2;
-      mul = 1.f;
-    } else {
-      dst = s.out + (it.i0 + b) * s.out_stride + it.head * D;
-      mul = 1.f / l[b];
-    }
-    for (int64_t d = 0; d < D; d++) dst[d] = O[b * W + d] * mul;
+    const RowSink sink = row_sink(t, D, partial, b, m[b], l[b]);
+    for (int64_t d = 0; d < D; d++) sink.dst[d] = O[b * W + d] * sink.mul;
   }
 }
 
 }  // namespace
 
-void tile_avx2(const AttentionSeq& s, int64_t D, const Item& it) { tile(s, D, it); }
+void gemm_tile_avx2(const SpanAttentionTask& t, int64_t D, float* partial) { gemm_tile(t, D, partial); }
 
 }  // namespace roost::attention_impl

@@ -1,4 +1,4 @@
-// AVX-512 attention for a tile of several queries (prefill): per key block the
+// AVX-512 attention for a tile of several queries (prefill): per key block of a span the
 // scores are a small GEMM, S[nq, 64] = Q[nq, D] K^T, and the output update another,
 // O[nq, D] += P[nq, 64] V[64, D], both as register-tiled FMA kernels with no
 // horizontal sums. The block's keys are packed first (K transposed), which also
@@ -121,13 +121,11 @@ void qk_dispatch(int rows, float* S, const float* Q, int64_t qs, const float* KT
 }
 
 template <int ND>
-void tile(const AttentionSeq& s, int64_t D, const Item& it) {
+void gemm_tile(const SpanAttentionTask& t, int64_t D, float* partial) {
   constexpr int64_t W = ND * 16;  // padded head width: packed rows stay 64-byte aligned
-  const int64_t nq = it.i1 - it.i0;
+  const int64_t nq = t.nq, qpos0 = t.qpos0;
   __mmask16 dm[ND];
   for (int c = 0; c < ND; c++) dm[c] = head_mask(D - 16 * c);
-  const float* kh = s.k + it.head * D;  // key row j at kh + j * kv_stride
-  const float* vh = s.v + it.head * D;
 
   // Scratch per thread, kept between calls (up to ~150 KB: too much for the stack
   // of a thread we did not create, and thread_local arrays would bloat static TLS).
@@ -142,7 +140,7 @@ void tile(const AttentionSeq& s, int64_t D, const Item& it) {
   float m[kQueryTile], l[kQueryTile], corr[kQueryTile];
   const __m512 scale = _mm512_set1_ps(1.f / std::sqrt((float)D));
   for (int64_t b = 0; b < nq; b++) {
-    const float* q = s.q + (it.i0 + b) * s.q_stride + it.head * D;  // [D]
+    const float* q = t.q + b * t.q_stride + t.head * D;  // [D]
     for (int c = 0; c < ND; c++) {
       _mm512_store_ps(Q + b * W + 16 * c, _mm512_mul_ps(_mm512_maskz_loadu_ps(dm[c], q + 16 * c), scale));
       _mm512_store_ps(O + b * W + 16 * c, _mm512_setzero_ps());
@@ -151,94 +149,92 @@ void tile(const AttentionSeq& s, int64_t D, const Item& it) {
     l[b] = 0;
   }
 
-  const int64_t last_key = std::min(it.j1, s.pos0 + it.i1);  // keys < last_key are used by some query
-  for (int64_t kb0 = it.j0; kb0 < last_key; kb0 += kKeyBlock) {
-    const int64_t rows = std::min<int64_t>(kKeyBlock, last_key - kb0);  // valid keys in the block
-    // Queries before b0 end before this block (causal).
-    const int64_t b0 = std::max<int64_t>(0, kb0 - s.pos0 - it.i0);
+  for (int64_t si = 0; si < t.n_spans; si++) {
+    const KeySpan sp = t.spans[si];
+    const float* kh = sp.k + t.head * D;  // key row r at kh + r * stride
+    const float* vh = sp.v + t.head * D;
+    const int64_t most = visible(sp, qpos0 + nq - 1);  // rows < most are used by some query
+    for (int64_t kb0 = 0; kb0 < most; kb0 += kKeyBlock) {
+      const int64_t rows = std::min<int64_t>(kKeyBlock, most - kb0);  // valid keys in the block
+      // Queries before b0 see none of this block (row kb0 sits at sp.pos0 + kb0).
+      const int64_t b0 = std::clamp<int64_t>(sp.pos0 + kb0 - qpos0, 0, nq);
 
-    // Pack: V rows as they are, K transposed 16 keys x 16 dims at a time. Rows past
-    // `rows` are zero so no stale value can become a NaN.
-    for (int64_t g = 0; g < kKeyBlock / 16; g++) {
-      for (int c = 0; c < ND; c++) {
-        __m512 r[16];
-        for (int64_t t = 0; t < 16; t++) {
-          const int64_t j = 16 * g + t;
-          r[t] = j < rows ? _mm512_maskz_loadu_ps(dm[c], kh + (kb0 + j) * s.kv_stride + 16 * c) : _mm512_setzero_ps();
-          _mm512_store_ps(V + j * W + 16 * c,
-                          j < rows ? _mm512_maskz_loadu_ps(dm[c], vh + (kb0 + j) * s.kv_stride + 16 * c) : _mm512_setzero_ps());
+      // Pack: V rows as they are, K transposed 16 keys x 16 dims at a time. Rows past
+      // `rows` are zero so no stale value can become a NaN.
+      for (int64_t g = 0; g < kKeyBlock / 16; g++) {
+        for (int c = 0; c < ND; c++) {
+          __m512 r[16];
+          for (int64_t i = 0; i < 16; i++) {
+            const int64_t j = 16 * g + i;
+            r[i] = j < rows ? _mm512_maskz_loadu_ps(dm[c], kh + (kb0 + j) * sp.stride + 16 * c) : _mm512_setzero_ps();
+            _mm512_store_ps(V + j * W + 16 * c,
+                            j < rows ? _mm512_maskz_loadu_ps(dm[c], vh + (kb0 + j) * sp.stride + 16 * c) : _mm512_setzero_ps());
+          }
+          transpose16(r);
+          for (int i = 0; i < 16; i++) _mm512_store_ps(KT + (16 * c + i) * kKeyBlock + 16 * g, r[i]);
         }
-        transpose16(r);
-        for (int t = 0; t < 16; t++) _mm512_store_ps(KT + (16 * c + t) * kKeyBlock + 16 * g, r[t]);
       }
-    }
 
-    // The next block loads while this one computes.
-    const int64_t next_rows = std::min(kKeyBlock, last_key - (kb0 + kKeyBlock));
-    if (next_rows > 0) {
-      prefetch_rows(kh + (kb0 + kKeyBlock) * s.kv_stride, s.kv_stride, next_rows, D);
-      prefetch_rows(vh + (kb0 + kKeyBlock) * s.kv_stride, s.kv_stride, next_rows, D);
-    }
-
-    for (int64_t b = b0; b < nq; b += kQkRows)
-      qk_dispatch((int)std::min<int64_t>(kQkRows, nq - b), S + b * kKeyBlock, Q + b * W, W, KT, D);
-
-    // Online softmax per query; the rescale of O is folded into the PV kernel.
-    for (int64_t b = b0; b < nq; b++) {
-      const int64_t cnt = std::min(rows, s.pos0 + it.i0 + b + 1 - kb0);  // keys this query sees
-      __m512 sc[4];
-      for (int g = 0; g < 4; g++)
-        sc[g] = _mm512_mask_blend_ps(head_mask(std::max<int64_t>(0, cnt - 16 * g)), _mm512_set1_ps(-INFINITY),
-                                     _mm512_load_ps(S + b * kKeyBlock + 16 * g));
-      const float bm = hmax(_mm512_max_ps(_mm512_max_ps(sc[0], sc[1]), _mm512_max_ps(sc[2], sc[3])));
-      const float mn = std::max(m[b], bm);
-      corr[b] = _mm512_cvtss_f32(exp(_mm512_set1_ps(m[b] - mn)));  // exp(-inf) = 0 on the first block
-      const __m512 vm = _mm512_set1_ps(mn);
-      __m512 sum = _mm512_setzero_ps();
-      for (int g = 0; g < 4; g++) {
-        __m512 p = exp(_mm512_sub_ps(sc[g], vm));
-        _mm512_store_ps(S + b * kKeyBlock + 16 * g, p);
-        sum = _mm512_add_ps(sum, p);
+      // The next block loads while this one computes.
+      const int64_t next_rows = std::min(kKeyBlock, most - (kb0 + kKeyBlock));
+      if (next_rows > 0) {
+        prefetch_rows(kh + (kb0 + kKeyBlock) * sp.stride, sp.stride, next_rows, D);
+        prefetch_rows(vh + (kb0 + kKeyBlock) * sp.stride, sp.stride, next_rows, D);
       }
-      l[b] = l[b] * corr[b] + hsum(sum);
-      m[b] = mn;
-    }
 
-    constexpr int R = pv_rows<ND>();
-    for (int64_t b = b0; b < nq; b += R) {
-      const int rows_pv = (int)std::min<int64_t>(R, nq - b);
-      // The group's last query sees the most keys; the others have p = 0 past theirs.
-      const int64_t cnt = std::min(rows, s.pos0 + it.i0 + b + rows_pv - kb0);
-      pv_rows_dispatch<ND, R>(rows_pv, O + b * W, S + b * kKeyBlock, corr + b, V, cnt);
+      for (int64_t b = b0; b < nq; b += kQkRows)
+        qk_dispatch((int)std::min<int64_t>(kQkRows, nq - b), S + b * kKeyBlock, Q + b * W, W, KT, D);
+
+      // Online softmax per query; the rescale of O is folded into the PV kernel.
+      for (int64_t b = b0; b < nq; b++) {
+        const int64_t cnt = std::min(rows, visible(sp, qpos0 + b) - kb0);  // keys this query sees, >= 1
+        __m512 sc[4];
+        for (int g = 0; g < 4; g++)
+          sc[g] = _mm512_mask_blend_ps(head_mask(std::max<int64_t>(0, cnt - 16 * g)), _mm512_set1_ps(-INFINITY),
+                                       _mm512_load_ps(S + b * kKeyBlock + 16 * g));
+        const float bm = hmax(_mm512_max_ps(_mm512_max_ps(sc[0], sc[1]), _mm512_max_ps(sc[2], sc[3])));
+        const float mn = std::max(m[b], bm);
+        corr[b] = _mm512_cvtss_f32(exp(_mm512_set1_ps(m[b] - mn)));  // exp(-inf) = 0 on the query's first block
+        const __m512 vm = _mm512_set1_ps(mn);
+        __m512 sum = _mm512_setzero_ps();
+        for (int g = 0; g < 4; g++) {
+          __m512 p = exp(_mm512_sub_ps(sc[g], vm));
+          _mm512_store_ps(S + b * kKeyBlock + 16 * g, p);
+          sum = _mm512_add_ps(sum, p);
+        }
+        l[b] = l[b] * corr[b] + hsum(sum);
+        m[b] = mn;
+      }
+
+      constexpr int R = pv_rows<ND>();
+      for (int64_t b = b0; b < nq; b += R) {
+        const int rows_pv = (int)std::min<int64_t>(R, nq - b);
+        // The group's last query sees the most keys; the others have p = 0 past theirs.
+        const int64_t cnt = std::min(rows, visible(sp, qpos0 + b + rows_pv - 1) - kb0);
+        pv_rows_dispatch<ND, R>(rows_pv, O + b * W, S + b * kKeyBlock, corr + b, V, cnt);
+      }
     }
   }
 
   for (int64_t b = 0; b < nq; b++) {
-    if (it.partial) {
-      float* part = it.partial + b * (D + 2);  // (max, sum, acc[D])
-      part[0] = m[b];
-      part[1] = l[b];
-      for (int c = 0; c < ND; c++) _mm512_mask_storeu_ps(part + 2 + 16 * c, dm[c], _mm512_load_ps(O + b * W + 16 * c));
-    } else {
-      float* out = s.out + (it.i0 + b) * s.out_stride + it.head * D;
-      const __m512 inv = _mm512_set1_ps(1.f / l[b]);
-      for (int c = 0; c < ND; c++) _mm512_mask_storeu_ps(out + 16 * c, dm[c], _mm512_mul_ps(_mm512_load_ps(O + b * W + 16 * c), inv));
-    }
+    const RowSink sink = row_sink(t, D, partial, b, m[b], l[b]);
+    const __m512 mul = _mm512_set1_ps(sink.mul);
+    for (int c = 0; c < ND; c++) _mm512_mask_storeu_ps(sink.dst + 16 * c, dm[c], _mm512_mul_ps(_mm512_load_ps(O + b * W + 16 * c), mul));
   }
 }
 
 }  // namespace
 
-void tile_avx512(const AttentionSeq& s, int64_t D, const Item& it) {
+void gemm_tile_avx512(const SpanAttentionTask& t, int64_t D, float* partial) {
   switch ((D + 15) / 16) {
-    case 1: tile<1>(s, D, it); break;
-    case 2: tile<2>(s, D, it); break;
-    case 3: tile<3>(s, D, it); break;
-    case 4: tile<4>(s, D, it); break;
-    case 5: tile<5>(s, D, it); break;
-    case 6: tile<6>(s, D, it); break;
-    case 7: tile<7>(s, D, it); break;
-    case 8: tile<8>(s, D, it); break;
+    case 1: gemm_tile<1>(t, D, partial); break;
+    case 2: gemm_tile<2>(t, D, partial); break;
+    case 3: gemm_tile<3>(t, D, partial); break;
+    case 4: gemm_tile<4>(t, D, partial); break;
+    case 5: gemm_tile<5>(t, D, partial); break;
+    case 6: gemm_tile<6>(t, D, partial); break;
+    case 7: gemm_tile<7>(t, D, partial); break;
+    case 8: gemm_tile<8>(t, D, partial); break;
   }
 }
 
