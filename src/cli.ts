@@ -4,7 +4,7 @@
 // to stdout.
 
 // The engine runs its own compute threads; libuv's pool only waits on them and
-// must not fight them for the cores (shared/PEERS.md). Set before anything
+// must not fight them for the cores (docs/peers.md). Set before anything
 // touches the pool.
 process.env.UV_THREADPOOL_SIZE ??= '2';
 

@@ -1,4 +1,4 @@
-// The JS class `Engine`: one ObjectWrap over roost::Engine (STYLE.md habit 10).
+// The JS class `Engine`: one ObjectWrap over roost::Engine.
 // The TypeScript description of this surface is src/native/index.ts.
 #pragma once
 

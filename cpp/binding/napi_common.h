@@ -1,7 +1,7 @@
 // The binding's shared basics: node-addon-api with C++ exceptions, the
 // roost::Error -> JS Error conversion (err.code is the roost code, err.message
 // the C++ message), and the Promise-returning worker that every heavy call
-// goes through (STYLE.md habit 12).
+// goes through.
 #pragma once
 
 // The engine throws: CMakeLists.txt defines NAPI_CPP_EXCEPTIONS so that

@@ -1,4 +1,4 @@
-// The causal BigBird block pattern of shared/spec/models.md: which key blocks a
+// The causal BigBird block pattern of docs/spec.md: which key blocks a
 // query in block i of layer l, head h may attend to (window + global + random).
 #pragma once
 

@@ -1,5 +1,5 @@
 // Rotary position embedding, GPT-NeoX "rotate-half" convention on the first
-// rotary_dim channels of each head (shared/spec/models.md). Angles are computed
+// rotary_dim channels of each head (docs/spec.md). Angles are computed
 // in double: float angles drift by 1e-2 in log-prob at 64k tokens.
 #pragma once
 

@@ -1,6 +1,6 @@
 // Attention over lists of key ranges ("spans"): the one kernel behind dense
 // causal attention (one span per sequence) and every restricted attention of
-// the long-context models (shared/spec/models.md):
+// the long-context models (docs/spec.md):
 //   - BigBird: a query block's selected key blocks, one span per block;
 //   - block_recurrent: the previous + current block window, the S state
 //     keys (a_cross), and state queries over state + block keys (the update);

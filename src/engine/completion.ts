@@ -1,5 +1,5 @@
 // One completion request from typed params to text: tokenization (with the
-// fill-in-the-middle layout of shared/spec/models.md), the context check,
+// fill-in-the-middle layout of docs/spec.md), the context check,
 // one engine sequence per choice (best_of of them per prompt), incremental
 // detokenization, stop strings, log-probs in OpenAI's legacy shape, best_of
 // ranking and usage. HTTP and WebSocket both run requests through here.

@@ -1,4 +1,4 @@
-// Tokenizers of a checkpoint folder (shared/spec/models.md, "Checkpoint
+// Tokenizers of a checkpoint folder (docs/spec.md, "Checkpoint
 // folder"): tokenizer.json, GPT-2 vocab.json + merges.txt, or the byte
 // tokenizer named by config.json. loadTokenizer picks by what is there.
 import * as fs from 'node:fs';

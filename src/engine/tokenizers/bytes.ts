@@ -1,4 +1,4 @@
-// The byte tokenizer of shared/spec/models.md: token id = byte value 0..255,
+// The byte tokenizer of docs/spec.md: token id = byte value 0..255,
 // special tokens from 256 up, named in config.json `special_tokens`. Encoding
 // plain text never yields a special token (the text "<eos>" is its bytes), and
 // nothing is prepended (no BOS).
