@@ -1,0 +1,60 @@
+// A Llama-style tokenizer.json (sentencepiece BPE with byte_fallback: <0xNN>
+// byte tokens, the ▁ word marker from Prepend/Replace normalizers, <s> added by
+// a TemplateProcessing post-processor) through src/engine/tokenizers/hf.ts.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { loadTokenizer } from '../src/engine/tokenizer';
+
+const SP = '\u2581';
+
+function llamaTokenizerDir(): string {
+  const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1, '</s>': 2 };
+  for (let b = 0; b < 256; b++) vocab[`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`] = 3 + b;
+  for (const t of [SP, `${SP}H`, 'e', 'l', 'o', 'll', `${SP}Hello`, 'H', `${SP}He`, 'llo']) vocab[t] = Object.keys(vocab).length;
+  const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  const json = {
+    version: '1.0',
+    added_tokens: [special(0, '<unk>'), special(1, '<s>'), special(2, '</s>')],
+    normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: SP }, { type: 'Replace', pattern: { String: ' ' }, content: SP }] },
+    pre_tokenizer: null,
+    post_processor: {
+      type: 'TemplateProcessing',
+      single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+      pair: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
+      special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } },
+    },
+    decoder: {
+      type: 'Sequence',
+      decoders: [{ type: 'Replace', pattern: { String: SP }, content: ' ' }, { type: 'ByteFallback' }, { type: 'Fuse' }, { type: 'Strip', content: ' ', start: 1, stop: 0 }],
+    },
+    model: { type: 'BPE', unk_token: '<unk>', fuse_unk: true, byte_fallback: true, vocab, merges: [`${SP} H`, 'l l', `${SP}H e`, 'll o', `${SP}He llo`] },
+  };
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'roost-llama-tok-'));
+  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(json));
+  fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ add_bos_token: true, bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>' }));
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ model_type: 'llama', bos_token_id: 1 }));
+  return dir;
+}
+
+describe('Llama-style tokenizer.json', () => {
+  const dir = llamaTokenizerDir();
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const tok = loadTokenizer(dir);
+
+  test('BPE merges, <s> from the post-processor, bytes without a token through <0xNN>', () => {
+    expect(tok.encode('Hello')).toEqual([1, 265]);
+    // ' ' -> ▁ (259); é = C3 A9 -> <0xC3> <0xA9> = 3 + 0xC3, 3 + 0xA9; '!' = <0x21>
+    expect(tok.encode('Hello é!')).toEqual([1, 265, 259, 3 + 0xc3, 3 + 0xa9, 3 + 0x21]);
+    expect(tok.encode('')).toEqual([1]);
+  });
+
+  test('decode fuses byte tokens back into UTF-8 and strips the leading word marker', () => {
+    expect(tok.decode([265, 259, 3 + 0xc3, 3 + 0xa9, 3 + 0x21])).toBe('Hello é!');
+  });
+
+  test('eos from tokenizer_config.json when config.json has none', () => {
+    expect(tok.eosId).toBe(2);
+  });
+});
