@@ -9,7 +9,7 @@ import { loadTokenizer } from '../src/engine/tokenizer';
 
 const SP = '\u2581';
 
-function llamaTokenizerDir(): string {
+function llamaTokenizerDir(tokenizerConfig: Record<string, unknown> = { add_bos_token: true, bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>' }): string {
   const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1, '</s>': 2 };
   for (let b = 0; b < 256; b++) vocab[`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`] = 3 + b;
   for (const t of [SP, `${SP}H`, 'e', 'l', 'o', 'll', `${SP}Hello`, 'H', `${SP}He`, 'llo']) vocab[t] = Object.keys(vocab).length;
@@ -33,7 +33,7 @@ function llamaTokenizerDir(): string {
   };
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'roost-llama-tok-'));
   fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(json));
-  fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ add_bos_token: true, bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>' }));
+  fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfig));
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ model_type: 'llama', bos_token_id: 1 }));
   return dir;
 }
@@ -56,5 +56,30 @@ describe('Llama-style tokenizer.json', () => {
 
   test('eos from tokenizer_config.json when config.json has none', () => {
     expect(tok.eosId).toBe(2);
+  });
+});
+
+describe('tokenizer_config.json add_bos_token / add_eos_token decide the ids around the text', () => {
+  const dirs: string[] = [];
+  const load = (cfg: Record<string, unknown>) => {
+    dirs.push(llamaTokenizerDir(cfg));
+    return loadTokenizer(dirs[dirs.length - 1]);
+  };
+  afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+
+  test('add_bos_token false drops the <s> the post-processor would add', () => {
+    expect(load({ add_bos_token: false, bos_token: '<s>', eos_token: '</s>' }).encode('Hello')).toEqual([265]);
+  });
+
+  test('add_eos_token true appends </s>', () => {
+    expect(load({ add_bos_token: true, add_eos_token: true, bos_token: '<s>', eos_token: '</s>' }).encode('Hello')).toEqual([1, 265, 2]);
+  });
+
+  test('without the flags the post-processor decides', () => {
+    expect(load({ eos_token: '</s>' }).encode('Hello')).toEqual([1, 265]);
+  });
+
+  test('a bos_token the tokenizer lacks is refused, naming the file and the field', () => {
+    expect(() => load({ add_bos_token: true, bos_token: '<bos>' })).toThrow(/tokenizer_config\.json: add_bos_token is true but bos_token "<bos>"/);
   });
 });

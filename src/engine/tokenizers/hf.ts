@@ -51,6 +51,13 @@ export class HfTokenizer implements Tokenizer {
   private readonly byteLevel: boolean;
   private readonly addedContent = new Map<number, string>();
   private readonly decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
+  /**
+   * Set when tokenizer_config.json gives add_bos_token / add_eos_token: HF's
+   * Llama tokenizers rebuild their post-processor from those flags, so encode
+   * adds exactly these ids around the text (else tokenizer.json's
+   * post-processor decides).
+   */
+  private readonly around?: { bos?: number; eos?: number };
   /** Set for ByteLevel tokenizers only (see Tokenizer.tokenBytes). */
   readonly tokenBytes?: (id: number) => Uint8Array;
 
@@ -101,6 +108,23 @@ export class HfTokenizer implements Tokenizer {
     this.vocabSize = maxId + 1;
 
     this.eosId = this.findEos(tokenizerConfig, modelConfig);
+
+    const addBos = tokenizerConfig.add_bos_token, addEos = tokenizerConfig.add_eos_token;
+    if (typeof addBos === 'boolean' || typeof addEos === 'boolean') {
+      const configFile = path.join(dir, 'tokenizer_config.json');
+      let bos: number | undefined;
+      if (addBos === true) {
+        const text = tokenContent(tokenizerConfig.bos_token);
+        bos = text !== undefined ? this.tok.token_to_id(text) : undefined;
+        if (bos === undefined) {
+          throw new TokenizerError('E_CHECKPOINT', `${configFile}: add_bos_token is true but bos_token ${JSON.stringify(tokenizerConfig.bos_token)} is not a token of the tokenizer`);
+        }
+      }
+      if (addEos === true && this.eosId < 0) {
+        throw new TokenizerError('E_CHECKPOINT', `${configFile}: add_eos_token is true but the tokenizer has no eos token`);
+      }
+      this.around = { bos, eos: addEos === true ? this.eosId : undefined };
+    }
   }
 
   private findEos(tokenizerConfig: Record<string, unknown>, modelConfig: Record<string, unknown>): number {
@@ -114,7 +138,11 @@ export class HfTokenizer implements Tokenizer {
   }
 
   encode(text: string): number[] {
-    return this.tok.encode(text).ids;
+    if (!this.around) return this.tok.encode(text).ids;
+    const ids = this.tok.encode(text, { add_special_tokens: false }).ids;
+    if (this.around.bos !== undefined) ids.unshift(this.around.bos);
+    if (this.around.eos !== undefined) ids.push(this.around.eos);
+    return ids;
   }
 
   decode(ids: ArrayLike<number>): string {
