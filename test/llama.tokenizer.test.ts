@@ -83,3 +83,20 @@ describe('tokenizer_config.json add_bos_token / add_eos_token decide the ids aro
     expect(() => load({ add_bos_token: true, bos_token: '<bos>' })).toThrow(/tokenizer_config\.json: add_bos_token is true but bos_token "<bos>"/);
   });
 });
+
+describe('eos_token_id lists (Tokenizer.stopIds)', () => {
+  test('config.json and generation_config.json lists, after the eos, without repeats', () => {
+    const dir = llamaTokenizerDir({ eos_token: '</s>' });
+    try {
+      fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ model_type: 'llama', eos_token_id: [2, 7] }));
+      fs.writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: [7, 9, 2] }));
+      const tok = loadTokenizer(dir);
+      expect(tok.eosId).toBe(2);
+      expect(tok.stopIds).toEqual([2, 7, 9]);
+      fs.writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: ['</s>'] }));
+      expect(() => loadTokenizer(dir)).toThrow(/generation_config\.json: eos_token_id must be an integer >= 0 or a list of them/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

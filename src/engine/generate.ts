@@ -15,8 +15,10 @@ export type FinishReason = 'stop' | 'length';
 export interface GenerateOptions extends SequenceParams {
   /** Most tokens to generate (>= 1). */
   maxTokens: number;
-  /** Stop (without emitting it) when this token is sampled; default the model's eos, -1 for none. */
+  /** Stop (without emitting it) when this token is sampled; default the model's eos and stopIds, -1 for none. */
   eosId?: number;
+  /** More ids that stop like eos when eosId is not given (Tokenizer.stopIds). */
+  stopIds?: readonly number[];
 }
 
 export interface GeneratedToken {
@@ -54,13 +56,13 @@ export async function* generateTokens(
   prompt: ArrayLike<number>,
   options: GenerateOptions,
 ): AsyncGenerator<GeneratedToken, FinishReason, void> {
-  const { maxTokens, eosId, ...params } = options;
+  const { maxTokens, eosId, stopIds, ...params } = options;
   if (prompt.length === 0) throw new RangeError('the prompt must hold at least one token');
   if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new RangeError(`maxTokens must be a positive integer (got ${maxTokens})`);
   const reserved = params.adapter ? (engine.adapters().find((a) => a.name === params.adapter)?.promptTokens ?? 0) : 0;
   checkContext(engine, reserved + prompt.length, 'the prompt');
   const info = engine.info();
-  const eos = eosId ?? info.eosTokenId;
+  const stops = new Set(eosId !== undefined ? [eosId] : [info.eosTokenId, ...(stopIds ?? [])]);
 
   const seq = engine.createSequence(params);
   try {
@@ -71,7 +73,7 @@ export async function* generateTokens(
     }
     for (let produced = 0; ; ) {
       const token = last!.token!;
-      if (token === eos) return 'stop';
+      if (stops.has(token)) return 'stop';
       produced++;
       yield { token, logprob: last!.logprob!, top: last!.top };
       if (produced >= maxTokens) return 'length';
@@ -91,7 +93,7 @@ export async function* generateText(
   options: GenerateOptions,
 ): AsyncGenerator<string, FinishReason, void> {
   const detok = new Detokenizer(tokenizer);
-  const tokens = generateTokens(engine, prompt, options);
+  const tokens = generateTokens(engine, prompt, { stopIds: tokenizer.stopIds, ...options });
   try {
     for (;;) {
       const r = await tokens.next();

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
 
 import { byteLevelTokenBytes } from './byte_level';
+import { stopIdsOf } from './stop_ids';
 import { Tokenizer, TokenizerError, TokenizerKind } from './types';
 
 interface AddedTokenJson {
@@ -46,6 +47,7 @@ function tokenContent(v: unknown): string | undefined {
 export class HfTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly eosId: number;
+  readonly stopIds: readonly number[];
   readonly specialTokens: Readonly<Record<string, number>>;
   private readonly tok: HfLibTokenizer;
   private readonly byteLevel: boolean;
@@ -108,6 +110,7 @@ export class HfTokenizer implements Tokenizer {
     this.vocabSize = maxId + 1;
 
     this.eosId = this.findEos(tokenizerConfig, modelConfig);
+    this.stopIds = stopIdsOf(dir, this.eosId, modelConfig);
 
     const addBos = tokenizerConfig.add_bos_token, addEos = tokenizerConfig.add_eos_token;
     if (typeof addBos === 'boolean' || typeof addEos === 'boolean') {
