@@ -57,6 +57,7 @@ class LlamaConfig:
         self.rope_theta = float(d.get("rope_theta", 10000.0))
         self.rope_scaling = d.get("rope_scaling")
         self.max_positions = d.get("max_position_embeddings")
+        self.n_positions = self.max_positions  # the context cap under the name every reference config uses
         if self.model_type == "qwen2":
             self.qkv_bias, self.o_bias = True, False
             if d.get("use_sliding_window"):
