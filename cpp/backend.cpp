@@ -29,6 +29,21 @@ void AttentionPlan::add_heads(AttnTask t, int64_t H) {
   for (t.head = 1; t.head < H; t.head++) tasks_.push_back(t);
 }
 
+void AttentionPlan::add_gqa_heads(AttnTask t, int64_t H, int64_t G, int64_t D) {
+  const int64_t group = H / G;
+  t.head = 0;
+  add_task(t);
+  const AttnTask first = tasks_.back();
+  for (int64_t h = 1; h < H; h++) {
+    AttnTask u = first;
+    const int64_t g = h / group;
+    u.head = (int32_t)g;
+    u.q = first.q + (h - g) * D;
+    u.out = first.out + (h - g) * D;
+    tasks_.push_back(u);
+  }
+}
+
 const char* op_name(Op op) {
   switch (op) {
     case Op::Embed: return "embed";
@@ -40,6 +55,8 @@ const char* op_name(Op op) {
     case Op::ToKv: return "to_kv";
     case Op::GateUpdate: return "gate_update";
     case Op::ScaleColumns: return "scale_columns";
+    case Op::RmsNorm: return "rmsnorm";
+    case Op::SiluMul: return "silu_mul";
   }
   return "?";
 }

@@ -111,6 +111,9 @@ struct AttnSpan {
   int64_t pos0;
   int64_t layer_stride;
 };
+// Grouped-query attention (K/V of G heads serve H = G * group query heads) is
+// a task per query head h with head = h / group (the K/V columns it reads)
+// and q, out pointing (h - head) * D floats further (the query head's columns).
 // Queries 0..nq-1 of one head (float rows: row t at q + t * q_stride, position
 // qpos0 + t) against the union of the task's spans; output rows like the
 // queries. Scale 1/sqrt(D); a query that sees no key gets zeros. span0,
@@ -141,6 +144,9 @@ class AttentionPlan {
   void add_task(AttnTask t);
   // Tasks for heads 0..H-1 of the same queries over the same spans (t.head ignored).
   void add_heads(AttnTask t, int64_t H);
+  // Tasks for query heads 0..H-1 (head size D) over the same spans, head h
+  // reading K/V head h / (H / G) of G (grouped-query attention, above).
+  void add_gqa_heads(AttnTask t, int64_t H, int64_t G, int64_t D);
   bool empty() const { return tasks_.empty(); }
   const std::vector<AttnTask>& tasks() const { return tasks_; }
   const std::vector<AttnSpan>& spans() const { return spans_; }
@@ -160,7 +166,7 @@ class AttentionPlan {
 // ------------------------------------------------------------------ the backend
 
 // The ops, for supports()/unsupported(): one name per op family below.
-enum class Op : int { Embed, LayerNorm, Gemm, Rotary, Attention, MoveRows, ToKv, GateUpdate, ScaleColumns };
+enum class Op : int { Embed, LayerNorm, Gemm, Rotary, Attention, MoveRows, ToKv, GateUpdate, ScaleColumns, RmsNorm, SiluMul };
 const char* op_name(Op op);
 
 class Backend {
@@ -200,9 +206,11 @@ class Backend {
   template <typename T> const T* upload(const std::vector<T>& v) {
     return static_cast<const T*>(upload(v.data(), v.size() * sizeof(T)));
   }
-  // Row positions and their rotary angles: theta_i = pos * rotary_base^(-2i/rotary_dim)
-  // in double, cos/sin rounded to float (GPT-NeoX rotate-half; rotary_dim 0: no rotary).
-  virtual const Positions* positions(const std::vector<int64_t>& pos, int64_t rotary_dim, double rotary_base) = 0;
+  // Row positions and their rotary angles theta_i = pos * inv_freq[i] in double,
+  // cos/sin rounded to float (GPT-NeoX rotate-half over rotary_dim = 2 *
+  // inv_freq.size() channels; empty: no rotary). rotary_inv_freq()
+  // (cpp/models/rotary.h) gives a config's frequencies.
+  virtual const Positions* positions(const std::vector<int64_t>& pos, const std::vector<double>& inv_freq) = 0;
   // Host rows dest[r] (width floats each) = rows r of x [R, width] (contiguous);
   // waits for every queued op first. The step's one device -> host copy.
   virtual void read_rows(const std::vector<float*>& dest, const float* x, int64_t width) = 0;
@@ -221,6 +229,13 @@ class Backend {
   // (rows ? rows[m] : m) of x (rows uploaded). y may alias x when rows is null.
   virtual void layernorm(float* y, int64_t ldy, const float* x, int64_t ldx, const int32_t* rows, const float* w,
                          const float* b, int64_t M, int64_t C, float eps) = 0;
+  // RMSNorm of M rows of C (the Llama family): y = x / sqrt(mean(x^2) + eps) * w,
+  // rows and aliasing as layernorm().
+  virtual void rmsnorm(float* y, int64_t ldy, const float* x, int64_t ldx, const int32_t* rows, const float* w,
+                       int64_t M, int64_t C, float eps) = 0;
+  // SwiGLU: y[m, f] = silu(x[m, f]) * x[m, F + f] for f < F (x rows: gate | up),
+  // silu(a) = a / (1 + exp(-a)). y must not alias x.
+  virtual void silu_mul(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t M, int64_t F) = 0;
   // y[M, N] = epilogue(x[M, K] @ W + bias[N]); bias may be null; y must not alias x.
   virtual void gemm(float* y, int64_t ldy, const float* x, int64_t ldx, const Matrix& W, const float* bias, int64_t M,
                     Epilogue epi) = 0;

@@ -145,6 +145,90 @@ void read_block_recurrent(const Reader& r, const Value& root, ModelConfig& c) {
   }
 }
 
+bool boolean(const Reader& r, const Value& root, const char* key, bool dflt) {
+  const Value* v = Reader::given(root, key);
+  if (!v) return dflt;
+  if (!v->is_bool()) r.fail(key, "must be true or false", v);
+  return v->boolean;
+}
+
+void read_rope_scaling(const Reader& r, const Value& root, ModelConfig& c) {
+  const Value* rs = Reader::given(root, "rope_scaling");
+  if (!rs) return;
+  if (!rs->is_object()) r.fail("rope_scaling", "must be an object {\"rope_type\": \"linear\" | \"llama3\", ...} or null", rs);
+  const Value* type = Reader::given(*rs, "rope_type");  // HF's newer key; "type" in older configs
+  if (!type) type = Reader::given(*rs, "type");
+  if (!type) r.fail("rope_scaling.rope_type", "is missing (expected \"linear\" or \"llama3\")");
+  auto& s = c.rope_scaling;
+  s.type = r.string(*type, "rope_scaling.rope_type", "\"linear\" or \"llama3\"");
+  if (s.type == "default") return s.type.clear();
+  if (s.type != "linear" && s.type != "llama3")
+    r.fail("rope_scaling.rope_type", "is not supported (supported: \"linear\", \"llama3\")", type);
+  const Value* f = Reader::given(*rs, "factor");
+  if (!f) r.fail("rope_scaling.factor", "is missing (expected a number > 0)");
+  s.factor = r.positive_number(*f, "rope_scaling.factor");
+  if (s.type == "linear") return;
+  for (auto [key, out] : {std::pair{"low_freq_factor", &s.low_freq_factor}, std::pair{"high_freq_factor", &s.high_freq_factor}}) {
+    const Value* v = Reader::given(*rs, key);
+    if (!v) r.fail(std::string("rope_scaling.") + key, "is missing (llama3 scaling needs a number > 0)");
+    *out = r.positive_number(*v, std::string("rope_scaling.") + key);
+  }
+  if (!(s.high_freq_factor > s.low_freq_factor))
+    r.fail("rope_scaling.high_freq_factor", "must be greater than low_freq_factor", rs->find("high_freq_factor"));
+  const Value* om = Reader::given(*rs, "original_max_position_embeddings");
+  if (!om) r.fail("rope_scaling.original_max_position_embeddings", "is missing (llama3 scaling needs an integer >= 1)");
+  s.original_max_position_embeddings = r.integer(*om, "rope_scaling.original_max_position_embeddings", 1, kMaxSize);
+}
+
+// llama / mistral / qwen2 from HF's own config keys (docs/models.md, "The Llama family").
+void read_llama(const Reader& r, const Value& root, ModelConfig& c) {
+  c.n_embd = r.size(root, "hidden_size");
+  c.n_head = r.size(root, "num_attention_heads");
+  c.n_layer = r.size(root, "num_hidden_layers");
+  c.n_inner = r.size(root, "intermediate_size");
+  const Value* kv = Reader::given(root, "num_key_value_heads");
+  c.n_kv_head = kv ? r.integer(*kv, "num_key_value_heads", 1, c.n_head) : c.n_head;
+  if (c.n_head % c.n_kv_head != 0)
+    r.fail("num_key_value_heads", "must divide num_attention_heads = " + std::to_string(c.n_head), kv);
+  if (const Value* hd = Reader::given(root, "head_dim")) {
+    c.explicit_head_dim = r.integer(*hd, "head_dim", 2, kMaxSize);
+  } else if (c.n_embd % c.n_head != 0) {
+    r.fail("hidden_size", "must be divisible by num_attention_heads = " + std::to_string(c.n_head) +
+                              " (or give head_dim)", root.find("hidden_size"));
+  }
+  if (c.head_dim() % 2 != 0) r.fail("head_dim", "must be even (rotary pairs channel i with i + head_dim/2)");
+  const Value* mp = Reader::given(root, "max_position_embeddings");
+  c.n_positions = mp ? r.integer(*mp, "max_position_embeddings", 1, kMaxSize) : 0;
+  if (const Value* eps = Reader::given(root, "rms_norm_eps"))
+    c.layer_norm_epsilon = float(r.positive_number(*eps, "rms_norm_eps"));
+  else
+    c.layer_norm_epsilon = 1e-6f;  // HF's LlamaConfig / MistralConfig / Qwen2Config default
+  if (const Value* act = Reader::given(root, "hidden_act"); act && !(act->is_string() && act->text == "silu"))
+    r.fail("hidden_act", "must be \"silu\" (the SwiGLU MLP; others are not supported)", act);
+  c.position_embedding = "rotary";
+  c.rotary_dim = c.head_dim();  // rotate-half over the whole head
+  if (const Value* rt = Reader::given(root, "rope_theta")) c.rotary_base = r.positive_number(*rt, "rope_theta");
+  read_rope_scaling(r, root, c);
+  if (const Value* prf = Reader::given(root, "partial_rotary_factor"); prf && !(prf->is_number() && prf->number == 1.0))
+    r.fail("partial_rotary_factor", "must be 1 (rotary over the whole head; partial rotary is not supported)", prf);
+  if (boolean(r, root, "mlp_bias", false)) r.fail("mlp_bias", "must be false (MLP biases are not supported)", root.find("mlp_bias"));
+  if (c.model_type == "qwen2") {
+    c.qkv_bias = true;  // Qwen2 always has q/k/v biases and none on o_proj
+    if (boolean(r, root, "use_sliding_window", false))
+      r.fail("use_sliding_window", "must be false for qwen2 (its per-layer sliding window is not supported)",
+             root.find("use_sliding_window"));
+  } else {
+    c.qkv_bias = c.o_bias = boolean(r, root, "attention_bias", false);
+  }
+  c.tie_word_embeddings = boolean(r, root, "tie_word_embeddings", false);
+  if (c.model_type == "mistral") {
+    if (const Value* sw = Reader::given(root, "sliding_window")) c.sliding_window = r.integer(*sw, "sliding_window", 1, kMaxSize);
+    if (c.n_positions > 0 && c.sliding_window >= c.n_positions) c.sliding_window = 0;  // the window never binds
+  }
+  if (const Value* ad = Reader::given(root, "attention_dropout"); ad && !(ad->is_number() && ad->number == 0.0))
+    r.fail("attention_dropout", "must be 0 (inference has no dropout)", ad);
+}
+
 void read_tokenizer(const Reader& r, const Value& root, ModelConfig& c) {
   if (const Value* tc = Reader::given(root, "tokenizer_class"))
     c.tokenizer_class = r.string(*tc, "tokenizer_class", "a string");
@@ -162,7 +246,11 @@ void read_tokenizer(const Reader& r, const Value& root, ModelConfig& c) {
     }
   }
 
-  if (const Value* eos = Reader::given(root, "eos_token_id")) {
+  const Value* eos = Reader::given(root, "eos_token_id");
+  if (eos && eos->is_array() && c.llama_family()) {  // Llama 3 lists several; the first is the one the engine stops on
+    if (eos->items.empty()) r.fail("eos_token_id", "must not be an empty list", eos);
+    c.eos_token_id = r.integer(eos->items[0], "eos_token_id[0]", 0, c.vocab_size - 1);
+  } else if (eos) {
     c.eos_token_id = r.integer(*eos, "eos_token_id", 0, c.vocab_size - 1);
   } else if (bytes) {
     auto it = c.special_tokens.find("eos");
@@ -187,12 +275,19 @@ ModelConfig parse_config(const std::string& json_text, const std::string& source
   ModelConfig c;
   c.dir = dir;
   const Value* mt = root.find("model_type");
-  if (!mt) r.fail("model_type", "is missing (expected \"gpt2\", \"perceiver_ar\" or \"block_recurrent\")");
+  const char* kTypes = "\"gpt2\", \"perceiver_ar\", \"block_recurrent\", \"llama\", \"mistral\" or \"qwen2\"";
+  if (!mt) r.fail("model_type", std::string("is missing (expected ") + kTypes + ")");
   c.model_type = mt->is_string() ? mt->text : "";
-  if (c.model_type != "gpt2" && c.model_type != "perceiver_ar" && c.model_type != "block_recurrent")
-    r.fail("model_type", "must be \"gpt2\", \"perceiver_ar\" or \"block_recurrent\"", mt);
+  if (c.model_type != "gpt2" && c.model_type != "perceiver_ar" && c.model_type != "block_recurrent" &&
+      !c.llama_family())
+    r.fail("model_type", std::string("must be ") + kTypes, mt);
 
   c.vocab_size = r.size(root, "vocab_size");
+  if (c.llama_family()) {
+    read_llama(r, root, c);
+    read_tokenizer(r, root, c);
+    return c;
+  }
   c.n_embd = r.size(root, "n_embd");
   c.n_head = r.size(root, "n_head");
   c.n_layer = r.size(root, "n_layer");

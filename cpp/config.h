@@ -23,7 +23,7 @@ struct AttentionConfig {
 
 struct ModelConfig {
   std::string dir;             // the checkpoint folder, for messages
-  std::string model_type;      // "gpt2" | "perceiver_ar" | "block_recurrent"
+  std::string model_type;      // "gpt2" | "perceiver_ar" | "block_recurrent" | "llama" | "mistral" | "qwen2"
   int64_t vocab_size = 0;
   int64_t n_embd = 0;          // C
   int64_t n_head = 0;          // H (divides C)
@@ -37,6 +37,21 @@ struct ModelConfig {
   int64_t rotary_dim = 0;      // even, <= D; default D
   double rotary_base = 10000.0;
   AttentionConfig attention;
+
+  // The Llama family (llama, mistral, qwen2; docs/models.md), read from HF's
+  // own keys (hidden_size -> n_embd, rms_norm_eps -> layer_norm_epsilon, ...).
+  int64_t n_kv_head = 0;       // num_key_value_heads (divides n_head); 0 elsewhere
+  int64_t explicit_head_dim = 0;  // config head_dim when given, else 0 (n_embd / n_head)
+  bool qkv_bias = false;       // q/k/v_proj.bias (qwen2; llama attention_bias)
+  bool o_bias = false;         // o_proj.bias (llama attention_bias)
+  bool tie_word_embeddings = false;  // lm_head is embed_tokens
+  int64_t sliding_window = 0;  // mistral: a query sees the last sliding_window keys (itself included); 0: all
+  struct RopeScaling {
+    std::string type;          // "" (none) | "linear" | "llama3"
+    double factor = 1.0;
+    double low_freq_factor = 1.0, high_freq_factor = 4.0;  // llama3
+    int64_t original_max_position_embeddings = 0;          // llama3
+  } rope_scaling;
 
   int64_t num_latents = 0;     // perceiver_ar: N >= 1
 
@@ -53,7 +68,8 @@ struct ModelConfig {
   // eos_token_id, else for the bytes tokenizer special_tokens["eos"]; -1 when unknown.
   int64_t eos_token_id = -1;
 
-  int64_t head_dim() const { return n_embd / n_head; }
+  int64_t head_dim() const { return explicit_head_dim ? explicit_head_dim : n_embd / n_head; }
+  bool llama_family() const { return model_type == "llama" || model_type == "mistral" || model_type == "qwen2"; }
 };
 
 // Reads <dir>/config.json. Throws Error("E_CONFIG") (or E_CHECKPOINT if the file

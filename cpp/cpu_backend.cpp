@@ -180,16 +180,15 @@ class CpuBackend : public Backend {
     positions_used_ = 0;
   }
   const void* upload(const void* data, size_t bytes) override { return arena_.push(data, bytes); }
-  const Positions* positions(const std::vector<int64_t>& pos, int64_t rotary_dim, double rotary_base) override {
+  const Positions* positions(const std::vector<int64_t>& pos, const std::vector<double>& inv_freq) override {
     if (positions_used_ == positions_.size()) positions_.push_back(std::make_unique<CpuPositions>());
     CpuPositions& p = *positions_[positions_used_++];
     p.pos = pos;
     p.count = (int64_t)pos.size();
     p.rotary = nullptr;
-    if (rotary_dim > 0) {
-      auto key = std::make_pair(rotary_dim, rotary_base);
-      auto it = rotaries_.find(key);
-      if (it == rotaries_.end()) it = rotaries_.emplace(key, Rotary(rotary_dim, rotary_base)).first;
+    if (!inv_freq.empty()) {
+      auto it = rotaries_.find(inv_freq);
+      if (it == rotaries_.end()) it = rotaries_.emplace(inv_freq, Rotary(inv_freq)).first;
       p.rotary = &it->second;
       p.rotary->tables(p.cos, p.sin, p.pos.data(), p.count);
     }
@@ -220,6 +219,15 @@ class CpuBackend : public Backend {
     for (int64_t m = 0; m < M; m++) std::memcpy(g + m * C, x + (rows ? rows[m] : m) * ldx, C * sizeof(float));
     roost::layernorm(g, g, w, b, M, C, eps);
     for (int64_t m = 0; m < M; m++) std::memcpy(y + m * ldy, g + m * C, C * sizeof(float));
+  }
+
+  void rmsnorm(float* y, int64_t ldy, const float* x, int64_t ldx, const int32_t* rows, const float* w, int64_t M,
+               int64_t C, float eps) override {
+    roost::rmsnorm(y, ldy, x, ldx, rows, w, M, C, eps, *pool_);
+  }
+
+  void silu_mul(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t M, int64_t F) override {
+    roost::silu_mul(y, ldy, x, ldx, M, F, *pool_);
   }
 
   void gemm(float* y, int64_t ldy, const float* x, int64_t ldx, const Matrix& W, const float* bias, int64_t M,
@@ -283,7 +291,7 @@ class CpuBackend : public Backend {
   UploadArena arena_;
   std::vector<std::unique_ptr<CpuPositions>> positions_;
   size_t positions_used_ = 0;
-  std::map<std::pair<int64_t, double>, Rotary> rotaries_;
+  std::map<std::vector<double>, Rotary> rotaries_;
   CpuScratch gather_, xin_, yout_;
 };
 

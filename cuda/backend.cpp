@@ -96,16 +96,12 @@ void CudaBackend::begin_step(ThreadPool&) {
 
 const void* CudaBackend::upload(const void* data, size_t bytes) { return up_.push(data, bytes); }
 
-const Positions* CudaBackend::positions(const std::vector<int64_t>& pos, int64_t rotary_dim, double rotary_base) {
+const Positions* CudaBackend::positions(const std::vector<int64_t>& pos, const std::vector<double>& inv_freq) {
   auto p = std::make_unique<CudaPositions>();
   p->count = (int64_t)pos.size();
   p->pos = up_.push(pos);
-  p->rotary_dim = rotary_dim;
-  if (rotary_dim > 0) {  // inverse frequencies in double, as cpp/models/rotary.cpp
-    std::vector<double> f;
-    for (int64_t i = 0; i < rotary_dim / 2; i++) f.push_back(std::pow(rotary_base, -2.0 * (double)i / (double)rotary_dim));
-    p->inv_freq = up_.push(f);
-  }
+  p->rotary_dim = 2 * (int64_t)inv_freq.size();
+  if (!inv_freq.empty()) p->inv_freq = up_.push(inv_freq);  // in double, as cpp/models/rotary.cpp
   positions_.push_back(std::move(p));
   return positions_.back().get();
 }
@@ -153,6 +149,15 @@ void CudaBackend::to_kv(void* y, int64_t ldy, const float* x, int64_t ldx, int64
 void CudaBackend::gate_update(float* const* s, int64_t layer_stride, int64_t layer, const float* y, const float* keep,
                               int64_t count, int64_t S, int64_t C) {
   cuda::gate_update(s, layer_stride, layer, y, keep, count, S, C, ctx_->stream());
+}
+
+void CudaBackend::rmsnorm(float* y, int64_t ldy, const float* x, int64_t ldx, const int32_t* rows, const float* w,
+                          int64_t M, int64_t C, float eps) {
+  cuda::rmsnorm(y, ldy, x, ldx, rows, w, M, C, eps, ctx_->stream());
+}
+
+void CudaBackend::silu_mul(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t M, int64_t F) {
+  cuda::silu_mul(y, ldy, x, ldx, M, F, ctx_->stream());
 }
 
 void CudaBackend::scale_columns(float* x, int64_t ld, int64_t M, int64_t cols, const float* scale) {

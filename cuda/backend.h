@@ -44,7 +44,7 @@ class CudaBackend : public Backend, public std::enable_shared_from_this<CudaBack
 
   void begin_step(ThreadPool& pool) override;
   const void* upload(const void* data, size_t bytes) override;
-  const Positions* positions(const std::vector<int64_t>& pos, int64_t rotary_dim, double rotary_base) override;
+  const Positions* positions(const std::vector<int64_t>& pos, const std::vector<double>& inv_freq) override;
   void read_rows(const std::vector<float*>& dest, const float* x, int64_t width) override;
   void finish() override;
 
@@ -60,6 +60,9 @@ class CudaBackend : public Backend, public std::enable_shared_from_this<CudaBack
   void gate_update(float* const* s, int64_t layer_stride, int64_t layer, const float* y, const float* keep,
                    int64_t count, int64_t S, int64_t C) override;
   void scale_columns(float* x, int64_t ld, int64_t M, int64_t cols, const float* scale) override;
+  void rmsnorm(float* y, int64_t ldy, const float* x, int64_t ldx, const int32_t* rows, const float* w, int64_t M,
+               int64_t C, float eps) override;
+  void silu_mul(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t M, int64_t F) override;
 
   // For the attention plans, tests and benches.
   const DeviceContext& context() const { return *ctx_; }

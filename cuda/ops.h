@@ -58,6 +58,12 @@ void gemm_simt(float* y, int64_t ldy, const float* x, int64_t ldx, const DevMatr
 void layernorm(float* y, int64_t ldy, const float* x, int64_t ldx, const int32_t* rows, const float* w, const float* b,
                int64_t M, int64_t C, float eps, cudaStream_t stream);
 
+// RMSNorm (the Llama family): y = x / sqrt(mean(x^2) + eps) * w; rows and aliasing as layernorm.
+void rmsnorm(float* y, int64_t ldy, const float* x, int64_t ldx, const int32_t* rows, const float* w, int64_t M,
+             int64_t C, float eps, cudaStream_t stream);
+// SwiGLU: y[m, f] = silu(x[m, f]) * x[m, F + f], f < F (x rows: gate | up); y must not alias x.
+void silu_mul(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t M, int64_t F, cudaStream_t stream);
+
 // gelu_new, elementwise over n floats (y may alias x).
 void gelu(float* y, const float* x, int64_t n, cudaStream_t stream);
 

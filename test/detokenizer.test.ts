@@ -31,6 +31,7 @@ function withoutBytes(tok: Tokenizer): Tokenizer {
     dir: tok.dir,
     vocabSize: tok.vocabSize,
     eosId: tok.eosId,
+    stopIds: tok.stopIds,
     specialTokens: tok.specialTokens,
     encode: (t) => tok.encode(t),
     decode: (ids) => tok.decode(ids),

@@ -111,10 +111,11 @@ describe.each(MODELS)('%s against the reference', (name) => {
     const info = engine.info();
     expect(info.modelType).toBe(c.model_type);
     expect(info.vocabSize).toBe(c.vocab_size);
-    expect(info.nEmbd).toBe(c.n_embd);
-    expect(info.nLayer).toBe(c.n_layer);
-    expect(info.nHead).toBe(c.n_head);
-    expect(info.maxContext).toBe(c.n_positions ?? 0);
+    const hf = c.hidden_size !== undefined; // the Llama family's HF keys (docs/models.md)
+    expect(info.nEmbd).toBe(hf ? c.hidden_size : c.n_embd);
+    expect(info.nLayer).toBe(hf ? c.num_hidden_layers : c.n_layer);
+    expect(info.nHead).toBe(hf ? c.num_attention_heads : c.n_head);
+    expect(info.maxContext).toBe((hf ? c.max_position_embeddings : c.n_positions) ?? 0);
     expect(info.eosTokenId).toBe(g.eos_token_id ?? -1);
     expect(info.threads).toBe(THREADS);
     expect(info.isa).toBe(native().isa());
@@ -579,7 +580,7 @@ describe('loader errors reject with a code and name the file', () => {
     ['n_head that does not divide n_embd', (c: Record<string, unknown>) => (c.n_head = 5), 'n_head'],
     ['no vocab_size', (c: Record<string, unknown>) => delete c.vocab_size, 'vocab_size'],
     ['a negative n_layer', (c: Record<string, unknown>) => (c.n_layer = -1), 'n_layer'],
-    ['an unknown model_type', (c: Record<string, unknown>) => (c.model_type = 'llama'), 'model_type'],
+    ['an unknown model_type', (c: Record<string, unknown>) => (c.model_type = 'falcon'), 'model_type'],
   ])('bad config: %s', async (_, edit, field) => {
     editConfig(edit);
     const err = await loadError();

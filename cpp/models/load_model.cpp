@@ -4,6 +4,7 @@
 #include "../safetensors.h"
 #include "block_recurrent.h"
 #include "gpt2.h"
+#include "llama.h"
 #include "model.h"
 #include "perceiver_ar.h"
 
@@ -16,6 +17,7 @@ std::unique_ptr<Model> load_model(const std::string& dir, const BackendFactory& 
   std::shared_ptr<Backend> be = make_backend(ckpt);
   if (cfg.model_type == "gpt2") return std::make_unique<Gpt2Model>(cfg, ckpt, be);
   if (cfg.model_type == "perceiver_ar") return std::make_unique<PerceiverArModel>(cfg, ckpt, be);
+  if (cfg.llama_family()) return std::make_unique<LlamaModel>(cfg, ckpt, be);
   if (cfg.model_type == "block_recurrent") return std::make_unique<BlockRecurrentModel>(cfg, ckpt, be);
   throw Error("E_CONFIG", dir + "/config.json: model_type \"" + cfg.model_type + "\" is unknown");
 }

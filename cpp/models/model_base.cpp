@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "../common.h"
+#include "rotary.h"
 
 namespace roost {
 
@@ -38,6 +39,20 @@ void KvRows::make_ring(Backend& be, int64_t cap) {
   cap_ = cap;
 }
 
+void KvRows::grow_ring(Backend& be, int64_t cap, int64_t a, int64_t b) {
+  es_ = be.kv_size();
+  std::unique_ptr<Buffer> bigger = be.alloc((size_t)L_ * 2 * cap * C_ * es_);
+  const size_t row = (size_t)C_ * es_;
+  for (int64_t p = a; p < b;) {  // runs that wrap in neither ring; each copied for every (layer, K|V) block
+    const int64_t from = p % cap_, to = p % cap, n = std::min({b - p, cap_ - from, cap - to});
+    be.copy_2d(bigger->as<char>() + to * row, cap * row, buf_->as<char>() + from * row, cap_ * row, n * row,
+               (size_t)(2 * L_));
+    p += n;
+  }
+  buf_ = std::move(bigger);
+  cap_ = cap;
+}
+
 void KvRows::ring_spans(AttentionPlan& plan, int64_t a, int64_t b, bool unmasked, bool per_layer) const {
   while (a < b) {
     const int64_t slot = a % cap_, n = std::min(b - a, cap_ - slot);  // up to the ring's end
@@ -47,7 +62,7 @@ void KvRows::ring_spans(AttentionPlan& plan, int64_t a, int64_t b, bool unmasked
 }
 
 ModelBase::ModelBase(const ModelConfig& cfg, const Checkpoint& ckpt, std::shared_ptr<Backend> be)
-    : cfg_(cfg), be_(std::move(be)) {
+    : cfg_(cfg), be_(std::move(be)), inv_freq_(rotary_inv_freq(cfg)) {
   require_ops(*be_, cfg_, {Op::Embed, Op::LayerNorm, Op::Gemm, Op::Attention, Op::MoveRows});
   if (cfg_.rotary_dim > 0) require_ops(*be_, cfg_, {Op::Rotary});
   const int64_t V = cfg_.vocab_size, C = cfg_.n_embd;

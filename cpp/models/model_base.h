@@ -40,6 +40,9 @@ class KvRows {
   void reserve(Backend& be, int64_t need, int64_t keep, int64_t limit);
   // A ring of exactly `cap` rows (contents undefined).
   void make_ring(Backend& be, int64_t cap);
+  // A ring of `cap` (> cap()) rows keeping positions [a, b) of the current
+  // ring, each moved to its slot p % cap.
+  void grow_ring(Backend& be, int64_t cap, int64_t a, int64_t b);
   int64_t cap() const { return cap_; }
   size_t bytes() const { return buf_ ? buf_->bytes() : 0; }
   // Row `row` of layer `layer`; the layer stride (elements) moves to the next layer.
@@ -81,7 +84,7 @@ class ModelBase : public Model {
   // floats each): gather + ln_f + head GEMM, one copy to the host. Ends the step.
   void head_logits(const float* x, const std::vector<int32_t>& rows, const std::vector<float*>& dest);
   const Positions& positions(const std::vector<int64_t>& pos) {
-    return *be_->positions(pos, cfg_.rotary_dim, cfg_.rotary_base);
+    return *be_->positions(pos, inv_freq_);
   }
 
   ModelConfig cfg_;
@@ -90,6 +93,7 @@ class ModelBase : public Model {
   const Matrix* wte_ = nullptr;   // [V, C] read by rows: embedding and the tied head
   const Matrix* head_ = nullptr;  // wte_ or lm_head
   Norm ln_f_;
+  std::vector<double> inv_freq_;  // rotary_inv_freq(cfg_)
   std::unique_ptr<Scratch> s_h_, s_ff_, s_hin_, s_logits_;
 };
 

@@ -6,12 +6,19 @@
 #include <cstdint>
 #include <vector>
 
+#include "../config.h"
+
 namespace roost {
+
+// The rotary inverse frequencies of a config (empty without rotary): base^(-2i/rotary_dim)
+// for i < rotary_dim/2, then rope_scaling (linear: / factor; llama3: HF's
+// wavelength-banded rescaling, docs/models.md). In double.
+std::vector<double> rotary_inv_freq(const ModelConfig& cfg);
 
 class Rotary {
  public:
   Rotary() = default;
-  Rotary(int64_t rotary_dim, double base);
+  explicit Rotary(std::vector<double> inv_freq);
   int64_t dim() const { return dim_; }
   // Fills cos/sin tables [n, dim/2] for positions pos[0..n).
   void tables(std::vector<float>& cos, std::vector<float>& sin, const int64_t* pos, int64_t n) const;
@@ -20,7 +27,7 @@ class Rotary {
 
  private:
   int64_t dim_ = 0;
-  std::vector<double> inv_freq_;  // theta_i = base^(-2i/dim)
+  std::vector<double> inv_freq_;  // theta_i = pos * inv_freq_[i]
 };
 
 }  // namespace roost

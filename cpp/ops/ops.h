@@ -82,6 +82,13 @@ void matrix_column(float* out, const PackedMatrix& W, int64_t n);
 void layernorm(float* y, const float* x, const float* weight, const float* bias, int64_t M, int64_t C, float eps);
 void layernorm_reference(float* y, const float* x, const float* weight, const float* bias, int64_t M, int64_t C, float eps);
 
+// RMSNorm (the Llama family): row m of y (stride ldy) = row (rows ? rows[m] : m)
+// of x (stride ldx) / sqrt(mean(x^2) + eps) * w. y may alias x when rows is null.
+void rmsnorm(float* y, int64_t ldy, const float* x, int64_t ldx, const int32_t* rows, const float* w, int64_t M,
+             int64_t C, float eps, ThreadPool& pool);
+// SwiGLU: y[m, f] = silu(x[m, f]) * x[m, F + f], f < F (x rows: gate | up); y must not alias x.
+void silu_mul(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t M, int64_t F, ThreadPool& pool);
+
 // gelu_new (tanh approximation): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 void gelu(float* y, const float* x, int64_t n);
 void gelu_reference(float* y, const float* x, int64_t n);

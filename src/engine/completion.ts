@@ -295,7 +295,10 @@ function submitCompletion(
   events: CompletionEvents,
 ): CompletionRun {
   const tok = rt.tokenizer;
-  const eos = p.suffix !== null ? fimTokens(rt.info, tok)!.eos : rt.info.eosTokenId >= 0 ? rt.info.eosTokenId : tok.eosId;
+  // Ids that end a sequence: FIM's eos, else the model's eos and the checkpoint's eos_token_id lists.
+  const stops = new Set(
+    p.suffix !== null ? [fimTokens(rt.info, tok)!.eos] : [rt.info.eosTokenId >= 0 ? rt.info.eosTokenId : tok.eosId, ...tok.stopIds],
+  );
   const withLogprobs = p.logprobs !== null;
   const k = p.logprobs ?? 0;
   // Events only for streamed requests, where every sequence is a returned choice (best_of == n).
@@ -378,7 +381,7 @@ function submitCompletion(
             out.lastTokenAt = now;
             out.generated++;
             out.cumLogprob += logprob;
-            if (token === eos) {
+            if (stops.has(token)) {
               // End of sequence: no text; release what a stop string held back.
               const tail = out.detok.flush();
               const r = out.stops.push(tail);

@@ -271,13 +271,13 @@ void test_rows(Dev& dev) {
       std::vector<int64_t> pos(M);
       std::uniform_int_distribution<int64_t> pd(0, 70000);
       for (auto& p : pos) p = pd(g_rng);
-      Rotary r(rot, base);
+      std::vector<double> inv;
+      for (int64_t i = 0; i < rot / 2; i++) inv.push_back(std::pow(base, -2.0 * (double)i / (double)rot));
+      Rotary r(inv);
       std::vector<float> want = x, cs, sn;
       r.tables(cs, sn, pos.data(), M);
       r.apply(want.data(), ld, M, H, D, cs.data(), sn.data());
       r.apply(want.data() + C, ld, M, H, D, cs.data(), sn.data());
-      std::vector<double> inv;
-      for (int64_t i = 0; i < rot / 2; i++) inv.push_back(std::pow(base, -2.0 * (double)i / (double)rot));
       DeviceBuffer dx = dev.put(x), dp = dev.put(pos), di = dev.put(inv);
       rotary(dx.as<float>(), ld, M, H, D, rot, 2, dp.as<int64_t>(), di.as<double>(), st);
       const std::vector<float> got = dev.get<float>(dx, M * ld);
@@ -322,6 +322,38 @@ void test_rows(Dev& dev) {
         c.add(m * C + k, got[m * C + k], base + wpe[pos[m] * C + k], 1e-7);
       }
     report(fmt("embed %s soft-prompt rows", wt == WType::BF16 ? "bf16" : "f16"), c.ok(), c.str());
+  }
+
+  {  // rmsnorm (gathered rows, strides) and silu_mul against double loops (the Llama family)
+    const int64_t M = 7, C = 300, ldx = 310, ldy = 305, F = 150;  // silu_mul reads gate | up = 2F <= ldx columns
+    const std::vector<float> x = randn(M * ldx, 0.f, 3.f), w = randn(C);
+    std::vector<int32_t> rows(M);
+    for (int64_t m = 0; m < M; m++) rows[m] = (int32_t)((m * 3) % M);
+    DeviceBuffer dx = dev.put(x), dw = dev.put(w), drows = dev.put(rows), dy(dev.ctx, M * ldy * 4);
+    rmsnorm(dy.as<float>(), ldy, dx.as<float>(), ldx, drows.as<int32_t>(), dw.as<float>(), M, C, 1e-6f, st);
+    std::vector<float> got = dev.get<float>(dy, M * ldy);
+    Cmp c;
+    for (int64_t m = 0; m < M; m++) {
+      const float* xr = x.data() + rows[m] * ldx;
+      double ss = 0;
+      for (int64_t k = 0; k < C; k++) ss += (double)xr[k] * xr[k];
+      const double inv = 1 / std::sqrt(ss / C + 1e-6);
+      for (int64_t k = 0; k < C; k++) {
+        const double want = xr[k] * inv * w[k];
+        c.add(m * ldy + k, got[m * ldy + k], want, 2e-6 * (1 + std::fabs(want)));
+      }
+    }
+    report("rmsnorm gather + strides", c.ok(), c.str());
+    DeviceBuffer dg(dev.ctx, M * F * 4);
+    silu_mul(dg.as<float>(), F, dx.as<float>(), ldx, M, F, st);
+    got = dev.get<float>(dg, M * F);
+    Cmp s;
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t f = 0; f < F; f++) {
+        const double g = x[m * ldx + f], u = x[m * ldx + F + f], want = g / (1 + std::exp(-g)) * u;
+        s.add(m * F + f, got[m * F + f], want, 2e-6 * (1 + std::fabs(want)));
+      }
+    report("silu_mul", s.ok(), s.str());
   }
 
   {  // scale_columns ((IA)^3): the first `cols` columns of rows of stride ld

@@ -42,8 +42,8 @@ class FakeBackend : public Backend {
   void copy_2d(void* d, size_t dp, const void* s, size_t sp, size_t w, size_t h) override { cpu_->copy_2d(d, dp, s, sp, w, h); }
   void begin_step(ThreadPool& pool) override { cpu_->begin_step(pool); }
   const void* upload(const void* data, size_t bytes) override { return cpu_->upload(data, bytes); }
-  const Positions* positions(const std::vector<int64_t>& pos, int64_t dim, double base) override {
-    return cpu_->positions(pos, dim, base);
+  const Positions* positions(const std::vector<int64_t>& pos, const std::vector<double>& inv_freq) override {
+    return cpu_->positions(pos, inv_freq);
   }
   void read_rows(const std::vector<float*>& dest, const float* x, int64_t width) override { cpu_->read_rows(dest, x, width); }
   void finish() override { cpu_->finish(); }
@@ -54,6 +54,13 @@ class FakeBackend : public Backend {
   void layernorm(float* y, int64_t ldy, const float* x, int64_t ldx, const int32_t* rows, const float* w, const float* b,
                  int64_t M, int64_t C, float eps) override {
     cpu_->layernorm(y, ldy, x, ldx, rows, w, b, M, C, eps);
+  }
+  void rmsnorm(float* y, int64_t ldy, const float* x, int64_t ldx, const int32_t* rows, const float* w, int64_t M,
+               int64_t C, float eps) override {
+    cpu_->rmsnorm(y, ldy, x, ldx, rows, w, M, C, eps);
+  }
+  void silu_mul(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t M, int64_t F) override {
+    cpu_->silu_mul(y, ldy, x, ldx, M, F);
   }
   void gemm(float* y, int64_t ldy, const float* x, int64_t ldx, const Matrix& W, const float* bias, int64_t M,
             Epilogue epi) override {
@@ -103,7 +110,8 @@ bool same(const std::vector<float>& a, const std::vector<float>& b) {
 
 TEST_CASE("the backend interface: refusals at load, a delegating backend, adapters, the cuda registry, AttentionPlan") {
   const std::vector<std::string> dirs = {"test/fixtures/gpt2-tiny", "test/fixtures/bigbird-tiny",
-                                         "test/fixtures/perceiver-tiny", "test/fixtures/recurrent-tiny"};
+                                         "test/fixtures/perceiver-tiny", "test/fixtures/recurrent-tiny",
+                                         "test/fixtures/llama-gqa2", "test/fixtures/mistral-window"};
   const std::vector<int32_t> prompt = {3, 14, 15, 92, 65, 35, 89, 79};
 
   for (const std::string& dir : dirs) {
@@ -122,6 +130,18 @@ TEST_CASE("the backend interface: refusals at load, a delegating backend, adapte
     const int gemms_at_load = fake->gemms;
     CHECK_MESSAGE((same(logits(*model, prompt), logits(*cpu, prompt))), (dir + ": the delegating backend gives the CPU's logits exactly"));
     CHECK_MESSAGE((fake->gemms > gemms_at_load), (dir + ": the forward ran through the model's backend"));
+  }
+
+  // The Llama family's own ops: a backend without them refuses the model, naming the op (the CUDA backend today).
+  for (Op op : {Op::RmsNorm, Op::SiluMul}) {
+    std::string msg;
+    try {
+      load_model("test/fixtures/llama-gqa2", [&](const Checkpoint&) { return std::make_shared<FakeBackend>(std::set<Op>{op}); });
+    } catch (const Error& e) {
+      msg = e.what();
+    }
+    CHECK_MESSAGE((msg.find(std::string("cannot run ") + op_name(op)) != std::string::npos),
+                  ("llama without " + std::string(op_name(op)) + ": " + msg));
   }
 
   auto plain = load_model("test/fixtures/gpt2-tiny",

@@ -639,7 +639,7 @@ TEST_CASE("config refuses bad values, naming the field") {
   };
   std::vector<Bad> bad = {
       {"not an object", "[1]", {"must be a JSON object"}},
-      {"unknown model_type", small("llama", "\"n_positions\":8"), {"model_type", "\"llama\""}},
+      {"unknown model_type", small("falcon", "\"n_positions\":8"), {"model_type", "\"falcon\""}},
       {"missing model_type", "{\"n_embd\":8}", {"model_type is missing"}},
       {"n_embd % n_head", sub(small("gpt2", "\"n_positions\":8"), "\"n_head\":4", "\"n_head\":5"),
        {"n_embd must be divisible by n_head = 5 (got 32)"}},

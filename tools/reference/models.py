@@ -3,9 +3,11 @@ config.json's model_type (gpt2 also covers attention.kind "bigbird")."""
 import block_recurrent
 import checkpoint
 import gpt2
+import llama
 import perceiver_ar
 
-ARCHITECTURES = {"gpt2": gpt2, "perceiver_ar": perceiver_ar, "block_recurrent": block_recurrent}
+ARCHITECTURES = {"gpt2": gpt2, "perceiver_ar": perceiver_ar, "block_recurrent": block_recurrent,
+                 "llama": llama, "mistral": llama, "qwen2": llama}
 
 
 def parse_config(cfg):
@@ -18,7 +20,8 @@ def parse_config(cfg):
     if mt not in ARCHITECTURES:
         raise ValueError(f"config: model_type must be one of {sorted(ARCHITECTURES)} (got {mt!r})")
     return {"gpt2": gpt2.GPT2Config, "perceiver_ar": perceiver_ar.PerceiverARConfig,
-            "block_recurrent": block_recurrent.BlockRecurrentConfig}[mt](cfg)
+            "block_recurrent": block_recurrent.BlockRecurrentConfig, "llama": llama.LlamaConfig,
+            "mistral": llama.LlamaConfig, "qwen2": llama.LlamaConfig}[mt](cfg)
 
 
 def load(path):

@@ -606,6 +606,26 @@ def decode_path(model, prompt, cont):
     return lps, logits[-1]
 
 
+LLAMA_PREFIXES = ("llama-", "qwen2-", "mistral-")
+
+
+def check_llama_fixture(fx, name):
+    """make_llama_fixtures.py's folders: small, and their goldens reproduce through llama.load."""
+    path = os.path.join(fx, name)
+    size = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
+    check(f"{name}: folder under 400 KB", size < 400_000, f"{size} bytes")
+    model = models.load(path)
+    g = json.load(open(os.path.join(path, "golden.json"), encoding="utf-8"))
+    worst = 0.0
+    for c in g["cases"]:
+        for a, b in zip(model.score(c["tokens"]), c["logprobs"]):
+            if a is not None:
+                worst = max(worst, abs(a - b))
+    check(f"{name}: golden log-probs reproduce through the loader", worst < 1e-6, f"max diff {worst:.2e}")
+    for c in g["greedy"]:
+        check(f"{name}: greedy {c['name']} reproduces", model.greedy(c["prompt_tokens"], len(c["tokens"])) == c["tokens"])
+
+
 def check_long_fixture(fx, name):
     path = os.path.join(fx, name)
     cfg = checkpoint.read_config(path)
@@ -958,7 +978,9 @@ def main():
     fx = args.fixtures
     check_safetensors()
     for name in fixture_dirs(fx):
-        if name.startswith(LONG_PREFIXES):
+        if name.startswith(LLAMA_PREFIXES):
+            check_llama_fixture(fx, name)
+        elif name.startswith(LONG_PREFIXES):
             check_long_fixture(fx, name)
         else:
             check_fixture(fx, name)

@@ -2,6 +2,7 @@
 // special tokens from 256 up, named in config.json `special_tokens`. Encoding
 // plain text never yields a special token (the text "<eos>" is its bytes), and
 // nothing is prepended (no BOS).
+import { stopIdsOf } from './stop_ids';
 import { Tokenizer, TokenizerError } from './types';
 
 const NO_BYTES = new Uint8Array(0);
@@ -12,6 +13,7 @@ export class ByteTokenizer implements Tokenizer {
   readonly maxInputBytesPerToken = 1;
   readonly vocabSize: number;
   readonly eosId: number;
+  readonly stopIds: readonly number[];
   readonly specialTokens: Readonly<Record<string, number>>;
   private readonly decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
 
@@ -36,7 +38,8 @@ export class ByteTokenizer implements Tokenizer {
     this.specialTokens = Object.freeze(special);
     this.vocabSize = Math.max(256, ...Object.values(special).map((id) => id + 1));
     const eos = config.eos_token_id;
-    this.eosId = typeof eos === 'number' && Number.isInteger(eos) ? eos : (special.eos ?? -1);
+    this.eosId = typeof eos === 'number' && Number.isInteger(eos) ? eos : Array.isArray(eos) && Number.isInteger(eos[0]) ? eos[0] : (special.eos ?? -1);
+    this.stopIds = stopIdsOf(dir, this.eosId, config);
   }
 
   encode(text: string): number[] {

@@ -8,6 +8,7 @@ import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
 
 import { FileGuardError, parseJsonFile, readGuardedFileSync } from '../file-guard';
 import { byteLevelTokenBytes } from './byte_level';
+import { stopIdsOf } from './stop_ids';
 import { Tokenizer, TokenizerError, TokenizerKind } from './types';
 
 interface AddedTokenJson {
@@ -47,11 +48,19 @@ function tokenContent(v: unknown): string | undefined {
 export class HfTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly eosId: number;
+  readonly stopIds: readonly number[];
   readonly specialTokens: Readonly<Record<string, number>>;
   private readonly tok: HfLibTokenizer;
   private readonly byteLevel: boolean;
   private readonly addedContent = new Map<number, string>();
   private readonly decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
+  /**
+   * Set when tokenizer_config.json gives add_bos_token / add_eos_token: HF's
+   * Llama tokenizers rebuild their post-processor from those flags, so encode
+   * adds exactly these ids around the text (else tokenizer.json's
+   * post-processor decides).
+   */
+  private readonly around?: { bos?: number; eos?: number };
   /** Set for ByteLevel tokenizers only (see Tokenizer.tokenBytes). */
   readonly tokenBytes?: (id: number) => Uint8Array;
   /** Set for ByteLevel tokenizers without a normalizer, where each token covers exactly its bytes of the input. */
@@ -109,6 +118,24 @@ export class HfTokenizer implements Tokenizer {
     }
 
     this.eosId = this.findEos(tokenizerConfig, modelConfig);
+    this.stopIds = stopIdsOf(dir, this.eosId, modelConfig);
+
+    const addBos = tokenizerConfig.add_bos_token, addEos = tokenizerConfig.add_eos_token;
+    if (typeof addBos === 'boolean' || typeof addEos === 'boolean') {
+      const configFile = path.join(dir, 'tokenizer_config.json');
+      let bos: number | undefined;
+      if (addBos === true) {
+        const text = tokenContent(tokenizerConfig.bos_token);
+        bos = text !== undefined ? this.tok.token_to_id(text) : undefined;
+        if (bos === undefined) {
+          throw new TokenizerError('E_CHECKPOINT', `${configFile}: add_bos_token is true but bos_token ${JSON.stringify(tokenizerConfig.bos_token)} is not a token of the tokenizer`);
+        }
+      }
+      if (addEos === true && this.eosId < 0) {
+        throw new TokenizerError('E_CHECKPOINT', `${configFile}: add_eos_token is true but the tokenizer has no eos token`);
+      }
+      this.around = { bos, eos: addEos === true ? this.eosId : undefined };
+    }
   }
 
   private findEos(tokenizerConfig: Record<string, unknown>, modelConfig: Record<string, unknown>): number {
@@ -122,7 +149,11 @@ export class HfTokenizer implements Tokenizer {
   }
 
   encode(text: string): number[] {
-    return this.tok.encode(text).ids;
+    if (!this.around) return this.tok.encode(text).ids;
+    const ids = this.tok.encode(text, { add_special_tokens: false }).ids;
+    if (this.around.bos !== undefined) ids.unshift(this.around.bos);
+    if (this.around.eos !== undefined) ids.push(this.around.eos);
+    return ids;
   }
 
   decode(ids: ArrayLike<number>): string {

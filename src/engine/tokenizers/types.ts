@@ -10,6 +10,8 @@ export interface Tokenizer {
   readonly vocabSize: number;
   /** End-of-sequence id, -1 when there is none. */
   readonly eosId: number;
+  /** Every id that ends a generation: eosId and the eos_token_id lists of config.json / generation_config.json. */
+  readonly stopIds: readonly number[];
   /** Special tokens, name (or token text) -> id. */
   readonly specialTokens: Readonly<Record<string, number>>;
   /** Text -> ids, as the reference tokenizer does it. */

@@ -98,6 +98,26 @@ void layernorm(float* y, int64_t ldy, const float* x, int64_t ldx, const int32_t
   }
 }
 
+void rmsnorm(float* y, int64_t ldy, const float* x, int64_t ldx, const int32_t* rows, const float* w, int64_t M,
+             int64_t C, float eps, cudaStream_t) {
+  for (int64_t m = 0; m < M; m++) {
+    const float* xr = x + (int64_t)(rows ? rows[m] : m) * ldx;
+    float* yr = y + m * ldy;
+    double ss = 0;
+    for (int64_t c = 0; c < C; c++) ss += (double)xr[c] * xr[c];
+    const float inv = (float)(1.0 / std::sqrt(ss / (double)C + (double)eps));
+    for (int64_t c = 0; c < C; c++) yr[c] = xr[c] * inv * w[c];
+  }
+}
+
+void silu_mul(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t M, int64_t F, cudaStream_t) {
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t f = 0; f < F; f++) {
+      const float g = x[m * ldx + f];
+      y[m * ldy + f] = g / (1.f + std::exp(-g)) * x[m * ldx + F + f];
+    }
+}
+
 void gelu(float* y, const float* x, int64_t n, cudaStream_t) {
   for (int64_t i = 0; i < n; i++) y[i] = gelu_f(x[i]);
 }

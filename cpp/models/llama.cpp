@@ -1,0 +1,200 @@
+#include "llama.h"
+
+#include <algorithm>
+
+#include "../common.h"
+#include "rotary.h"
+
+namespace roost {
+
+namespace {
+
+// The K/V rows of one sequence: G*D columns per row. Without a window, a cache
+// of every position; with Mistral's window W, a ring of at most W - 1 + (the
+// largest step's rows) slots, position p in slot p % cap.
+class LlamaState : public SequenceState {
+ public:
+  LlamaState(int64_t n_layer, int64_t kv_width) : kv(n_layer, kv_width) {}
+  int64_t length() const override { return len; }
+  size_t bytes() const override { return kv.bytes(); }
+  KvRows kv;
+  int64_t len = 0;
+};
+
+// nn.Linear weights [n_i, K] (HF's [out, in]) stacked row-wise into one [sum n_i, K]
+// matrix, so q|k|v and gate|up are one GEMM each.
+const Matrix* stacked(Backend& be, const Checkpoint& ckpt, const std::vector<std::pair<std::string, int64_t>>& parts,
+                      int64_t K) {
+  std::vector<char> bytes;
+  TensorView all;
+  int64_t N = 0;
+  for (size_t i = 0; i < parts.size(); i++) {
+    const TensorView& t = ckpt.get(parts[i].first, {parts[i].second, K});
+    if (i == 0) all.dtype = t.dtype;
+    if (t.dtype != all.dtype)
+      throw Error("E_CHECKPOINT", ckpt.source() + ": " + parts[i].first + " is " + dtype_name(t.dtype) + " but " +
+                                      parts[0].first + " is " + dtype_name(all.dtype) + " (they must match)");
+    bytes.insert(bytes.end(), static_cast<const char*>(t.data), static_cast<const char*>(t.data) + t.nbytes);
+    N += parts[i].second;
+  }
+  all.name = parts[0].first;
+  all.file = ckpt.source();
+  all.shape = {N, K};
+  all.data = bytes.data();
+  all.nbytes = bytes.size();
+  return be.matrix(all, K, N, /*src_is_nk=*/true);
+}
+
+const float* vector(Backend& be, const Checkpoint& ckpt, const std::string& name, int64_t n) {
+  return be.floats(tensor_to_f32(ckpt.get(name, {n})));
+}
+
+}  // namespace
+
+LlamaModel::LlamaModel(const ModelConfig& config, const Checkpoint& ckpt, std::shared_ptr<Backend> backend)
+    : cfg_(config), be_(std::move(backend)), inv_freq_(rotary_inv_freq(cfg_)) {
+  require_ops(*be_, cfg_, {Op::Embed, Op::RmsNorm, Op::Gemm, Op::Rotary, Op::Attention, Op::MoveRows, Op::SiluMul});
+  Backend& be = *be_;
+  const int64_t C = cfg_.n_embd, V = cfg_.vocab_size, F = cfg_.n_inner, D = cfg_.head_dim();
+  const int64_t Wq = cfg_.n_head * D, Wkv = cfg_.n_kv_head * D;
+  embed_ = be.matrix(ckpt.get("model.embed_tokens.weight", {V, C}), C, V, /*src_is_nk=*/true);
+  if (cfg_.tie_word_embeddings) {
+    head_ = embed_;
+  } else {
+    if (!ckpt.find("lm_head.weight"))
+      throw Error("E_CHECKPOINT", ckpt.source() + ": lm_head.weight is missing (config.json has tie_word_embeddings "
+                                                  "false; set it true only if the head is model.embed_tokens.weight)");
+    head_ = be.matrix(ckpt.get("lm_head.weight", {V, C}), C, V, true);
+  }
+  norm_ = vector(be, ckpt, "model.norm.weight", C);
+  for (int64_t l = 0; l < cfg_.n_layer; l++) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    const std::string a = p + "self_attn.", m = p + "mlp.";
+    Layer Ly{};
+    Ly.input_norm = vector(be, ckpt, p + "input_layernorm.weight", C);
+    Ly.qkv = stacked(be, ckpt, {{a + "q_proj.weight", Wq}, {a + "k_proj.weight", Wkv}, {a + "v_proj.weight", Wkv}}, C);
+    if (cfg_.qkv_bias) {
+      std::vector<float> b = tensor_to_f32(ckpt.get(a + "q_proj.bias", {Wq}));
+      for (const char* t : {"k_proj.bias", "v_proj.bias"}) {
+        std::vector<float> more = tensor_to_f32(ckpt.get(a + t, {Wkv}));
+        b.insert(b.end(), more.begin(), more.end());
+      }
+      Ly.qkv_bias = be.floats(b);
+    }
+    Ly.o = be.matrix(ckpt.get(a + "o_proj.weight", {C, Wq}), Wq, C, true);
+    if (cfg_.o_bias) Ly.o_bias = vector(be, ckpt, a + "o_proj.bias", C);
+    Ly.post_norm = vector(be, ckpt, p + "post_attention_layernorm.weight", C);
+    Ly.gate_up = stacked(be, ckpt, {{m + "gate_proj.weight", F}, {m + "up_proj.weight", F}}, C);
+    Ly.down = be.matrix(ckpt.get(m + "down_proj.weight", {C, F}), F, C, true);
+    layers_.push_back(Ly);
+  }
+  plan_ = be.attention_plan();
+  for (auto* s : {&s_x_, &s_h_, &s_qkv_, &s_att_, &s_gu_, &s_ff_, &s_logits_}) *s = be.scratch();
+}
+
+std::unique_ptr<SequenceState> LlamaModel::new_state() const {
+  return std::make_unique<LlamaState>(cfg_.n_layer, cfg_.n_kv_head * cfg_.head_dim());
+}
+
+void LlamaModel::forward(const std::vector<ForwardItem>& items, ThreadPool& pool) {
+  const int64_t C = cfg_.n_embd, H = cfg_.n_head, G = cfg_.n_kv_head, D = cfg_.head_dim(), L = cfg_.n_layer;
+  const int64_t F = cfg_.n_inner, V = cfg_.vocab_size, Wq = H * D, Wkv = G * D, W3 = Wq + 2 * Wkv;
+  const int64_t W = cfg_.sliding_window;  // 0: none
+  const float eps = cfg_.layer_norm_epsilon;
+  Backend& be = *be_;
+  be.begin_step(pool);
+
+  std::vector<int64_t> row0(items.size());
+  int64_t N = 0;
+  for (size_t i = 0; i < items.size(); i++) {
+    row0[i] = N;
+    N += items[i].n;
+    auto* s = static_cast<LlamaState*>(items[i].state);
+    const int64_t end = s->len + items[i].n;
+    if (W == 0) {
+      s->kv.reserve(be, end, s->len, max_context());
+    } else {  // the ring keeps the last W - 1 positions and takes this step's rows
+      const int64_t need = std::min(end, W - 1 + items[i].n);
+      if (need > s->kv.cap()) s->kv.grow_ring(be, (need + 63) / 64 * 64, std::max<int64_t>(0, s->len - (W - 1)), s->len);
+    }
+  }
+  float* x = s_x_->get<float>(N * C);
+  float* h = s_h_->get<float>(N * C);
+  float* qkv = s_qkv_->get<float>(N * W3);
+  float* att = s_att_->get<float>(N * Wq);
+  float* gu = s_gu_->get<float>(N * 2 * F);
+  float* ff = s_ff_->get<float>(N * F);
+
+  std::vector<int32_t> tok(N);
+  std::vector<int64_t> pos(N);
+  std::vector<RowMove> kv_moves(2 * N);
+  for (size_t i = 0; i < items.size(); i++) {
+    auto* s = static_cast<LlamaState*>(items[i].state);
+    for (int64_t j = 0; j < items[i].n; j++) {
+      const int64_t r = row0[i] + j, p = s->len + j, slot = W ? p % s->kv.cap() : p;
+      tok[r] = items[i].tokens[j];
+      pos[r] = p;
+      kv_moves[2 * r] = RowMove{qkv + r * W3 + Wq, s->kv.k(0, slot), s->kv.layer_stride()};
+      kv_moves[2 * r + 1] = RowMove{qkv + r * W3 + Wq + Wkv, s->kv.v(0, slot), s->kv.layer_stride()};
+    }
+  }
+  const Positions& P = *be.positions(pos, inv_freq_);
+  const RowMove* d_kv_moves = be.upload(kv_moves);
+  be.embed(x, *embed_, nullptr, be.upload(tok), P, N, C);
+
+  // One task list for every layer (the cache's layer stride moves it). While a
+  // sequence's queries all see back to position 0, one causal span serves them;
+  // past the window each query gets its own span of the last W positions.
+  AttentionPlan& plan = *plan_;
+  plan.clear();
+  for (size_t i = 0; i < items.size(); i++) {
+    auto* s = static_cast<LlamaState*>(items[i].state);
+    const int64_t past = s->len, n = items[i].n, end = past + n;
+    if (W == 0 || end <= W) {  // in a ring, positions < W - 1 + n sit in their own slots
+      plan.add_span(s->kv.span(0, 0, end, 0, /*per_layer=*/true));
+      plan.add_gqa_heads(AttnTask{att + row0[i] * Wq, Wq, qkv + row0[i] * W3, W3, n, past}, H, G, D);
+      continue;
+    }
+    for (int64_t t = 0; t < n; t++) {
+      const int64_t q = past + t, r = row0[i] + t;
+      s->kv.ring_spans(plan, std::max<int64_t>(0, q - W + 1), q + 1, /*unmasked=*/false, /*per_layer=*/true);
+      plan.add_gqa_heads(AttnTask{att + r * Wq, Wq, qkv + r * W3, W3, 1, q}, H, G, D);
+    }
+  }
+  plan.prepare(D);
+
+  for (int64_t l = 0; l < L; l++) {
+    const Layer& Ly = layers_[l];
+    be.rmsnorm(h, C, x, C, nullptr, Ly.input_norm, N, C, eps);
+    be.gemm(qkv, W3, h, C, *Ly.qkv, Ly.qkv_bias, N, Epilogue::Store);  // Q | K | V
+    be.rotary(qkv, W3, N, H, D, 1, P);                                 // Q
+    be.rotary(qkv + Wq, W3, N, G, D, 1, P);                            // K
+    be.move_rows(d_kv_moves, 2 * N, Wkv, l, /*to_kv=*/true);
+    plan.run(l);
+    be.gemm(x, C, att, Wq, *Ly.o, Ly.o_bias, N, Epilogue::Add);
+    be.rmsnorm(h, C, x, C, nullptr, Ly.post_norm, N, C, eps);
+    be.gemm(gu, 2 * F, h, C, *Ly.gate_up, nullptr, N, Epilogue::Store);  // gate | up
+    be.silu_mul(ff, F, gu, 2 * F, N, F);
+    be.gemm(x, C, ff, F, *Ly.down, nullptr, N, Epilogue::Add);
+  }
+  for (const auto& it : items) static_cast<LlamaState*>(it.state)->len += it.n;
+
+  // The final RMSNorm and head only for the rows whose logits are wanted.
+  std::vector<int32_t> rows;
+  std::vector<float*> dest;
+  for (size_t i = 0; i < items.size(); i++) {
+    const int64_t first = items[i].all_logits ? 0 : items[i].n - 1;
+    for (int64_t j = first; j < items[i].n; j++) {
+      rows.push_back((int32_t)(row0[i] + j));
+      dest.push_back(items[i].logits + (j - first) * V);
+    }
+  }
+  const int64_t R = (int64_t)rows.size();
+  if (R == 0) return be.finish();
+  float* logits = s_logits_->get<float>(R * V);
+  be.rmsnorm(h, C, x, C, be.upload(rows), norm_, R, C, eps);  // h has N >= R rows
+  be.gemm(logits, V, h, C, *head_, nullptr, R, Epilogue::Store);
+  be.read_rows(dest, logits, V);
+}
+
+}  // namespace roost
