@@ -4,9 +4,10 @@
 //   test/cuda/test_*.cpp   -> build/**/test_*_emulated (the CUDA backend's host
 //     code against host implementations of its kernels, test/cuda/emu; built
 //     on every machine, no nvcc or GPU needed)
-// test/native ones are doctest executables (third_party/doctest): each prints
-// every failed check and a summary and exits non-zero when a check failed;
-// this exits non-zero if any of them fails or is missing. ROOST_BUILD_DIR=dir looks in dir instead of
+// Both kinds are doctest executables (third_party/doctest, one shared main:
+// test/native/doctest_main.cpp): each prints every failed check and a summary
+// and exits non-zero when a check failed; this exits non-zero if any of them
+// fails or is missing. ROOST_BUILD_DIR=dir looks in dir instead of
 // build/ (a second build tree, e.g. a CPU-only one beside a CUDA one).
 'use strict';
 const fs = require('node:fs');

@@ -48,9 +48,10 @@ echo "build: ${build_s} s"
 
 echo "== parity tests"
 ops_rc=0
-timeout 90 "$BUILD/test_cuda_ops" || ops_rc=$?
+# doctest executables: --success logs every check with its figures, not only failures
+timeout 90 "$BUILD/test_cuda_ops" --success || ops_rc=$?
 models_rc=0
-timeout 120 "$BUILD/test_cuda_models" || models_rc=$?
+timeout 120 "$BUILD/test_cuda_models" --success || models_rc=$?
 dev_rc=0
 timeout 30 "$BUILD/test_device" || dev_rc=$?
 echo "test_cuda_ops exit $ops_rc, test_cuda_models exit $models_rc, test_device exit $dev_rc"

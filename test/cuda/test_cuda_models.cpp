@@ -19,8 +19,11 @@
 // 1.1e-2 (F16) and 4.5e-2 (BF16) on these fixtures, the host emulation of the
 // backend (test/cuda/emu) at most 1.9e-2 and 3.2e-2.
 // Also: load_model_for_device ("cpu", "cuda", "auto", and a bad name).
-// Without a CUDA device it prints "no CUDA device: skipped" and exits 0; the
-// host emulation (test/cuda/emu) builds it as test_cuda_models_emulated.
+// Without a CUDA device it prints "no CUDA device: skipped" and exits 0 (every
+// TEST_CASE returns before checking). doctest (test/native/doctest_main.cpp)
+// prints each failed check with its figures; --success (-s) prints the passing
+// ones too. The host emulation (test/cuda/emu) builds it as
+// test_cuda_models_emulated.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -37,27 +40,16 @@
 #include "json.h"
 #include "models/adapter.h"
 #include "models/model.h"
+#include "doctest.h"
 
 using namespace roost;
 namespace fs = std::filesystem;
 
 namespace {
 
-int g_passed = 0, g_failed = 0;
-
 // The shared model code on the CUDA backend (device 0).
 std::unique_ptr<Model> load_cuda(const std::string& dir) {
   return load_model(dir, [](const Checkpoint& ckpt) -> std::shared_ptr<Backend> { return cuda::make_cuda_backend(0, ckpt); });
-}
-
-void check(bool ok, const std::string& what) {
-  if (ok) {
-    g_passed++;
-    std::printf("PASS %s\n", what.c_str());
-  } else {
-    g_failed++;
-    std::printf("FAIL %s\n", what.c_str());
-  }
 }
 
 // Largest |dlogprob| between two logits rows over entries with CPU log-prob > -10.
@@ -144,7 +136,7 @@ void compare_model(const std::string& dir, const std::string& name, double tol, 
   // prompt
   fresh(1, sc, sg);
   double e = run_both(m, {random_tokens(T, m.V, 1)}, sc, sg, true);
-  check(e <= tol, name + " prompt of " + std::to_string(T) + " tokens: " + fmt_err(e, tol));
+  CHECK_MESSAGE((e <= tol), (name + " prompt of " + std::to_string(T) + " tokens: " + fmt_err(e, tol)));
 
   // decode: prefill P tokens, then single tokens
   const int64_t P = std::max<int64_t>(2, T / 2), steps = std::min<int64_t>(12, T - P);
@@ -152,7 +144,7 @@ void compare_model(const std::string& dir, const std::string& name, double tol, 
   e = run_both(m, {random_tokens(P, m.V, 2)}, sc, sg, false);
   const std::vector<int32_t> more = random_tokens(steps, m.V, 3);
   for (int64_t s = 0; s < steps; s++) e = std::max(e, run_both(m, {{more[s]}}, sc, sg, true));
-  check(e <= tol, name + " prefill " + std::to_string(P) + " + " + std::to_string(steps) + " decode steps: " + fmt_err(e, tol));
+  CHECK_MESSAGE((e <= tol), (name + " prefill " + std::to_string(P) + " + " + std::to_string(steps) + " decode steps: " + fmt_err(e, tol)));
 
   // batch of mixed lengths: fresh sequences of 1, 9 and 33 tokens and one
   // continued (20 tokens first, then 17 in the batch)
@@ -168,7 +160,7 @@ void compare_model(const std::string& dir, const std::string& name, double tol, 
                            sc, sg, true));
   // and one more decode step for all of them at once
   e = std::max(e, run_both(m, {{1}, {2}, {3}, {4}}, sc, sg, true));
-  check(e <= tol, name + " mixed batch: " + fmt_err(e, tol));
+  CHECK_MESSAGE((e <= tol), (name + " mixed batch: " + fmt_err(e, tol)));
 }
 
 // Golden next-token log-probs of a fixture (the PyTorch reference) on the GPU model.
@@ -197,7 +189,7 @@ void check_golden(const fs::path& dir, double tol) {
       worst = std::max(worst, std::fabs(row[toks[t]] - mx - std::log(s) - want[t].number));
     }
   }
-  check(worst <= tol, "golden " + dir.filename().string() + ": " + fmt_err(worst, tol));
+  CHECK_MESSAGE((worst <= tol), ("golden " + dir.filename().string() + ": " + fmt_err(worst, tol)));
 }
 
 double logprob_of(const float* row, int64_t V, int32_t tok) {
@@ -238,7 +230,7 @@ void check_adapter(const fs::path& dir, double tol) {
       worst = std::max(worst, std::fabs(logprob_of(row, m.V, toks[t]) - want[t].number));
     }
   }
-  check(worst <= tol, "golden adapter " + name + ": " + fmt_err(worst, tol));
+  CHECK_MESSAGE((worst <= tol), ("golden adapter " + name + ": " + fmt_err(worst, tol)));
 
   std::vector<std::unique_ptr<SequenceState>> sc, sg;
   for (int i = 0; i < 3; i++) sc.push_back(m.cpu->new_state()), sg.push_back(m.gpu->new_state());
@@ -249,7 +241,7 @@ void check_adapter(const fs::path& dir, double tol) {
   e = std::max(e, run_both(m, {random_tokens(13, m.V, 12), random_tokens(5, m.V, 13), random_tokens(1, m.V, 14)}, sc, sg,
                            true, with));
   e = std::max(e, run_both(m, {{7}, {8}, {9}}, sc, sg, true, with));
-  check(e <= tol, "adapter " + name + " mixed with plain sequences in one batch: " + fmt_err(e, tol));
+  CHECK_MESSAGE((e <= tol), ("adapter " + name + " mixed with plain sequences in one batch: " + fmt_err(e, tol)));
 }
 
 // ROOST_TEST_FILTER=substring runs only the models whose name contains it.
@@ -258,39 +250,44 @@ bool selected(const std::string& name) {
   return !f || name.find(f) != std::string::npos;
 }
 
+// Whether device 0 exists (the CUDA backend registered first, as the addon
+// does); without one the first call prints the skip line and every TEST_CASE
+// returns before it checks anything (exit 0).
+bool have_device() {
+  static const bool have = [] {
+    register_cuda_backend();
+    std::string why;
+    if (cuda::device_count(&why) == 0) {
+      std::printf("no CUDA device: skipped (%s)\n", why.c_str());
+      return false;
+    }
+    std::printf("device: %s\n", cuda::device_name(0).c_str());
+    return true;
+  }();
+  return have;
+}
+
+}  // namespace
+
 // Through cpp/device.h and the backend registry, as the addon loads models.
-void test_device_choice() {
+TEST_CASE("load_model_for_device: cpu, cuda, auto and a bad name") {
+  if (!have_device()) return;
   auto cpu = load_model_for_device("test/fixtures/gpt2-tiny", "cpu");
   auto gpu = load_model_for_device("test/fixtures/gpt2-tiny", "cuda");
   auto any = load_model_for_device("test/fixtures/gpt2-tiny", "auto");
-  check(cpu && gpu && any && cuda_available() && !cuda_device_name().empty(), "load_model_for_device cpu / cuda / auto");
-  check(resolve_device("auto") == "cuda", "--device auto picks CUDA when a device is present");
+  CHECK_MESSAGE((cpu && gpu && any && cuda_available() && !cuda_device_name().empty()), ("load_model_for_device cpu / cuda / auto"));
+  CHECK_MESSAGE((resolve_device("auto") == "cuda"), ("--device auto picks CUDA when a device is present"));
   bool threw = false;
   try {
     load_model_for_device("test/fixtures/gpt2-tiny", "gpu");
   } catch (const Error& e) {
     threw = e.code() == "E_ARGUMENT";
   }
-  check(threw, "--device gpu is refused with E_ARGUMENT");
+  CHECK_MESSAGE((threw), ("--device gpu is refused with E_ARGUMENT"));
 }
 
-}  // namespace
-
-int main() {
-  register_cuda_backend();
-  std::string why;
-  if (cuda::device_count(&why) == 0) {
-    std::printf("no CUDA device: skipped (%s)\n", why.c_str());
-    return 0;
-  }
-  std::printf("device: %s\n", cuda::device_name(0).c_str());
-  try {
-    test_device_choice();
-  } catch (const std::exception& e) {
-    check(false, std::string("device choice: ") + e.what());
-  }
-
-  // Committed fixtures.
+TEST_CASE("committed fixtures: against the CPU and their PyTorch goldens") {
+  if (!have_device()) return;
   std::vector<fs::path> dirs;
   for (const auto& e : fs::directory_iterator("test/fixtures"))
     if (e.is_directory() && fs::exists(e.path() / "config.json") && fs::exists(e.path() / "golden.json")) dirs.push_back(e.path());
@@ -303,11 +300,14 @@ int main() {
       compare_model(d.string(), d.filename().string(), tol, 64);
       check_golden(d, gtol);
     } catch (const std::exception& e) {
-      check(false, d.string() + ": " + e.what());
+      FAIL_CHECK((d.string() + ": " + e.what()));
     }
   }
+}
 
-  // Adapters (soft prompts and (IA)^3) on their committed base models.
+// Soft prompts and (IA)^3 on their committed base models.
+TEST_CASE("adapters: their goldens, and mixed with plain sequences against the CPU") {
+  if (!have_device()) return;
   std::vector<fs::path> adapter_dirs;
   for (const auto& e : fs::directory_iterator("test/fixtures/adapters"))
     if (e.is_directory() && fs::exists(e.path() / "golden.json")) adapter_dirs.push_back(e.path());
@@ -317,11 +317,13 @@ int main() {
     try {
       check_adapter(d, 3e-2);
     } catch (const std::exception& e) {
-      check(false, d.string() + ": " + e.what());
+      FAIL_CHECK((d.string() + ": " + e.what()));
     }
   }
+}
 
-  // Random checkpoints for the paths the fixtures miss.
+TEST_CASE("random checkpoints: the kernel paths the fixtures miss") {
+  if (!have_device()) return;
   using roost_test::ModelShape;
   struct R { std::string name; ModelShape s; int64_t T; };
   std::vector<R> rs;
@@ -382,9 +384,7 @@ int main() {
       const std::string dir = roost_test::write_random_model(root + "/" + r.name, r.s);
       compare_model(dir, r.name, 3e-2, r.T);
     } catch (const std::exception& e) {
-      check(false, r.name + ": " + e.what());
+      FAIL_CHECK((r.name + ": " + e.what()));
     }
   }
-  std::printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed ? 1 : 0;
 }

@@ -13,8 +13,11 @@
 //   - scale_columns, embed, row moves: exact.
 // Attention runs through the CUDA backend's attention plan (cuda/backend.h),
 // as the models run it. Without a CUDA device it prints "no CUDA device:
-// skipped" and exits 0. The host emulation (test/cuda/emu) builds it as
-// test_cuda_ops_emulated: there it checks the test itself and the planning.
+// skipped" and exits 0 (every TEST_CASE returns before checking). doctest
+// (test/native/doctest_main.cpp) prints each failed check with its figures;
+// --success (-s) prints the passing ones too. The host emulation
+// (test/cuda/emu) builds it as test_cuda_ops_emulated: there it checks the
+// test itself and the planning.
 #include <algorithm>
 #include <cmath>
 #include <cstdarg>
@@ -33,6 +36,7 @@
 #include "models/rotary.h"
 #include "ops/attention_spans.h"
 #include "ops/ops.h"
+#include "doctest.h"
 
 using namespace roost;
 using namespace roost::cuda;
@@ -47,18 +51,6 @@ using cuda::kNoMaskPos;
 using cuda::RowMove;
 using cuda::Scratch;
 
-int g_passed = 0, g_failed = 0;
-
-void report(const std::string& name, bool ok, const std::string& detail) {
-  if (ok) {
-    g_passed++;
-    std::printf("PASS %s  (%s)\n", name.c_str(), detail.c_str());
-  } else {
-    g_failed++;
-    std::printf("FAIL %s: %s\n", name.c_str(), detail.c_str());
-  }
-}
-
 std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
 std::string fmt(const char* f, ...) {
   char buf[512];
@@ -69,6 +61,8 @@ std::string fmt(const char* f, ...) {
   return buf;
 }
 
+// One generator for the whole run: the TEST_CASEs draw from it in file order,
+// so every run sees the same inputs.
 std::mt19937 g_rng(20261201);
 
 std::vector<float> randn(size_t n, float mean = 0.f, float sd = 1.f) {
@@ -183,9 +177,8 @@ void test_gemm(Dev& dev, Scratch& ws) {
               if (epi == 2) want = 0.5 * want * (1 + std::tanh(std::sqrt(2 / M_PI) * (want + 0.044715 * want * want * want)));
               c.add(m * s.N + n, y[m * s.N + n], want, 2e-5 * (mg + std::fabs(b[n])) + 1e-6 + (epi == 1 ? 1e-6 * std::fabs(y0[m * s.N + n]) : 0));
             }
-          report(fmt("gemm %s M=%lld K=%lld N=%lld epi=%d %s", wt == WType::BF16 ? "bf16" : "f16", (long long)s.M,
-                     (long long)s.K, (long long)s.N, epi, path ? "simt" : "dispatch"),
-                 c.ok(), c.str());
+          CHECK_MESSAGE((c.ok()), (fmt("gemm %s M=%lld K=%lld N=%lld epi=%d %s", wt == WType::BF16 ? "bf16" : "f16", (long long)s.M,
+                     (long long)s.K, (long long)s.N, epi, path ? "simt" : "dispatch") + ": " + c.str()));
         }
       }
     }
@@ -205,7 +198,7 @@ void test_rows(Dev& dev) {
       std::vector<float> got = dev.get<float>(dy, M * C);
       Cmp c;
       for (int64_t i = 0; i < M * C; i++) c.add(i, got[i], want[i], 2e-5 * (1 + std::fabs(want[i])));
-      report(fmt("layernorm M=%lld C=%lld", (long long)M, (long long)C), c.ok(), c.str());
+      CHECK_MESSAGE((c.ok()), (fmt("layernorm M=%lld C=%lld", (long long)M, (long long)C) + ": " + c.str()));
       // Gather rows (reverse order) and in place.
       std::vector<int32_t> rows(M);
       for (int64_t m = 0; m < M; m++) rows[m] = (int32_t)(M - 1 - m);
@@ -219,7 +212,7 @@ void test_rows(Dev& dev) {
       layernorm(dx.as<float>(), C, dx.as<float>(), C, nullptr, dw.as<float>(), db.as<float>(), M, C, 1e-5f, st);
       got = dev.get<float>(dx, M * C);
       for (int64_t i = 0; i < M * C; i++) g.add(i, got[i], want[i], 2e-5 * (1 + std::fabs(want[i])));
-      report(fmt("layernorm gather + in place M=%lld C=%lld", (long long)M, (long long)C), g.ok(), g.str());
+      CHECK_MESSAGE((g.ok()), (fmt("layernorm gather + in place M=%lld C=%lld", (long long)M, (long long)C) + ": " + g.str()));
     }
 
   {
@@ -232,14 +225,14 @@ void test_rows(Dev& dev) {
     const std::vector<float> got = dev.get<float>(dy, n);
     Cmp c;
     for (int64_t i = 0; i < n; i++) c.add(i, got[i], want[i], 2e-6 * (1 + std::fabs(x[i])));
-    report("gelu_new", c.ok(), c.str());
+    CHECK_MESSAGE((c.ok()), ("gelu_new: " + c.str()));
     std::vector<float> y0 = randn(n);
     DeviceBuffer dyy = dev.put(y0);
     add_inplace(dyy.as<float>(), dx.as<float>(), n, st);
     const std::vector<float> s = dev.get<float>(dyy, n);
     Cmp a;
     for (int64_t i = 0; i < n; i++) a.add(i, s[i], (double)(y0[i] + x[i]), 1e-7);
-    report("add_inplace", a.ok(), a.str());
+    CHECK_MESSAGE((a.ok()), ("add_inplace: " + a.str()));
   }
 
   for (int64_t n : {5, 260, 50257}) {
@@ -259,8 +252,8 @@ void test_rows(Dev& dev) {
       c1.add(i, g1[i], sm[i], 1e-6 * sm[i] + 1e-12);
       c2.add(i, g2[i], ls[i], 1e-6 * (1 + std::fabs(ls[i])));
     }
-    report(fmt("softmax n=%lld", (long long)n), c1.ok(), c1.str());
-    report(fmt("log_softmax n=%lld", (long long)n), c2.ok(), c2.str());
+    CHECK_MESSAGE((c1.ok()), (fmt("softmax n=%lld", (long long)n) + ": " + c1.str()));
+    CHECK_MESSAGE((c2.ok()), (fmt("log_softmax n=%lld", (long long)n) + ": " + c2.str()));
   }
 
   for (int64_t D : {8, 16, 64, 128})
@@ -283,7 +276,7 @@ void test_rows(Dev& dev) {
       const std::vector<float> got = dev.get<float>(dx, M * ld);
       Cmp c;
       for (int64_t i = 0; i < M * ld; i++) c.add(i, got[i], want[i], 2e-6 * (1 + std::fabs(want[i])));
-      report(fmt("rotary D=%lld rotary_dim=%lld", (long long)D, (long long)rot), c.ok(), c.str());
+      CHECK_MESSAGE((c.ok()), (fmt("rotary D=%lld rotary_dim=%lld", (long long)D, (long long)rot) + ": " + c.str()));
     }
 
   for (WType wt : {WType::F16, WType::BF16}) {
@@ -305,7 +298,7 @@ void test_rows(Dev& dev) {
           const float want = (wt == WType::BF16 ? bf16_to_f32(e) : f16_to_f32(e)) + (learned ? wpe[pos[m] * C + k] : 0.f);
           c.add(m * C + k, got[m * C + k], want, 1e-7);
         }
-      report(fmt("embed %s %s", wt == WType::BF16 ? "bf16" : "f16", learned ? "learned" : "no positions"), c.ok(), c.str());
+      CHECK_MESSAGE((c.ok()), (fmt("embed %s %s", wt == WType::BF16 ? "bf16" : "f16", learned ? "learned" : "no positions") + ": " + c.str()));
     }
     // Rows with token -1 (a soft prompt moved in before) keep their values and get the position added.
     std::vector<int32_t> tok_soft = tok;
@@ -321,7 +314,7 @@ void test_rows(Dev& dev) {
         const float base = tok_soft[m] < 0 ? before[m * C + k] : (wt == WType::BF16 ? bf16_to_f32(e) : f16_to_f32(e));
         c.add(m * C + k, got[m * C + k], base + wpe[pos[m] * C + k], 1e-7);
       }
-    report(fmt("embed %s soft-prompt rows", wt == WType::BF16 ? "bf16" : "f16"), c.ok(), c.str());
+    CHECK_MESSAGE((c.ok()), (fmt("embed %s soft-prompt rows", wt == WType::BF16 ? "bf16" : "f16") + ": " + c.str()));
   }
 
   {  // rmsnorm (gathered rows, strides) and silu_mul against double loops (the Llama family)
@@ -366,7 +359,7 @@ void test_rows(Dev& dev) {
     for (int64_t m = 0; m < M; m++)
       for (int64_t k = 0; k < ld; k++)
         c.add(m * ld + k, got[m * ld + k], k < cols ? x[m * ld + k] * scale[k] : x[m * ld + k], 0.5e-9);
-    report("scale_columns", c.ok(), c.str());
+    CHECK_MESSAGE((c.ok()), ("scale_columns: " + c.str()));
   }
 
   {  // move_rows (float and F16, layer strides), to_half, gate_update
@@ -389,7 +382,7 @@ void test_rows(Dev& dev) {
         c.add(r * C + k, g[rows * C + (rows - 1 - r) * C + k], src[rows * C + r * C + k], 0.5e-9);
         c.add(r * C + k, f16_to_f32(gh[rows * C + r * C + k]), f16_to_f32(f32_to_f16(src[rows * C + r * C + k])), 0.5e-9);
       }
-    report("move_rows float / F16 with layer strides", c.ok(), c.str());
+    CHECK_MESSAGE((c.ok()), ("move_rows float / F16 with layer strides: " + c.str()));
 
     DeviceBuffer dh(dev.ctx, rows * C * 2);
     to_half(dh.as<uint16_t>(), C, ds.as<float>() + 1, 2 * C, rows, C - 1, st);  // odd width and offset
@@ -398,7 +391,7 @@ void test_rows(Dev& dev) {
     for (int64_t r = 0; r < rows; r++)
       for (int64_t k = 0; k < C - 1; k++)
         t.add(r * C + k, f16_to_f32(th[r * C + k]), f16_to_f32(f32_to_f16(src[r * 2 * C + 1 + k])), 0.5e-9);
-    report("to_half", t.ok(), t.str());
+    CHECK_MESSAGE((t.ok()), ("to_half: " + t.str()));
 
     const int64_t S = 3, count = 2;
     std::vector<float> s = randn(2 * count * S * C), y = randn(count * S * C), keep(C);
@@ -416,7 +409,7 @@ void test_rows(Dev& dev) {
         u.add(at, gs[at], s[at] * keep[c2] + y[i * S * C + j] * (1.f - keep[c2]), 1e-6);
         u.add(at, gs[at - S * C], s[at - S * C], 0.5e-9);  // layer 0 untouched
       }
-    report("gate_update", u.ok(), u.str());
+    CHECK_MESSAGE((u.ok()), ("gate_update: " + u.str()));
   }
 }
 
@@ -478,15 +471,14 @@ void run_attention_case(Dev& dev, CudaBackend& be, ThreadPool& pool, const AttnC
     const std::vector<float> got = dev.get<float>(dout, nq_total * C);
     const bool flash = plan.flash_tasks() > 0;
     if (force == 2 && flash)
-      report(fmt("attention %s D=%lld force %d kernel choice", ac.name.c_str(), (long long)D, force), false,
-             fmt("%zu flash and %zu SIMT tasks", plan.flash_tasks(), plan.simt_tasks()));
+      FAIL_CHECK(fmt("attention %s D=%lld force %d kernel choice: %zu flash and %zu SIMT tasks", ac.name.c_str(),
+                     (long long)D, force, plan.flash_tasks(), plan.simt_tasks()));
     const double bound = flash ? 4e-3 * vmax + 1e-5 : 2e-5 * vmax + 1e-6;
     Cmp c;
     for (const auto& t : ac.tasks)
       for (int64_t i = t.q0 * C; i < (t.q0 + t.nq) * C; i++) c.add(i, got[i], want[i], bound);
-    report(fmt("attention %s H=%lld D=%lld %s", ac.name.c_str(), (long long)H, (long long)D,
-               force == 0 ? "auto" : force == 1 ? "flash" : "simt"),
-           c.ok(), c.str());
+    CHECK_MESSAGE((c.ok()), (fmt("attention %s H=%lld D=%lld %s", ac.name.c_str(), (long long)H, (long long)D,
+               force == 0 ? "auto" : force == 1 ? "flash" : "simt") + ": " + c.str()));
   }
 }
 
@@ -540,26 +532,46 @@ void test_attention(Dev& dev, CudaBackend& be, ThreadPool& pool) {
   }
 }
 
+// Whether device 0 exists; without one the first call prints the skip line
+// and every TEST_CASE returns before it checks anything (exit 0).
+bool have_device() {
+  static const bool have = [] {
+    std::string why;
+    if (device_count(&why) == 0) {
+      std::printf("no CUDA device: skipped (%s)\n", why.c_str());
+      return false;
+    }
+    std::printf("device: %s\n", device_name(0).c_str());
+    return true;
+  }();
+  return have;
+}
+
+// What a TEST_CASE runs on: the CUDA backend of device 0 (its context, a GEMM
+// scratch and the attention plans), made and freed inside the TEST_CASE.
+struct Gpu {
+  std::shared_ptr<CudaBackend> be = std::make_shared<CudaBackend>(0, WType::F16);
+  Dev dev{be->shared_context()};
+  Scratch ws{dev.ctx};
+  ThreadPool pool{1};
+};
+
 }  // namespace
 
-int main() {
-  std::string why;
-  if (device_count(&why) == 0) {
-    std::printf("no CUDA device: skipped (%s)\n", why.c_str());
-    return 0;
-  }
-  std::printf("device: %s\n", device_name(0).c_str());
-  try {
-    auto be = std::make_shared<CudaBackend>(0, WType::F16);
-    Dev dev{be->shared_context()};
-    cuda::Scratch ws(dev.ctx);
-    ThreadPool pool(1);
-    test_gemm(dev, ws);
-    test_rows(dev);
-    test_attention(dev, *be, pool);
-  } catch (const std::exception& e) {
-    report("exception", false, e.what());
-  }
-  std::printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed ? 1 : 0;
+TEST_CASE("gemm: dispatch and SIMT, F16 and BF16 weights, every epilogue") {
+  if (!have_device()) return;
+  Gpu gpu;
+  test_gemm(gpu.dev, gpu.ws);
+}
+
+TEST_CASE("row ops: layernorm, gelu, softmax, rotary, embed, row moves") {
+  if (!have_device()) return;
+  Gpu gpu;
+  test_rows(gpu.dev);
+}
+
+TEST_CASE("attention through the backend's plan: auto, flash and SIMT kernels") {
+  if (!have_device()) return;
+  Gpu gpu;
+  test_attention(gpu.dev, *gpu.be, gpu.pool);
 }

@@ -1,6 +1,7 @@
 // Long-context models and their kernels (docs/spec.md), without Node:
 //   - attention_spans (BigBird blocks, block_recurrent windows and states,
-//     perceiver_ar latent ring) against its reference on every ISA this CPU has;
+//     perceiver_ar latent ring) against its reference on every ISA this CPU has,
+//     also with a costly tile's keys split across several spans and merged;
 //   - BigBird reads only the selected blocks (every other key row is NaN);
 //   - BigBird == dense attention up to (w+g+r)*b tokens, different beyond;
 //     decode and any chunking == prefill;
@@ -90,6 +91,52 @@ static void test_span_kernel(ThreadPool& pool) {
           bool zero = true;
           for (int64_t c = 0; c < C; c++) zero &= ref[c] == 0.f;
           CHECK_MESSAGE(zero, ("attention_spans: a query with no visible key gives zeros (D=" + std::to_string(D) + ")"));
+        }
+      }
+    }
+  }
+}
+
+// The key split across spans: a tile worth more than its share of the work
+// (here each of two heads is half the call, and sees over 1024 keys) has its
+// keys cut into parts of whole key blocks that cross span boundaries, run as
+// tiles of their own and merged after; a pool of one thread never splits. The
+// spans are uneven, from buffers of different strides, one masked by position
+// (partly visible, the clip moving inside a 64-query tile), one always visible,
+// one empty and one wholly after every query.
+static void test_span_key_split() {
+  std::mt19937 rng(23);
+  const int64_t H = 2, qpos0 = 2000;
+  for (int64_t D : {40, 64, 136}) {
+    const int64_t C = H * D;
+    std::vector<float> k1 = randn(1500 * C, rng), v1 = randn(1500 * C, rng);  // [1500, C]
+    std::vector<float> kv2 = randn(400 * 2 * C, rng);                          // [400, 2C] = K | V
+    std::vector<float> q = randn(64 * 3 * C, rng);                             // [64, 3C]
+    const std::vector<KeySpan> spans = {
+        {k1.data(), v1.data(), C, 700, 0},                             // positions 0..699: all seen
+        {kv2.data(), kv2.data() + C, 2 * C, 333, kSpanNoMask},         // every row visible
+        {k1.data() + 700 * C, v1.data() + 700 * C, C, 0, 0},           // empty
+        {k1.data() + 710 * C, v1.data() + 710 * C, C, 517, qpos0 - 480},  // query t sees 481 + t rows
+        {k1.data() + 1300 * C, v1.data() + 1300 * C, C, 129, 5000},    // after every query: unseen
+        {kv2.data() + 340 * 2 * C, kv2.data() + 340 * 2 * C + C, 2 * C, 50, qpos0 + 3},  // from query 3 on
+    };
+    for (int64_t nq : {1, 2, 3, 5, 7, 64}) {
+      std::vector<SpanAttentionTask> tasks;
+      std::vector<float> ref(nq * C, 0.f), got(nq * C, 0.f);
+      for (int64_t h = 0; h < H; h++)
+        tasks.push_back({ref.data(), C, q.data() + 2, 3 * C, nq, qpos0, h, spans.data(), (int64_t)spans.size()});
+      attention_spans_reference(tasks, D);
+      for (auto& t : tasks) t.out = got.data();
+      for (int threads : {1, 2}) {
+        ThreadPool pool(threads);
+        for (Isa isa : isas()) {
+          set_isa(isa);
+          std::fill(got.begin(), got.end(), -7.f);
+          attention_spans(tasks, D, pool);
+          double worst = 0;
+          for (size_t i = 0; i < got.size(); i++) worst = std::max(worst, (double)std::fabs(got[i] - ref[i]));
+          CHECK_MESSAGE(worst <= 2e-5, (std::string("attention_spans key split ") + isa_name(isa) + " threads=" + std::to_string(threads) +
+                                           " D=" + std::to_string(D) + " nq=" + std::to_string(nq) + ": max diff " + std::to_string(worst)));
         }
       }
     }
@@ -362,6 +409,11 @@ static void test_bad_configs() {
 TEST_CASE("attention_spans: every ISA against the reference") {
   ThreadPool pool(2);
   test_span_kernel(pool);
+  set_isa(detected_isa());
+}
+
+TEST_CASE("attention_spans: keys split across several spans, merged, on every ISA and pool size") {
+  test_span_key_split();
   set_isa(detected_isa());
 }
 
