@@ -336,7 +336,7 @@ void test_rows(Dev& dev) {
         c.add(m * ldy + k, got[m * ldy + k], want, 2e-6 * (1 + std::fabs(want)));
       }
     }
-    report("rmsnorm gather + strides", c.ok(), c.str());
+    CHECK_MESSAGE((c.ok()), (std::string("rmsnorm gather + strides: ") + c.str()));
     DeviceBuffer dg(dev.ctx, M * F * 4);
     silu_mul(dg.as<float>(), F, dx.as<float>(), ldx, M, F, st);
     got = dev.get<float>(dg, M * F);
@@ -346,7 +346,7 @@ void test_rows(Dev& dev) {
         const double g = x[m * ldx + f], u = x[m * ldx + F + f], want = g / (1 + std::exp(-g)) * u;
         s.add(m * F + f, got[m * F + f], want, 2e-6 * (1 + std::fabs(want)));
       }
-    report("silu_mul", s.ok(), s.str());
+    CHECK_MESSAGE((s.ok()), (std::string("silu_mul: ") + s.str()));
   }
 
   {  // scale_columns ((IA)^3): the first `cols` columns of rows of stride ld
