@@ -61,12 +61,8 @@ export async function readGuardedFile(file: string, maxBytes: number): Promise<B
   }
 }
 
-/**
- * readGuardedFile for synchronous loaders (the tokenizer files of a model
- * folder, read once at start-up): still never waits on a FIFO or reads an
- * unbounded device, only a bounded regular file.
- */
-export function readGuardedFileSync(file: string, maxBytes: number): Buffer {
+/** Opens `file` without blocking, checks it (check()) and hands the open fd to `use`; closes it after. */
+function withCheckedFdSync<T>(file: string, maxBytes: number, use: (fd: number, st: fs.Stats) => T): T {
   let fd: number;
   try {
     fd = fs.openSync(file, OPEN_FLAGS);
@@ -76,6 +72,19 @@ export function readGuardedFileSync(file: string, maxBytes: number): Buffer {
   try {
     const st = fs.fstatSync(fd);
     check(file, st, maxBytes);
+    return use(fd, st);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * readGuardedFile for synchronous loaders (the tokenizer files of a model
+ * folder, read once at start-up): still never waits on a FIFO or reads an
+ * unbounded device, only a bounded regular file.
+ */
+export function readGuardedFileSync(file: string, maxBytes: number): Buffer {
+  return withCheckedFdSync(file, maxBytes, (fd, st) => {
     const buf = Buffer.alloc(st.size);
     let got = 0;
     while (got < buf.length) {
@@ -84,24 +93,12 @@ export function readGuardedFileSync(file: string, maxBytes: number): Buffer {
       got += n;
     }
     return buf.subarray(0, got);
-  } finally {
-    fs.closeSync(fd);
-  }
+  });
 }
 
 /** The check alone, nothing read (for files the engine maps itself). */
 export function checkGuardedFileSync(file: string, maxBytes: number): void {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, OPEN_FLAGS);
-  } catch (e) {
-    throw openError(file, e);
-  }
-  try {
-    check(file, fs.fstatSync(fd), maxBytes);
-  } finally {
-    fs.closeSync(fd);
-  }
+  withCheckedFdSync(file, maxBytes, () => undefined);
 }
 
 /**
