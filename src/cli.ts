@@ -401,7 +401,7 @@ export function run(): void {
 
 COMMANDS.serve = {
   usage:
-    'roost serve --model DIR [--adapters DIR] [--allow-adapter-loading] [--host H] [--port P] [--max-batch N] [--max-queue N] [--api-key K] ' +
+    'roost serve --model DIR [--adapters DIR] [--allow-adapter-loading] [--host H] [--port P] [--max-batch N] [--max-queue N] [--max-request-share F] [--api-key K] ' +
     `[--request-timeout SECONDS] [--stall-timeout SECONDS] ${COMMON_USAGE}`,
   options: {
     ...COMMON,
@@ -409,6 +409,7 @@ COMMANDS.serve = {
     port: { type: 'string' },
     'max-batch': { type: 'string' },
     'max-queue': { type: 'string' },
+    'max-request-share': { type: 'string' },
     'api-key': { type: 'string' },
     'request-timeout': { type: 'string' },
     'stall-timeout': { type: 'string' },
@@ -432,6 +433,7 @@ COMMANDS.serve = {
       threads: threadsFlag(values),
       maxBatch: integerFlag(values, 'max-batch', 1, 'a positive integer'),
       maxQueue: integerFlag(values, 'max-queue', 0, 'an integer >= 0'),
+      maxRequestShare: numberFlag(values, 'max-request-share', (x) => x > 0 && x <= 1, 'a number above 0 and at most 1'),
       apiKey,
       requestTimeoutMs,
       stallTimeoutMs,

@@ -30,6 +30,7 @@ export interface ServeOptions {
   threads?: number;
   maxBatch?: number;
   maxQueue?: number;
+  maxRequestShare?: number;
   apiKey?: string;
   /** A folder of adapter folders (or one adapter folder) to serve beside the model. */
   adapters?: string;
@@ -112,6 +113,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     const schedulerOptions: Partial<SchedulerOptions> = {};
     if (opts.maxBatch !== undefined) schedulerOptions.maxBatch = opts.maxBatch;
     if (opts.maxQueue !== undefined) schedulerOptions.maxQueue = opts.maxQueue;
+    if (opts.maxRequestShare !== undefined) schedulerOptions.maxRequestShare = opts.maxRequestShare;
     if (opts.requestTimeoutMs !== undefined) schedulerOptions.requestTimeoutMs = opts.requestTimeoutMs;
     if (opts.stepTokens !== undefined) schedulerOptions.stepTokens = opts.stepTokens;
     const rt = holder.attach(engine, tokenizer, opts.modelId ?? path.basename(path.resolve(opts.model)), schedulerOptions, {

@@ -270,3 +270,23 @@ test('a paused request holds no slot: a queued one runs to the end while it is p
   expect(a.trace.finish).toBe('cancelled');
   expect(eng.live.size).toBe(0);
 }, 2000);
+
+/** Most sequences of an n = 8 request in one step beside a one-sequence request (prompt [9]), under maxRequestShare. */
+async function bigBesideSmall(maxRequestShare: number): Promise<number> {
+  const eng = new FakeEngine();
+  const sch = new Scheduler(eng, { maxBatch: 8, requestTimeoutMs: 0, maxRequestShare });
+  const many = range(8).map(() => spec([1], 6));
+  const big = sch.submit(many.map((m) => m.s));
+  const small = spec([9], 6);
+  const other = sch.submit([small.s]);
+  await Promise.all([big.done, other.done]);
+  expect(many.every((m) => m.trace.finish === 'length') && small.trace.finish === 'length').toBe(true);
+  const smallSeq = eng.steps.flat().find((r) => Array.from(r.tokens)[0] === 9)!.seq;
+  return Math.max(...eng.steps.filter((st) => st.some((r) => r.seq === smallSeq)).map((st) => st.length - 1));
+}
+
+test('maxRequestShare caps one request at its share of the batch while another wants slots', async () => {
+  expect(await bigBesideSmall(0.25)).toBe(2); // floor(0.25 * 8)
+  expect(await bigBesideSmall(1)).toBe(7); // the max-min fair split alone: 7 + 1
+  expect(() => new Scheduler(new FakeEngine(), { maxRequestShare: 0 })).toThrow('maxRequestShare must be a number above 0 and at most 1 (got 0)');
+});

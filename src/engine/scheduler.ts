@@ -59,6 +59,13 @@ export interface SchedulerOptions {
    * or parked for fairness), beyond maxBatch; past it nothing new is admitted.
    */
   maxParked: number;
+  /**
+   * The largest share of maxBatch (0 < share <= 1, at least one slot) one
+   * request's n / best_of sequences may hold while another request wants a
+   * slot; 1 leaves the max-min fair split alone. Slots a capped request cannot
+   * use stay free for requests that arrive.
+   */
+  maxRequestShare: number;
 }
 
 export const DEFAULT_SCHEDULER_OPTIONS: SchedulerOptions = {
@@ -67,6 +74,7 @@ export const DEFAULT_SCHEDULER_OPTIONS: SchedulerOptions = {
   stepTokens: 512,
   requestTimeoutMs: 10 * 60 * 1000,
   maxParked: 1024,
+  maxRequestShare: 1,
 };
 
 /** The longest delay a Node timer takes (a longer one fires at once). */
@@ -195,6 +203,8 @@ export class Scheduler {
     for (const k of ['maxQueue', 'maxParked'] as const) {
       if (!Number.isInteger(this.options[k]) || this.options[k] < 0) throw new Error(`${k} must be an integer >= 0 (got ${this.options[k]})`);
     }
+    const share = this.options.maxRequestShare;
+    if (!(share > 0 && share <= 1)) throw new Error(`maxRequestShare must be a number above 0 and at most 1 (got ${share})`);
     const t = this.options.requestTimeoutMs;
     if (!Number.isInteger(t) || t < 0 || t > MAX_TIMER_MS) {
       throw new Error(`requestTimeoutMs must be an integer from 0 to ${MAX_TIMER_MS} (a Node timer's longest delay) (got ${t})`);
@@ -386,7 +396,9 @@ export class Scheduler {
       }
     }
     for (const t of this.active) t.slot = false;
-    const shares = fairShares(wants, this.options.maxBatch);
+    // With others wanting slots, no request holds more than maxRequestShare of the batch.
+    const cap = Math.max(1, Math.floor(this.options.maxRequestShare * this.options.maxBatch));
+    const shares = fairShares(wants.length > 1 ? wants.map((w) => Math.min(w, cap)) : wants, this.options.maxBatch);
     const seqLimit = this.options.maxBatch + this.options.maxParked;
     reqs.forEach((req, r) => {
       let left = shares[r];
