@@ -37,6 +37,7 @@
 #include "ops/attention_spans.h"
 #include "ops/ops.h"
 #include "doctest.h"
+#include "../native/fmt.h"
 
 using namespace roost;
 using namespace roost::cuda;
@@ -50,16 +51,6 @@ using cuda::Epilogue;
 using cuda::kNoMaskPos;
 using cuda::RowMove;
 using cuda::Scratch;
-
-std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
-std::string fmt(const char* f, ...) {
-  char buf[512];
-  va_list ap;
-  va_start(ap, f);
-  std::vsnprintf(buf, sizeof buf, f, ap);
-  va_end(ap);
-  return buf;
-}
 
 // One generator for the whole run: the TEST_CASEs draw from it in file order,
 // so every run sees the same inputs.

@@ -13,21 +13,12 @@
 #include <vector>
 
 #include "doctest.h"
+#include "fmt.h"
 #include "ops/ops.h"
 
 using namespace roost;
 
 namespace {
-
-std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
-std::string fmt(const char* f, ...) {
-  char buf[512];
-  va_list ap;
-  va_start(ap, f);
-  std::vsnprintf(buf, sizeof buf, f, ap);
-  va_end(ap);
-  return buf;
-}
 
 std::mt19937 g_rng(20261207);
 
