@@ -36,6 +36,11 @@ struct ForwardItem {
   // When set, the n new positions take these input embeddings [n, C] instead
   // of tokens' (a soft prompt); tokens is then unused.
   const float* embeds = nullptr;
+  // True when more of this sequence's prompt follows in a later pass of the
+  // same step and these logits are discarded (no prompt log-probs asked): a
+  // model may skip work that only the logits need (perceiver_ar's latent
+  // window, rebuilt by the last pass).
+  bool interim = false;
 };
 
 class Model {

@@ -9,12 +9,41 @@ namespace roost {
 
 namespace {
 
+// Per sequence: the layer-0 K/V of every position (grown geometrically), a
+// ring of the layer-0 outputs z of the last N positions (float [N, C],
+// position p in slot p % N), per layer >= 1 a ring of the last N latent K/V,
+// and a ring of the last N tokens (what an interim pass leaves for the next
+// pass to rebuild the window from). Latent K/V are valid for positions
+// [lat0, len); after an interim pass (`stale`) neither ring holds the window.
+class PerceiverState : public SequenceState {
+ public:
+  PerceiverState(Backend& be, int64_t n_layer, int64_t C, int64_t N)
+      : kv0(1, C), lat(std::max<int64_t>(0, n_layer - 1), C), C_(C), N_(N), z_(be.alloc((size_t)N * C * sizeof(float))), tok_(N) {
+    if (n_layer > 1) lat.make_ring(be, N);
+  }
+  int64_t length() const override { return len; }
+  size_t bytes() const override { return kv0.bytes() + z_->bytes() + lat.bytes() + tok_.size() * sizeof(int32_t); }
+  float* z(int64_t pos) const { return z_->as<float>() + (pos % N_) * C_; }  // [C]
+  int32_t& tok(int64_t pos) { return tok_[pos % N_]; }
+
+  KvRows kv0;  // layer 0, every position
+  KvRows lat;  // layers 1.. (layer l at index l - 1), ring of N
+  int64_t len = 0, lat0 = 0;
+  bool stale = false;
+
+ private:
+  int64_t C_, N_;
+  std::unique_ptr<Buffer> z_;
+  std::vector<int32_t> tok_;
+};
+
 // perceiver_ar: one item's rows in a step's buffers (N = num_latents).
 struct PerceiverRows {
   int64_t past, n, end, win;  // win = first position of the latent window after this step
-  bool rebuild;               // n >= 2: recompute the whole window (exact prefill)
+  bool interim;               // only the layer-0 K/V: a later pass of this step rebuilds the window
+  bool rebuild;               // n >= 2 or a stale state: recompute the whole window (exact prefill)
   int64_t x0;                 // first row in x (every new token)
-  int64_t z0, zp;             // first row in z (layer 0 queries) and its position: max(past, win) ..
+  int64_t z0, zp;             // first row in z (layer 0 queries) and its position: max(past, win), win when stale
   int64_t y0, yp;             // first row in y (layers >= 1) and its position: win (rebuild) or past (decode)
 };
 
@@ -27,16 +56,18 @@ PerceiverPlan plan_perceiver_rows(const std::vector<ForwardItem>& items, int64_t
   PerceiverPlan p;
   p.rows.resize(items.size());
   for (size_t i = 0; i < items.size(); i++) {
+    const bool stale = static_cast<const PerceiverState*>(items[i].state)->stale;
     PerceiverRows& r = p.rows[i];
     r.past = items[i].state->length();
     r.n = items[i].n;
     r.end = r.past + r.n;
     r.win = r.end - std::min(N, r.end);
-    r.rebuild = r.n >= 2;
+    r.interim = items[i].interim;
+    r.rebuild = r.n >= 2 || stale;
     r.x0 = p.x_rows;
-    r.zp = std::max(r.past, r.win);
+    r.zp = r.interim ? r.end : stale ? r.win : std::max(r.past, r.win);
     r.z0 = p.z_rows;
-    r.yp = r.rebuild ? r.win : r.past;
+    r.yp = r.interim ? r.end : r.rebuild ? r.win : r.past;
     r.y0 = p.y_rows;
     p.x_rows += r.n, p.z_rows += r.end - r.zp, p.y_rows += r.end - r.yp;
   }
@@ -44,29 +75,6 @@ PerceiverPlan plan_perceiver_rows(const std::vector<ForwardItem>& items, int64_t
 }
 
 using Rows = PerceiverRows;
-
-// Per sequence: the layer-0 K/V of every position (grown geometrically), a
-// ring of the layer-0 outputs z of the last N positions (float [N, C],
-// position p in slot p % N) and, per layer >= 1, a ring of the last N latent
-// K/V. Latent K/V are valid for positions [lat0, len).
-class PerceiverState : public SequenceState {
- public:
-  PerceiverState(Backend& be, int64_t n_layer, int64_t C, int64_t N)
-      : kv0(1, C), lat(std::max<int64_t>(0, n_layer - 1), C), C_(C), N_(N), z_(be.alloc((size_t)N * C * sizeof(float))) {
-    if (n_layer > 1) lat.make_ring(be, N);
-  }
-  int64_t length() const override { return len; }
-  size_t bytes() const override { return kv0.bytes() + z_->bytes() + lat.bytes(); }
-  float* z(int64_t pos) const { return z_->as<float>() + (pos % N_) * C_; }  // [C]
-
-  KvRows kv0;  // layer 0, every position
-  KvRows lat;  // layers 1.. (layer l at index l - 1), ring of N
-  int64_t len = 0, lat0 = 0;
-
- private:
-  int64_t C_, N_;
-  std::unique_ptr<Buffer> z_;
-};
 
 }  // namespace
 
@@ -125,9 +133,9 @@ void PerceiverArModel::forward(const std::vector<ForwardItem>& items, ThreadPool
   float* h = s_h_->get<float>(std::max({R, Z, Y}) * C);
 
   // Host metadata for the whole step.
-  std::vector<int32_t> tok(R);
+  std::vector<int32_t> tok(R), tok_z(Z);
   std::vector<int64_t> pos_x(R), pos_z(Z), pos_y(Y);
-  std::vector<RowMove> kv_moves, z_in, z_out, y_in, lat_moves;
+  std::vector<RowMove> kv_moves, z_out, y_in, lat_moves;
   for (size_t i = 0; i < items.size(); i++) {
     auto* s = static_cast<PerceiverState*>(items[i].state);
     const Rows& r = rows[i];
@@ -138,11 +146,12 @@ void PerceiverArModel::forward(const std::vector<ForwardItem>& items, ThreadPool
       kv_moves.push_back({kv + row * 2 * C, s->kv0.k(0, p)});
       kv_moves.push_back({kv + row * 2 * C + C, s->kv0.v(0, p)});
     }
-    for (int64_t p = r.zp; p < r.end; p++) {
+    for (int64_t p = r.zp; p < r.end; p++) {  // window positions before past: tokens from the ring
       pos_z[r.z0 + p - r.zp] = p;
-      z_in.push_back({x + (r.x0 + p - r.past) * C, z + (r.z0 + p - r.zp) * C});
+      tok_z[r.z0 + p - r.zp] = p < r.past ? s->tok(p) : items[i].tokens[p - r.past];
       z_out.push_back({z + (r.z0 + p - r.zp) * C, s->z(p)});
     }
+    for (int64_t p = std::max(r.past, r.end - N); p < r.end; p++) s->tok(p) = items[i].tokens[p - r.past];
     if (!deep) continue;
     for (int64_t p = r.yp; p < r.end; p++) {
       pos_y[r.y0 + p - r.yp] = p;
@@ -165,6 +174,7 @@ void PerceiverArModel::forward(const std::vector<ForwardItem>& items, ThreadPool
   for (size_t i = 0; i < items.size(); i++) {
     auto* s = static_cast<PerceiverState*>(items[i].state);
     const Rows& r = rows[i];
+    if (r.interim) continue;
     plan0_->add_span(s->kv0.span(0, 0, r.end, 0, false));
     plan0_->add_heads(AttnTask{att + r.z0 * C, C, q + r.z0 * C, C, r.end - r.zp, r.zp}, H);
     if (!deep) continue;
@@ -186,36 +196,39 @@ void PerceiverArModel::forward(const std::vector<ForwardItem>& items, ThreadPool
   be.gemm(kv, 2 * C, h, C, *L0.kv_attn.W, L0.kv_attn.bias, R, Epilogue::Store);  // K | V
   be.rotary(kv, 2 * C, R, H, D, 1, Px);                                           // K only
   be.move_rows(be.upload(kv_moves), (int64_t)kv_moves.size(), C, 0, /*to_kv=*/true);
-  be.move_rows(be.upload(z_in), Z, C, 0, false);
-  be.layernorm(h, C, z, C, nullptr, L0.ln_q.w, L0.ln_q.b, Z, C, eps);
-  be.gemm(q, C, h, C, *L0.q_attn.W, L0.q_attn.bias, Z, Epilogue::Store);
-  be.rotary(q, C, Z, H, D, 1, Pz);
-  plan0_->run(0);
-  be.gemm(z, C, att, C, *L0.attn_proj.W, L0.attn_proj.bias, Z, Epilogue::Add);
-  mlp(L0.mlp, z, Z);
-  be.move_rows(be.upload(z_out), Z, C, 0, false);
+  if (Z > 0) {  // the latent windows (none when every item is interim)
+    be.embed(z, *wte_, nullptr, be.upload(tok_z), Pz, Z, C);
+    be.layernorm(h, C, z, C, nullptr, L0.ln_q.w, L0.ln_q.b, Z, C, eps);
+    be.gemm(q, C, h, C, *L0.q_attn.W, L0.q_attn.bias, Z, Epilogue::Store);
+    be.rotary(q, C, Z, H, D, 1, Pz);
+    plan0_->run(0);
+    be.gemm(z, C, att, C, *L0.attn_proj.W, L0.attn_proj.bias, Z, Epilogue::Add);
+    mlp(L0.mlp, z, Z);
+    be.move_rows(be.upload(z_out), Z, C, 0, false);
 
-  if (deep) {
-    const Positions& Py = positions(pos_y);
-    const RowMove* d_lat = be.upload(lat_moves);
-    plan_->prepare(D);
-    be.move_rows(be.upload(y_in), Y, C, 0, false);
-    for (int64_t l = 1; l < cfg_.n_layer; l++) {
-      const Layer& Ly = layers_[l];
-      be.layernorm(h, C, y, C, nullptr, Ly.ln_1.w, Ly.ln_1.b, Y, C, eps);
-      be.gemm(qkv, 3 * C, h, C, *Ly.c_attn.W, Ly.c_attn.bias, Y, Epilogue::Store);
-      be.rotary(qkv, 3 * C, Y, H, D, 2, Py);
-      be.to_kv(kvh, 2 * C, qkv + C, 3 * C, Y, 2 * C);
-      plan_->run(l - 1);
-      be.move_rows(d_lat, (int64_t)lat_moves.size(), C, l - 1, /*to_kv=*/true);  // after every read of this layer
-      be.gemm(y, C, att, C, *Ly.attn_proj.W, Ly.attn_proj.bias, Y, Epilogue::Add);
-      mlp(Ly.mlp, y, Y);
+    if (deep) {
+      const Positions& Py = positions(pos_y);
+      const RowMove* d_lat = be.upload(lat_moves);
+      plan_->prepare(D);
+      be.move_rows(be.upload(y_in), Y, C, 0, false);
+      for (int64_t l = 1; l < cfg_.n_layer; l++) {
+        const Layer& Ly = layers_[l];
+        be.layernorm(h, C, y, C, nullptr, Ly.ln_1.w, Ly.ln_1.b, Y, C, eps);
+        be.gemm(qkv, 3 * C, h, C, *Ly.c_attn.W, Ly.c_attn.bias, Y, Epilogue::Store);
+        be.rotary(qkv, 3 * C, Y, H, D, 2, Py);
+        be.to_kv(kvh, 2 * C, qkv + C, 3 * C, Y, 2 * C);
+        plan_->run(l - 1);
+        be.move_rows(d_lat, (int64_t)lat_moves.size(), C, l - 1, /*to_kv=*/true);  // after every read of this layer
+        be.gemm(y, C, att, C, *Ly.attn_proj.W, Ly.attn_proj.bias, Y, Epilogue::Add);
+        mlp(Ly.mlp, y, Y);
+      }
     }
   }
   for (size_t i = 0; i < items.size(); i++) {
     auto* s = static_cast<PerceiverState*>(items[i].state);
     s->len = rows[i].end;
-    s->lat0 = rows[i].rebuild ? rows[i].win : std::max(s->lat0, rows[i].end - N);
+    s->stale = rows[i].interim;
+    s->lat0 = rows[i].interim ? rows[i].end : rows[i].rebuild ? rows[i].win : std::max(s->lat0, rows[i].end - N);
   }
 
   // Logits for the wanted rows inside the window; rows before it get NaN.
@@ -223,6 +236,10 @@ void PerceiverArModel::forward(const std::vector<ForwardItem>& items, ThreadPool
   std::vector<float*> dest;
   for (size_t i = 0; i < items.size(); i++) {
     const Rows& r = rows[i];
+    if (r.interim) {  // discarded by the engine
+      std::fill(items[i].logits, items[i].logits + V, std::numeric_limits<float>::quiet_NaN());
+      continue;
+    }
     const int64_t first = r.end - (items[i].all_logits ? r.n : 1);
     const int64_t f0 = deep ? r.y0 - r.yp : r.z0 - r.zp;  // row of position p in the final rows: f0 + p
     for (int64_t p = first; p < r.end; p++) {

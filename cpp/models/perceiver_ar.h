@@ -20,7 +20,11 @@ class PerceiverArModel : public ModelBase {
   bool prompt_logprobs_need_one_pass() const override { return true; }
   // n >= 2 new tokens: the state becomes the exact prefill of the whole
   // sequence (latent window recomputed); n = 1: one sliding decode step.
-  // Rows of positions outside the latent window get NaN logits.
+  // Rows of positions outside the latent window get NaN logits. An interim
+  // item (more of the prompt follows in this step) appends only its layer-0
+  // K/V: the window it would compute is rebuilt by the prompt's last pass, so
+  // a 64k prompt in 8k passes attends the window over the keys once, not 8
+  // times.
   void forward(const std::vector<ForwardItem>& items, ThreadPool& pool) override;
 
  private:

@@ -359,6 +359,35 @@ static void test_perceiver_model(const std::string& tag) {
   }
   CHECK_MESSAGE(diff(pre, split, 21, 30) <= 1e-4, (tag + " perceiver_ar: prefill in steps of 20 + 10 == one pass on the last step's window"));
 
+  // Engine passes of 5 tokens cut the prompts (the second sequence's passes of
+  // 1, 5, 4 and 2 tokens): every pass but the last skips the latent window, and
+  // the last rebuilds it from the cached K/V and the token ring, so the sampled
+  // token and the next decode step equal one-pass prefills.
+  {
+    Engine e5(dir, EngineOptions{2, 5});
+    const auto ta = random_tokens(9, 11), tb = random_tokens(12, 12);
+    auto after = [&](Engine& eng, bool together) {
+      SamplingParams p;
+      p.temperature = 0;
+      const int64_t sa = eng.create_sequence(p), sb = eng.create_sequence(p);
+      std::vector<StepResult> r;
+      if (together) {
+        r = eng.step({StepRequest{sa, ta, true, false}, StepRequest{sb, tb, true, false}});
+      } else {
+        r = eng.step({StepRequest{sa, ta, true, false}});
+        r.push_back(eng.step({StepRequest{sb, tb, true, false}})[0]);
+      }
+      auto d = eng.step({StepRequest{sa, {7}, false, true}, StepRequest{sb, {7}, false, true}});
+      eng.free_sequence(sa), eng.free_sequence(sb);
+      return std::vector<double>{(double)r[0].token.token, (double)r[1].token.token, r[0].token.logprob, r[1].token.logprob,
+                                 d[0].prompt_logprobs[0], d[1].prompt_logprobs[0]};
+    };
+    const auto one = after(e, false), passes = after(e5, true);
+    bool same = one[0] == passes[0] && one[1] == passes[1];
+    for (size_t i = 2; i < one.size(); i++) same &= std::fabs(one[i] - passes[i]) <= 1e-4;
+    CHECK_MESSAGE(same, (tag + " perceiver_ar: prompts cut into 5-token engine passes sample and decode as one-pass prefills"));
+  }
+
   // Entries without logits get no top list.
   SamplingParams p;
   p.temperature = 0;
