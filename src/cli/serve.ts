@@ -2,8 +2,10 @@
 import { Command } from 'commander';
 
 import { DEFAULT_SCHEDULER_OPTIONS, DEFAULT_STALL_TIMEOUT_MS } from '../engine/scheduler';
+import { LOG_FORMATS, LogFormat } from '../http/access-log';
+import { normalizeOrigin } from '../http/cors';
 import { serve } from '../server';
-import { flag, integer, nonEmpty, number, seconds } from './flags';
+import { flag, integer, nonEmpty, number, oneOf, Parse, seconds, UsageError } from './flags';
 import { ModelFlags, modelFlags, resolveModel } from './model';
 
 interface ServeFlags extends ModelFlags {
@@ -17,7 +19,18 @@ interface ServeFlags extends ModelFlags {
   apiKey?: string;
   requestTimeout: number;
   stallTimeout: number;
+  allowedOrigins?: string[];
+  logFormat: LogFormat;
+  quiet?: boolean;
 }
+
+/** ORIGIN[,ORIGIN...] as the browser writes Origin, or `*`. */
+const origins: Parse<string[]> = (v, name) =>
+  v.split(',').map((o) => {
+    const origin = normalizeOrigin(o.trim());
+    if (origin === undefined) throw new UsageError(`${name} must be * or comma-separated origins such as http://localhost:3000 (got ${JSON.stringify(o.trim())})`);
+    return origin;
+  });
 
 const D = DEFAULT_SCHEDULER_OPTIONS;
 
@@ -51,6 +64,9 @@ export function serveCommand(): Command {
         String(DEFAULT_STALL_TIMEOUT_MS / 1000),
       ),
     )
+    .addOption(flag('--allowed-origins <origins>', 'ORIGIN[,ORIGIN...] (scheme://host[:port]) whose web pages may call the API from a browser (CORS); * for any (default: none)', origins))
+    .addOption(flag('--log-format <format>', 'the access log on stderr, one line per request: text or json', oneOf<LogFormat>(...LOG_FORMATS), 'text' as LogFormat))
+    .addOption(flag('--quiet', 'no access log'))
     .action(runServe);
 }
 
@@ -69,5 +85,7 @@ async function runServe(flags: ServeFlags): Promise<void> {
     stallTimeoutMs: flags.stallTimeout,
     adapters: flags.adapters ?? flags.adapter,
     allowAdapterLoading: flags.allowAdapterLoading === true,
+    allowedOrigins: flags.allowedOrigins,
+    accessLog: flags.quiet ? undefined : { format: flags.logFormat, write: (line) => process.stderr.write(line) },
   });
 }
