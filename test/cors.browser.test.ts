@@ -2,7 +2,8 @@
 // origin (a tiny server here) and fetches the Roost server on another port.
 // With the page's origin in --allowed-origins the fetch succeeds (after its
 // preflight, Authorization included); without, it fails and the POST never
-// reaches the server; a text/plain POST (sent without a preflight) gets 415.
+// reaches the server; a text/plain POST (sent without a preflight) gets 415;
+// a WebSocket (no CORS in browsers) opens only from an allowed origin.
 // Needs Chromium: /usr/bin/chromium (Debian's `chromium`, which .ci/run
 // installs) or $ROOST_CHROMIUM.
 import * as fs from 'node:fs';
@@ -96,4 +97,22 @@ test('a text/plain POST (no preflight) is refused with 415, whether or not the p
   const r = await pageFetch(page, `${other.url}/v1/completions`, { body: json });
   expect(r).toEqual({ ok: false, error: 'TypeError: Failed to fetch' });
   expect(otherLog.map((l) => JSON.parse(l))).toEqual([expect.objectContaining({ method: 'POST', path: '/v1/completions', status: 415 })]);
+}, 60_000);
+
+test('a WebSocket opens from the allowed origin only', async () => {
+  const open = (url: string) =>
+    page.evaluate(
+      (u) =>
+        new Promise<string>((resolve) => {
+          const ws = new WebSocket(u.replace(/^http/, 'ws') + '/v1/stream?api_key=' + encodeURIComponent('browser-key'));
+          ws.onopen = () => {
+            ws.close();
+            resolve('open');
+          };
+          ws.onerror = () => resolve('error');
+        }),
+      url,
+    );
+  expect(await open(allowed.url)).toBe('open');
+  expect(await open(other.url)).toBe('error');
 }, 60_000);

@@ -1,9 +1,11 @@
 // What every HTTP request meets before its route: CORS (--allowed-origins),
 // the JSON Content-Type rule (415), X-Request-Id, and the access log, on a
 // real server. The browser's side of CORS is test/cors.browser.test.ts.
+import { WebSocket } from 'ws';
+
 import type { AccessLogEntry } from '../src/http/access-log';
 import { formatEntry } from '../src/http/access-log';
-import { normalizeOrigin } from '../src/http/cors';
+import { normalizeOrigin } from '../src/engine/origins';
 import type { RunningServer } from '../src/server';
 import { parseSse, post, sequences, start, TINY, UNBOUNDED, waitFor } from './http.helpers';
 
@@ -103,6 +105,55 @@ describe('CORS', () => {
     ['', undefined],
   ])('--allowed-origins entry %j is %j', (entry, origin) => {
     expect(normalizeOrigin(entry)).toBe(origin);
+  });
+});
+
+/** Opens /v1/stream with this Origin (none: as a non-browser client): 'open', or the refusal's status and body. */
+function openWebSocket(url: string, origin?: string): Promise<{ status: number; body: any } | 'open'> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/stream`, origin === undefined ? {} : { origin });
+    ws.once('open', () => {
+      ws.close();
+      resolve('open');
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(body) }));
+    });
+    ws.once('error', reject);
+  });
+}
+
+describe('the WebSocket checks Origin itself (browsers apply no CORS to it)', () => {
+  test('a page of an allowed origin and a client without Origin connect; a page of another origin gets 403', async () => {
+    const s = await start(TINY, { allowedOrigins: [ALLOWED] });
+    const none = await start(TINY);
+    const any = await start(TINY, { allowedOrigins: ['*'] });
+    try {
+      expect(await openWebSocket(s.url, ALLOWED)).toBe('open');
+      expect(await openWebSocket(s.url)).toBe('open');
+      expect(await openWebSocket(any.url, OTHER)).toBe('open');
+      expect(await openWebSocket(none.url)).toBe('open');
+      for (const [url, origin] of [
+        [s.url, OTHER],
+        [none.url, ALLOWED],
+      ]) {
+        expect(await openWebSocket(url, origin)).toEqual({
+          status: 403,
+          body: {
+            error: {
+              message: `a page from "${origin}" may not open this WebSocket: start the server with --allowed-origins "${origin}"`,
+              type: 'invalid_request_error',
+              param: null,
+              code: 'origin_not_allowed',
+            },
+          },
+        });
+      }
+    } finally {
+      await Promise.all([s.close(0), none.close(0), any.close(0)]);
+    }
   });
 });
 

@@ -3,7 +3,7 @@ import { Command } from 'commander';
 
 import { DEFAULT_SCHEDULER_OPTIONS, DEFAULT_STALL_TIMEOUT_MS } from '../engine/scheduler';
 import { LOG_FORMATS, LogFormat } from '../http/access-log';
-import { normalizeOrigin } from '../http/cors';
+import { normalizeOrigin } from '../engine/origins';
 import { serve } from '../server';
 import { flag, integer, nonEmpty, number, oneOf, Parse, seconds, UsageError } from './flags';
 import { ModelFlags, modelFlags, resolveModel } from './model';

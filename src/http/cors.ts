@@ -6,8 +6,10 @@
 // `Vary: Origin` so that caches keep the answers apart. A page that may not
 // read the answers still cannot make the server work for it: a body that is
 // not declared JSON (the only kind sent without a preflight) is refused with
-// 415 (src/http/body.ts).
+// 415 (src/http/body.ts). The WebSocket checks Origin itself (src/engine/origins.ts).
 import type { NextFunction, Request, Response } from 'express';
+
+import { originAllowed } from '../engine/origins';
 
 /** How long a browser may reuse a preflight answer, s (Chromium caps it at 2 h). */
 export const PREFLIGHT_MAX_AGE_S = 600;
@@ -17,31 +19,13 @@ const ALLOW_HEADERS = ['Authorization', 'Content-Type', 'X-Request-Id'];
 const EXPOSE_HEADERS = 'X-Request-Id, Retry-After';
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/;
 
-/**
- * One --allowed-origins entry as the browser sends it in `Origin`
- * (scheme://host[:port], default port dropped, host lower-cased), `*` as is;
- * undefined when it is neither.
- */
-export function normalizeOrigin(value: string): string | undefined {
-  if (value === '*') return value;
-  let u: URL;
-  try {
-    u = new URL(value);
-  } catch {
-    return undefined;
-  }
-  if (!/^https?:$/.test(u.protocol) || u.username || u.password || u.pathname !== '/' || u.search || u.hash) return undefined;
-  return u.origin;
-}
-
 export function cors(allowedOrigins: readonly string[]) {
   const any = allowedOrigins.includes('*');
-  const allowed = new Set(allowedOrigins);
   return (req: Request, res: Response, next: NextFunction) => {
     if (allowedOrigins.length === 0) return next();
     res.vary('Origin');
     const origin = req.headers.origin;
-    if (origin === undefined || !(any || allowed.has(origin))) return next();
+    if (origin === undefined || !originAllowed(allowedOrigins, origin)) return next();
     res.setHeader('Access-Control-Allow-Origin', any ? '*' : origin);
     res.setHeader('Access-Control-Expose-Headers', EXPOSE_HEADERS);
     if (req.method !== 'OPTIONS' || req.headers['access-control-request-method'] === undefined) return next();
