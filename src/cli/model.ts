@@ -35,7 +35,7 @@ export function modelFlags(cmd: Command): Command {
     .addOption(
       flag(
         '--threads <n>',
-        'CPU compute threads (default: one per core)',
+        'CPU compute threads (default: every core this process may use)',
         integer(1, 'a positive integer', MAX_THREADS, `at most ${MAX_THREADS} (the engine's limit)`),
       ),
     );
