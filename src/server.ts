@@ -16,6 +16,7 @@ import { SchedulerOptions } from './engine/scheduler';
 import { loadTokenizer } from './engine/tokenizer';
 import { Engine, native } from './native';
 import { Gateway, GatewayOptions } from './ws/gateway';
+import type { AccessLogOptions } from './http/access-log';
 import { AppOptions, createApp } from './http/app';
 import { HttpTimeouts, keepHalfOpenClients, serverOptions } from './http/limits';
 import { Metrics } from './http/metrics';
@@ -36,6 +37,10 @@ export interface ServeOptions {
   adapters?: string;
   /** POST /v1/load_lora_adapter and /v1/unload_lora_adapter at run time. */
   allowAdapterLoading?: boolean;
+  /** Origins whose pages may call the API from a browser (`*`: any); default none. */
+  allowedOrigins?: string[];
+  /** One line per HTTP request; absent: no access log. */
+  accessLog?: AccessLogOptions;
   /** The name in GET /v1/models and `model` (default: the folder's name). */
   modelId?: string;
   requestTimeoutMs?: number;
@@ -69,12 +74,19 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const holder = new RuntimeHolder();
   const metrics = new Metrics(() => holder.runtime);
   const stall = opts.stallTimeoutMs !== undefined ? { stallTimeoutMs: opts.stallTimeoutMs } : {};
-  const app = createApp(holder, metrics, { allowAdapterLoading: opts.allowAdapterLoading, ...stall, ...opts.app, apiKey: opts.apiKey });
+  const app = createApp(holder, metrics, {
+    allowAdapterLoading: opts.allowAdapterLoading,
+    allowedOrigins: opts.allowedOrigins,
+    accessLog: opts.accessLog,
+    ...stall,
+    ...opts.app,
+    apiKey: opts.apiKey,
+  });
   // The request timeouts bound only receiving a request; a response (a long stream) may take longer.
   const server = http.createServer(serverOptions(opts.http), app);
   keepHalfOpenClients(server);
   server.keepAliveTimeout = 65_000;
-  const gateway = new Gateway(holder, { ...stall, ...opts.ws, apiKey: opts.apiKey });
+  const gateway = new Gateway(holder, { allowedOrigins: opts.allowedOrigins ?? [], ...stall, ...opts.ws, apiKey: opts.apiKey });
   gateway.attach(server);
 
   await new Promise<void>((resolve, reject) => {

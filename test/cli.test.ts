@@ -6,6 +6,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { main } from '../src/cli';
+import { evalCommand } from '../src/cli/eval';
+import { generateCommand } from '../src/cli/generate';
+import { scoreCommand } from '../src/cli/score';
+import { serveCommand } from '../src/cli/serve';
 import { Detokenizer } from '../src/engine/detokenizer';
 import { loadTokenizer } from '../src/engine/tokenizer';
 import { Engine, native } from '../src/native';
@@ -92,6 +96,31 @@ describe('generate', () => {
     expect(writes).toEqual(pieces);
     expect(writes.length).toBeGreaterThan(5);
     expect(writes).toContain('\u2659');
+  });
+
+  test('at a terminal the text ends with a newline; into a pipe it is the text exactly', async () => {
+    const g = golden(TINY).greedy[0];
+    expect(g.text.endsWith('\n')).toBe(false);
+    const args = ['generate', '--model', TINY, '--prompt', g.prompt, '--max-tokens', String(g.max_tokens), '--temperature', '0', '--threads', '1'];
+    const outputs: string[] = [];
+    for (const tty of [true, false]) {
+      const writes: string[] = [];
+      const spy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: any) => {
+        writes.push(String(chunk));
+        return true;
+      });
+      const was = Object.getOwnPropertyDescriptor(process.stdout, 'isTTY');
+      Object.defineProperty(process.stdout, 'isTTY', { value: tty, configurable: true });
+      try {
+        expect(await main(args)).toBe(0);
+      } finally {
+        spy.mockRestore();
+        if (was) Object.defineProperty(process.stdout, 'isTTY', was);
+        else delete (process.stdout as { isTTY?: boolean }).isTTY;
+      }
+      outputs.push(writes.join(''));
+    }
+    expect(outputs).toEqual([g.text + '\n', g.text]);
   });
 
   test('the same seed gives the same text', () => {
@@ -306,6 +335,69 @@ describe('eval', () => {
     const r = roost('eval', '--model', TINY, '--file', path.join(tmp, 'nope.txt'));
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('--file: cannot read');
+  });
+});
+
+describe('--help', () => {
+  /** Help text with its wrapping undone: one space between words. */
+  const flat = (s: string) => s.replace(/\s+/g, ' ');
+
+  test.each([
+    ['serve', serveCommand],
+    ['generate', generateCommand],
+    ['score', scoreCommand],
+    ['eval', evalCommand],
+  ])('roost %s --help lists every flag with its description, on stdout, exit 0', (name, make) => {
+    const r = roost(name, '--help');
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    const help = flat(r.stdout);
+    expect(help.startsWith(`Usage: roost ${name} --model DIR`)).toBe(true);
+    const options = make().options;
+    expect(options.length).toBeGreaterThan(4);
+    for (const o of options) {
+      expect(o.description.length).toBeGreaterThan(10);
+      expect(help).toContain(flat(`${o.flags} ${o.description}`));
+    }
+  });
+
+  test('the defaults are listed: the ones the command applies, and generate\'s sampling defaults', () => {
+    const serve = flat(roost('serve', '--help').stdout);
+    for (const [f, d] of [
+      ['--host <h>', '127.0.0.1'],
+      ['--port <p>', '8080'],
+      ['--max-batch <n>', '64'],
+      ['--max-queue <n>', '256'],
+      ['--max-request-share <f>', '1'],
+      ['--request-timeout <seconds>', '600'],
+      ['--stall-timeout <seconds>', '60'],
+      ['--device <device>', 'auto'],
+    ]) {
+      const o = serveCommand().options.find((x) => x.flags === f)!;
+      expect(serve).toContain(flat(`${f} ${o.description} (default: ${d})`));
+    }
+    const generate = flat(roost('generate', '--help').stdout);
+    expect(generate).toContain('--temperature <t> sampling temperature from 0 to 2; 0 is greedy (default: 1)');
+    expect(generate).toContain('--seed <s> the sampling seed, for a repeatable run (default: a random seed each run)');
+    expect(generate).toContain('--max-tokens <n> how many tokens to generate at most (required)');
+  });
+
+  test('roost help, roost --help and roost help <command> print help; roost alone prints it to stderr and exits 2', () => {
+    const top = roost('--help');
+    expect(top).toMatchObject({ code: 0, stderr: '' });
+    for (const name of ['serve', 'generate', 'score', 'eval']) expect(top.stdout).toContain(`  roost ${name} --model DIR`);
+    expect(roost('help')).toMatchObject({ code: 0, stdout: top.stdout });
+    expect(roost('help', 'eval')).toMatchObject({ code: 0, stdout: roost('eval', '--help').stdout });
+    expect(roost()).toMatchObject({ code: 2, stdout: '', stderr: top.stdout });
+    expect(roost('--version')).toMatchObject({ code: 0, stdout: `${JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version}\n` });
+  });
+
+  test('a mistyped flag is a usage error with a suggestion', () => {
+    const r = roost('generate', '--model', TINY, '--prompt', 'Hi', '--max-tokens', '1', '--temprature', '0');
+    expect(r).toMatchObject({
+      code: 2,
+      stdout: '',
+      stderr: "roost generate: Unknown option '--temprature'\n(Did you mean --temperature?)\n(see roost generate --help)\n",
+    });
   });
 });
 

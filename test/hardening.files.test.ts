@@ -61,7 +61,7 @@ function adapterFolder(name: string, replace: (dir: string) => void): string {
 
 describe('finding 2: runtime adapter loading', () => {
   const load = (url: string, name: string, dir: string) =>
-    fetch(`${url}/v1/load_lora_adapter`, { method: 'POST', body: JSON.stringify({ lora_name: name, lora_path: dir }) }).then(async (r) => ({
+    fetch(`${url}/v1/load_lora_adapter`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ lora_name: name, lora_path: dir }) }).then(async (r) => ({
       status: r.status,
       json: (await r.json()) as any,
     }));

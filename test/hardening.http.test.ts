@@ -77,6 +77,7 @@ describe('finding 1: a client that never reads its stream', () => {
     try {
       const bigDone = fetch(`${s.url}/v1/completions`, {
         method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify({ ...FOREVER, n: 8, stream: true }),
         signal: big.signal,
       }).then((r) => r.text()).catch(() => 'aborted');
@@ -185,11 +186,11 @@ describe('finding 6: wrong statuses', () => {
   test('unloading an adapter while a queued request uses it does not fail that request', async () => {
     const base = `${FIXTURES}/bigbird-tiny`;
     const a = await start(base, { maxBatch: 1, allowAdapterLoading: true });
-    const call = (route: string, body: unknown) => fetch(`${a.url}${route}`, { method: 'POST', body: JSON.stringify(body) });
+    const call = (route: string, body: unknown) => fetch(`${a.url}${route}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
     const running = new AbortController();
     try {
       expect((await call('/v1/load_lora_adapter', { lora_name: 'p', lora_path: `${FIXTURES}/adapters/bigbird-tiny-prompt` })).status).toBe(200);
-      const long = fetch(`${a.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt: [1, 2], max_tokens: 1_000_000, stream: true, logit_bias: { '256': -100 } }), signal: running.signal })
+      const long = fetch(`${a.url}/v1/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ prompt: [1, 2], max_tokens: 1_000_000, stream: true, logit_bias: { '256': -100 } }), signal: running.signal })
         .then((r) => r.text())
         .catch(() => 'aborted');
       await waitFor(() => sequences(a) === 1, 10_000, 'the long request to hold the only slot');
@@ -266,7 +267,7 @@ describe('finding 9: the drain', () => {
     const s = await start(UNBOUNDED);
     const running = new AbortController();
     try {
-      const long = fetch(`${s.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ ...FOREVER, stream: true }), signal: running.signal })
+      const long = fetch(`${s.url}/v1/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ ...FOREVER, stream: true }), signal: running.signal })
         .then((r) => r.text())
         .catch(() => 'aborted');
       await waitFor(() => sequences(s) === 1, 10_000, 'the long request to run');

@@ -25,11 +25,11 @@ describe('one slot, one queue place', () => {
 
   test('a full queue answers 429 overloaded with Retry-After; queued streams get keep-alive comments', async () => {
     const running = new AbortController();
-    const first = fetch(`${s.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ ...FOREVER, stream: true }), signal: running.signal });
+    const first = fetch(`${s.url}/v1/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ ...FOREVER, stream: true }), signal: running.signal });
     await waitFor(() => sequences(s) === 1, 5000, 'the first request to run');
     // Second: waits in the queue, streaming.
     const queued = new AbortController();
-    const res2 = await fetch(`${s.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt: [5], max_tokens: 2, stream: true }), signal: queued.signal });
+    const res2 = await fetch(`${s.url}/v1/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ prompt: [5], max_tokens: 2, stream: true }), signal: queued.signal });
     expect(res2.status).toBe(200);
     const reader = res2.body!.getReader();
     const { value } = await reader.read();
@@ -58,7 +58,7 @@ describe('one slot, one queue place', () => {
 
   test('a streaming client that disconnects frees its sequence within a step, visible in /metrics', async () => {
     const ac = new AbortController();
-    const res = await fetch(`${s.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ ...FOREVER, stream: true }), signal: ac.signal });
+    const res = await fetch(`${s.url}/v1/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ ...FOREVER, stream: true }), signal: ac.signal });
     const reader = res.body!.getReader();
     let got = '';
     while (!got.includes('"text_completion"')) got += Buffer.from((await reader.read()).value!).toString();
@@ -76,7 +76,7 @@ describe('one slot, one queue place', () => {
     // Earlier tests cancelled requests too: count this one's.
     const cancelledBefore = await metric(s, 'roost_requests_total{outcome="cancelled"}');
     const ac = new AbortController();
-    const p = fetch(`${s.url}/v1/completions`, { method: 'POST', body: JSON.stringify(FOREVER), signal: ac.signal });
+    const p = fetch(`${s.url}/v1/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(FOREVER), signal: ac.signal });
     await waitFor(() => sequences(s) === 1, 5000, 'the request to run');
     ac.abort();
     await expect(p).rejects.toMatchObject({ name: 'AbortError' });

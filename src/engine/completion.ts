@@ -75,7 +75,7 @@ export interface CompletionResult {
   usage: Usage;
 }
 
-/** Streaming callbacks: called for stream requests only (which have best_of == n). */
+/** Callbacks: called for stream requests only (which have best_of == n), but onFirstToken. */
 export interface CompletionEvents {
   /** Admitted to the engine (left the queue). */
   onStarted?(): void;
@@ -87,6 +87,8 @@ export interface CompletionEvents {
    */
   onDelta?(index: number, text: string, logprobs: LegacyLogprobs | null, token?: number, logprob?: number): void;
   onChoiceEnd?(index: number, reason: ChoiceFinish): void;
+  /** The request's first token was sampled (every request, streamed or not: the access log's TTFT). */
+  onFirstToken?(): void;
 }
 
 export interface CompletionRun {
@@ -375,6 +377,7 @@ function submitCompletion(
             if (firstToken) {
               firstToken = false;
               obs?.onFirstToken?.((now - submittedAt) / 1000);
+              events.onFirstToken?.();
             } else if (out.lastTokenAt > 0) {
               obs?.onInterToken?.((now - out.lastTokenAt) / 1000);
             }

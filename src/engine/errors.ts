@@ -32,6 +32,8 @@ export const CATALOGUE = {
   cost_limit_exceeded: { status: 400, type: 'invalid_request_error', message: 'the request would return too many log-prob entries' }, // src/engine/request-cost.ts
   // 401
   invalid_api_key: { status: 401, type: 'authentication_error', message: 'invalid or missing API key: send Authorization: Bearer <key>' },
+  // 403
+  origin_not_allowed: { status: 403, type: 'invalid_request_error', message: 'the page\'s origin is not allowed: see --allowed-origins' }, // a WebSocket from a browser page (src/engine/origins.ts)
   // 404
   not_found: { status: 404, type: 'not_found_error', message: 'no such route' },
   model_not_found: { status: 404, type: 'not_found_error', message: 'no such model' },

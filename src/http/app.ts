@@ -1,15 +1,18 @@
 // The Express app (no listen here: serve.ts and the tests listen). Routes:
 // POST /v1/completions, GET /v1/models, GET /health, GET /metrics; every error
-// goes through the catalogue in errors.ts.
+// goes through the catalogue in errors.ts. Before the routes: the request id
+// and access log (access-log.ts), then CORS (cors.ts), then the API key.
 import express, { NextFunction, Request, Response } from 'express';
 
 import { RequestError, toRequestError } from '../engine/errors';
 import type { RuntimeHolder } from '../engine/runtime';
 import { DEFAULT_STALL_TIMEOUT_MS } from '../engine/scheduler';
+import { AccessLogOptions, accessLog, requestId } from './access-log';
 import { adapterRoutes } from './adapter-routes';
 import { requireApiKey } from './auth';
 import { jsonBody } from './body';
 import { completionsHandler } from './completions';
+import { cors } from './cors';
 import { sendError } from './errors';
 import type { Metrics } from './metrics';
 
@@ -23,12 +26,20 @@ export interface AppOptions {
   stallTimeoutMs?: number;
   /** POST /v1/load_lora_adapter and /v1/unload_lora_adapter (src/http/adapter-routes.ts). */
   allowAdapterLoading?: boolean;
+  /** Origins whose pages may call the API from a browser (`*`: any); default none (src/http/cors.ts). */
+  allowedOrigins?: readonly string[];
+  /** One line per request (src/http/access-log.ts); absent: no log. */
+  accessLog?: AccessLogOptions;
 }
 
 export function createApp(holder: RuntimeHolder, metrics: Metrics, opts: AppOptions = {}): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+
+  app.use(requestId());
+  if (opts.accessLog) app.use(accessLog(opts.accessLog));
+  app.use(cors(opts.allowedOrigins ?? []));
 
   // While draining, every answer closes its connection, so keep-alive clients move to another replica.
   app.use((_req, res, next) => {

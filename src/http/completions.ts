@@ -7,6 +7,7 @@ import { startCompletion, Choice } from '../engine/completion';
 import { toRequestError } from '../engine/errors';
 import { parseCompletionBody } from '../engine/params';
 import type { RuntimeHolder } from '../engine/runtime';
+import { noteFirstToken, noteUsage } from './access-log';
 import { probeHalfClosedClient } from './limits';
 import { SseStream } from './sse';
 import { writeJsonList } from './write-json';
@@ -26,7 +27,8 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
     const head = { id: `cmpl-${randomUUID().replace(/-/g, '')}`, object: 'text_completion', created: Math.floor(Date.now() / 1000), model };
 
     if (!p.stream) {
-      const run = startCompletion(rt, p);
+      const run = startCompletion(rt, p, { onFirstToken: () => noteFirstToken(res) });
+      noteUsage(res, run.result);
       // A client that goes away cancels: its sequences are freed at once.
       res.on('close', () => {
         if (!res.writableFinished) run.cancel();
@@ -53,7 +55,9 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
       onChoiceEnd(index, reason) {
         sse?.send(chunk({ index, text: '', logprobs: null, finish_reason: reason }));
       },
+      onFirstToken: () => noteFirstToken(res),
     });
+    noteUsage(res, run.result);
     res.on('close', () => {
       if (!res.writableFinished) run.cancel();
     });

@@ -65,7 +65,7 @@ export function probeHalfClosedClient(req: Request, res: Response, probe: () => 
 }
 
 /** Sends the coming error response with Connection: close and then closes without reading what is left. */
-function closeAfterResponse(req: Request, res: Response): void {
+export function closeAfterResponse(req: Request, res: Response): void {
   res.setHeader('Connection', 'close');
   req.pause();
   res.once('finish', () => {

@@ -11,6 +11,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { apiKeyRefusal } from '../engine/api-key';
 import { CompletionRun, startCompletion } from '../engine/completion';
 import { RequestError, toRequestError } from '../engine/errors';
+import { webSocketOriginRefusal } from '../engine/origins';
 import { messageId, parseStreamMessage } from '../engine/params';
 import type { RuntimeHolder } from '../engine/runtime';
 import { DEFAULT_STALL_TIMEOUT_MS } from '../engine/scheduler';
@@ -18,6 +19,8 @@ import { decodeBinary, decodeText, encodeBinary, encodeText, ServerEvent } from 
 
 export interface GatewayOptions {
   apiKey?: string;
+  /** --allowed-origins: an upgrade from a browser page of any other origin is refused (403). */
+  allowedOrigins?: readonly string[];
   /** Largest client frame, bytes (ws closes the connection with 1009 beyond it). */
   maxPayload?: number;
   /** Buffered bytes above which the connection's requests pause. */
@@ -49,6 +52,7 @@ export class Gateway {
     opts: GatewayOptions = {},
   ) {
     this.opts = {
+      allowedOrigins: [],
       maxPayload: 1 << 20,
       highWaterMark: 1 << 20,
       hardLimit: 16 << 20,
@@ -77,7 +81,7 @@ export class Gateway {
     this.heartbeat.unref();
   }
 
-  /** Routes an HTTP upgrade: /v1/stream (with the API key when one is set), else 404. */
+  /** Routes an HTTP upgrade: /v1/stream (from an allowed origin, with the API key when one is set), else 404. */
   attach(server: Server): void {
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       const url = new URL(req.url ?? '/', 'http://x');
@@ -89,7 +93,9 @@ export class Gateway {
         );
       };
       if (url.pathname !== STREAM_PATH) return reject(new RequestError('not_found', `no WebSocket endpoint at ${url.pathname}: use ${STREAM_PATH}`));
-      const refusal = apiKeyRefusal(this.opts.apiKey, req.headers.authorization, url.searchParams.get('api_key'));
+      const refusal =
+        webSocketOriginRefusal(this.opts.allowedOrigins ?? [], req.headers.origin) ??
+        apiKeyRefusal(this.opts.apiKey, req.headers.authorization, url.searchParams.get('api_key'));
       if (refusal) return reject(refusal);
       if (this.holder.status === 'draining') return reject(new RequestError('shutting_down', 'the server is shutting down and accepts no new requests'));
       this.wss.handleUpgrade(req, socket, head, (ws) => this.wss.emit('connection', ws, req));
