@@ -401,7 +401,7 @@ export function run(): void {
 
 COMMANDS.serve = {
   usage:
-    'roost serve --model DIR [--adapters DIR] [--allow-adapter-loading] [--host H] [--port P] [--max-batch N] [--max-queue N] [--max-request-share F] [--api-key K] ' +
+    'roost serve --model DIR [--adapters DIR] [--allow-adapter-loading] [--chat-template FILE] [--host H] [--port P] [--max-batch N] [--max-queue N] [--max-request-share F] [--api-key K] ' +
     `[--request-timeout SECONDS] [--stall-timeout SECONDS] ${COMMON_USAGE}`,
   options: {
     ...COMMON,
@@ -415,6 +415,7 @@ COMMANDS.serve = {
     'stall-timeout': { type: 'string' },
     adapters: { type: 'string' },
     'allow-adapter-loading': { type: 'boolean' },
+    'chat-template': { type: 'string' },
   },
   async run(values: Values): Promise<void> {
     const device = str(values, 'device') ?? 'auto';
@@ -439,6 +440,7 @@ COMMANDS.serve = {
       stallTimeoutMs,
       adapters: str(values, 'adapters') ?? str(values, 'adapter'),
       allowAdapterLoading: values['allow-adapter-loading'] === true,
+      chatTemplate: str(values, 'chat-template'),
     });
   },
 };

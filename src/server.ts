@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 
 import { loadAdapterDir } from './engine/adapters';
+import { loadChatTemplate } from './engine/chat-template';
 import { RuntimeHolder } from './engine/runtime';
 import { SchedulerOptions } from './engine/scheduler';
 import { loadTokenizer } from './engine/tokenizer';
@@ -36,6 +37,8 @@ export interface ServeOptions {
   adapters?: string;
   /** POST /v1/load_lora_adapter and /v1/unload_lora_adapter at run time. */
   allowAdapterLoading?: boolean;
+  /** A Jinja chat template file replacing the model's (src/engine/chat-template.ts). */
+  chatTemplate?: string;
   /** The name in GET /v1/models and `model` (default: the folder's name). */
   modelId?: string;
   requestTimeoutMs?: number;
@@ -102,6 +105,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
 
   try {
     const tokenizer = loadTokenizer(opts.model);
+    // Before the weights load: a bad --chat-template fails at once.
+    const chatTemplate = loadChatTemplate(opts.model, tokenizer, opts.chatTemplate);
     const engine = await Engine.load(opts.model, { device: opts.device ?? 'cpu', ...(opts.threads ? { threads: opts.threads } : {}) });
     const info = engine.info();
     process.stderr.write(`roost serve: ${path.basename(opts.model)} on ${info.device === 'cuda' ? `cuda (${native().cuda().device})` : `cpu (${info.threads} threads, ${info.isa})`}\n`);
@@ -121,6 +126,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       completion: metrics.completion,
     });
     rt.modelDir = opts.model;
+    rt.chatTemplate = chatTemplate;
   } catch (e) {
     await close(0);
     throw e;

@@ -7,6 +7,7 @@ import { randomInt } from 'node:crypto';
 
 import type { AdapterInfo, EngineInfo, NativeEngine, SequenceParams, TokenLogprob } from '../native';
 import type { AdapterLeases } from './adapter-leases';
+import type { ChatTemplate } from './chat-template';
 import { resolveTarget } from './adapters';
 import { Detokenizer } from './detokenizer';
 import { checkLogprobCost, minTokens } from './request-cost';
@@ -36,6 +37,8 @@ export interface ModelRuntime {
   /** Keeps an unloaded adapter in the engine while submitted requests use it (absent: unload at once). */
   leases?: AdapterLeases;
   observer?: CompletionObserver;
+  /** Renders chat messages to a prompt (src/engine/chat-template.ts); absent: the model has none. */
+  chatTemplate?: ChatTemplate | null;
 }
 
 /** Per-request timings and counts for metrics (src/http/metrics.ts). */
@@ -87,6 +90,14 @@ export interface CompletionEvents {
    */
   onDelta?(index: number, text: string, logprobs: LegacyLogprobs | null, token?: number, logprob?: number): void;
   onChoiceEnd?(index: number, reason: ChoiceFinish): void;
+  /**
+   * Each sampled token that gets a log-prob entry (logprobs asked, not an
+   * end-of-sequence id), with its top alternatives as the engine gave them:
+   * called streamed or not, before that token's onDelta; index as in onDelta
+   * (a choice's when best_of == n). For responses that
+   * need the ids (the chat shape, src/http/chat-logprobs.ts).
+   */
+  onTokenLogprob?(index: number, token: number, logprob: number, top: readonly TokenLogprob[]): void;
 }
 
 export interface CompletionRun {
@@ -390,7 +401,10 @@ function submitCompletion(
               emit(text, token, logprob);
               return true;
             }
-            if (withLogprobs) out.addEntry(tokenString(tok, token), logprob, topDict(top, token, logprob));
+            if (withLogprobs) {
+              out.addEntry(tokenString(tok, token), logprob, topDict(top, token, logprob));
+              events.onTokenLogprob?.(index, token, logprob, top ?? []);
+            }
             let piece = out.detok.push(token);
             if (last) piece += out.detok.flush();
             const r = out.stops.push(piece);

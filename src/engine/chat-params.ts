@@ -1,0 +1,165 @@
+// A Chat Completions request (POST /v1/chat/completions, the WebSocket's
+// "chat" message) as the completion path takes it: the chat-only fields are
+// checked here (messages, logprobs as a boolean with top_logprobs,
+// max_completion_tokens), the messages are rendered with the chat template and
+// tokenized, and the rest of the body goes to parseCompletionBody with the
+// prompt as token ids, so every sampling field is validated in one place
+// (src/engine/params.ts) and runs through the one generation loop.
+import type { ChatMessage, ChatTemplate } from './chat-template';
+import { noChatTemplate } from './chat-template';
+import type { ModelRuntime } from './completion';
+import { describe, invalidParam, RequestError } from './errors';
+import { CompletionParams, LIMITS, parseCompletionBody } from './params';
+import { OFF_THREAD_PROMPT_BYTES } from './tokenize-offthread';
+
+/** max_tokens when neither it nor max_completion_tokens is given and the model's context is unbounded. */
+export const DEFAULT_CHAT_MAX_TOKENS_UNBOUNDED = 1024;
+
+type Obj = Record<string, unknown>;
+
+const ROLES = ['system', 'user', 'assistant'];
+
+/** Legacy Completions fields a chat request may not carry (it has messages, and logprobs is a boolean here). */
+const LEGACY_ONLY = ['prompt', 'suffix', 'echo', 'best_of'];
+/** OpenAI chat fields Roost does not implement (docs/api.md, "Not supported"). */
+const UNSUPPORTED = ['tools', 'tool_choice', 'parallel_tool_calls', 'functions', 'function_call', 'response_format', 'modalities', 'audio'];
+
+function isObject(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function present(o: Obj, k: string): boolean {
+  return Object.prototype.hasOwnProperty.call(o, k) && o[k] !== null && o[k] !== undefined;
+}
+
+/** A message's content: a string, or text parts joined by "\n" (as vLLM's "string" content format does). */
+function content(v: unknown, at: string): string {
+  if (typeof v === 'string') return v;
+  if (!Array.isArray(v)) throw invalidParam(`${at}.content`, 'a string or an array of {"type": "text", "text": ...} parts', v);
+  return v
+    .map((part, j) => {
+      const name = `${at}.content[${j}]`;
+      if (!isObject(part)) throw invalidParam(name, 'an object {"type": "text", "text": ...}', part);
+      if (part.type !== 'text') {
+        if (typeof part.type === 'string') {
+          throw new RequestError('unsupported_parameter', `${name}.type ${describe(part.type)} is not supported: only "text" parts are`, `${name}.type`);
+        }
+        throw invalidParam(`${name}.type`, '"text"', part.type);
+      }
+      if (typeof part.text !== 'string') throw invalidParam(`${name}.text`, 'a string', part.text);
+      for (const k of Object.keys(part)) {
+        if (k !== 'type' && k !== 'text') throw new RequestError('unknown_parameter', `Unrecognized content part argument supplied: ${name}.${k}`, `${name}.${k}`);
+      }
+      return part.text;
+    })
+    .join('\n');
+}
+
+/** messages: a non-empty array of {role: system|user|assistant, content, name?}. */
+export function parseMessages(v: unknown): ChatMessage[] {
+  if (v === undefined || v === null) throw new RequestError('invalid_parameter', 'messages is required', 'messages');
+  if (!Array.isArray(v)) throw invalidParam('messages', 'an array of messages', v);
+  if (v.length === 0) throw new RequestError('invalid_parameter', 'messages must not be empty', 'messages');
+  return v.map((m, i) => {
+    const at = `messages[${i}]`;
+    if (!isObject(m)) throw invalidParam(at, 'an object {"role": ..., "content": ...}', m);
+    if (typeof m.role !== 'string' || !ROLES.includes(m.role)) {
+      throw invalidParam(`${at}.role`, '"system", "user" or "assistant"', m.role);
+    }
+    if (!present(m, 'content')) throw new RequestError('invalid_parameter', `${at}.content is required`, `${at}.content`);
+    const msg: ChatMessage & { name?: string } = { role: m.role, content: content(m.content, at) };
+    for (const k of Object.keys(m)) {
+      if (k === 'role' || k === 'content') continue;
+      if (k === 'name') {
+        if (typeof m.name !== 'string') throw invalidParam(`${at}.name`, 'a string', m.name);
+        msg.name = m.name;
+      } else if (k === 'tool_calls' || k === 'function_call' || k === 'tool_call_id') {
+        throw new RequestError('unsupported_parameter', `${at}.${k} is not supported: Roost has no tool calling`, `${at}.${k}`);
+      } else {
+        throw new RequestError('unknown_parameter', `Unrecognized message argument supplied: ${at}.${k}`, `${at}.${k}`);
+      }
+    }
+    return msg;
+  });
+}
+
+/** The chat-only fields of a body, checked; `rest` is what parseCompletionBody validates. */
+export interface ChatFields {
+  messages: ChatMessage[];
+  /** Top alternatives per token (top_logprobs), or null when logprobs is off. */
+  logprobs: number | null;
+  /** max_completion_tokens, else max_tokens; null = the rest of the context. */
+  maxTokens: number | null;
+  rest: Obj;
+}
+
+function maxTokensField(o: Obj, k: string): number | null {
+  if (!present(o, k)) return null;
+  const v = o[k];
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > LIMITS.maxTokens) throw invalidParam(k, `an integer from 0 to ${LIMITS.maxTokens}`, v);
+  return v;
+}
+
+/** Checks the chat-only fields of a request body (HTTP) or message (WebSocket, without type / id). */
+export function parseChatFields(body: unknown): ChatFields {
+  if (!isObject(body)) throw new RequestError('invalid_parameter', `the request body must be a JSON object (got ${describe(body)})`, null);
+  for (const k of LEGACY_ONLY) {
+    if (k in body) {
+      throw new RequestError('unknown_parameter', `Unrecognized request argument supplied: ${JSON.stringify(k)} (a /v1/completions field; chat requests send messages)`, k);
+    }
+  }
+  for (const k of UNSUPPORTED) {
+    if (present(body, k)) throw new RequestError('unsupported_parameter', `${k} is not supported: Roost has no tool calling, structured output or audio (docs/api.md)`, k);
+  }
+  const { messages, logprobs, top_logprobs: top, max_tokens: _mt, max_completion_tokens: _mct, ...rest } = body;
+  const parsed = parseMessages(messages);
+  let want = false;
+  if (present(body, 'logprobs')) {
+    if (typeof logprobs !== 'boolean') throw invalidParam('logprobs', 'a boolean (the chat API; top_logprobs gives the count)', logprobs);
+    want = logprobs;
+  }
+  let k = 0;
+  if (present(body, 'top_logprobs')) {
+    if (typeof top !== 'number' || !Number.isInteger(top) || top < 0 || top > LIMITS.logprobs) throw invalidParam('top_logprobs', `an integer from 0 to ${LIMITS.logprobs}`, top);
+    if (!want) throw new RequestError('invalid_parameter', 'top_logprobs needs logprobs: true', 'top_logprobs');
+    k = top;
+  }
+  const maxTokens = maxTokensField(body, 'max_completion_tokens') ?? maxTokensField(body, 'max_tokens');
+  return { messages: parsed, logprobs: want ? k : null, maxTokens, rest };
+}
+
+/** The prompt text of a chat request, rendered with the served model's template. */
+export function renderChat(rt: ModelRuntime, messages: ChatMessage[], addGenerationPrompt = true): { text: string; template: ChatTemplate } {
+  const template = rt.chatTemplate;
+  if (!template) throw noChatTemplate(rt.modelId);
+  return { text: template.render(messages, addGenerationPrompt), template };
+}
+
+/**
+ * A rendered prompt's ids without the tokenizer's added special tokens (the
+ * template writes its own, as transformers and vLLM do for chat); large
+ * prompts are tokenized off the event loop.
+ */
+export function encodeRendered(rt: ModelRuntime, text: string, addSpecialTokens = false): number[] | Promise<number[]> {
+  if (rt.tokenizeWorker && Buffer.byteLength(text, 'utf8') >= OFF_THREAD_PROMPT_BYTES) {
+    return rt.tokenizeWorker.encode([text], { addSpecialTokens }).then((ids) => ids[0]);
+  }
+  return rt.tokenizer.encode(text, { addSpecialTokens });
+}
+
+/**
+ * The completion params of a chat request whose prompt is `ids`: the default
+ * max_tokens is the rest of the context, and the template's stop strings
+ * (roost:stop) are added to the request's.
+ */
+export function chatCompletionParams(rt: ModelRuntime, chat: ChatFields, ids: number[], template: ChatTemplate, extra: Obj = {}): CompletionParams {
+  if (ids.length === 0) throw new RequestError('invalid_parameter', 'the chat template rendered the messages to an empty prompt', 'messages');
+  const max = rt.info.maxContext;
+  // At least 1, so a prompt that fills the context gets the context-length error naming it.
+  const maxTokens = chat.maxTokens ?? (max > 0 ? Math.max(1, max - ids.length) : DEFAULT_CHAT_MAX_TOKENS_UNBOUNDED);
+  const body: Obj = { ...chat.rest, ...extra, prompt: ids, max_tokens: maxTokens };
+  if (chat.logprobs !== null) body.logprobs = chat.logprobs;
+  const p = parseCompletionBody(body, { vocabSize: rt.info.vocabSize });
+  for (const s of template.stops) if (!p.stop.includes(s)) p.stop.push(s);
+  return p;
+}
