@@ -7,9 +7,9 @@
 // (src/engine/params.ts) and runs through the one generation loop.
 import type { ChatMessage, ChatTemplate } from './chat-template';
 import { noChatTemplate } from './chat-template';
-import type { ModelRuntime } from './completion';
+import { CompletionEvents, CompletionRun, deferredRun, ModelRuntime, startCompletion } from './completion';
 import { describe, invalidParam, RequestError } from './errors';
-import { CompletionParams, LIMITS, parseCompletionBody } from './params';
+import { CompletionParams, LIMITS, parseCompletionBody, STREAM_FIELDS } from './params';
 import { OFF_THREAD_PROMPT_BYTES } from './tokenize-offthread';
 
 /** max_tokens when neither it nor max_completion_tokens is given and the model's context is unbounded. */
@@ -163,3 +163,46 @@ export function chatCompletionParams(rt: ModelRuntime, chat: ChatFields, ids: nu
   for (const s of template.stops) if (!p.stop.includes(s)) p.stop.push(s);
   return p;
 }
+
+/** A WebSocket "chat" message: one sequence, streamed token by token, like a "request" with messages for its prompt. */
+export interface ChatStreamRequest {
+  id: string;
+  chat: ChatFields;
+}
+
+/** Fields of a WebSocket chat message: a request message's, with messages (and the chat API's log-prob and length fields) for prompt. */
+const CHAT_STREAM_FIELDS = new Set([
+  ...[...STREAM_FIELDS].filter((k) => k !== 'prompt' && k !== 'suffix'),
+  'messages', 'max_completion_tokens', 'top_logprobs',
+]);
+
+/** Validates a WebSocket chat message (decoded from JSON or protobuf; type is "chat"). */
+export function parseChatStreamMessage(msg: Obj): ChatStreamRequest {
+  const id = msg.id;
+  if (typeof id !== 'string' || id.length === 0 || id.length > LIMITS.idLength) {
+    throw invalidParam('id', `a string of 1 to ${LIMITS.idLength} characters`, id);
+  }
+  for (const k of Object.keys(msg)) {
+    if (!CHAT_STREAM_FIELDS.has(k)) throw new RequestError('unknown_parameter', `Unrecognized chat argument supplied: ${JSON.stringify(k.slice(0, 64))}`, k);
+  }
+  const { type: _type, id: _id, ...body } = msg;
+  return { id, chat: parseChatFields(body) };
+}
+
+/**
+ * Renders, tokenizes (off the event loop when large) and starts a chat
+ * request as one streamed sequence (the WebSocket's); refusals before the
+ * prompt is tokenized throw, later ones reject the run.
+ */
+export function startChatStream(rt: ModelRuntime, chat: ChatFields, events: CompletionEvents): CompletionRun {
+  const { text, template } = renderChat(rt, chat.messages);
+  const start = (ids: number[]) => {
+    const p = chatCompletionParams(rt, chat, ids, template);
+    return startCompletion(rt, { ...p, n: 1, bestOf: 1, stream: true, includeUsage: true, echo: false }, events);
+  };
+  const encoded = encodeRendered(rt, text);
+  return encoded instanceof Promise ? deferredRun(encoded.then((ids) => () => start(ids))) : start(encoded);
+}
+
+/** The `type` of a WebSocket chat message. */
+export const chatMessageType = 'chat';

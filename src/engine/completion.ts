@@ -260,16 +260,29 @@ export function startCompletion(rt: ModelRuntime, p: CompletionParams, events: C
   const { adapter } = resolveTarget(rt.modelId, rt.adapters, p.model, p.adapter);
   const tokenized = tokenizePrompts(rt, p, adapter?.promptTokens ?? 0);
   if (!(tokenized instanceof Promise)) return submitCompletion(rt, p, adapter, tokenized, events);
+  return deferredRun(
+    tokenized.then((promptIds) => () => {
+      // Not queued yet, so it holds no lease: an adapter unloaded meanwhile is refused by name (404) here.
+      const target = resolveTarget(rt.modelId, rt.adapters, p.model, p.adapter);
+      return submitCompletion(rt, p, target.adapter, promptIds, events);
+    }),
+  );
+}
 
+/**
+ * A run that starts once `ready` resolves (a prompt tokenized off the event
+ * loop): `ready` gives the function that starts it, which is not called if
+ * the run was cancelled meanwhile. A rejection of `ready`, or a throw of the
+ * start, rejects `accepted` and `result` (unless cancelled: nobody to tell).
+ */
+export function deferredRun(ready: Promise<() => CompletionRun>): CompletionRun {
   let run: CompletionRun | undefined;
   let cancelled = false;
   let paused = false;
-  const submitted = tokenized.then(
-    (promptIds) => {
+  const submitted = ready.then(
+    (start) => {
       if (cancelled) return undefined;
-      // Not queued yet, so it holds no lease: an adapter unloaded meanwhile is refused by name (404) here.
-      const target = resolveTarget(rt.modelId, rt.adapters, p.model, p.adapter);
-      run = submitCompletion(rt, p, target.adapter, promptIds, events);
+      run = start();
       if (paused) run.setPaused(true);
       return run;
     },
@@ -278,7 +291,7 @@ export function startCompletion(rt: ModelRuntime, p: CompletionParams, events: C
       throw e;
     },
   );
-  const accepted = submitted.then(() => undefined);
+  const accepted = submitted.then((r) => r?.accepted);
   const result = submitted.then((r) => r?.result ?? { choices: [], usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 } });
   // A caller may read only one of them; keep the other's rejection from going unhandled.
   accepted.catch(() => undefined);
