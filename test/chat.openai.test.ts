@@ -210,3 +210,20 @@ test('a model without a chat template answers 400 naming --chat-template', async
     await plain.close(0);
   }
 });
+
+test("a template's roost:stop strings end the reply (--chat-template overriding the model's)", async () => {
+  const greedy = await client.chat.completions.create({ messages, max_tokens: 12, temperature: 0, logit_bias: NO_EOS });
+  const text = greedy.choices[0].message.content!;
+  const stop = text.slice(3, 5);
+  const file = `${dir}/stopping.jinja`;
+  fs.writeFileSync(file, `{#- roost:stop ${JSON.stringify(stop)} -#}\n` + fs.readFileSync(`${__dirname}/fixtures/chat-templates/chatml.jinja`, 'utf8'));
+  const other = await start(dir, { chatTemplate: file });
+  try {
+    const c = new OpenAI({ baseURL: `${other.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    const r = await c.chat.completions.create({ messages, max_tokens: 12, temperature: 0, logit_bias: NO_EOS });
+    expect(r.choices[0].message.content).toBe(text.slice(0, text.indexOf(stop)));
+    expect(r.choices[0].finish_reason).toBe('stop');
+  } finally {
+    await other.close(0);
+  }
+});
