@@ -5,6 +5,7 @@
 // tokenized, and the rest of the body goes to parseCompletionBody with the
 // prompt as token ids, so every sampling field is validated in one place
 // (src/engine/params.ts) and runs through the one generation loop.
+import { resolveTarget } from './adapters';
 import type { ChatMessage, ChatTemplate } from './chat-template';
 import { noChatTemplate } from './chat-template';
 import { CompletionEvents, CompletionRun, deferredRun, ModelRuntime, startCompletion } from './completion';
@@ -154,12 +155,16 @@ export function encodeRendered(rt: ModelRuntime, text: string, addSpecialTokens 
  */
 export function chatCompletionParams(rt: ModelRuntime, chat: ChatFields, ids: number[], template: ChatTemplate, extra: Obj = {}): CompletionParams {
   if (ids.length === 0) throw new RequestError('invalid_parameter', 'the chat template rendered the messages to an empty prompt', 'messages');
-  const max = rt.info.maxContext;
-  // At least 1, so a prompt that fills the context gets the context-length error naming it.
-  const maxTokens = chat.maxTokens ?? (max > 0 ? Math.max(1, max - ids.length) : DEFAULT_CHAT_MAX_TOKENS_UNBOUNDED);
-  const body: Obj = { ...chat.rest, ...extra, prompt: ids, max_tokens: maxTokens };
+  // Without a length, the largest one is validated and then replaced by the rest of the context.
+  const body: Obj = { ...chat.rest, ...extra, prompt: ids, max_tokens: chat.maxTokens ?? LIMITS.maxTokens };
   if (chat.logprobs !== null) body.logprobs = chat.logprobs;
   const p = parseCompletionBody(body, { vocabSize: rt.info.vocabSize });
+  if (chat.maxTokens === null) {
+    const max = rt.info.maxContext;
+    // An adapter's soft prompt takes positions too; at least 1, so a prompt that fills the context gets the context-length error naming it.
+    const reserved = resolveTarget(rt.modelId, rt.adapters, p.model, p.adapter).adapter?.promptTokens ?? 0;
+    p.maxTokens = max > 0 ? Math.max(1, max - reserved - ids.length) : DEFAULT_CHAT_MAX_TOKENS_UNBOUNDED;
+  }
   for (const s of template.stops) if (!p.stop.includes(s)) p.stop.push(s);
   return p;
 }
