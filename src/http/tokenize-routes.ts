@@ -8,6 +8,8 @@ import type { Express, Request, RequestHandler, Response } from 'express';
 import { encodeRendered, parseMessages, renderChat } from '../engine/chat-params';
 import { describe, invalidParam, RequestError } from '../engine/errors';
 import type { RuntimeHolder } from '../engine/runtime';
+import type { ModelRuntime } from '../engine/completion';
+import { resolveTarget } from '../engine/adapters';
 import { packageRoot } from '../package-root';
 
 type Obj = Record<string, unknown>;
@@ -32,13 +34,11 @@ function flag(o: Obj, k: string, dflt: boolean): boolean {
   return v;
 }
 
-function checkModel(o: Obj, modelId: string): void {
+/** `model`, when given, must name the served model or one of its adapters (which share its tokenizer). */
+function checkModel(o: Obj, rt: ModelRuntime): void {
   if (o.model === undefined || o.model === null) return;
   if (typeof o.model !== 'string') throw invalidParam('model', 'a string', o.model);
-  // The tokenizer is the base model's whatever adapter is named, so "model:adapter" is accepted.
-  if (o.model !== modelId && !o.model.startsWith(`${modelId}:`)) {
-    throw new RequestError('model_not_found', `The model ${JSON.stringify(o.model.slice(0, 256))} does not exist`, 'model');
-  }
+  resolveTarget(rt.modelId, rt.adapters, o.model, null);
 }
 
 let version: string | undefined;
@@ -52,7 +52,7 @@ export function tokenizeRoutes(app: Express, holder: RuntimeHolder, body: Reques
   app.post('/tokenize', ...body, async (req: Request, res: Response) => {
     const rt = holder.require();
     const o = object(req.body);
-    checkModel(o, rt.modelId);
+    checkModel(o, rt);
     let ids: number[];
     if ('messages' in o) {
       rejectUnknown(o, ['model', 'messages', 'add_generation_prompt', 'add_special_tokens']);
@@ -78,7 +78,7 @@ export function tokenizeRoutes(app: Express, holder: RuntimeHolder, body: Reques
     const rt = holder.require();
     const o = object(req.body);
     rejectUnknown(o, ['model', 'tokens']);
-    checkModel(o, rt.modelId);
+    checkModel(o, rt);
     const tokens = o.tokens;
     if (!Array.isArray(tokens)) {
       if (tokens === undefined) throw new RequestError('invalid_parameter', 'tokens is required', 'tokens');
