@@ -6,6 +6,7 @@ import * as path from 'node:path';
 
 import type { RunningServer } from '../src/server';
 import { goldenOf, tinyWithChatml } from './chat.helpers';
+import { loadTokenizer } from '../src/engine/tokenizer';
 import { start, TINY } from './http.helpers';
 
 const golden = JSON.parse(fs.readFileSync(path.join(TINY, 'golden.json'), 'utf8'));
@@ -86,4 +87,21 @@ test('GET /version: package.json version; the routes need the API key like the o
   expect(await call('/version', undefined, 'GET')).toEqual({ status: 200, json: { version } });
   const r = await fetch(`${s.url}/tokenize`, { method: 'POST', body: JSON.stringify({ prompt: 'x' }) });
   expect(r.status).toBe(401);
+});
+
+test('a large chat prompt is tokenized off the event loop, with the same ids', async () => {
+  const big = 'word '.repeat(14000) + 'end'; // 70 KB: past OFF_THREAD_PROMPT_BYTES
+  const rendered = `<|im_start|>user\n${big}<|im_end|>\n<|im_start|>assistant\n`;
+  const r = await call('/tokenize', { messages: [{ role: 'user', content: big }] });
+  expect(r.status).toBe(200);
+  expect(r.json.tokens).toEqual(loadTokenizer(dir).encode(rendered));
+  expect((s.holder.runtime!.tokenizeWorker as any).worker).toBeDefined(); // the worker was started for it
+  // Too long for gpt2-tiny's 128 positions: the chat route refuses it naming the prompt.
+  const chat = await fetch(`${s.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Authorization: 'Bearer k' },
+    body: JSON.stringify({ messages: [{ role: 'user', content: big }] }),
+  });
+  expect(chat.status).toBe(400);
+  expect(((await chat.json()) as any).error).toMatchObject({ code: 'context_length_exceeded', param: 'prompt' });
 });
