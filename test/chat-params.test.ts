@@ -24,6 +24,7 @@ test('max_tokens: the rest of the context, less a soft prompt; the unbounded def
   expect(params({}, 0).maxTokens).toBe(DEFAULT_CHAT_MAX_TOKENS_UNBOUNDED);
   expect(params({ max_tokens: 5 }).maxTokens).toBe(5);
   expect(params({ max_tokens: 5, max_completion_tokens: 7 }).maxTokens).toBe(7);
+  expect(() => params({ max_tokens: -5, max_completion_tokens: 7 })).toThrow('max_tokens must be an integer from 0 to 16777216 (got -5)');
 });
 
 test('stop strings: the request\'s, then the template\'s, once', () => {

@@ -125,7 +125,8 @@ export function parseChatFields(body: unknown): ChatFields {
     if (!want) throw new RequestError('invalid_parameter', 'top_logprobs needs logprobs: true', 'top_logprobs');
     k = top;
   }
-  const maxTokens = maxTokensField(body, 'max_completion_tokens') ?? maxTokensField(body, 'max_tokens');
+  const legacyMax = maxTokensField(body, 'max_tokens'); // validated even when max_completion_tokens wins
+  const maxTokens = maxTokensField(body, 'max_completion_tokens') ?? legacyMax;
   return { messages: parsed, logprobs: want ? k : null, maxTokens, rest };
 }
 
