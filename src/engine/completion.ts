@@ -94,8 +94,8 @@ export interface CompletionEvents {
    * Each sampled token that gets a log-prob entry (logprobs asked, not an
    * end-of-sequence id), with its top alternatives as the engine gave them:
    * called streamed or not, before that token's onDelta; index as in onDelta
-   * (a choice's when best_of == n). For responses that
-   * need the ids (the chat shape, src/http/chat-logprobs.ts).
+   * (a choice's when best_of == n). For responses that need the ids (the chat
+   * shape, src/engine/chat-logprobs.ts).
    */
   onTokenLogprob?(index: number, token: number, logprob: number, top: readonly TokenLogprob[]): void;
 }
