@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 
 import { loadAdapterDir } from './engine/adapters';
+import { loadChatTemplate } from './engine/chat-template';
 import { RuntimeHolder } from './engine/runtime';
 import { SchedulerOptions } from './engine/scheduler';
 import { loadTokenizer } from './engine/tokenizer';
@@ -41,6 +42,8 @@ export interface ServeOptions {
   allowedOrigins?: string[];
   /** One line per HTTP request; absent: no access log. */
   accessLog?: AccessLogOptions;
+  /** A Jinja chat template file replacing the model's (src/engine/chat-template.ts). */
+  chatTemplate?: string;
   /** The name in GET /v1/models and `model` (default: the folder's name). */
   modelId?: string;
   requestTimeoutMs?: number;
@@ -114,6 +117,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
 
   try {
     const tokenizer = loadTokenizer(opts.model);
+    // Before the weights load: a bad --chat-template fails at once.
+    const chatTemplate = loadChatTemplate(opts.model, tokenizer, opts.chatTemplate);
     const engine = await Engine.load(opts.model, { device: opts.device ?? 'cpu', ...(opts.threads ? { threads: opts.threads } : {}) });
     const info = engine.info();
     process.stderr.write(`roost serve: ${path.basename(opts.model)} on ${info.device === 'cuda' ? `cuda (${native().cuda().device})` : `cpu (${info.threads} threads, ${info.isa})`}\n`);
@@ -133,6 +138,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       completion: metrics.completion,
     });
     rt.modelDir = opts.model;
+    rt.chatTemplate = chatTemplate;
   } catch (e) {
     await close(0);
     throw e;

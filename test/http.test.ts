@@ -71,7 +71,7 @@ describe('routes', () => {
   });
 
   test('unknown routes and methods are 404 in the error shape', async () => {
-    for (const [method, p] of [['GET', '/nope'], ['GET', '/v1/completions'], ['POST', '/v1/chat/completions']]) {
+    for (const [method, p] of [['GET', '/nope'], ['GET', '/v1/completions'], ['GET', '/v1/chat/completions'], ['POST', '/v1/embeddings']]) {
       const r = await fetch(`${tiny.url}${p}`, { method });
       expect(r.status).toBe(404);
       const body = (await r.json()) as any;

@@ -129,3 +129,24 @@ describe('the tokenizer worker (src/engine/tokenize-offthread.ts) gives the same
     }
   });
 });
+
+describe('addSpecialTokens false (a rendered chat template writes its own <s>)', () => {
+  const dirs = [
+    llamaTokenizerDir({ add_bos_token: true, add_eos_token: true, bos_token: '<s>', eos_token: '</s>' }),
+    llamaTokenizerDir({ eos_token: '</s>' }), // the post-processor adds <s>
+  ];
+  afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+
+  test.each([0, 1])('case %i: nothing added around the text, here and in the worker; a <s> in the text stays one', async (i) => {
+    const tok = loadTokenizer(dirs[i]);
+    expect(tok.encode('Hello', { addSpecialTokens: false })).toEqual([265]);
+    // Llama-2's chat template starts with bos_token: one <s>, not two.
+    expect(tok.encode('<s>Hello', { addSpecialTokens: false })).toEqual([1, 265]);
+    const w = new TokenizerWorker(dirs[i]);
+    try {
+      expect(await w.encode(['Hello', '<s>Hello'], { addSpecialTokens: false })).toEqual([[265], [1, 265]]);
+    } finally {
+      await w.close();
+    }
+  });
+});

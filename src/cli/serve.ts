@@ -22,6 +22,7 @@ interface ServeFlags extends ModelFlags {
   allowedOrigins?: string[];
   logFormat: LogFormat;
   quiet?: boolean;
+  chatTemplate?: string;
 }
 
 /** ORIGIN[,ORIGIN...] as the browser writes Origin, or `*`. */
@@ -67,6 +68,7 @@ export function serveCommand(): Command {
     .addOption(flag('--allowed-origins <origins>', 'ORIGIN[,ORIGIN...] (scheme://host[:port]) whose web pages may call the API from a browser (CORS); * for any (default: none)', origins))
     .addOption(flag('--log-format <format>', 'the access log on stderr, one line per request: text or json', oneOf<LogFormat>(...LOG_FORMATS), 'text' as LogFormat))
     .addOption(flag('--quiet', 'no access log'))
+    .addOption(flag('--chat-template <file>', "a Jinja chat template for /v1/chat/completions and /tokenize, replacing the model's (tokenizer_config.json chat_template)"))
     .action(runServe);
 }
 
@@ -86,6 +88,7 @@ async function runServe(flags: ServeFlags): Promise<void> {
     adapters: flags.adapters ?? flags.adapter,
     allowAdapterLoading: flags.allowAdapterLoading === true,
     allowedOrigins: flags.allowedOrigins,
+    chatTemplate: flags.chatTemplate,
     accessLog: flags.quiet ? undefined : { format: flags.logFormat, write: (line) => process.stderr.write(line) },
   });
 }

@@ -7,6 +7,7 @@ import { randomInt } from 'node:crypto';
 
 import type { AdapterInfo, EngineInfo, NativeEngine, SequenceParams, TokenLogprob } from '../native';
 import type { AdapterLeases } from './adapter-leases';
+import type { ChatTemplate } from './chat-template';
 import { resolveTarget } from './adapters';
 import { Detokenizer } from './detokenizer';
 import { checkLogprobCost, minTokens } from './request-cost';
@@ -36,6 +37,8 @@ export interface ModelRuntime {
   /** Keeps an unloaded adapter in the engine while submitted requests use it (absent: unload at once). */
   leases?: AdapterLeases;
   observer?: CompletionObserver;
+  /** Renders chat messages to a prompt (src/engine/chat-template.ts); absent: the model has none. */
+  chatTemplate?: ChatTemplate | null;
 }
 
 /** Per-request timings and counts for metrics (src/http/metrics.ts). */
@@ -89,6 +92,14 @@ export interface CompletionEvents {
   onChoiceEnd?(index: number, reason: ChoiceFinish): void;
   /** The request's first token was sampled (every request, streamed or not: the access log's TTFT). */
   onFirstToken?(): void;
+  /**
+   * Each sampled token that gets a log-prob entry (logprobs asked, not an
+   * end-of-sequence id), with its top alternatives as the engine gave them:
+   * called streamed or not, before that token's onDelta; index as in onDelta
+   * (a choice's when best_of == n). For responses that need the ids (the chat
+   * shape, src/engine/chat-logprobs.ts).
+   */
+  onTokenLogprob?(index: number, token: number, logprob: number, top: readonly TokenLogprob[]): void;
 }
 
 export interface CompletionRun {
@@ -251,16 +262,29 @@ export function startCompletion(rt: ModelRuntime, p: CompletionParams, events: C
   const { adapter } = resolveTarget(rt.modelId, rt.adapters, p.model, p.adapter);
   const tokenized = tokenizePrompts(rt, p, adapter?.promptTokens ?? 0);
   if (!(tokenized instanceof Promise)) return submitCompletion(rt, p, adapter, tokenized, events);
+  return deferredRun(
+    tokenized.then((promptIds) => () => {
+      // Not queued yet, so it holds no lease: an adapter unloaded meanwhile is refused by name (404) here.
+      const target = resolveTarget(rt.modelId, rt.adapters, p.model, p.adapter);
+      return submitCompletion(rt, p, target.adapter, promptIds, events);
+    }),
+  );
+}
 
+/**
+ * A run that starts once `ready` resolves (a prompt tokenized off the event
+ * loop): `ready` gives the function that starts it, which is not called if
+ * the run was cancelled meanwhile. A rejection of `ready`, or a throw of the
+ * start, rejects `accepted` and `result` (unless cancelled: nobody to tell).
+ */
+export function deferredRun(ready: Promise<() => CompletionRun>): CompletionRun {
   let run: CompletionRun | undefined;
   let cancelled = false;
   let paused = false;
-  const submitted = tokenized.then(
-    (promptIds) => {
+  const submitted = ready.then(
+    (start) => {
       if (cancelled) return undefined;
-      // Not queued yet, so it holds no lease: an adapter unloaded meanwhile is refused by name (404) here.
-      const target = resolveTarget(rt.modelId, rt.adapters, p.model, p.adapter);
-      run = submitCompletion(rt, p, target.adapter, promptIds, events);
+      run = start();
       if (paused) run.setPaused(true);
       return run;
     },
@@ -269,7 +293,7 @@ export function startCompletion(rt: ModelRuntime, p: CompletionParams, events: C
       throw e;
     },
   );
-  const accepted = submitted.then(() => undefined);
+  const accepted = submitted.then((r) => r?.accepted);
   const result = submitted.then((r) => r?.result ?? { choices: [], usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 } });
   // A caller may read only one of them; keep the other's rejection from going unhandled.
   accepted.catch(() => undefined);
@@ -393,7 +417,10 @@ function submitCompletion(
               emit(text, token, logprob);
               return true;
             }
-            if (withLogprobs) out.addEntry(tokenString(tok, token), logprob, topDict(top, token, logprob));
+            if (withLogprobs) {
+              out.addEntry(tokenString(tok, token), logprob, topDict(top, token, logprob));
+              events.onTokenLogprob?.(index, token, logprob, top ?? []);
+            }
             let piece = out.detok.push(token);
             if (last) piece += out.detok.flush();
             const r = out.stops.push(piece);

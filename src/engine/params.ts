@@ -63,8 +63,8 @@ const COMPLETION_FIELDS = new Set([
   'user', 'presence_penalty', 'frequency_penalty',
 ]);
 
-/** Fields of a WebSocket request message (one sequence per request). */
-const STREAM_FIELDS = new Set([
+/** Fields of a WebSocket request message (one sequence per request; src/engine/chat-params.ts derives the chat message's). */
+export const STREAM_FIELDS = new Set([
   'type', 'id', 'model', 'adapter', 'prompt', 'suffix', 'max_tokens', 'temperature', 'top_p', 'top_k', 'stop', 'seed', 'logprobs',
   'logit_bias',
 ]);
@@ -286,7 +286,7 @@ export type StreamMessage = { type: 'request'; request: StreamRequest } | { type
 export function parseStreamMessage(msg: unknown, limits: ModelLimits): StreamMessage {
   if (!isObject(msg)) throw new RequestError('invalid_parameter', `a message must be a JSON object (got ${describe(msg)})`, null);
   const type = msg.type;
-  if (type !== 'request' && type !== 'cancel') throw invalidParam('type', '"request" or "cancel"', type);
+  if (type !== 'request' && type !== 'cancel') throw invalidParam('type', '"request", "chat" or "cancel"', type);
   const id = msg.id;
   if (typeof id !== 'string' || id.length === 0 || id.length > LIMITS.idLength) {
     throw invalidParam('id', `a string of 1 to ${LIMITS.idLength} characters`, id);

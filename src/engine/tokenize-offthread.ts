@@ -12,6 +12,7 @@ import { Worker } from 'node:worker_threads';
 
 import { RequestError } from './errors';
 import type { EncodeMessage, EncodeReply } from './tokenize-worker';
+import type { EncodeOptions } from './tokenizer';
 
 /** Prompts (with a FIM suffix) of at least this many UTF-8 bytes in all are tokenized in the worker. */
 export const OFF_THREAD_PROMPT_BYTES = 64 << 10;
@@ -45,14 +46,14 @@ export class TokenizerWorker {
   constructor(readonly dir: string) {}
 
   /** Each text's ids, encoded in the worker. Rejects with engine_error if the worker fails, shutting_down once closed. */
-  encode(texts: string[]): Promise<number[][]> {
+  encode(texts: string[], options: EncodeOptions = {}): Promise<number[][]> {
     if (this.closed) return Promise.reject(new RequestError('shutting_down', 'the server is shutting down and accepts no new requests'));
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
       const w = this.started();
       if (this.pending.size === 0) w.ref();
       this.pending.set(id, { resolve, reject });
-      w.postMessage({ id, texts } satisfies EncodeMessage);
+      w.postMessage({ id, texts, addSpecialTokens: options.addSpecialTokens } satisfies EncodeMessage);
     });
   }
 

@@ -10,6 +10,8 @@ import { loadTokenizer } from './tokenizer';
 export interface EncodeMessage {
   id: number;
   texts: string[];
+  /** Tokenizer.encode's option (absent: the tokenizer's default). */
+  addSpecialTokens?: boolean;
 }
 
 /** Each text's ids as a transferred Uint32Array buffer, or the encoder's error message. */
@@ -17,10 +19,10 @@ export type EncodeReply = { id: number; ids: ArrayBuffer[] } | { id: number; err
 
 const tokenizer = loadTokenizer((workerData as { dir: string }).dir);
 
-parentPort!.on('message', ({ id, texts }: EncodeMessage) => {
+parentPort!.on('message', ({ id, texts, addSpecialTokens }: EncodeMessage) => {
   let reply: EncodeReply;
   try {
-    reply = { id, ids: texts.map((t) => Uint32Array.from(tokenizer.encode(t)).buffer) };
+    reply = { id, ids: texts.map((t) => Uint32Array.from(tokenizer.encode(t, { addSpecialTokens })).buffer) };
   } catch (e) {
     reply = { id, error: (e as Error)?.message ?? String(e) };
   }

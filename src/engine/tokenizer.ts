@@ -12,7 +12,7 @@ import { Tokenizer, TokenizerError } from './tokenizers/types';
 export { ByteTokenizer } from './tokenizers/bytes';
 export { HfTokenizer } from './tokenizers/hf';
 export { TokenizerError } from './tokenizers/types';
-export type { Tokenizer, TokenizerKind } from './tokenizers/types';
+export type { EncodeOptions, Tokenizer, TokenizerKind } from './tokenizers/types';
 
 /** The engine reads at most this much of config.json (cpp/config.cpp kMaxConfigBytes). */
 const CONFIG_MAX_BYTES = 16 << 20;

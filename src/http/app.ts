@@ -1,7 +1,8 @@
 // The Express app (no listen here: serve.ts and the tests listen). Routes:
-// POST /v1/completions, GET /v1/models, GET /health, GET /metrics; every error
-// goes through the catalogue in errors.ts. Before the routes: the request id
-// and access log (access-log.ts), then CORS (cors.ts), then the API key.
+// POST /v1/completions, POST /v1/chat/completions, POST /tokenize and
+// /detokenize, GET /version, GET /v1/models, GET /health, GET /metrics; every
+// error goes through the catalogue in errors.ts. Before the routes: the request
+// id and access log (access-log.ts), then CORS (cors.ts), then the API key.
 import express, { NextFunction, Request, Response } from 'express';
 
 import { RequestError, toRequestError } from '../engine/errors';
@@ -11,10 +12,12 @@ import { AccessLogOptions, accessLog, requestId } from './access-log';
 import { adapterRoutes } from './adapter-routes';
 import { requireApiKey } from './auth';
 import { jsonBody } from './body';
+import { chatCompletionsHandler } from './chat-completions';
 import { completionsHandler } from './completions';
 import { cors } from './cors';
 import { sendError } from './errors';
 import type { Metrics } from './metrics';
+import { tokenizeRoutes } from './tokenize-routes';
 
 export interface AppOptions {
   apiKey?: string;
@@ -91,6 +94,13 @@ export function createApp(holder: RuntimeHolder, metrics: Metrics, opts: AppOpti
   app.all('/v1/completions', (req) => {
     throw new RequestError('not_found', `${req.method} /v1/completions is not supported: use POST`);
   });
+  // Chat Completions and vLLM's /tokenize, /detokenize, /version (src/http/chat-completions.ts, tokenize-routes.ts).
+  const generation = { keepAliveMs: opts.keepAliveMs ?? 10_000, stallTimeoutMs: opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS };
+  app.post('/v1/chat/completions', jsonBody(opts.bodyLimit ?? 8 << 20), chatCompletionsHandler(holder, generation));
+  app.all('/v1/chat/completions', (req) => {
+    throw new RequestError('not_found', `${req.method} /v1/chat/completions is not supported: use POST`);
+  });
+  tokenizeRoutes(app, holder, jsonBody(opts.bodyLimit ?? 8 << 20));
 
   app.use((req: Request) => {
     throw new RequestError('not_found', `no route for ${req.method} ${req.path}`);

@@ -49,7 +49,8 @@ export function decodeBinary(data: Buffer): unknown {
     throw new RequestError('invalid_frame', `the frame is not a roost.ClientMessage: ${(e as Error).message}`);
   }
   if (o.cancel) return { type: 'cancel', ...o.cancel };
-  if (!o.request) throw new RequestError('invalid_frame', 'the frame is a roost.ClientMessage with neither request nor cancel set');
+  if (o.chat) return { type: 'chat', ...o.chat };
+  if (!o.request) throw new RequestError('invalid_frame', 'the frame is a roost.ClientMessage with none of request, chat or cancel set');
   const { text, tokens, ...rest } = o.request as Record<string, any>;
   const msg: Record<string, unknown> = { type: 'request', ...rest };
   if (text !== undefined) msg.prompt = text;

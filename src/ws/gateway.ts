@@ -1,5 +1,6 @@
 // WebSocket gateway, /v1/stream: many requests per connection, each with a
-// client id; one event per token; a final done event; cancel messages. Frames
+// client id ("request" with a prompt, or "chat" with messages rendered by the
+// chat template); one event per token; a final done event; cancel messages. Frames
 // are JSON (text) or protobuf (binary); each reply goes out in the format of the
 // frame that asked. Backpressure: above highWaterMark buffered bytes the
 // connection's requests pause (their sequences sit out of steps), below half
@@ -9,7 +10,8 @@ import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 
 import { apiKeyRefusal } from '../engine/api-key';
-import { CompletionRun, startCompletion } from '../engine/completion';
+import { chatMessageType, parseChatStreamMessage, startChatStream } from '../engine/chat-params';
+import { CompletionEvents, CompletionRun, startCompletion } from '../engine/completion';
 import { RequestError, toRequestError } from '../engine/errors';
 import { webSocketOriginRefusal } from '../engine/origins';
 import { messageId, parseStreamMessage } from '../engine/params';
@@ -36,6 +38,11 @@ export interface GatewayOptions {
 }
 
 export const STREAM_PATH = '/v1/stream';
+
+/** A client message of type "chat" (src/engine/chat-params.ts validates the rest). */
+function isChat(msg: unknown): msg is Record<string, unknown> {
+  return typeof msg === 'object' && msg !== null && (msg as { type?: unknown }).type === chatMessageType;
+}
 
 interface Live {
   run: CompletionRun;
@@ -113,6 +120,7 @@ export class Gateway {
     const live = new Map<string, Live>();
     let paused = false;
     const { highWaterMark, hardLimit } = this.opts;
+    const maxRequests = this.opts.maxRequestsPerConnection;
 
     // While paused nothing is sent, so no send callback will report the drain: poll.
     let poll: NodeJS.Timeout | undefined;
@@ -164,6 +172,12 @@ export class Gateway {
       const id = messageId(msg);
       try {
         const rt = this.holder.require();
+        // A chat message (type "chat"): messages rendered with the chat template, then the same stream as a request.
+        if (isChat(msg)) {
+          const c = parseChatStreamMessage(msg);
+          launch(c.id, (events) => startChatStream(rt, c.chat, events), c.chat.logprobs !== null && c.chat.logprobs > 0);
+          return;
+        }
         const m = parseStreamMessage(msg, { vocabSize: rt.info.vocabSize });
         if (m.type === 'cancel') {
           const l = live.get(m.id);
@@ -171,18 +185,25 @@ export class Gateway {
           l.run.cancel();
           return;
         }
-        const rid = m.request.id;
+        const params = m.request.params;
+        launch(m.request.id, (events) => startCompletion(rt, params, events), !!params.logprobs);
+      } catch (e) {
+        sendError(e, isBinary, id);
+      }
+
+      /** Starts a request under the client's id: one token event per token, then done (or error). */
+      function launch(rid: string, start: (events: CompletionEvents) => CompletionRun, withTop: boolean): void {
         if (live.has(rid)) throw new RequestError('invalid_parameter', `id ${JSON.stringify(rid)} is already in use by a running request on this connection`, 'id');
-        if (live.size >= this.opts.maxRequestsPerConnection) {
-          throw new RequestError('overloaded', `at most ${this.opts.maxRequestsPerConnection} concurrent requests per connection`, null, 1);
+        if (live.size >= maxRequests) {
+          throw new RequestError('overloaded', `at most ${maxRequests} concurrent requests per connection`, null, 1);
         }
         let finish = 'cancelled';
-        const run = startCompletion(rt, m.request.params, {
+        const run = start({
           onDelta(_index, text, logprobs, token, logprob) {
             if (token === undefined) return;
             const ev: ServerEvent = { type: 'token', id: rid, text, token, logprob: logprob ?? NaN };
             const top = logprobs?.top_logprobs[logprobs.top_logprobs.length - 1];
-            if (m.request.params.logprobs && top) ev.top_logprobs = top;
+            if (withTop && top) ev.top_logprobs = top;
             send(ev, isBinary);
           },
           onChoiceEnd(_index, reason) {
@@ -195,8 +216,6 @@ export class Gateway {
           (r) => send({ type: 'done', id: rid, finish_reason: finish, usage: r.usage }, isBinary),
           (e) => sendError(e, isBinary, rid),
         ).finally(() => live.delete(rid));
-      } catch (e) {
-        sendError(e, isBinary, id);
       }
     });
 

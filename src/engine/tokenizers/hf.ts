@@ -9,7 +9,7 @@ import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
 import { FileGuardError, parseJsonFile, readGuardedFileSync } from '../file-guard';
 import { byteLevelTokenBytes } from './byte_level';
 import { stopIdsOf } from './stop_ids';
-import { Tokenizer, TokenizerError, TokenizerKind } from './types';
+import { EncodeOptions, Tokenizer, TokenizerError, TokenizerKind } from './types';
 
 interface AddedTokenJson {
   id: number;
@@ -148,7 +148,8 @@ export class HfTokenizer implements Tokenizer {
     return this.tok.token_to_id('<|endoftext|>') ?? -1;
   }
 
-  encode(text: string): number[] {
+  encode(text: string, options: EncodeOptions = {}): number[] {
+    if (options.addSpecialTokens === false) return this.tok.encode(text, { add_special_tokens: false }).ids;
     if (!this.around) return this.tok.encode(text).ids;
     const ids = this.tok.encode(text, { add_special_tokens: false }).ids;
     if (this.around.bos !== undefined) ids.unshift(this.around.bos);

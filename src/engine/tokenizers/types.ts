@@ -1,5 +1,10 @@
 // What every tokenizer offers the engine layer, whatever its files.
 
+export interface EncodeOptions {
+  /** Add the tokenizer's special tokens around the text (default true). */
+  addSpecialTokens?: boolean;
+}
+
 export type TokenizerKind = 'tokenizer.json' | 'vocab.json+merges.txt' | 'bytes';
 
 export interface Tokenizer {
@@ -14,8 +19,12 @@ export interface Tokenizer {
   readonly stopIds: readonly number[];
   /** Special tokens, name (or token text) -> id. */
   readonly specialTokens: Readonly<Record<string, number>>;
-  /** Text -> ids, as the reference tokenizer does it. */
-  encode(text: string): number[];
+  /**
+   * Text -> ids, as the reference tokenizer does it. addSpecialTokens false
+   * leaves out what the tokenizer adds around the text (a BOS, say): a
+   * rendered chat template writes its own (HF's add_special_tokens).
+   */
+  encode(text: string, options?: EncodeOptions): number[];
   /**
    * ids -> text. Lossy where the ids end inside a multi-byte UTF-8 character
    * (U+FFFD there); stream with Detokenizer instead.

@@ -1,0 +1,99 @@
+// POST /v1/chat/completions: OpenAI Chat Completions, whole or streamed (SSE).
+// The messages are rendered with the chat template and tokenized
+// (src/engine/chat-params.ts); generation is the completion path's
+// (src/engine/completion.ts), whose results are reshaped here: the text as
+// the assistant's message, log-probs as `logprobs.content`, streamed chunks as
+// `delta`s (the role first, then content, then finish_reason).
+import { randomUUID } from 'node:crypto';
+import type { Request, Response } from 'express';
+
+import { resolveTarget } from '../engine/adapters';
+import { ChatTokenLogprob, chatLogprobEntry } from '../engine/chat-logprobs';
+import { chatCompletionParams, encodeRendered, parseChatFields, renderChat } from '../engine/chat-params';
+import { startCompletion } from '../engine/completion';
+import { toRequestError } from '../engine/errors';
+import type { RuntimeHolder } from '../engine/runtime';
+import { noteFirstToken, noteUsage } from './access-log';
+import type { CompletionsOptions } from './completions';
+import { probeHalfClosedClient } from './limits';
+import { SseStream } from './sse';
+import { writeJsonList } from './write-json';
+
+export function chatCompletionsHandler(holder: RuntimeHolder, opts: CompletionsOptions) {
+  return async (req: Request, res: Response): Promise<void> => {
+    const rt = holder.require();
+    const chat = parseChatFields(req.body);
+    const { text, template } = renderChat(rt, chat.messages);
+    const encoded = encodeRendered(rt, text);
+    const ids = encoded instanceof Promise ? await encoded : encoded;
+    if (res.destroyed) return;
+    const p = chatCompletionParams(rt, chat, ids, template);
+    const { model } = resolveTarget(rt.modelId, rt.adapters, p.model, p.adapter);
+    const head = { id: `chatcmpl-${randomUUID().replace(/-/g, '')}`, object: p.stream ? 'chat.completion.chunk' : 'chat.completion', created: Math.floor(Date.now() / 1000), model };
+    const tok = rt.tokenizer;
+    // Per choice: the chat-shaped entries not yet sent (streaming) or all of them (whole).
+    const entries: ChatTokenLogprob[][] = Array.from({ length: p.n }, () => []);
+    const onTokenLogprob = (index: number, token: number, logprob: number, top: readonly [number, number][]) => {
+      entries[index].push(chatLogprobEntry(tok, token, logprob, top));
+    };
+
+    if (!p.stream) {
+      const run = startCompletion(rt, p, { onTokenLogprob, onFirstToken: () => noteFirstToken(res) });
+      noteUsage(res, run.result);
+      res.on('close', () => {
+        if (!res.writableFinished) run.cancel();
+      });
+      probeHalfClosedClient(req, res, () => {
+        if (!res.headersSent) res.writeProcessing();
+      });
+      const result = await run.result;
+      if (res.destroyed) return;
+      const choices = result.choices.map((c) => ({
+        index: c.index,
+        message: { role: 'assistant', content: c.text },
+        logprobs: p.logprobs !== null ? { content: entries[c.index] } : null,
+        finish_reason: c.finish_reason,
+      }));
+      // Log-probs can make the body tens of megabytes: write it choice by choice.
+      if (p.logprobs !== null) await writeJsonList(res, head, 'choices', choices, { usage: result.usage });
+      else res.json({ ...head, choices, usage: result.usage });
+      return;
+    }
+
+    let sse: SseStream | undefined;
+    const usageField = p.includeUsage ? { usage: null } : {};
+    const chunk = (choice: object) => ({ ...head, choices: [choice], ...usageField });
+    const run = startCompletion(rt, p, {
+      onTokenLogprob,
+      onFirstToken: () => noteFirstToken(res),
+      onDelta(index, text) {
+        const lps = entries[index];
+        if (text === '' && lps.length === 0) return;
+        entries[index] = [];
+        sse?.send(chunk({ index, delta: { content: text }, logprobs: p.logprobs !== null ? { content: lps } : null, finish_reason: null }));
+      },
+      onChoiceEnd(index, reason) {
+        sse?.send(chunk({ index, delta: {}, logprobs: null, finish_reason: reason }));
+      },
+    });
+    noteUsage(res, run.result);
+    res.on('close', () => {
+      if (!res.writableFinished) run.cancel();
+    });
+    await run.accepted;
+    if (res.destroyed) return;
+    // Accepted (validated, queued): from here on the answer is a 200 event stream; each choice opens with its role.
+    sse = new SseStream(res, opts.keepAliveMs, (paused) => run.setPaused(paused), opts.stallTimeoutMs);
+    for (let i = 0; i < p.n; i++) sse.send(chunk({ index: i, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }));
+    const stream = sse;
+    probeHalfClosedClient(req, res, () => stream.probe());
+    try {
+      const result = await run.result;
+      if (p.includeUsage) sse.send({ ...head, choices: [], usage: result.usage });
+    } catch (e) {
+      // Headers are gone: report in-band, as OpenAI-compatible servers do.
+      sse.send(toRequestError(e).body());
+    }
+    sse.done();
+  };
+}
