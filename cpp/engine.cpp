@@ -63,6 +63,16 @@ int64_t Engine::create_sequence(const SamplingParams& p, const std::string& adap
   if (p.top_k < 0) throw Error("E_ARGUMENT", "top_k must be >= 0");
   if (!(p.top_p > 0.0 && p.top_p <= 1.0)) throw Error("E_ARGUMENT", "top_p must be in (0, 1]");
   if (p.n_logprobs < 0 || p.n_logprobs > V) throw Error("E_ARGUMENT", "logprobs must be between 0 and the vocabulary size");
+  if (!(p.min_p >= 0.0 && p.min_p <= 1.0)) throw Error("E_ARGUMENT", "min_p must be in [0, 1]");
+  if (!std::isfinite(p.presence_penalty)) throw Error("E_ARGUMENT", "presence_penalty must be a finite number");
+  if (!std::isfinite(p.frequency_penalty)) throw Error("E_ARGUMENT", "frequency_penalty must be a finite number");
+  if (!(p.repetition_penalty > 0.0) || !std::isfinite(p.repetition_penalty))
+    throw Error("E_ARGUMENT", "repetition_penalty must be a finite number > 0");
+  if (p.min_tokens < 0) throw Error("E_ARGUMENT", "min_tokens must be >= 0");
+  for (int32_t tok : p.stop_token_ids) {
+    if (tok < 0 || tok >= V)
+      throw Error("E_ARGUMENT", "stop token " + std::to_string(tok) + " is outside the vocabulary (0.." + std::to_string(V - 1) + ")");
+  }
   for (const auto& [tok, bias] : p.logit_bias) {
     if (tok < 0 || tok >= V)
       throw Error("E_ARGUMENT", "logit_bias token " + std::to_string(tok) + " is outside the vocabulary (0.." + std::to_string(V - 1) + ")");
@@ -274,6 +284,8 @@ std::vector<StepResult> Engine::step(const std::vector<StepRequest>& requests) {
   run.logits.resize(n);
   for (size_t i = 0; i < n; i++) {
     run.soft[i] = soft_prompt_left(*run.seqs[i]);
+    // The penalties' history: prompt tokens as they arrive (the sampler skips its own fed-back samples).
+    run.seqs[i]->sampler.observe_input(requests[i].tokens.data(), (int64_t)requests[i].tokens.size());
     run.results[i].seq = requests[i].seq;
     if (requests[i].prompt_logprobs) {
       run.results[i].prompt_logprobs.assign(requests[i].tokens.size(), std::numeric_limits<float>::quiet_NaN());

@@ -53,26 +53,27 @@ std::vector<TokenLogprob> top_logprobs(const float* logprobs, int64_t V, int64_t
 
 Sampler::Sampler(SamplingParams params) : params_(std::move(params)), rng_(params_.seed) {}
 
+void Sampler::observe_input(const int32_t* tokens, int64_t n) {
+  if (generated_ > 0 || !penalizes_repeats()) return;
+  for (int64_t i = 0; i < n; i++) seen_.insert(tokens[i]);
+}
+
+void Sampler::record_output(int32_t token) {
+  generated_++;
+  if (penalizes_output()) output_counts_[token]++;
+  if (penalizes_repeats()) seen_.insert(token);
+}
+
 SampledToken Sampler::sample(const float* logits, int64_t V) {
   // Raw log-probs (what is reported): the vectorized op of ops/softmax, the
   // same one prompt log-probs use, so both report identical numbers.
   logprobs_.resize(V);
   log_softmax(logprobs_.data(), logits, V);
 
-  // Processed logits: bias, then temperature, top-k, top-p.
-  work_.assign(logits, logits + V);
-  for (const auto& [tok, bias] : params_.logit_bias) {
-    if (tok >= 0 && tok < V) work_[tok] += bias;
-  }
-
-  int32_t chosen = 0;
-  if (params_.temperature <= 0.0) {
-    // Greedy: first index of the maximum, so ties break the same way everywhere.
-    for (int64_t i = 1; i < V; i++)
-      if (work_[i] > work_[chosen]) chosen = (int32_t)i;
-  } else {
-    chosen = sample_processed(V);
-  }
+  process_logits(logits, V);
+  // Greedy: first index of the maximum, so ties break the same way everywhere.
+  const int32_t chosen = params_.temperature <= 0.0 ? argmax(V) : draw(V, filter(V));
+  record_output(chosen);
 
   SampledToken out;
   out.token = chosen;
@@ -81,8 +82,63 @@ SampledToken Sampler::sample(const float* logits, int64_t V) {
   return out;
 }
 
-int32_t Sampler::sample_processed(int64_t V) {
-  // Probabilities at temperature T relative to the best logit (double normalizer).
+std::vector<double> Sampler::distribution(const float* logits, int64_t V) {
+  process_logits(logits, V);
+  std::vector<double> p(V, 0.0);
+  if (params_.temperature <= 0.0) {
+    p[argmax(V)] = 1.0;
+    return p;
+  }
+  const int64_t n = filter(V);
+  double z = 0;
+  if (ranked_) {
+    for (int64_t i = 0; i < n; i++) z += probs_[order_[i]];
+    for (int64_t i = 0; i < n; i++) p[order_[i]] = probs_[order_[i]] / z;
+  } else {
+    for (int64_t i = 0; i < V; i++) z += probs_[i];
+    for (int64_t i = 0; i < V; i++) p[i] = probs_[i] / z;
+  }
+  return p;
+}
+
+void Sampler::process_logits(const float* logits, int64_t V) {
+  work_.assign(logits, logits + V);
+  // 1. logit_bias.
+  for (const auto& [tok, bias] : params_.logit_bias) {
+    if (tok >= 0 && tok < V) work_[tok] += bias;
+  }
+  // 2. min_tokens: the ids that would end the sequence cannot come yet.
+  if (generated_ < params_.min_tokens) {
+    for (int32_t tok : params_.stop_token_ids)
+      if (tok >= 0 && tok < V) work_[tok] = -std::numeric_limits<float>::infinity();
+  }
+  // 3. Penalties over this sequence's history: repetition, then frequency and presence (vLLM's order).
+  if (penalizes_repeats()) {
+    const float r = (float)params_.repetition_penalty;
+    for (int32_t tok : seen_) {
+      if (tok < 0 || tok >= V) continue;
+      const float l = work_[tok];
+      work_[tok] = l > 0.f ? l / r : l * r;
+    }
+  }
+  if (penalizes_output()) {
+    for (const auto& [tok, count] : output_counts_) {
+      if (tok < 0 || tok >= V) continue;
+      work_[tok] -= (float)(params_.frequency_penalty * count + params_.presence_penalty);
+    }
+  }
+}
+
+int32_t Sampler::argmax(int64_t V) const {
+  int32_t best = 0;
+  for (int64_t i = 1; i < V; i++)
+    if (work_[i] > work_[best]) best = (int32_t)i;
+  return best;
+}
+
+int64_t Sampler::filter(int64_t V) {
+  // 4. Probabilities at temperature T relative to the best logit: probs_[i] =
+  // p_i / p_max (double, unnormalized).
   const double inv_t = 1.0 / params_.temperature;
   float best = work_[0];
   for (int64_t i = 1; i < V; i++) best = std::max(best, work_[i]);
@@ -91,23 +147,19 @@ int32_t Sampler::sample_processed(int64_t V) {
     double l = work_[i];
     probs_[i] = std::isfinite(l) ? std::exp((l - best) * inv_t) : 0.0;
   }
+  // 5. min_p: p_i < min_p * p_max is probs_[i] < min_p.
+  if (params_.min_p > 0.0) {
+    for (int64_t i = 0; i < V; i++)
+      if (probs_[i] < params_.min_p) probs_[i] = 0.0;
+  }
   const bool use_k = params_.top_k > 0 && params_.top_k < V;
   const bool use_p = params_.top_p < 1.0;
-  if (!use_k && !use_p) {
-    double z = 0;
-    for (int64_t i = 0; i < V; i++) z += probs_[i];
-    double u = rng_.uniform() * z;
-    for (int64_t i = 0; i < V; i++) {
-      u -= probs_[i];
-      if (u < 0) return (int32_t)i;
-    }
-    for (int64_t i = V - 1; i >= 0; i--)
-      if (probs_[i] > 0) return (int32_t)i;
-    return 0;
-  }
+  ranked_ = use_k || use_p;
+  if (!ranked_) return V;
   // Candidates in descending order (ties: smaller id first). Sorting all of a
   // 50k vocabulary costs milliseconds per token, so sort a growing prefix until
-  // it holds the nucleus: exact, and usually 64 candidates suffice.
+  // it holds the nucleus: exact, and usually 64 candidates suffice. top_p is
+  // the share of the mass left by min_p and top_k (vLLM v1).
   order_.resize(V);
   for (int64_t i = 0; i < V; i++) order_[i] = (int32_t)i;
   auto better = [&](int32_t a, int32_t b) { return probs_[a] > probs_[b] || (probs_[a] == probs_[b] && a < b); };
@@ -119,27 +171,33 @@ int32_t Sampler::sample_processed(int64_t V) {
   } else {
     for (int64_t i = 0; i < V; i++) z += probs_[i];
   }
-  int64_t n = m;  // candidates kept
   for (int64_t c = std::min<int64_t>(m, 64);; c = std::min<int64_t>(m, c * 4)) {
     std::partial_sort(order_.begin(), order_.begin() + c, order_.begin() + m, better);
-    if (!use_p) { n = m; break; }
+    if (!use_p) return m;
     double cum = 0;
-    int64_t keep = -1;
     for (int64_t i = 0; i < c; i++) {
       cum += probs_[order_[i]];
-      if (cum >= params_.top_p * z) { keep = i + 1; break; }
+      if (cum >= params_.top_p * z) return i + 1;
     }
-    if (keep > 0) { n = keep; break; }
-    if (c == m) { n = m; break; }
+    if (c == m) return m;
   }
-  double zn = 0;
-  for (int64_t i = 0; i < n; i++) zn += probs_[order_[i]];
-  double u = rng_.uniform() * zn;
-  for (int64_t i = 0; i < n; i++) {
-    u -= probs_[order_[i]];
-    if (u < 0) return order_[i];
+}
+
+int32_t Sampler::draw(int64_t V, int64_t n) {
+  // A candidate list (ranked_) or every token; zero-probability tokens are never drawn.
+  auto at = [&](int64_t i) { return ranked_ ? order_[i] : (int32_t)i; };
+  const int64_t count = ranked_ ? n : V;
+  double z = 0;
+  for (int64_t i = 0; i < count; i++) z += probs_[at(i)];
+  double u = rng_.uniform() * z;
+  for (int64_t i = 0; i < count; i++) {
+    u -= probs_[at(i)];
+    if (u < 0) return at(i);
   }
-  return order_[n - 1];
+  // Rounding left u >= 0: the last candidate with any mass.
+  for (int64_t i = count - 1; i >= 0; i--)
+    if (probs_[at(i)] > 0) return at(i);
+  return at(0);
 }
 
 }  // namespace roost

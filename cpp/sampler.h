@@ -1,19 +1,43 @@
-// Token selection inside the engine: logit_bias, temperature (0 = greedy),
-// top-k, top-p, a seeded generator per sequence; the log-prob of the chosen
-// token and of the top alternatives, taken from the model's raw distribution
-// (log_softmax of the logits before bias and temperature, as vLLM reports them).
+// Token selection inside the engine, one Sampler per sequence. The stages, in
+// vLLM's order (docs/api.md "Sampling"), each skipped at its neutral value so
+// a sequence without them pays nothing:
+//   1. logit_bias                    added to the raw logits
+//   2. min_tokens                    stop_token_ids masked to -inf until min_tokens are sampled
+//   3. penalties                     repetition (prompt + output tokens), then frequency and
+//                                    presence (output tokens), from this sequence's own history
+//   4. temperature                   0 = greedy: argmax here, nothing below applies
+//   5. min_p, top_k, top_p           filters of the tempered distribution
+// Stages 1-3 rewrite the logits (process_logits); a further per-sequence logit
+// transform belongs there. The log-prob of the chosen token and of the top
+// alternatives come from the model's raw distribution (log_softmax of the
+// logits before every stage, as vLLM and OpenAI report them).
 #pragma once
 
 #include <cstdint>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
 namespace roost {
 
 struct SamplingParams {
-  double temperature = 1.0;   // 0 = greedy (argmax of logits + bias)
+  double temperature = 1.0;   // 0 = greedy (argmax of the processed logits)
   int64_t top_k = 0;          // 0 = off
   double top_p = 1.0;         // 1 = off
+  double min_p = 0.0;         // 0 = off: drop tokens with p < min_p * p_max (p after temperature)
+  // OpenAI: logit[j] -= frequency_penalty * count[j] + presence_penalty * (count[j] > 0),
+  // count over the tokens this sequence sampled so far.
+  double presence_penalty = 0.0;
+  double frequency_penalty = 0.0;
+  // HF / vLLM: every token id in the prompt or the output so far gets
+  // logit > 0 ? logit / r : logit * r. 1 = off.
+  double repetition_penalty = 1.0;
+  // While fewer than min_tokens tokens are sampled, stop_token_ids (the ids
+  // that would end the sequence: eos unless ignored, and the request's
+  // stop_token_ids) cannot be sampled.
+  int64_t min_tokens = 0;
+  std::vector<int32_t> stop_token_ids;
   uint64_t seed = 0;
   std::vector<std::pair<int32_t, float>> logit_bias;  // token -> added to its logit
   int64_t n_logprobs = 0;     // how many top alternatives to report (0 = none)
@@ -50,17 +74,38 @@ class Sampler {
  public:
   explicit Sampler(SamplingParams params);
   const SamplingParams& params() const { return params_; }
+
+  // Tokens appended to the sequence. Before its first sample they are the
+  // prompt (repetition_penalty's history); after it they are the sampled
+  // tokens fed back, which sample() has already recorded, so they are skipped.
+  void observe_input(const int32_t* tokens, int64_t n);
+  // One token of the output (sample() records its own choice; tests set up a history).
+  void record_output(int32_t token);
+  int64_t generated() const { return generated_; }
+
   // logits [V] of the position to sample; scratch is reused between calls.
   SampledToken sample(const float* logits, int64_t V);
+  // The distribution sample() would draw from at these logits, normalized over
+  // all V tokens (greedy: one-hot at the argmax). Consumes no randomness.
+  std::vector<double> distribution(const float* logits, int64_t V);
 
  private:
-  int32_t sample_processed(int64_t V);  // temperature > 0 over work_
+  bool penalizes_output() const { return params_.presence_penalty != 0.0 || params_.frequency_penalty != 0.0; }
+  bool penalizes_repeats() const { return params_.repetition_penalty != 1.0; }
+  void process_logits(const float* logits, int64_t V);  // stages 1-3 into work_
+  int32_t argmax(int64_t V) const;                       // over work_, first index of the maximum
+  int64_t filter(int64_t V);                             // stages 4-5 into probs_ (and order_)
+  int32_t draw(int64_t V, int64_t n);
 
   SamplingParams params_;
   Rng rng_;
+  int64_t generated_ = 0;
+  std::unordered_map<int32_t, int32_t> output_counts_;  // kept only with presence / frequency penalties
+  std::unordered_set<int32_t> seen_;                    // prompt and output ids, only with repetition_penalty
   std::vector<float> logprobs_, work_;
   std::vector<int32_t> order_;
   std::vector<double> probs_;
+  bool ranked_ = false;  // filter() left the candidates in order_[0, n) (else: every token with probs_ > 0)
 };
 
 }  // namespace roost

@@ -358,6 +358,21 @@ describe('real runs', () => {
     expect(r.loadAverage.start).toHaveLength(3);
   };
 
+  test("vLLM's way, --extra-body ignore_eos (and min_tokens): every request runs to its max_tokens, HTTP and WebSocket", async () => {
+    // eos is the likeliest token everywhere: without ignore_eos each request would end at its first token.
+    // (eos has no text: logprobs gives each token its own SSE chunk, so every token is seen.)
+    const EOS_FIRST = { '511': 100 };
+    const t = new HttpTransport(roost.url, { ...BASE_OPTS, logitBias: EOS_FIRST, logprobs: 0, extraBody: { ignore_eos: true } });
+    const r = await runLevel({ mode: 'closed', concurrency: 2, requests: 4, workload: workload(), transport: t });
+    await t.close();
+    checkOk(r, 4, 8);
+    expect(r.finishReasons).toEqual({ length: 4 });
+    const ws = new WsTransport(roost.url, { ...BASE_OPTS, logitBias: EOS_FIRST, extraBody: { min_tokens: 8 } }, 'json');
+    const w = await runLevel({ mode: 'closed', concurrency: 2, requests: 3, workload: workload(), transport: ws });
+    await ws.close();
+    checkOk(w, 3, 8);
+  });
+
   test('Roost over HTTP SSE, closed loop: usage counts the tokens', async () => {
     const t = new HttpTransport(roost.url, { ...BASE_OPTS, logitBias: NO_EOS });
     const r = await runLevel({ mode: 'closed', concurrency: 2, requests: 5, workload: workload(), transport: t, keepRequests: true });

@@ -37,8 +37,14 @@ const NUMERIC: Record<string, unknown[]> = {
   best_of: [0, -3, 1e308, 1.5],
   logprobs: [-1, 21, 1e308, 2.2],
   seed: [1e308, -1e308, 0.5, 2 ** 60],
+  presence_penalty: [-2.5, 3, 1e308],
+  frequency_penalty: [-1e308, 2.01],
+  repetition_penalty: [0, -1, 2.5, 1e308],
+  min_p: [-0.1, 1.01, 1e308],
+  min_tokens: [-1, 3, 1.5, 1e308],
 };
-const TYPED = ['model', 'prompt', 'suffix', 'max_tokens', 'temperature', 'top_p', 'top_k', 'n', 'best_of', 'stop', 'seed', 'echo', 'logprobs', 'logit_bias', 'stream', 'stream_options', 'user'];
+const TYPED = ['model', 'prompt', 'suffix', 'max_tokens', 'temperature', 'top_p', 'top_k', 'n', 'best_of', 'stop', 'seed', 'echo', 'logprobs', 'logit_bias', 'stream', 'stream_options', 'user',
+  'min_tokens', 'ignore_eos', 'include_stop_str_in_output', 'stop_token_ids'];
 
 const isPlainObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -54,7 +60,8 @@ function cases(): Case[] {
       if (field === 'model' && typeof v === 'string') continue; // a wrong model name is a 404, below
       if (field === 'suffix' && typeof v === 'string') continue; // a valid suffix on a non-FIM model: its own 400, below
       if (field === 'user' && typeof v === 'string') continue;
-      if (['echo', 'stream'].includes(field) && typeof v === 'boolean') continue;
+      if (['echo', 'stream', 'ignore_eos', 'include_stop_str_in_output'].includes(field) && typeof v === 'boolean') continue;
+      if (field === 'stop_token_ids' && Array.isArray(v)) continue;
       const body: Record<string, unknown> = { ...VALID, [field]: v };
       if (field === 'stream_options') body.stream = true;
       // A wrong entry of a stop list is named by its index; an unknown key of stream_options by its path.
@@ -106,7 +113,7 @@ function cases(): Case[] {
   out.push({ body: json({ ...VALID, n: 100, best_of: 100, prompt: ['a', 'b', 'c'] }), names: 'best_of' });
   out.push({ body: json({ ...VALID, stop: Array(17).fill('s') }), names: 'stop' });
   out.push({ body: json({ ...VALID, stop: ['ok', 'x'.repeat(300)] }), names: 'stop[1]' });
-  out.push({ body: json({ ...VALID, presence_penalty: 1 }), names: 'presence_penalty' });
+  out.push({ body: json({ ...VALID, presence_penalty: 3 }), names: 'presence_penalty' });
   // Random mixes of the above.
   while (out.length < 220) {
     const field = pick(Object.keys(NUMERIC));

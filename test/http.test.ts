@@ -304,8 +304,8 @@ describe('completions', () => {
     [{ prompt: 'x', stream_options: { include_usage: true } }, 'stream_options'],
     [{ prompt: 'x', stream: true, stream_options: { foo: 1 } }, 'stream_options.foo'],
     [{ prompt: 'x', suffix: 5 }, 'suffix'],
-    [{ prompt: 'x', presence_penalty: 0.5 }, 'presence_penalty'],
-    [{ prompt: 'x', frequency_penalty: 1 }, 'frequency_penalty'],
+    [{ prompt: 'x', presence_penalty: 2.5 }, 'presence_penalty'],
+    [{ prompt: 'x', frequency_penalty: -3 }, 'frequency_penalty'],
     [{ prompt: 'x', foo: 1 }, 'foo'],
     [{ prompt: [1, 'a'] }, 'prompt[1]'],
     [{ prompt: [[1], 'a'] }, 'prompt[1]'],
@@ -326,9 +326,9 @@ describe('completions', () => {
     expect(r.json.error.message).toContain(param.replace(/\[.*$/, '').replace(/^stream_options\./, ''));
   });
 
-  test('accepted OpenAI extras: user, zero penalties, null fields', async () => {
+  test('accepted OpenAI extras: user, penalties, null fields', async () => {
     const r = await post(tiny.url, {
-      prompt: 'x', max_tokens: 1, user: 'me', presence_penalty: 0, frequency_penalty: 0, suffix: null, logprobs: null, stop: null, seed: null, n: null,
+      prompt: 'x', max_tokens: 1, user: 'me', presence_penalty: 0.5, frequency_penalty: -1, suffix: null, logprobs: null, stop: null, seed: null, n: null,
     });
     expect(r.status).toBe(200);
   });

@@ -50,4 +50,24 @@ describe('StopMatcher', () => {
   test('a stop inside one piece cuts there', () => {
     expect(run(['.'], ['one. two']).text).toBe('one');
   });
+
+  test('includeStop keeps the matched stop string, split or not', () => {
+    const m = new StopMatcher(['END', 'x'], true);
+    expect(m.push('hello E')).toEqual({ emit: 'hello ', stopped: false });
+    expect(m.push('ND more')).toEqual({ emit: 'END', stopped: true });
+    expect(new StopMatcher(['bc', 'abcd'], true).push('zabcd')).toEqual({ emit: 'zabcd', stopped: true }); // the earliest match: abcd
+  });
+
+  test('with matching off (before min_tokens) nothing stops, and only a stop ending in later text counts', () => {
+    const m = new StopMatcher(['END', 'b']);
+    // Whole matches pass; a possible start is still held back.
+    expect(m.push('aEND b', false)).toEqual({ emit: 'aEND b', stopped: false });
+    expect(m.push('xxE', false)).toEqual({ emit: 'xx', stopped: false });
+    // A stop that starts before and ends after the switch matches.
+    expect(m.push('ND', true)).toEqual({ emit: '', stopped: true });
+    // A stop wholly inside text held while matching was off does not.
+    const h = new StopMatcher(['abc', 'b']);
+    expect(h.push('zab', false)).toEqual({ emit: 'z', stopped: false });
+    expect(h.push('x', true)).toEqual({ emit: 'abx', stopped: false });
+  });
 });

@@ -122,6 +122,13 @@ roost::SamplingParams sampling_params_arg(Napi::Env env, const Napi::Value& v, i
   if (!absent(x = o.Get("topP"))) params.top_p = number_arg(env, x, "params.topP");
   if (!absent(x = o.Get("seed"))) params.seed = seed_arg(env, x, "params.seed");
   if (!absent(x = o.Get("logprobs"))) params.n_logprobs = integer_arg(env, x, "params.logprobs", 0, kMaxSafeInteger);
+  if (!absent(x = o.Get("minP"))) params.min_p = number_arg(env, x, "params.minP");
+  if (!absent(x = o.Get("presencePenalty"))) params.presence_penalty = number_arg(env, x, "params.presencePenalty");
+  if (!absent(x = o.Get("frequencyPenalty"))) params.frequency_penalty = number_arg(env, x, "params.frequencyPenalty");
+  if (!absent(x = o.Get("repetitionPenalty"))) params.repetition_penalty = number_arg(env, x, "params.repetitionPenalty");
+  if (!absent(x = o.Get("minTokens"))) params.min_tokens = integer_arg(env, x, "params.minTokens", 0, kMaxSafeInteger);
+  // Range checks against the vocabulary are the engine's (E_ARGUMENT), as for step tokens.
+  if (!absent(x = o.Get("stopTokenIds"))) params.stop_token_ids = tokens_arg(env, x, "params.stopTokenIds");
   if (!absent(x = o.Get("logitBias"))) {
     if (!x.IsArray()) type_error(env, "params.logitBias must be an array of [token, bias] pairs");
     Napi::Array pairs = x.As<Napi::Array>();

@@ -227,9 +227,9 @@ class SequenceOutput {
   finish: FinishReason | null = null;
   lastTokenAt = 0;
 
-  constructor(tokenizer: Tokenizer, stops: string[], withLogprobs: boolean, streaming: boolean) {
+  constructor(tokenizer: Tokenizer, stops: string[], includeStop: boolean, withLogprobs: boolean, streaming: boolean) {
     this.detok = new Detokenizer(tokenizer);
-    this.stops = new StopMatcher(stops);
+    this.stops = new StopMatcher(stops, includeStop);
     this.logprobs = withLogprobs ? emptyLogprobs() : null;
     this.pending = withLogprobs && streaming ? emptyLogprobs() : null;
   }
@@ -321,10 +321,11 @@ function submitCompletion(
   events: CompletionEvents,
 ): CompletionRun {
   const tok = rt.tokenizer;
-  // Ids that end a sequence: FIM's eos, else the model's eos and the checkpoint's eos_token_id lists.
-  const stops = new Set(
-    p.suffix !== null ? [fimTokens(rt.info, tok)!.eos] : [rt.info.eosTokenId >= 0 ? rt.info.eosTokenId : tok.eosId, ...tok.stopIds],
-  );
+  // Ids that end a sequence: the request's stop_token_ids, and unless ignore_eos FIM's eos, else the
+  // model's eos and the checkpoint's eos_token_id lists.
+  const eosIds = p.suffix !== null ? [fimTokens(rt.info, tok)!.eos] : [rt.info.eosTokenId >= 0 ? rt.info.eosTokenId : tok.eosId, ...tok.stopIds];
+  const stops = new Set([...(p.ignoreEos ? [] : eosIds), ...p.stopTokenIds].filter((id) => id !== undefined && id >= 0));
+  const requestStops = new Set(p.stopTokenIds);
   const withLogprobs = p.logprobs !== null;
   const k = p.logprobs ?? 0;
   // Events only for streamed requests, where every sequence is a returned choice (best_of == n).
@@ -351,7 +352,7 @@ function submitCompletion(
   promptIds.forEach((ids, pi) => {
     const promptText = typeof p.prompts[pi] === 'string' ? (p.prompts[pi] as string) : tok.decode(ids);
     for (let i = 0; i < p.bestOf; i++) {
-      const out = new SequenceOutput(tok, p.stop, withLogprobs, streaming);
+      const out = new SequenceOutput(tok, p.stop, p.includeStopStrInOutput, withLogprobs, streaming);
       const index = pi * p.n + i; // meaningful for streaming (best_of == n)
       outputs.push(out);
       const params: SequenceParams = {
@@ -361,6 +362,12 @@ function submitCompletion(
         seed: BigInt.asUintN(64, BigInt(p.seed ?? randomInt(0, 2 ** 47)) + BigInt(p.seed !== null ? i : 0)),
         logitBias: p.logitBias,
         logprobs: k,
+        presencePenalty: p.presencePenalty,
+        frequencyPenalty: p.frequencyPenalty,
+        repetitionPenalty: p.repetitionPenalty,
+        minP: p.minP,
+        // The engine masks the ids that would end the sequence until min_tokens are sampled.
+        ...(p.minTokens > 0 ? { minTokens: p.minTokens, stopTokenIds: [...stops] } : {}),
         ...(adapter ? { adapter: adapter.name } : {}),
       };
       const emit = (text: string, token?: number, logprob?: number) => {
@@ -409,8 +416,11 @@ function submitCompletion(
             out.generated++;
             out.cumLogprob += logprob;
             if (stops.has(token)) {
-              // End of sequence: no text; release what a stop string held back.
-              const tail = out.detok.flush();
+              // End of sequence: no text (but a stop_token_ids token's own with
+              // include_stop_str_in_output); release what a stop string held back.
+              const keep = p.includeStopStrInOutput && requestStops.has(token);
+              if (keep && withLogprobs) out.addEntry(tokenString(tok, token), logprob, topDict(top, token, logprob));
+              const tail = (keep ? out.detok.push(token) : '') + out.detok.flush();
               const r = out.stops.push(tail);
               const text = r.emit + (r.stopped ? '' : out.stops.flush());
               out.text += text;
@@ -423,7 +433,8 @@ function submitCompletion(
             }
             let piece = out.detok.push(token);
             if (last) piece += out.detok.flush();
-            const r = out.stops.push(piece);
+            // Before min_tokens, no stop string ends the choice (vLLM).
+            const r = out.stops.push(piece, out.generated >= p.minTokens);
             let text = r.emit;
             if (last && !r.stopped) text += out.stops.flush();
             out.text += text;

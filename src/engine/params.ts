@@ -30,6 +30,21 @@ export interface CompletionParams {
   /** Top alternatives per token in the response; null = no logprobs at all. */
   logprobs: number | null;
   logitBias: Array<[number, number]>;
+  /** OpenAI's penalties over the tokens sampled so far in the choice, -2..2 (0 = off). */
+  presencePenalty: number;
+  frequencyPenalty: number;
+  /** vLLM's / HF's penalty of prompt and output tokens, (0, 2] (1 = off). */
+  repetitionPenalty: number;
+  /** 0..1: drop tokens with p < minP * p_max after temperature (0 = off). */
+  minP: number;
+  /** No eos / stop token id / stop string ends a choice before this many tokens. */
+  minTokens: number;
+  /** The model's end-of-sequence ids neither end a choice nor are masked by minTokens. */
+  ignoreEos: boolean;
+  /** Token ids that end a choice (as eos does). */
+  stopTokenIds: number[];
+  /** Keep the matched stop string (or the stop token's text) at the end of the text. */
+  includeStopStrInOutput: boolean;
   stream: boolean;
   includeUsage: boolean;
 }
@@ -50,23 +65,28 @@ export const LIMITS = {
   stopLength: 256,
   logprobs: 20,
   logitBiasEntries: 1024,
+  stopTokenIds: 1024,
   idLength: 256,
 } as const;
 
 export const DEFAULT_MAX_TOKENS = 16; // OpenAI's legacy Completions default
 
+/** Sampling fields of OpenAI (penalties) and vLLM (the rest), on both surfaces (docs/api.md "Sampling"). */
+const SAMPLING_EXTRA_FIELDS = [
+  'presence_penalty', 'frequency_penalty', 'repetition_penalty', 'min_p', 'min_tokens', 'ignore_eos', 'stop_token_ids',
+  'include_stop_str_in_output',
+];
+
 /** Fields of POST /v1/completions. */
 const COMPLETION_FIELDS = new Set([
   'model', 'adapter', 'prompt', 'suffix', 'max_tokens', 'temperature', 'top_p', 'top_k', 'n', 'best_of', 'stop', 'seed',
-  'echo', 'logprobs', 'logit_bias', 'stream', 'stream_options',
-  // OpenAI fields accepted for compatibility: `user` is ignored; the penalties only at their neutral 0.
-  'user', 'presence_penalty', 'frequency_penalty',
+  'echo', 'logprobs', 'logit_bias', 'stream', 'stream_options', 'user', ...SAMPLING_EXTRA_FIELDS,
 ]);
 
 /** Fields of a WebSocket request message (one sequence per request; src/engine/chat-params.ts derives the chat message's). */
 export const STREAM_FIELDS = new Set([
   'type', 'id', 'model', 'adapter', 'prompt', 'suffix', 'max_tokens', 'temperature', 'top_p', 'top_k', 'stop', 'seed', 'logprobs',
-  'logit_bias',
+  'logit_bias', ...SAMPLING_EXTRA_FIELDS,
 ]);
 
 type Obj = Record<string, unknown>;
@@ -193,6 +213,19 @@ function logitBias(o: Obj, limits: ModelLimits): Array<[number, number]> {
   });
 }
 
+function stopTokenIds(o: Obj, limits: ModelLimits): number[] {
+  if (!present(o, 'stop_token_ids')) return [];
+  const v = o.stop_token_ids;
+  if (!Array.isArray(v)) throw invalidParam('stop_token_ids', 'an array of token ids', v);
+  if (v.length > LIMITS.stopTokenIds) throw invalidParam('stop_token_ids', `at most ${LIMITS.stopTokenIds} token ids`, v);
+  v.forEach((t, i) => {
+    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t >= limits.vocabSize) {
+      throw invalidParam(`stop_token_ids[${i}]`, `a token id from 0 to ${limits.vocabSize - 1}`, t);
+    }
+  });
+  return v as number[];
+}
+
 function seed(o: Obj): number | null {
   if (!present(o, 'seed')) return null;
   const v = o.seed;
@@ -212,11 +245,12 @@ function logprobs(o: Obj): number | null {
 
 /** Shared sampling fields of both surfaces. */
 function sampling(o: Obj, limits: ModelLimits) {
+  const maxTokens = int(o, 'max_tokens', 0, LIMITS.maxTokens, DEFAULT_MAX_TOKENS);
   return {
     suffix: optString(o, 'suffix'),
     model: optString(o, 'model', LIMITS.idLength),
     adapter: optString(o, 'adapter', LIMITS.idLength),
-    maxTokens: int(o, 'max_tokens', 0, LIMITS.maxTokens, DEFAULT_MAX_TOKENS),
+    maxTokens,
     temperature: num(o, 'temperature', 0, 2, 1),
     topP: num(o, 'top_p', 0, 1, 1, true),
     // -1 is vLLM's "off"; 0 is Roost's.
@@ -225,6 +259,25 @@ function sampling(o: Obj, limits: ModelLimits) {
     seed: seed(o),
     logprobs: logprobs(o),
     logitBias: logitBias(o, limits),
+    ...penaltiesAndStops(o, limits, maxTokens),
+  };
+}
+
+/** The OpenAI penalties and vLLM's extra sampling fields, with vLLM's ranges. */
+function penaltiesAndStops(o: Obj, limits: ModelLimits, maxTokens: number) {
+  const minTokens = int(o, 'min_tokens', 0, LIMITS.maxTokens, 0);
+  if (minTokens > maxTokens) {
+    throw new RequestError('invalid_parameter', `min_tokens must be at most max_tokens (got min_tokens ${minTokens}, max_tokens ${maxTokens})`, 'min_tokens');
+  }
+  return {
+    presencePenalty: num(o, 'presence_penalty', -2, 2, 0),
+    frequencyPenalty: num(o, 'frequency_penalty', -2, 2, 0),
+    repetitionPenalty: num(o, 'repetition_penalty', 0, 2, 1, true),
+    minP: num(o, 'min_p', 0, 1, 0),
+    minTokens,
+    ignoreEos: bool(o, 'ignore_eos', false),
+    stopTokenIds: stopTokenIds(o, limits),
+    includeStopStrInOutput: bool(o, 'include_stop_str_in_output', false),
   };
 }
 
@@ -232,12 +285,6 @@ function sampling(o: Obj, limits: ModelLimits) {
 export function parseCompletionBody(body: unknown, limits: ModelLimits): CompletionParams {
   if (!isObject(body)) throw new RequestError('invalid_parameter', `the request body must be a JSON object (got ${describe(body)})`, null);
   rejectUnknown(body, COMPLETION_FIELDS);
-  for (const k of ['presence_penalty', 'frequency_penalty']) {
-    if (present(body, k) && body[k] !== 0) {
-      if (typeof body[k] !== 'number') throw invalidParam(k, 'a number', body[k]);
-      throw new RequestError('unsupported_parameter', `${k} is not supported: only 0 is accepted (got ${describe(body[k])})`, k);
-    }
-  }
   optString(body, 'user');
   const ps = prompts(body, limits, true);
   const s = sampling(body, limits);

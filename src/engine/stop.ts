@@ -1,6 +1,8 @@
 // Stop strings over streamed text. Text that could still turn into a stop
 // string is held back, so a client never sees a partial match that is later
-// cut: the stream and the final text agree.
+// cut: the stream and the final text agree. Before min_tokens (vLLM) matching
+// is off: text is still held back while it could start a stop string, and a
+// stop string matches later only if it ends in text pushed with matching on.
 
 export interface StopPush {
   /** Text safe to release now. */
@@ -13,23 +15,32 @@ export class StopMatcher {
   private held = '';
   private done = false;
 
-  constructor(private readonly stops: readonly string[]) {}
+  /** includeStop: the matched stop string stays at the end of the text (vLLM's include_stop_str_in_output). */
+  constructor(
+    private readonly stops: readonly string[],
+    private readonly includeStop = false,
+  ) {}
 
-  /** Appends decoded text; returns what may be released. */
-  push(text: string): StopPush {
+  /** Appends decoded text; returns what may be released. match: false while min_tokens is not reached. */
+  push(text: string, match = true): StopPush {
     if (this.done) return { emit: '', stopped: true };
     if (this.stops.length === 0) return { emit: text, stopped: false };
     const buf = this.held + text;
-    // The earliest full match wins: nothing before `held` can match, it was released.
+    // The earliest full match that ends in the new text wins (nothing before
+    // `held` can match, it was released; `held` holds no match of its own).
     let cut = -1;
-    for (const s of this.stops) {
-      const i = buf.indexOf(s);
-      if (i >= 0 && (cut < 0 || i < cut)) cut = i;
+    let end = -1;
+    for (const s of match ? this.stops : []) {
+      const i = buf.indexOf(s, Math.max(0, this.held.length - s.length + 1));
+      if (i >= 0 && (cut < 0 || i < cut)) {
+        cut = i;
+        end = i + s.length;
+      }
     }
     if (cut >= 0) {
       this.done = true;
       this.held = '';
-      return { emit: buf.slice(0, cut), stopped: true };
+      return { emit: buf.slice(0, this.includeStop ? end : cut), stopped: true };
     }
     const keep = this.partialSuffix(buf);
     this.held = buf.slice(buf.length - keep);

@@ -80,6 +80,17 @@ export interface SequenceParams {
   logitBias?: Array<[number, number]>;
   /** How many top alternatives to report per position (default 0). */
   logprobs?: number;
+  /** 0..1, 0 = off (default): tokens with p < minP * p_max (after temperature) are dropped. */
+  minP?: number;
+  /** OpenAI's: logit -= frequencyPenalty * count + presencePenalty * (count > 0), over the sampled tokens. Default 0. */
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  /** > 0, 1 = off (default): logits of prompt and sampled tokens become l > 0 ? l / r : l * r. */
+  repetitionPenalty?: number;
+  /** While fewer tokens than this are sampled, stopTokenIds cannot be sampled (default 0). */
+  minTokens?: number;
+  /** The ids that end this sequence (eos unless ignored, the request's stop_token_ids): what minTokens masks. */
+  stopTokenIds?: number[];
   /** A loaded adapter's name (loadAdapter); absent = the base model. */
   adapter?: string;
 }
@@ -110,7 +121,7 @@ export interface StepResult {
   sampled: boolean;
   /** When sampled. */
   token?: number;
-  /** Raw log p(token) (log_softmax of the logits before bias and temperature). */
+  /** Raw log p(token) (log_softmax of the logits before bias, penalties and temperature). */
   logprob?: number;
   /** When sampled: the `logprobs` best tokens by raw log-prob, best first. */
   top?: TokenLogprob[];
