@@ -401,7 +401,7 @@ export function run(): void {
 
 COMMANDS.serve = {
   usage:
-    'roost serve --model DIR [--adapters DIR] [--allow-adapter-loading] [--host H] [--port P] [--max-batch N] [--max-queue N] [--max-request-share F] [--api-key K] ' +
+    'roost serve --model DIR [--adapters DIR] [--allow-adapter-loading] [--host H] [--port P] [--max-batch N] [--max-queue N] [--max-request-share F] [--kv-memory BYTES] [--no-prefix-cache] [--api-key K] ' +
     `[--request-timeout SECONDS] [--stall-timeout SECONDS] ${COMMON_USAGE}`,
   options: {
     ...COMMON,
@@ -410,6 +410,8 @@ COMMANDS.serve = {
     'max-batch': { type: 'string' },
     'max-queue': { type: 'string' },
     'max-request-share': { type: 'string' },
+    'kv-memory': { type: 'string' },
+    'no-prefix-cache': { type: 'boolean' },
     'api-key': { type: 'string' },
     'request-timeout': { type: 'string' },
     'stall-timeout': { type: 'string' },
@@ -434,6 +436,8 @@ COMMANDS.serve = {
       maxBatch: integerFlag(values, 'max-batch', 1, 'a positive integer'),
       maxQueue: integerFlag(values, 'max-queue', 0, 'an integer >= 0'),
       maxRequestShare: numberFlag(values, 'max-request-share', (x) => x > 0 && x <= 1, 'a number above 0 and at most 1'),
+      kvMemory: integerFlag(values, 'kv-memory', 1, 'a positive number of bytes'),
+      prefixCache: values['no-prefix-cache'] !== true,
       apiKey,
       requestTimeoutMs,
       stallTimeoutMs,
