@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { loadAdapter } from '../src/engine/adapters';
 import { Scheduler, SchedulerOptions, SequenceSpec } from '../src/engine/scheduler';
 import { Engine, LoadOptions, NativeEngine, SequenceParams } from '../src/native';
+import { post, start } from './http.helpers';
 
 const FIXTURES = path.join(__dirname, 'fixtures');
 const ADAPTERS = path.join(FIXTURES, 'adapters');
@@ -199,5 +200,36 @@ describe('a KV memory too small for the load', () => {
     const e = await load('gpt2-tiny', { kvMemory: 2 * 2 * 64 * 64 * 4 });
     const { outs } = await run(e, [{ prompt: ids(3, 100), params: { temperature: 0 }, maxTokens: 2 }]);
     expect(outs[0][0].reason).toBe('error');
+  });
+});
+
+describe('GET /metrics and --no-prefix-cache', () => {
+  const metric = (text: string, name: string): number => {
+    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+    if (!line) throw new Error(`no ${name} in /metrics`);
+    return Number(line.split(' ')[1]);
+  };
+  test.each([true, false])('prefixCache %s: blocks by state, prefill computed, hits, preemptions', async (cache) => {
+    const s = await start(path.join(FIXTURES, 'gpt2-tiny'), { prefixCache: cache });
+    try {
+      const shared = ids(5, 70);
+      // One after the other: the second finds the first's full block (64 tokens) when the cache is on.
+      for (const q of [1, 2]) {
+        const r = await post(s.url, { prompt: shared.concat(ids(q, 5)), max_tokens: 2, temperature: 0 });
+        expect(r.status).toBe(200);
+      }
+      const text = await (await fetch(`${s.url}/metrics`)).text();
+      expect(metric(text, 'roost_prefix_cache_hit_tokens_total')).toBe(cache ? 64 : 0);
+      expect(metric(text, 'roost_prefill_tokens_computed_total')).toBe(2 * 75 - (cache ? 64 : 0));
+      expect(metric(text, 'roost_preemptions_total')).toBe(0);
+      expect(metric(text, 'roost_kv_blocks{state="used"}')).toBe(0);
+      // Each request filled one full block: both cached (equal keys: one block) or both freed.
+      expect(metric(text, 'roost_kv_blocks{state="cached"}')).toBe(cache ? 1 : 0);
+      const st = s.holder.runtime!.engine.stats();
+      expect(metric(text, 'roost_kv_blocks{state="free"}')).toBe(st.kvBlocksFree);
+      expect(st.kvBlocksFree + st.kvBlocksCached).toBeGreaterThan(1000);
+    } finally {
+      await s.close(0);
+    }
   });
 });
