@@ -292,15 +292,34 @@ void Engine::take_cached_prefix(StepRun& run, size_t i) const {
     got.push_back(b);
     key = next;
   }
-  const int64_t hit = (int64_t)got.size() * B - held;  // soft rows and tokens the hit covers
+  const int64_t keyed = (int64_t)got.size();
+  int64_t rows = keyed * B;  // positions after the keyed blocks the hit covers
+  // The request ends a cached block and samples: that block's rows but the
+  // last are copied into a block of its own, so only the last token runs
+  // (the 2nd.. choices of n on a prompt of whole blocks prefill nothing else).
+  // The copy is its, unkeyed: the last token completes it (published then
+  // under the same key, which keeps the cached block).
+  if (r.sample && rows + B == (int64_t)ids.size()) {
+    const uint64_t next = kv_block_hash(key, ids.data() + rows, B);
+    const int32_t b = kv->lookup(next, key, ids.data() + rows);
+    if (b >= 0 && kv->available() == 0) kv->release(b);  // no block to copy into: the block runs
+    else if (b >= 0) {
+      const int32_t mine = kv->allocate();
+      kv->copy_rows(mine, b, B - 1);
+      kv->release(b);
+      got.push_back(mine);
+      rows += B - 1;
+    }
+  }
+  const int64_t hit = rows - held;  // soft rows and tokens the hit covers
   if (got.empty() || hit < soft) {  // a soft prompt is run whole or taken whole
     for (int32_t b : got) kv->release(b);
     return;
   }
-  s.state->adopt_prefix(got);
+  s.state->adopt_prefix(got, s.keyed_blocks * B + rows);
   s.key = key;
-  s.keyed_blocks += (int64_t)got.size();
-  s.tail.clear();
+  s.keyed_blocks += keyed;
+  s.tail.assign(ids.begin() + keyed * B, ids.begin() + rows);
   run.cursor[i] = hit - soft;
   run.results[i].cached_tokens = hit - soft;
 }

@@ -162,6 +162,12 @@ void* KvPool::v(int32_t b, int64_t row, int64_t layer) const { return row_at(b, 
 
 int64_t KvPool::layer_stride(int32_t b) const { return 2 * slabs_[meta_[b].slab].count * B_ * W_; }
 
+void KvPool::copy_rows(int32_t dst, int32_t src, int64_t rows) {
+  const size_t row = (size_t)W_ * be_.kv_size();  // each (layer, K|V) plane of a slab is its rows, one pitch apart
+  be_.copy_2d(row_at(dst, 0, 0, 0), (size_t)slabs_[meta_[dst].slab].count * B_ * row, row_at(src, 0, 0, 0),
+              (size_t)slabs_[meta_[src].slab].count * B_ * row, (size_t)rows * row, (size_t)(2 * L_));
+}
+
 bool KvPool::adjacent(int32_t b, int32_t c) const { return c == b + 1 && meta_[b].slab == meta_[c].slab; }
 
 int64_t PagedKv::blocks_needed(int64_t rows) const {

@@ -80,6 +80,8 @@ class KvPool {
     caching_ = on;
   }
 
+  // Rows 0 .. rows-1 of block src into block dst, every layer's K and V (queued).
+  void copy_rows(int32_t dst, int32_t src, int64_t rows);
   // Layer-0 K / V row `row` of block b (layer l at + l * layer_stride(b)).
   void* k(int32_t b, int64_t row, int64_t layer = 0) const;
   void* v(int32_t b, int64_t row, int64_t layer = 0) const;

@@ -169,6 +169,16 @@ describe('n choices share their prompt blocks', () => {
     expect(s.totals.prefixHitTokens).toBe(3 * 64);
     expect(s.totals.prefillComputed).toBe(4 * 100 - 3 * 64);
   });
+
+  test('on a prompt of whole blocks the other choices run its last token only, with the tokens of the cache off', async () => {
+    const prompt = ids(11, 128); // two blocks
+    const job: Job = { prompt, params: { temperature: 1, seed: 9 }, maxTokens: 5, n: 4 };
+    const on = await run(await load('llama-gqa2', {}), [job], { prefixCache: true, stepTokens: 512 });
+    const off = await run(await load('llama-gqa2', { prefixCache: false }), [job], { stepTokens: 512 });
+    expectSame(on.outs, off.outs);
+    expect(on.s.totals.prefixHitTokens).toBe(3 * 127); // block 0 shared, block 1 copied but its last row
+    expect(on.s.totals.prefillComputed).toBe(128 + 3);
+  });
 });
 
 describe('a KV memory too small for the load', () => {

@@ -19,10 +19,9 @@ class Gpt2State : public SequenceState {
   // BigBird still caches every position: global and random blocks reach anywhere.
   size_t bytes() const override { return kv.bytes() + bigbird.bytes(); }
   PagedKv* paged() override { return &kv; }
-  void adopt_prefix(const std::vector<int32_t>& blocks) override {
-    const int64_t B = kv.pool().block_rows();
-    kv.adopt(len / B, blocks);
-    len = (int64_t)kv.table().size() * B;
+  void adopt_prefix(const std::vector<int32_t>& blocks, int64_t length) override {
+    kv.adopt(len / kv.pool().block_rows(), blocks);
+    len = length;
   }
   PagedKv kv;
   int64_t len = 0;

@@ -20,10 +20,9 @@ class LlamaState : public SequenceState {
   int64_t length() const override { return len; }
   size_t bytes() const override { return ring.bytes() + kv.bytes(); }
   PagedKv* paged() override { return kv_pool_set ? &kv : nullptr; }
-  void adopt_prefix(const std::vector<int32_t>& blocks) override {
-    const int64_t B = kv.pool().block_rows();
-    kv.adopt(len / B, blocks);
-    len = (int64_t)kv.table().size() * B;
+  void adopt_prefix(const std::vector<int32_t>& blocks, int64_t length) override {
+    kv.adopt(len / kv.pool().block_rows(), blocks);
+    len = length;
   }
   KvRows ring;
   PagedKv kv;

@@ -28,9 +28,10 @@ class SequenceState {
   // The block table of a state whose K/V live in the model's KvPool (null: not paged).
   virtual PagedKv* paged() { return nullptr; }
   // Prefix-cache hit on a paged state: drops its partly filled last block (if
-  // any), appends these retained full blocks, which hold the positions of
-  // that block and the next ones, and sets length() to their end.
-  virtual void adopt_prefix(const std::vector<int32_t>& blocks);
+  // any), appends these retained blocks, which hold the positions of that
+  // block and the next ones up to `length` (the last may be partly filled), and
+  // sets length() to it.
+  virtual void adopt_prefix(const std::vector<int32_t>& blocks, int64_t length);
 };
 
 // One sequence's share of a forward step.

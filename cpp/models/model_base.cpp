@@ -76,7 +76,7 @@ ModelBase::ModelBase(const ModelConfig& cfg, const Checkpoint& ckpt, std::shared
   s_logits_ = be_->scratch();
 }
 
-void SequenceState::adopt_prefix(const std::vector<int32_t>&) {
+void SequenceState::adopt_prefix(const std::vector<int32_t>&, int64_t) {
   throw Error("E_INTERNAL", "this model's sequence state has no KV blocks to adopt");
 }
 
