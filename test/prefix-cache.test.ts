@@ -29,6 +29,8 @@ interface Out {
   tokens: number[];
   logprobs: number[];
   prompt: Array<number | null>;
+  /** Prompt log-probs the listener got, repeats included. */
+  promptReports: number;
   reason: string;
 }
 
@@ -47,7 +49,7 @@ async function run(engine: NativeEngine, jobs: Job[], opts: Partial<SchedulerOpt
     jobs.map((job) => {
       const res: Out[] = [];
       const specs: SequenceSpec[] = Array.from({ length: job.n ?? 1 }, () => {
-        const o: Out = { tokens: [], logprobs: [], prompt: [], reason: '' };
+        const o: Out = { tokens: [], logprobs: [], prompt: [], promptReports: 0, reason: '' };
         res.push(o);
         return {
           prompt: job.prompt,
@@ -56,6 +58,7 @@ async function run(engine: NativeEngine, jobs: Job[], opts: Partial<SchedulerOpt
           promptLogprobs: job.echo === true,
           listener: {
             onPromptLogprobs(start, lps) {
+              o.promptReports += lps.length;
               for (let j = 0; j < lps.length; j++) o.prompt[start + j] = Number.isNaN(lps[j]) ? null : lps[j];
             },
             onToken(token, logprob) {
@@ -204,6 +207,20 @@ describe('a KV memory too small for the load', () => {
     expect(ref.s.totals.preemptions).toBe(0);
     expect(small.stats().kvBlocksUsed).toBe(0);
     expect(small.stats().kvBlocksUsed + small.stats().kvBlocksCached + small.stats().kvBlocksFree).toBe(6);
+  });
+
+  test('a preemption in prefill reports each echoed prompt log-prob once, equal to an unbounded run', async () => {
+    const big = await load('llama-gqa2', { prefixCache: false });
+    const blockBytes = big.stats().kvBlockBytes;
+    // Prompts of 150 (3 blocks) fed 32 tokens a step by 2-3 sequences at once: the pool of 5 fills mid-prefill.
+    const jobs: Job[] = Array.from({ length: 3 }, (_, i) => ({ prompt: ids(200 + i, 150), params: { temperature: 0 }, maxTokens: 60, echo: true }));
+    const small = await load('llama-gqa2', { kvMemory: 5 * blockBytes, prefixCache: false });
+    const ref = await run(big, jobs, { maxBatch: 3, stepTokens: 32 });
+    const tight = await run(small, jobs, { maxBatch: 3, stepTokens: 32 });
+    expectSame(tight.outs, ref.outs, 1e-5);
+    for (const o of tight.outs) expect([o[0].prompt.length, o[0].promptReports]).toEqual([150, 150]);
+    expect(tight.s.totals.preemptions).toBeGreaterThan(0);
+    expect(small.stats().kvBlocksUsed).toBe(0);
   });
 
   test('a prompt larger than all of the KV memory fails with a clear error', async () => {
