@@ -9,7 +9,7 @@
 // Models: the default model (models/DEFAULT) and the GPT-2-124M shape
 // (random weights written by bench/lib/random-gpt2.ts, 4,096 positions so
 // the 2,080-token prompts fit).
-//   npm run build && node dist/bench/prefix.js [-- --requests 16 --threads 0 --models default,124m]
+//   npm run bench:prefix [-- --requests 16 --threads 0 --models default,124m]
 // Results: bench/results/prefix.json (and a table on stdout). Run on an idle machine.
 process.env.UV_THREADPOOL_SIZE ??= '2';
 import * as fs from 'node:fs';
