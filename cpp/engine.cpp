@@ -2,17 +2,33 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <limits>
 #include <set>
+#include <sstream>
+#include <unistd.h>
 
 #include "common.h"
 #include "device.h"
+#include "kv_pool.h"
 #include "ops/ops.h"
 
 namespace roost {
 
 namespace {
 std::string seq_name(int64_t id) { return "sequence " + std::to_string(id); }
+
+// MemAvailable of /proc/meminfo (what Node's os.freemem() reports), else free pages.
+int64_t available_memory() {
+  std::ifstream f("/proc/meminfo");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind("MemAvailable:", 0) == 0) {
+      std::istringstream in(line.substr(13));
+      int64_t kb = 0;
+      if (in >> kb) return kb * 1024;
+    }
+  return (int64_t)sysconf(_SC_AVPHYS_PAGES) * (int64_t)sysconf(_SC_PAGESIZE);
+}
 }  // namespace
 
 Engine::Engine(const std::string& model_dir, EngineOptions options) : options_(options) {
@@ -21,6 +37,17 @@ Engine::Engine(const std::string& model_dir, EngineOptions options) : options_(o
   device_ = resolve_device(options_.device);
   model_ = load_model_for_device(model_dir, device_);
   pool_ = std::make_unique<ThreadPool>(options_.threads > 0 ? options_.threads : default_thread_count());
+  if (options_.kv_memory < 0) throw Error("E_ARGUMENT", "kv_memory must be >= 0 bytes (0: the default)");
+  if (KvPool* kv = model_->kv_pool()) {
+    const int64_t bytes = options_.kv_memory > 0 ? options_.kv_memory : (int64_t)(kDefaultKvShare * available_memory());
+    const int64_t blocks = bytes / (int64_t)kv->block_bytes();
+    if (blocks < 1)
+      throw Error("E_ARGUMENT", "kv_memory " + std::to_string(bytes) + " bytes holds no KV block (one block of " +
+                                    std::to_string(kv->block_rows()) + " positions takes " +
+                                    std::to_string(kv->block_bytes()) + " bytes for this model)");
+    kv->set_max_blocks(blocks);
+    kv->set_caching(options_.prefix_cache);
+  }
 }
 
 Engine::~Engine() = default;
@@ -41,6 +68,7 @@ AdapterInfo Engine::load_adapter(const std::string& name, const std::string& dir
   auto a = std::make_shared<const Adapter>(roost::load_adapter(name, dir, model_->config()));
   std::lock_guard<std::mutex> lock(mu_);
   if (!adapters_.emplace(name, a).second) throw Error("E_ARGUMENT", "an adapter named \"" + name + "\" is already loaded");
+  adapter_serial_[a.get()] = next_adapter_serial_++;  // a fresh identity even at a reused address
   return {a->name, a->type, a->prompt_tokens};
 }
 
@@ -85,7 +113,9 @@ int64_t Engine::create_sequence(const SamplingParams& p, const std::string& adap
     if (it == adapters_.end()) throw Error("E_ARGUMENT", "unknown adapter \"" + adapter + "\"");
     a = it->second;
   }
-  auto seq = std::make_unique<Sequence>(Sequence{model_->new_state(), Sampler(p), std::move(a), {}, false, false});
+  const int32_t serial[2] = {a ? (int32_t)adapter_serial_[a.get()] : 0, a ? (int32_t)(adapter_serial_[a.get()] >> 32) : 0};
+  auto seq = std::make_unique<Sequence>(Sequence{model_->new_state(), Sampler(p), std::move(a), {}, false, false, 0, 0, 0, {}});
+  seq->root_key = seq->key = kv_block_hash(0, serial, 2);
   int64_t id = next_id_++;
   sequences_.emplace(id, std::move(seq));
   return id;
@@ -100,6 +130,19 @@ void Engine::free_sequence(int64_t id) {
   } else {
     sequences_.erase(it);
   }
+}
+
+void Engine::reset_sequence(int64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sequences_.find(id);
+  if (it == sequences_.end() || it->second->free_after_step) throw Error("E_ARGUMENT", "unknown " + seq_name(id));
+  Sequence& s = *it->second;
+  if (s.in_step) throw Error("E_STATE", seq_name(id) + " is in the running step");
+  s.state = model_->new_state();  // the old state's blocks go back to the pool
+  s.last_logits.clear();
+  s.key = s.root_key;
+  s.keyed_blocks = 0;
+  s.tail.clear();
 }
 
 int64_t Engine::sequence_length(int64_t id) const {
@@ -117,6 +160,14 @@ EngineStats Engine::stats() const {
     if (seq->free_after_step) continue;
     s.sequences++;
     s.state_bytes += seq->state->bytes() + seq->last_logits.capacity() * sizeof(float);
+  }
+  if (const KvPool* kv = model_->kv_pool()) {
+    const KvPoolStats p = kv->stats();
+    s.kv_blocks_used = p.used;
+    s.kv_blocks_cached = p.cached;
+    s.kv_blocks_free = p.free;
+    s.kv_block_rows = kv->block_rows();
+    s.kv_block_bytes = kv->block_bytes();
   }
   return s;
 }
@@ -168,6 +219,16 @@ std::vector<Engine::Sequence*> Engine::validate(const std::vector<StepRequest>& 
                                     " tokens; the model's context is " + std::to_string(max_ctx));
     seqs.push_back(it->second.get());
   }
+  if (KvPool* kv = model_->kv_pool()) {  // every new position's block, counted as if nothing were cached
+    int64_t need = 0;
+    for (size_t i = 0; i < requests.size(); i++)
+      if (PagedKv* t = seqs[i]->state->paged())
+        need += t->blocks_needed(seqs[i]->state->length() + soft_prompt_left(*seqs[i]) + (int64_t)requests[i].tokens.size());
+    if (need > kv->available())
+      throw Error("E_KV_FULL", "the KV memory is full: this step needs " + std::to_string(need) + " more blocks of " +
+                                   std::to_string(kv->block_rows()) + " positions and " +
+                                   std::to_string(kv->available()) + " are available (raise --kv-memory)");
+  }
   for (Sequence* s : seqs) s->in_step = true;
   stepping_ = true;
   return seqs;
@@ -217,6 +278,87 @@ Engine::Pass Engine::plan_pass(StepRun& run) const {
     pass.owner.push_back(i);
   }
   return pass;
+}
+
+void Engine::take_cached_prefix(StepRun& run, size_t i) const {
+  Sequence& s = *run.seqs[i];
+  const StepRequest& r = run.requests[i];
+  PagedKv* t = s.state->paged();
+  KvPool* kv = model_->kv_pool();
+  if (!t || !kv || !kv->caching() || r.prompt_logprobs) return;  // log-probs of cached positions: recomputed
+  const int64_t B = kv->block_rows();
+  // The ids after the last keyed block: those of a partly filled block (a
+  // chunk cut mid-block), the soft prompt's rows, then the request's tokens.
+  std::vector<int32_t> ids = s.tail;
+  const int64_t soft = soft_prompt_left(s), held = (int64_t)s.tail.size();
+  for (int64_t j = 0; j < soft; j++) ids.push_back(-1 - (int32_t)j);
+  ids.insert(ids.end(), r.tokens.begin(), r.tokens.end());
+  const int64_t usable = (int64_t)ids.size() - (r.sample ? 1 : 0);  // sampling needs the last token's logits
+  std::vector<int32_t> got;
+  uint64_t key = s.key;
+  for (int64_t o = 0; o + B <= usable; o += B) {
+    const uint64_t next = kv_block_hash(key, ids.data() + o, B);
+    const int32_t b = kv->lookup(next, key, ids.data() + o);
+    if (b < 0) break;
+    got.push_back(b);
+    key = next;
+  }
+  const int64_t keyed = (int64_t)got.size();
+  int64_t rows = keyed * B;  // positions after the keyed blocks the hit covers
+  // The request ends a cached block and samples: that block's rows but the
+  // last are copied into a block of its own, so only the last token runs
+  // (the 2nd.. choices of n on a prompt of whole blocks prefill nothing else).
+  // The copy is its, unkeyed: the last token completes it (published then
+  // under the same key, which keeps the cached block).
+  if (r.sample && rows + B == (int64_t)ids.size()) {
+    const uint64_t next = kv_block_hash(key, ids.data() + rows, B);
+    const int32_t b = kv->lookup(next, key, ids.data() + rows);
+    if (b >= 0 && kv->available() == 0) kv->release(b);  // no block to copy into: the block runs
+    else if (b >= 0) {
+      const int32_t mine = kv->allocate();
+      kv->copy_rows(mine, b, B - 1);
+      kv->release(b);
+      got.push_back(mine);
+      rows += B - 1;
+    }
+  }
+  const int64_t hit = rows - held;  // soft rows and tokens the hit covers
+  if (got.empty() || hit < soft) {  // a soft prompt is run whole or taken whole
+    for (int32_t b : got) kv->release(b);
+    return;
+  }
+  s.state->adopt_prefix(got, s.keyed_blocks * B + rows);
+  s.key = key;
+  s.keyed_blocks += keyed;
+  s.tail.assign(ids.begin() + keyed * B, ids.begin() + rows);
+  run.cursor[i] = hit - soft;
+  run.results[i].cached_tokens = hit - soft;
+}
+
+void Engine::publish_blocks(StepRun& run, const Pass& pass) const {
+  KvPool* kv = model_->kv_pool();
+  if (!kv || !kv->caching()) return;
+  const int64_t B = kv->block_rows();
+  for (size_t k = 0; k < pass.items.size(); k++) {
+    const size_t i = pass.owner[k];
+    Sequence& s = *run.seqs[i];
+    PagedKv* t = s.state->paged();
+    if (!t) continue;
+    const ForwardItem& it = pass.items[k];
+    if (it.embeds) {  // soft-prompt rows: their row index names them
+      const int64_t first = s.adapter->prompt_tokens - run.soft[i];
+      for (int64_t j = 0; j < it.n; j++) s.tail.push_back(-1 - (int32_t)(first + j));
+    } else {
+      s.tail.insert(s.tail.end(), it.tokens, it.tokens + it.n);
+    }
+    while ((int64_t)s.tail.size() >= B) {
+      const uint64_t next = kv_block_hash(s.key, s.tail.data(), B);
+      kv->publish(t->table()[s.keyed_blocks], next, s.key, s.tail.data());
+      s.key = next;
+      s.keyed_blocks++;
+      s.tail.erase(s.tail.begin(), s.tail.begin() + B);
+    }
+  }
 }
 
 // After a pass: the log-prob (and top alternatives) of each prompt token that
@@ -283,10 +425,11 @@ std::vector<StepResult> Engine::step(const std::vector<StepRequest>& requests) {
   run.soft.resize(n);
   run.logits.resize(n);
   for (size_t i = 0; i < n; i++) {
-    run.soft[i] = soft_prompt_left(*run.seqs[i]);
     // The penalties' history: prompt tokens as they arrive (the sampler skips its own fed-back samples).
     run.seqs[i]->sampler.observe_input(requests[i].tokens.data(), (int64_t)requests[i].tokens.size());
     run.results[i].seq = requests[i].seq;
+    take_cached_prefix(run, i);
+    run.soft[i] = soft_prompt_left(*run.seqs[i]);
     if (requests[i].prompt_logprobs) {
       run.results[i].prompt_logprobs.assign(requests[i].tokens.size(), std::numeric_limits<float>::quiet_NaN());
       if (run.seqs[i]->sampler.params().n_logprobs > 0) run.results[i].prompt_top.resize(requests[i].tokens.size());
@@ -295,6 +438,7 @@ std::vector<StepResult> Engine::step(const std::vector<StepRequest>& requests) {
   }
   for (Pass pass; !(pass = plan_pass(run)).items.empty();) {
     model_->forward(pass.items, *pool_);
+    publish_blocks(run, pass);
     prompt_logprobs(run, pass);
   }
   sample(run);

@@ -21,7 +21,12 @@ struct EngineOptions {
   int threads = 0;               // 0 = every core this process may use
   int64_t max_step_tokens = 512; // tokens per forward pass; longer inputs run in several
   std::string device = "cpu";    // "cpu" | "cuda" | "auto" (cpp/device.h)
+  // Bytes of the paged models' KV pool (cpp/kv_pool.h); 0: kDefaultKvShare of
+  // the memory available (MemAvailable) once the weights are loaded.
+  int64_t kv_memory = 0;
+  bool prefix_cache = true;      // reuse cached full blocks of a shared prefix
 };
+constexpr double kDefaultKvShare = 0.5;
 
 struct StepRequest {
   int64_t seq = 0;
@@ -38,6 +43,8 @@ struct StepResult {
   // previous logit (the very first token of a sequence).
   std::vector<float> prompt_logprobs;
   std::vector<std::vector<TokenLogprob>> prompt_top;  // top n_logprobs at each input token
+  // Leading tokens of the request taken from the prefix cache (not computed).
+  int64_t cached_tokens = 0;
 };
 
 struct AdapterInfo {
@@ -50,6 +57,10 @@ struct EngineStats {
   int64_t sequences = 0;
   size_t state_bytes = 0;   // KV caches and recurrent states in use
   size_t weight_bytes = 0;
+  // The KV pool of a paged model (all 0 otherwise): blocks used by sequences,
+  // cached (prefix cache, unreferenced), free; positions per block.
+  int64_t kv_blocks_used = 0, kv_blocks_cached = 0, kv_blocks_free = 0, kv_block_rows = 0;
+  size_t kv_block_bytes = 0;
 };
 
 class Engine {
@@ -77,8 +88,16 @@ class Engine {
   int64_t sequence_length(int64_t seq) const;
 
   // Throws E_ARGUMENT (unknown sequence, token out of range, context exceeded,
-  // a sequence listed twice) before touching any state, E_STATE if a step is running.
+  // a sequence listed twice) and E_KV_FULL (the KV pool cannot hold the
+  // step's new positions) before touching any state, E_STATE if a step is
+  // running. A request's leading full blocks found in the prefix cache are
+  // taken, not computed (never for prompt_logprobs requests, and never the
+  // last token of a request that samples).
   std::vector<StepResult> step(const std::vector<StepRequest>& requests);
+  // Drops a sequence's KV state (its blocks go back to the pool) but keeps its
+  // sampler, adapter and id: the scheduler's preemption, which feeds the
+  // sequence's tokens again later (E_ARGUMENT if unknown, E_STATE in a step).
+  void reset_sequence(int64_t seq);
 
   EngineStats stats() const;
 
@@ -90,6 +109,12 @@ class Engine {
     std::vector<float> last_logits;  // logits after the last consumed token (for the next chunk's first log-prob)
     bool in_step = false;
     bool free_after_step = false;
+    // Prefix-cache key chain of a paged state: the key of its last full block
+    // (root: the adapter's identity), full blocks keyed, and the ids of the
+    // positions after them (soft-prompt rows as -1 - row).
+    uint64_t root_key = 0, key = 0;
+    int64_t keyed_blocks = 0;
+    std::vector<int32_t> tail;
   };
 
   // Soft-prompt positions a sequence has yet to run (its adapter's P before its first token, else 0).
@@ -104,6 +129,10 @@ class Engine {
   std::vector<Sequence*> validate(const std::vector<StepRequest>& requests);
   Pass plan_pass(StepRun& run) const;
   void prompt_logprobs(StepRun& run, const Pass& pass) const;
+  // Before the passes: a request's leading cached blocks; after each pass:
+  // publishes the blocks it filled.
+  void take_cached_prefix(StepRun& run, size_t i) const;
+  void publish_blocks(StepRun& run, const Pass& pass) const;
   void sample(StepRun& run) const;
 
   std::unique_ptr<Model> model_;
@@ -113,6 +142,8 @@ class Engine {
   mutable std::mutex mu_;        // guards sequences_ and the flags; not held during compute
   std::map<int64_t, std::unique_ptr<Sequence>> sequences_;
   std::map<std::string, std::shared_ptr<const Adapter>> adapters_;
+  std::map<const Adapter*, uint64_t> adapter_serial_;  // prefix-cache identity of each load
+  uint64_t next_adapter_serial_ = 1;
   int64_t next_id_ = 1;
   bool stepping_ = false;
 };

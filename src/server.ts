@@ -33,6 +33,10 @@ export interface ServeOptions {
   maxBatch?: number;
   maxQueue?: number;
   maxRequestShare?: number;
+  /** Bytes of the paged KV pool (LoadOptions.kvMemory; absent: the engine's default). */
+  kvMemory?: number;
+  /** Reuse cached KV blocks of shared prompt prefixes (default true; --no-prefix-cache). */
+  prefixCache?: boolean;
   apiKey?: string;
   /** A folder of adapter folders (or one adapter folder) to serve beside the model. */
   adapters?: string;
@@ -119,7 +123,12 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     const tokenizer = loadTokenizer(opts.model);
     // Before the weights load: a bad --chat-template fails at once.
     const chatTemplate = loadChatTemplate(opts.model, tokenizer, opts.chatTemplate);
-    const engine = await Engine.load(opts.model, { device: opts.device ?? 'cpu', ...(opts.threads ? { threads: opts.threads } : {}) });
+    const engine = await Engine.load(opts.model, {
+      device: opts.device ?? 'cpu',
+      ...(opts.threads ? { threads: opts.threads } : {}),
+      ...(opts.kvMemory ? { kvMemory: opts.kvMemory } : {}),
+      prefixCache: opts.prefixCache !== false,
+    });
     const info = engine.info();
     process.stderr.write(`roost serve: ${path.basename(opts.model)} on ${info.device === 'cuda' ? `cuda (${native().cuda().device})` : `cpu (${info.threads} threads, ${info.isa})`}\n`);
     if (opts.adapters !== undefined) {
@@ -133,6 +142,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     if (opts.maxRequestShare !== undefined) schedulerOptions.maxRequestShare = opts.maxRequestShare;
     if (opts.requestTimeoutMs !== undefined) schedulerOptions.requestTimeoutMs = opts.requestTimeoutMs;
     if (opts.stepTokens !== undefined) schedulerOptions.stepTokens = opts.stepTokens;
+    // n / best_of siblings wait for the first to prefill when the engine can hand them its blocks.
+    schedulerOptions.prefixCache = opts.prefixCache !== false && engine.stats().kvBlockRows > 0;
     const rt = holder.attach(engine, tokenizer, opts.modelId ?? path.basename(path.resolve(opts.model)), schedulerOptions, {
       scheduler: metrics.scheduler,
       completion: metrics.completion,

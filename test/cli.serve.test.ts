@@ -115,6 +115,8 @@ test.each([
   [['--port', '70000'], /--port/],
   [['--max-batch', '0'], /--max-batch/],
   [['--device', 'tpu'], /--device/],
+  [['--kv-memory', '0'], /--kv-memory must be a positive number of bytes/],
+  [['--kv-memory', '1e9'], /--kv-memory/],
   [['--bogus', '1'], /bogus/],
 ])('serve %j is a usage error naming the flag', (args, pattern) => {
   const r = spawnSync(process.execPath, [BIN, 'serve', '--model', TINY, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 30000 });

@@ -161,6 +161,7 @@ void EngineWrap::init(Napi::Env env, Napi::Object exports) {
                                        InstanceMethod("info", &EngineWrap::info),
                                        InstanceMethod("createSequence", &EngineWrap::create_sequence),
                                        InstanceMethod("freeSequence", &EngineWrap::free_sequence),
+                                       InstanceMethod("resetSequence", &EngineWrap::reset_sequence),
                                        InstanceMethod("sequenceLength", &EngineWrap::sequence_length),
                                        InstanceMethod("step", &EngineWrap::step),
                                        InstanceMethod("stats", &EngineWrap::stats),
@@ -207,6 +208,8 @@ Napi::Value EngineWrap::load(const Napi::CallbackInfo& info) {
     if (!absent(x = opts.Get("maxStepTokens"))) {
       options.max_step_tokens = integer_arg(env, x, "opts.maxStepTokens", 1, kMaxSafeInteger);
     }
+    if (!absent(x = opts.Get("kvMemory"))) options.kv_memory = integer_arg(env, x, "opts.kvMemory", 0, kMaxSafeInteger);
+    if (!absent(x = opts.Get("prefixCache"))) options.prefix_cache = bool_arg(env, x, "opts.prefixCache");
     if (!absent(x = opts.Get("device"))) {
       if (!x.IsString()) type_error(env, "opts.device must be a string (got " + type_of(x) + ")");
       options.device = x.As<Napi::String>().Utf8Value();
@@ -264,6 +267,16 @@ Napi::Value EngineWrap::free_sequence(const Napi::CallbackInfo& info) {
     } else {
       engine_->free_sequence(seq);
     }
+    return env.Undefined();
+  });
+}
+
+Napi::Value EngineWrap::reset_sequence(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    int64_t seq = sequence_arg(env, info[0], "seq");
+    if (in_flight_.count(seq)) throw roost::Error("E_STATE", "sequence " + std::to_string(seq) + " is in a step in flight");
+    engine_->reset_sequence(seq);
     return env.Undefined();
   });
 }
@@ -352,6 +365,11 @@ Napi::Value EngineWrap::stats(const Napi::CallbackInfo& info) {
     o.Set("sequences", num(env, static_cast<double>(s.sequences)));
     o.Set("stateBytes", num(env, static_cast<double>(s.state_bytes)));
     o.Set("weightBytes", num(env, static_cast<double>(s.weight_bytes)));
+    o.Set("kvBlocksUsed", num(env, static_cast<double>(s.kv_blocks_used)));
+    o.Set("kvBlocksCached", num(env, static_cast<double>(s.kv_blocks_cached)));
+    o.Set("kvBlocksFree", num(env, static_cast<double>(s.kv_blocks_free)));
+    o.Set("kvBlockRows", num(env, static_cast<double>(s.kv_block_rows)));
+    o.Set("kvBlockBytes", num(env, static_cast<double>(s.kv_block_bytes)));
     return o;
   });
 }

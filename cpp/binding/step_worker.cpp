@@ -65,6 +65,7 @@ class StepWorker : public PromiseWorker {
       Napi::Object o = Napi::Object::New(env);
       o.Set("seq", Napi::Number::New(env, static_cast<double>(r.seq)));
       o.Set("sampled", Napi::Boolean::New(env, r.sampled));
+      o.Set("cachedTokens", Napi::Number::New(env, static_cast<double>(r.cached_tokens)));
       if (r.sampled) {
         o.Set("token", Napi::Number::New(env, r.token.token));
         o.Set("logprob", Napi::Number::New(env, r.token.logprob));

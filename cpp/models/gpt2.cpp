@@ -10,15 +10,20 @@ namespace roost {
 
 namespace {
 
-// KV cache of one sequence: per layer K and V rows [cap, C] (position-major,
-// head h at columns h*D .. h*D+D-1), grown geometrically.
+// KV cache of one sequence: a block table over the model's KV pool
+// (cpp/kv_pool.h; per layer K and V rows, head h at columns h*D .. h*D+D-1).
 class Gpt2State : public SequenceState {
  public:
-  Gpt2State(int64_t n_layer, int64_t C) : kv(n_layer, C) {}
+  explicit Gpt2State(KvPool* pool) : kv(pool) {}
   int64_t length() const override { return len; }
   // BigBird still caches every position: global and random blocks reach anywhere.
   size_t bytes() const override { return kv.bytes() + bigbird.bytes(); }
-  KvRows kv;
+  PagedKv* paged() override { return &kv; }
+  void adopt_prefix(const std::vector<int32_t>& blocks, int64_t length) override {
+    kv.adopt(len / kv.pool().block_rows(), blocks);
+    len = length;
+  }
+  PagedKv kv;
   int64_t len = 0;
   BigBirdBlocks bigbird;  // block lists of the blocks the last step touched (bigbird only)
 };
@@ -40,10 +45,11 @@ Gpt2Model::Gpt2Model(const ModelConfig& config, const Checkpoint& ckpt, std::sha
   s_x_ = be().scratch();
   s_qkv_ = be().scratch();
   s_att_ = be().scratch();
+  pool_ = make_kv_pool(be(), cfg_, C);
 }
 
 std::unique_ptr<SequenceState> Gpt2Model::new_state() const {
-  return std::make_unique<Gpt2State>(cfg_.n_layer, cfg_.n_embd);
+  return std::make_unique<Gpt2State>(pool_.get());
 }
 
 void Gpt2Model::forward(const std::vector<ForwardItem>& items, ThreadPool& pool) {
@@ -56,9 +62,8 @@ void Gpt2Model::forward(const std::vector<ForwardItem>& items, ThreadPool& pool)
   for (size_t i = 0; i < items.size(); i++) {
     row0[i] = N;
     N += items[i].n;
-    auto* s = static_cast<Gpt2State*>(items[i].state);
-    s->kv.reserve(be, s->len + items[i].n, s->len, max_context());
   }
+  reserve_kv(*pool_, items);
   float* x = s_x_->get<float>(N * C);
   float* qkv = s_qkv_->get<float>(N * 3 * C);
   float* att = s_att_->get<float>(N * C);
@@ -77,8 +82,8 @@ void Gpt2Model::forward(const std::vector<ForwardItem>& items, ThreadPool& pool)
       tok[r] = embeds ? -1 : items[i].tokens[j];
       pos[r] = p;
       if (embeds) prompt_moves.push_back(RowMove{embeds + j * C, x + r * C});
-      kv_moves[2 * r] = RowMove{qkv + r * 3 * C + C, s->kv.k(0, p), s->kv.layer_stride()};
-      kv_moves[2 * r + 1] = RowMove{qkv + r * 3 * C + 2 * C, s->kv.v(0, p), s->kv.layer_stride()};
+      kv_moves[2 * r] = RowMove{qkv + r * 3 * C + C, s->kv.k(p), s->kv.layer_stride(p)};
+      kv_moves[2 * r + 1] = RowMove{qkv + r * 3 * C + 2 * C, s->kv.v(p), s->kv.layer_stride(p)};
     }
   }
   const Positions& P = positions(pos);
@@ -113,7 +118,7 @@ void Gpt2Model::forward(const std::vector<ForwardItem>& items, ThreadPool& pool)
     for (size_t i = 0; i < items.size(); i++) {
       auto* s = static_cast<Gpt2State*>(items[i].state);
       const int64_t past = s->len, n = items[i].n;
-      plan.add_span(s->kv.span(0, 0, past + n, 0, /*per_layer=*/true));
+      s->kv.add_spans(plan, 0, past + n, /*per_layer=*/true);
       plan.add_heads(AttnTask{att + row0[i] * C, C, qkv + row0[i] * 3 * C, 3 * C, n, past}, H);
     }
     plan.prepare(D);
@@ -130,7 +135,7 @@ void Gpt2Model::forward(const std::vector<ForwardItem>& items, ThreadPool& pool)
         bigbird_each_task(s->bigbird, b, l, L, H, s->len, items[i].n, [&](const BigBirdTask& t) {
           for (int64_t o = 0; o < t.n_blocks; o++) {
             const int64_t j = t.blocks[o];
-            plan.add_span(s->kv.span(l, j * b, std::min(b, end - j * b), j * b, /*per_layer=*/false));
+            s->kv.add_spans(plan, j * b, std::min((j + 1) * b, end), /*per_layer=*/false, l);
           }
           const int64_t r = row0[i] + t.r0;
           plan.add_task(AttnTask{att + r * C, C, qkv + r * 3 * C, 3 * C, t.p1 - t.p0, t.p0, (int32_t)t.head});

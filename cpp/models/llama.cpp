@@ -9,15 +9,24 @@ namespace roost {
 
 namespace {
 
-// The K/V rows of one sequence: G*D columns per row. Without a window, a cache
-// of every position; with Mistral's window W, a ring of at most W - 1 + (the
-// largest step's rows) slots, position p in slot p % cap.
+// The K/V rows of one sequence: G*D columns per row. Without a window, a block
+// table over the model's KV pool (cpp/kv_pool.h); with Mistral's window W, a
+// ring of at most W - 1 + (the largest step's rows) slots, position p in slot
+// p % cap, outside the pool (its old positions are overwritten, so its blocks
+// could be neither shared nor cached).
 class LlamaState : public SequenceState {
  public:
-  LlamaState(int64_t n_layer, int64_t kv_width) : kv(n_layer, kv_width) {}
+  LlamaState(int64_t n_layer, int64_t kv_width, KvPool* pool) : ring(n_layer, kv_width), kv(pool) {}
   int64_t length() const override { return len; }
-  size_t bytes() const override { return kv.bytes(); }
-  KvRows kv;
+  size_t bytes() const override { return ring.bytes() + kv.bytes(); }
+  PagedKv* paged() override { return kv_pool_set ? &kv : nullptr; }
+  void adopt_prefix(const std::vector<int32_t>& blocks, int64_t length) override {
+    kv.adopt(len / kv.pool().block_rows(), blocks);
+    len = length;
+  }
+  KvRows ring;
+  PagedKv kv;
+  bool kv_pool_set = false;  // no window: the paged cache
   int64_t len = 0;
 };
 
@@ -90,10 +99,13 @@ LlamaModel::LlamaModel(const ModelConfig& config, const Checkpoint& ckpt, std::s
   }
   plan_ = be.attention_plan();
   for (auto* s : {&s_x_, &s_h_, &s_qkv_, &s_att_, &s_gu_, &s_ff_, &s_logits_}) *s = be.scratch();
+  if (cfg_.sliding_window == 0) pool_ = make_kv_pool(be, cfg_, cfg_.n_kv_head * cfg_.head_dim());
 }
 
 std::unique_ptr<SequenceState> LlamaModel::new_state() const {
-  return std::make_unique<LlamaState>(cfg_.n_layer, cfg_.n_kv_head * cfg_.head_dim());
+  auto s = std::make_unique<LlamaState>(cfg_.n_layer, cfg_.n_kv_head * cfg_.head_dim(), pool_.get());
+  s->kv_pool_set = pool_ != nullptr;
+  return s;
 }
 
 void LlamaModel::forward(const std::vector<ForwardItem>& items, ThreadPool& pool) {
@@ -111,13 +123,12 @@ void LlamaModel::forward(const std::vector<ForwardItem>& items, ThreadPool& pool
     N += items[i].n;
     auto* s = static_cast<LlamaState*>(items[i].state);
     const int64_t end = s->len + items[i].n;
-    if (W == 0) {
-      s->kv.reserve(be, end, s->len, max_context());
-    } else {  // the ring keeps the last W - 1 positions and takes this step's rows
+    if (W > 0) {  // the ring keeps the last W - 1 positions and takes this step's rows
       const int64_t need = std::min(end, W - 1 + items[i].n);
-      if (need > s->kv.cap()) s->kv.grow_ring(be, (need + 63) / 64 * 64, std::max<int64_t>(0, s->len - (W - 1)), s->len);
+      if (need > s->ring.cap()) s->ring.grow_ring(be, (need + 63) / 64 * 64, std::max<int64_t>(0, s->len - (W - 1)), s->len);
     }
   }
+  if (pool_) reserve_kv(*pool_, items);
   float* x = s_x_->get<float>(N * C);
   float* h = s_h_->get<float>(N * C);
   float* qkv = s_qkv_->get<float>(N * W3);
@@ -131,11 +142,17 @@ void LlamaModel::forward(const std::vector<ForwardItem>& items, ThreadPool& pool
   for (size_t i = 0; i < items.size(); i++) {
     auto* s = static_cast<LlamaState*>(items[i].state);
     for (int64_t j = 0; j < items[i].n; j++) {
-      const int64_t r = row0[i] + j, p = s->len + j, slot = W ? p % s->kv.cap() : p;
+      const int64_t r = row0[i] + j, p = s->len + j;
       tok[r] = items[i].tokens[j];
       pos[r] = p;
-      kv_moves[2 * r] = RowMove{qkv + r * W3 + Wq, s->kv.k(0, slot), s->kv.layer_stride()};
-      kv_moves[2 * r + 1] = RowMove{qkv + r * W3 + Wq + Wkv, s->kv.v(0, slot), s->kv.layer_stride()};
+      if (W > 0) {
+        const int64_t slot = p % s->ring.cap();
+        kv_moves[2 * r] = RowMove{qkv + r * W3 + Wq, s->ring.k(0, slot), s->ring.layer_stride()};
+        kv_moves[2 * r + 1] = RowMove{qkv + r * W3 + Wq + Wkv, s->ring.v(0, slot), s->ring.layer_stride()};
+      } else {
+        kv_moves[2 * r] = RowMove{qkv + r * W3 + Wq, s->kv.k(p), s->kv.layer_stride(p)};
+        kv_moves[2 * r + 1] = RowMove{qkv + r * W3 + Wq + Wkv, s->kv.v(p), s->kv.layer_stride(p)};
+      }
     }
   }
   const Positions& P = *be.positions(pos, inv_freq_);
@@ -151,13 +168,14 @@ void LlamaModel::forward(const std::vector<ForwardItem>& items, ThreadPool& pool
     auto* s = static_cast<LlamaState*>(items[i].state);
     const int64_t past = s->len, n = items[i].n, end = past + n;
     if (W == 0 || end <= W) {  // in a ring, positions < W - 1 + n sit in their own slots
-      plan.add_span(s->kv.span(0, 0, end, 0, /*per_layer=*/true));
+      if (W == 0) s->kv.add_spans(plan, 0, end, /*per_layer=*/true);
+      else plan.add_span(s->ring.span(0, 0, end, 0, /*per_layer=*/true));
       plan.add_gqa_heads(AttnTask{att + row0[i] * Wq, Wq, qkv + row0[i] * W3, W3, n, past}, H, G, D);
       continue;
     }
     for (int64_t t = 0; t < n; t++) {
       const int64_t q = past + t, r = row0[i] + t;
-      s->kv.ring_spans(plan, std::max<int64_t>(0, q - W + 1), q + 1, /*unmasked=*/false, /*per_layer=*/true);
+      s->ring.ring_spans(plan, std::max<int64_t>(0, q - W + 1), q + 1, /*unmasked=*/false, /*per_layer=*/true);
       plan.add_gqa_heads(AttnTask{att + r * Wq, Wq, qkv + r * W3, W3, 1, q}, H, G, D);
     }
   }

@@ -18,6 +18,7 @@ class LlamaModel : public Model {
   const ModelConfig& config() const override { return cfg_; }
   int64_t max_context() const override { return cfg_.n_positions; }
   size_t weight_bytes() const override { return be_->weight_bytes(); }
+  KvPool* kv_pool() override { return pool_.get(); }
   std::unique_ptr<SequenceState> new_state() const override;
   void forward(const std::vector<ForwardItem>& items, ThreadPool& pool) override;
 
@@ -42,6 +43,7 @@ class LlamaModel : public Model {
   std::vector<Layer> layers_;
   std::unique_ptr<AttentionPlan> plan_;
   std::unique_ptr<Scratch> s_x_, s_h_, s_qkv_, s_att_, s_gu_, s_ff_, s_logits_;
+  std::unique_ptr<KvPool> pool_;  // null with a sliding window (a ring per sequence)
 };
 
 }  // namespace roost

@@ -15,6 +15,9 @@
 
 namespace roost {
 
+class KvPool;
+class PagedKv;
+
 // What a sequence keeps between steps (KV cache, recurrent state). Each model
 // defines its own; the engine only asks how many tokens it holds and its size.
 class SequenceState {
@@ -22,6 +25,13 @@ class SequenceState {
   virtual ~SequenceState() = default;
   virtual int64_t length() const = 0;   // tokens consumed so far
   virtual size_t bytes() const = 0;     // memory held now
+  // The block table of a state whose K/V live in the model's KvPool (null: not paged).
+  virtual PagedKv* paged() { return nullptr; }
+  // Prefix-cache hit on a paged state: drops its partly filled last block (if
+  // any), appends these retained blocks, which hold the positions of that
+  // block and the next ones up to `length` (the last may be partly filled), and
+  // sets length() to it.
+  virtual void adopt_prefix(const std::vector<int32_t>& blocks, int64_t length);
 };
 
 // One sequence's share of a forward step.
@@ -59,6 +69,9 @@ class Model {
   virtual bool prompt_logprobs_need_one_pass() const { return false; }
   // True when forward() honours ForwardItem::adapter and ::embeds.
   virtual bool supports_adapters() const { return false; }
+  // The pool every paged state of this model allocates from (null: the model
+  // keeps per-sequence buffers; cpp/kv_pool.h).
+  virtual KvPool* kv_pool() { return nullptr; }
 };
 
 // Opens <dir> (config.json + safetensors) and builds the model its model_type

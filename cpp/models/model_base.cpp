@@ -76,6 +76,27 @@ ModelBase::ModelBase(const ModelConfig& cfg, const Checkpoint& ckpt, std::shared
   s_logits_ = be_->scratch();
 }
 
+void SequenceState::adopt_prefix(const std::vector<int32_t>&, int64_t) {
+  throw Error("E_INTERNAL", "this model's sequence state has no KV blocks to adopt");
+}
+
+std::unique_ptr<KvPool> make_kv_pool(Backend& be, const ModelConfig& cfg, int64_t width) {
+  return std::make_unique<KvPool>(be, cfg.n_layer, width, kKvBlockRows, int64_t(1) << 30);
+}
+
+void reserve_kv(KvPool& pool, const std::vector<ForwardItem>& items) {
+  int64_t need = 0;
+  for (const auto& it : items)
+    if (PagedKv* kv = it.state->paged()) need += kv->blocks_needed(it.state->length() + it.n);
+  if (need == 0) return;
+  if (need > pool.available())
+    throw Error("E_KV_FULL", "the KV memory is full: this step needs " + std::to_string(need) + " more blocks of " +
+                                 std::to_string(kKvBlockRows) + " positions and " + std::to_string(pool.available()) +
+                                 " are available (raise --kv-memory)");
+  for (const auto& it : items)
+    if (PagedKv* kv = it.state->paged()) kv->reserve(it.state->length() + it.n);
+}
+
 ModelBase::Mlp ModelBase::load_mlp(const Checkpoint& ckpt, const std::string& p) {
   const int64_t C = cfg_.n_embd, F = cfg_.n_inner;
   return {load_norm(*be_, ckpt, p + "ln_2", C), load_dense(*be_, ckpt, p + "mlp.c_fc", C, F),

@@ -9,11 +9,19 @@
 #include <vector>
 
 #include "../backend.h"
+#include "../kv_pool.h"
 #include "../safetensors.h"
 #include "model.h"
 #include "weights.h"  // tensor_to_f32
 
 namespace roost {
+
+// Paged models: the pool of blocks of kKvBlockRows positions x layers x
+// (K, V) x width (kv_type()), unbounded until the engine sets its budget.
+std::unique_ptr<KvPool> make_kv_pool(Backend& be, const ModelConfig& cfg, int64_t width);
+// Every paged item's blocks for its new rows, all or none: E_KV_FULL
+// (nothing allocated) when the pool cannot hold them.
+void reserve_kv(KvPool& pool, const std::vector<ForwardItem>& items);
 
 // A Conv1D projection y = x @ W + b in backend memory.
 struct Dense {
@@ -70,6 +78,7 @@ class ModelBase : public Model {
   const ModelConfig& config() const override { return cfg_; }
   int64_t max_context() const override { return cfg_.n_positions; }
   size_t weight_bytes() const override { return be_->weight_bytes(); }
+  KvPool* kv_pool() override { return pool_.get(); }
 
  protected:
   struct Mlp {
@@ -95,6 +104,14 @@ class ModelBase : public Model {
   Norm ln_f_;
   std::vector<double> inv_freq_;  // rotary_inv_freq(cfg_)
   std::unique_ptr<Scratch> s_h_, s_ff_, s_hin_, s_logits_;
+  std::unique_ptr<KvPool> pool_;  // paged models only
 };
+
+// Positions per KV block for every paged attention kind: dense causal (gpt2,
+// llama without a window) and BigBird (its spans are cut at block edges, so
+// any BigBird block size works; 64 is also BigBird's usual block). 64 rows
+// keep a partly filled last block small next to long prompts and make a
+// block's K/V rows (64 x width) long enough that span overhead is noise.
+constexpr int64_t kKvBlockRows = 64;
 
 }  // namespace roost

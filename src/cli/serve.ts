@@ -23,6 +23,8 @@ interface ServeFlags extends ModelFlags {
   logFormat: LogFormat;
   quiet?: boolean;
   chatTemplate?: string;
+  kvMemory?: number;
+  prefixCache: boolean;
 }
 
 /** ORIGIN[,ORIGIN...] as the browser writes Origin, or `*`. */
@@ -42,6 +44,8 @@ export function serveCommand(): Command {
   return modelFlags(cmd)
     .addOption(flag('--host <h>', 'the address to listen on', undefined, '127.0.0.1'))
     .addOption(flag('--port <p>', 'the port to listen on; 0 picks a free one', integer(0, 'an integer from 0 to 65535 (0 = a free port)', 65535), 8080))
+    .addOption(flag('--kv-memory <bytes>', 'bytes of paged KV blocks at most (default: half the memory available once the weights are loaded; docs/design.md)', integer(1, 'a positive number of bytes')))
+    .addOption(flag('--no-prefix-cache', 'prefill every prompt in full: no reuse of cached KV blocks across requests'))
     .addOption(flag('--api-key <k>', 'require Authorization: Bearer <k> on every route but /health (default: no key)', nonEmpty))
     .addOption(flag('--adapters <dir>', 'a folder of adapter folders (or one adapter folder) to serve beside the model (default: --adapter)'))
     .addOption(flag('--allow-adapter-loading', 'allow POST /v1/load_lora_adapter and /v1/unload_lora_adapter (they read server paths)'))
@@ -89,6 +93,8 @@ async function runServe(flags: ServeFlags): Promise<void> {
     allowAdapterLoading: flags.allowAdapterLoading === true,
     allowedOrigins: flags.allowedOrigins,
     chatTemplate: flags.chatTemplate,
+    kvMemory: flags.kvMemory,
+    prefixCache: flags.prefixCache,
     accessLog: flags.quiet ? undefined : { format: flags.logFormat, write: (line) => process.stderr.write(line) },
   });
 }

@@ -15,7 +15,8 @@ import type { NativeEngine, SequenceParams, StepRequest, StepResult, TokenLogpro
 import { RequestError } from './errors';
 
 /** The part of the engine the scheduler drives (a fake in scheduler unit tests). */
-export type SchedulerEngine = Pick<NativeEngine, 'createSequence' | 'freeSequence' | 'step'>;
+export type SchedulerEngine = Pick<NativeEngine, 'createSequence' | 'freeSequence' | 'step'> &
+  Partial<Pick<NativeEngine, 'resetSequence' | 'stats'>>;
 
 export type FinishReason = 'stop' | 'length' | 'cancelled' | 'error';
 
@@ -66,6 +67,12 @@ export interface SchedulerOptions {
    * use stay free for requests that arrive.
    */
   maxRequestShare: number;
+  /**
+   * The engine reuses cached prefix blocks (a paged model with its prefix
+   * cache on): the 2nd.. sequences of an n / best_of request wait until the
+   * first has prefilled their common prompt, then take its blocks.
+   */
+  prefixCache: boolean;
 }
 
 export const DEFAULT_SCHEDULER_OPTIONS: SchedulerOptions = {
@@ -75,6 +82,7 @@ export const DEFAULT_SCHEDULER_OPTIONS: SchedulerOptions = {
   requestTimeoutMs: 10 * 60 * 1000,
   maxParked: 1024,
   maxRequestShare: 1,
+  prefixCache: false,
 };
 
 /** The longest delay a Node timer takes (a longer one fires at once). */
@@ -115,6 +123,10 @@ export interface SchedulerObserver {
   /** One engine step: its wall time, the JS time since the previous step ended, tokens fed. */
   onStep?(stepSeconds: number, gapSeconds: number, prefillTokens: number, decodeTokens: number): void;
   onQueueTime?(seconds: number): void;
+  /** A sequence was preempted for KV memory (Scheduler.preemptNewest). */
+  onPreemption?(): void;
+  /** Prefill tokens of a step: computed by the engine, and taken from its prefix cache. */
+  onPrefill?(computed: number, cached: number): void;
 }
 
 type TaskState = 'waiting' | 'prefill' | 'decode' | 'done';
@@ -133,6 +145,14 @@ interface Task {
   chunk: number;
   /** Holds a batch slot this step (else parked: state kept, out of the step). */
   slot: boolean;
+  /** Every token sampled so far (a preempted sequence feeds prompt + these again). */
+  out: number[];
+  /** After a preemption in decode: the tokens to prefill again (prompt + out), no log-probs, no onPrefilled. */
+  replay?: number[];
+  /** Prompt positions whose log-probs the listener already has (a preemption in prefill runs them again). */
+  reported: number;
+  /** totals.steps when last preempted: not re-admitted before another step has run (no preempt/admit livelock). */
+  preemptedAt?: number;
 }
 
 /** A submitted request: its sequences, cancellation and flow control. */
@@ -189,7 +209,21 @@ export class Scheduler {
   private lastStepEnd = 0;
   private idleWaiters: Array<() => void> = [];
   /** Totals since start, for metrics and the overhead benchmark. */
-  readonly totals = { steps: 0, stepSeconds: 0, gapSeconds: 0, prefillTokens: 0, decodeTokens: 0 };
+  readonly totals = {
+    steps: 0,
+    stepSeconds: 0,
+    gapSeconds: 0,
+    prefillTokens: 0,
+    decodeTokens: 0,
+    /** Prefill tokens the engine computed (prefillTokens less prefix-cache hits). */
+    prefillComputed: 0,
+    /** Prefill tokens taken from the prefix cache. */
+    prefixHitTokens: 0,
+    /** Sequences preempted for KV memory (their state dropped, recomputed later). */
+    preemptions: 0,
+  };
+  /** KV blocks admissions of the current allocate() have counted on (kvFits). */
+  private admitBlocks = 0;
 
   constructor(
     private readonly engine: SchedulerEngine,
@@ -253,7 +287,19 @@ export class Scheduler {
       );
     }
     const req = new ScheduledRequest(this, specs.length);
-    req.tasks = specs.map((spec) => ({ spec, req, state: 'waiting', seq: -1, fed: 0, next: -1, generated: 0, chunk: 0, slot: false }));
+    req.tasks = specs.map((spec) => ({
+      spec,
+      req,
+      state: 'waiting',
+      seq: -1,
+      fed: 0,
+      next: -1,
+      generated: 0,
+      chunk: 0,
+      slot: false,
+      out: [],
+      reported: 0,
+    }));
     this.waiting.push(req);
     this.live.add(req);
     this.waitingSequences += specs.length;
@@ -349,6 +395,7 @@ export class Scheduler {
           results = await this.engine.step(batch);
         } catch (e) {
           this.lastStepEnd = performance.now();
+          if ((e as { code?: string }).code === 'E_KV_FULL' && this.preemptNewest()) continue;
           const err = new RequestError('engine_error', `the engine failed a step: ${(e as Error).message}`);
           for (const t of tasks) if (t.state !== 'done') this.finish(t, 'error', err);
           continue;
@@ -362,6 +409,11 @@ export class Scheduler {
         this.totals.prefillTokens += prefillTokens;
         this.totals.decodeTokens += decodeTokens;
         this.observer.onStep?.(stepSeconds, gap, prefillTokens, decodeTokens);
+        let hit = 0;
+        for (const r of results) hit += r.cachedTokens ?? 0;
+        this.totals.prefixHitTokens += hit;
+        this.totals.prefillComputed += prefillTokens - hit;
+        this.observer.onPrefill?.(prefillTokens - hit, hit);
         for (const r of results) this.apply(r);
       }
     } finally {
@@ -396,6 +448,7 @@ export class Scheduler {
       }
     }
     for (const t of this.active) t.slot = false;
+    this.admitBlocks = 0;
     // With others wanting slots, no request holds more than maxRequestShare of the batch.
     const cap = Math.max(1, Math.floor(this.options.maxRequestShare * this.options.maxBatch));
     const shares = fairShares(wants.length > 1 ? wants.map((w) => Math.min(w, cap)) : wants, this.options.maxBatch);
@@ -417,11 +470,59 @@ export class Scheduler {
     });
   }
 
+  /**
+   * Whether a waiting sequence's prompt fits the KV memory of a paged engine:
+   * free + cached blocks, less those admissions this round counted on, must
+   * hold its blocks and one block of growth for each running sequence. With
+   * nothing running it is admitted anyway (a prompt larger than all the
+   * memory then fails its step with the engine's E_KV_FULL message).
+   */
+  private kvFits(task: Task): boolean {
+    const st = this.engine.stats?.();
+    if (!st || !st.kvBlockRows || this.active.length === 0) return true;
+    const need = Math.ceil((task.replay ?? task.spec.prompt).length / st.kvBlockRows) + 1;
+    if (st.kvBlocksFree + st.kvBlocksCached - this.admitBlocks < need + this.active.length) return false;
+    this.admitBlocks += need;
+    return true;
+  }
+
+  /**
+   * The engine's KV memory cannot hold the next step: the newest sequence in
+   * the engine gives its blocks back and waits to be recomputed (vLLM's
+   * preemption by recompute). Its sampler stays in the engine, so a seeded
+   * stream continues with the same tokens. False when there is nothing to
+   * preempt (one sequence alone does not fit: its step fails).
+   */
+  private preemptNewest(): boolean {
+    if (!this.engine.resetSequence || this.active.length < 2) return false;
+    const t = this.active[this.active.length - 1];
+    this.engine.resetSequence(t.seq);
+    this.active.pop();
+    this.bySeq.delete(t.seq);
+    // In decode: prompt + sampled tokens go in again; in prefill (of the prompt
+    // or of a replay) the same input starts over.
+    if (t.state === 'decode') t.replay = t.spec.prompt.concat(t.out);
+    t.fed = 0;
+    t.preemptedAt = this.totals.steps;
+    t.chunk = 0;
+    t.slot = false;
+    t.state = 'waiting';
+    this.waitingSequences++;
+    if (!this.waiting.includes(t.req)) this.waiting.unshift(t.req);
+    this.totals.preemptions++;
+    this.observer.onPreemption?.();
+    return true;
+  }
+
   /** Gives a waiting sequence its engine state and a slot; false if the engine refused it. */
   private admit(task: Task): boolean {
     const req = task.req;
+    const again = task.seq >= 0; // preempted before
+    if (again && this.active.length > 0 && this.totals.steps <= (task.preemptedAt ?? -1)) return false;
+    if (!this.kvFits(task)) return false;
     try {
-      task.seq = this.engine.createSequence(task.spec.params);
+      // A preempted sequence keeps its engine id (and sampler).
+      if (task.seq < 0) task.seq = this.engine.createSequence(task.spec.params);
     } catch (e) {
       this.finish(task, 'error', new RequestError('engine_error', `the engine refused a sequence: ${(e as Error).message}`));
       return false;
@@ -435,6 +536,7 @@ export class Scheduler {
       const i = this.waiting.indexOf(req);
       if (i >= 0) this.waiting.splice(i, 1);
     }
+    if (again) return true; // re-admitted after a preemption: the listener knows it already
     if (task === req.tasks[0]) this.observer.onQueueTime?.((performance.now() - req.submittedAt) / 1000);
     task.spec.listener.onAdmitted?.();
     return true;
@@ -449,6 +551,9 @@ export class Scheduler {
     const byReq = new Map<ScheduledRequest, Task[]>();
     for (const t of this.active) {
       if (t.state !== 'prefill' || !t.slot) continue;
+      // With the prefix cache, a request's later sequences wait for its first to prefill the shared prompt.
+      const first = t.req.tasks[0];
+      if (this.options.prefixCache && t !== first && first.state === 'prefill' && first.replay === undefined && t.replay === undefined) continue;
       const list = byReq.get(t.req);
       if (list) list.push(t);
       else byReq.set(t.req, [t]);
@@ -476,7 +581,7 @@ export class Scheduler {
     let prefillTokens = 0;
     for (const t of this.prefillOrder()) {
       if (budget <= 0) break;
-      const prompt = t.spec.prompt;
+      const prompt = t.replay ?? t.spec.prompt;
       const take = prefillTake(prompt.length - t.fed, budget);
       const end = t.fed + take;
       t.chunk = take;
@@ -484,7 +589,7 @@ export class Scheduler {
         seq: t.seq,
         tokens: prompt.slice(t.fed, end),
         sample: end === prompt.length && t.spec.maxTokens > 0,
-        promptLogprobs: t.spec.promptLogprobs,
+        promptLogprobs: t.spec.promptLogprobs && t.replay === undefined && end > t.reported,
       });
       tasks.push(t);
       budget -= take;
@@ -501,19 +606,31 @@ export class Scheduler {
       const start = t.fed;
       t.fed += t.chunk;
       t.chunk = 0;
-      if (t.spec.promptLogprobs && r.promptLogprobs) l.onPromptLogprobs?.(start, r.promptLogprobs, r.promptTop);
-      if (t.state !== 'prefill') return; // the listener cancelled
-      if (t.fed < t.spec.prompt.length) return;
-      l.onPrefilled?.();
-      if (t.state !== 'prefill') return;
-      if (t.spec.maxTokens === 0) {
-        this.finish(t, 'length');
-        return;
+      if (t.replay !== undefined) {
+        // A preempted sequence's tokens are in again: on with decoding (the step sampled the next token).
+        if (t.fed < t.replay.length) return;
+        t.replay = undefined;
+        t.state = 'decode';
+      } else {
+        if (t.spec.promptLogprobs && r.promptLogprobs && t.fed > t.reported) {
+          const skip = Math.max(0, t.reported - start); // positions reported before a preemption
+          l.onPromptLogprobs?.(start + skip, r.promptLogprobs.subarray(skip), r.promptTop?.slice(skip));
+          t.reported = t.fed;
+        }
+        if (t.state !== 'prefill') return; // the listener cancelled
+        if (t.fed < t.spec.prompt.length) return;
+        l.onPrefilled?.();
+        if (t.state !== 'prefill') return;
+        if (t.spec.maxTokens === 0) {
+          this.finish(t, 'length');
+          return;
+        }
+        t.state = 'decode';
       }
-      t.state = 'decode';
     }
     if (!r.sampled || r.token === undefined) return;
     t.generated++;
+    t.out.push(r.token);
     const last = t.generated >= t.spec.maxTokens;
     const stop = l.onToken(r.token, r.logprob ?? NaN, r.top, last);
     if ((t.state as TaskState) === 'done') return; // the listener cancelled
@@ -532,6 +649,7 @@ export class Scheduler {
         const i = this.waiting.indexOf(req);
         if (i >= 0) this.waiting.splice(i, 1);
       }
+      if (t.seq >= 0) this.engine.freeSequence(t.seq); // preempted: its engine sequence (sampler) is still there
     } else if (t.seq >= 0) {
       this.bySeq.delete(t.seq);
       const i = this.active.indexOf(t);

@@ -35,6 +35,19 @@ export class Metrics {
     gauge('roost_engine_sequences', 'Sequences alive in the engine (each holds a KV cache / state)', (rt) => engineStats(rt).sequences);
     gauge('roost_kv_memory_bytes', 'Bytes of KV caches and recurrent states in use', (rt) => engineStats(rt).stateBytes);
     gauge('roost_weight_memory_bytes', 'Bytes of model weights', (rt) => engineStats(rt).weightBytes);
+    new Gauge({
+      name: 'roost_kv_blocks',
+      help: 'KV pool blocks of a paged model by state: used by sequences, cached (prefix cache, evictable), free',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const rt = runtime();
+        const st = rt ? engineStats(rt) : undefined;
+        this.set({ state: 'used' }, st?.kvBlocksUsed ?? 0);
+        this.set({ state: 'cached' }, st?.kvBlocksCached ?? 0);
+        this.set({ state: 'free' }, st?.kvBlocksFree ?? 0);
+      },
+    });
 
     const requests = new Counter({ name: 'roost_requests_total', help: 'Completion requests by outcome', labelNames: ['outcome'], registers });
     const promptTokens = new Counter({ name: 'roost_prompt_tokens_total', help: 'Prompt tokens of accepted requests', registers });
@@ -49,6 +62,9 @@ export class Metrics {
       buckets: LATENCY_BUCKETS,
       registers,
     });
+    const prefillComputed = new Counter({ name: 'roost_prefill_tokens_computed_total', help: 'Prompt tokens the engine computed (not taken from the prefix cache)', registers });
+    const prefixHits = new Counter({ name: 'roost_prefix_cache_hit_tokens_total', help: 'Prompt tokens taken from the prefix cache', registers });
+    const preemptions = new Counter({ name: 'roost_preemptions_total', help: 'Sequences preempted for KV memory (recomputed later)', registers });
     const stepTokens = new Counter({ name: 'roost_step_tokens_total', help: 'Tokens fed to the engine', labelNames: ['kind'], registers });
     this.errors = new Counter({ name: 'roost_http_errors_total', help: 'Error responses by code', labelNames: ['code'], registers });
 
@@ -67,6 +83,11 @@ export class Metrics {
         if (decode) stepTokens.inc({ kind: 'decode' }, decode);
       },
       onQueueTime: (s) => queue.observe(s),
+      onPrefill: (computed, cached) => {
+        if (computed) prefillComputed.inc(computed);
+        if (cached) prefixHits.inc(cached);
+      },
+      onPreemption: () => preemptions.inc(),
     };
   }
 

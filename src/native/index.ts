@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { packageRoot } from '../package-root';
 
 /** err.code of every error the engine raises (cpp/common.h). */
-export type NativeErrorCode = 'E_CHECKPOINT' | 'E_CONFIG' | 'E_ARGUMENT' | 'E_STATE' | 'E_INTERNAL';
+export type NativeErrorCode = 'E_CHECKPOINT' | 'E_CONFIG' | 'E_ARGUMENT' | 'E_STATE' | 'E_INTERNAL' | 'E_KV_FULL';
 
 /** An Error thrown or rejected by the addon: message is the C++ message. */
 export interface NativeError extends Error {
@@ -18,7 +18,7 @@ export interface NativeError extends Error {
 
 export function isNativeError(e: unknown): e is NativeError {
   const code = e instanceof Error ? (e as Error & { code?: unknown }).code : undefined;
-  return typeof code === 'string' && /^E_(CHECKPOINT|CONFIG|ARGUMENT|STATE|INTERNAL)$/.test(code);
+  return typeof code === 'string' && /^E_(CHECKPOINT|CONFIG|ARGUMENT|STATE|INTERNAL|KV_FULL)$/.test(code);
 }
 
 /** Kernel instruction sets (cpp/ops/ops.h isa_name). */
@@ -31,6 +31,14 @@ export interface LoadOptions {
   maxStepTokens?: number;
   /** Where the model runs (cpp/device.h): "cpu" (default), "cuda" (E_ARGUMENT when unavailable, saying why), "auto". */
   device?: Device;
+  /**
+   * Bytes of the KV block pool of a paged model (gpt2, bigbird, llama without
+   * a sliding window; cpp/kv_pool.h); 0 or absent: half the memory available
+   * once the weights are loaded (MemAvailable, what os.freemem() reports).
+   */
+  kvMemory?: number;
+  /** Reuse cached full KV blocks of a shared prompt prefix (default true). */
+  prefixCache?: boolean;
 }
 
 export type Device = 'cpu' | 'cuda' | 'auto';
@@ -129,6 +137,8 @@ export interface StepResult {
   promptLogprobs?: Float64Array;
   /** When promptLogprobs was asked and the sequence's logprobs > 0: the top alternatives at each new token. */
   promptTop?: TokenLogprob[][];
+  /** Leading tokens of the request taken from the prefix cache instead of computed. */
+  cachedTokens?: number;
 }
 
 export interface EngineStats {
@@ -136,6 +146,13 @@ export interface EngineStats {
   /** KV caches and recurrent states in use. */
   stateBytes: number;
   weightBytes: number;
+  /** The KV pool of a paged model (0 otherwise): blocks used by sequences, cached (prefix cache, unreferenced), free. */
+  kvBlocksUsed: number;
+  kvBlocksCached: number;
+  kvBlocksFree: number;
+  /** Positions per block (0: the model is not paged). */
+  kvBlockRows: number;
+  kvBlockBytes: number;
 }
 
 /** One loaded model (cpp/binding/engine_wrap.h). */
@@ -145,12 +162,19 @@ export interface NativeEngine {
   createSequence(params?: SequenceParams): number;
   /** Frees at once, or right after the running step if the sequence is in it. */
   freeSequence(seq: number): void;
+  /**
+   * Preemption: drops the sequence's KV state (blocks back to the pool) and
+   * keeps its sampler and id; its tokens are fed again later. E_STATE while a
+   * step over it is in flight.
+   */
+  resetSequence(seq: number): void;
   /** Tokens consumed so far. */
   sequenceLength(seq: number): number;
   /**
    * One batched forward step plus sampling, off the JS thread. Rejects with
    * E_ARGUMENT (unknown sequence, token out of range, context exceeded, a
-   * sequence listed twice) before touching any state, E_STATE if a step is running.
+   * sequence listed twice) and E_KV_FULL (the KV pool cannot hold the step)
+   * before touching any state, E_STATE if a step is running.
    */
   step(reqs: StepRequest[]): Promise<StepResult[]>;
   stats(): EngineStats;
