@@ -21,6 +21,7 @@ struct EngineOptions {
   int threads = 0;               // 0 = every core this process may use
   int64_t max_step_tokens = 512; // tokens per forward pass; longer inputs run in several
   std::string device = "cpu";    // "cpu" | "cuda" | "auto" (cpp/device.h)
+  std::string quantize;          // "" (weights as stored) | "q8_0" (matrices quantized at load)
 };
 
 struct StepRequest {
@@ -54,6 +55,7 @@ struct EngineStats {
 
 class Engine {
  public:
+  // model_dir: a model folder or a GGUF file (models/model.h load_model).
   Engine(const std::string& model_dir, EngineOptions options);
   ~Engine();
 

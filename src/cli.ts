@@ -20,8 +20,8 @@ import { parseCompletionBody } from './engine/params';
 import { RuntimeHolder } from './engine/runtime';
 import { DEFAULT_SCHEDULER_OPTIONS, MAX_TIMER_MS } from './engine/scheduler';
 import { scoreLong, scoreTokens } from './engine/scoring';
-import { loadTokenizer, Tokenizer } from './engine/tokenizer';
-import { AdapterInfo, Device, Engine, isNativeError, NativeEngine } from './native';
+import { isGgufFile, loadTokenizer, Tokenizer } from './engine/tokenizer';
+import { AdapterInfo, Device, Engine, isNativeError, NativeEngine, Quantize } from './native';
 import { packageRoot } from './package-root';
 import { serve } from './server';
 
@@ -35,6 +35,7 @@ const COMMON: OptionSpec = {
   adapter: { type: 'string' },
   device: { type: 'string' },
   threads: { type: 'string' },
+  quantize: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -44,7 +45,7 @@ interface Command {
   run(values: Values): Promise<void>;
 }
 
-const COMMON_USAGE = '[--adapter DIR] [--device cpu|cuda|auto] [--threads N]';
+const COMMON_USAGE = '[--adapter DIR] [--device cpu|cuda|auto] [--threads N] [--quantize q8_0]';
 /** eval's window when the model's context is unbounded and --context is not given. */
 const DEFAULT_EVAL_WINDOW = 1024;
 /** The largest text `roost eval` reads: it is tokenized whole, in memory. */
@@ -168,14 +169,24 @@ function defaultModelName(): string {
   }
 }
 
+/** --quantize q8_0: weight matrices as Q8_0 blocks, quantized at load (docs/models.md, "8-bit weights"). */
+function quantizeFlag(values: Values): { quantize?: Quantize } {
+  const q = str(values, 'quantize');
+  if (q === undefined) return {};
+  if (q !== 'q8_0') throw new UsageError(`--quantize must be q8_0 (got ${q})`);
+  return { quantize: q };
+}
+
+/** A model folder, a shipped model's name, or a GGUF file (`--model FILE.gguf`). */
 function resolveModel(value: string): string {
   if (value === '') throw new UsageError('--model must not be empty');
+  if (isGgufFile(value)) return path.resolve(value);
   if (value === 'default' && !isDir(path.join(packageRoot(), 'models', 'default'))) value = defaultModelName();
   const bare = !/[\\/]/.test(value) && value !== '.' && value !== '..';
   const shipped = bare ? path.join(packageRoot(), 'models', value) : undefined;
   if (shipped && isDir(shipped)) return shipped;
   if (isDir(value)) return path.resolve(value);
-  throw new UsageError(`--model: no model folder at ${value}` + (shipped ? ` (nor ${shipped})` : ''));
+  throw new UsageError(`--model: no model folder or .gguf file at ${value}` + (shipped ? ` (nor ${shipped})` : ''));
 }
 
 interface Loaded {
@@ -193,7 +204,7 @@ async function load(values: Values): Promise<Loaded> {
   const threads = threadsFlag(values);
   const dir = resolveModel(required(values, 'model'));
   const tokenizer = loadTokenizer(dir);
-  const engine = await Engine.load(dir, { device: device as Device, ...(threads === undefined ? {} : { threads }) });
+  const engine = await Engine.load(dir, { device: device as Device, ...quantizeFlag(values), ...(threads === undefined ? {} : { threads }) });
   const adapterDir = str(values, 'adapter');
   if (adapterDir === undefined) return { engine, tokenizer, dir };
   try {
@@ -431,6 +442,7 @@ COMMANDS.serve = {
       port,
       device: device as 'cpu' | 'cuda' | 'auto',
       threads: threadsFlag(values),
+      ...quantizeFlag(values),
       maxBatch: integerFlag(values, 'max-batch', 1, 'a positive integer'),
       maxQueue: integerFlag(values, 'max-queue', 0, 'an integer >= 0'),
       maxRequestShare: numberFlag(values, 'max-request-share', (x) => x > 0 && x <= 1, 'a number above 0 and at most 1'),

@@ -31,7 +31,14 @@ export interface LoadOptions {
   maxStepTokens?: number;
   /** Where the model runs (cpp/device.h): "cpu" (default), "cuda" (E_ARGUMENT when unavailable, saying why), "auto". */
   device?: Device;
+  /**
+   * "q8_0": weight matrices quantized to Q8_0 at load (docs/models.md, "8-bit weights");
+   * absent: kept as the checkpoint stores them. The CUDA backend refuses q8_0 (E_CONFIG).
+   */
+  quantize?: Quantize;
 }
+
+export type Quantize = 'q8_0';
 
 export type Device = 'cpu' | 'cuda' | 'auto';
 

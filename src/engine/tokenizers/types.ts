@@ -1,6 +1,6 @@
 // What every tokenizer offers the engine layer, whatever its files.
 
-export type TokenizerKind = 'tokenizer.json' | 'vocab.json+merges.txt' | 'bytes';
+export type TokenizerKind = 'tokenizer.json' | 'vocab.json+merges.txt' | 'gguf' | 'bytes';
 
 export interface Tokenizer {
   readonly kind: TokenizerKind;
