@@ -78,6 +78,13 @@ describe('GGUF models', () => {
     expect(fromGguf.tokens.length).toBeLessThan(TEXT.length);  // the merges were applied
   });
 
+  test('an F16 GGUF (1-D tensors widened to F32, as llama.cpp writes them): the F16 folder log-probs bit for bit', () => {
+    const f16 = path.join(__dirname, 'fixtures', 'gpt2-f16');
+    const file = path.join(dir, 'tiny-f16.gguf');
+    convertGpt2ToGguf(f16, file);
+    expect(score(file, '--text', TEXT)).toEqual(score(f16, '--text', TEXT));
+  });
+
   test('model.gguf in a folder beside config.json, without tokenizer files', () => {
     const folder = path.join(dir, 'folder');
     fs.mkdirSync(folder);
