@@ -3,7 +3,7 @@
 // gpt2-tiny fixture, a GGUF file of the same weights (bench/lib/gguf.ts writes it) giving
 // the safetensors' log-probs bit for bit, a Q8_0 GGUF giving --quantize q8_0's bit for
 // bit, and corrupt GGUF files refused by score and serve with the reader's message.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -121,6 +121,33 @@ describe('GGUF models', () => {
     // The tokens array's length made huge.
     expect(other((b) => { const n = b.indexOf('tokenizer.ggml.tokens') + 'tokenizer.ggml.tokens'.length + 4 + 4; b.writeBigUInt64LE(1n << 40n, n); }))
       .toThrow('metadata tokenizer.ggml.tokens length is 1099511627776, more than the file holds');
+  });
+
+  test('roost serve --model FILE.gguf --quantize q8_0 answers with the Q8_0 GGUF log-probs', async () => {
+    const p = spawn(process.execPath, [BIN, 'serve', '--model', F32_GGUF, '--quantize', 'q8_0', '--port', '0', '--device', 'cpu', '--threads', '1'], { cwd: ROOT });
+    let stdout = '', stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+    try {
+      const end = Date.now() + 30000;
+      while (!stdout.includes('\n')) {
+        if (Date.now() > end) throw new Error(`no listening line; stderr: ${stderr}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(stderr).toContain('roost serve: tiny-f32.gguf on cpu (1 threads');
+      expect(stderr).toContain('weights q8_0');
+      const url = /^listening on (\S+)\n$/.exec(stdout)![1];
+      const tokens = TOKENS.split(',').map(Number);
+      const r = await fetch(`${url}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt: tokens, max_tokens: 0, echo: true, logprobs: 0 }) });
+      expect(r.status).toBe(200);
+      const body = (await r.json()) as { model: string; choices: Array<{ logprobs: { token_logprobs: Array<number | null> } }> };
+      expect(body.model).toBe('tiny-f32.gguf');
+      expect(body.choices[0].logprobs.token_logprobs).toEqual(score(Q8_GGUF, '--tokens', TOKENS).logprobs);
+    } finally {
+      p.kill('SIGTERM');
+      await exited;
+    }
   });
 
   describe('a corrupt GGUF is refused with the reader message', () => {
