@@ -10,8 +10,8 @@
 // (one child process, the same measurements); ONNX Runtime through
 // bench/peers-onnxruntime on the graph tools/reference/export_onnx_gpt2.py exports
 // (F32 only: its CPU provider has no F16 matrix product); llama.cpp Q8_0 through
-// bench/llama-cpp-peer. Roost's own Q8_0 rows wait for the loader to take Q8_0
-// weights; until then bench/native/matmul measures its Q8_0 kernels.
+// bench/llama-cpp-peer. Roost's own Q8_0 rows are not here yet (the loader takes Q8_0
+// GGUF files and --quantize q8_0 now); bench/native/matmul measures its Q8_0 kernels.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';

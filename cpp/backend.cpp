@@ -57,6 +57,7 @@ const char* op_name(Op op) {
     case Op::ScaleColumns: return "scale_columns";
     case Op::RmsNorm: return "rmsnorm";
     case Op::SiluMul: return "silu_mul";
+    case Op::GemmQ8: return "gemm over Q8_0 weights";
   }
   return "?";
 }

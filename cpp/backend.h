@@ -15,7 +15,9 @@
 // Precision contract (docs/cuda.md gives the CUDA figures):
 //   - activations are float32 rows with an explicit row stride (in floats);
 //   - weight matrices are the backend's choice: the CPU keeps the checkpoint
-//     dtype (F32/F16/BF16, widened to float in the kernel); CUDA stores F16, or
+//     dtype (F32/F16/BF16, widened to float in the kernel; Q8_0 blocks from a
+//     GGUF file or --quantize q8_0, met by activations quantized per block of
+//     32, cpp/ops/ops.h); CUDA stores F16, or
 //     BF16 when the checkpoint's wte is BF16; products accumulate in float32;
 //   - LayerNorm parameters, biases, learned positions stay float32;
 //   - attention keys/values (KV caches, rings, state keys) are stored in the
@@ -166,7 +168,8 @@ class AttentionPlan {
 // ------------------------------------------------------------------ the backend
 
 // The ops, for supports()/unsupported(): one name per op family below.
-enum class Op : int { Embed, LayerNorm, Gemm, Rotary, Attention, MoveRows, ToKv, GateUpdate, ScaleColumns, RmsNorm, SiluMul };
+// GemmQ8: gemm over Q8_0 weights (a GGUF Q8_0 checkpoint or --quantize q8_0).
+enum class Op : int { Embed, LayerNorm, Gemm, Rotary, Attention, MoveRows, ToKv, GateUpdate, ScaleColumns, RmsNorm, SiluMul, GemmQ8 };
 const char* op_name(Op op);
 
 class Backend {
@@ -257,8 +260,10 @@ class Backend {
   virtual void scale_columns(float* x, int64_t ld, int64_t M, int64_t cols, const float* scale) = 0;
 };
 
-// The CPU backend (always built).
-std::shared_ptr<Backend> make_cpu_backend();
+// The CPU backend (always built). weights = Q8_0: every matrix() of an F32, F16 or
+// BF16 tensor is quantized to Q8_0 blocks at load (--quantize q8_0); Q8_0 tensors
+// are kept as they are either way.
+std::shared_ptr<Backend> make_cpu_backend(WeightFormat weights = WeightFormat::Keep);
 
 // Throws Error("E_CONFIG") naming the backend, the op and the reason when the
 // backend lacks any of `ops` for this model.

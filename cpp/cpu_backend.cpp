@@ -1,6 +1,6 @@
 // The CPU backend: cpp/backend.h's ops over the kernels of cpp/ops (one call
 // each, run at once on the step's thread pool). Memory is host memory; K/V
-// rows are float32. It runs every op for every model.
+// rows are float32. It runs every op for every model, Q8_0 weights included.
 #include <algorithm>
 #include <cstring>
 #include <deque>
@@ -146,12 +146,16 @@ class CpuAttention : public AttentionPlan {
 
 class CpuBackend : public Backend {
  public:
+  explicit CpuBackend(WeightFormat weights) : weights_(weights) {}
   std::string name() const override { return "cpu"; }
   KvType kv_type() const override { return KvType::F32; }
   std::string unsupported(Op, const ModelConfig&) const override { return ""; }
 
   const Matrix* matrix(const TensorView& t, int64_t K, int64_t N, bool src_is_nk) override {
-    auto m = std::make_unique<CpuMatrix>(pack_matrix(t.data, t.dtype, K, N, src_is_nk));
+    // Every matrix a model loads comes through here (Conv1D and Linear weights, the
+    // embedding / tied head wte, lm_head), so --quantize q8_0 quantizes them all;
+    // LayerNorm parameters, biases and learned positions go through floats() and stay float32.
+    auto m = std::make_unique<CpuMatrix>(pack_matrix(t.data, t.dtype, K, N, src_is_nk != t.transposed, weights_));
     weight_bytes_ += m->packed.bytes();
     matrices_.push_back(std::move(m));
     return matrices_.back().get();
@@ -284,6 +288,7 @@ class CpuBackend : public Backend {
   }
 
  private:
+  WeightFormat weights_;
   ThreadPool* pool_ = nullptr;
   std::vector<std::unique_ptr<CpuMatrix>> matrices_;
   std::deque<std::vector<float>> floats_;  // stable addresses
@@ -297,6 +302,6 @@ class CpuBackend : public Backend {
 
 }  // namespace
 
-std::shared_ptr<Backend> make_cpu_backend() { return std::make_shared<CpuBackend>(); }
+std::shared_ptr<Backend> make_cpu_backend(WeightFormat weights) { return std::make_shared<CpuBackend>(weights); }
 
 }  // namespace roost

@@ -36,10 +36,10 @@ std::string resolve_device(const std::string& device) {
   throw Error("E_ARGUMENT", "--device must be cpu, cuda or auto (got \"" + device + "\")");
 }
 
-std::unique_ptr<Model> load_model_for_device(const std::string& dir, const std::string& device) {
-  if (resolve_device(device) == "cpu") return load_model(dir);
+std::unique_ptr<Model> load_model_for_device(const std::string& dir, const std::string& device, WeightFormat weights) {
+  if (resolve_device(device) == "cpu") return load_model(dir, weights);
   const BackendProvider* cuda = find_backend("cuda");
-  return load_model(dir, [cuda](const Checkpoint& ckpt) { return cuda->create(0, ckpt); });
+  return load_model(dir, [cuda](const Checkpoint& ckpt) { return cuda->create(0, ckpt); }, weights);
 }
 
 }  // namespace roost

@@ -29,7 +29,9 @@ std::string resolve_device(const std::string& device);
 
 // load_model (models/model.h) on the resolved device's backend: the same
 // models, with KV caches and states in that backend's memory (one
-// device-to-host copy of the wanted logits per forward on CUDA).
-std::unique_ptr<Model> load_model_for_device(const std::string& dir, const std::string& device);
+// device-to-host copy of the wanted logits per forward on CUDA). weights = Q8_0
+// (--quantize q8_0) is refused by a backend without Op::GemmQ8 (CUDA, for now).
+std::unique_ptr<Model> load_model_for_device(const std::string& dir, const std::string& device,
+                                             WeightFormat weights = WeightFormat::Keep);
 
 }  // namespace roost

@@ -11,6 +11,11 @@ namespace roost {
 // block one F16 scale d then 32 int8 q, weight = d * q (34 bytes per 32 weights).
 enum class DType { F32, F16, BF16, Q8_0 };
 
+// How weight matrices are held in memory: the checkpoint's own element type, or Q8_0
+// blocks quantized from an F32, F16 or BF16 source at load (--quantize q8_0;
+// docs/models.md, "8-bit weights").
+enum class WeightFormat { Keep, Q8_0 };
+
 constexpr int64_t kQ8Block = 32;       // weights per Q8_0 block
 constexpr size_t kQ8BlockBytes = 34;   // 2-byte F16 scale + 32 int8
 

@@ -34,8 +34,10 @@ int64_t available_memory() {
 Engine::Engine(const std::string& model_dir, EngineOptions options) : options_(options) {
   if (options_.threads < 0) throw Error("E_ARGUMENT", "threads must be >= 0 (got " + std::to_string(options_.threads) + ")");
   if (options_.max_step_tokens < 1) throw Error("E_ARGUMENT", "max_step_tokens must be >= 1");
+  if (!options_.quantize.empty() && options_.quantize != "q8_0")
+    throw Error("E_ARGUMENT", "quantize must be q8_0 or absent (got \"" + options_.quantize + "\")");
   device_ = resolve_device(options_.device);
-  model_ = load_model_for_device(model_dir, device_);
+  model_ = load_model_for_device(model_dir, device_, options_.quantize == "q8_0" ? WeightFormat::Q8_0 : WeightFormat::Keep);
   pool_ = std::make_unique<ThreadPool>(options_.threads > 0 ? options_.threads : default_thread_count());
   if (options_.kv_memory < 0) throw Error("E_ARGUMENT", "kv_memory must be >= 0 bytes (0: the default)");
   if (KvPool* kv = model_->kv_pool()) {

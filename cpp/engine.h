@@ -25,6 +25,7 @@ struct EngineOptions {
   // the memory available (MemAvailable) once the weights are loaded.
   int64_t kv_memory = 0;
   bool prefix_cache = true;      // reuse cached full blocks of a shared prefix
+  std::string quantize;          // "" (weights as stored) | "q8_0" (matrices quantized at load)
 };
 constexpr double kDefaultKvShare = 0.5;
 
@@ -65,6 +66,7 @@ struct EngineStats {
 
 class Engine {
  public:
+  // model_dir: a model folder or a GGUF file (models/model.h load_model).
   Engine(const std::string& model_dir, EngineOptions options);
   ~Engine();
 

@@ -97,3 +97,16 @@ struct Gpt2Tensor {
 std::map<std::string, Gpt2Tensor> gpt2_tensors(const GgufFile& f);
 
 }  // namespace roost
+
+namespace roost {
+
+// config.json text for a GGUF file of llama.cpp's gpt2 architecture, from its metadata:
+// gpt2.context_length -> n_positions, embedding_length -> n_embd, block_count ->
+// n_layer, attention.head_count -> n_head, feed_forward_length -> n_inner,
+// attention.layer_norm_epsilon, vocab_size from token_embd's rows (checked against
+// tokenizer.ggml.tokens when present) and eos_token_id from tokenizer.ggml.eos_token_id.
+// parse_config (cpp/config.h) then validates it as it validates any config.json.
+// Throws E_CHECKPOINT naming the file and the key that is missing or out of range.
+std::string gpt2_config_json(const GgufFile& f);
+
+}  // namespace roost

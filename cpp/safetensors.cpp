@@ -17,6 +17,7 @@
 
 #include "common.h"
 #include "finite_check.h"
+#include "gguf.h"
 #include "json.h"
 
 namespace roost {
@@ -292,12 +293,45 @@ Checkpoint Checkpoint::open_file(const std::string& path) {
   return c;
 }
 
+// One Checkpoint type, two readers: a GGUF file's tensors (gguf.cpp validates the file)
+// under Roost's names.
+Checkpoint Checkpoint::open_gguf(const std::string& path) {
+  auto file = std::make_shared<const GgufFile>(GgufFile::open(path));
+  Checkpoint c;
+  c.source_ = path;
+  std::map<std::string, std::string> gguf_name;  // Roost's name -> the file's, for messages
+  for (const TensorView& t : file->tensors()) gguf_name[gpt2_name_from_gguf(t.name).name] = t.name;
+  for (auto& [name, g] : gpt2_tensors(*file)) {
+    TensorView v = g.view;
+    v.file = path + " (GGUF tensor " + gguf_name[name] + ")";
+    if (g.transposed) {
+      // Stored [out, in]; Roost's name means HF's Conv1D [in, out].
+      if (v.shape.size() != 2)
+        fail(path, "tensor " + name + " is a weight matrix but has " + std::to_string(v.shape.size()) + " dimensions");
+      std::swap(v.shape[0], v.shape[1]);
+      v.transposed = true;
+    }
+    c.tensors_.emplace(name, std::move(v));
+  }
+  c.gguf_ = std::move(file);
+  return c;
+}
+
 Checkpoint Checkpoint::open(const std::string& dir) {
   struct stat st;
   if (::stat(dir.c_str(), &st) != 0) fail(dir, std::string("checkpoint folder cannot be read: ") + std::strerror(errno));
   if (!S_ISDIR(st.st_mode)) fail(dir, "checkpoint path is not a folder");
 
   const std::string single = dir + "/model.safetensors";
+  const std::string gguf = dir + "/model.gguf";
+  if (exists(gguf)) {
+    // One checkpoint per folder: which of two would be served must never be a guess.
+    if (exists(single) || exists(dir + "/model.safetensors.index.json"))
+      fail(dir, "holds both model.gguf and safetensors weights; keep one of them");
+    Checkpoint c = open_gguf(gguf);
+    c.source_ = dir;
+    return c;
+  }
   if (exists(single)) {
     Checkpoint c = open_file(single);
     c.source_ = dir;
@@ -306,7 +340,7 @@ Checkpoint Checkpoint::open(const std::string& dir) {
   const std::string index_path = dir + "/model.safetensors.index.json";
   if (!exists(index_path)) {
     std::string hint = exists(dir + "/pytorch_model.bin") ? " (pytorch_model.bin is not supported: convert it to safetensors)" : "";
-    fail(dir, "no model.safetensors or model.safetensors.index.json in the checkpoint folder" + hint);
+    fail(dir, "no model.safetensors, model.safetensors.index.json or model.gguf in the checkpoint folder" + hint);
   }
 
   json::Value index;

@@ -1,5 +1,5 @@
 // Memory-mapped safetensors checkpoints: one model.safetensors, or shards listed
-// by model.safetensors.index.json. Every header is validated before any tensor is
+// by model.safetensors.index.json (or a GGUF file: open_gguf, model.gguf). Every header is validated before any tensor is
 // touched: offsets inside the file, sizes matching dtype x shape, no overlaps,
 // known dtypes (F32, F16, BF16), regular files only (a FIFO is refused, never waited
 // on), every weight finite (cpp/finite_check.h). A lie gives Error("E_CHECKPOINT") naming the
@@ -26,10 +26,15 @@ struct TensorView {
   // load_as_f32/memcpy or copy out, never through a float* with aligned loads.
   const void* data = nullptr;
   size_t nbytes = 0;
+  // A 2-D tensor stored as the transpose of `shape` (a GGUF matrix: llama.cpp keeps
+  // HF's Conv1D weights [in, out] as out rows of in). `shape` is Roost's logical
+  // shape; data holds [shape[1], shape[0]]. Backends pack it with src_is_nk flipped.
+  bool transposed = false;
   int64_t numel() const;
 };
 
 class MappedFile;  // private: an mmap'd file
+class GgufFile;    // gguf.h
 
 class Checkpoint {
  public:
@@ -38,6 +43,10 @@ class Checkpoint {
   static Checkpoint open(const std::string& dir);
   // Opens a single safetensors file.
   static Checkpoint open_file(const std::string& path);
+  // Opens a GGUF file of llama.cpp's gpt2 architecture (cpp/gguf.h): its tensors
+  // under Roost's names (gpt2_tensors), matrices flagged `transposed`, Q8_0 blocks
+  // kept as stored. The file's own validation (gguf.cpp) runs first.
+  static Checkpoint open_gguf(const std::string& path);
 
   Checkpoint(Checkpoint&&) noexcept;
   Checkpoint& operator=(Checkpoint&&) noexcept;
@@ -50,11 +59,13 @@ class Checkpoint {
   const TensorView* find(const std::string& name) const;  // null if absent
   std::vector<std::string> names() const;
   const std::string& source() const { return source_; }  // dir or file, for messages
+  const GgufFile* gguf() const { return gguf_.get(); }    // the GGUF file (metadata), null for safetensors
 
  private:
   Checkpoint() = default;
   std::string source_;
   std::vector<std::unique_ptr<MappedFile>> files_;
+  std::shared_ptr<const GgufFile> gguf_;  // keeps a GGUF mapping alive
   std::map<std::string, TensorView> tensors_;
 };
 

@@ -47,6 +47,8 @@ CudaBackend::CudaBackend(int device, WType weight_type)
     : ctx_(std::make_shared<DeviceContext>(device)), weights_(ctx_, weight_type), up_(ctx_), ws_(ctx_) {}
 
 std::string CudaBackend::unsupported(Op op, const ModelConfig& cfg) const {
+  if (op == Op::GemmQ8)
+    return "there is no Q8_0 kernel on CUDA yet: 8-bit weights (--quantize q8_0, a Q8_0 GGUF file) run on the CPU backend";
   if (op == Op::Attention && cfg.head_dim() > kMaxHeadDim)
     return "the CUDA attention kernels take head sizes up to " + std::to_string(kMaxHeadDim) + " (n_embd / n_head = " +
            std::to_string(cfg.head_dim()) + ")";
@@ -57,7 +59,7 @@ const roost::Matrix* CudaBackend::matrix(const TensorView& t, int64_t K, int64_t
   auto m = std::make_unique<CudaMatrix>();
   m->K = K;
   m->N = N;
-  m->dev = weights_.matrix(m->storage, t, K, N, src_is_nk);
+  m->dev = weights_.matrix(m->storage, t, K, N, src_is_nk != t.transposed);  // a GGUF matrix is stored transposed
   matrices_.push_back(std::move(m));
   return matrices_.back().get();
 }

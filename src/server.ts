@@ -15,7 +15,7 @@ import { loadChatTemplate } from './engine/chat-template';
 import { RuntimeHolder } from './engine/runtime';
 import { SchedulerOptions } from './engine/scheduler';
 import { loadTokenizer } from './engine/tokenizer';
-import { Engine, native } from './native';
+import { Engine, native, Quantize } from './native';
 import { Gateway, GatewayOptions } from './ws/gateway';
 import type { AccessLogOptions } from './http/access-log';
 import { AppOptions, createApp } from './http/app';
@@ -23,13 +23,15 @@ import { HttpTimeouts, keepHalfOpenClients, serverOptions } from './http/limits'
 import { Metrics } from './http/metrics';
 
 export interface ServeOptions {
-  /** Checkpoint folder (already resolved). */
+  /** Checkpoint folder or GGUF file (already resolved). */
   model: string;
   host: string;
   /** 0 picks a free port. */
   port: number;
   device?: 'cpu' | 'cuda' | 'auto';
   threads?: number;
+  /** "q8_0": weight matrices quantized at load (src/native LoadOptions.quantize). */
+  quantize?: Quantize;
   maxBatch?: number;
   maxQueue?: number;
   maxRequestShare?: number;
@@ -128,9 +130,10 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       ...(opts.threads ? { threads: opts.threads } : {}),
       ...(opts.kvMemory ? { kvMemory: opts.kvMemory } : {}),
       prefixCache: opts.prefixCache !== false,
+      ...(opts.quantize ? { quantize: opts.quantize } : {}),
     });
     const info = engine.info();
-    process.stderr.write(`roost serve: ${path.basename(opts.model)} on ${info.device === 'cuda' ? `cuda (${native().cuda().device})` : `cpu (${info.threads} threads, ${info.isa})`}\n`);
+    process.stderr.write(`roost serve: ${path.basename(opts.model)} on ${info.device === 'cuda' ? `cuda (${native().cuda().device})` : `cpu (${info.threads} threads, ${info.isa})`}${opts.quantize ? `, weights ${opts.quantize}` : ''}\n`);
     if (opts.adapters !== undefined) {
       for (const a of loadAdapterDir(engine, opts.adapters, opts.model)) {
         process.stderr.write(`roost serve: adapter ${a.name} (${a.type}${a.promptTokens ? `, ${a.promptTokens} virtual tokens` : ''})\n`);

@@ -97,7 +97,8 @@ describe('GGUF conversion (bench/lib/gguf.ts)', () => {
     const g = parseGguf(out);
     expect(g.kv.get('general.file_type')).toBe(7);
     expect(g.tensors.get('token_embd.weight')).toMatchObject({ dims: [32, 300], type: 8 });
-    expect(g.tensors.get('position_embd.weight')).toMatchObject({ dims: [32, 32], type: 8 });
+    // Learned positions stay F32, as llama-quantize leaves them and as Roost's --quantize q8_0 keeps them.
+    expect(g.tensors.get('position_embd.weight')).toMatchObject({ dims: [32, 32], type: 0 });
     expect(g.tensors.get('blk.0.ffn_down.weight')).toMatchObject({ dims: [128, 32], type: 8 });
     expect(g.tensors.get('blk.0.attn_norm.weight')).toMatchObject({ dims: [32], type: 0 });
     expect(g.tensors.get('blk.0.ffn_up.bias')).toMatchObject({ dims: [128], type: 0 });

@@ -405,7 +405,7 @@ describe('models and commands', () => {
   test('a missing model folder is a usage error', () => {
     const r = roost('score', '--model', path.join(FIXTURES, 'nope'), '--tokens', '1');
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('--model: no model folder at');
+    expect(r.stderr).toContain('--model: no model folder or .gguf file at');
   });
 
   test('a bare name resolves to models/<name> of the package', () => {

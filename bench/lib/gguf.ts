@@ -5,8 +5,9 @@
 // mul_mat(W, x) is stored as n_out rows of n_in, so HF's Conv1D weights
 // ([in, out]) are transposed. 1-D tensors (LayerNorm, biases) stay F32, as
 // llama.cpp's own converter writes them. The head is tied to token_embd.
-// The vocabulary is the 256 byte tokens (GPT-2's byte-to-unicode alphabet) and
-// placeholders up to vocab_size, with no merges: benchmarks feed token ids.
+// The vocabulary is the checkpoint's vocab.json + merges.txt when it has them, else the
+// 256 byte tokens (GPT-2's byte-to-unicode alphabet) and placeholders up to
+// vocab_size, with no merges: benchmarks feed token ids.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -38,8 +39,10 @@ function byteTokens(): string[] {
 
 interface StTensor { dtype: string; shape: number[]; data_offsets: [number, number] }
 
-// quantize 'q8_0': every matrix (2-D tensor) as Q8_0 blocks, quantized as llama.cpp's
-// quantize_row_q8_0_ref does (docs/models.md, "8-bit weights"); 1-D tensors stay F32.
+// quantize 'q8_0': every matrix (2-D tensor) but the learned positions as Q8_0 blocks,
+// quantized as llama.cpp's quantize_row_q8_0_ref does (docs/models.md, "8-bit weights");
+// position_embd and 1-D tensors stay F32, as llama.cpp's llama-quantize leaves them
+// (and as Roost's --quantize q8_0 does, so the two load the same weights).
 export function convertGpt2ToGguf(dir: string, out: string, opts: { quantize?: 'q8_0' } = {}): void {
   const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
   const st = fs.readFileSync(path.join(dir, 'model.safetensors'));
@@ -90,7 +93,7 @@ export function convertGpt2ToGguf(dir: string, out: string, opts: { quantize?: '
       data = raw;
     }
     const dims = transpose ? [t.shape[0], t.shape[1]] : [...t.shape].reverse();  // fastest first
-    if (opts.quantize === 'q8_0' && dims.length === 2) {
+    if (opts.quantize === 'q8_0' && dims.length === 2 && name !== 'position_embd.weight') {
       const values = new Float32Array(n);
       for (let i = 0; i < n; i++) values[i] = type === GGML_TYPE.F32 ? data.readFloatLE(i * 4) : halfToFloat(data.readUInt16LE(i * 2));
       return { name, dims, type: GGML_TYPE.Q8_0 as number, data: quantizeQ8_0(values, dims[0], name) };
@@ -98,8 +101,7 @@ export function convertGpt2ToGguf(dir: string, out: string, opts: { quantize?: '
     return { name, dims, type, data };
   });
 
-  const tokens = byteTokens();
-  for (let i = 256; i < V; i++) tokens.push(`<|r${i}|>`);
+  const { tokens, merges, eos } = vocabulary(dir, V, config.eos_token_id);
   const kvs: Kv[] = [
     ['general.architecture', 'str', 'gpt2'],
     ['general.name', 'str', path.basename(dir)],
@@ -113,10 +115,10 @@ export function convertGpt2ToGguf(dir: string, out: string, opts: { quantize?: '
     ['tokenizer.ggml.model', 'str', 'gpt2'],
     ['tokenizer.ggml.pre', 'str', 'gpt-2'],
     ['tokenizer.ggml.tokens', 'strs', tokens],
-    ['tokenizer.ggml.token_type', 'i32s', tokens.map((_, i) => (i === V - 1 ? 3 : 1))],
-    ['tokenizer.ggml.merges', 'strs', []],
-    ['tokenizer.ggml.bos_token_id', 'u32', V - 1],
-    ['tokenizer.ggml.eos_token_id', 'u32', V - 1],
+    ['tokenizer.ggml.token_type', 'i32s', tokens.map((_, i) => (i === eos ? 3 : 1))],  // 3: CONTROL
+    ['tokenizer.ggml.merges', 'strs', merges],
+    ['tokenizer.ggml.bos_token_id', 'u32', eos],
+    ['tokenizer.ggml.eos_token_id', 'u32', eos],
   ];
 
   const w = new Writer();
@@ -150,6 +152,25 @@ export function convertGpt2ToGguf(dir: string, out: string, opts: { quantize?: '
     if (pad) fs.writeSync(fd, Buffer.alloc(pad));
   }
   fs.closeSync(fd);
+}
+
+// The checkpoint's GPT-2 vocabulary (vocab.json + merges.txt) when it has one, so the
+// GGUF file tokenizes as the folder does; else the 256 byte tokens and placeholders up
+// to V with no merges (benchmarks feed token ids). eos: config's eos_token_id, else V - 1.
+function vocabulary(dir: string, V: number, eosId: unknown): { tokens: string[]; merges: string[]; eos: number } {
+  const eos = typeof eosId === 'number' ? eosId : V - 1;
+  const vocabFile = path.join(dir, 'vocab.json'), mergesFile = path.join(dir, 'merges.txt');
+  if (!fs.existsSync(vocabFile) || !fs.existsSync(mergesFile)) {
+    const tokens = byteTokens();
+    for (let i = 256; i < V; i++) tokens.push(`<|r${i}|>`);
+    return { tokens, merges: [], eos };
+  }
+  const vocab = JSON.parse(fs.readFileSync(vocabFile, 'utf8')) as Record<string, number>;
+  const tokens: string[] = new Array(V);
+  for (const [t, id] of Object.entries(vocab)) tokens[id] = t;
+  for (let i = 0; i < V; i++) if (tokens[i] === undefined) throw new Error(`${vocabFile}: no token with id ${i} (vocab_size ${V})`);
+  const merges = fs.readFileSync(mergesFile, 'utf8').split(/\r?\n/).filter((l, i) => l !== '' && !(i === 0 && l.startsWith('#version')));
+  return { tokens, merges, eos };
 }
 
 function halfToFloat(h: number): number {

@@ -214,6 +214,10 @@ Napi::Value EngineWrap::load(const Napi::CallbackInfo& info) {
       if (!x.IsString()) type_error(env, "opts.device must be a string (got " + type_of(x) + ")");
       options.device = x.As<Napi::String>().Utf8Value();
     }
+    if (!absent(x = opts.Get("quantize"))) {
+      if (!x.IsString()) type_error(env, "opts.quantize must be a string (got " + type_of(x) + ")");
+      options.quantize = x.As<Napi::String>().Utf8Value();
+    }
   }
   return queue(new_load_worker(env, std::move(dir), options));
 }

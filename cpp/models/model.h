@@ -74,12 +74,17 @@ class Model {
   virtual KvPool* kv_pool() { return nullptr; }
 };
 
-// Opens <dir> (config.json + safetensors) and builds the model its model_type
-// names on the CPU backend.
-std::unique_ptr<Model> load_model(const std::string& dir);
+// Opens a model and builds what its model_type names on the CPU backend. `path` is a
+// folder (config.json + model.safetensors, its shards, or model.gguf) or a GGUF file
+// of llama.cpp's gpt2 architecture (config from its metadata: gguf.h gpt2_config_json).
+// weights = Q8_0: matrices quantized to Q8_0 at load (--quantize q8_0).
+std::unique_ptr<Model> load_model(const std::string& path, WeightFormat weights = WeightFormat::Keep);
 // The same on the backend make_backend returns for the opened checkpoint (the
-// one model-type dispatch of every device: cpp/models/load_model.cpp).
+// one model-type dispatch of every device: cpp/models/load_model.cpp). `weights`
+// is what the factory's backend was asked for: Q8_0 (or a Q8_0 tensor in the
+// checkpoint) requires Op::GemmQ8, so a backend without it refuses the model.
 using BackendFactory = std::function<std::shared_ptr<Backend>(const Checkpoint&)>;
-std::unique_ptr<Model> load_model(const std::string& dir, const BackendFactory& make_backend);
+std::unique_ptr<Model> load_model(const std::string& path, const BackendFactory& make_backend,
+                                  WeightFormat weights = WeightFormat::Keep);
 
 }  // namespace roost

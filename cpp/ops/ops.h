@@ -38,9 +38,7 @@ struct PackedMatrix {
   size_t bytes() const { return data.bytes(); }
 };
 
-// What pack_matrix stores: the source's own element type, or Q8_0 blocks (docs/models.md,
-// "8-bit weights") quantized from an F32, F16 or BF16 source at pack time.
-enum class WeightFormat { Keep, Q8_0 };
+// What pack_matrix stores: WeightFormat (dtype.h).
 
 // src is [K, N] row-major when !src_is_nk (Conv1D), [N, K] row-major when src_is_nk
 // (nn.Linear / the tied head wte [V, C]). With WeightFormat::Keep it keeps src_dtype

@@ -11,8 +11,8 @@ import type { ModelRuntime } from '../engine/completion';
 import { RequestError } from '../engine/errors';
 import { RuntimeHolder } from '../engine/runtime';
 import { DEFAULT_SCHEDULER_OPTIONS } from '../engine/scheduler';
-import { loadTokenizer, Tokenizer } from '../engine/tokenizer';
-import { AdapterInfo, Device, Engine, NativeEngine } from '../native';
+import { isGgufFile, loadTokenizer, Tokenizer } from '../engine/tokenizer';
+import { AdapterInfo, Device, Engine, NativeEngine, Quantize } from '../native';
 import { packageRoot } from '../package-root';
 import { flag, integer, oneOf, UsageError } from './flags';
 
@@ -24,12 +24,13 @@ export interface ModelFlags {
   adapter?: string;
   device: Device;
   threads?: number;
+  quantize?: Quantize;
 }
 
 /** Adds the model flags to a command. */
 export function modelFlags(cmd: Command): Command {
   return cmd
-    .addOption(flag('--model <dir>', 'the model folder, or the name of one under models/ ("default": the shipped model) (required)'))
+    .addOption(flag('--model <dir>', 'the model folder, a GGUF file, or the name of a folder under models/ ("default": the shipped model) (required)'))
     .addOption(flag('--adapter <dir>', 'an adapter folder (LoRA or prompt tuning) to load beside the model'))
     .addOption(flag('--device <device>', 'where the engine runs: cpu, cuda, or auto (CUDA when a GPU is usable)', oneOf<Device>('cpu', 'cuda', 'auto'), 'auto' as Device))
     .addOption(
@@ -38,7 +39,8 @@ export function modelFlags(cmd: Command): Command {
         'CPU compute threads (default: every core this process may use)',
         integer(1, 'a positive integer', MAX_THREADS, `at most ${MAX_THREADS} (the engine's limit)`),
       ),
-    );
+    )
+    .addOption(flag('--quantize <format>', 'quantize the weight matrices at load: q8_0 (docs/models.md, "8-bit weights"; default: as the checkpoint stores them)', oneOf<Quantize>('q8_0')));
 }
 
 function isDir(p: string): boolean {
@@ -63,12 +65,13 @@ function defaultModelName(): string {
 export function resolveModel(value: string | undefined): string {
   if (value === undefined) throw new UsageError('--model is required');
   if (value === '') throw new UsageError('--model must not be empty');
+  if (isGgufFile(value)) return path.resolve(value);
   if (value === 'default' && !isDir(path.join(packageRoot(), 'models', 'default'))) value = defaultModelName();
   const bare = !/[\\/]/.test(value) && value !== '.' && value !== '..';
   const shipped = bare ? path.join(packageRoot(), 'models', value) : undefined;
   if (shipped && isDir(shipped)) return shipped;
   if (isDir(value)) return path.resolve(value);
-  throw new UsageError(`--model: no model folder at ${value}` + (shipped ? ` (nor ${shipped})` : ''));
+  throw new UsageError(`--model: no model folder or .gguf file at ${value}` + (shipped ? ` (nor ${shipped})` : ''));
 }
 
 export interface Loaded {
@@ -83,7 +86,11 @@ export interface Loaded {
 export async function load(flags: ModelFlags): Promise<Loaded> {
   const dir = resolveModel(flags.model);
   const tokenizer = loadTokenizer(dir);
-  const engine = await Engine.load(dir, { device: flags.device, ...(flags.threads === undefined ? {} : { threads: flags.threads }) });
+  const engine = await Engine.load(dir, {
+    device: flags.device,
+    ...(flags.quantize ? { quantize: flags.quantize } : {}),
+    ...(flags.threads === undefined ? {} : { threads: flags.threads }),
+  });
   if (flags.adapter === undefined) return { engine, tokenizer, dir };
   try {
     return { engine, tokenizer, dir, adapter: loadAdapter(engine, path.basename(path.resolve(flags.adapter)), flags.adapter, dir) };

@@ -83,6 +83,7 @@ async function runServe(flags: ServeFlags): Promise<void> {
     port: flags.port,
     device: flags.device,
     threads: flags.threads,
+    quantize: flags.quantize,
     maxBatch: flags.maxBatch,
     maxQueue: flags.maxQueue,
     maxRequestShare: flags.maxRequestShare,

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import type { AdapterInfo, NativeEngine } from '../native';
 import { RequestError } from './errors';
 import { checkGuardedFileSync, FileGuardError, parseJsonFile, readGuardedFileSync } from './file-guard';
+import { isGgufFile } from './tokenizer';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
@@ -60,6 +61,9 @@ export async function weightsSha256Async(modelDir: string): Promise<string> {
 
 /** The weight files of a checkpoint, in hashing order. */
 function weightFiles(modelDir: string): string[] {
+  if (isGgufFile(modelDir)) return [modelDir];
+  const gguf = path.join(modelDir, 'model.gguf');
+  if (fs.existsSync(gguf)) return [gguf];
   const single = path.join(modelDir, 'model.safetensors');
   if (fs.existsSync(single)) return [single];
   const indexFile = path.join(modelDir, 'model.safetensors.index.json');

@@ -6,8 +6,18 @@ import * as path from 'node:path';
 
 import { FileGuardError, parseJsonFile, readGuardedFileSync } from './file-guard';
 import { ByteTokenizer } from './tokenizers/bytes';
+import { loadGgufTokenizer } from './tokenizers/gguf';
 import { loadGpt2Bpe, loadTokenizerJson } from './tokenizers/hf';
 import { Tokenizer, TokenizerError } from './tokenizers/types';
+
+/** A model given as one GGUF file (`--model FILE.gguf`): a regular file named *.gguf. */
+export function isGgufFile(p: string): boolean {
+  try {
+    return p.toLowerCase().endsWith('.gguf') && fs.statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}
 
 export { ByteTokenizer } from './tokenizers/bytes';
 export { HfTokenizer } from './tokenizers/hf';
@@ -32,14 +42,15 @@ function readConfig(dir: string): Record<string, unknown> {
 }
 
 /**
- * The tokenizer of a checkpoint folder. Order: config.json
+ * The tokenizer of a checkpoint folder or GGUF file. Order: config.json
  * `"tokenizer_class": "bytes"`, then tokenizer.json, then vocab.json +
- * merges.txt. Throws TokenizerError (code E_CHECKPOINT / E_CONFIG) naming the
+ * merges.txt, then model.gguf's GPT-2 vocabulary; a .gguf file: its vocabulary. Throws TokenizerError (code E_CHECKPOINT / E_CONFIG) naming the
  * folder or file.
  */
 export function loadTokenizer(modelDir: string): Tokenizer {
+  if (isGgufFile(modelDir)) return loadGgufTokenizer(modelDir, modelDir);
   if (!fs.existsSync(modelDir) || !fs.statSync(modelDir).isDirectory()) {
-    throw new TokenizerError('E_CHECKPOINT', `${modelDir}: no such model folder`);
+    throw new TokenizerError('E_CHECKPOINT', `${modelDir}: no such model folder or .gguf file`);
   }
   const config = readConfig(modelDir);
   const cls = config.tokenizer_class;
@@ -54,6 +65,8 @@ export function loadTokenizer(modelDir: string): Tokenizer {
       `${modelDir}: has ${hasVocab ? 'vocab.json but no merges.txt' : 'merges.txt but no vocab.json'}: a GPT-2 tokenizer needs both`,
     );
   }
+  // Last: the vocabulary inside model.gguf (docs/models.md, "GGUF").
+  if (fs.existsSync(path.join(modelDir, 'model.gguf'))) return loadGgufTokenizer(path.join(modelDir, 'model.gguf'), modelDir);
   throw new TokenizerError(
     'E_CHECKPOINT',
     `${modelDir}: no tokenizer found: expected tokenizer.json, vocab.json + merges.txt, ` +

@@ -39,7 +39,14 @@ export interface LoadOptions {
   kvMemory?: number;
   /** Reuse cached full KV blocks of a shared prompt prefix (default true). */
   prefixCache?: boolean;
+  /**
+   * "q8_0": weight matrices quantized to Q8_0 at load (docs/models.md, "8-bit weights");
+   * absent: kept as the checkpoint stores them. The CUDA backend refuses q8_0 (E_CONFIG).
+   */
+  quantize?: Quantize;
 }
+
+export type Quantize = 'q8_0';
 
 export type Device = 'cpu' | 'cuda' | 'auto';
 

@@ -286,6 +286,20 @@ TEST_CASE("load_model_for_device: cpu, cuda, auto and a bad name") {
   CHECK_MESSAGE((threw), ("--device gpu is refused with E_ARGUMENT"));
 }
 
+// 8-bit weights have no CUDA kernel yet: --quantize q8_0 is refused at load, naming the op and the way out.
+TEST_CASE("q8_0 weights are refused by the CUDA backend at load") {
+  if (!have_device()) return;
+  std::string msg;
+  try {
+    load_model_for_device("test/fixtures/gpt2-tiny", "cuda", WeightFormat::Q8_0);
+  } catch (const Error& e) {
+    msg = e.code() + ": " + e.what();
+  }
+  CHECK_MESSAGE((msg.find("E_CONFIG: ") == 0 && msg.find("the cuda backend cannot run gemm over Q8_0 weights") != std::string::npos &&
+                 msg.find("no Q8_0 kernel on CUDA") != std::string::npos && msg.find("use --device cpu") != std::string::npos),
+                ("--quantize q8_0 on cuda: " + msg));
+}
+
 TEST_CASE("committed fixtures: against the CPU and their PyTorch goldens") {
   if (!have_device()) return;
   std::vector<fs::path> dirs;

@@ -144,6 +144,24 @@ TEST_CASE("the backend interface: refusals at load, a delegating backend, adapte
                   ("llama without " + std::string(op_name(op)) + ": " + msg));
   }
 
+  // 8-bit weights: a backend without gemm over Q8_0 (the CUDA backend today) refuses --quantize q8_0 at load.
+  {
+    std::string msg;
+    try {
+      load_model("test/fixtures/gpt2-tiny",
+                 [](const Checkpoint&) { return std::make_shared<FakeBackend>(std::set<Op>{Op::GemmQ8}); }, WeightFormat::Q8_0);
+    } catch (const Error& e) {
+      msg = e.code() + ": " + e.what();
+    }
+    CHECK_MESSAGE((msg.find("E_CONFIG") == 0 && msg.find("cannot run gemm over Q8_0 weights") != std::string::npos &&
+                   msg.find("use --device cpu") != std::string::npos),
+                  ("q8_0 on a backend without GemmQ8: " + msg));
+    auto q8 = load_model("test/fixtures/gpt2-tiny", WeightFormat::Q8_0);
+    auto f32 = load_model("test/fixtures/gpt2-tiny");
+    CHECK_MESSAGE((q8->weight_bytes() < f32->weight_bytes() / 2), ("Q8_0 matrices take about a quarter of F32's bytes"));
+    CHECK_MESSAGE((!same(logits(*q8, prompt), logits(*f32, prompt))), ("--quantize q8_0 changes the logits"));
+  }
+
   auto plain = load_model("test/fixtures/gpt2-tiny",
                           [](const Checkpoint&) { return std::make_shared<FakeBackend>(std::set<Op>{Op::ScaleColumns}); });
   CHECK_MESSAGE((!plain->supports_adapters()), ("gpt2 on a backend without scale_columns has no adapters"));

@@ -452,3 +452,110 @@ TEST_CASE("gpt2 names map to Roost's checkpoint names") {
                        Error);
   std::remove(path.c_str());
 }
+
+namespace {
+
+// A gpt2 GGUF of one layer's attention matrix and the embedding, metadata for a config.
+Builder gpt2_builder() {
+  Builder b;
+  b.kv_str("general.architecture", "gpt2");
+  b.kv_u32("gpt2.context_length", 16);
+  b.kv_u32("gpt2.embedding_length", 8);
+  b.kv_u32("gpt2.block_count", 1);
+  b.kv_u32("gpt2.attention.head_count", 2);
+  b.kv_f32("gpt2.attention.layer_norm_epsilon", 1e-5f);
+  std::vector<float> qkv(8 * 24);  // stored as 24 rows (out) of 8 (in): element [o][i] = o * 8 + i
+  for (size_t i = 0; i < qkv.size(); i++) qkv[i] = (float)i;
+  b.add("blk.0.attn_qkv.weight", {8, 24}, 0, f32_bytes(qkv));
+  b.add("token_embd.weight", {8, 10}, 0, f32_bytes(std::vector<float>(80, 0.25f)));
+  return b;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.code() + ": " + e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("a gpt2 GGUF opens as a Checkpoint: Roost's names, logical shapes, matrices flagged transposed") {
+  const std::string path = write_temp(gpt2_builder().bytes());
+  Checkpoint c = Checkpoint::open_gguf(path);
+  REQUIRE(c.gguf() != nullptr);
+  const TensorView& qkv = c.get("h.0.attn.c_attn.weight", {8, 24});  // HF Conv1D [in, out]
+  CHECK(qkv.transposed);
+  CHECK(load_as_f32(qkv.data, qkv.dtype, 3 * 8 + 5) == 29.f);  // stored [out 3][in 5]
+  const TensorView& wte = c.get("wte.weight", {10, 8});
+  CHECK_FALSE(wte.transposed);
+  CHECK(c.names() == std::vector<std::string>{"h.0.attn.c_attn.weight", "wte.weight"});
+  // A mis-shaped tensor is refused by name, in Roost's logical shape.
+  CHECK_MESSAGE(error_of([&] { c.get("h.0.attn.c_attn.weight", {8, 12}); }).find("(GGUF tensor blk.0.attn_qkv.weight): tensor h.0.attn.c_attn.weight has shape [8,24], expected [8,12]") != std::string::npos,
+                error_of([&] { c.get("h.0.attn.c_attn.weight", {8, 12}); }));
+  CHECK(error_of([&] { c.get("h.0.attn.c_proj.weight", {8, 8}); }).find("tensor h.0.attn.c_proj.weight is missing") != std::string::npos);
+
+  // The config the metadata gives.
+  const std::string cfg = gpt2_config_json(*c.gguf());
+  CHECK(cfg == "{\"model_type\": \"gpt2\", \"vocab_size\": 10, \"n_embd\": 8, \"n_layer\": 1, \"n_head\": 2, \"n_positions\": 16, "
+               "\"layer_norm_epsilon\": 9.99999975e-06}");
+  std::remove(path.c_str());
+}
+
+TEST_CASE("GGUF metadata that cannot make a gpt2 config is refused naming the key") {
+  struct Case {
+    const char* what;
+    std::function<void(Builder&)> edit;
+    const char* expect;
+  };
+  const Case cases[] = {
+      {"no block count", [](Builder& b) { b = Builder(); b.kv_str("general.architecture", "gpt2");
+         b.add("token_embd.weight", {8, 10}, 0, f32_bytes(std::vector<float>(80))); b.kv_u32("gpt2.embedding_length", 8); },
+       "metadata gpt2.block_count is missing"},
+      {"token list of another length", [](Builder& b) {
+         std::vector<uint8_t> kv;
+         Builder::str(kv, "tokenizer.ggml.tokens");
+         Builder::u32(kv, GgufValue::ARRAY);
+         Builder::u32(kv, GgufValue::STRING);
+         Builder::u64(kv, 2);
+         Builder::str(kv, "a");
+         Builder::str(kv, "b");
+         b.kv_raw(kv); },
+       "tokenizer.ggml.tokens has 2 tokens but token_embd.weight has 10 rows"},
+      {"eos out of range", [](Builder& b) { b.kv_u32("tokenizer.ggml.eos_token_id", 10); },
+       "metadata tokenizer.ggml.eos_token_id is 10, expected 0 to 9"},
+      {"negative epsilon", [](Builder& b) { b = gpt2_builder(); b.kv = {}; b.n_kv = 0; b.kv_str("general.architecture", "gpt2");
+         b.kv_u32("gpt2.context_length", 16); b.kv_u32("gpt2.embedding_length", 8); b.kv_u32("gpt2.block_count", 1);
+         b.kv_u32("gpt2.attention.head_count", 2); b.kv_f32("gpt2.attention.layer_norm_epsilon", -1.f); },
+       "gpt2.attention.layer_norm_epsilon must be a finite number > 0"},
+      {"no embedding", [](Builder& b) { b.tensors.pop_back(); }, "tensor token_embd.weight is missing"},
+  };
+  for (const Case& k : cases) {
+    Builder b = gpt2_builder();
+    k.edit(b);
+    const std::string path = write_temp(b.bytes());
+    const std::string msg = error_of([&] { gpt2_config_json(GgufFile::open(path)); });
+    std::remove(path.c_str());
+    CHECK_MESSAGE((k.expect[0] ? msg.find(k.expect) != std::string::npos : msg.empty()),
+                  (std::string(k.what) + ": got \"" + msg + "\""));
+  }
+}
+
+TEST_CASE("a model folder holds model.gguf or safetensors weights, never both") {
+  const std::string dir = "/tmp/roost_test_gguf_dir_" + std::to_string(getpid());
+  ::mkdir(dir.c_str(), 0755);
+  const std::string tmp = write_temp(gpt2_builder().bytes());
+  REQUIRE(std::rename(tmp.c_str(), (dir + "/model.gguf").c_str()) == 0);
+  Checkpoint c = Checkpoint::open(dir);
+  CHECK(c.has("wte.weight"));
+  CHECK(c.source() == dir);
+  FILE* f = std::fopen((dir + "/model.safetensors").c_str(), "wb");
+  std::fclose(f);
+  CHECK(error_of([&] { Checkpoint::open(dir); }).find("holds both model.gguf and safetensors weights; keep one of them") !=
+        std::string::npos);
+  std::remove((dir + "/model.safetensors").c_str());
+  std::remove((dir + "/model.gguf").c_str());
+  ::rmdir(dir.c_str());
+}

@@ -439,7 +439,7 @@ TEST_CASE("checkpoint: model.safetensors preferred over the index") {
 
 TEST_CASE("checkpoint: empty folder and missing folder named") {
   std::string d = make_dir("emptyfolder");
-  expect_error("E_CHECKPOINT", {d, "no model.safetensors or model.safetensors.index.json"}, [&] { Checkpoint::open(d); });
+  expect_error("E_CHECKPOINT", {d, "no model.safetensors, model.safetensors.index.json or model.gguf"}, [&] { Checkpoint::open(d); });
   write_file(d + "/pytorch_model.bin", "x");
   expect_error("E_CHECKPOINT", {"pytorch_model.bin is not supported"}, [&] { Checkpoint::open(d); });
   expect_error("E_CHECKPOINT", {tmp + "/absent"}, [] { Checkpoint::open(tmp + "/absent"); });

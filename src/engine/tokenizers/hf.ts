@@ -258,12 +258,26 @@ export function loadGpt2Bpe(dir: string, modelConfig: Record<string, unknown>): 
     merges.push([parts[0], parts[1]]);
   });
   const eot = (vocab as Record<string, number>)['<|endoftext|>'];
-  const json: TokenizerJson = {
+  const json = gpt2TokenizerJson(vocab as Record<string, number>, merges, eot === undefined ? [] : [{ id: eot, content: '<|endoftext|>' }]);
+  const tokenizerConfig = readOptionalObject(path.join(dir, 'tokenizer_config.json'));
+  return new HfTokenizer('vocab.json+merges.txt', dir, json, tokenizerConfig, modelConfig, `${vocabFile} + ${mergesFile}`);
+}
+
+/**
+ * The tokenizer.json HuggingFace writes for gpt2 from a vocabulary, its merges
+ * and its special tokens (<|endoftext|>): vocab.json + merges.txt above, and
+ * GGUF metadata (gguf.ts).
+ */
+export function gpt2TokenizerJson(
+  vocab: Record<string, number>,
+  merges: Array<[string, string]>,
+  specials: Array<{ id: number; content: string }>,
+): TokenizerJson {
+  return {
     version: '1.0',
-    added_tokens:
-      eot === undefined
-        ? []
-        : [{ id: eot, content: '<|endoftext|>', single_word: false, lstrip: false, rstrip: false, normalized: true, special: true } as AddedTokenJson],
+    added_tokens: specials.map(
+      ({ id, content }) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: true, special: true }) as AddedTokenJson,
+    ),
     normalizer: null,
     pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
     post_processor: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
@@ -280,6 +294,4 @@ export function loadGpt2Bpe(dir: string, modelConfig: Record<string, unknown>): 
       merges,
     },
   };
-  const tokenizerConfig = readOptionalObject(path.join(dir, 'tokenizer_config.json'));
-  return new HfTokenizer('vocab.json+merges.txt', dir, json, tokenizerConfig, modelConfig, `${vocabFile} + ${mergesFile}`);
 }

@@ -5,7 +5,7 @@ export interface EncodeOptions {
   addSpecialTokens?: boolean;
 }
 
-export type TokenizerKind = 'tokenizer.json' | 'vocab.json+merges.txt' | 'bytes';
+export type TokenizerKind = 'tokenizer.json' | 'vocab.json+merges.txt' | 'gguf' | 'bytes';
 
 export interface Tokenizer {
   readonly kind: TokenizerKind;
