@@ -7,7 +7,7 @@
 //   npm run bench:decode -- --arch llama [--dtypes F16,BF16]
 // With --peer-llama-cpp DIR (a scratch folder where `npm install node-llama-cpp`
 // ran; never a project dependency) llama.cpp runs the same weights (converted to
-// GGUF by bench/lib/gguf.ts) through the same measurements, right after Roost,
+// GGUF by bench/lib/gguf.ts, gpt2 or llama architecture) through the same measurements, right after Roost,
 // and both engines' greedy tokens on one prompt are compared.
 // Results: bench/results/decode.json (decode-llama.json with --arch llama) and a table on stdout.
 process.env.UV_THREADPOOL_SIZE ??= '2';
@@ -17,7 +17,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Engine, type NativeEngine } from '../src/native';
-import { convertGpt2ToGguf } from './lib/gguf';
+import { convertGpt2ToGguf, convertLlamaToGguf } from './lib/gguf';
 import { median } from './load/stats';
 import { randomTokens as tokensIn, writeRandomGpt2 } from './lib/random-gpt2';
 import { TINYLLAMA, writeRandomLlama } from './lib/random-llama';
@@ -41,7 +41,6 @@ const promptTokens = Number(values['prompt-tokens']);
 const batches = values.batches!.split(',').map(Number);
 const arch = values.arch!;
 if (arch !== 'gpt2' && arch !== 'llama') throw new Error(`--arch must be gpt2 or llama (got ${arch})`);
-if (arch === 'llama' && values['peer-llama-cpp']) throw new Error('--peer-llama-cpp runs only with --arch gpt2 so far (bench/lib/gguf.ts writes GPT-2 GGUF files)');
 const dtypes = (values.dtypes ?? (arch === 'llama' ? 'F16,BF16' : 'F32,F16')).split(',') as Array<'F32' | 'F16' | 'BF16'>;
 const outFile = values.out ?? path.join(root, 'bench', 'results', arch === 'llama' ? 'decode-llama.json' : 'decode.json');
 const gpt2Shape = { nLayer: 12, nEmbd: 768, nHead: 12, vocabSize: 50257, nPositions: 1024 };
@@ -117,13 +116,14 @@ function runLlamaCpp(dir: string, threads: number) {
   const gguf = dir + '.gguf';
   if (!fs.existsSync(gguf)) {
     process.stderr.write(`converting ${dir} to ${gguf} ...\n`);
-    convertGpt2ToGguf(dir, gguf);
+    if (arch === 'llama') convertLlamaToGguf(dir, gguf);
+    else convertGpt2ToGguf(dir, gguf);
   }
   const peer = path.resolve(values['peer-llama-cpp']!);
   const moduleDir = fs.existsSync(path.join(peer, 'node_modules', 'node-llama-cpp')) ? path.join(peer, 'node_modules', 'node-llama-cpp') : peer;
   const out = execFileSync(process.execPath, [path.join(__dirname, 'llama-cpp-peer.js'), '--module', moduleDir, '--gguf', gguf,
     '--threads', String(threads), '--prompt-tokens', String(promptTokens), '--decode-tokens', String(decodeTokens),
-    '--batches', batches.join(','), '--check-tokens', CHECK_PROMPT.join(',')],
+    '--batches', batches.join(','), '--check-tokens', CHECK_PROMPT.join(','), '--vocab', String(shape.vocabSize)],
   { env: { ...process.env, UV_THREADPOOL_SIZE: '1' }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   return JSON.parse(out.trim().split('\n').pop()!) as {
     prefillTokensPerSecond: number; decode: Array<{ batch: number; tokensPerSecond: number; msPerStep: number }>; greedy: number[];
