@@ -1,12 +1,15 @@
 // bench/decode: prefill and decode throughput of a GPT-2-124M-shaped model
 // (12 layers, 768 wide, 12 heads, vocab 50257, random weights written here),
-// F32 and F16 weights, decode at batch 1, 8 and 32.
+// F32 and F16 weights, decode at batch 1, 8 and 32. --arch llama instead runs a
+// TinyLlama-1.1B-shaped Llama (22 layers, 2048 wide, 32 heads over 4 KV heads,
+// 5632 inner, vocab 32000; bench/lib/random-llama.ts), F16 and BF16 by default.
 //   npm run bench:decode [-- --threads 2 --decode-tokens 64 --dtypes F32,F16]
+//   npm run bench:decode -- --arch llama [--dtypes F16,BF16]
 // With --peer-llama-cpp DIR (a scratch folder where `npm install node-llama-cpp`
 // ran; never a project dependency) llama.cpp runs the same weights (converted to
-// GGUF by bench/lib/gguf.ts) through the same measurements, right after Roost,
+// GGUF by bench/lib/gguf.ts, gpt2 or llama architecture) through the same measurements, right after Roost,
 // and both engines' greedy tokens on one prompt are compared.
-// Results: bench/results/decode.json (and a table on stdout).
+// Results: bench/results/decode.json (decode-llama.json with --arch llama) and a table on stdout.
 process.env.UV_THREADPOOL_SIZE ??= '2';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -14,36 +17,45 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Engine, type NativeEngine } from '../src/native';
-import { convertGpt2ToGguf } from './lib/gguf';
+import { convertGpt2ToGguf, convertLlamaToGguf } from './lib/gguf';
 import { median } from './load/stats';
 import { randomTokens as tokensIn, writeRandomGpt2 } from './lib/random-gpt2';
+import { TINYLLAMA, writeRandomLlama } from './lib/random-llama';
 
 const root = path.resolve(__dirname, '..', '..');
 const { values } = parseArgs({
   options: {
+    arch: { type: 'string', default: 'gpt2' },
     threads: { type: 'string', default: '0' },
     'decode-tokens': { type: 'string', default: '64' },
     'prompt-tokens': { type: 'string', default: '512' },
-    dtypes: { type: 'string', default: 'F32,F16' },
+    dtypes: { type: 'string' },
     batches: { type: 'string', default: '1,8,32' },
     'peer-llama-cpp': { type: 'string' },
-    out: { type: 'string', default: path.join(root, 'bench', 'results', 'decode.json') },
+    out: { type: 'string' },
   },
 });
 const threads = Number(values.threads);
 const decodeTokens = Number(values['decode-tokens']);
 const promptTokens = Number(values['prompt-tokens']);
 const batches = values.batches!.split(',').map(Number);
-const shape = { nLayer: 12, nEmbd: 768, nHead: 12, vocabSize: 50257, nPositions: 1024 };
+const arch = values.arch!;
+if (arch !== 'gpt2' && arch !== 'llama') throw new Error(`--arch must be gpt2 or llama (got ${arch})`);
+const dtypes = (values.dtypes ?? (arch === 'llama' ? 'F16,BF16' : 'F32,F16')).split(',') as Array<'F32' | 'F16' | 'BF16'>;
+const outFile = values.out ?? path.join(root, 'bench', 'results', arch === 'llama' ? 'decode-llama.json' : 'decode.json');
+const gpt2Shape = { nLayer: 12, nEmbd: 768, nHead: 12, vocabSize: 50257, nPositions: 1024 };
+const shape = arch === 'llama' ? TINYLLAMA : gpt2Shape;
 // Bandwidth ceiling of docs/peers.md: 79 GB/s over the bytes read per token.
 const BANDWIDTH = 79e9;
 const randomTokens = (n: number, seed: number) => tokensIn(n, seed, shape.vocabSize);
 
-async function benchDtype(dtype: 'F32' | 'F16') {
-  const dir = path.join(root, 'bench', 'tmp', `gpt2-124m-${dtype.toLowerCase()}`);
+async function benchDtype(dtype: 'F32' | 'F16' | 'BF16') {
+  const dir = path.join(root, 'bench', 'tmp', `${arch === 'llama' ? 'tinyllama-1.1b' : 'gpt2-124m'}-${dtype.toLowerCase()}`);
   if (!fs.existsSync(path.join(dir, 'model.safetensors'))) {
     process.stderr.write(`writing random ${dtype} checkpoint to ${dir} ...\n`);
-    writeRandomGpt2(dir, { ...shape, dtype });
+    if (arch === 'llama') writeRandomLlama(dir, TINYLLAMA, dtype);
+    else if (dtype === 'BF16') throw new Error('--arch gpt2 writes F32 or F16 weights');
+    else writeRandomGpt2(dir, { ...gpt2Shape, dtype });
   }
   const engine = await Engine.load(dir, { threads });
   const weightBytes = engine.stats().weightBytes;
@@ -104,13 +116,14 @@ function runLlamaCpp(dir: string, threads: number) {
   const gguf = dir + '.gguf';
   if (!fs.existsSync(gguf)) {
     process.stderr.write(`converting ${dir} to ${gguf} ...\n`);
-    convertGpt2ToGguf(dir, gguf);
+    if (arch === 'llama') convertLlamaToGguf(dir, gguf);
+    else convertGpt2ToGguf(dir, gguf);
   }
   const peer = path.resolve(values['peer-llama-cpp']!);
   const moduleDir = fs.existsSync(path.join(peer, 'node_modules', 'node-llama-cpp')) ? path.join(peer, 'node_modules', 'node-llama-cpp') : peer;
   const out = execFileSync(process.execPath, [path.join(__dirname, 'llama-cpp-peer.js'), '--module', moduleDir, '--gguf', gguf,
     '--threads', String(threads), '--prompt-tokens', String(promptTokens), '--decode-tokens', String(decodeTokens),
-    '--batches', batches.join(','), '--check-tokens', CHECK_PROMPT.join(',')],
+    '--batches', batches.join(','), '--check-tokens', CHECK_PROMPT.join(','), '--vocab', String(shape.vocabSize)],
   { env: { ...process.env, UV_THREADPOOL_SIZE: '1' }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   return JSON.parse(out.trim().split('\n').pop()!) as {
     prefillTokensPerSecond: number; decode: Array<{ batch: number; tokensPerSecond: number; msPerStep: number }>; greedy: number[];
@@ -119,7 +132,7 @@ function runLlamaCpp(dir: string, threads: number) {
 
 async function main() {
   const results = [];
-  for (const dtype of values.dtypes!.split(',') as Array<'F32' | 'F16'>) {
+  for (const dtype of dtypes) {
     const r = await benchDtype(dtype);
     results.push(r);
     console.log(`${dtype}: weights ${(r.weightBytes / 1e6).toFixed(0)} MB, prefill ${r.prefillTokensPerSecond.toFixed(0)} tok/s (${r.promptTokens}-token prompt)`);
@@ -133,10 +146,10 @@ async function main() {
         `; same greedy tokens as Roost: ${r.sameGreedyTokens ? 'yes' : 'no'}`);
     }
   }
-  const report = { date: new Date().toISOString(), machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model }, shape, decodeTokens, results };
-  fs.mkdirSync(path.dirname(values.out!), { recursive: true });
-  fs.writeFileSync(values.out!, JSON.stringify(report, null, 2) + '\n');
-  console.log(`wrote ${values.out}`);
+  const report = { date: new Date().toISOString(), machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model }, arch, shape, decodeTokens, results };
+  fs.mkdirSync(path.dirname(outFile), { recursive: true });
+  fs.writeFileSync(outFile, JSON.stringify(report, null, 2) + '\n');
+  console.log(`wrote ${outFile}`);
 }
 
 main().catch((e) => {

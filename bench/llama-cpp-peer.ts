@@ -21,6 +21,7 @@ const { values } = parseArgs({
     'decode-tokens': { type: 'string', default: '64' },
     batches: { type: 'string', default: '1,8,32' },
     'check-tokens': { type: 'string', default: '' },
+    vocab: { type: 'string' },  // the model's vocabulary size (node-llama-cpp may not report it)
   },
 });
 
@@ -34,7 +35,7 @@ async function main() {
   const { getLlama } = await importEsm(pathToFileURL(path.join(values.module, 'dist', 'index.js')).href);
   const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' });
   const model = await llama.loadModel({ modelPath: values.gguf, gpuLayers: 0 });
-  const vocab: number = model.fileInsights.vocabularySize ?? model.tokens.count ?? 50257;
+  const vocab: number = values.vocab ? Number(values.vocab) : model.fileInsights.vocabularySize ?? model.tokens.count ?? 50257;
 
   // Prefill: promptTokens in one sequence, best of 3.
   const prefill: number[] = [];

@@ -85,8 +85,9 @@ inline size_t kv_type_size(KvType t) { return t == KvType::F32 ? 4 : 2; }
 // ------------------------------------------------------------------ op arguments
 
 // GEMM epilogues: Store y = acc + bias; Add y += acc + bias (the residual);
-// Gelu y = gelu_new(acc + bias).
-enum class Epilogue : int { Store = 0, Add = 1, Gelu = 2 };
+// Gelu y = gelu_new(acc + bias); Relu y = max(acc + bias, 0) (OPT);
+// GeluErf y = gelu(acc + bias), the exact erf form (XGLM's "gelu").
+enum class Epilogue : int { Store = 0, Add = 1, Gelu = 2, Relu = 3, GeluErf = 4 };
 
 // One row move of move_rows(): C values from src + layer * src_layer_stride
 // (floats) to dst + layer * dst_layer_stride (elements of the destination:

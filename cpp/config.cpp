@@ -229,6 +229,50 @@ void read_llama(const Reader& r, const Value& root, ModelConfig& c) {
     r.fail("attention_dropout", "must be 0 (inference has no dropout)", ad);
 }
 
+// opt / xglm from HF's own config keys (docs/models.md, "OPT and XGLM"): the
+// fairseq decoder with learned (opt) or sinusoidal (xglm) positions offset by 2.
+void read_opt(const Reader& r, const Value& root, ModelConfig& c) {
+  const bool opt = c.model_type == "opt";
+  const char* width = opt ? "hidden_size" : "d_model";
+  const char* heads = opt ? "num_attention_heads" : "attention_heads";
+  c.n_embd = r.size(root, width);
+  c.n_head = r.size(root, heads);
+  c.n_layer = r.size(root, opt ? "num_hidden_layers" : "num_layers");
+  c.n_inner = r.size(root, "ffn_dim");
+  c.n_positions = r.size(root, "max_position_embeddings");
+  if (c.n_positions > kMaxSize - 2) r.fail("max_position_embeddings", "must be an integer <= 2147483645", root.find("max_position_embeddings"));
+  if (c.n_embd % c.n_head != 0)
+    r.fail(width, std::string("must be divisible by ") + heads + " = " + std::to_string(c.n_head), root.find(width));
+  c.layer_norm_epsilon = 1e-5f;  // nn.LayerNorm's default: neither config has a key for it
+  c.tie_word_embeddings = boolean(r, root, "tie_word_embeddings", true);
+  const Value* act = Reader::given(root, "activation_function");
+  c.activation_function = act ? r.string(*act, "activation_function", "\"relu\", \"gelu\" or \"gelu_new\"") : (opt ? "relu" : "gelu");
+  if (c.activation_function != "relu" && c.activation_function != "gelu" && c.activation_function != "gelu_new")
+    r.fail("activation_function", "must be \"relu\", \"gelu\" or \"gelu_new\" (others are not supported)", act);
+  if (opt) {
+    c.position_embedding = "learned";
+    c.pre_norm = boolean(r, root, "do_layer_norm_before", true);
+    c.final_norm = c.pre_norm && !boolean(r, root, "_remove_final_layer_norm", false);
+    c.linear_bias = boolean(r, root, "enable_bias", true);
+    if (!boolean(r, root, "layer_norm_elementwise_affine", true))
+      r.fail("layer_norm_elementwise_affine", "must be true (LayerNorms without weight and bias are not supported)",
+             root.find("layer_norm_elementwise_affine"));
+    if (const Value* p = Reader::given(root, "word_embed_proj_dim")) {
+      c.word_embed_proj_dim = r.integer(*p, "word_embed_proj_dim", 1, kMaxSize);
+      if (c.word_embed_proj_dim == c.n_embd) c.word_embed_proj_dim = 0;  // no projections
+    }
+    return;
+  }
+  c.position_embedding = "sinusoidal";
+  if (c.n_embd < 4)  // fairseq's frequencies divide by d_model / 2 - 1
+    r.fail("d_model", "must be an integer >= 4 (sinusoidal positions)", root.find("d_model"));
+  if (boolean(r, root, "scale_embedding", true)) c.embed_scale = std::sqrt((double)c.n_embd);
+  if (const Value* pad = Reader::given(root, "pad_token_id")) c.pad_token_id = r.integer(*pad, "pad_token_id", 0, kMaxSize);
+  else if (!root.find("pad_token_id")) c.pad_token_id = 1;  // XGLMConfig's default; null: no padding row
+  if (boolean(r, root, "add_cross_attention", false))
+    r.fail("add_cross_attention", "must be false (cross-attention is not supported)", root.find("add_cross_attention"));
+}
+
 void read_tokenizer(const Reader& r, const Value& root, ModelConfig& c) {
   if (const Value* tc = Reader::given(root, "tokenizer_class"))
     c.tokenizer_class = r.string(*tc, "tokenizer_class", "a string");
@@ -275,16 +319,21 @@ ModelConfig parse_config(const std::string& json_text, const std::string& source
   ModelConfig c;
   c.dir = dir;
   const Value* mt = root.find("model_type");
-  const char* kTypes = "\"gpt2\", \"perceiver_ar\", \"block_recurrent\", \"llama\", \"mistral\" or \"qwen2\"";
+  const char* kTypes = "\"gpt2\", \"perceiver_ar\", \"block_recurrent\", \"llama\", \"mistral\", \"qwen2\", \"opt\" or \"xglm\"";
   if (!mt) r.fail("model_type", std::string("is missing (expected ") + kTypes + ")");
   c.model_type = mt->is_string() ? mt->text : "";
   if (c.model_type != "gpt2" && c.model_type != "perceiver_ar" && c.model_type != "block_recurrent" &&
-      !c.llama_family())
+      !c.llama_family() && !c.opt_family())
     r.fail("model_type", std::string("must be ") + kTypes, mt);
 
   c.vocab_size = r.size(root, "vocab_size");
   if (c.llama_family()) {
     read_llama(r, root, c);
+    read_tokenizer(r, root, c);
+    return c;
+  }
+  if (c.opt_family()) {
+    read_opt(r, root, c);
     read_tokenizer(r, root, c);
     return c;
   }

@@ -23,7 +23,7 @@ struct AttentionConfig {
 
 struct ModelConfig {
   std::string dir;             // the checkpoint folder, for messages
-  std::string model_type;      // "gpt2" | "perceiver_ar" | "block_recurrent" | "llama" | "mistral" | "qwen2"
+  std::string model_type;      // "gpt2" | "perceiver_ar" | "block_recurrent" | "llama" | "mistral" | "qwen2" | "opt" | "xglm"
   int64_t vocab_size = 0;
   int64_t n_embd = 0;          // C
   int64_t n_head = 0;          // H (divides C)
@@ -33,7 +33,7 @@ struct ModelConfig {
   float layer_norm_epsilon = 1e-5f;
   std::string activation_function = "gelu_new";
 
-  std::string position_embedding = "learned";  // "learned" | "rotary"
+  std::string position_embedding = "learned";  // "learned" | "rotary" | "sinusoidal" (xglm)
   int64_t rotary_dim = 0;      // even, <= D; default D
   double rotary_base = 10000.0;
   AttentionConfig attention;
@@ -53,6 +53,17 @@ struct ModelConfig {
     int64_t original_max_position_embeddings = 0;          // llama3
   } rope_scaling;
 
+  // OPT and XGLM (docs/models.md, "OPT and XGLM"), read from HF's own keys;
+  // n_positions is max_position_embeddings (the position table has 2 more rows:
+  // position p reads row p + 2), activation_function "relu" | "gelu" | "gelu_new",
+  // tie_word_embeddings above (default true for both).
+  bool pre_norm = true;         // opt do_layer_norm_before; xglm always
+  bool final_norm = true;       // the model-level LayerNorm before the head exists
+  int64_t word_embed_proj_dim = 0;  // opt: embedding width P when != n_embd (project_in/out); 0: none
+  bool linear_bias = true;      // opt enable_bias: q/k/v/out_proj and fc1/fc2 biases
+  double embed_scale = 1.0;     // xglm scale_embedding: sqrt(d_model)
+  int64_t pad_token_id = -1;    // xglm: the sinusoid table's zeroed row (-1: none)
+
   int64_t num_latents = 0;     // perceiver_ar: N >= 1
 
   int64_t block_size = 0;      // block_recurrent: W >= 1
@@ -70,6 +81,7 @@ struct ModelConfig {
 
   int64_t head_dim() const { return explicit_head_dim ? explicit_head_dim : n_embd / n_head; }
   bool llama_family() const { return model_type == "llama" || model_type == "mistral" || model_type == "qwen2"; }
+  bool opt_family() const { return model_type == "opt" || model_type == "xglm"; }
 };
 
 // Reads <dir>/config.json. Throws Error("E_CONFIG") (or E_CHECKPOINT if the file

@@ -247,6 +247,8 @@ class CpuBackend : public Backend {
     float* out = direct ? y : yout_.get<float>(M * N);
     matmul(out, x, packed(W), bias, M, *pool_);
     if (epi == Epilogue::Gelu) gelu(out, out, M * N);
+    if (epi == Epilogue::Relu) relu(out, out, M * N);
+    if (epi == Epilogue::GeluErf) gelu_erf(out, out, M * N);
     if (direct) return;
     if (ldy == N) return add_inplace(y, out, M * N);  // Add into contiguous rows
     for (int64_t m = 0; m < M; m++) {

@@ -16,7 +16,8 @@ static_assert(sizeof(roost::RowMove) == sizeof(RowMove) && offsetof(roost::RowMo
               offsetof(roost::RowMove, dst_layer_stride) == offsetof(RowMove, dst_layer_stride) &&
               offsetof(roost::RowMove, src_layer_stride) == offsetof(RowMove, src_layer_stride));
 static_assert((int)roost::Epilogue::Store == (int)Epilogue::Store && (int)roost::Epilogue::Add == (int)Epilogue::Add &&
-              (int)roost::Epilogue::Gelu == (int)Epilogue::Gelu);
+              (int)roost::Epilogue::Gelu == (int)Epilogue::Gelu && (int)roost::Epilogue::Relu == (int)Epilogue::Relu &&
+              (int)roost::Epilogue::GeluErf == (int)Epilogue::GeluErf);
 
 namespace {
 

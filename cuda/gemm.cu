@@ -21,6 +21,8 @@ constexpr int kLDS = kBK + 8;  // shared row stride in halves: 80 bytes, ldmatri
 __device__ __forceinline__ void epilogue_store(float* y, int epi, float v) {
   if (epi == (int)Epilogue::Add) *y += v;
   else if (epi == (int)Epilogue::Gelu) *y = gelu_new(v);
+  else if (epi == (int)Epilogue::Relu) *y = fmaxf(v, 0.f);
+  else if (epi == (int)Epilogue::GeluErf) *y = 0.5f * v * (1.f + erff(v * 0.70710678118654752f));
   else *y = v;
 }
 

@@ -41,10 +41,12 @@ struct DevMatrix {
 // products accumulate in float32 (tensor cores, mma.sync m16n8k16).
 //   Store: y = acc + bias      Add: y += acc + bias (residual)
 //   Gelu:  y = gelu_new(acc + bias)
+//   Relu:  y = max(acc + bias, 0)
+//   GeluErf: y = 0.5 v (1 + erf(v / sqrt 2)), v = acc + bias
 // M <= 8 takes a GEMV path (decode: bandwidth-bound); small grids are split
 // over K (partials in `ws`, then a reduce). K % 8 != 0 or unaligned x falls
 // back to a plain SIMT kernel. y must not alias x.
-enum class Epilogue : int { Store = 0, Add = 1, Gelu = 2 };
+enum class Epilogue : int { Store = 0, Add = 1, Gelu = 2, Relu = 3, GeluErf = 4 };
 void gemm(float* y, int64_t ldy, const float* x, int64_t ldx, const DevMatrix& W, const float* bias, int64_t M,
           Epilogue epi, Scratch& ws, const DeviceContext& ctx);
 // The plain SIMT kernel alone (tests compare the fast paths with it).

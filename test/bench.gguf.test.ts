@@ -4,8 +4,9 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { convertGpt2ToGguf } from '../bench/lib/gguf';
+import { convertGpt2ToGguf, convertLlamaToGguf } from '../bench/lib/gguf';
 import { writeRandomGpt2 } from '../bench/lib/random-gpt2';
+import { writeRandomLlama } from '../bench/lib/random-llama';
 
 interface Parsed {
   version: number;
@@ -88,6 +89,36 @@ describe('GGUF conversion (bench/lib/gguf.ts)', () => {
       }
     });
   }
+
+  // bench/decode --arch llama --peer-llama-cpp: llama.cpp gave Roost's 16 greedy tokens on such a file (F32, F16,
+  // BF16; 2 layers, 128 wide, 4 heads over 2 KV heads), which a wrong rotary permutation would not.
+  test.each(['F16', 'BF16'] as const)('llama %s: metadata, layout, and q/k rows permuted to adjacent rotary pairs', (dtype) => {
+    const ckpt = path.join(dir, 'llama-' + dtype);
+    writeRandomLlama(ckpt, { nLayer: 2, hidden: 32, nHead: 4, nKvHead: 2, inner: 48, vocabSize: 300, maxPositions: 64 }, dtype, 3, 0.5);
+    const out = ckpt + '.gguf';
+    convertLlamaToGguf(ckpt, out);
+    const g = parseGguf(out);
+    expect(g.kv.get('general.architecture')).toBe('llama');
+    expect([g.kv.get('llama.block_count'), g.kv.get('llama.embedding_length'), g.kv.get('llama.feed_forward_length')]).toEqual([2, 32, 48]);
+    expect([g.kv.get('llama.attention.head_count'), g.kv.get('llama.attention.head_count_kv'), g.kv.get('llama.rope.dimension_count')]).toEqual([4, 2, 8]);
+    expect(g.tensors.size).toBe(1 + 2 * 9 + 2);
+    const wtype = dtype === 'F16' ? 1 : 30;
+    expect(g.tensors.get('blk.0.attn_k.weight')).toMatchObject({ dims: [32, 16], type: wtype });
+    expect(g.tensors.get('blk.1.ffn_gate.weight')).toMatchObject({ dims: [32, 48], type: wtype });
+    expect(g.tensors.get('output.weight')).toMatchObject({ dims: [32, 300], type: wtype });
+    expect(g.tensors.get('output_norm.weight')).toMatchObject({ dims: [32], type: 0 });
+
+    const st = fs.readFileSync(path.join(ckpt, 'model.safetensors'));
+    const hlen = Number(st.readBigUInt64LE(0));
+    const header = JSON.parse(st.toString('utf8', 8, 8 + hlen));
+    const row = (name: string, r: number) => st.subarray(8 + hlen + header[name].data_offsets[0] + r * 64, 8 + hlen + header[name].data_offsets[0] + (r + 1) * 64);
+    const ggufRow = (name: string, r: number) => g.buf.subarray(g.dataStart + g.tensors.get(name)!.offset + r * 64, g.dataStart + g.tensors.get(name)!.offset + (r + 1) * 64);
+    for (const [hf, gg, heads] of [['model.layers.1.self_attn.q_proj.weight', 'blk.1.attn_q.weight', 4], ['model.layers.0.self_attn.k_proj.weight', 'blk.0.attn_k.weight', 2]] as const)
+      for (let h = 0; h < heads; h++)
+        for (let i = 0; i < 4; i++)
+          for (let j = 0; j < 2; j++) expect(ggufRow(gg, h * 8 + 2 * i + j)).toEqual(row(hf, h * 8 + j * 4 + i));
+    for (let r = 0; r < 16; r++) expect(ggufRow('blk.0.attn_v.weight', r)).toEqual(row('model.layers.0.self_attn.v_proj.weight', r));
+  });
 
   test('Q8_0: matrices as blocks of 32 along each row, within half a step of the F32 weights', () => {
     const ckpt = path.join(dir, 'Q8');

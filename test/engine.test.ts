@@ -111,10 +111,11 @@ describe.each(MODELS)('%s against the reference', (name) => {
     const info = engine.info();
     expect(info.modelType).toBe(c.model_type);
     expect(info.vocabSize).toBe(c.vocab_size);
-    const hf = c.hidden_size !== undefined; // the Llama family's HF keys (docs/models.md)
-    expect(info.nEmbd).toBe(hf ? c.hidden_size : c.n_embd);
-    expect(info.nLayer).toBe(hf ? c.num_hidden_layers : c.n_layer);
-    expect(info.nHead).toBe(hf ? c.num_attention_heads : c.n_head);
+    // HF's own keys: the Llama family and opt (hidden_size ...), xglm (d_model ...); docs/models.md
+    const xglm = c.model_type === 'xglm', hf = c.hidden_size !== undefined || xglm;
+    expect(info.nEmbd).toBe(xglm ? c.d_model : hf ? c.hidden_size : c.n_embd);
+    expect(info.nLayer).toBe(xglm ? c.num_layers : hf ? c.num_hidden_layers : c.n_layer);
+    expect(info.nHead).toBe(xglm ? c.attention_heads : hf ? c.num_attention_heads : c.n_head);
     expect(info.maxContext).toBe((hf ? c.max_position_embeddings : c.n_positions) ?? 0);
     expect(info.eosTokenId).toBe(g.eos_token_id ?? -1);
     expect(info.threads).toBe(THREADS);

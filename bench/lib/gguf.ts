@@ -1,6 +1,8 @@
 // Converts a HuggingFace GPT-2 checkpoint (config.json + one model.safetensors,
 // F32 or F16, as bench/lib/random-gpt2 writes it) to GGUF v3 for llama.cpp's
-// `gpt2` architecture, so bench/decode can run llama.cpp on the same weights.
+// `gpt2` architecture, and a Llama one (F32 / F16 / BF16, as
+// bench/lib/random-llama writes it) for its `llama` architecture, so
+// bench/decode can run llama.cpp on the same weights.
 // Layout notes (ggml): a tensor's dims are listed fastest first; a matrix used as
 // mul_mat(W, x) is stored as n_out rows of n_in, so HF's Conv1D weights
 // ([in, out]) are transposed. 1-D tensors (LayerNorm, biases) stay F32, as
@@ -12,7 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 const GGUF_TYPE = { UINT32: 4, INT32: 5, FLOAT32: 6, STRING: 8, ARRAY: 9 } as const;
-const GGML_TYPE = { F32: 0, F16: 1, Q8_0: 8 } as const;
+const GGML_TYPE = { F32: 0, F16: 1, Q8_0: 8, BF16: 30 } as const;
 const ALIGN = 32;
 
 type Kv = [string, 'u32' | 'f32' | 'str', number | string] | [string, 'strs', string[]] | [string, 'i32s', number[]];
@@ -70,7 +72,7 @@ export function convertGpt2ToGguf(dir: string, out: string, opts: { quantize?: '
   plan.push(['output_norm.weight', 'ln_f.weight', false], ['output_norm.bias', 'ln_f.bias', false]);
 
   // Tensor payloads in GGUF order and type.
-  const tensors = plan.map(([name, src, transpose]) => {
+  const tensors = plan.map(([name, src, transpose]): GgufTensor => {
     const t = header[src];
     if (!t) throw new Error(`${dir}: no tensor ${src}`);
     const raw = st.subarray(dataStart + t.data_offsets[0], dataStart + t.data_offsets[1]);
@@ -112,15 +114,16 @@ export function convertGpt2ToGguf(dir: string, out: string, opts: { quantize?: '
     ['gpt2.block_count', 'u32', L],
     ['gpt2.attention.head_count', 'u32', config.n_head],
     ['gpt2.attention.layer_norm_epsilon', 'f32', config.layer_norm_epsilon ?? 1e-5],
-    ['tokenizer.ggml.model', 'str', 'gpt2'],
-    ['tokenizer.ggml.pre', 'str', 'gpt-2'],
-    ['tokenizer.ggml.tokens', 'strs', tokens],
-    ['tokenizer.ggml.token_type', 'i32s', tokens.map((_, i) => (i === eos ? 3 : 1))],  // 3: CONTROL
-    ['tokenizer.ggml.merges', 'strs', merges],
-    ['tokenizer.ggml.bos_token_id', 'u32', eos],
-    ['tokenizer.ggml.eos_token_id', 'u32', eos],
+    ...tokenizerKvs(tokens, merges, eos),
   ];
 
+  writeGguf(out, kvs, tensors);
+}
+
+interface GgufTensor { name: string; dims: number[]; type: number; data: Buffer }
+
+// A GGUF v3 file: the key-values, then the tensor table and the 32-byte aligned payloads.
+function writeGguf(out: string, kvs: Kv[], tensors: GgufTensor[]): void {
   const w = new Writer();
   w.push(Buffer.from('GGUF', 'ascii'));
   w.u32(3);
@@ -171,6 +174,97 @@ function vocabulary(dir: string, V: number, eosId: unknown): { tokens: string[];
   for (let i = 0; i < V; i++) if (tokens[i] === undefined) throw new Error(`${vocabFile}: no token with id ${i} (vocab_size ${V})`);
   const merges = fs.readFileSync(mergesFile, 'utf8').split(/\r?\n/).filter((l, i) => l !== '' && !(i === 0 && l.startsWith('#version')));
   return { tokens, merges, eos };
+}
+
+// The tokenizer.ggml.* keys of a GPT-2-style vocabulary; eos doubles as bos, as GPT-2's.
+function tokenizerKvs(tokens: string[], merges: string[], eos: number): Kv[] {
+  return [
+    ['tokenizer.ggml.model', 'str', 'gpt2'],
+    ['tokenizer.ggml.pre', 'str', 'gpt-2'],
+    ['tokenizer.ggml.tokens', 'strs', tokens],
+    ['tokenizer.ggml.token_type', 'i32s', tokens.map((_, i) => (i === eos ? 3 : 1))], // 3: CONTROL
+    ['tokenizer.ggml.merges', 'strs', merges],
+    ['tokenizer.ggml.bos_token_id', 'u32', eos],
+    ['tokenizer.ggml.eos_token_id', 'u32', eos],
+  ];
+}
+
+function bf16ToFloat(b: number): number {
+  const v = new DataView(new ArrayBuffer(4));
+  v.setUint32(0, b << 16);
+  return v.getFloat32(0);
+}
+
+// HF's q_proj / k_proj rows are rotate-half pairs (i, i + D/2) per head; llama.cpp's
+// `llama` rope pairs adjacent rows (2i, 2i + 1): row 2i + j of a head takes HF's
+// row j * D/2 + i (convert_hf_to_gguf.py's permute), for rows of `rowBytes`.
+function permuteRotary(raw: Buffer, heads: number, rowBytes: number): Buffer {
+  const rows = raw.length / rowBytes, D = rows / heads, out = Buffer.alloc(raw.length);
+  for (let h = 0; h < heads; h++)
+    for (let i = 0; i < D / 2; i++)
+      for (let j = 0; j < 2; j++) {
+        const from = (h * D + j * (D / 2) + i) * rowBytes, to = (h * D + 2 * i + j) * rowBytes;
+        raw.copy(out, to, from, from + rowBytes);
+      }
+  return out;
+}
+
+export function convertLlamaToGguf(dir: string, out: string): void {
+  const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+  const st = fs.readFileSync(path.join(dir, 'model.safetensors'));
+  const hlen = Number(st.readBigUInt64LE(0));
+  const header: Record<string, StTensor> = JSON.parse(st.subarray(8, 8 + hlen).toString('utf8'));
+  const dataStart = 8 + hlen;
+  const C = config.hidden_size, V = config.vocab_size, L = config.num_hidden_layers, H = config.num_attention_heads;
+  const G = config.num_key_value_heads ?? H;
+  const dtype = header['model.embed_tokens.weight'].dtype as 'F32' | 'F16' | 'BF16';
+  const esize = dtype === 'F32' ? 4 : 2;
+  if (config.tie_word_embeddings || !header['lm_head.weight']) throw new Error(`${dir}: GGUF conversion expects an untied lm_head`);
+
+  // [gguf name, safetensors name, rotary heads to permute (0: none)]; nn.Linear [out, in] is ggml's layout as is.
+  const plan: Array<[string, string, number]> = [['token_embd.weight', 'model.embed_tokens.weight', 0]];
+  for (let l = 0; l < L; l++) {
+    const h = `model.layers.${l}.`, b = `blk.${l}.`;
+    plan.push(
+      [b + 'attn_norm.weight', h + 'input_layernorm.weight', 0],
+      [b + 'attn_q.weight', h + 'self_attn.q_proj.weight', H], [b + 'attn_k.weight', h + 'self_attn.k_proj.weight', G],
+      [b + 'attn_v.weight', h + 'self_attn.v_proj.weight', 0], [b + 'attn_output.weight', h + 'self_attn.o_proj.weight', 0],
+      [b + 'ffn_norm.weight', h + 'post_attention_layernorm.weight', 0],
+      [b + 'ffn_gate.weight', h + 'mlp.gate_proj.weight', 0], [b + 'ffn_up.weight', h + 'mlp.up_proj.weight', 0],
+      [b + 'ffn_down.weight', h + 'mlp.down_proj.weight', 0],
+    );
+  }
+  plan.push(['output_norm.weight', 'model.norm.weight', 0], ['output.weight', 'lm_head.weight', 0]);
+  const tensors = plan.map(([name, src, heads]): GgufTensor => {
+    const t = header[src];
+    if (!t) throw new Error(`${dir}: no tensor ${src}`);
+    const raw = st.subarray(dataStart + t.data_offsets[0], dataStart + t.data_offsets[1]);
+    const dims = [...t.shape].reverse();
+    if (t.shape.length === 1) {  // norm weights widen to F32, as llama.cpp's converter writes them
+      const n = t.shape[0], data = Buffer.alloc(n * 4);
+      for (let i = 0; i < n; i++)
+        data.writeFloatLE(esize === 4 ? raw.readFloatLE(i * 4) : dtype === 'F16' ? halfToFloat(raw.readUInt16LE(i * 2)) : bf16ToFloat(raw.readUInt16LE(i * 2)), i * 4);
+      return { name, dims, type: GGML_TYPE.F32, data };
+    }
+    return { name, dims, type: GGML_TYPE[dtype], data: heads ? permuteRotary(raw, heads, t.shape[1] * esize) : raw };
+  });
+  const vocab = vocabulary(dir, V, undefined);  // benchmarks feed token ids: bytes and placeholders
+  const kvs: Kv[] = [
+    ['general.architecture', 'str', 'llama'],
+    ['general.name', 'str', path.basename(dir)],
+    ['general.file_type', 'u32', dtype === 'F32' ? 0 : dtype === 'F16' ? 1 : 32],  // llama_ftype MOSTLY_BF16 = 32
+    ['llama.context_length', 'u32', config.max_position_embeddings],
+    ['llama.embedding_length', 'u32', C],
+    ['llama.feed_forward_length', 'u32', config.intermediate_size],
+    ['llama.block_count', 'u32', L],
+    ['llama.attention.head_count', 'u32', H],
+    ['llama.attention.head_count_kv', 'u32', G],
+    ['llama.attention.layer_norm_rms_epsilon', 'f32', config.rms_norm_eps ?? 1e-6],
+    ['llama.rope.freq_base', 'f32', config.rope_theta ?? 10000],
+    ['llama.rope.dimension_count', 'u32', C / H],
+    ...tokenizerKvs(vocab.tokens, vocab.merges, vocab.eos),
+  ];
+  writeGguf(out, kvs, tensors);
 }
 
 function halfToFloat(h: number): number {

@@ -50,10 +50,55 @@ function toF16(x: number): number {
   return h;
 }
 
-export function writeRandomGpt2(dir: string, o: RandomGpt2Options): void {
+function toBF16(x: number): number {
+  f32[0] = x;
+  const b = u32[0];
+  return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;  // round to nearest even
+}
+
+// One tensor to write: N(0, std) weights, ones or zeros.
+export type RandomTensor = [name: string, shape: number[], kind: 'w' | 'one' | 'zero'];
+
+// <dir>/model.safetensors holding `shapes` in order, in `dtype`, weights N(0, std) from `seed`.
+export function writeRandomSafetensors(dir: string, shapes: RandomTensor[], dtype: 'F32' | 'F16' | 'BF16', std: number, seed: number): void {
   fs.mkdirSync(dir, { recursive: true });
+  const esize = dtype === 'F32' ? 4 : 2;
+  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
+  let offset = 0;
+  for (const [name, shape] of shapes) {
+    const bytes = shape.reduce((a, b) => a * b, 1) * esize;
+    header[name] = { dtype, shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  let headerText = JSON.stringify(header);
+  headerText += ' '.repeat((8 - (headerText.length % 8)) % 8);
+  const fd = fs.openSync(path.join(dir, 'model.safetensors'), 'w');
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(headerText.length));
+  fs.writeSync(fd, len);
+  fs.writeSync(fd, headerText);
+  const normal = normalGenerator(seed, std);
+  const half = dtype === 'BF16' ? toBF16 : toF16;
+  for (const [, shape, kind] of shapes) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const chunk = 1 << 20;
+    for (let start = 0; start < n; start += chunk) {
+      const m = Math.min(chunk, n - start);
+      const buf = Buffer.alloc(m * esize);
+      for (let i = 0; i < m; i++) {
+        const v = kind === 'w' ? normal() : kind === 'one' ? 1 : 0;
+        if (esize === 4) buf.writeFloatLE(v, i * 4);
+        else buf.writeUInt16LE(half(v), i * 2);
+      }
+      fs.writeSync(fd, buf);
+    }
+  }
+  fs.closeSync(fd);
+}
+
+export function writeRandomGpt2(dir: string, o: RandomGpt2Options): void {
   const C = o.nEmbd;
-  const shapes: Array<[string, number[], 'w' | 'one' | 'zero']> = [
+  const shapes: RandomTensor[] = [
     ['wte.weight', [o.vocabSize, C], 'w'],
     ['wpe.weight', [o.nPositions, C], 'w'],
   ];
@@ -69,38 +114,7 @@ export function writeRandomGpt2(dir: string, o: RandomGpt2Options): void {
     );
   }
   shapes.push(['ln_f.weight', [C], 'one'], ['ln_f.bias', [C], 'zero']);
-
-  const esize = o.dtype === 'F32' ? 4 : 2;
-  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
-  let offset = 0;
-  for (const [name, shape] of shapes) {
-    const bytes = shape.reduce((a, b) => a * b, 1) * esize;
-    header[name] = { dtype: o.dtype, shape, data_offsets: [offset, offset + bytes] };
-    offset += bytes;
-  }
-  let headerText = JSON.stringify(header);
-  headerText += ' '.repeat((8 - (headerText.length % 8)) % 8);
-  const fd = fs.openSync(path.join(dir, 'model.safetensors'), 'w');
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(headerText.length));
-  fs.writeSync(fd, len);
-  fs.writeSync(fd, headerText);
-  const normal = normalGenerator(o.seed ?? 1234, o.std ?? 0.02);
-  for (const [, shape, kind] of shapes) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    const chunk = 1 << 20;
-    for (let start = 0; start < n; start += chunk) {
-      const m = Math.min(chunk, n - start);
-      const buf = Buffer.alloc(m * esize);
-      for (let i = 0; i < m; i++) {
-        const v = kind === 'w' ? normal() : kind === 'one' ? 1 : 0;
-        if (esize === 4) buf.writeFloatLE(v, i * 4);
-        else buf.writeUInt16LE(toF16(v), i * 2);
-      }
-      fs.writeSync(fd, buf);
-    }
-  }
-  fs.closeSync(fd);
+  writeRandomSafetensors(dir, shapes, o.dtype, o.std ?? 0.02, o.seed ?? 1234);
   const config = {
     model_type: 'gpt2', vocab_size: o.vocabSize, n_embd: C, n_head: o.nHead, n_layer: o.nLayer,
     n_positions: o.nPositions, n_inner: null, layer_norm_epsilon: 1e-5, activation_function: 'gelu_new',

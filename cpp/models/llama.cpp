@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "../common.h"
+#include "linear.h"
 #include "rotary.h"
 
 namespace roost {
@@ -30,34 +31,6 @@ class LlamaState : public SequenceState {
   int64_t len = 0;
 };
 
-// nn.Linear weights [n_i, K] (HF's [out, in]) stacked row-wise into one [sum n_i, K]
-// matrix, so q|k|v and gate|up are one GEMM each.
-const Matrix* stacked(Backend& be, const Checkpoint& ckpt, const std::vector<std::pair<std::string, int64_t>>& parts,
-                      int64_t K) {
-  std::vector<char> bytes;
-  TensorView all;
-  int64_t N = 0;
-  for (size_t i = 0; i < parts.size(); i++) {
-    const TensorView& t = ckpt.get(parts[i].first, {parts[i].second, K});
-    if (i == 0) all.dtype = t.dtype;
-    if (t.dtype != all.dtype)
-      throw Error("E_CHECKPOINT", ckpt.source() + ": " + parts[i].first + " is " + dtype_name(t.dtype) + " but " +
-                                      parts[0].first + " is " + dtype_name(all.dtype) + " (they must match)");
-    bytes.insert(bytes.end(), static_cast<const char*>(t.data), static_cast<const char*>(t.data) + t.nbytes);
-    N += parts[i].second;
-  }
-  all.name = parts[0].first;
-  all.file = ckpt.source();
-  all.shape = {N, K};
-  all.data = bytes.data();
-  all.nbytes = bytes.size();
-  return be.matrix(all, K, N, /*src_is_nk=*/true);
-}
-
-const float* vector(Backend& be, const Checkpoint& ckpt, const std::string& name, int64_t n) {
-  return be.floats(tensor_to_f32(ckpt.get(name, {n})));
-}
-
 }  // namespace
 
 LlamaModel::LlamaModel(const ModelConfig& config, const Checkpoint& ckpt, std::shared_ptr<Backend> backend)
@@ -75,25 +48,20 @@ LlamaModel::LlamaModel(const ModelConfig& config, const Checkpoint& ckpt, std::s
                                                   "false; set it true only if the head is model.embed_tokens.weight)");
     head_ = be.matrix(ckpt.get("lm_head.weight", {V, C}), C, V, true);
   }
-  norm_ = vector(be, ckpt, "model.norm.weight", C);
+  norm_ = load_vector(be, ckpt, "model.norm.weight", C);
   for (int64_t l = 0; l < cfg_.n_layer; l++) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     const std::string a = p + "self_attn.", m = p + "mlp.";
     Layer Ly{};
-    Ly.input_norm = vector(be, ckpt, p + "input_layernorm.weight", C);
-    Ly.qkv = stacked(be, ckpt, {{a + "q_proj.weight", Wq}, {a + "k_proj.weight", Wkv}, {a + "v_proj.weight", Wkv}}, C);
+    Ly.input_norm = load_vector(be, ckpt, p + "input_layernorm.weight", C);
+    Ly.qkv = load_stacked_linear(be, ckpt, {{a + "q_proj.weight", Wq}, {a + "k_proj.weight", Wkv}, {a + "v_proj.weight", Wkv}}, C);
     if (cfg_.qkv_bias) {
-      std::vector<float> b = tensor_to_f32(ckpt.get(a + "q_proj.bias", {Wq}));
-      for (const char* t : {"k_proj.bias", "v_proj.bias"}) {
-        std::vector<float> more = tensor_to_f32(ckpt.get(a + t, {Wkv}));
-        b.insert(b.end(), more.begin(), more.end());
-      }
-      Ly.qkv_bias = be.floats(b);
+      Ly.qkv_bias = load_stacked_vector(be, ckpt, {{a + "q_proj.bias", Wq}, {a + "k_proj.bias", Wkv}, {a + "v_proj.bias", Wkv}});
     }
     Ly.o = be.matrix(ckpt.get(a + "o_proj.weight", {C, Wq}), Wq, C, true);
-    if (cfg_.o_bias) Ly.o_bias = vector(be, ckpt, a + "o_proj.bias", C);
-    Ly.post_norm = vector(be, ckpt, p + "post_attention_layernorm.weight", C);
-    Ly.gate_up = stacked(be, ckpt, {{m + "gate_proj.weight", F}, {m + "up_proj.weight", F}}, C);
+    if (cfg_.o_bias) Ly.o_bias = load_vector(be, ckpt, a + "o_proj.bias", C);
+    Ly.post_norm = load_vector(be, ckpt, p + "post_attention_layernorm.weight", C);
+    Ly.gate_up = load_stacked_linear(be, ckpt, {{m + "gate_proj.weight", F}, {m + "up_proj.weight", F}}, C);
     Ly.down = be.matrix(ckpt.get(m + "down_proj.weight", {C, F}), F, C, true);
     layers_.push_back(Ly);
   }

@@ -9,6 +9,7 @@
 #include "gpt2.h"
 #include "llama.h"
 #include "model.h"
+#include "opt.h"
 #include "perceiver_ar.h"
 
 namespace roost {
@@ -46,6 +47,7 @@ std::unique_ptr<Model> load_model(const std::string& path, const BackendFactory&
   if (cfg.model_type == "gpt2") return std::make_unique<Gpt2Model>(cfg, ckpt, be);
   if (cfg.model_type == "perceiver_ar") return std::make_unique<PerceiverArModel>(cfg, ckpt, be);
   if (cfg.llama_family()) return std::make_unique<LlamaModel>(cfg, ckpt, be);
+  if (cfg.opt_family()) return std::make_unique<OptModel>(cfg, ckpt, be);
   if (cfg.model_type == "block_recurrent") return std::make_unique<BlockRecurrentModel>(cfg, ckpt, be);
   throw Error("E_CONFIG", path + "/config.json: model_type \"" + cfg.model_type + "\" is unknown");
 }

@@ -90,6 +90,10 @@ void silu_mul(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t M, int
 // gelu_new (tanh approximation): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 void gelu(float* y, const float* x, int64_t n);
 void gelu_reference(float* y, const float* x, int64_t n);
+// The GEMM epilogues of OPT and XGLM (y may alias x): relu y = max(x, 0);
+// gelu_erf y = 0.5 x (1 + erf(x / sqrt 2)), the exact form (torch's GELU).
+void relu(float* y, const float* x, int64_t n);
+void gelu_erf(float* y, const float* x, int64_t n);
 
 // y[i] += x[i]
 void add_inplace(float* y, const float* x, int64_t n);

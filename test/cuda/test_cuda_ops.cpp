@@ -147,7 +147,7 @@ void test_gemm(Dev& dev, Scratch& ws) {
             }
         }
       }
-      for (int epi = 0; epi < 3; epi++) {
+      for (int epi = 0; epi < 5; epi++) {  // Store, Add, Gelu, Relu, GeluErf
         for (int path = 0; path < 2; path++) {  // 0: gemm (dispatch), 1: gemm_simt
           DeviceBuffer dy = dev.put(y0);
           if (path == 0)
@@ -166,6 +166,8 @@ void test_gemm(Dev& dev, Scratch& ws) {
               double want = ref[m * s.N + n] + b[n];
               if (epi == 1) want += y0[m * s.N + n];
               if (epi == 2) want = 0.5 * want * (1 + std::tanh(std::sqrt(2 / M_PI) * (want + 0.044715 * want * want * want)));
+              if (epi == 3) want = std::max(want, 0.0);
+              if (epi == 4) want = 0.5 * want * (1 + std::erf(want / std::sqrt(2.0)));
               c.add(m * s.N + n, y[m * s.N + n], want, 2e-5 * (mg + std::fabs(b[n])) + 1e-6 + (epi == 1 ? 1e-6 * std::fabs(y0[m * s.N + n]) : 0));
             }
           CHECK_MESSAGE((c.ok()), (fmt("gemm %s M=%lld K=%lld N=%lld epi=%d %s", wt == WType::BF16 ? "bf16" : "f16", (long long)s.M,

@@ -12,6 +12,11 @@ test/fixtures/bpe), then check it:
     /usr/bin/python3 tools/reference/check_cli.py make /tmp/m --layers 4 --width 256 --heads 4 --positions 1024
     /usr/bin/python3 tools/reference/check_cli.py check /tmp/m
 
+or an OPT / XGLM one in HF's own layout (the same GPT-2 BPE tokenizer):
+
+    /usr/bin/python3 tools/reference/check_cli.py make /tmp/o --arch opt --layers 3 --width 48 --heads 6 --post-ln --proj-dim 24 --untied
+    /usr/bin/python3 tools/reference/check_cli.py make /tmp/x --arch xglm --layers 2 --width 36 --heads 3
+
 CLI contract (bin/roost.js):
   roost score --model DIR (--tokens 1,2,3 | --text TEXT)
       prints JSON {"tokens": [...], "logprobs": [null, ...]}
@@ -39,6 +44,8 @@ sys.path.insert(0, HERE)
 import bpe  # noqa: E402
 import checkpoint  # noqa: E402
 import gpt2  # noqa: E402
+import opt  # noqa: E402
+import xglm  # noqa: E402
 import models  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -66,10 +73,31 @@ def extended_tokenizer(vocab_size=None):
     return bpe.ByteLevelBPE(vocab, base.merges)
 
 
+def family_model(a, V, eos):
+    """--arch opt / xglm: (config, model) of HF's own layout (tools/reference/opt.py, xglm.py)."""
+    common = {"vocab_size": V, "bos_token_id": eos, "eos_token_id": eos, "ffn_dim": a.n_inner or 4 * a.width,
+              "max_position_embeddings": a.positions or 1024, "tie_word_embeddings": not a.untied}
+    if a.activation:
+        common["activation_function"] = a.activation
+    if a.arch == "opt":
+        cfg = dict(common, model_type="opt", architectures=["OPTForCausalLM"], hidden_size=a.width,
+                   num_attention_heads=a.heads, num_hidden_layers=a.layers, do_layer_norm_before=not a.post_ln,
+                   enable_bias=not a.no_bias, word_embed_proj_dim=a.proj_dim or a.width)
+        return cfg, opt.OPT(opt.OPTConfig(cfg))
+    cfg = dict(common, model_type="xglm", architectures=["XGLMForCausalLM"], d_model=a.width, attention_heads=a.heads,
+               num_layers=a.layers, scale_embedding=not a.no_scale, pad_token_id=1)
+    return cfg, xglm.XGLM(xglm.XGLMConfig(cfg))
+
+
 def cmd_make(a):
     tok = extended_tokenizer(a.vocab)
     V = len(tok.vocab)
     eos = tok.vocab[bpe.EOT]
+    if a.arch != "gpt2":
+        cfg, model = family_model(a, V, eos)
+        std = a.std if a.std is not None else 0.2 * min(1.0, (64.0 / a.width) ** 0.5)
+        opt.init_random(model, a.seed, std=std, norm_std=a.ln_std, bias_std=a.bias_std)
+        return write_made(a, cfg, model.hf_state_dict(), tok, V, eos)
     cfg = {
         "activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"], "bos_token_id": eos,
         "eos_token_id": eos, "layer_norm_epsilon": a.eps, "model_type": "gpt2", "n_embd": a.width,
@@ -89,11 +117,16 @@ def cmd_make(a):
     model = gpt2.GPT2(gpt2.GPT2Config(cfg), tied=not a.untied)
     std = a.std if a.std is not None else 0.2 * min(1.0, (64.0 / a.width) ** 0.5)
     gpt2.init_random(model, a.seed, std=std, ln_std=a.ln_std, bias_std=a.bias_std)
-    dt = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}[a.dtype]
-    cfg["torch_dtype"] = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}[a.dtype]
-    tensors = {k: v.to(dt) for k, v in model.hf_state_dict().items()}
+    tensors = model.hf_state_dict()
     if a.prefix:
         tensors = {("transformer." + k if k != "lm_head.weight" else k): v for k, v in tensors.items()}
+    return write_made(a, cfg, tensors, tok, V, eos)
+
+
+def write_made(a, cfg, tensors, tok, V, eos):
+    dt = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}[a.dtype]
+    cfg["torch_dtype"] = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}[a.dtype]
+    tensors = {k: v.to(dt) for k, v in tensors.items()}
     os.makedirs(a.dir, exist_ok=True)
     with open(os.path.join(a.dir, "config.json"), "w", encoding="utf-8") as f:
         json.dump(cfg, f, indent=2, sort_keys=True)
@@ -240,8 +273,15 @@ def main():
     c.add_argument("--text", default=None, help="text for the score --text case")
     c.add_argument("--seed", type=int, default=0, help="seed of the random token cases (no golden.json)")
     c.add_argument("--timeout", type=float, default=600)
-    m = sub.add_parser("make", help="write a fresh random HF GPT-2 checkpoint")
+    m = sub.add_parser("make", help="write a fresh random HF GPT-2 (or OPT / XGLM) checkpoint")
     m.add_argument("dir")
+    m.add_argument("--arch", choices=("gpt2", "opt", "xglm"), default="gpt2",
+                   help="opt / xglm: HF's own layout; --n-inner is ffn_dim, --positions max_position_embeddings")
+    m.add_argument("--post-ln", action="store_true", help="opt: do_layer_norm_before false")
+    m.add_argument("--proj-dim", type=int, default=None, help="opt: word_embed_proj_dim (project_in/out)")
+    m.add_argument("--no-bias", action="store_true", help="opt: enable_bias false")
+    m.add_argument("--no-scale", action="store_true", help="xglm: scale_embedding false")
+    m.add_argument("--activation", default=None, help="opt / xglm activation_function")
     m.add_argument("--layers", type=int, required=True)
     m.add_argument("--width", type=int, required=True, help="n_embd")
     m.add_argument("--heads", type=int, required=True)

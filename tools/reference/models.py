@@ -4,10 +4,12 @@ import block_recurrent
 import checkpoint
 import gpt2
 import llama
+import opt
 import perceiver_ar
+import xglm
 
 ARCHITECTURES = {"gpt2": gpt2, "perceiver_ar": perceiver_ar, "block_recurrent": block_recurrent,
-                 "llama": llama, "mistral": llama, "qwen2": llama}
+                 "llama": llama, "mistral": llama, "qwen2": llama, "opt": opt, "xglm": xglm}
 
 
 def parse_config(cfg):
@@ -21,7 +23,8 @@ def parse_config(cfg):
         raise ValueError(f"config: model_type must be one of {sorted(ARCHITECTURES)} (got {mt!r})")
     return {"gpt2": gpt2.GPT2Config, "perceiver_ar": perceiver_ar.PerceiverARConfig,
             "block_recurrent": block_recurrent.BlockRecurrentConfig, "llama": llama.LlamaConfig,
-            "mistral": llama.LlamaConfig, "qwen2": llama.LlamaConfig}[mt](cfg)
+            "mistral": llama.LlamaConfig, "qwen2": llama.LlamaConfig, "opt": opt.OPTConfig,
+            "xglm": xglm.XGLMConfig}[mt](cfg)
 
 
 def load(path):

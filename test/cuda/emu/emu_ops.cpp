@@ -39,6 +39,8 @@ float gelu_f(float x) {
 void epi_store(float* y, Epilogue e, float v) {
   if (e == Epilogue::Add) *y += v;
   else if (e == Epilogue::Gelu) *y = gelu_f(v);
+  else if (e == Epilogue::Relu) *y = std::max(v, 0.f);
+  else if (e == Epilogue::GeluErf) *y = 0.5f * v * (1.f + std::erf(v * 0.70710678118654752f));
   else *y = v;
 }
 

@@ -1,0 +1,248 @@
+"""PyTorch reference of OPT (and OPT-IML) of docs/models.md, model_type "opt",
+written from the published definition (Zhang et al. 2022, "OPT: Open
+Pre-trained Transformer Language Models", and HF transformers'
+modeling_opt.py for the exact conventions), without the transformers package.
+
+  x = embed_tokens[tok]                        [T, P], P = word_embed_proj_dim
+  x = project_in(x)                            when P != hidden_size (no bias)
+  x = x + embed_positions[pos + 2]             learned, fairseq's offset 2
+  per layer, do_layer_norm_before true (pre-LN):
+      x = x + out_proj(attn(self_attn_layer_norm(x)))
+      x = x + fc2(act(fc1(final_layer_norm(x))))
+  per layer, do_layer_norm_before false (post-LN, opt-350m):
+      x = self_attn_layer_norm(x + out_proj(attn(x)))
+      x = final_layer_norm(x + fc2(act(fc1(x))))
+  x = final_layer_norm(x)                      model level; pre-LN only (and not
+                                               with _remove_final_layer_norm)
+  x = project_out(x)                           when P != hidden_size (no bias)
+  logits = x lm_head^T                         lm_head = embed_tokens when tied
+
+attn: q = q_proj(h) * head_dim^-0.5, k, v = k_proj(h), v_proj(h) (biases when
+enable_bias), causal softmax(q k^T) v per head. act: relu (OPT's), gelu (erf)
+or gelu_new. LayerNorm eps 1e-5. Everything float32; scores take a float64
+log_softmax of the float32 logits.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import checkpoint
+
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_new": lambda x: F.gelu(x, approximate="tanh")}
+
+
+def _size(d, k):
+    if not isinstance(d.get(k), int) or isinstance(d.get(k), bool) or d[k] < 1:
+        raise ValueError(f"config: {k} must be an integer >= 1 (got {d.get(k)!r})")
+    return d[k]
+
+
+class OPTConfig:
+    """config.json of an OPT model; raises ValueError naming a refused field."""
+
+    def __init__(self, d):
+        if d.get("model_type") != "opt":
+            raise ValueError(f"config: model_type must be 'opt' (got {d.get('model_type')!r})")
+        self.vocab_size = _size(d, "vocab_size")
+        self.hidden_size = _size(d, "hidden_size")
+        self.n_head = _size(d, "num_attention_heads")
+        self.n_layer = _size(d, "num_hidden_layers")
+        self.ffn_dim = _size(d, "ffn_dim")
+        self.n_positions = _size(d, "max_position_embeddings")
+        if self.hidden_size % self.n_head:
+            raise ValueError("config: hidden_size must be divisible by num_attention_heads")
+        self.proj_dim = d.get("word_embed_proj_dim") or self.hidden_size
+        self.pre_ln = d.get("do_layer_norm_before", True)
+        self.final_ln = self.pre_ln and not d.get("_remove_final_layer_norm", False)
+        self.bias = d.get("enable_bias", True)
+        if not d.get("layer_norm_elementwise_affine", True):
+            raise ValueError("config: layer_norm_elementwise_affine false is not supported")
+        self.act = d.get("activation_function", "relu")
+        if self.act not in ACTIVATIONS:
+            raise ValueError(f"config: activation_function {self.act!r} is not supported")
+        self.tied = d.get("tie_word_embeddings", True)
+
+
+class Attention(nn.Module):
+    def __init__(self, C, H, bias):
+        super().__init__()
+        self.H, self.D = H, C // H
+        self.q_proj = nn.Linear(C, C, bias=bias)
+        self.k_proj = nn.Linear(C, C, bias=bias)
+        self.v_proj = nn.Linear(C, C, bias=bias)
+        self.out_proj = nn.Linear(C, C, bias=bias)
+
+    def forward(self, h, positions, past):
+        T, H, D = h.shape[0], self.H, self.D
+        q = (self.q_proj(h) * D ** -0.5).view(T, H, D).transpose(0, 1)
+        k = self.k_proj(h).view(T, H, D).transpose(0, 1)
+        v = self.v_proj(h).view(T, H, D).transpose(0, 1)
+        kpos = positions
+        if past is not None:
+            k, v, kpos = torch.cat([past[0], k], 1), torch.cat([past[1], v], 1), torch.cat([past[2], positions])
+        s = q @ k.transpose(1, 2)
+        s = s.masked_fill(~(kpos[None, :] <= positions[:, None])[None], float("-inf"))
+        a = torch.softmax(s, dim=-1) @ v
+        return self.out_proj(a.transpose(0, 1).reshape(T, H * D)), (k, v, kpos)
+
+
+class Layer(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        C = cfg.hidden_size
+        self.cfg = cfg
+        self.self_attn = Attention(C, cfg.n_head, cfg.bias)
+        self.self_attn_layer_norm = nn.LayerNorm(C)
+        self.fc1 = nn.Linear(C, cfg.ffn_dim, bias=cfg.bias)
+        self.fc2 = nn.Linear(cfg.ffn_dim, C, bias=cfg.bias)
+        self.final_layer_norm = nn.LayerNorm(C)
+
+    def forward(self, x, positions, past):
+        pre, act = self.cfg.pre_ln, ACTIVATIONS[self.cfg.act]
+        a, cache = self.self_attn(self.self_attn_layer_norm(x) if pre else x, positions, past)
+        x = x + a
+        if not pre:
+            x = self.self_attn_layer_norm(x)
+        x = x + self.fc2(act(self.fc1(self.final_layer_norm(x) if pre else x)))
+        if not pre:
+            x = self.final_layer_norm(x)
+        return x, cache
+
+
+class CausalLM(nn.Module):
+    """score / greedy / top_k_last over forward_with_past(tokens, past) -> (logits, caches),
+    shared by opt.OPT and xglm.XGLM (the caches hold (k, v, positions) per layer)."""
+
+    def forward(self, tokens):
+        return self.forward_with_past(tokens)[0]
+
+    def start_of(self, past):
+        return 0 if past is None else int(past[0][2][-1]) + 1
+
+    @torch.no_grad()
+    def score(self, tokens):
+        """[None, lp_1, ..]: float64 log_softmax of the float32 logits."""
+        tokens = list(tokens)
+        if len(tokens) < 2:
+            return [None] * len(tokens)
+        lp = torch.log_softmax(self.forward(tokens)[:-1].double(), dim=-1)
+        return [None] + lp.gather(1, torch.tensor(tokens[1:])[:, None])[:, 0].tolist()
+
+    @torch.no_grad()
+    def greedy(self, tokens, n, use_cache=True, return_margins=False):
+        out, margins, past, feed = [], [], None, list(tokens)
+        for _ in range(n):
+            if use_cache:
+                logits, past = self.forward_with_past(feed, past)
+            else:
+                logits = self.forward(list(tokens) + out)
+            last = logits[-1]
+            top2 = torch.topk(last, 2).values
+            margins.append(float(top2[0] - top2[1]))
+            out.append(int(torch.argmax(last)))
+            feed = [out[-1]]
+        return (out, margins) if return_margins else out
+
+    @torch.no_grad()
+    def top_k_last(self, tokens, k=5):
+        lp = torch.log_softmax(self.forward(list(tokens))[-1].double(), dim=-1)
+        order = sorted(range(lp.shape[0]), key=lambda i: (-float(lp[i]), i))[:k]
+        return [(i, float(lp[i])) for i in order]
+
+    def hf_state_dict(self):
+        return {k: v.detach().clone().float() for k, v in self._named_hf().items()}
+
+    def load_hf_state_dict(self, tensors):
+        own = self.hf_state_dict()
+        missing = [k for k in own if k not in tensors]
+        unexpected = [k for k in tensors if k not in own]
+        if missing or unexpected:
+            raise ValueError(f"checkpoint mismatch: missing {missing[:8]}, unexpected {unexpected[:8]}")
+        with torch.no_grad():
+            params = self._named_hf()
+            for k, v in tensors.items():
+                if tuple(v.shape) != tuple(own[k].shape):
+                    raise ValueError(f"{k}: shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
+                params[k].copy_(v.float())
+
+
+class OPT(CausalLM):
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        C, P = cfg.hidden_size, cfg.proj_dim
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, P)
+        self.embed_positions = nn.Parameter(torch.zeros(cfg.n_positions + 2, C))
+        self.project_in = nn.Linear(P, C, bias=False) if P != C else None
+        self.project_out = nn.Linear(C, P, bias=False) if P != C else None
+        self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.n_layer))
+        self.final_layer_norm = nn.LayerNorm(C) if cfg.final_ln else None
+        self.lm_head = None if cfg.tied else nn.Parameter(torch.zeros(cfg.vocab_size, P))
+
+    def forward_with_past(self, tokens, past=None):
+        tokens = torch.as_tensor(list(tokens), dtype=torch.long)
+        start = self.start_of(past)
+        if start + tokens.shape[0] > self.cfg.n_positions:
+            raise ValueError("sequence exceeds max_position_embeddings")
+        positions = torch.arange(start, start + tokens.shape[0])
+        x = self.embed_tokens(tokens)
+        if self.project_in is not None:
+            x = self.project_in(x)
+        x = x + self.embed_positions[positions + 2]
+        caches = []
+        for l, layer in enumerate(self.layers):
+            x, c = layer(x, positions, None if past is None else past[l])
+            caches.append(c)
+        if self.final_layer_norm is not None:
+            x = self.final_layer_norm(x)
+        if self.project_out is not None:
+            x = self.project_out(x)
+        head = self.embed_tokens.weight if self.lm_head is None else self.lm_head
+        return x @ head.t(), caches
+
+    def _named_hf(self):
+        d = "model.decoder."
+        out = {d + "embed_tokens.weight": self.embed_tokens.weight, d + "embed_positions.weight": self.embed_positions}
+        if self.project_in is not None:
+            out[d + "project_in.weight"] = self.project_in.weight
+            out[d + "project_out.weight"] = self.project_out.weight
+        if self.final_layer_norm is not None:
+            out[d + "final_layer_norm.weight"] = self.final_layer_norm.weight
+            out[d + "final_layer_norm.bias"] = self.final_layer_norm.bias
+        if self.lm_head is not None:
+            out["lm_head.weight"] = self.lm_head
+        for l, ly in enumerate(self.layers):
+            p = f"{d}layers.{l}."
+            mods = {"self_attn.q_proj": ly.self_attn.q_proj, "self_attn.k_proj": ly.self_attn.k_proj,
+                    "self_attn.v_proj": ly.self_attn.v_proj, "self_attn.out_proj": ly.self_attn.out_proj,
+                    "self_attn_layer_norm": ly.self_attn_layer_norm, "fc1": ly.fc1, "fc2": ly.fc2,
+                    "final_layer_norm": ly.final_layer_norm}
+            for n, m in mods.items():
+                out[p + n + ".weight"] = m.weight
+                if m.bias is not None:
+                    out[p + n + ".bias"] = m.bias
+        return out
+
+
+def load(path):
+    model = OPT(OPTConfig(checkpoint.read_config(path)))
+    model.load_hf_state_dict({k: v.float() for k, v in checkpoint.read_tensors(path).items()})
+    model.eval()
+    return model
+
+
+def init_random(model, seed, std=0.2, norm_std=0.2, bias_std=0.1, embed_std=None):
+    """Deterministic random weights large enough that a wrong convention shows in log-probs:
+    matrices and tables N(0, std) (embed_tokens N(0, embed_std) when given), LayerNorm
+    weights N(1, norm_std), biases N(0, bias_std)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sorted(model._named_hf().items()):
+            if "layer_norm.weight" in name:
+                p.copy_(1.0 + norm_std * torch.randn(p.shape, generator=g))
+            elif name.endswith(".bias"):
+                p.copy_(bias_std * torch.randn(p.shape, generator=g))
+            elif name.endswith("embed_tokens.weight") and embed_std is not None:
+                p.copy_(embed_std * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(std * torch.randn(p.shape, generator=g))
