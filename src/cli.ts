@@ -23,12 +23,13 @@ import { scoreLong, scoreTokens } from './engine/scoring';
 import { loadTokenizer, Tokenizer } from './engine/tokenizer';
 import { AdapterInfo, Device, Engine, isNativeError, NativeEngine } from './native';
 import { packageRoot } from './package-root';
+import { DATASTORE_USAGE, datastoreCommand, DatastoreUsageError } from './retrieval/cli';
 import { serve } from './server';
 
 class UsageError extends Error {}
 
-type Values = Record<string, string | boolean | undefined>;
-type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>;
+type Values = Record<string, string | boolean | string[] | undefined>;
+type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
 
 const COMMON: OptionSpec = {
   model: { type: 'string' },
@@ -79,7 +80,7 @@ const COMMANDS: Record<string, Command> = {
 };
 
 function usage(): string {
-  return ['usage:', ...Object.values(COMMANDS).map((c) => '  ' + c.usage)].join('\n');
+  return ['usage:', ...Object.values(COMMANDS).map((c) => '  ' + c.usage), ...DATASTORE_USAGE.map((u) => '  ' + u)].join('\n');
 }
 
 // ---------------------------------------------------------------- flag parsing
@@ -347,6 +348,10 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
       process.stdout.write(usage() + '\n');
       return 0;
     }
+    if (name === 'datastore') {
+      await datastoreCommand(rest, { resolveModel, out: (line) => process.stdout.write(line + '\n') });
+      return 0;
+    }
     const command = COMMANDS[name];
     if (!command) throw new UsageError(`unknown command ${JSON.stringify(name)}\n${usage()}`);
     let values: Values;
@@ -367,8 +372,8 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     await command.run(values);
     return 0;
   } catch (e) {
-    const prefix = name && COMMANDS[name] ? `roost ${name}: ` : 'roost: ';
-    if (e instanceof UsageError) {
+    const prefix = name && (COMMANDS[name] || name === 'datastore') ? `roost ${name}: ` : 'roost: ';
+    if (e instanceof UsageError || e instanceof DatastoreUsageError) {
       process.stderr.write(prefix + e.message + '\n');
       return 2;
     }
@@ -402,7 +407,7 @@ export function run(): void {
 COMMANDS.serve = {
   usage:
     'roost serve --model DIR [--adapters DIR] [--allow-adapter-loading] [--host H] [--port P] [--max-batch N] [--max-queue N] [--max-request-share F] [--api-key K] ' +
-    `[--request-timeout SECONDS] [--stall-timeout SECONDS] ${COMMON_USAGE}`,
+    `[--request-timeout SECONDS] [--stall-timeout SECONDS] [--datastore NAME=DIR ...] ${COMMON_USAGE}`,
   options: {
     ...COMMON,
     host: { type: 'string' },
@@ -415,6 +420,7 @@ COMMANDS.serve = {
     'stall-timeout': { type: 'string' },
     adapters: { type: 'string' },
     'allow-adapter-loading': { type: 'boolean' },
+    datastore: { type: 'string', multiple: true },
   },
   async run(values: Values): Promise<void> {
     const device = str(values, 'device') ?? 'auto';
@@ -439,8 +445,22 @@ COMMANDS.serve = {
       stallTimeoutMs,
       adapters: str(values, 'adapters') ?? str(values, 'adapter'),
       allowAdapterLoading: values['allow-adapter-loading'] === true,
+      datastores: datastoreFlags(values.datastore as string[] | undefined),
     });
   },
 };
+
+/** --datastore NAME=DIR (repeatable) as name -> folder. */
+function datastoreFlags(list: string[] | undefined): Record<string, string> | undefined {
+  if (!list) return undefined;
+  const out: Record<string, string> = {};
+  for (const v of list) {
+    const m = /^([^=]+)=(.+)$/.exec(v);
+    if (!m) throw new UsageError(`--datastore must be NAME=DIR (got ${v})`);
+    if (out[m[1]] !== undefined) throw new UsageError(`--datastore: the name ${m[1]} is given twice`);
+    out[m[1]] = path.resolve(m[2]);
+  }
+  return out;
+}
 
 if (require.main === module) run();

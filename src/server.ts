@@ -19,6 +19,7 @@ import { Gateway, GatewayOptions } from './ws/gateway';
 import { AppOptions, createApp } from './http/app';
 import { HttpTimeouts, keepHalfOpenClients, serverOptions } from './http/limits';
 import { Metrics } from './http/metrics';
+import { Datastores } from './retrieval/registry';
 
 export interface ServeOptions {
   /** Checkpoint folder (already resolved). */
@@ -46,6 +47,8 @@ export interface ServeOptions {
   stepTokens?: number;
   /** How long in-flight requests may run after SIGTERM, ms. */
   shutdownGraceMs?: number;
+  /** Datastores served for retrieval, name -> folder (`--datastore NAME=DIR`). */
+  datastores?: Record<string, string>;
   app?: Omit<AppOptions, 'apiKey'>;
   ws?: Omit<GatewayOptions, 'apiKey'>;
 }
@@ -69,12 +72,13 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const holder = new RuntimeHolder();
   const metrics = new Metrics(() => holder.runtime);
   const stall = opts.stallTimeoutMs !== undefined ? { stallTimeoutMs: opts.stallTimeoutMs } : {};
-  const app = createApp(holder, metrics, { allowAdapterLoading: opts.allowAdapterLoading, ...stall, ...opts.app, apiKey: opts.apiKey });
+  const datastores = opts.datastores ? new Datastores(opts.datastores) : undefined;
+  const app = createApp(holder, metrics, { allowAdapterLoading: opts.allowAdapterLoading, ...stall, datastores, ...opts.app, apiKey: opts.apiKey });
   // The request timeouts bound only receiving a request; a response (a long stream) may take longer.
   const server = http.createServer(serverOptions(opts.http), app);
   keepHalfOpenClients(server);
   server.keepAliveTimeout = 65_000;
-  const gateway = new Gateway(holder, { ...stall, ...opts.ws, apiKey: opts.apiKey });
+  const gateway = new Gateway(holder, { ...stall, datastores, ...opts.ws, apiKey: opts.apiKey });
   gateway.attach(server);
 
   await new Promise<void>((resolve, reject) => {
@@ -102,6 +106,11 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
 
   try {
     const tokenizer = loadTokenizer(opts.model);
+    if (datastores) {
+      // A datastore that cannot be opened is reported and refused per request; the server still serves.
+      datastores.open(tokenizer);
+      for (const [name, why] of datastores.errors()) process.stderr.write(`roost serve: datastore ${name} unavailable: ${why}\n`);
+    }
     const engine = await Engine.load(opts.model, { device: opts.device ?? 'cpu', ...(opts.threads ? { threads: opts.threads } : {}) });
     const info = engine.info();
     process.stderr.write(`roost serve: ${path.basename(opts.model)} on ${info.device === 'cuda' ? `cuda (${native().cuda().device})` : `cpu (${info.threads} threads, ${info.isa})`}\n`);

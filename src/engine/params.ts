@@ -32,6 +32,16 @@ export interface CompletionParams {
   logitBias: Array<[number, number]>;
   stream: boolean;
   includeUsage: boolean;
+  /** In-context retrieval (src/retrieval/in-context.ts); absent or null = none. */
+  retrieval?: RetrievalParams | null;
+}
+
+/** The `retrieval` field (docs/api.md). */
+export interface RetrievalParams {
+  datastore: string;
+  k: number;
+  mode: 'dense' | 'bm25' | 'hybrid';
+  returnPassages: boolean;
 }
 
 /** What validation needs to know about the served model. */
@@ -51,6 +61,7 @@ export const LIMITS = {
   logprobs: 20,
   logitBiasEntries: 1024,
   idLength: 256,
+  retrievalK: 64,
 } as const;
 
 export const DEFAULT_MAX_TOKENS = 16; // OpenAI's legacy Completions default
@@ -61,12 +72,13 @@ const COMPLETION_FIELDS = new Set([
   'echo', 'logprobs', 'logit_bias', 'stream', 'stream_options',
   // OpenAI fields accepted for compatibility: `user` is ignored; the penalties only at their neutral 0.
   'user', 'presence_penalty', 'frequency_penalty',
+  'retrieval',
 ]);
 
 /** Fields of a WebSocket request message (one sequence per request). */
 const STREAM_FIELDS = new Set([
   'type', 'id', 'model', 'adapter', 'prompt', 'suffix', 'max_tokens', 'temperature', 'top_p', 'top_k', 'stop', 'seed', 'logprobs',
-  'logit_bias',
+  'logit_bias', 'retrieval',
 ]);
 
 type Obj = Record<string, unknown>;
@@ -210,6 +222,29 @@ function logprobs(o: Obj): number | null {
   return int(o, 'logprobs', 0, LIMITS.logprobs, 0);
 }
 
+/** retrieval: {datastore, k = 4, mode = "dense", return_passages = true} (src/retrieval/in-context.ts). */
+function retrieval(o: Obj): RetrievalParams | null {
+  if (!present(o, 'retrieval')) return null;
+  const r = o.retrieval;
+  if (!isObject(r)) throw invalidParam('retrieval', 'an object {datastore, k, mode, return_passages}', r);
+  for (const k of Object.keys(r)) {
+    if (!['datastore', 'k', 'mode', 'return_passages'].includes(k)) {
+      throw new RequestError('unknown_parameter', `Unrecognized request argument supplied: retrieval.${describeKey(k)}`, `retrieval.${k}`);
+    }
+  }
+  const datastore = r.datastore;
+  if (typeof datastore !== 'string' || datastore === '' || datastore.length > LIMITS.idLength) {
+    throw invalidParam('retrieval.datastore', `a datastore name of 1 to ${LIMITS.idLength} characters`, datastore);
+  }
+  const k = r.k ?? 4;
+  if (typeof k !== 'number' || !Number.isInteger(k) || k < 1 || k > LIMITS.retrievalK) throw invalidParam('retrieval.k', `an integer from 1 to ${LIMITS.retrievalK}`, k);
+  const mode = r.mode ?? 'dense';
+  if (mode !== 'dense' && mode !== 'bm25' && mode !== 'hybrid') throw invalidParam('retrieval.mode', '"dense", "bm25" or "hybrid"', mode);
+  const returnPassages = r.return_passages ?? true;
+  if (typeof returnPassages !== 'boolean') throw invalidParam('retrieval.return_passages', 'a boolean', returnPassages);
+  return { datastore, k, mode, returnPassages };
+}
+
 /** Shared sampling fields of both surfaces. */
 function sampling(o: Obj, limits: ModelLimits) {
   return {
@@ -225,6 +260,7 @@ function sampling(o: Obj, limits: ModelLimits) {
     seed: seed(o),
     logprobs: logprobs(o),
     logitBias: logitBias(o, limits),
+    retrieval: retrieval(o),
   };
 }
 

@@ -10,6 +10,8 @@ import { adapterRoutes } from './adapter-routes';
 import { requireApiKey } from './auth';
 import { jsonBody } from './body';
 import { completionsHandler } from './completions';
+import { datastoreRoutes } from './datastore-routes';
+import type { Datastores } from '../retrieval/registry';
 import { sendError } from './errors';
 import type { Metrics } from './metrics';
 
@@ -23,6 +25,8 @@ export interface AppOptions {
   stallTimeoutMs?: number;
   /** POST /v1/load_lora_adapter and /v1/unload_lora_adapter (src/http/adapter-routes.ts). */
   allowAdapterLoading?: boolean;
+  /** Served datastores: the `retrieval` field and /v1/datastores (src/http/datastore-routes.ts). */
+  datastores?: Datastores;
 }
 
 export function createApp(holder: RuntimeHolder, metrics: Metrics, opts: AppOptions = {}): express.Express {
@@ -76,7 +80,12 @@ export function createApp(holder: RuntimeHolder, metrics: Metrics, opts: AppOpti
   });
 
   adapterRoutes(app, holder, opts.allowAdapterLoading ?? false);
-  app.post('/v1/completions', jsonBody(opts.bodyLimit ?? 8 << 20), completionsHandler(holder, { keepAliveMs: opts.keepAliveMs ?? 10_000, stallTimeoutMs: opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS }));
+  datastoreRoutes(app, holder, opts.datastores, opts.bodyLimit ?? 8 << 20);
+  app.post(
+    '/v1/completions',
+    jsonBody(opts.bodyLimit ?? 8 << 20),
+    completionsHandler(holder, { keepAliveMs: opts.keepAliveMs ?? 10_000, stallTimeoutMs: opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS, datastores: opts.datastores }),
+  );
   app.all('/v1/completions', (req) => {
     throw new RequestError('not_found', `${req.method} /v1/completions is not supported: use POST`);
   });

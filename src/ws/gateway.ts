@@ -14,6 +14,8 @@ import { RequestError, toRequestError } from '../engine/errors';
 import { messageId, parseStreamMessage } from '../engine/params';
 import type { RuntimeHolder } from '../engine/runtime';
 import { DEFAULT_STALL_TIMEOUT_MS } from '../engine/scheduler';
+import { applyRetrieval } from '../retrieval/in-context';
+import type { Datastores } from '../retrieval/registry';
 import { decodeBinary, decodeText, encodeBinary, encodeText, ServerEvent } from './frames';
 
 export interface GatewayOptions {
@@ -30,6 +32,8 @@ export interface GatewayOptions {
   maxRequestsPerConnection?: number;
   /** A connection paused by backpressure longer than this, ms, is dropped. */
   stallTimeoutMs?: number;
+  /** Datastores for the `retrieval` field (src/retrieval). */
+  datastores?: Datastores;
 }
 
 export const STREAM_PATH = '/v1/stream';
@@ -42,7 +46,7 @@ interface Live {
 export class Gateway {
   readonly wss: WebSocketServer;
   private readonly heartbeat: NodeJS.Timeout;
-  private readonly opts: Required<Omit<GatewayOptions, 'apiKey'>> & { apiKey?: string };
+  private readonly opts: Required<Omit<GatewayOptions, 'apiKey' | 'datastores'>> & { apiKey?: string; datastores?: Datastores };
 
   constructor(
     private readonly holder: RuntimeHolder,
@@ -171,7 +175,8 @@ export class Gateway {
           throw new RequestError('overloaded', `at most ${this.opts.maxRequestsPerConnection} concurrent requests per connection`, null, 1);
         }
         let finish = 'cancelled';
-        const run = startCompletion(rt, m.request.params, {
+        const { params, retrieved } = applyRetrieval(rt, this.opts.datastores, m.request.params);
+        const run = startCompletion(rt, params, {
           onDelta(_index, text, logprobs, token, logprob) {
             if (token === undefined) return;
             const ev: ServerEvent = { type: 'token', id: rid, text, token, logprob: logprob ?? NaN };
@@ -186,7 +191,7 @@ export class Gateway {
         live.set(rid, { run, binary: isBinary });
         if (paused) run.setPaused(true);
         run.result.then(
-          (r) => send({ type: 'done', id: rid, finish_reason: finish, usage: r.usage }, isBinary),
+          (r) => send({ type: 'done', id: rid, finish_reason: finish, usage: r.usage, ...(retrieved ? { retrieved: retrieved[0] } : {}) }, isBinary),
           (e) => sendError(e, isBinary, rid),
         ).finally(() => live.delete(rid));
       } catch (e) {
