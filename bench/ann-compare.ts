@@ -11,7 +11,8 @@ const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? Number(process.argv[i + 1]) : dflt;
 };
-const N = arg('n', 100_000), D = arg('dim', 256), Q = arg('queries', 500), K = 10;
+const D = arg('dim', 256), K = 10;
+let N = arg('n', 100_000), Q = arg('queries', 500);
 const libs = (process.argv.includes('--libs') ? process.argv[process.argv.indexOf('--libs') + 1] : 'usearch,hnswlib-node').split(',');
 const outIdx = process.argv.indexOf('--out');
 
@@ -27,9 +28,16 @@ function rng(seed: number) {
   };
   return () => Math.sqrt(-2 * Math.log(u() + 1e-12)) * Math.cos(2 * Math.PI * u());
 }
+// --vectors FILE --query-vectors FILE: real embeddings (little-endian float32 rows of --dim) instead of random ones.
+const strArg = (name: string) => (process.argv.includes(`--${name}`) ? process.argv[process.argv.indexOf(`--${name}`) + 1] : undefined);
+const fromFile = (file: string, rows: number) => new Float32Array(new Uint8Array(fs.readFileSync(file)).buffer).slice(0, rows * D);
 const g = rng(1234);
-const data = new Float32Array(N * D).map(() => g());
-const queries = new Float32Array(Q * D).map(() => g());
+const vectorsFile = strArg('vectors');
+const queryFile = strArg('query-vectors');
+if (vectorsFile) N = Math.min(N, fs.statSync(vectorsFile).size / 4 / D);
+if (queryFile) Q = Math.min(Q, fs.statSync(queryFile).size / 4 / D);
+const data = vectorsFile ? fromFile(vectorsFile, N) : new Float32Array(N * D).map(() => g());
+const queries = queryFile ? fromFile(queryFile, Q) : new Float32Array(Q * D).map(() => g());
 
 function exactTop(q: Float32Array): number[] {
   const best: Array<[number, number]> = [];
@@ -105,5 +113,5 @@ for (const lib of libs) {
   console.log(`${lib}: built ${N} x ${D} in ${builds[lib]} ms`);
 }
 
-const result = { n: N, dim: D, queries: Q, k: K, metric: 'l2sq', connectivity_M: 16, ef_construction: 128, exact_query_ms_js: exactMs, build_ms: builds, rows, cores: 2, note: 'shared 2-core machine, other work running' };
+const result = { data: vectorsFile ? { vectors: vectorsFile, queries: queryFile } : 'random Gaussian (seed 1234)', n: N, dim: D, queries: Q, k: K, metric: 'l2sq', connectivity_M: 16, ef_construction: 128, exact_query_ms_js: exactMs, build_ms: builds, rows, cores: 2, note: 'shared 2-core machine, other work running' };
 if (outIdx >= 0) fs.writeFileSync(process.argv[outIdx + 1], JSON.stringify(result, null, 2) + '\n');
