@@ -191,6 +191,11 @@ export class Datastore {
     return this.docs.has(id);
   }
 
+  /** A document's text as its chunks hold it (their concatenation), or undefined. */
+  text(id: string): string | undefined {
+    return this.docs.get(id)?.keys.map((k) => this.chunks.get(k)!.text).join('');
+  }
+
   /** Adds a document durably (logged before applied); returns its chunk count. */
   add(id: string, text: string, metadata: Record<string, unknown> | null = null): number {
     if (this.docs.has(id)) throw new DatastoreError(`a document with id ${JSON.stringify(id)} already exists (delete it first)`);
