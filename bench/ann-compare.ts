@@ -81,7 +81,7 @@ function measure(library: string, ef: number, search: (q: Float32Array) => numbe
   console.log(JSON.stringify(row));
 }
 
-const EFS = [64, 128, 256, 512];
+const EFS = (strArg('efs') ?? '64,128,256,512').split(',').map(Number);
 for (const lib of libs) {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const mod = require(lib);

@@ -12,6 +12,7 @@ import { Datastore } from '../src/retrieval/datastore';
 import { Embedder } from '../src/retrieval/embedder';
 import { passageBlock } from '../src/retrieval/in-context';
 import type { RunningServer } from '../src/server';
+import { decodeServerBinary, encodeClientBinary } from '../src/ws/frames';
 import { BYTES, post, postStream, start } from './http.helpers';
 
 const tokenizer = loadTokenizer(BYTES);
@@ -86,19 +87,25 @@ test('a stream carries each choice\'s passages on its first chunk', async () => 
   expect(chunks.slice(1).every((e) => e.choices[0].retrieved === undefined)).toBe(true);
 });
 
-test('the WebSocket done event carries the passages (JSON frames)', async () => {
-  const ws = new WebSocket(s.url.replace(/^http/, 'ws') + '/v1/stream');
-  await new Promise((r) => ws.once('open', r));
-  const done = new Promise<any>((resolve) => ws.on('message', (d: Buffer) => {
-    const e = JSON.parse(d.toString());
-    if (e.type === 'done' || e.type === 'error') resolve(e);
-  }));
-  ws.send(JSON.stringify({ type: 'request', id: 'r1', prompt: 'green pastures', max_tokens: 2, temperature: 0, retrieval: { datastore: 'bible', k: 2, mode: 'bm25' } }));
-  const e = await done;
-  ws.close();
-  expect(e.type).toBe('done');
-  expect(e.retrieved).toEqual(expected('green pastures', 2, 'bm25'));
-  expect(e.usage.prompt_tokens).toBe(tokenizer.encode(passageBlock(e.retrieved) + 'green pastures').length);
+test('the WebSocket done event carries the passages (JSON and protobuf frames)', async () => {
+  for (const binary of [false, true]) {
+    const ws = new WebSocket(s.url.replace(/^http/, 'ws') + '/v1/stream');
+    await new Promise((r) => ws.once('open', r));
+    const done = new Promise<any>((resolve) =>
+      ws.on('message', (d: Buffer, isBinary: boolean) => {
+        const e = isBinary ? decodeServerBinary(d) : JSON.parse(d.toString());
+        if (e.type === 'done' || e.type === 'error') resolve(e);
+      }),
+    );
+    const msg = { type: 'request', id: 'r1', prompt: 'the waters', max_tokens: 2, temperature: 0, retrieval: { datastore: 'bible', k: 2, mode: 'bm25' } };
+    ws.send(binary ? encodeClientBinary(msg) : JSON.stringify(msg));
+    const e = await done;
+    ws.close();
+    expect(e.type).toBe('done');
+    const want = expected('the waters', 2, 'bm25');
+    expect(e.retrieved).toEqual(want);
+    expect(e.usage.prompt_tokens).toBe(tokenizer.encode(passageBlock(want) + 'the waters').length);
+  }
 });
 
 test('a document added is retrieved by the next request; one deleted never again; GET /v1/datastores counts them', async () => {

@@ -18,7 +18,7 @@ loss = symmetric InfoNCE over cosine similarities / TAU.
 
 Writes models/embedder/{config.json, vocab.json, weights.f32} (weights:
 little-endian float32, row-major [rows, DIM]).
-Run: python3 tools/train/embedder.py [--seconds 240]
+Run: python3 tools/train/embedder.py [--seconds 900] [--lr 3e-3] [--out models/embedder]
 """
 import argparse
 import json
@@ -66,6 +66,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=240)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--out", default=OUT)
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -80,7 +82,7 @@ def main():
     rows = len(vocab) + TRIGRAM_BUCKETS
     table = torch.nn.EmbeddingBag(rows, DIM, mode="mean")
     torch.nn.init.normal_(table.weight, std=0.1)
-    opt = torch.optim.Adam(table.parameters(), lr=3e-3)
+    opt = torch.optim.Adam(table.parameters(), lr=args.lr)
     cache = {}
 
     def embed(texts):
@@ -105,16 +107,17 @@ def main():
         if step % 10 == 0:
             log.append({"step": step, "seconds": round(time.time() - start, 1), "loss": round(loss.item(), 4)})
             print(json.dumps(log[-1]), flush=True)
-    os.makedirs(OUT, exist_ok=True)
-    table.weight.detach().numpy().astype("<f4").tofile(os.path.join(OUT, "weights.f32"))
-    with open(os.path.join(OUT, "vocab.json"), "w") as f:
+    out = args.out
+    os.makedirs(out, exist_ok=True)
+    table.weight.detach().numpy().astype("<f4").tofile(os.path.join(out, "weights.f32"))
+    with open(os.path.join(out, "vocab.json"), "w") as f:
         json.dump(words, f)
     cfg = {"kind": "bag_of_words_trigrams", "dim": DIM, "trigram_buckets": TRIGRAM_BUCKETS, "vocab_size": len(vocab),
            "lowercase": True, "word_pattern": "[a-z]+", "hash": "fnv1a32", "training": {
                "text": "KJV Genesis 1:1 .. Hebrews 13:25 (tools/train/data.py split)", "window": WINDOW, "crop": CROP,
                "batch": B, "tau": TAU, "steps": step, "seconds": round(time.time() - start, 1), "seed": args.seed,
-               "final_loss": log[-1]["loss"] if log else None}}
-    with open(os.path.join(OUT, "config.json"), "w") as f:
+               "lr": args.lr, "final_loss": log[-1]["loss"] if log else None}}
+    with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
         f.write("\n")
 
