@@ -90,20 +90,31 @@ async function main() {
   const w = Buffer.alloc((cfg.vocab_size + cfg.trigram_buckets) * cfg.dim * 4);
   for (let i = 0; i < w.length / 4; i++) w.writeFloatLE(rand(), i * 4);
   fs.writeFileSync(path.join(rnd, 'weights.f32'), w);
-  const untrained = Embedder.load(rnd);
+  // Exact cosine search over the training chunks with other embedders: the untrained table, and any --exact NAME=DIR.
   const nChunks = Math.ceil(train.length / CHUNK);
-  const D = untrained.dim;
-  const table = new Float32Array(nChunks * D);
-  for (let i = 0; i < nChunks; i++) table.set(untrained.embed(train.slice(i * CHUNK, (i + 1) * CHUNK)), i * D);
-  const untrainedSearch = (q: string): Passage[] => {
-    const e = untrained.embed(q);
-    const scored = Array.from({ length: nChunks }, (_, i) => {
-      let s = 0;
-      for (let j = 0; j < D; j++) s += e[j] * table[i * D + j];
-      return { i, s };
-    }).sort((a, b) => b.s - a.s);
-    return scored.slice(0, K).map(({ i, s }) => ({ id: `x#${i}`, score: s, text: train.slice(i * CHUNK, (i + 1) * CHUNK) }));
+  const exactSearch = (e: Embedder) => {
+    const D = e.dim;
+    const table = new Float32Array(nChunks * D);
+    for (let i = 0; i < nChunks; i++) table.set(e.embed(train.slice(i * CHUNK, (i + 1) * CHUNK)), i * D);
+    return (q: string): Passage[] => {
+      const v = e.embed(q);
+      const scored = Array.from({ length: nChunks }, (_, i) => {
+        let s = 0;
+        for (let j = 0; j < D; j++) s += v[j] * table[i * D + j];
+        return { i, s };
+      }).sort((a, b) => b.s - a.s);
+      return scored.slice(0, K).map(({ i, s }) => ({ id: `x#${i}`, score: s, text: train.slice(i * CHUNK, (i + 1) * CHUNK) }));
+    };
   };
+  const extra: Record<string, (q: string) => Passage[]> = { dense_untrained_exact: exactSearch(Embedder.load(rnd)), dense_exact: exactSearch(embedder) };
+  fs.rmSync(rnd, { recursive: true });
+  const exactArg = process.argv.indexOf('--exact');
+  if (exactArg >= 0) {
+    for (const spec of process.argv[exactArg + 1].split(',')) {
+      const [name, dir] = spec.split('=');
+      extra[`${name}_exact`] = exactSearch(Embedder.load(dir));
+    }
+  }
   const hit = (ps: Passage[], par: Verse) =>
     ps.some((p) => {
       const i = Number(p.id.split('#')[1]);
@@ -114,7 +125,7 @@ async function main() {
     dense: (q) => ds.search(q, K, 'dense'),
     bm25: (q) => ds.search(q, K, 'bm25'),
     hybrid: (q) => ds.search(q, K, 'hybrid' as RetrievalMode),
-    dense_untrained: untrainedSearch,
+    ...extra,
   };
   const promptOf = (c: (typeof set)[number]) => held.slice(Math.max(0, c.pos - 1024), c.pos) + c.v.label;
   const recall: Record<string, { verse_query: number; prompt_query: number }> = {};
@@ -126,6 +137,10 @@ async function main() {
     console.log(name, JSON.stringify(recall[name]));
   }
 
+  if (process.argv.includes('--no-bpb')) {
+    console.log(JSON.stringify({ verses: set.length, recall_at_4: recall }));
+    return;
+  }
   // Bits per byte of the verses, by the engine.
   const engine = await Engine.load(modelDir, { threads: 2 });
   const rt = new RuntimeHolder().attach(engine, tokenizer, 'eval', { maxBatch: 1, stepTokens: 8192 });
@@ -162,7 +177,6 @@ async function main() {
     prompt: 'the 1024 bytes of held-out text before the verse + its label; retrieval query = the last 512 characters of that prompt, or the verse itself',
   };
   fs.writeFileSync(arg('out'), JSON.stringify(result, null, 2) + '\n');
-  fs.rmSync(rnd, { recursive: true });
 }
 
 main().catch((e) => {

@@ -222,7 +222,7 @@ function logprobs(o: Obj): number | null {
   return int(o, 'logprobs', 0, LIMITS.logprobs, 0);
 }
 
-/** retrieval: {datastore, k = 4, mode = "dense", return_passages = true} (src/retrieval/in-context.ts). */
+/** retrieval: {datastore, k = 4, mode = "hybrid", return_passages = true} (src/retrieval/in-context.ts). */
 function retrieval(o: Obj): RetrievalParams | null {
   if (!present(o, 'retrieval')) return null;
   const r = o.retrieval;
@@ -238,7 +238,7 @@ function retrieval(o: Obj): RetrievalParams | null {
   }
   const k = r.k ?? 4;
   if (typeof k !== 'number' || !Number.isInteger(k) || k < 1 || k > LIMITS.retrievalK) throw invalidParam('retrieval.k', `an integer from 1 to ${LIMITS.retrievalK}`, k);
-  const mode = r.mode ?? 'dense';
+  const mode = r.mode ?? 'hybrid';
   if (mode !== 'dense' && mode !== 'bm25' && mode !== 'hybrid') throw invalidParam('retrieval.mode', '"dense", "bm25" or "hybrid"', mode);
   const returnPassages = r.return_passages ?? true;
   if (typeof returnPassages !== 'boolean') throw invalidParam('retrieval.return_passages', 'a boolean', returnPassages);
