@@ -44,8 +44,9 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
       const result = await run.result;
       if (res.destroyed) return;
       // Log-probs can make the body tens of megabytes: write it choice by choice.
-      if (p.logprobs !== null) await writeJsonList(res, head, 'choices', result.choices.map((c) => ({ ...c, ...evidence(c.index) })), { usage: result.usage });
-      else res.json({ ...head, choices: result.choices.map((c) => ({ ...c, ...evidence(c.index) })), usage: result.usage });
+      const choices = retrieved ? result.choices.map((c) => ({ ...c, ...evidence(c.index) })) : result.choices;
+      if (p.logprobs !== null) await writeJsonList(res, head, 'choices', choices, { usage: result.usage });
+      else res.json({ ...head, choices, usage: result.usage });
       return;
     }
 
