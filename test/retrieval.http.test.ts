@@ -168,3 +168,19 @@ test('bad datastore requests get catalogue errors, and the server keeps serving'
   const empty = await fetch(`${s.url}/v1/datastores/bible/documents`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ text: '' }) });
   expect((await empty.json()).error).toEqual({ message: 'text must be a non-empty string (got "")', type: 'invalid_request_error', param: 'text', code: 'invalid_parameter' });
 });
+
+test('updates during a stream lose nothing and do not stop it', async () => {
+  const stream = postStream(s.url, { prompt: 'In the beginning', max_tokens: 40, temperature: 0, logit_bias: { '256': -100 } });
+  const ids = Array.from({ length: 8 }, (_, i) => `during-${i}`);
+  const answers = await Promise.all(
+    ids.map((id, i) =>
+      fetch(`${s.url}/v1/datastores/bible/documents`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ id, text: `Mahershalalhashbaz number ${'abcdefgh'[i]}x came.` }) }).then((r) => r.status),
+    ),
+  );
+  expect(answers).toEqual(ids.map(() => 200));
+  const r = await stream;
+  const finishes = r.events.filter((e) => e !== '[DONE]' && e.choices?.[0]?.finish_reason).map((e) => e.choices[0].finish_reason);
+  expect(finishes).toEqual(['length']);
+  const reopened = Datastore.open(BIBLE, tokenizer, embedder);
+  expect(ids.every((id) => reopened.has(id))).toBe(true);
+});
