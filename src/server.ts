@@ -21,6 +21,7 @@ import type { AccessLogOptions } from './http/access-log';
 import { AppOptions, createApp } from './http/app';
 import { HttpTimeouts, keepHalfOpenClients, serverOptions } from './http/limits';
 import { Metrics } from './http/metrics';
+import { Datastores } from './retrieval/registry';
 
 export interface ServeOptions {
   /** Checkpoint folder or GGUF file (already resolved). */
@@ -60,6 +61,8 @@ export interface ServeOptions {
   stepTokens?: number;
   /** How long in-flight requests may run after SIGTERM, ms. */
   shutdownGraceMs?: number;
+  /** Datastores served for retrieval, name -> folder (`--datastore NAME=DIR`). */
+  datastores?: Record<string, string>;
   app?: Omit<AppOptions, 'apiKey'>;
   ws?: Omit<GatewayOptions, 'apiKey'>;
 }
@@ -83,10 +86,12 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const holder = new RuntimeHolder();
   const metrics = new Metrics(() => holder.runtime);
   const stall = opts.stallTimeoutMs !== undefined ? { stallTimeoutMs: opts.stallTimeoutMs } : {};
+  const datastores = opts.datastores ? new Datastores(opts.datastores) : undefined;
   const app = createApp(holder, metrics, {
     allowAdapterLoading: opts.allowAdapterLoading,
     allowedOrigins: opts.allowedOrigins,
     accessLog: opts.accessLog,
+    datastores,
     ...stall,
     ...opts.app,
     apiKey: opts.apiKey,
@@ -95,7 +100,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const server = http.createServer(serverOptions(opts.http), app);
   keepHalfOpenClients(server);
   server.keepAliveTimeout = 65_000;
-  const gateway = new Gateway(holder, { allowedOrigins: opts.allowedOrigins ?? [], ...stall, ...opts.ws, apiKey: opts.apiKey });
+  const gateway = new Gateway(holder, { allowedOrigins: opts.allowedOrigins ?? [], ...stall, datastores, ...opts.ws, apiKey: opts.apiKey });
   gateway.attach(server);
 
   await new Promise<void>((resolve, reject) => {
@@ -123,6 +128,11 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
 
   try {
     const tokenizer = loadTokenizer(opts.model);
+    if (datastores) {
+      // A datastore that cannot be opened is reported and refused per request; the server still serves.
+      datastores.open(tokenizer);
+      for (const [name, why] of datastores.errors()) process.stderr.write(`roost serve: datastore ${name} unavailable: ${why}\n`);
+    }
     // Before the weights load: a bad --chat-template fails at once.
     const chatTemplate = loadChatTemplate(opts.model, tokenizer, opts.chatTemplate);
     const engine = await Engine.load(opts.model, {

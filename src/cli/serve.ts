@@ -1,4 +1,6 @@
 // roost serve: the HTTP and WebSocket server (src/server.ts) on one model.
+import * as path from 'node:path';
+
 import { Command } from 'commander';
 
 import { DEFAULT_SCHEDULER_OPTIONS, DEFAULT_STALL_TIMEOUT_MS } from '../engine/scheduler';
@@ -25,6 +27,7 @@ interface ServeFlags extends ModelFlags {
   chatTemplate?: string;
   kvMemory?: number;
   prefixCache: boolean;
+  datastore?: Record<string, string>;
 }
 
 /** ORIGIN[,ORIGIN...] as the browser writes Origin, or `*`. */
@@ -34,6 +37,14 @@ const origins: Parse<string[]> = (v, name) =>
     if (origin === undefined) throw new UsageError(`${name} must be * or comma-separated origins such as http://localhost:3000 (got ${JSON.stringify(o.trim())})`);
     return origin;
   });
+
+/** NAME=DIR, repeatable: the served datastores by name. */
+const datastore: Parse<Record<string, string>> = (v, name, previous) => {
+  const m = /^([^=]+)=(.+)$/.exec(v);
+  if (!m) throw new UsageError(`${name} must be NAME=DIR (got ${v})`);
+  if (previous?.[m[1]] !== undefined) throw new UsageError(`${name}: the name ${m[1]} is given twice`);
+  return { ...previous, [m[1]]: path.resolve(m[2]) };
+};
 
 const D = DEFAULT_SCHEDULER_OPTIONS;
 
@@ -72,6 +83,7 @@ export function serveCommand(): Command {
     .addOption(flag('--allowed-origins <origins>', 'ORIGIN[,ORIGIN...] (scheme://host[:port]) whose web pages may call the API from a browser (CORS); * for any (default: none)', origins))
     .addOption(flag('--log-format <format>', 'the access log on stderr, one line per request: text or json', oneOf<LogFormat>(...LOG_FORMATS), 'text' as LogFormat))
     .addOption(flag('--quiet', 'no access log'))
+    .addOption(flag('--datastore <name=dir>', 'serve the datastore folder DIR as NAME for the `retrieval` field and /v1/datastores (repeatable; docs/retrieval.md)', datastore))
     .addOption(flag('--chat-template <file>', "a Jinja chat template for /v1/chat/completions and /tokenize, replacing the model's (tokenizer_config.json chat_template)"))
     .action(runServe);
 }
@@ -94,6 +106,7 @@ async function runServe(flags: ServeFlags): Promise<void> {
     allowAdapterLoading: flags.allowAdapterLoading === true,
     allowedOrigins: flags.allowedOrigins,
     chatTemplate: flags.chatTemplate,
+    datastores: flags.datastore,
     kvMemory: flags.kvMemory,
     prefixCache: flags.prefixCache,
     accessLog: flags.quiet ? undefined : { format: flags.logFormat, write: (line) => process.stderr.write(line) },

@@ -47,6 +47,16 @@ export interface CompletionParams {
   includeStopStrInOutput: boolean;
   stream: boolean;
   includeUsage: boolean;
+  /** In-context retrieval (src/retrieval/in-context.ts); absent or null = none. */
+  retrieval?: RetrievalParams | null;
+}
+
+/** The `retrieval` field (docs/api.md). */
+export interface RetrievalParams {
+  datastore: string;
+  k: number;
+  mode: 'dense' | 'bm25' | 'hybrid';
+  returnPassages: boolean;
 }
 
 /** What validation needs to know about the served model. */
@@ -67,6 +77,7 @@ export const LIMITS = {
   logitBiasEntries: 1024,
   stopTokenIds: 1024,
   idLength: 256,
+  retrievalK: 64,
 } as const;
 
 export const DEFAULT_MAX_TOKENS = 16; // OpenAI's legacy Completions default
@@ -80,13 +91,13 @@ const SAMPLING_EXTRA_FIELDS = [
 /** Fields of POST /v1/completions. */
 const COMPLETION_FIELDS = new Set([
   'model', 'adapter', 'prompt', 'suffix', 'max_tokens', 'temperature', 'top_p', 'top_k', 'n', 'best_of', 'stop', 'seed',
-  'echo', 'logprobs', 'logit_bias', 'stream', 'stream_options', 'user', ...SAMPLING_EXTRA_FIELDS,
+  'echo', 'logprobs', 'logit_bias', 'stream', 'stream_options', 'user', ...SAMPLING_EXTRA_FIELDS, 'retrieval',
 ]);
 
 /** Fields of a WebSocket request message (one sequence per request; src/engine/chat-params.ts derives the chat message's). */
 export const STREAM_FIELDS = new Set([
   'type', 'id', 'model', 'adapter', 'prompt', 'suffix', 'max_tokens', 'temperature', 'top_p', 'top_k', 'stop', 'seed', 'logprobs',
-  'logit_bias', ...SAMPLING_EXTRA_FIELDS,
+  'logit_bias', ...SAMPLING_EXTRA_FIELDS, 'retrieval',
 ]);
 
 type Obj = Record<string, unknown>;
@@ -243,6 +254,29 @@ function logprobs(o: Obj): number | null {
   return int(o, 'logprobs', 0, LIMITS.logprobs, 0);
 }
 
+/** retrieval: {datastore, k = 4, mode = "hybrid", return_passages = true} (src/retrieval/in-context.ts). */
+function retrieval(o: Obj): RetrievalParams | null {
+  if (!present(o, 'retrieval')) return null;
+  const r = o.retrieval;
+  if (!isObject(r)) throw invalidParam('retrieval', 'an object {datastore, k, mode, return_passages}', r);
+  for (const k of Object.keys(r)) {
+    if (!['datastore', 'k', 'mode', 'return_passages'].includes(k)) {
+      throw new RequestError('unknown_parameter', `Unrecognized request argument supplied: retrieval.${describeKey(k)}`, `retrieval.${k}`);
+    }
+  }
+  const datastore = r.datastore;
+  if (typeof datastore !== 'string' || datastore === '' || datastore.length > LIMITS.idLength) {
+    throw invalidParam('retrieval.datastore', `a datastore name of 1 to ${LIMITS.idLength} characters`, datastore);
+  }
+  const k = r.k ?? 4;
+  if (typeof k !== 'number' || !Number.isInteger(k) || k < 1 || k > LIMITS.retrievalK) throw invalidParam('retrieval.k', `an integer from 1 to ${LIMITS.retrievalK}`, k);
+  const mode = r.mode ?? 'hybrid';
+  if (mode !== 'dense' && mode !== 'bm25' && mode !== 'hybrid') throw invalidParam('retrieval.mode', '"dense", "bm25" or "hybrid"', mode);
+  const returnPassages = r.return_passages ?? true;
+  if (typeof returnPassages !== 'boolean') throw invalidParam('retrieval.return_passages', 'a boolean', returnPassages);
+  return { datastore, k, mode, returnPassages };
+}
+
 /** Shared sampling fields of both surfaces. */
 function sampling(o: Obj, limits: ModelLimits) {
   const maxTokens = int(o, 'max_tokens', 0, LIMITS.maxTokens, DEFAULT_MAX_TOKENS);
@@ -260,6 +294,7 @@ function sampling(o: Obj, limits: ModelLimits) {
     logprobs: logprobs(o),
     logitBias: logitBias(o, limits),
     ...penaltiesAndStops(o, limits, maxTokens),
+    retrieval: retrieval(o),
   };
 }
 

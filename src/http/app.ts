@@ -15,6 +15,8 @@ import { jsonBody } from './body';
 import { chatCompletionsHandler } from './chat-completions';
 import { completionsHandler } from './completions';
 import { cors } from './cors';
+import { datastoreRoutes } from './datastore-routes';
+import type { Datastores } from '../retrieval/registry';
 import { sendError } from './errors';
 import type { Metrics } from './metrics';
 import { tokenizeRoutes } from './tokenize-routes';
@@ -33,6 +35,8 @@ export interface AppOptions {
   allowedOrigins?: readonly string[];
   /** One line per request (src/http/access-log.ts); absent: no log. */
   accessLog?: AccessLogOptions;
+  /** Served datastores: the `retrieval` field and /v1/datastores (src/http/datastore-routes.ts). */
+  datastores?: Datastores;
 }
 
 export function createApp(holder: RuntimeHolder, metrics: Metrics, opts: AppOptions = {}): express.Express {
@@ -90,7 +94,12 @@ export function createApp(holder: RuntimeHolder, metrics: Metrics, opts: AppOpti
   });
 
   adapterRoutes(app, holder, opts.allowAdapterLoading ?? false);
-  app.post('/v1/completions', jsonBody(opts.bodyLimit ?? 8 << 20), completionsHandler(holder, { keepAliveMs: opts.keepAliveMs ?? 10_000, stallTimeoutMs: opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS }));
+  datastoreRoutes(app, holder, opts.datastores, opts.bodyLimit ?? 8 << 20);
+  app.post(
+    '/v1/completions',
+    jsonBody(opts.bodyLimit ?? 8 << 20),
+    completionsHandler(holder, { keepAliveMs: opts.keepAliveMs ?? 10_000, stallTimeoutMs: opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS, datastores: opts.datastores }),
+  );
   app.all('/v1/completions', (req) => {
     throw new RequestError('not_found', `${req.method} /v1/completions is not supported: use POST`);
   });

@@ -8,6 +8,8 @@ import { toRequestError } from '../engine/errors';
 import { parseCompletionBody } from '../engine/params';
 import type { RuntimeHolder } from '../engine/runtime';
 import { noteFirstToken, noteUsage } from './access-log';
+import { applyRetrieval } from '../retrieval/in-context';
+import type { Datastores } from '../retrieval/registry';
 import { probeHalfClosedClient } from './limits';
 import { SseStream } from './sse';
 import { writeJsonList } from './write-json';
@@ -17,13 +19,18 @@ export interface CompletionsOptions {
   keepAliveMs: number;
   /** A stream whose client reads nothing for this long is ended, ms. */
   stallTimeoutMs: number;
+  /** Datastores for the `retrieval` field (src/retrieval). */
+  datastores?: Datastores;
 }
 
 export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptions) {
   return async (req: Request, res: Response): Promise<void> => {
     const rt = holder.require();
-    const p = parseCompletionBody(req.body, { vocabSize: rt.info.vocabSize });
-    const { model } = resolveTarget(rt.modelId, rt.adapters, p.model, p.adapter);
+    const parsed = parseCompletionBody(req.body, { vocabSize: rt.info.vocabSize });
+    const { model } = resolveTarget(rt.modelId, rt.adapters, parsed.model, parsed.adapter);
+    // Passages go before each prompt; each choice reports those of its prompt.
+    const { params: p, retrieved } = applyRetrieval(rt, opts.datastores, parsed);
+    const evidence = (index: number) => (retrieved ? { retrieved: retrieved[Math.floor(index / p.n)] } : {});
     const head = { id: `cmpl-${randomUUID().replace(/-/g, '')}`, object: 'text_completion', created: Math.floor(Date.now() / 1000), model };
 
     if (!p.stream) {
@@ -39,14 +46,20 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
       const result = await run.result;
       if (res.destroyed) return;
       // Log-probs can make the body tens of megabytes: write it choice by choice.
-      if (p.logprobs !== null) await writeJsonList(res, head, 'choices', result.choices, { usage: result.usage });
-      else res.json({ ...head, choices: result.choices, usage: result.usage });
+      const choices = retrieved ? result.choices.map((c) => ({ ...c, ...evidence(c.index) })) : result.choices;
+      if (p.logprobs !== null) await writeJsonList(res, head, 'choices', choices, { usage: result.usage });
+      else res.json({ ...head, choices, usage: result.usage });
       return;
     }
 
     let sse: SseStream | undefined;
     const usageField = p.includeUsage ? { usage: null } : {};
-    const chunk = (choice: Choice) => ({ ...head, choices: [choice], ...usageField });
+    // A choice's retrieved passages ride on its first chunk.
+    const told = new Set<number>();
+    const chunk = (choice: Choice) => {
+      const first = retrieved && !told.has(choice.index) ? (told.add(choice.index), evidence(choice.index)) : {};
+      return { ...head, choices: [{ ...choice, ...first }], ...usageField };
+    };
     const run = startCompletion(rt, p, {
       onDelta(index, text, logprobs) {
         if (text === '' && (logprobs === null || logprobs.tokens.length === 0)) return;

@@ -10,7 +10,14 @@ import { packageRoot } from '../package-root';
 
 export type ServerEvent =
   | { type: 'token'; id: string; text: string; token: number; logprob: number; top_logprobs?: Record<string, number> }
-  | { type: 'done'; id: string; finish_reason: string; usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } }
+  | {
+      type: 'done';
+      id: string;
+      finish_reason: string;
+      usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+      /** With `retrieval`: the passages laid before the prompt, best first. */
+      retrieved?: Array<{ id: string; score: number; text?: string }>;
+    }
   | { type: 'error'; id?: string; message: string; code: ErrorCode; param?: string | null };
 
 let root: protobuf.Root | undefined;

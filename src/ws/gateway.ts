@@ -17,6 +17,8 @@ import { webSocketOriginRefusal } from '../engine/origins';
 import { messageId, parseStreamMessage } from '../engine/params';
 import type { RuntimeHolder } from '../engine/runtime';
 import { DEFAULT_STALL_TIMEOUT_MS } from '../engine/scheduler';
+import { applyRetrieval, RetrievedEntry } from '../retrieval/in-context';
+import type { Datastores } from '../retrieval/registry';
 import { decodeBinary, decodeText, encodeBinary, encodeText, ServerEvent } from './frames';
 
 export interface GatewayOptions {
@@ -35,6 +37,8 @@ export interface GatewayOptions {
   maxRequestsPerConnection?: number;
   /** A connection paused by backpressure longer than this, ms, is dropped. */
   stallTimeoutMs?: number;
+  /** Datastores for the `retrieval` field (src/retrieval). */
+  datastores?: Datastores;
 }
 
 export const STREAM_PATH = '/v1/stream';
@@ -52,7 +56,7 @@ interface Live {
 export class Gateway {
   readonly wss: WebSocketServer;
   private readonly heartbeat: NodeJS.Timeout;
-  private readonly opts: Required<Omit<GatewayOptions, 'apiKey'>> & { apiKey?: string };
+  private readonly opts: Required<Omit<GatewayOptions, 'apiKey' | 'datastores'>> & { apiKey?: string; datastores?: Datastores };
 
   constructor(
     private readonly holder: RuntimeHolder,
@@ -185,14 +189,14 @@ export class Gateway {
           l.run.cancel();
           return;
         }
-        const params = m.request.params;
-        launch(m.request.id, (events) => startCompletion(rt, params, events), !!params.logprobs);
+        const { params, retrieved } = applyRetrieval(rt, this.opts.datastores, m.request.params);
+        launch(m.request.id, (events) => startCompletion(rt, params, events), !!params.logprobs, retrieved?.[0]);
       } catch (e) {
         sendError(e, isBinary, id);
       }
 
       /** Starts a request under the client's id: one token event per token, then done (or error). */
-      function launch(rid: string, start: (events: CompletionEvents) => CompletionRun, withTop: boolean): void {
+      function launch(rid: string, start: (events: CompletionEvents) => CompletionRun, withTop: boolean, retrieved?: RetrievedEntry[]): void {
         if (live.has(rid)) throw new RequestError('invalid_parameter', `id ${JSON.stringify(rid)} is already in use by a running request on this connection`, 'id');
         if (live.size >= maxRequests) {
           throw new RequestError('overloaded', `at most ${maxRequests} concurrent requests per connection`, null, 1);
@@ -213,7 +217,7 @@ export class Gateway {
         live.set(rid, { run, binary: isBinary });
         if (paused) run.setPaused(true);
         run.result.then(
-          (r) => send({ type: 'done', id: rid, finish_reason: finish, usage: r.usage }, isBinary),
+          (r) => send({ type: 'done', id: rid, finish_reason: finish, usage: r.usage, ...(retrieved ? { retrieved } : {}) }, isBinary),
           (e) => sendError(e, isBinary, rid),
         ).finally(() => live.delete(rid));
       }
