@@ -139,7 +139,7 @@ describe('GGUF models', () => {
       expect(stderr).toContain('weights q8_0');
       const url = /^listening on (\S+)\n$/.exec(stdout)![1];
       const tokens = TOKENS.split(',').map(Number);
-      const r = await fetch(`${url}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt: tokens, max_tokens: 0, echo: true, logprobs: 0 }) });
+      const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: tokens, max_tokens: 0, echo: true, logprobs: 0 }) });
       expect(r.status).toBe(200);
       const body = (await r.json()) as { model: string; choices: Array<{ logprobs: { token_logprobs: Array<number | null> } }> };
       expect(body.model).toBe('tiny-f32.gguf');

@@ -81,7 +81,10 @@ export function encodeBinary(ev: ServerEvent): Uint8Array {
 export function decodeServerBinary(data: Uint8Array): ServerEvent {
   const { server } = types();
   const o = server.toObject(server.decode(data), { longs: Number, oneofs: true, defaults: true }) as Record<string, any>;
-  return { type: o.kind, ...o[o.kind] } as ServerEvent;
+  const event = { type: o.kind, ...o[o.kind] };
+  // A repeated field has no "absent" on the wire: no passages reads as the JSON form's missing `retrieved`.
+  if (Array.isArray(event.retrieved) && event.retrieved.length === 0) delete event.retrieved;
+  return event as ServerEvent;
 }
 
 /** Encodes a client message from its JSON form (clients and tests). */
