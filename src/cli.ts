@@ -402,7 +402,7 @@ export function run(): void {
 COMMANDS.serve = {
   usage:
     'roost serve --model DIR [--adapters DIR] [--allow-adapter-loading] [--host H] [--port P] [--max-batch N] [--max-queue N] [--max-request-share F] [--api-key K] ' +
-    `[--request-timeout SECONDS] [--stall-timeout SECONDS] ${COMMON_USAGE}`,
+    `[--request-timeout SECONDS] [--stall-timeout SECONDS] [--drain-seconds SECONDS] ${COMMON_USAGE}`,
   options: {
     ...COMMON,
     host: { type: 'string' },
@@ -413,6 +413,7 @@ COMMANDS.serve = {
     'api-key': { type: 'string' },
     'request-timeout': { type: 'string' },
     'stall-timeout': { type: 'string' },
+    'drain-seconds': { type: 'string' },
     adapters: { type: 'string' },
     'allow-adapter-loading': { type: 'boolean' },
   },
@@ -423,6 +424,7 @@ COMMANDS.serve = {
     if (port > 65535) throw new UsageError(`--port must be an integer from 0 to 65535 (0 = a free port) (got ${port})`);
     const requestTimeoutMs = secondsFlag(values, 'request-timeout', 'zero');
     const stallTimeoutMs = secondsFlag(values, 'stall-timeout', 'positive');
+    const drainMs = secondsFlag(values, 'drain-seconds', 'zero');
     const apiKey = str(values, 'api-key');
     if (apiKey === '') throw new UsageError('--api-key must not be empty');
     await serve({
@@ -437,6 +439,7 @@ COMMANDS.serve = {
       apiKey,
       requestTimeoutMs,
       stallTimeoutMs,
+      drainMs,
       adapters: str(values, 'adapters') ?? str(values, 'adapter'),
       allowAdapterLoading: values['allow-adapter-loading'] === true,
     });

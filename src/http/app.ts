@@ -30,9 +30,9 @@ export function createApp(holder: RuntimeHolder, metrics: Metrics, opts: AppOpti
   app.disable('x-powered-by');
   app.set('etag', false);
 
-  // While draining, every answer closes its connection, so keep-alive clients move to another replica.
+  // While leaving or draining, every answer closes its connection, so keep-alive clients move to another replica.
   app.use((_req, res, next) => {
-    if (holder.status === 'draining') res.setHeader('Connection', 'close');
+    if (holder.status === 'leaving' || holder.status === 'draining') res.setHeader('Connection', 'close');
     next();
   });
 
