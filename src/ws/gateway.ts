@@ -100,6 +100,8 @@ export class Gateway {
       const refusal = apiKeyRefusal(this.opts.apiKey, req.headers.authorization, url.searchParams.get('api_key'));
       if (refusal) return reject(refusal);
       if (this.draining || this.holder.status === 'draining') return reject(new RequestError('shutting_down', 'the server is shutting down and accepts no new requests'));
+      // A balancer retries a 503 elsewhere; a connection accepted now would only get model_loading errors.
+      if (this.holder.status === 'loading') return reject(new RequestError('model_loading', 'the model is still loading; retry when GET /health answers 200'));
       this.wss.handleUpgrade(req, socket, head, (ws) => this.wss.emit('connection', ws, req));
     });
   }
