@@ -31,7 +31,11 @@ test('the nginx template renders one server line per replica and passes nginx -t
   const prefix = path.join(dir, 'nginx');
   const conf = renderNginxConf(prefix, 18080, REPLICAS);
   const text = fs.readFileSync(conf, 'utf8');
-  expect(text.match(/^\s*server 127\.0\.0\.1:\d+ .*;$/gm)).toEqual(REPLICAS.map((r) => `        server ${r} max_fails=1 fail_timeout=5s;`));
+  // Two upstreams: HTTP with passive checks, WebSocket without.
+  expect(text.match(/^\s*server 127\.0\.0\.1:\d+ .*;$/gm)).toEqual([
+    ...REPLICAS.map((r) => `        server ${r} max_fails=1 fail_timeout=5s;`),
+    ...REPLICAS.map((r) => `        server ${r} max_fails=0;`),
+  ]);
   expect(text).not.toMatch(/^[^#]*\$\{ROOST_/m);
   const r = run(NGINX, ['-t', ...nginxArgs(prefix, conf)], 'nginx');
   expect(r.out).toMatch(/syntax is ok/);

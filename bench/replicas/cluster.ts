@@ -2,9 +2,10 @@
 // name them once), restarted one at a time: SIGTERM (the replica drains, see
 // docs/api.md), wait for its exit, start it again on the same port, and wait
 // until it is back in the balancer's rotation before the next restart: until
-// nginx has routed an HTTP request to it, or, for WebSocket load (connections
-// stay where they are, so the new process may get none), for nginx's
-// fail_timeout (deploy/nginx/roost.conf) after it listens.
+// nginx has routed an HTTP request to it and that request ended (nginx's
+// passive checks count a replica as recovered only then), or, for WebSocket
+// load (connections stay where they are, so the new process may get none; the
+// WebSocket upstream has no passive checks), until it listens.
 import { SpawnedServer, spawnRoost } from '../load/server';
 import { freePort, waitUntil } from './process';
 
@@ -64,11 +65,8 @@ export class Replicas {
     return server;
   }
 
-  /**
-   * Restarts replica i, then waits: 'routed' until it finished a request (HTTP
-   * load), 'fail-timeout' 6 s (nginx's fail_timeout of 5 s, passed), 'listening' not at all.
-   */
-  async restart(i: number, wait: 'routed' | 'fail-timeout' | 'listening', servingTimeoutMs = 60_000): Promise<Restart> {
+  /** Restarts replica i, then waits: 'routed' until it finished a request (HTTP load), 'listening' not at all. */
+  async restart(i: number, wait: 'routed' | 'listening', servingTimeoutMs = 60_000): Promise<Restart> {
     const old = this.servers[i];
     const signalled = Date.now();
     const exit = old ? await old.stop(60_000) : 'not running';
@@ -77,7 +75,6 @@ export class Replicas {
     const server = await this.spawn(i);
     const listening = Date.now();
     if (wait === 'routed') await waitUntil(async () => (await requestsServed(server.url)) > 0, servingTimeoutMs, `replica ${i} to serve a request after its restart`);
-    if (wait === 'fail-timeout') await new Promise((r) => setTimeout(r, 6_000));
     return { replica: i, signalled, exited, listening, serving: Date.now(), exit };
   }
 
