@@ -2,11 +2,12 @@
 // process: SIGTERM during running streams (HTTP SSE and WebSocket) makes
 // /health answer 503 for --drain-seconds while other requests are still
 // served; then the listener closes, the streams run to their end, the
-// WebSocket closes with 1012 once idle, and the process exits 0.
+// WebSocket closes with 1012 once idle, and the process exits 0. A request that
+// crosses that close is never started (clients may resend it elsewhere).
 import { WebSocket } from 'ws';
 
 import { spawnRoost } from '../bench/load/server';
-import { parseSse, UNBOUNDED } from './http.helpers';
+import { parseSse, start, TINY, UNBOUNDED } from './http.helpers';
 import { compileIfStale } from './serve.helpers';
 
 beforeAll(compileIfStale, 120000);
@@ -76,3 +77,32 @@ test('SIGTERM during streams: /health 503 while serving, streams complete, exit 
     await server.stop(1000);
   }
 }, 120_000);
+
+test('a WebSocket request that reaches a draining server after its 1012 close is never started', async () => {
+  const s = await start(TINY);
+  try {
+    const ws = new WebSocket(s.url.replace(/^http/, 'ws') + '/v1/stream');
+    await new Promise((r, j) => ws.once('open', r).once('error', j));
+    const events: any[] = [];
+    const closed = new Promise<number>((r) => ws.once('close', (code) => r(code)));
+    ws.on('message', (d: Buffer) => {
+      const ev = JSON.parse(d.toString());
+      events.push(ev);
+      // The server closes as soon as this request is done: this next request crosses its close frame.
+      if (ev.type === 'done') ws.send(JSON.stringify({ type: 'request', id: 'late', prompt: [1], max_tokens: 2 }));
+    });
+    ws.send(JSON.stringify({ type: 'request', id: 'first', prompt: [1, 2], max_tokens: 40 }));
+    await new Promise<void>((r) => ws.once('message', () => r()));
+    const stopping = s.close(10_000);
+    expect(await closed).toBe(1012);
+    await stopping;
+    expect(events.filter((e) => e.type === 'done').map((e) => [e.id, e.usage.completion_tokens])).toEqual([['first', 40]]);
+    expect(events.filter((e) => e.id === 'late')).toEqual([]);
+    // The engine ran one request only.
+    const text = await s.metrics.registry.metrics();
+    expect([...text.matchAll(/^roost_requests_total\{outcome="(\w+)"\} (\d+)$/gm)].map((m) => [m[1], Number(m[2])])).toEqual([['length', 1]]);
+    expect(/^roost_prompt_tokens_total (\d+)$/m.exec(text)![1]).toBe('2');
+  } finally {
+    await s.close(0);
+  }
+});
