@@ -5,9 +5,9 @@
 // `listening on http://HOST:PORT`.
 // SIGTERM: for --drain-seconds GET /health answers 503 while everything else
 // is still served (a balancer's health check takes the replica out of
-// rotation), then the listener closes (a balancer's next connection is refused
-// and it retries another replica), requests on open connections get 503
-// shutting_down, WebSocket connections close with 1012 once idle, and running
+// rotation), then new requests get 503 shutting_down (still listening, so a
+// client gets that answer rather than a refused connection; a balancer retries
+// them on another replica), WebSocket connections close with 1012 once idle, and running
 // requests (streams included) finish within the grace period; the rest are
 // cancelled, and the process exits 0. SIGINT (Ctrl-C) and a second signal skip
 // the health period.
@@ -117,15 +117,17 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
           };
         });
       }
+      // Still listening: a new request gets 503 shutting_down (a balancer retries it elsewhere; a
+      // direct client learns why), not a refused connection.
       holder.status = 'draining';
-      // Stop listening: the callback runs once every connection has ended.
-      const stopped = new Promise<void>((r) => server.close(() => r()));
       server.closeIdleConnections();
       gateway.drain();
       await holder.runtime?.scheduler.drain(graceMs);
       gateway.close();
       await holder.runtime?.tokenizeWorker?.close();
-      // Let finished responses and WebSocket close handshakes flush before cutting what is left.
+      // Stop listening; the callback runs once every connection has ended. Let finished responses
+      // and WebSocket close handshakes flush before cutting what is left.
+      const stopped = new Promise<void>((r) => server.close(() => r()));
       await Promise.race([stopped, new Promise((r) => setTimeout(r, 2_000).unref())]);
       server.closeAllConnections();
       await stopped;

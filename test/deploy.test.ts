@@ -16,6 +16,7 @@ import { deployFile, renderTemplate } from '../bench/replicas/templates';
 let dir: string;
 beforeAll(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'roost-deploy-'));
+  fs.chmodSync(dir, 0o755); // nginx's workers (nobody, when run as root) reach their folder through it
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 

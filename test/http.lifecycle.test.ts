@@ -154,9 +154,11 @@ test('graceful shutdown lets short requests finish, cancels long ones at the dea
     const closed = s.close(1500);
     expect(s.holder.status).toBe('draining');
     expect(await idleClosed).toBe(1012);
-    // New work is refused: the listener is closed, so a new connection is refused;
-    // a request on the open WebSocket gets shutting_down.
-    await expect(fetch(`${s.url}/health`)).rejects.toThrow();
+    // New work is refused: a new HTTP request gets 503 shutting_down (the listener stays open during the drain);
+    // a request on the open WebSocket gets shutting_down too.
+    const refused = await post(s.url, { prompt: [1], max_tokens: 1 });
+    expect(refused.status).toBe(503);
+    expect(refused.json).toEqual({ error: { message: 'the server is shutting down and accepts no new requests', type: 'unavailable_error', param: null, code: 'shutting_down' } });
     ws.send(JSON.stringify({ type: 'request', id: 'late', prompt: [1], max_tokens: 1 }));
     await waitFor(() => events.some((e) => e.id === 'late'), 2000, 'the refusal of the late request');
     expect(events.filter((e) => e.id === 'late')).toEqual([
@@ -174,6 +176,7 @@ test('graceful shutdown lets short requests finish, cancels long ones at the dea
     expect(lr.events[lr.events.length - 2].error).toMatchObject({ code: 'shutting_down', type: 'unavailable_error' });
     await closed;
     expect(s.holder.runtime!.engine.stats().sequences).toBe(0);
+    await expect(fetch(`${s.url}/health`)).rejects.toThrow();
   } finally {
     await s.close(0);
   }

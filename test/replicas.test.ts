@@ -34,6 +34,7 @@ let prometheus: Prometheus | undefined;
 beforeAll(async () => {
   compileIfStale();
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'roost-replicas-'));
+  fs.chmodSync(dir, 0o755); // nginx's workers (nobody, when run as root) reach their folder through it
   replicas = new Replicas({ model: TINY, threads: 1, drainSeconds: 1, extraArgs: ['--max-batch', '16'] });
   await replicas.start(2);
   nginx = await startNginx(path.join(dir, 'nginx'), await freePort(), replicas.addresses);

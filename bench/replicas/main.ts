@@ -89,6 +89,7 @@ async function main(): Promise<void> {
   const log = (s: string) => process.stderr.write(`bench/replicas: ${s}\n`);
 
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'roost-bench-replicas-'));
+  fs.chmodSync(work, 0o755); // nginx's workers (nobody, when run as root) reach their folder through it
   const loadStart = os.loadavg();
   const startedAt = new Date().toISOString();
   const steady: Array<{ config: string; level: LevelResult }> = [];
