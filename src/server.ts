@@ -51,7 +51,7 @@ export interface ServeOptions {
   stepTokens?: number;
   /** How long in-flight requests may run after SIGTERM, ms. */
   shutdownGraceMs?: number;
-  /** How long /health answers 503 after SIGTERM before the listener closes, ms (serve(): default DEFAULT_DRAIN_MS; close(): 0). */
+  /** How long /health answers 503 after SIGTERM before new requests are refused, ms (serve(): default DEFAULT_DRAIN_MS; close(): 0). */
   drainMs?: number;
   app?: Omit<AppOptions, 'apiKey'>;
   ws?: Omit<GatewayOptions, 'apiKey'>;

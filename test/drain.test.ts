@@ -1,7 +1,7 @@
 // The graceful drain a load balancer relies on, on a real `roost serve`
 // process: SIGTERM during running streams (HTTP SSE and WebSocket) makes
 // /health answer 503 for --drain-seconds while other requests are still
-// served; then the listener closes, the streams run to their end, the
+// served; then new requests get 503, the streams run to their end, the
 // WebSocket closes with 1012 once idle, and the process exits 0. A request that
 // crosses that close is never started (clients may resend it elsewhere).
 import { WebSocket } from 'ws';
