@@ -136,10 +136,6 @@ test('the per-request timeout ends a request with 504, or an error event in a st
 test('graceful shutdown lets short requests finish, cancels long ones at the deadline, refuses new work', async () => {
   const s = await start(UNBOUNDED, { maxBatch: 4 });
   try {
-    const long = postStream(s.url, FOREVER);
-    await waitFor(() => sequences(s) === 1, 5000, 'the long request to run');
-    const short = post(s.url, { prompt: [1], max_tokens: 400, logit_bias: { '511': -100 } });
-    await waitFor(() => sequences(s) === 2, 5000, 'both running');
     // A WebSocket with a running request stays open while it runs; an idle one is closed with 1012 at once.
     const ws = new WebSocket(s.url.replace(/^http/, 'ws') + '/v1/stream');
     await new Promise((r) => ws.once('open', r));
@@ -149,9 +145,14 @@ test('graceful shutdown lets short requests finish, cancels long ones at the dea
     const events: any[] = [];
     ws.on('message', (d: Buffer) => events.push(JSON.parse(d.toString())));
     const wsClosed = new Promise<number>((r) => ws.once('close', (code) => r(code)));
-    ws.send(JSON.stringify({ type: 'request', id: 'early', prompt: [1], max_tokens: 300, logit_bias: { '511': -100 } }));
+    const long = postStream(s.url, FOREVER);
+    await waitFor(() => sequences(s) === 1, 5000, 'the long request to run');
+    // Long enough to still run after the steps below, short enough to end within the grace period.
+    ws.send(JSON.stringify({ type: 'request', id: 'early', prompt: [1], max_tokens: 1000, logit_bias: { '511': -100 } }));
+    await waitFor(() => sequences(s) === 2, 5000, 'the WebSocket request to run');
+    const short = post(s.url, { prompt: [1], max_tokens: 400, logit_bias: { '511': -100 } });
     await waitFor(() => sequences(s) === 3, 5000, 'three running');
-    const closed = s.close(1500);
+    const closed = s.close(5000);
     expect(s.holder.status).toBe('draining');
     expect(await idleClosed).toBe(1012);
     // New work is refused: a new HTTP request gets 503 shutting_down (the listener stays open during the drain);
@@ -167,7 +168,7 @@ test('graceful shutdown lets short requests finish, cancels long ones at the dea
     // The running WebSocket request finishes, then its connection closes with 1012.
     expect(await wsClosed).toBe(1012);
     expect(events.filter((e) => e.id === 'early' && e.type === 'done')).toEqual([
-      expect.objectContaining({ finish_reason: 'length', usage: expect.objectContaining({ completion_tokens: 300 }) }),
+      expect.objectContaining({ finish_reason: 'length', usage: expect.objectContaining({ completion_tokens: 1000 }) }),
     ]);
     const sr = await short;
     expect(sr.status).toBe(200);
