@@ -3,9 +3,14 @@
 // neither each other nor the addon). Listens at once (GET /health answers
 // 503 while the model loads), loads the model, then prints
 // `listening on http://HOST:PORT`.
-// SIGTERM / SIGINT: refuse new requests (503 shutting_down, still listening so
-// clients get that answer rather than a refused connection), let in-flight
-// requests finish within the grace period, cancel the rest, close.
+// SIGTERM: for --drain-seconds GET /health answers 503 while everything else
+// is still served (a balancer's health check takes the replica out of
+// rotation), then new requests get 503 shutting_down (still listening, so a
+// client gets that answer rather than a refused connection; a balancer retries
+// them on another replica), WebSocket connections close with 1012 once idle, and running
+// requests (streams included) finish within the grace period; the rest are
+// cancelled, and the process exits 0. SIGINT (Ctrl-C) and a second signal skip
+// the health period.
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
@@ -63,6 +68,8 @@ export interface ServeOptions {
   shutdownGraceMs?: number;
   /** Datastores served for retrieval, name -> folder (`--datastore NAME=DIR`). */
   datastores?: Record<string, string>;
+  /** How long /health answers 503 after SIGTERM before new requests are refused, ms (serve(): default DEFAULT_DRAIN_MS; close(): 0). */
+  drainMs?: number;
   app?: Omit<AppOptions, 'apiKey'>;
   ws?: Omit<GatewayOptions, 'apiKey'>;
 }
@@ -73,9 +80,18 @@ export interface RunningServer {
   holder: RuntimeHolder;
   metrics: Metrics;
   gateway: Gateway;
-  /** Graceful stop: refuse new work, wait up to graceMs for running requests, cancel the rest, close. */
-  close(graceMs?: number): Promise<void>;
+  /**
+   * Graceful stop: fail /health for drainMs while serving (skipped when 0 or by
+   * skipDrain), then stop accepting, wait up to graceMs for running requests,
+   * cancel the rest, close.
+   */
+  close(graceMs?: number, drainMs?: number): Promise<void>;
+  /** Ends close()'s health-fail period now. */
+  skipDrain(): void;
 }
+
+/** Default --drain-seconds: a few health-check periods of a balancer or a Kubernetes readiness probe. */
+export const DEFAULT_DRAIN_MS = 5_000;
 
 function hostForUrl(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
@@ -114,17 +130,35 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const url = `http://${hostForUrl(opts.host)}:${port}`;
 
   let closing: Promise<void> | undefined;
-  const close = (graceMs = opts.shutdownGraceMs ?? 30_000) =>
+  let endHealthPeriod = () => {};
+  const close = (graceMs = opts.shutdownGraceMs ?? 30_000, drainMs = opts.drainMs ?? 0) =>
     (closing ??= (async () => {
+      if (drainMs > 0 && holder.status === 'ready') {
+        holder.status = 'leaving';
+        await new Promise<void>((r) => {
+          const timer = setTimeout(r, drainMs);
+          endHealthPeriod = () => {
+            clearTimeout(timer);
+            r();
+          };
+        });
+      }
+      // Still listening: a new request gets 503 shutting_down (a balancer retries it elsewhere; a
+      // direct client learns why), not a refused connection.
       holder.status = 'draining';
       server.closeIdleConnections();
+      gateway.drain();
       await holder.runtime?.scheduler.drain(graceMs);
       gateway.close();
       await holder.runtime?.tokenizeWorker?.close();
+      // Stop listening; the callback runs once every connection has ended. Let finished responses
+      // and WebSocket close handshakes flush before cutting what is left.
       const stopped = new Promise<void>((r) => server.close(() => r()));
+      await Promise.race([stopped, new Promise((r) => setTimeout(r, 2_000).unref())]);
       server.closeAllConnections();
       await stopped;
     })());
+  const skipDrain = () => endHealthPeriod();
 
   try {
     const tokenizer = loadTokenizer(opts.model);
@@ -167,7 +201,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     await close(0);
     throw e;
   }
-  return { url, server, holder, metrics, gateway, close };
+  return { url, server, holder, metrics, gateway, close, skipDrain };
 }
 
 /** The serve command: runs until SIGTERM / SIGINT, then shuts down gracefully. */
@@ -175,11 +209,26 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const running = await startServer(opts);
   process.stdout.write(`listening on ${running.url}\n`);
   await new Promise<void>((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
-      process.stderr.write(`roost serve: ${signal}: finishing in-flight requests\n`);
-      running.close().then(resolve, resolve);
+    // The first signal starts the shutdown; a second ends the health period; a third has the default effect (the process dies).
+    const again = () => {
+      process.off('SIGTERM', again);
+      process.off('SIGINT', again);
+      running.skipDrain();
     };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
+    const stop = (signal: NodeJS.Signals) => {
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      process.once('SIGTERM', again);
+      process.once('SIGINT', again);
+      const drainMs = signal === 'SIGINT' ? 0 : (opts.drainMs ?? DEFAULT_DRAIN_MS);
+      process.stderr.write(
+        drainMs > 0
+          ? `roost serve: ${signal}: /health fails for ${drainMs / 1000} s, then finishing in-flight requests\n`
+          : `roost serve: ${signal}: finishing in-flight requests\n`,
+      );
+      running.close(undefined, drainMs).then(resolve, resolve);
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
   });
 }

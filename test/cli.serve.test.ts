@@ -1,31 +1,14 @@
 // `roost serve` as users run it (node bin/roost.js): one `listening on` line
 // once ready, serving, flag errors, graceful exit on SIGTERM.
 import { spawn, spawnSync } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { TINY } from './http.helpers';
+import { compileIfStale, ROOT } from './serve.helpers';
 
-const ROOT = path.join(__dirname, '..');
 const BIN = path.join(ROOT, 'bin', 'roost.js');
 
-function newestMtime(dir: string): number {
-  let t = 0;
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newestMtime(p) : fs.statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-beforeAll(() => {
-  // bin/roost.js runs the compiled CLI: compile when dist/ is missing or older than src/.
-  const serve = path.join(ROOT, 'dist', 'src', 'server.js');
-  if (!fs.existsSync(serve) || fs.statSync(serve).mtimeMs < newestMtime(path.join(ROOT, 'src'))) {
-    spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: ROOT, encoding: 'utf8' });
-    if (!fs.existsSync(serve)) throw new Error(`tsc did not produce ${serve}`);
-  }
-}, 120000);
+beforeAll(compileIfStale, 120000);
 
 test('serve prints one listening line, serves, and exits 0 on SIGTERM', async () => {
   const p = spawn(process.execPath, [BIN, 'serve', '--model', TINY, '--host', '127.0.0.1', '--port', '0', '--threads', '1', '--max-batch', '4', '--max-queue', '8'], {

@@ -136,25 +136,40 @@ test('the per-request timeout ends a request with 504, or an error event in a st
 test('graceful shutdown lets short requests finish, cancels long ones at the deadline, refuses new work', async () => {
   const s = await start(UNBOUNDED, { maxBatch: 4 });
   try {
-    const long = postStream(s.url, FOREVER);
-    await waitFor(() => sequences(s) === 1, 5000, 'the long request to run');
-    const short = post(s.url, { prompt: [1], max_tokens: 400, logit_bias: { '511': -100 } });
-    await waitFor(() => sequences(s) === 2, 5000, 'both running');
-    // A WebSocket opened before the drain stays open while it runs.
+    // A WebSocket with a running request stays open while it runs; an idle one is closed with 1012 at once.
     const ws = new WebSocket(s.url.replace(/^http/, 'ws') + '/v1/stream');
     await new Promise((r) => ws.once('open', r));
+    const idle = new WebSocket(s.url.replace(/^http/, 'ws') + '/v1/stream');
+    await new Promise((r) => idle.once('open', r));
+    const idleClosed = new Promise<number>((r) => idle.once('close', (code) => r(code)));
     const events: any[] = [];
     ws.on('message', (d: Buffer) => events.push(JSON.parse(d.toString())));
-    const closed = s.close(1500);
+    const wsClosed = new Promise<number>((r) => ws.once('close', (code) => r(code)));
+    const long = postStream(s.url, FOREVER);
+    await waitFor(() => sequences(s) === 1, 5000, 'the long request to run');
+    // Long enough to still run after the steps below, short enough to end within the grace period.
+    ws.send(JSON.stringify({ type: 'request', id: 'early', prompt: [1], max_tokens: 1000, logit_bias: { '511': -100 } }));
+    await waitFor(() => sequences(s) === 2, 5000, 'the WebSocket request to run');
+    const short = post(s.url, { prompt: [1], max_tokens: 400, logit_bias: { '511': -100 } });
+    await waitFor(() => sequences(s) === 3, 5000, 'three running');
+    const closed = s.close(5000);
     expect(s.holder.status).toBe('draining');
+    expect(await idleClosed).toBe(1012);
     // New work is refused: a new HTTP request gets 503 shutting_down (the listener stays open during the drain);
     // a request on the open WebSocket gets shutting_down too.
     const refused = await post(s.url, { prompt: [1], max_tokens: 1 });
     expect(refused.status).toBe(503);
     expect(refused.json).toEqual({ error: { message: 'the server is shutting down and accepts no new requests', type: 'unavailable_error', param: null, code: 'shutting_down' } });
     ws.send(JSON.stringify({ type: 'request', id: 'late', prompt: [1], max_tokens: 1 }));
-    await waitFor(() => events.length > 0, 2000, 'the refusal of the late request');
-    expect(events).toEqual([{ type: 'error', id: 'late', code: 'shutting_down', message: 'the server is shutting down and accepts no new requests', param: null }]);
+    await waitFor(() => events.some((e) => e.id === 'late'), 2000, 'the refusal of the late request');
+    expect(events.filter((e) => e.id === 'late')).toEqual([
+      { type: 'error', id: 'late', code: 'shutting_down', message: 'the server is shutting down and accepts no new requests', param: null },
+    ]);
+    // The running WebSocket request finishes, then its connection closes with 1012.
+    expect(await wsClosed).toBe(1012);
+    expect(events.filter((e) => e.id === 'early' && e.type === 'done')).toEqual([
+      expect.objectContaining({ finish_reason: 'length', usage: expect.objectContaining({ completion_tokens: 1000 }) }),
+    ]);
     const sr = await short;
     expect(sr.status).toBe(200);
     expect(sr.json.usage.completion_tokens).toBe(400);

@@ -41,12 +41,12 @@ export function eosTokenId(modelDir: string): number | null {
   return null;
 }
 
-export async function spawnRoost(opts: { model: string; extraArgs?: string[]; startTimeoutMs?: number; onLog?: (line: string) => void }): Promise<SpawnedServer> {
+export async function spawnRoost(opts: { model: string; port?: number; extraArgs?: string[]; startTimeoutMs?: number; onLog?: (line: string) => void }): Promise<SpawnedServer> {
   const root = repoRoot();
   const modelDir = resolveModelDir(opts.model);
   const bin = path.join(root, 'bin', 'roost.js');
   if (!fs.existsSync(path.join(root, 'dist', 'src', 'cli.js'))) throw new Error('dist/src/cli.js is missing: run `npm run build:ts` first');
-  const args = [bin, 'serve', '--model', modelDir, '--host', '127.0.0.1', '--port', '0', ...(opts.extraArgs ?? [])];
+  const args = [bin, 'serve', '--model', modelDir, '--host', '127.0.0.1', '--port', String(opts.port ?? 0), ...(opts.extraArgs ?? [])];
   const child: ChildProcess = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
   const tail: string[] = [];
   const keep = (line: string) => {

@@ -3,6 +3,12 @@
 // requests by id: in a closed loop each worker has its own connection (slot i
 // -> connection i mod size), in an open loop requests go round-robin.
 // Connections open before the level starts, so TTFT excludes the handshake.
+// A draining Roost (SIGTERM, docs/api.md) closes a connection with 1012 once
+// idle and never starts a request that reached it after that close; such a
+// request (no event before the 1012 close, or a shutting_down error before any
+// token) is resent on a reopened connection, as a balancer resends an HTTP
+// request a draining replica refused. Resends are counted, and their time counts
+// in the request's latency.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
@@ -45,6 +51,8 @@ export function decodeServerProto(data: Uint8Array): Record<string, unknown> {
 }
 
 interface Pending {
+  /** The connection the request went out on. */
+  ws: WebSocket;
   clock: StreamClock;
   spec: RequestSpec;
   levelStart: number;
@@ -52,7 +60,13 @@ interface Pending {
   finishReason: string | null;
   timer?: NodeJS.Timeout;
   resolve: (r: RequestResult) => void;
+  /** Sends the request again (absent once MAX_RESENDS is reached). */
+  resend?: () => void;
 }
+
+/** Close code of a draining Roost (src/ws/gateway.ts DRAIN_CLOSE_CODE). */
+const DRAIN_CLOSE_CODE = 1012;
+const MAX_RESENDS = 5;
 
 let nextId = 0;
 
@@ -63,6 +77,8 @@ class Connection {
   readonly pending = new Map<string, Pending>();
   /** Error events the server could not attribute to a request (no id). */
   unattributed = 0;
+  /** Requests sent again after a drain refused them unstarted. */
+  resent = 0;
 
   constructor(
     private readonly url: string,
@@ -106,13 +122,17 @@ class Connection {
         this.lastError = e;
         if (!opened) reject(e);
       });
-      ws.on('message', (data: Buffer, binary: boolean) => this.message(data, binary));
+      ws.on('message', (data: Buffer, binary: boolean) => this.message(ws, data, binary));
       ws.on('close', (code: number, reason: Buffer) => {
         if (this.ws === ws) this.ws = undefined;
         if (!opened) reject(this.lastError ?? new LoadError('connection_closed', `WebSocket closed during the handshake (${code})`, String(code)));
         const why: unknown =
           this.lastError ?? new LoadError('connection_closed', `the WebSocket closed (${code}${reason.length ? ` ${reason.toString()}` : ''}) while the request ran`, `close_${code}`);
-        for (const [id, p] of this.pending) this.settle(id, p, why);
+        for (const [id, p] of this.pending) {
+          if (p.ws !== ws) continue;
+          if (code === DRAIN_CLOSE_CODE && p.clock.events === 0 && this.resendUnstarted(id, p)) continue;
+          this.settle(id, p, why);
+        }
       });
     }).finally(() => {
       this.opening = undefined;
@@ -120,13 +140,12 @@ class Connection {
     return this.opening;
   }
 
-  async send(spec: RequestSpec, levelStart: number): Promise<RequestResult> {
+  async send(spec: RequestSpec, levelStart: number, clock = new StreamClock(), resends = 0): Promise<RequestResult> {
     let ws: WebSocket;
-    const clockIfFailed = new StreamClock();
     try {
       ws = await this.open();
     } catch (e) {
-      return clockIfFailed.result(spec, levelStart, { usage: null, finishReason: null, error: classifyError(e) });
+      return clock.result(spec, levelStart, { usage: null, finishReason: null, error: classifyError(e) });
     }
     const id = `load-${nextId++}`;
     const o = this.opts;
@@ -138,10 +157,11 @@ class Connection {
     try {
       frame = this.format === 'json' ? JSON.stringify(msg) : encodeClientProto(msg);
     } catch (e) {
-      return clockIfFailed.result(spec, levelStart, { usage: null, finishReason: null, error: { kind: 'other', code: 'encode', message: String((e as Error).message) } });
+      return clock.result(spec, levelStart, { usage: null, finishReason: null, error: { kind: 'other', code: 'encode', message: String((e as Error).message) } });
     }
     return new Promise<RequestResult>((resolve) => {
-      const p: Pending = { clock: new StreamClock(), spec, levelStart, usage: null, finishReason: null, resolve };
+      const p: Pending = { ws, clock, spec, levelStart, usage: null, finishReason: null, resolve };
+      if (resends < MAX_RESENDS) p.resend = () => void this.send(spec, levelStart, clock, resends + 1).then(resolve);
       this.pending.set(id, p);
       if (o.timeoutMs > 0) {
         p.timer = setTimeout(() => {
@@ -158,6 +178,16 @@ class Connection {
     });
   }
 
+  /** A request the server never started: send it again (false when out of resends). */
+  private resendUnstarted(id: string, p: Pending): boolean {
+    if (!p.resend || this.pending.get(id) !== p) return false;
+    this.pending.delete(id);
+    if (p.timer) clearTimeout(p.timer);
+    this.resent++;
+    p.resend();
+    return true;
+  }
+
   private settle(id: string, p: Pending, err?: unknown): void {
     if (this.pending.get(id) !== p) return;
     this.pending.delete(id);
@@ -166,14 +196,14 @@ class Connection {
     p.resolve(p.clock.result(p.spec, p.levelStart, { usage: p.usage, finishReason: p.finishReason, error }));
   }
 
-  private message(data: Buffer, binary: boolean): void {
+  private message(ws: WebSocket, data: Buffer, binary: boolean): void {
     const now = performance.now();
     let ev: Record<string, unknown>;
     try {
       ev = binary ? decodeServerProto(data) : (JSON.parse(data.toString('utf8')) as Record<string, unknown>);
     } catch (e) {
       // A frame we cannot read: fail every request of this connection that could have owned it.
-      for (const [id, p] of this.pending) this.settle(id, p, new LoadError('protocol', `unreadable ${binary ? 'binary' : 'text'} frame: ${(e as Error).message}`, 'invalid_frame'));
+      for (const [id, p] of this.pending) if (p.ws === ws) this.settle(id, p, new LoadError('protocol', `unreadable ${binary ? 'binary' : 'text'} frame: ${(e as Error).message}`, 'invalid_frame'));
       return;
     }
     const id = typeof ev.id === 'string' ? ev.id : '';
@@ -190,6 +220,11 @@ class Connection {
       this.settle(id, p);
     } else if (ev.type === 'error') {
       const code = typeof ev.code === 'string' && ev.code ? ev.code : 'error_event';
+      if (code === 'shutting_down' && p.clock.events === 0) {
+        // This connection's server drains: leave it to its running requests, resend on a new one.
+        if (this.ws === ws) this.ws = undefined;
+        if (this.resendUnstarted(id, p)) return;
+      }
       this.settle(id, p, new LoadError('server_error', `error event: ${String(ev.message ?? '')}`, code));
     } else {
       this.settle(id, p, new LoadError('protocol', `unknown event type ${JSON.stringify(ev.type)}`, 'unknown_event'));
@@ -235,6 +270,11 @@ export class WsTransport implements Transport {
 
   unattributedErrors(): number {
     return this.pool.reduce((a, c) => a + c.unattributed, 0);
+  }
+
+  /** Requests resent after a draining server refused them unstarted. */
+  resentRequests(): number {
+    return this.pool.reduce((a, c) => a + c.resent, 0);
   }
 
   async close(): Promise<void> {

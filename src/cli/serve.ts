@@ -6,7 +6,7 @@ import { Command } from 'commander';
 import { DEFAULT_SCHEDULER_OPTIONS, DEFAULT_STALL_TIMEOUT_MS } from '../engine/scheduler';
 import { LOG_FORMATS, LogFormat } from '../http/access-log';
 import { normalizeOrigin } from '../engine/origins';
-import { serve } from '../server';
+import { DEFAULT_DRAIN_MS, serve } from '../server';
 import { flag, integer, nonEmpty, number, oneOf, Parse, seconds, UsageError } from './flags';
 import { ModelFlags, modelFlags, resolveModel } from './model';
 
@@ -21,6 +21,7 @@ interface ServeFlags extends ModelFlags {
   apiKey?: string;
   requestTimeout: number;
   stallTimeout: number;
+  drainSeconds: number;
   allowedOrigins?: string[];
   logFormat: LogFormat;
   quiet?: boolean;
@@ -80,6 +81,15 @@ export function serveCommand(): Command {
         String(DEFAULT_STALL_TIMEOUT_MS / 1000),
       ),
     )
+    .addOption(
+      flag(
+        '--drain-seconds <seconds>',
+        'after SIGTERM, /health answers 503 this long while requests are still served (a balancer stops sending), then new requests get 503 and running ones finish',
+        seconds('zero'),
+        DEFAULT_DRAIN_MS,
+        String(DEFAULT_DRAIN_MS / 1000),
+      ),
+    )
     .addOption(flag('--allowed-origins <origins>', 'ORIGIN[,ORIGIN...] (scheme://host[:port]) whose web pages may call the API from a browser (CORS); * for any (default: none)', origins))
     .addOption(flag('--log-format <format>', 'the access log on stderr, one line per request: text or json', oneOf<LogFormat>(...LOG_FORMATS), 'text' as LogFormat))
     .addOption(flag('--quiet', 'no access log'))
@@ -102,6 +112,7 @@ async function runServe(flags: ServeFlags): Promise<void> {
     apiKey: flags.apiKey,
     requestTimeoutMs: flags.requestTimeout,
     stallTimeoutMs: flags.stallTimeout,
+    drainMs: flags.drainSeconds,
     adapters: flags.adapters ?? flags.adapter,
     allowAdapterLoading: flags.allowAdapterLoading === true,
     allowedOrigins: flags.allowedOrigins,

@@ -1,5 +1,7 @@
 // The served model's lifecycle, shared by the HTTP and WebSocket edges:
-// loading (health 503), ready, draining (SIGTERM: no new requests); and what
+// loading (health 503), ready, leaving (SIGTERM's first --drain-seconds: health
+// 503 so balancers stop sending, everything else still served), draining (no
+// new requests; running ones finish); and what
 // the edges may do to the served engine (statistics, adapters at run time),
 // so they never hold the engine themselves.
 import type { AdapterInfo, EngineStats, NativeEngine } from '../native';
@@ -11,7 +13,7 @@ import { Scheduler, SchedulerObserver, SchedulerOptions } from './scheduler';
 import { TokenizerWorker } from './tokenize-offthread';
 import type { Tokenizer } from './tokenizer';
 
-export type ServerStatus = 'loading' | 'ready' | 'draining';
+export type ServerStatus = 'loading' | 'ready' | 'leaving' | 'draining';
 
 export class RuntimeHolder {
   runtime: ModelRuntime | null = null;

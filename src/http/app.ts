@@ -48,9 +48,9 @@ export function createApp(holder: RuntimeHolder, metrics: Metrics, opts: AppOpti
   if (opts.accessLog) app.use(accessLog(opts.accessLog));
   app.use(cors(opts.allowedOrigins ?? []));
 
-  // While draining, every answer closes its connection, so keep-alive clients move to another replica.
+  // While leaving or draining, every answer closes its connection, so keep-alive clients move to another replica.
   app.use((_req, res, next) => {
-    if (holder.status === 'draining') res.setHeader('Connection', 'close');
+    if (holder.status === 'leaving' || holder.status === 'draining') res.setHeader('Connection', 'close');
     next();
   });
 

@@ -5,6 +5,9 @@
 // frame that asked. Backpressure: above highWaterMark buffered bytes the
 // connection's requests pause (their sequences sit out of steps), below half
 // of it they resume; past hardLimit the peer is dropped. Ping/pong drops dead peers.
+// Draining (SIGTERM): each connection is closed with 1012 (service restart) as
+// soon as it has no running request; a request frame that arrives after that
+// close is not started, so the client may resend it elsewhere (docs/api.md).
 import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -42,6 +45,8 @@ export interface GatewayOptions {
 }
 
 export const STREAM_PATH = '/v1/stream';
+/** Close code of a connection ended by a drain: nothing sent after its last answer was started. */
+export const DRAIN_CLOSE_CODE = 1012;
 
 /** A client message of type "chat" (src/engine/chat-params.ts validates the rest). */
 function isChat(msg: unknown): msg is Record<string, unknown> {
@@ -57,6 +62,9 @@ export class Gateway {
   readonly wss: WebSocketServer;
   private readonly heartbeat: NodeJS.Timeout;
   private readonly opts: Required<Omit<GatewayOptions, 'apiKey' | 'datastores'>> & { apiKey?: string; datastores?: Datastores };
+  private draining = false;
+  /** Per open connection: closes it if it has no running request (called on drain and after each request). */
+  private readonly leaveIfIdle = new Set<() => void>();
 
   constructor(
     private readonly holder: RuntimeHolder,
@@ -108,9 +116,17 @@ export class Gateway {
         webSocketOriginRefusal(this.opts.allowedOrigins ?? [], req.headers.origin) ??
         apiKeyRefusal(this.opts.apiKey, req.headers.authorization, url.searchParams.get('api_key'));
       if (refusal) return reject(refusal);
-      if (this.holder.status === 'draining') return reject(new RequestError('shutting_down', 'the server is shutting down and accepts no new requests'));
+      if (this.draining || this.holder.status === 'draining') return reject(new RequestError('shutting_down', 'the server is shutting down and accepts no new requests'));
+      // A balancer retries a 503 elsewhere; a connection accepted now would only get model_loading errors.
+      if (this.holder.status === 'loading') return reject(new RequestError('model_loading', 'the model is still loading; retry when GET /health answers 200'));
       this.wss.handleUpgrade(req, socket, head, (ws) => this.wss.emit('connection', ws, req));
     });
+  }
+
+  /** Closes each connection with DRAIN_CLOSE_CODE once its running requests have finished; new upgrades are refused. */
+  drain(): void {
+    this.draining = true;
+    for (const leave of this.leaveIfIdle) leave();
   }
 
   /** Closes every connection (their requests are cancelled) and stops the heartbeat. */
@@ -125,6 +141,14 @@ export class Gateway {
     let paused = false;
     const { highWaterMark, hardLimit } = this.opts;
     const maxRequests = this.opts.maxRequestsPerConnection;
+    let leaving = false;
+    const leaveIfIdle = () => {
+      if (!this.draining || leaving || live.size > 0) return;
+      leaving = true;
+      ws.close(DRAIN_CLOSE_CODE, 'server restarting: reconnect and resend');
+    };
+    this.leaveIfIdle.add(leaveIfIdle);
+    leaveIfIdle();
 
     // While paused nothing is sent, so no send callback will report the drain: poll.
     let poll: NodeJS.Timeout | undefined;
@@ -167,6 +191,7 @@ export class Gateway {
     };
 
     ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (leaving) return; // sent before our close arrived: not started, the client resends it
       let msg: unknown;
       try {
         msg = isBinary ? decodeBinary(data) : decodeText(data);
@@ -219,11 +244,15 @@ export class Gateway {
         run.result.then(
           (r) => send({ type: 'done', id: rid, finish_reason: finish, usage: r.usage, ...(retrieved ? { retrieved } : {}) }, isBinary),
           (e) => sendError(e, isBinary, rid),
-        ).finally(() => live.delete(rid));
+        ).finally(() => {
+          live.delete(rid);
+          leaveIfIdle();
+        });
       }
     });
 
     ws.on('close', () => {
+      this.leaveIfIdle.delete(leaveIfIdle);
       if (poll) clearInterval(poll);
       for (const l of live.values()) l.run.cancel();
       live.clear();
