@@ -276,15 +276,11 @@ void BlockRecurrentModel::forward(const std::vector<ForwardItem>& items, ThreadP
   }
   for (size_t i = 0; i < items.size(); i++) static_cast<RecurrentState*>(items[i].state)->len = rows[i].end;
 
+  std::vector<int64_t> x0(items.size());
+  for (size_t i = 0; i < items.size(); i++) x0[i] = rows[i].x0;
   std::vector<int32_t> out_rows;
   std::vector<float*> dest;
-  for (size_t i = 0; i < items.size(); i++) {
-    const int64_t first = items[i].all_logits ? 0 : items[i].n - 1;
-    for (int64_t j = first; j < items[i].n; j++) {
-      out_rows.push_back((int32_t)(rows[i].x0 + j));
-      dest.push_back(items[i].logits + (j - first) * V);
-    }
-  }
+  wanted_logits(items, x0, V, out_rows, dest);
   head_logits(x, out_rows, dest);
 }
 

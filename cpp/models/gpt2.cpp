@@ -175,13 +175,7 @@ void Gpt2Model::forward(const std::vector<ForwardItem>& items, ThreadPool& pool)
   // Final LayerNorm and head only for the rows whose logits are wanted.
   std::vector<int32_t> rows;
   std::vector<float*> dest;
-  for (size_t i = 0; i < items.size(); i++) {
-    const int64_t first = items[i].all_logits ? 0 : items[i].n - 1;
-    for (int64_t j = first; j < items[i].n; j++) {
-      rows.push_back((int32_t)(row0[i] + j));
-      dest.push_back(items[i].logits + (j - first) * V);
-    }
-  }
+  wanted_logits(items, row0, V, rows, dest);
   head_logits(x, rows, dest);
 }
 

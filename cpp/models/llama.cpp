@@ -168,13 +168,7 @@ void LlamaModel::forward(const std::vector<ForwardItem>& items, ThreadPool& pool
   // The final RMSNorm and head only for the rows whose logits are wanted.
   std::vector<int32_t> rows;
   std::vector<float*> dest;
-  for (size_t i = 0; i < items.size(); i++) {
-    const int64_t first = items[i].all_logits ? 0 : items[i].n - 1;
-    for (int64_t j = first; j < items[i].n; j++) {
-      rows.push_back((int32_t)(row0[i] + j));
-      dest.push_back(items[i].logits + (j - first) * V);
-    }
-  }
+  wanted_logits(items, row0, V, rows, dest);
   const int64_t R = (int64_t)rows.size();
   if (R == 0) return be.finish();
   float* logits = s_logits_->get<float>(R * V);

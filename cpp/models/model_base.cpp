@@ -113,6 +113,17 @@ void ModelBase::mlp(const Mlp& m, float* x, int64_t M, const std::function<void(
   be_->gemm(x, C, ff, F, *m.proj.W, m.proj.bias, M, Epilogue::Add);
 }
 
+void wanted_logits(const std::vector<ForwardItem>& items, const std::vector<int64_t>& first_row, int64_t V,
+                   std::vector<int32_t>& rows, std::vector<float*>& dest) {
+  for (size_t i = 0; i < items.size(); i++) {
+    const int64_t first = items[i].all_logits ? 0 : items[i].n - 1;
+    for (int64_t j = first; j < items[i].n; j++) {
+      rows.push_back((int32_t)(first_row[i] + j));
+      dest.push_back(items[i].logits + (j - first) * V);
+    }
+  }
+}
+
 void ModelBase::head_logits(const float* x, const std::vector<int32_t>& rows, const std::vector<float*>& dest) {
   const int64_t R = (int64_t)rows.size(), C = cfg_.n_embd, V = cfg_.vocab_size;
   if (R == 0) return be_->finish();  // the step's work is done before forward returns, logits or not

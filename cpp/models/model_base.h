@@ -72,6 +72,12 @@ class KvRows {
   std::unique_ptr<Buffer> buf_;
 };
 
+// The rows whose logits the items want (each item's last token, or all of
+// them with all_logits): row first_row[i] + j for item i's token j, and the
+// host row its V logits go to.
+void wanted_logits(const std::vector<ForwardItem>& items, const std::vector<int64_t>& first_row, int64_t V,
+                   std::vector<int32_t>& rows, std::vector<float*>& dest);
+
 class ModelBase : public Model {
  public:
   ModelBase(const ModelConfig& cfg, const Checkpoint& ckpt, std::shared_ptr<Backend> be);
