@@ -20,7 +20,7 @@ test('SIGTERM during streams: /health 503 while serving, streams complete, exit 
   const server = await spawnRoost({ model: UNBOUNDED, extraArgs: ['--threads', '1', '--drain-seconds', '3'], startTimeoutMs: 60_000 });
   try {
     // An SSE stream, running once its first chunk arrived.
-    const res = await fetch(`${server.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ ...LONG, stream: true, stream_options: { include_usage: true } }) });
+    const res = await fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...LONG, stream: true, stream_options: { include_usage: true } }) });
     expect(res.status).toBe(200);
     const reader = res.body!.getReader();
     let raw = '';
@@ -55,7 +55,7 @@ test('SIGTERM during streams: /health 503 while serving, streams complete, exit 
     const health = await fetch(`${server.url}/health`);
     expect(health.status).toBe(503);
     expect(await health.json()).toEqual({ status: 'shutting_down' });
-    const other = await fetch(`${server.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt: [1], max_tokens: 3 }) });
+    const other = await fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: [1], max_tokens: 3 }) });
     expect(other.status).toBe(200);
     expect((await other.json()).usage.completion_tokens).toBe(3);
 

@@ -11,12 +11,11 @@ import { resolveTarget } from '../engine/adapters';
 import { ChatTokenLogprob, chatLogprobEntry } from '../engine/chat-logprobs';
 import { chatCompletionParams, encodeRendered, parseChatFields, renderChat } from '../engine/chat-params';
 import { startCompletion } from '../engine/completion';
-import { toRequestError } from '../engine/errors';
 import type { RuntimeHolder } from '../engine/runtime';
 import { noteFirstToken, noteUsage } from './access-log';
 import type { CompletionsOptions } from './completions';
 import { probeHalfClosedClient } from './limits';
-import { SseStream } from './sse';
+import { SseStream, streamRun } from './sse';
 import { writeJsonList } from './write-json';
 
 export function chatCompletionsHandler(holder: RuntimeHolder, opts: CompletionsOptions) {
@@ -77,23 +76,17 @@ export function chatCompletionsHandler(holder: RuntimeHolder, opts: CompletionsO
       },
     });
     noteUsage(res, run.result);
-    res.on('close', () => {
-      if (!res.writableFinished) run.cancel();
-    });
-    await run.accepted;
-    if (res.destroyed) return;
-    // Accepted (validated, queued): from here on the answer is a 200 event stream; each choice opens with its role.
-    sse = new SseStream(res, opts.keepAliveMs, (paused) => run.setPaused(paused), opts.stallTimeoutMs);
-    for (let i = 0; i < p.n; i++) sse.send(chunk({ index: i, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }));
-    const stream = sse;
-    probeHalfClosedClient(req, res, () => stream.probe());
-    try {
-      const result = await run.result;
-      if (p.includeUsage) sse.send({ ...head, choices: [], usage: result.usage });
-    } catch (e) {
-      // Headers are gone: report in-band, as OpenAI-compatible servers do.
-      sse.send(toRequestError(e).body());
-    }
-    sse.done();
+    await streamRun(
+      req,
+      res,
+      run,
+      opts,
+      (stream) => {
+        sse = stream;
+        // Each choice opens with its role.
+        for (let c = 0; c < p.n; c++) stream.send(chunk({ index: c, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }));
+      },
+      (usage) => (p.includeUsage ? { ...head, choices: [], usage } : null),
+    );
   };
 }

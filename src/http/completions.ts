@@ -4,14 +4,13 @@ import type { Request, Response } from 'express';
 
 import { resolveTarget } from '../engine/adapters';
 import { startCompletion, Choice } from '../engine/completion';
-import { toRequestError } from '../engine/errors';
 import { parseCompletionBody } from '../engine/params';
 import type { RuntimeHolder } from '../engine/runtime';
 import { noteFirstToken, noteUsage } from './access-log';
 import { applyRetrieval } from '../retrieval/in-context';
 import type { Datastores } from '../retrieval/registry';
 import { probeHalfClosedClient } from './limits';
-import { SseStream } from './sse';
+import { SseStream, streamRun } from './sse';
 import { writeJsonList } from './write-json';
 
 export interface CompletionsOptions {
@@ -71,23 +70,6 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
       onFirstToken: () => noteFirstToken(res),
     });
     noteUsage(res, run.result);
-    res.on('close', () => {
-      if (!res.writableFinished) run.cancel();
-    });
-    // A large prompt is still being tokenized (off the event loop): a refusal is still a 4xx.
-    await run.accepted;
-    if (res.destroyed) return;
-    // Accepted (validated, queued): from here on the answer is a 200 event stream.
-    sse = new SseStream(res, opts.keepAliveMs, (paused) => run.setPaused(paused), opts.stallTimeoutMs);
-    const stream = sse;
-    probeHalfClosedClient(req, res, () => stream.probe());
-    try {
-      const result = await run.result;
-      if (p.includeUsage) sse.send({ ...head, choices: [], usage: result.usage });
-    } catch (e) {
-      // Headers are gone: report in-band, as OpenAI-compatible servers do.
-      sse.send(toRequestError(e).body());
-    }
-    sse.done();
+    await streamRun(req, res, run, opts, (s) => (sse = s), (usage) => (p.includeUsage ? { ...head, choices: [], usage } : null));
   };
 }
