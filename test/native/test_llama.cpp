@@ -22,21 +22,17 @@
 #include "models/rotary.h"
 #include "models/weights.h"
 #include "ops/ops.h"
+#include "checkpoint_edit.h"
 #include "random_checkpoint.h"
 #include "safetensors.h"
 
 using namespace roost;
+using roost_test::copy_with;
+using roost_test::error_of;
+using roost_test::fixture_tensors;
+using roost_test::logits_of;
+using roost_test::scratch_dir;
 namespace fs = std::filesystem;
-
-// The E_CONFIG / E_CHECKPOINT message of body(), "" when it does not throw.
-static std::string error_of(const std::function<void()>& body) {
-  try {
-    body();
-  } catch (const Error& e) {
-    return e.code() + ": " + e.what();
-  }
-  return "";
-}
 
 TEST_CASE("llama ops: rmsnorm and silu_mul against double loops") {
   ThreadPool pool(2);
@@ -158,35 +154,6 @@ TEST_CASE("llama config: HF keys read, bad configs refused") {
   }
 }
 
-// The fixture's tensors as float32 (all F32), to rewrite altered copies.
-static std::map<std::string, roost_test::Tensor> fixture_tensors(const std::string& dir) {
-  Checkpoint ckpt = Checkpoint::open(dir);
-  std::map<std::string, roost_test::Tensor> out;
-  for (const std::string& n : ckpt.names()) {
-    const TensorView* t = ckpt.find(n);
-    out[n] = roost_test::Tensor{t->shape, tensor_to_f32(*t)};
-  }
-  return out;
-}
-
-static std::string copy_with(const std::string& from, const std::string& name,
-                             const std::map<std::string, roost_test::Tensor>& tensors) {
-  const fs::path dir = fs::temp_directory_path() / ("roost-test-llama-" + std::to_string(::getpid())) / name;
-  fs::create_directories(dir);
-  fs::copy_file(fs::path(from) / "config.json", dir / "config.json", fs::copy_options::overwrite_existing);
-  roost_test::write_safetensors((dir / "model.safetensors").string(), tensors);
-  return dir.string();
-}
-
-static std::vector<float> logits_of(const std::string& dir, const std::vector<int32_t>& tokens) {
-  auto model = load_model(dir);
-  ThreadPool pool(1);
-  auto state = model->new_state();
-  std::vector<float> out(tokens.size() * model->config().vocab_size);
-  model->forward({ForwardItem{state.get(), tokens.data(), (int64_t)tokens.size(), true, out.data()}}, pool);
-  return out;
-}
-
 TEST_CASE("llama checkpoint: missing and mis-shaped tensors, sharded, F16/BF16, untied head") {
   const std::string src = "test/fixtures/llama-gqa2";  // untied, GQA 4 over 2, head_dim 8, hidden 32, F 48
   const auto base = fixture_tensors(src);
@@ -199,16 +166,16 @@ TEST_CASE("llama checkpoint: missing and mis-shaped tensors, sharded, F16/BF16, 
   for (const std::string& name : needed) {
     auto t = base;
     REQUIRE_MESSAGE((t.erase(name) == 1), ("test bug: the fixture has " + name));
-    const std::string msg = error_of([&] { load_model(copy_with(src, "missing", t)); });
+    const std::string msg = error_of([&] { load_model(copy_with("llama", src, "missing", t)); });
     CHECK_MESSAGE((msg.rfind("E_CHECKPOINT", 0) == 0 && msg.find(name) != std::string::npos), ("missing " + name + ": " + msg));
     t = base;
     t[name].shape.insert(t[name].shape.begin(), 1);  // same data, an extra leading dimension
-    const std::string msg2 = error_of([&] { load_model(copy_with(src, "misshaped", t)); });
+    const std::string msg2 = error_of([&] { load_model(copy_with("llama", src, "misshaped", t)); });
     CHECK_MESSAGE((msg2.rfind("E_CHECKPOINT", 0) == 0 && msg2.find(name) != std::string::npos), ("mis-shaped " + name + ": " + msg2));
   }
 
   // A sharded copy (two files + index): the same logits to the bit.
-  const fs::path dir = fs::temp_directory_path() / ("roost-test-llama-" + std::to_string(::getpid())) / "sharded";
+  const fs::path dir = scratch_dir("llama") / "sharded";
   fs::create_directories(dir);
   fs::copy_file(fs::path(src) / "config.json", dir / "config.json", fs::copy_options::overwrite_existing);
   std::map<std::string, roost_test::Tensor> a, b;
@@ -240,8 +207,8 @@ TEST_CASE("llama checkpoint: missing and mis-shaped tensors, sharded, F16/BF16, 
         bits[n].push_back(h);
         v = bf ? bf16_to_f32(h) : f16_to_f32(h);
       }
-    const std::string f32_dir = copy_with(src, std::string("rounded-") + dt, rounded);
-    const fs::path half_dir = fs::path(copy_with(src, dt, rounded));
+    const std::string f32_dir = copy_with("llama", src, std::string("rounded-") + dt, rounded);
+    const fs::path half_dir = fs::path(copy_with("llama", src, dt, rounded));
     std::string header = "{";
     size_t off = 0;
     for (const auto& [n, t] : rounded) {
@@ -267,7 +234,7 @@ TEST_CASE("llama checkpoint: missing and mis-shaped tensors, sharded, F16/BF16, 
   // tie_word_embeddings false without lm_head.weight: refused, naming both.
   auto t = base;
   t.erase("lm_head.weight");
-  const std::string msg = error_of([&] { load_model(copy_with(src, "nohead", t)); });
+  const std::string msg = error_of([&] { load_model(copy_with("llama", src, "nohead", t)); });
   CHECK_MESSAGE((msg.find("lm_head.weight is missing") != std::string::npos && msg.find("tie_word_embeddings") != std::string::npos), ("untied head missing: " + msg));
-  fs::remove_all(fs::temp_directory_path() / ("roost-test-llama-" + std::to_string(::getpid())));
+  fs::remove_all(scratch_dir("llama"));
 }

@@ -23,21 +23,17 @@
 #include "models/opt.h"
 #include "models/weights.h"
 #include "ops/ops.h"
+#include "checkpoint_edit.h"
 #include "random_checkpoint.h"
 #include "safetensors.h"
 
 using namespace roost;
+using roost_test::copy_with;
+using roost_test::error_of;
+using roost_test::fixture_tensors;
+using roost_test::logits_of;
+using roost_test::scratch_dir;
 namespace fs = std::filesystem;
-
-// The E_CONFIG / E_CHECKPOINT message of body(), "" when it does not throw.
-static std::string error_of(const std::function<void()>& body) {
-  try {
-    body();
-  } catch (const Error& e) {
-    return e.code() + ": " + e.what();
-  }
-  return "";
-}
 
 TEST_CASE("opt ops: relu and exact gelu, alone and as CPU GEMM epilogues, against double loops") {
   std::mt19937 rng(11);
@@ -163,37 +159,6 @@ TEST_CASE("opt / xglm config: HF keys read, bad configs refused naming the field
   }
 }
 
-// The fixture's tensors as float32 (all F32), to rewrite altered copies.
-static std::map<std::string, roost_test::Tensor> fixture_tensors(const std::string& dir) {
-  Checkpoint ckpt = Checkpoint::open(dir);
-  std::map<std::string, roost_test::Tensor> out;
-  for (const std::string& n : ckpt.names()) {
-    const TensorView* t = ckpt.find(n);
-    out[n] = roost_test::Tensor{t->shape, tensor_to_f32(*t)};
-  }
-  return out;
-}
-
-static fs::path scratch_dir() { return fs::temp_directory_path() / ("roost-test-opt-" + std::to_string(::getpid())); }
-
-static std::string copy_with(const std::string& from, const std::string& name,
-                             const std::map<std::string, roost_test::Tensor>& tensors) {
-  const fs::path dir = scratch_dir() / name;
-  fs::create_directories(dir);
-  fs::copy_file(fs::path(from) / "config.json", dir / "config.json", fs::copy_options::overwrite_existing);
-  roost_test::write_safetensors((dir / "model.safetensors").string(), tensors);
-  return dir.string();
-}
-
-static std::vector<float> logits_of(const std::string& dir, const std::vector<int32_t>& tokens) {
-  auto model = load_model(dir);
-  ThreadPool pool(1);
-  auto state = model->new_state();
-  std::vector<float> out(tokens.size() * model->config().vocab_size);
-  model->forward({ForwardItem{state.get(), tokens.data(), (int64_t)tokens.size(), true, out.data()}}, pool);
-  return out;
-}
-
 TEST_CASE("opt / xglm checkpoints: missing and mis-shaped tensors, missing untied head, OPTModel names, F16") {
   const std::vector<std::pair<std::string, std::vector<std::string>>> fixtures = {
       {"test/fixtures/opt-postln-proj",
@@ -214,11 +179,11 @@ TEST_CASE("opt / xglm checkpoints: missing and mis-shaped tensors, missing untie
     for (const std::string& name : needed) {
       auto t = base;
       REQUIRE_MESSAGE((t.erase(name) == 1), ("test bug: " + src + " has " + name));
-      const std::string msg = error_of([&] { load_model(copy_with(src, "missing", t)); });
+      const std::string msg = error_of([&] { load_model(copy_with("opt", src, "missing", t)); });
       CHECK_MESSAGE((msg.rfind("E_CHECKPOINT", 0) == 0 && msg.find(name) != std::string::npos), ("missing " + name + ": " + msg));
       t = base;
       t[name].shape.insert(t[name].shape.begin(), 1);  // same data, an extra leading dimension
-      const std::string msg2 = error_of([&] { load_model(copy_with(src, "misshaped", t)); });
+      const std::string msg2 = error_of([&] { load_model(copy_with("opt", src, "misshaped", t)); });
       CHECK_MESSAGE((msg2.rfind("E_CHECKPOINT", 0) == 0 && msg2.find(name) != std::string::npos), ("mis-shaped " + name + ": " + msg2));
     }
   }
@@ -226,7 +191,7 @@ TEST_CASE("opt / xglm checkpoints: missing and mis-shaped tensors, missing untie
   // tie_word_embeddings false without lm_head.weight: refused, naming both.
   auto t = fixture_tensors("test/fixtures/xglm-odd");
   t.erase("lm_head.weight");
-  std::string msg = error_of([&] { load_model(copy_with("test/fixtures/xglm-odd", "nohead", t)); });
+  std::string msg = error_of([&] { load_model(copy_with("opt", "test/fixtures/xglm-odd", "nohead", t)); });
   CHECK_MESSAGE((msg.find("lm_head.weight is missing") != std::string::npos && msg.find("tie_word_embeddings") != std::string::npos),
                 ("untied head missing: " + msg));
 
@@ -236,7 +201,7 @@ TEST_CASE("opt / xglm checkpoints: missing and mis-shaped tensors, missing untie
                                       {"test/fixtures/xglm-tiny", "model.", ""}}) {
     std::map<std::string, roost_test::Tensor> renamed;
     for (auto& [n, v] : fixture_tensors(src)) renamed[n.rfind(from, 0) == 0 ? to + n.substr(from.size()) : n] = v;
-    CHECK_MESSAGE((logits_of(copy_with(src, "renamed", renamed), prompt) == logits_of(src, prompt)), (src + " with " + to + "* names"));
+    CHECK_MESSAGE((logits_of(copy_with("opt", src, "renamed", renamed), prompt) == logits_of(src, prompt)), (src + " with " + to + "* names"));
   }
 
   // An F16 copy of opt-postln-proj: the logits of the F32 checkpoint holding the same rounded values.
@@ -248,8 +213,8 @@ TEST_CASE("opt / xglm checkpoints: missing and mis-shaped tensors, missing untie
       bits[n].push_back(f32_to_f16(v));
       v = f16_to_f32(bits[n].back());
     }
-  const std::string f32_dir = copy_with(src, "rounded", rounded);
-  const fs::path half_dir = fs::path(copy_with(src, "f16", rounded));
+  const std::string f32_dir = copy_with("opt", src, "rounded", rounded);
+  const fs::path half_dir = fs::path(copy_with("opt", src, "f16", rounded));
   std::string header = "{";
   size_t off = 0;
   for (const auto& [n, tv] : rounded) {
@@ -270,5 +235,5 @@ TEST_CASE("opt / xglm checkpoints: missing and mis-shaped tensors, missing untie
   double worst = 0;
   for (size_t i = 0; i < want.size(); i++) worst = std::max(worst, (double)std::fabs(got[i] - want[i]));
   CHECK_MESSAGE((worst < 1e-4), ("F16 opt checkpoint = F32 of the same values: max |dlogit| " + std::to_string(worst)));
-  fs::remove_all(scratch_dir());
+  fs::remove_all(scratch_dir("opt"));
 }
