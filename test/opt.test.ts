@@ -2,50 +2,17 @@
 // POST /v1/completions (echo + logprobs) on the HF-layout fixtures (pre- and
 // post-LN OPT, project_in/out, no biases, odd heads, odd d_model, tied and
 // untied heads) against the goldens of tools/reference/opt.py and xglm.py.
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { RunningServer } from '../src/server';
+import { cliGoldenTests, golden, roost } from './family-goldens.helpers';
 import { FIXTURES, post, start } from './http.helpers';
 
-const ROOT = path.join(__dirname, '..');
-const BIN = path.join(ROOT, 'bin', 'roost.js');
 const MODELS = ['opt-preln', 'opt-postln-proj', 'opt-nobias', 'xglm-tiny', 'xglm-odd'];
 
-function roost(...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 60000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function golden(name: string): any {
-  return JSON.parse(fs.readFileSync(path.join(FIXTURES, name, 'golden.json'), 'utf8'));
-}
-
-describe.each(MODELS)('%s', (name) => {
-  const dir = path.join(FIXTURES, name);
-  const g = golden(name);
-
-  test('roost score equals the PyTorch reference to 1e-4', () => {
-    const c = g.cases.find((x: any) => x.name === 'random-40');
-    const r = roost('score', '--model', dir, '--tokens', c.tokens.join(','), '--device', 'cpu');
-    expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
-    const out = JSON.parse(r.stdout);
-    expect(out.tokens).toEqual(c.tokens);
-    expect(out.logprobs[0]).toBeNull();
-    for (let i = 1; i < c.tokens.length; i++) expect(Math.abs(out.logprobs[i] - c.logprobs[i])).toBeLessThanOrEqual(g.logprob_tolerance);
-  });
-
-  test('greedy roost generate is the reference continuation', () => {
-    const want = g.greedy.find((x: any) => x.name === 'long-prompt');
-    const r = roost('generate', '--model', dir, '--prompt', want.prompt, '--max-tokens', String(want.max_tokens), '--temperature', '0', '--device', 'cpu');
-    expect(r.code).toBe(0);
-    // Bytes tokenizer: ids < 256 are bytes; random weights give invalid UTF-8, shown as U+FFFD like TextDecoder.
-    expect(r.stdout).toBe(Buffer.from(want.tokens).toString('utf8'));
-  });
-});
+cliGoldenTests(MODELS);
 
 describe.each(['opt-postln-proj', 'xglm-odd'])('POST /v1/completions on %s', (name) => {
   let s: RunningServer;
