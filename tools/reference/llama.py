@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import checkpoint
+from causal_lm import CausalLM
 
 FAMILY = ("llama", "mistral", "qwen2")
 
@@ -149,7 +150,7 @@ class Layer(nn.Module):
         return x, cache
 
 
-class Llama(nn.Module):
+class Llama(CausalLM):
     def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg
@@ -162,7 +163,7 @@ class Llama(nn.Module):
     def forward_with_past(self, tokens, past=None):
         tokens = torch.as_tensor(list(tokens), dtype=torch.long)
         T = tokens.shape[0]
-        start = 0 if past is None else int(past[0][2][-1]) + 1
+        start = self.start_of(past)
         if self.cfg.max_positions and start + T > self.cfg.max_positions:
             raise ValueError("sequence exceeds max_position_embeddings")
         positions = torch.arange(start, start + T)
@@ -177,56 +178,6 @@ class Llama(nn.Module):
         x = rms_norm(x, self.norm, self.cfg.eps)
         head = self.embed_tokens.weight if self.lm_head is None else self.lm_head
         return x @ head.t(), caches
-
-    def forward(self, tokens):
-        return self.forward_with_past(tokens)[0]
-
-    @torch.no_grad()
-    def score(self, tokens):
-        """[None, lp_1, ..]: float64 log_softmax of the float32 logits."""
-        tokens = list(tokens)
-        if len(tokens) < 2:
-            return [None] * len(tokens)
-        lp = torch.log_softmax(self.forward(tokens)[:-1].double(), dim=-1)
-        return [None] + lp.gather(1, torch.tensor(tokens[1:])[:, None])[:, 0].tolist()
-
-    @torch.no_grad()
-    def greedy(self, tokens, n, use_cache=True, return_margins=False):
-        out, margins, past, feed = [], [], None, list(tokens)
-        for _ in range(n):
-            if use_cache:
-                logits, past = self.forward_with_past(feed, past)
-            else:
-                logits = self.forward(list(tokens) + out)
-            last = logits[-1]
-            top2 = torch.topk(last, 2).values
-            margins.append(float(top2[0] - top2[1]))
-            out.append(int(torch.argmax(last)))
-            feed = [out[-1]]
-        return (out, margins) if return_margins else out
-
-    @torch.no_grad()
-    def top_k_last(self, tokens, k=5):
-        lp = torch.log_softmax(self.forward(list(tokens))[-1].double(), dim=-1)
-        order = sorted(range(lp.shape[0]), key=lambda i: (-float(lp[i]), i))[:k]
-        return [(i, float(lp[i])) for i in order]
-
-    def hf_state_dict(self):
-        """Tensors under HF's names (model.embed_tokens.weight, model.layers.N.self_attn.q_proj.weight, ...)."""
-        return {k: v.detach().clone().float() for k, v in self._named_hf().items()}
-
-    def load_hf_state_dict(self, tensors):
-        own = self.hf_state_dict()
-        missing = [k for k in own if k not in tensors]
-        unexpected = [k for k in tensors if k not in own]
-        if missing or unexpected:
-            raise ValueError(f"checkpoint mismatch: missing {missing[:8]}, unexpected {unexpected[:8]}")
-        with torch.no_grad():
-            params = self._named_hf()
-            for k, v in tensors.items():
-                if tuple(v.shape) != tuple(own[k].shape):
-                    raise ValueError(f"{k}: shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
-                params[k].copy_(v.float())
 
     def _named_hf(self):
         """HF name -> the live parameter (hf_state_dict's keys)."""

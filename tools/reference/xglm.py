@@ -22,7 +22,8 @@ import torch
 import torch.nn as nn
 
 import checkpoint
-from opt import ACTIVATIONS, Attention, CausalLM, _size
+from causal_lm import CausalLM
+from opt import ACTIVATIONS, Attention, _size
 
 
 class XGLMConfig:

@@ -1,0 +1,65 @@
+"""What every causal LM reference here shares: scoring, greedy decoding (with
+or without the cache), the top log-probs of the last position, and loading /
+saving tensors under HuggingFace's names. Each architecture defines
+forward_with_past(tokens, past) -> (logits, caches) and _named_hf()."""
+
+import torch
+import torch.nn as nn
+
+
+class CausalLM(nn.Module):
+    """score / greedy / top_k_last over forward_with_past(tokens, past) -> (logits, caches),
+    and the HF state dict through _named_hf(); shared by opt.OPT, xglm.XGLM and llama.Llama
+    (the caches hold (k, v, positions) per layer)."""
+
+    def forward(self, tokens):
+        return self.forward_with_past(tokens)[0]
+
+    def start_of(self, past):
+        return 0 if past is None else int(past[0][2][-1]) + 1
+
+    @torch.no_grad()
+    def score(self, tokens):
+        """[None, lp_1, ..]: float64 log_softmax of the float32 logits."""
+        tokens = list(tokens)
+        if len(tokens) < 2:
+            return [None] * len(tokens)
+        lp = torch.log_softmax(self.forward(tokens)[:-1].double(), dim=-1)
+        return [None] + lp.gather(1, torch.tensor(tokens[1:])[:, None])[:, 0].tolist()
+
+    @torch.no_grad()
+    def greedy(self, tokens, n, use_cache=True, return_margins=False):
+        out, margins, past, feed = [], [], None, list(tokens)
+        for _ in range(n):
+            if use_cache:
+                logits, past = self.forward_with_past(feed, past)
+            else:
+                logits = self.forward(list(tokens) + out)
+            last = logits[-1]
+            top2 = torch.topk(last, 2).values
+            margins.append(float(top2[0] - top2[1]))
+            out.append(int(torch.argmax(last)))
+            feed = [out[-1]]
+        return (out, margins) if return_margins else out
+
+    @torch.no_grad()
+    def top_k_last(self, tokens, k=5):
+        lp = torch.log_softmax(self.forward(list(tokens))[-1].double(), dim=-1)
+        order = sorted(range(lp.shape[0]), key=lambda i: (-float(lp[i]), i))[:k]
+        return [(i, float(lp[i])) for i in order]
+
+    def hf_state_dict(self):
+        return {k: v.detach().clone().float() for k, v in self._named_hf().items()}
+
+    def load_hf_state_dict(self, tensors):
+        own = self.hf_state_dict()
+        missing = [k for k in own if k not in tensors]
+        unexpected = [k for k in tensors if k not in own]
+        if missing or unexpected:
+            raise ValueError(f"checkpoint mismatch: missing {missing[:8]}, unexpected {unexpected[:8]}")
+        with torch.no_grad():
+            params = self._named_hf()
+            for k, v in tensors.items():
+                if tuple(v.shape) != tuple(own[k].shape):
+                    raise ValueError(f"{k}: shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
+                params[k].copy_(v.float())
