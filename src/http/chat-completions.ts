@@ -12,10 +12,10 @@ import { ChatTokenLogprob, chatLogprobEntry } from '../engine/chat-logprobs';
 import { chatCompletionParams, encodeRendered, parseChatFields, renderChat } from '../engine/chat-params';
 import { startCompletion } from '../engine/completion';
 import type { RuntimeHolder } from '../engine/runtime';
-import { noteFirstToken, noteUsage } from './access-log';
+import { noteFirstToken } from './access-log';
 import type { CompletionsOptions } from './completions';
-import { probeHalfClosedClient } from './limits';
-import { SseStream, streamRun } from './sse';
+import { awaitRun, streamRun } from './run-response';
+import type { SseStream } from './sse';
 import { writeJsonList } from './write-json';
 
 export function chatCompletionsHandler(holder: RuntimeHolder, opts: CompletionsOptions) {
@@ -38,15 +38,8 @@ export function chatCompletionsHandler(holder: RuntimeHolder, opts: CompletionsO
 
     if (!p.stream) {
       const run = startCompletion(rt, p, { onTokenLogprob, onFirstToken: () => noteFirstToken(res) });
-      noteUsage(res, run.result);
-      res.on('close', () => {
-        if (!res.writableFinished) run.cancel();
-      });
-      probeHalfClosedClient(req, res, () => {
-        if (!res.headersSent) res.writeProcessing();
-      });
-      const result = await run.result;
-      if (res.destroyed) return;
+      const result = await awaitRun(req, res, run);
+      if (!result) return;
       const choices = result.choices.map((c) => ({
         index: c.index,
         message: { role: 'assistant', content: c.text },
@@ -75,7 +68,6 @@ export function chatCompletionsHandler(holder: RuntimeHolder, opts: CompletionsO
         sse?.send(chunk({ index, delta: {}, logprobs: null, finish_reason: reason }));
       },
     });
-    noteUsage(res, run.result);
     await streamRun(
       req,
       res,

@@ -6,11 +6,11 @@ import { resolveTarget } from '../engine/adapters';
 import { startCompletion, Choice } from '../engine/completion';
 import { parseCompletionBody } from '../engine/params';
 import type { RuntimeHolder } from '../engine/runtime';
-import { noteFirstToken, noteUsage } from './access-log';
+import { noteFirstToken } from './access-log';
 import { applyRetrieval } from '../retrieval/in-context';
 import type { Datastores } from '../retrieval/registry';
-import { probeHalfClosedClient } from './limits';
-import { SseStream, streamRun } from './sse';
+import { awaitRun, streamRun } from './run-response';
+import type { SseStream } from './sse';
 import { writeJsonList } from './write-json';
 
 export interface CompletionsOptions {
@@ -34,16 +34,8 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
 
     if (!p.stream) {
       const run = startCompletion(rt, p, { onFirstToken: () => noteFirstToken(res) });
-      noteUsage(res, run.result);
-      // A client that goes away cancels: its sequences are freed at once.
-      res.on('close', () => {
-        if (!res.writableFinished) run.cancel();
-      });
-      probeHalfClosedClient(req, res, () => {
-        if (!res.headersSent) res.writeProcessing();
-      });
-      const result = await run.result;
-      if (res.destroyed) return;
+      const result = await awaitRun(req, res, run);
+      if (!result) return;
       // Log-probs can make the body tens of megabytes: write it choice by choice.
       const choices = retrieved ? result.choices.map((c) => ({ ...c, ...evidence(c.index) })) : result.choices;
       if (p.logprobs !== null) await writeJsonList(res, head, 'choices', choices, { usage: result.usage });
@@ -69,7 +61,6 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
       },
       onFirstToken: () => noteFirstToken(res),
     });
-    noteUsage(res, run.result);
     await streamRun(req, res, run, opts, (s) => (sse = s), (usage) => (p.includeUsage ? { ...head, choices: [], usage } : null));
   };
 }

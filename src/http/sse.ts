@@ -5,11 +5,7 @@
 // drains, so a slow reader holds a sequence (parked: no batch slot), not a
 // growing buffer; a reader that drains nothing for the stall time is dropped,
 // which cancels the request and frees its sequences.
-import type { Request, Response } from 'express';
-
-import type { CompletionRun, Usage } from '../engine/completion';
-import { toRequestError } from '../engine/errors';
-import { probeHalfClosedClient } from './limits';
+import type { Response } from 'express';
 
 export class SseStream {
   private lastWrite = Date.now();
@@ -82,37 +78,3 @@ export class SseStream {
   }
 }
 
-/**
- * The streamed answer of a started run, shared by the completion routes: a
- * client that goes away cancels it; once it is accepted (a refusal before that
- * is still a 4xx) the 200 event stream opens (`open` sends any first chunks),
- * then the usage chunk `usage` returns (if any) and `[DONE]`; an error after
- * the headers is reported in-band, as OpenAI-compatible servers do. `attach`
- * hands the stream to the run's event callbacks.
- */
-export async function streamRun(
-  req: Request,
-  res: Response,
-  run: CompletionRun,
-  opts: { keepAliveMs: number; stallTimeoutMs: number },
-  attach: (sse: SseStream) => void,
-  usage: (u: Usage) => object | null,
-): Promise<void> {
-  res.on('close', () => {
-    if (!res.writableFinished) run.cancel();
-  });
-  // A large prompt is still being tokenized (off the event loop): a refusal is still a 4xx.
-  await run.accepted;
-  if (res.destroyed) return;
-  const sse = new SseStream(res, opts.keepAliveMs, (paused) => run.setPaused(paused), opts.stallTimeoutMs);
-  attach(sse);
-  probeHalfClosedClient(req, res, () => sse.probe());
-  try {
-    const result = await run.result;
-    const chunk = usage(result.usage);
-    if (chunk) sse.send(chunk);
-  } catch (e) {
-    sse.send(toRequestError(e).body());
-  }
-  sse.done();
-}
