@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { FIXTURES } from './http.helpers';
+import { FIXTURES, post } from './http.helpers';
 
 const ROOT = path.join(__dirname, '..');
 const BIN = path.join(ROOT, 'bin', 'roost.js');
@@ -44,4 +44,15 @@ export function cliGoldenTests(models: string[]): void {
       expect(r.stdout).toBe(Buffer.from(want.tokens).toString('utf8'));
     });
   });
+}
+
+/** POST /v1/completions with echo + logprobs on golden case `random-40`: every prompt log-prob within the golden tolerance. */
+export async function expectEchoLogprobs(url: string, g: any): Promise<void> {
+  const c = g.cases.find((x: any) => x.name === 'random-40');
+  const r = await post(url, { prompt: c.tokens, max_tokens: 0, echo: true, logprobs: 0 });
+  expect(r.status).toBe(200);
+  const lp = r.json.choices[0].logprobs.token_logprobs;
+  expect(lp).toHaveLength(c.tokens.length);
+  expect(lp[0]).toBeNull();
+  for (let i = 1; i < c.tokens.length; i++) expect(Math.abs(lp[i] - c.logprobs[i])).toBeLessThanOrEqual(g.logprob_tolerance);
 }
