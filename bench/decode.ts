@@ -1,6 +1,7 @@
 // bench/decode: prefill and decode throughput of a GPT-2-124M-shaped model
 // (12 layers, 768 wide, 12 heads, vocab 50257, random weights written here),
-// F32 and F16 weights, decode at batch 1, 8 and 32. --arch llama instead runs a
+// F32 and F16 weights, decode at batch 1, 8 and 32; Q8_0 (in --dtypes) loads the F32 weights
+// quantized into a GGUF file (bench/lib/gguf.ts), the file llama.cpp then runs too. --arch llama instead runs a
 // TinyLlama-1.1B-shaped Llama (22 layers, 2048 wide, 32 heads over 4 KV heads,
 // 5632 inner, vocab 32000; bench/lib/random-llama.ts), F16 and BF16 by default.
 //   npm run bench:decode [-- --threads 2 --decode-tokens 64 --dtypes F32,F16]
@@ -41,7 +42,10 @@ const promptTokens = Number(values['prompt-tokens']);
 const batches = values.batches!.split(',').map(Number);
 const arch = values.arch!;
 if (arch !== 'gpt2' && arch !== 'llama') throw new Error(`--arch must be gpt2 or llama (got ${arch})`);
-const dtypes = (values.dtypes ?? (arch === 'llama' ? 'F16,BF16' : 'F32,F16')).split(',') as Array<'F32' | 'F16' | 'BF16'>;
+type Dtype = 'F32' | 'F16' | 'BF16' | 'Q8_0';
+const dtypes = (values.dtypes ?? (arch === 'llama' ? 'F16,BF16' : 'F32,F16')).split(',') as Dtype[];
+for (const d of dtypes) if (!['F32', 'F16', 'BF16', 'Q8_0'].includes(d)) throw new Error(`--dtypes: unknown ${d} (F32, F16, BF16, Q8_0)`);
+if (arch === 'llama' && dtypes.includes('Q8_0')) throw new Error('--dtypes Q8_0 is measured for --arch gpt2 only (bench/lib/gguf.ts quantizes GPT-2)');
 const outFile = values.out ?? path.join(root, 'bench', 'results', arch === 'llama' ? 'decode-llama.json' : 'decode.json');
 const gpt2Shape = { nLayer: 12, nEmbd: 768, nHead: 12, vocabSize: 50257, nPositions: 1024 };
 const shape = arch === 'llama' ? TINYLLAMA : gpt2Shape;
@@ -49,14 +53,28 @@ const shape = arch === 'llama' ? TINYLLAMA : gpt2Shape;
 const BANDWIDTH = 79e9;
 const randomTokens = (n: number, seed: number) => tokensIn(n, seed, shape.vocabSize);
 
-async function benchDtype(dtype: 'F32' | 'F16' | 'BF16') {
-  const dir = path.join(root, 'bench', 'tmp', `${arch === 'llama' ? 'tinyllama-1.1b' : 'gpt2-124m'}-${dtype.toLowerCase()}`);
+// The checkpoint a dtype row loads: a safetensors folder, or for Q8_0 the GGUF file
+// quantized from the F32 folder (both engines load that same file).
+function checkpoint(dtype: Dtype): string {
+  const stored = dtype === 'Q8_0' ? 'F32' : dtype;
+  const dir = path.join(root, 'bench', 'tmp', `${arch === 'llama' ? 'tinyllama-1.1b' : 'gpt2-124m'}-${stored.toLowerCase()}`);
   if (!fs.existsSync(path.join(dir, 'model.safetensors'))) {
-    process.stderr.write(`writing random ${dtype} checkpoint to ${dir} ...\n`);
-    if (arch === 'llama') writeRandomLlama(dir, TINYLLAMA, dtype);
-    else if (dtype === 'BF16') throw new Error('--arch gpt2 writes F32 or F16 weights');
-    else writeRandomGpt2(dir, { ...gpt2Shape, dtype });
+    process.stderr.write(`writing random ${stored} checkpoint to ${dir} ...\n`);
+    if (arch === 'llama') writeRandomLlama(dir, TINYLLAMA, stored);
+    else if (stored === 'BF16') throw new Error('--arch gpt2 writes F32 or F16 weights');
+    else writeRandomGpt2(dir, { ...gpt2Shape, dtype: stored });
   }
+  if (dtype !== 'Q8_0') return dir;
+  const gguf = dir + '-q8_0.gguf';
+  if (!fs.existsSync(gguf)) {
+    process.stderr.write(`quantizing ${dir} to ${gguf} ...\n`);
+    convertGpt2ToGguf(dir, gguf, { quantize: 'q8_0' });
+  }
+  return gguf;
+}
+
+async function benchDtype(dtype: Dtype) {
+  const dir = checkpoint(dtype);
   const engine = await Engine.load(dir, { threads });
   const weightBytes = engine.stats().weightBytes;
 
@@ -113,7 +131,7 @@ async function greedyTokens(engine: NativeEngine): Promise<number[]> {
 
 // llama.cpp on the same checkpoint, in a child process (bench/llama-cpp-peer.ts).
 function runLlamaCpp(dir: string, threads: number) {
-  const gguf = dir + '.gguf';
+  const gguf = dir.endsWith('.gguf') ? dir : dir + '.gguf';
   if (!fs.existsSync(gguf)) {
     process.stderr.write(`converting ${dir} to ${gguf} ...\n`);
     if (arch === 'llama') convertLlamaToGguf(dir, gguf);

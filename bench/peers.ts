@@ -1,23 +1,20 @@
 // bench/peers: Roost, llama.cpp and ONNX Runtime on the same random GPT-2-124M-shaped
 // weights, in one run (docs/peers.md): 512-token prefill (last logits), decode at
-// batch 1, 8 and 32, F32 and F16, and llama.cpp's Q8_0 on a GGUF quantized from the
-// same F32 weights; greedy tokens of one prompt compared across engines.
+// batch 1, 8 and 32, F32, F16 and Q8_0 (both engines on one GGUF file quantized from the
+// same F32 weights); greedy tokens of one prompt compared across engines.
 //   npm run build && node dist/bench/peers.js --peer-llama-cpp DIR --peer-onnxruntime DIR \
 //     [--threads 2 --decode-tokens 64 --python /usr/bin/python3 --out bench/results/peers.json]
 // DIR: a scratch folder where `npm install node-llama-cpp` (and, with
 // ONNXRUNTIME_NODE_INSTALL=skip, `npm install onnxruntime-node`) ran; neither peer is a
-// dependency of this project. Roost and llama.cpp at F32/F16 run through bench/decode
-// (one child process, the same measurements); ONNX Runtime through
-// bench/peers-onnxruntime on the graph tools/reference/export_onnx_gpt2.py exports
-// (F32 only: its CPU provider has no F16 matrix product); llama.cpp Q8_0 through
-// bench/llama-cpp-peer. Roost's own Q8_0 rows are not here yet (the loader takes Q8_0
-// GGUF files and --quantize q8_0 now); bench/native/matmul measures its Q8_0 kernels.
+// dependency of this project. Roost and llama.cpp run through bench/decode (one child
+// process, the same measurements); ONNX Runtime through bench/peers-onnxruntime on the
+// graph tools/reference/export_onnx_gpt2.py exports (F32 only: its CPU provider has no
+// F16 matrix product).
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { convertGpt2ToGguf } from './lib/gguf';
 import { randomTokens, writeRandomGpt2 } from './lib/random-gpt2';
 
 const root = path.resolve(__dirname, '..', '..');
@@ -68,11 +65,11 @@ function runJson(script: string, args: string[]): any {
   return JSON.parse(out.trim().split('\n').pop()!);
 }
 
-// Roost and llama.cpp at F32 and F16, through bench/decode.
+// Roost and llama.cpp at F32, F16 and Q8_0, through bench/decode.
 function roostAndLlamaCpp(rows: Row[], greedy: Record<string, number[]>, agree: Record<string, boolean>) {
   const tmp = path.join(root, 'bench', 'tmp', 'peers-decode.json');
   for (const dtype of ['F32', 'F16'] as const) checkpoint(dtype);
-  execFileSync(process.execPath, [path.join(__dirname, 'decode.js'), '--dtypes', 'F32,F16', '--out', tmp, ...common,
+  execFileSync(process.execPath, [path.join(__dirname, 'decode.js'), '--dtypes', 'F32,F16,Q8_0', '--out', tmp, ...common,
     ...(values['peer-llama-cpp'] ? ['--peer-llama-cpp', values['peer-llama-cpp']] : [])],
   { env: { ...process.env, UV_THREADPOOL_SIZE: '2' }, stdio: ['ignore', 'inherit', 'inherit'] });
   const report = JSON.parse(fs.readFileSync(tmp, 'utf8'));
@@ -103,19 +100,6 @@ function onnxRuntime(rows: Row[], greedy: Record<string, number[]>) {
   greedy['ONNX Runtime F32'] = r.greedy;
 }
 
-function llamaCppQ8(rows: Row[], greedy: Record<string, number[]>) {
-  const dir = checkpoint('F32');
-  const gguf = dir + '-q8_0.gguf';
-  if (!fs.existsSync(gguf)) {
-    process.stderr.write(`quantizing ${dir} to ${gguf} ...\n`);
-    convertGpt2ToGguf(dir, gguf, { quantize: 'q8_0' });
-  }
-  const r = runJson('llama-cpp-peer.js', ['--module', moduleIn(values['peer-llama-cpp']!, 'node-llama-cpp'),
-    '--gguf', gguf, '--check-tokens', CHECK_PROMPT.join(','), ...common]);
-  rows.push({ ...r, engine: 'llama.cpp', weights: 'Q8_0' });
-  greedy['llama.cpp Q8_0'] = r.greedy;
-}
-
 function table(rows: Row[]): string {
   const batches = values.batches!.split(',').map(Number);
   const lines = [`| engine | weights | prefill ${values['prompt-tokens']} tok/s | ${batches.map((b) => `decode b${b}`).join(' | ')} |`,
@@ -142,6 +126,17 @@ function ratios(rows: Row[]) {
   return out;
 }
 
+// Roost's Q8_0 decode over its own F16, per batch (issue: at least 1.7x at batch 1).
+function q8OverF16(rows: Row[]): Record<string, number> {
+  const [q8, f16] = ['Q8_0', 'F16'].map((w) => rows.find((r) => r.engine === 'Roost' && r.weights === w));
+  const out: Record<string, number> = {};
+  for (const d of q8?.decode ?? []) {
+    const base = f16?.decode.find((x) => x.batch === d.batch);
+    if (base) out[`b${d.batch}`] = d.tokensPerSecond / base.tokensPerSecond;
+  }
+  return out;
+}
+
 async function main() {
   const load0 = os.loadavg()[0];
   const rows: Row[] = [];
@@ -149,7 +144,6 @@ async function main() {
   const agree: Record<string, boolean> = {};
   roostAndLlamaCpp(rows, greedy, agree);
   if (values['peer-onnxruntime']) onnxRuntime(rows, greedy);
-  if (values['peer-llama-cpp']) llamaCppQ8(rows, greedy);
   if (greedy['ONNX Runtime F32'] && greedy['llama.cpp F32'])
     agree['ONNX Runtime F32 = llama.cpp F32'] = greedy['ONNX Runtime F32'].join() === greedy['llama.cpp F32'].join();
   // Q8_0 against F32: random weights at std 0.02 leave tiny argmax margins, so the
@@ -168,7 +162,7 @@ async function main() {
     checkPrompt: CHECK_PROMPT, rows: rows.map(({ greedy: _g, ...r }) => r), greedy, greedyAgreement: agree,
     llamaCppQ8LeadingTokensEqualToF32: q8Leading,
     roostOverFasterPeer: ratios(rows),
-    roostQ8_0: 'not measured end to end: the loader does not take Q8_0 weights yet (bench/native/matmul has the Q8_0 kernel rows)',
+    roostQ8_0OverOwnF16: q8OverF16(rows),
   };
   console.log(table(rows));
   console.log('Roost / faster peer:', JSON.stringify(report.roostOverFasterPeer));
