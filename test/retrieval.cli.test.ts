@@ -19,8 +19,10 @@ beforeAll(() => {
   }
 }, 120000);
 
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'roost-ds-cli-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
 test('build then add: chunk counts, the folder opens with both documents; mistakes exit 2 naming the flag', () => {
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'roost-ds-cli-'));
   const corpus = path.join(tmp, 'genesis.txt');
   fs.writeFileSync(corpus, 'In the beginning God created the heaven and the earth.\n'.repeat(10)); // 550 bytes
   const more = path.join(tmp, 'exodus.txt');

@@ -41,7 +41,10 @@ beforeAll(async () => {
   fs.writeFileSync(documents, fs.readFileSync(documents, 'utf8').replace('light', 'night'));
   s = await start(BYTES, { datastores: { bible: BIBLE, gone: path.join(root, 'no-such-dir'), broken: BROKEN } });
 });
-afterAll(() => s.close(0));
+afterAll(async () => {
+  await s.close(0);
+  fs.rmSync(root, { recursive: true, force: true });
+});
 
 const complete = (body: Record<string, unknown>) => post(s.url, { max_tokens: 4, temperature: 0, ...body });
 

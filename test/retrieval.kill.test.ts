@@ -46,10 +46,13 @@ beforeAll(() => {
   }
 }, 120000);
 
+const base = fs.mkdtempSync(path.join(os.tmpdir(), 'roost-kill-'));
+afterAll(() => fs.rmSync(base, { recursive: true, force: true }));
+
 test('SIGKILL during updates and compaction leaves a consistent datastore with every acknowledged document', async () => {
   const tokenizer = loadTokenizer(BYTES);
   const embedder = Embedder.load();
-  const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'roost-kill-')), 'ds');
+  const dir = path.join(base, 'ds');
   Datastore.create(dir, { tokenizer, embedder, model: 'gpt2-bytes', vocabSize: tokenizer.vocabSize, chunkTokens: 16 });
   let present = 0;
   const delays = [0, 3, 7, 15, 30, 60];

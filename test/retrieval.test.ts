@@ -12,7 +12,12 @@ import { Embedder } from '../src/retrieval/embedder';
 import { appendWal, readWal } from '../src/retrieval/wal';
 import { BYTES } from './http.helpers';
 
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'roost-retrieval-'));
+const made: string[] = [];
+const tmp = () => {
+  made.push(fs.mkdtempSync(path.join(os.tmpdir(), 'roost-retrieval-')));
+  return made[made.length - 1];
+};
+afterAll(() => made.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
 
 test('BM25 scores equal the formula computed by hand', () => {
   const ix = new Bm25Index();
