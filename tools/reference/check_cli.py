@@ -42,6 +42,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import bpe  # noqa: E402
+import causal_lm  # noqa: E402
 import checkpoint  # noqa: E402
 import gpt2  # noqa: E402
 import opt  # noqa: E402
@@ -96,7 +97,7 @@ def cmd_make(a):
     if a.arch != "gpt2":
         cfg, model = family_model(a, V, eos)
         std = a.std if a.std is not None else 0.2 * min(1.0, (64.0 / a.width) ** 0.5)
-        opt.init_random(model, a.seed, std=std, norm_std=a.ln_std, bias_std=a.bias_std)
+        causal_lm.init_random(model, a.seed, std=std, norm_std=a.ln_std, bias_std=a.bias_std)
         return write_made(a, cfg, model.hf_state_dict(), tok, V, eos)
     cfg = {
         "activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"], "bos_token_id": eos,

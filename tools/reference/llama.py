@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import checkpoint
+import causal_lm
 from causal_lm import CausalLM
 
 FAMILY = ("llama", "mistral", "qwen2")
@@ -199,22 +199,4 @@ class Llama(CausalLM):
 
 
 def load(path):
-    cfg = LlamaConfig(checkpoint.read_config(path))
-    model = Llama(cfg)
-    model.load_hf_state_dict({k: v.float() for k, v in checkpoint.read_tensors(path).items()})
-    model.eval()
-    return model
-
-
-def init_random(model, seed, std=0.2, norm_std=0.2, bias_std=0.1):
-    """Deterministic random weights large enough that a wrong convention shows in log-probs:
-    matrices N(0, std), norm weights N(1, norm_std), biases N(0, bias_std)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in sorted(model._named_hf().items()):
-            if name.endswith("layernorm.weight") or name == "model.norm.weight":
-                p.copy_(1.0 + norm_std * torch.randn(p.shape, generator=g))
-            elif name.endswith(".bias"):
-                p.copy_(bias_std * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(std * torch.randn(p.shape, generator=g))
+    return causal_lm.load(Llama, LlamaConfig, path)

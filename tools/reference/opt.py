@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import checkpoint
+import causal_lm
 from causal_lm import CausalLM
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_new": lambda x: F.gelu(x, approximate="tanh")}
@@ -169,24 +169,4 @@ class OPT(CausalLM):
 
 
 def load(path):
-    model = OPT(OPTConfig(checkpoint.read_config(path)))
-    model.load_hf_state_dict({k: v.float() for k, v in checkpoint.read_tensors(path).items()})
-    model.eval()
-    return model
-
-
-def init_random(model, seed, std=0.2, norm_std=0.2, bias_std=0.1, embed_std=None):
-    """Deterministic random weights large enough that a wrong convention shows in log-probs:
-    matrices and tables N(0, std) (embed_tokens N(0, embed_std) when given), LayerNorm
-    weights N(1, norm_std), biases N(0, bias_std)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in sorted(model._named_hf().items()):
-            if "layer_norm.weight" in name:
-                p.copy_(1.0 + norm_std * torch.randn(p.shape, generator=g))
-            elif name.endswith(".bias"):
-                p.copy_(bias_std * torch.randn(p.shape, generator=g))
-            elif name.endswith("embed_tokens.weight") and embed_std is not None:
-                p.copy_(embed_std * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(std * torch.randn(p.shape, generator=g))
+    return causal_lm.load(OPT, OPTConfig, path)

@@ -21,7 +21,7 @@ import math
 import torch
 import torch.nn as nn
 
-import checkpoint
+import causal_lm
 from causal_lm import CausalLM
 from opt import ACTIVATIONS, Attention, _size
 
@@ -127,7 +127,4 @@ class XGLM(CausalLM):
 
 
 def load(path):
-    model = XGLM(XGLMConfig(checkpoint.read_config(path)))
-    model.load_hf_state_dict({k: v.float() for k, v in checkpoint.read_tensors(path).items()})
-    model.eval()
-    return model
+    return causal_lm.load(XGLM, XGLMConfig, path)
