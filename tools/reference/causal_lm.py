@@ -21,6 +21,27 @@ class CausalLM(nn.Module):
     def start_of(self, past):
         return 0 if past is None else int(past[0][2][-1]) + 1
 
+    def tokens_and_positions(self, tokens, past, limit):
+        """tokens as a tensor and their positions after past's; ValueError past `limit` (0: none)."""
+        tokens = torch.as_tensor(list(tokens), dtype=torch.long)
+        start = self.start_of(past)
+        if limit and start + tokens.shape[0] > limit:
+            raise ValueError("sequence exceeds max_position_embeddings")
+        return tokens, torch.arange(start, start + tokens.shape[0])
+
+    def run_layers(self, x, past, *args):
+        """x through self.layers, layer l called as layer(x, *args, past[l]); (x, the new caches)."""
+        caches = []
+        for l, layer in enumerate(self.layers):
+            x, c = layer(x, *args, None if past is None else past[l])
+            caches.append(c)
+        return x, caches
+
+    def head_logits(self, x):
+        """x @ lm_head^T, or the tied embedding when there is no lm_head."""
+        head = self.embed_tokens.weight if self.lm_head is None else self.lm_head
+        return x @ head.t()
+
     @torch.no_grad()
     def score(self, tokens):
         """[None, lp_1, ..]: float64 log_softmax of the float32 logits."""

@@ -12,10 +12,13 @@ test/fixtures/bpe), then check it:
     /usr/bin/python3 tools/reference/check_cli.py make /tmp/m --layers 4 --width 256 --heads 4 --positions 1024
     /usr/bin/python3 tools/reference/check_cli.py check /tmp/m
 
-or an OPT / XGLM one in HF's own layout (the same GPT-2 BPE tokenizer):
+or an OPT / XGLM / Llama-family one in HF's own layout (the same GPT-2 BPE tokenizer):
 
     /usr/bin/python3 tools/reference/check_cli.py make /tmp/o --arch opt --layers 3 --width 48 --heads 6 --post-ln --proj-dim 24 --untied
     /usr/bin/python3 tools/reference/check_cli.py make /tmp/x --arch xglm --layers 2 --width 36 --heads 3
+    /usr/bin/python3 tools/reference/check_cli.py make /tmp/l --arch llama --layers 2 --width 60 --heads 6 --kv-heads 2 --untied
+    /usr/bin/python3 tools/reference/check_cli.py make /tmp/q --arch qwen2 --layers 2 --width 40 --heads 5 --kv-heads 5
+    /usr/bin/python3 tools/reference/check_cli.py make /tmp/m --arch mistral --layers 2 --width 48 --heads 6 --kv-heads 3 --sliding-window 24
 
 CLI contract (bin/roost.js):
   roost score --model DIR (--tokens 1,2,3 | --text TEXT)
@@ -45,6 +48,7 @@ import bpe  # noqa: E402
 import causal_lm  # noqa: E402
 import checkpoint  # noqa: E402
 import gpt2  # noqa: E402
+import llama  # noqa: E402
 import opt  # noqa: E402
 import xglm  # noqa: E402
 import models  # noqa: E402
@@ -75,7 +79,25 @@ def extended_tokenizer(vocab_size=None):
 
 
 def family_model(a, V, eos):
-    """--arch opt / xglm: (config, model) of HF's own layout (tools/reference/opt.py, xglm.py)."""
+    """--arch opt / xglm / llama / mistral / qwen2: (config, model) of HF's own layout
+    (tools/reference/opt.py, xglm.py, llama.py)."""
+    if a.arch in llama.FAMILY:
+        cfg = {"model_type": a.arch, "architectures": [{"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
+                                                         "qwen2": "Qwen2ForCausalLM"}[a.arch]],
+               "vocab_size": V, "bos_token_id": eos, "eos_token_id": eos, "hidden_size": a.width,
+               "num_attention_heads": a.heads, "num_key_value_heads": a.kv_heads or a.heads,
+               "num_hidden_layers": a.layers, "intermediate_size": a.n_inner or 3 * a.width, "hidden_act": "silu",
+               "rms_norm_eps": a.eps, "max_position_embeddings": a.positions or 1024,
+               "rope_theta": a.rope_theta, "tie_word_embeddings": not a.untied}
+        if a.head_dim:
+            cfg["head_dim"] = a.head_dim
+        if a.rope_scaling:
+            cfg["rope_scaling"] = json.loads(a.rope_scaling)
+        if a.attention_bias:
+            cfg["attention_bias"] = True
+        if a.sliding_window:
+            cfg["sliding_window"] = a.sliding_window
+        return cfg, llama.Llama(llama.LlamaConfig(cfg))
     common = {"vocab_size": V, "bos_token_id": eos, "eos_token_id": eos, "ffn_dim": a.n_inner or 4 * a.width,
               "max_position_embeddings": a.positions or 1024, "tie_word_embeddings": not a.untied}
     if a.activation:
@@ -276,13 +298,19 @@ def main():
     c.add_argument("--timeout", type=float, default=600)
     m = sub.add_parser("make", help="write a fresh random HF GPT-2 (or OPT / XGLM) checkpoint")
     m.add_argument("dir")
-    m.add_argument("--arch", choices=("gpt2", "opt", "xglm"), default="gpt2",
+    m.add_argument("--arch", choices=("gpt2", "opt", "xglm", "llama", "mistral", "qwen2"), default="gpt2",
                    help="opt / xglm: HF's own layout; --n-inner is ffn_dim, --positions max_position_embeddings")
     m.add_argument("--post-ln", action="store_true", help="opt: do_layer_norm_before false")
     m.add_argument("--proj-dim", type=int, default=None, help="opt: word_embed_proj_dim (project_in/out)")
     m.add_argument("--no-bias", action="store_true", help="opt: enable_bias false")
     m.add_argument("--no-scale", action="store_true", help="xglm: scale_embedding false")
     m.add_argument("--activation", default=None, help="opt / xglm activation_function")
+    m.add_argument("--kv-heads", type=int, default=None, help="llama family: num_key_value_heads (default --heads)")
+    m.add_argument("--head-dim", type=int, default=None, help="llama family: head_dim (default width / heads)")
+    m.add_argument("--rope-theta", type=float, default=10000.0, help="llama family: rope_theta")
+    m.add_argument("--rope-scaling", default=None, help="llama family: rope_scaling as JSON")
+    m.add_argument("--attention-bias", action="store_true", help="llama / mistral: q/k/v/o biases")
+    m.add_argument("--sliding-window", type=int, default=None, help="mistral: sliding_window")
     m.add_argument("--layers", type=int, required=True)
     m.add_argument("--width", type=int, required=True, help="n_embd")
     m.add_argument("--heads", type=int, required=True)
