@@ -4,7 +4,11 @@
 Check a checkpoint folder (log-probs and greedy generation):
 
     /usr/bin/python3 tools/reference/check_cli.py check test/fixtures/gpt2-tiny
-    /usr/bin/python3 tools/reference/check_cli.py check DIR --roost "node bin/roost.js" --tolerance 1e-4
+    /usr/bin/python3 tools/reference/check_cli.py check DIR --roost "node bin/roost.js" --tolerance 1e-4 [--http]
+
+--http does the same through `roost serve`: POST /v1/completions with echo
+and logprobs (max_tokens 0) on every token case, and a greedy completion of
+the prompt's ids.
 
 Make a fresh random HF GPT-2 checkpoint of any size (tokenizer copied from
 test/fixtures/bpe), then check it:
@@ -36,8 +40,11 @@ import json
 import os
 import random
 import shlex
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 
 import torch
 
@@ -198,6 +205,69 @@ def token_cases(model, path, n_cases_seed):
     return cases, None
 
 
+def free_port():
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        return sk.getsockname()[1]
+
+
+def post_json(url, body, timeout):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def check_http(a, path, model, cases, pids, ref_tokens, ref_text):
+    """The same through `roost serve`: POST /v1/completions with echo + logprobs (max_tokens 0)
+    on every token case, and greedy max_tokens on the prompt's ids; one entry each."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = shlex.split(a.roost) + ["serve", "--model", path, "--port", str(port), "--quiet"]
+    server = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    out = []
+    try:
+        deadline = time.time() + a.timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"roost serve did not come up: {server.stderr.read().decode('utf-8', 'replace')[-2000:]}")
+            time.sleep(0.2)
+        for name, toks in cases:
+            entry = {"case": "http echo " + name, "n": len(toks)}
+            try:
+                r = post_json(url + "/v1/completions", {"prompt": toks, "max_tokens": 0, "echo": True, "logprobs": 0},
+                              a.timeout)
+                d, why = compare_lps(model.score(toks), r["choices"][0]["logprobs"]["token_logprobs"])
+                if d is not None and d > a.tolerance:
+                    why = f"exceeds tolerance {a.tolerance:g}"
+                entry.update(max_abs_diff=d, ok=d is not None and not why, error=why or None)
+            except Exception as e:  # noqa: BLE001
+                entry.update(ok=False, error=str(e))
+            out.append(entry)
+            print(f"POST /v1/completions echo {name} ({len(toks)} tokens): "
+                  + (f"max |dlogprob| = {entry['max_abs_diff']:.3e}" if entry.get("max_abs_diff") is not None else "")
+                  + ("" if entry["ok"] else f"  FAIL {entry.get('error') or ''}"), flush=True)
+        entry = {"case": "http greedy", "n": len(pids)}
+        try:
+            r = post_json(url + "/v1/completions", {"prompt": pids, "max_tokens": a.max_tokens, "temperature": 0}, a.timeout)
+            got = r["choices"][0]["text"]
+            entry.update(text=got, ok=got == ref_text, error=None if got == ref_text else f"ref={ref_text!r}")
+        except Exception as e:  # noqa: BLE001
+            entry.update(ok=False, error=str(e))
+        out.append(entry)
+        print(f"POST /v1/completions greedy {a.max_tokens} tokens: " + ("match" if entry["ok"] else f"MISMATCH {entry['error']}"),
+              flush=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return out
+
+
 def cmd_check(a):
     torch.set_grad_enabled(False)
     path = os.path.abspath(a.dir)
@@ -277,6 +347,9 @@ def cmd_check(a):
           + ("match" if g["match"] else f"MISMATCH ref={ref_text!r} cli={g.get('cli_text')!r} {g.get('error') or ''}")
           + (f" (min top-2 logit margin {g['min_margin']:.2e})" if g["min_margin"] is not None else ""), flush=True)
     report["ok"] = all(e["ok"] for e in report["score"]) and bool(g["match"])
+    if a.http:
+        report["http"] = check_http(a, path, model, cases, pids, gen, ref_text)
+        report["ok"] = report["ok"] and all(e["ok"] for e in report["http"])
     diffs = [e["max_abs_diff"] for e in report["score"] if e.get("max_abs_diff") is not None]
     report["max_abs_logprob_diff"] = max(diffs) if diffs else None
     print(json.dumps(report, ensure_ascii=False))
@@ -296,6 +369,8 @@ def main():
     c.add_argument("--text", default=None, help="text for the score --text case")
     c.add_argument("--seed", type=int, default=0, help="seed of the random token cases (no golden.json)")
     c.add_argument("--timeout", type=float, default=600)
+    c.add_argument("--http", action="store_true",
+                   help="also through `roost serve`: POST /v1/completions echo + logprobs and greedy")
     m = sub.add_parser("make", help="write a fresh random HF GPT-2 (or OPT / XGLM) checkpoint")
     m.add_argument("dir")
     m.add_argument("--arch", choices=("gpt2", "opt", "xglm", "llama", "mistral", "qwen2"), default="gpt2",
