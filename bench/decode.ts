@@ -5,12 +5,15 @@
 // TinyLlama-1.1B-shaped Llama (22 layers, 2048 wide, 32 heads over 4 KV heads,
 // 5632 inner, vocab 32000; bench/lib/random-llama.ts), F16 and BF16 by default.
 //   npm run bench:decode [-- --threads 2 --decode-tokens 64 --dtypes F32,F16]
-//   npm run bench:decode -- --arch llama [--dtypes F16,BF16]
+//   npm run bench:decode -- --arch llama [--dtypes F16,BF16] [--layers 2]  (--layers: fewer layers, a quick check)
 // With --peer-llama-cpp DIR (a scratch folder where `npm install node-llama-cpp`
 // ran; never a project dependency) llama.cpp runs the same weights (converted to
 // GGUF by bench/lib/gguf.ts, gpt2 or llama architecture) through the same measurements, right after Roost,
 // and both engines' greedy tokens on one prompt are compared.
 // Results: bench/results/decode.json (decode-llama.json with --arch llama) and a table on stdout.
+// With --arch llama and the peer, each dtype also gets issue 17's verdict from
+// the one run: Roost's batch-1 decode within 10% of llama.cpp's (tok/s ratio
+// >= 0.9) and Roost's batch 32 at least 4x its batch 1 (tok/s).
 process.env.UV_THREADPOOL_SIZE ??= '2';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -33,6 +36,7 @@ const { values } = parseArgs({
     dtypes: { type: 'string' },
     batches: { type: 'string', default: '1,8,32' },
     'peer-llama-cpp': { type: 'string' },
+    layers: { type: 'string' },
     out: { type: 'string' },
   },
 });
@@ -48,7 +52,10 @@ for (const d of dtypes) if (!['F32', 'F16', 'BF16', 'Q8_0'].includes(d)) throw n
 if (arch === 'llama' && dtypes.includes('Q8_0')) throw new Error('--dtypes Q8_0 is measured for --arch gpt2 only (bench/lib/gguf.ts quantizes GPT-2)');
 const outFile = values.out ?? path.join(root, 'bench', 'results', arch === 'llama' ? 'decode-llama.json' : 'decode.json');
 const gpt2Shape = { nLayer: 12, nEmbd: 768, nHead: 12, vocabSize: 50257, nPositions: 1024 };
-const shape = arch === 'llama' ? TINYLLAMA : gpt2Shape;
+const layers = values.layers ? Number(values.layers) : undefined;
+if (layers !== undefined && !(Number.isInteger(layers) && layers >= 1)) throw new Error(`--layers must be an integer >= 1 (got ${values.layers})`);
+const llamaShape = { ...TINYLLAMA, nLayer: layers ?? TINYLLAMA.nLayer };
+const shape = arch === 'llama' ? llamaShape : { ...gpt2Shape, nLayer: layers ?? gpt2Shape.nLayer };
 // Bandwidth ceiling of docs/peers.md: 79 GB/s over the bytes read per token.
 const BANDWIDTH = 79e9;
 const randomTokens = (n: number, seed: number) => tokensIn(n, seed, shape.vocabSize);
@@ -57,12 +64,13 @@ const randomTokens = (n: number, seed: number) => tokensIn(n, seed, shape.vocabS
 // quantized from the F32 folder (both engines load that same file).
 function checkpoint(dtype: Dtype): string {
   const stored = dtype === 'Q8_0' ? 'F32' : dtype;
-  const dir = path.join(root, 'bench', 'tmp', `${arch === 'llama' ? 'tinyllama-1.1b' : 'gpt2-124m'}-${stored.toLowerCase()}`);
+  const name = `${arch === 'llama' ? 'tinyllama-1.1b' : 'gpt2-124m'}${layers !== undefined ? `-${layers}l` : ''}-${stored.toLowerCase()}`;
+  const dir = path.join(root, 'bench', 'tmp', name);
   if (!fs.existsSync(path.join(dir, 'model.safetensors'))) {
     process.stderr.write(`writing random ${stored} checkpoint to ${dir} ...\n`);
-    if (arch === 'llama') writeRandomLlama(dir, TINYLLAMA, stored);
+    if (arch === 'llama') writeRandomLlama(dir, llamaShape, stored);
     else if (stored === 'BF16') throw new Error('--arch gpt2 writes F32 or F16 weights');
-    else writeRandomGpt2(dir, { ...gpt2Shape, dtype: stored });
+    else writeRandomGpt2(dir, { ...gpt2Shape, nLayer: shape.nLayer, dtype: stored });
   }
   if (dtype !== 'Q8_0') return dir;
   const gguf = dir + '-q8_0.gguf';
@@ -112,7 +120,21 @@ async function benchDtype(dtype: Dtype) {
   const result = { dtype, weightBytes, prefillTokensPerSecond: prefillTps, promptTokens, decode, isa: engine.info().isa, threads: threadsUsed };
   if (!values['peer-llama-cpp']) return result;
   const llamaCpp = runLlamaCpp(dir, threadsUsed);
-  return { ...result, llamaCpp, sameGreedyTokens: greedy.join() === llamaCpp.greedy.join() };
+  return { ...result, llamaCpp, sameGreedyTokens: greedy.join() === llamaCpp.greedy.join(), verdict: verdict(decode, llamaCpp.decode) };
+}
+
+type DecodeRow = { batch: number; tokensPerSecond: number };
+// Issue 17's must-show from one run's rows: batch 1 within 10% of llama.cpp
+// (Roost tok/s / llama.cpp tok/s >= 0.9) and batch 32 >= 4x batch 1 (Roost's tok/s).
+function verdict(roost: DecodeRow[], peer: DecodeRow[]) {
+  const at = (rows: DecodeRow[], b: number) => rows.find((d) => d.batch === b)?.tokensPerSecond;
+  const r1 = at(roost, 1), p1 = at(peer, 1), r32 = at(roost, 32);
+  const batch1VsLlamaCpp = r1 && p1 ? r1 / p1 : undefined;
+  const batch32OverBatch1 = r1 && r32 ? r32 / r1 : undefined;
+  return {
+    batch1VsLlamaCpp, batch1Met: batch1VsLlamaCpp !== undefined ? batch1VsLlamaCpp >= 0.9 : undefined,
+    batch32OverBatch1, batch32Met: batch32OverBatch1 !== undefined ? batch32OverBatch1 >= 4 : undefined,
+  };
 }
 
 const CHECK_PROMPT = randomTokens(8, 7);
@@ -162,6 +184,9 @@ async function main() {
       console.log(`  llama.cpp, same run: prefill ${p.prefillTokensPerSecond.toFixed(0)} tok/s; ` +
         p.decode.map((d) => `batch ${d.batch} ${d.tokensPerSecond.toFixed(1)} tok/s`).join(', ') +
         `; same greedy tokens as Roost: ${r.sameGreedyTokens ? 'yes' : 'no'}`);
+      const v = r.verdict, f = (x?: number) => (x === undefined ? 'n/a (batches 1 and 32 needed)' : `${x.toFixed(3)}x`);
+      console.log(`  must-show: batch 1 Roost/llama.cpp ${f(v.batch1VsLlamaCpp)} (>= 0.9: ${v.batch1Met ? 'met' : 'NOT met'}); ` +
+        `batch 32/batch 1 ${f(v.batch32OverBatch1)} (>= 4: ${v.batch32Met ? 'met' : 'NOT met'})`);
     }
   }
   const report = { date: new Date().toISOString(), machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model }, arch, shape, decodeTokens, results };

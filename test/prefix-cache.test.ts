@@ -110,7 +110,9 @@ function expectSame(a: Out[][], b: Out[][], tolerance = 1e-6): void {
     }
 }
 
-const ARCHS = ['gpt2-tiny', 'gpt2-rotary', 'bigbird-tiny', 'llama-gqa2', 'qwen2-mha3', 'mistral-window', 'perceiver-tiny', 'recurrent-tiny'];
+const ARCHS = ['gpt2-tiny', 'gpt2-rotary', 'bigbird-tiny', 'opt-postln-proj', 'opt-preln', 'xglm-odd', 'llama-gqa2', 'qwen2-mha3', 'mistral-window', 'perceiver-tiny', 'recurrent-tiny'];
+// The architectures whose K/V live in the paged pool (the others keep per-sequence state).
+const PAGED = ['gpt2-tiny', 'gpt2-rotary', 'bigbird-tiny', 'opt-postln-proj', 'opt-preln', 'xglm-odd', 'llama-gqa2', 'qwen2-mha3'];
 const adaptersFor = (base: string): string[] =>
   fs
     .readdirSync(ADAPTERS)
@@ -154,6 +156,7 @@ describe('prefix cache on and off give the same outputs', () => {
     expectSame(second.outs, ref.outs, tol);
     expect(ref.s.totals.prefixHitTokens).toBe(0);
     const paged = on.stats().kvBlockRows > 0;
+    expect(paged).toBe(PAGED.includes(base));
     // Every prompt token is computed or taken from the cache; the second round finds the first's blocks.
     expect(first.s.totals.prefillComputed + first.s.totals.prefixHitTokens).toBe(ref.s.totals.prefillComputed);
     expect(second.s.totals.prefillComputed + second.s.totals.prefixHitTokens).toBe(ref.s.totals.prefillComputed);

@@ -12,19 +12,11 @@ namespace {
 
 // KV cache of one sequence: a block table over the model's KV pool
 // (cpp/kv_pool.h; per layer K and V rows, head h at columns h*D .. h*D+D-1).
-class Gpt2State : public SequenceState {
+class Gpt2State : public PagedState {
  public:
-  explicit Gpt2State(KvPool* pool) : kv(pool) {}
-  int64_t length() const override { return len; }
+  using PagedState::PagedState;
   // BigBird still caches every position: global and random blocks reach anywhere.
   size_t bytes() const override { return kv.bytes() + bigbird.bytes(); }
-  PagedKv* paged() override { return &kv; }
-  void adopt_prefix(const std::vector<int32_t>& blocks, int64_t length) override {
-    kv.adopt(len / kv.pool().block_rows(), blocks);
-    len = length;
-  }
-  PagedKv kv;
-  int64_t len = 0;
   BigBirdBlocks bigbird;  // block lists of the blocks the last step touched (bigbird only)
 };
 
@@ -57,39 +49,25 @@ void Gpt2Model::forward(const std::vector<ForwardItem>& items, ThreadPool& pool)
   Backend& be = this->be();
   be.begin_step(pool);
 
-  std::vector<int64_t> row0(items.size());  // first row of each item in the flattened batch
-  int64_t N = 0;
-  for (size_t i = 0; i < items.size(); i++) {
-    row0[i] = N;
-    N += items[i].n;
-  }
+  const StepRows step = step_rows(items);  // a soft prompt's rows read token -1
+  const std::vector<int64_t>& row0 = step.first_row;
+  const int64_t N = step.n;
   reserve_kv(*pool_, items);
   float* x = s_x_->get<float>(N * C);
   float* qkv = s_qkv_->get<float>(N * 3 * C);
   float* att = s_att_->get<float>(N * C);
   float* h = s_h_->get<float>(N * C);
 
-  // Per-row metadata: token (-1: a soft-prompt row), position, where its K/V rows go in the cache.
-  std::vector<int32_t> tok(N);
-  std::vector<int64_t> pos(N);
-  std::vector<RowMove> kv_moves(2 * N), prompt_moves;
+  std::vector<RowMove> prompt_moves;  // soft-prompt embeddings into their rows of x
   for (size_t i = 0; i < items.size(); i++) {
-    auto* s = static_cast<Gpt2State*>(items[i].state);
-    const float* embeds =
-        items[i].embeds ? static_cast<const float*>(be.upload(items[i].embeds, items[i].n * C * sizeof(float))) : nullptr;
-    for (int64_t j = 0; j < items[i].n; j++) {
-      const int64_t r = row0[i] + j, p = s->len + j;
-      tok[r] = embeds ? -1 : items[i].tokens[j];
-      pos[r] = p;
-      if (embeds) prompt_moves.push_back(RowMove{embeds + j * C, x + r * C});
-      kv_moves[2 * r] = RowMove{qkv + r * 3 * C + C, s->kv.k(p), s->kv.layer_stride(p)};
-      kv_moves[2 * r + 1] = RowMove{qkv + r * 3 * C + 2 * C, s->kv.v(p), s->kv.layer_stride(p)};
-    }
+    if (!items[i].embeds) continue;
+    const float* embeds = static_cast<const float*>(be.upload(items[i].embeds, items[i].n * C * sizeof(float)));
+    for (int64_t j = 0; j < items[i].n; j++) prompt_moves.push_back(RowMove{embeds + j * C, x + (row0[i] + j) * C});
   }
-  const Positions& P = positions(pos);
-  const RowMove* d_kv_moves = be.upload(kv_moves);
+  const Positions& P = positions(step.positions);
+  const RowMove* d_kv_moves = be.upload(kv_moves(items, step, qkv, 3 * C, C, 2 * C));
   if (!prompt_moves.empty()) be.move_rows(be.upload(prompt_moves), (int64_t)prompt_moves.size(), C, 0, false);
-  be.embed(x, *wte_, wpe_, be.upload(tok), P, N, C);
+  be.embed(x, *wte_, wpe_, be.upload(step.tokens), P, N, C);
 
   // (IA)^3 vectors of the step's adapters, uploaded once per adapter.
   std::map<const Adapter*, Ia3> ia3;

@@ -15,26 +15,19 @@ namespace {
 // ring of at most W - 1 + (the largest step's rows) slots, position p in slot
 // p % cap, outside the pool (its old positions are overwritten, so its blocks
 // could be neither shared nor cached).
-class LlamaState : public SequenceState {
+class LlamaState : public PagedState {
  public:
-  LlamaState(int64_t n_layer, int64_t kv_width, KvPool* pool) : ring(n_layer, kv_width), kv(pool) {}
-  int64_t length() const override { return len; }
+  LlamaState(int64_t n_layer, int64_t kv_width, KvPool* pool) : PagedState(pool), ring(n_layer, kv_width) {}
   size_t bytes() const override { return ring.bytes() + kv.bytes(); }
   PagedKv* paged() override { return kv_pool_set ? &kv : nullptr; }
-  void adopt_prefix(const std::vector<int32_t>& blocks, int64_t length) override {
-    kv.adopt(len / kv.pool().block_rows(), blocks);
-    len = length;
-  }
   KvRows ring;
-  PagedKv kv;
   bool kv_pool_set = false;  // no window: the paged cache
-  int64_t len = 0;
 };
 
 }  // namespace
 
 LlamaModel::LlamaModel(const ModelConfig& config, const Checkpoint& ckpt, std::shared_ptr<Backend> backend)
-    : cfg_(config), be_(std::move(backend)), inv_freq_(rotary_inv_freq(cfg_)) {
+    : BackendModel(config, std::move(backend)), inv_freq_(rotary_inv_freq(cfg_)) {
   require_ops(*be_, cfg_, {Op::Embed, Op::RmsNorm, Op::Gemm, Op::Rotary, Op::Attention, Op::MoveRows, Op::SiluMul});
   Backend& be = *be_;
   const int64_t C = cfg_.n_embd, V = cfg_.vocab_size, F = cfg_.n_inner, D = cfg_.head_dim();
@@ -84,11 +77,10 @@ void LlamaModel::forward(const std::vector<ForwardItem>& items, ThreadPool& pool
   Backend& be = *be_;
   be.begin_step(pool);
 
-  std::vector<int64_t> row0(items.size());
-  int64_t N = 0;
+  const StepRows step = step_rows(items);
+  const std::vector<int64_t>& row0 = step.first_row;
+  const int64_t N = step.n;
   for (size_t i = 0; i < items.size(); i++) {
-    row0[i] = N;
-    N += items[i].n;
     auto* s = static_cast<LlamaState*>(items[i].state);
     const int64_t end = s->len + items[i].n;
     if (W > 0) {  // the ring keeps the last W - 1 positions and takes this step's rows
@@ -104,28 +96,15 @@ void LlamaModel::forward(const std::vector<ForwardItem>& items, ThreadPool& pool
   float* gu = s_gu_->get<float>(N * 2 * F);
   float* ff = s_ff_->get<float>(N * F);
 
-  std::vector<int32_t> tok(N);
-  std::vector<int64_t> pos(N);
-  std::vector<RowMove> kv_moves(2 * N);
-  for (size_t i = 0; i < items.size(); i++) {
-    auto* s = static_cast<LlamaState*>(items[i].state);
-    for (int64_t j = 0; j < items[i].n; j++) {
-      const int64_t r = row0[i] + j, p = s->len + j;
-      tok[r] = items[i].tokens[j];
-      pos[r] = p;
-      if (W > 0) {
-        const int64_t slot = p % s->ring.cap();
-        kv_moves[2 * r] = RowMove{qkv + r * W3 + Wq, s->ring.k(0, slot), s->ring.layer_stride()};
-        kv_moves[2 * r + 1] = RowMove{qkv + r * W3 + Wq + Wkv, s->ring.v(0, slot), s->ring.layer_stride()};
-      } else {
-        kv_moves[2 * r] = RowMove{qkv + r * W3 + Wq, s->kv.k(p), s->kv.layer_stride(p)};
-        kv_moves[2 * r + 1] = RowMove{qkv + r * W3 + Wq + Wkv, s->kv.v(p), s->kv.layer_stride(p)};
-      }
-    }
-  }
-  const Positions& P = *be.positions(pos, inv_freq_);
-  const RowMove* d_kv_moves = be.upload(kv_moves);
-  be.embed(x, *embed_, nullptr, be.upload(tok), P, N, C);
+  KvSlotOf ring_slot;  // with a window, position p in ring slot p % cap
+  if (W > 0)
+    ring_slot = [](const ForwardItem& it, int64_t p) {
+      const KvRows& ring = static_cast<LlamaState*>(it.state)->ring;
+      return KvSlot{ring.k(0, p % ring.cap()), ring.v(0, p % ring.cap()), ring.layer_stride()};
+    };
+  const Positions& P = *be.positions(step.positions, inv_freq_);
+  const RowMove* d_kv_moves = be.upload(kv_moves(items, step, qkv, W3, Wq, Wq + Wkv, ring_slot));
+  be.embed(x, *embed_, nullptr, be.upload(step.tokens), P, N, C);
 
   // One task list for every layer (the cache's layer stride moves it). While a
   // sequence's queries all see back to position 0, one causal span serves them;
@@ -153,8 +132,7 @@ void LlamaModel::forward(const std::vector<ForwardItem>& items, ThreadPool& pool
     const Layer& Ly = layers_[l];
     be.rmsnorm(h, C, x, C, nullptr, Ly.input_norm, N, C, eps);
     be.gemm(qkv, W3, h, C, *Ly.qkv, Ly.qkv_bias, N, Epilogue::Store);  // Q | K | V
-    be.rotary(qkv, W3, N, H, D, 1, P);                                 // Q
-    be.rotary(qkv + Wq, W3, N, G, D, 1, P);                            // K
+    be.rotary(qkv, W3, N, H + G, D, 1, P);  // Q and K: H + G adjacent heads of D, one op
     be.move_rows(d_kv_moves, 2 * N, Wkv, l, /*to_kv=*/true);
     plan.run(l);
     be.gemm(x, C, att, Wq, *Ly.o, Ly.o_bias, N, Epilogue::Add);

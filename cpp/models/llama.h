@@ -12,13 +12,9 @@
 
 namespace roost {
 
-class LlamaModel : public Model {
+class LlamaModel : public BackendModel {
  public:
   LlamaModel(const ModelConfig& config, const Checkpoint& ckpt, std::shared_ptr<Backend> be);
-  const ModelConfig& config() const override { return cfg_; }
-  int64_t max_context() const override { return cfg_.n_positions; }
-  size_t weight_bytes() const override { return be_->weight_bytes(); }
-  KvPool* kv_pool() override { return pool_.get(); }
   std::unique_ptr<SequenceState> new_state() const override;
   void forward(const std::vector<ForwardItem>& items, ThreadPool& pool) override;
 
@@ -34,8 +30,6 @@ class LlamaModel : public Model {
     const Matrix* down;       // down_proj: [F] -> [C]
   };
 
-  ModelConfig cfg_;
-  std::shared_ptr<Backend> be_;
   std::vector<double> inv_freq_;
   const Matrix* embed_ = nullptr;  // embed_tokens [V, C]
   const Matrix* head_ = nullptr;   // lm_head, or embed_ when tied
@@ -43,7 +37,6 @@ class LlamaModel : public Model {
   std::vector<Layer> layers_;
   std::unique_ptr<AttentionPlan> plan_;
   std::unique_ptr<Scratch> s_x_, s_h_, s_qkv_, s_att_, s_gu_, s_ff_, s_logits_;
-  std::unique_ptr<KvPool> pool_;  // null with a sliding window (a ring per sequence)
 };
 
 }  // namespace roost

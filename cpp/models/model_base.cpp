@@ -62,7 +62,7 @@ void KvRows::ring_spans(AttentionPlan& plan, int64_t a, int64_t b, bool unmasked
 }
 
 ModelBase::ModelBase(const ModelConfig& cfg, const Checkpoint& ckpt, std::shared_ptr<Backend> be)
-    : cfg_(cfg), be_(std::move(be)), inv_freq_(rotary_inv_freq(cfg)) {
+    : BackendModel(cfg, std::move(be)), inv_freq_(rotary_inv_freq(cfg)) {
   require_ops(*be_, cfg_, {Op::Embed, Op::LayerNorm, Op::Gemm, Op::Attention, Op::MoveRows});
   if (cfg_.rotary_dim > 0) require_ops(*be_, cfg_, {Op::Rotary});
   const int64_t V = cfg_.vocab_size, C = cfg_.n_embd;
@@ -82,6 +82,39 @@ void SequenceState::adopt_prefix(const std::vector<int32_t>&, int64_t) {
 
 std::unique_ptr<KvPool> make_kv_pool(Backend& be, const ModelConfig& cfg, int64_t width) {
   return std::make_unique<KvPool>(be, cfg.n_layer, width, kKvBlockRows, int64_t(1) << 30);
+}
+
+StepRows step_rows(const std::vector<ForwardItem>& items) {
+  StepRows s;
+  s.first_row.resize(items.size());
+  for (size_t i = 0; i < items.size(); i++) {
+    s.first_row[i] = s.n;
+    s.n += items[i].n;
+  }
+  s.tokens.resize(s.n);
+  s.positions.resize(s.n);
+  for (size_t i = 0; i < items.size(); i++)
+    for (int64_t j = 0; j < items[i].n; j++) {
+      const int64_t r = s.first_row[i] + j;
+      s.tokens[r] = items[i].embeds ? -1 : items[i].tokens[j];
+      s.positions[r] = items[i].state->length() + j;
+    }
+  return s;
+}
+
+std::vector<RowMove> kv_moves(const std::vector<ForwardItem>& items, const StepRows& rows, float* qkv, int64_t ld,
+                              int64_t k_col, int64_t v_col, const KvSlotOf& slot_of) {
+  std::vector<RowMove> moves(2 * rows.n);
+  for (size_t i = 0; i < items.size(); i++) {
+    PagedKv* kv = slot_of ? nullptr : items[i].state->paged();
+    for (int64_t j = 0; j < items[i].n; j++) {
+      const int64_t r = rows.first_row[i] + j, p = rows.positions[r];
+      const KvSlot s = slot_of ? slot_of(items[i], p) : KvSlot{kv->k(p), kv->v(p), kv->layer_stride(p)};
+      moves[2 * r] = RowMove{qkv + r * ld + k_col, s.k, s.layer_stride};
+      moves[2 * r + 1] = RowMove{qkv + r * ld + v_col, s.v, s.layer_stride};
+    }
+  }
+  return moves;
 }
 
 void reserve_kv(KvPool& pool, const std::vector<ForwardItem>& items) {

@@ -4,6 +4,7 @@
 // of the logits rows the engine asked for.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,6 +23,46 @@ std::unique_ptr<KvPool> make_kv_pool(Backend& be, const ModelConfig& cfg, int64_
 // Every paged item's blocks for its new rows, all or none: E_KV_FULL
 // (nothing allocated) when the pool cannot hold them.
 void reserve_kv(KvPool& pool, const std::vector<ForwardItem>& items);
+
+// The state of a sequence whose K/V rows live in the model's pool: its block
+// table and length (gpt2, opt / xglm, llama without a window).
+class PagedState : public SequenceState {
+ public:
+  explicit PagedState(KvPool* pool) : kv(pool) {}
+  int64_t length() const override { return len; }
+  size_t bytes() const override { return kv.bytes(); }
+  PagedKv* paged() override { return &kv; }
+  void adopt_prefix(const std::vector<int32_t>& blocks, int64_t length) override {
+    kv.adopt(len / kv.pool().block_rows(), blocks);
+    len = length;
+  }
+  PagedKv kv;
+  int64_t len = 0;
+};
+
+// The rows of one step, its items flattened: item i's token j is row
+// first_row[i] + j, at position length() + j, reading token tokens[row]
+// (-1 where the item brings input embeddings instead).
+struct StepRows {
+  std::vector<int64_t> first_row;
+  int64_t n = 0;
+  std::vector<int32_t> tokens;
+  std::vector<int64_t> positions;
+};
+StepRows step_rows(const std::vector<ForwardItem>& items);
+
+// Where one position's K and V rows go: layer 0's rows and the stride to the next layer (elements).
+struct KvSlot {
+  void* k;
+  void* v;
+  int64_t layer_stride;
+};
+using KvSlotOf = std::function<KvSlot(const ForwardItem& item, int64_t position)>;
+// The step's K/V moves for Backend::move_rows (to_kv): row r's K at
+// qkv + r * ld + k_col and V at + v_col (moves 2r and 2r + 1) into the slot
+// of its position, by default its paged state's block row.
+std::vector<RowMove> kv_moves(const std::vector<ForwardItem>& items, const StepRows& rows, float* qkv, int64_t ld,
+                              int64_t k_col, int64_t v_col, const KvSlotOf& slot_of = {});
 
 // A Conv1D projection y = x @ W + b in backend memory.
 struct Dense {
@@ -78,13 +119,28 @@ class KvRows {
 void wanted_logits(const std::vector<ForwardItem>& items, const std::vector<int64_t>& first_row, int64_t V,
                    std::vector<int32_t>& rows, std::vector<float*>& dest);
 
-class ModelBase : public Model {
+// What every architecture on one backend holds: its config, the backend
+// (weights in its memory) and, for paged models, the KV pool.
+class BackendModel : public Model {
  public:
-  ModelBase(const ModelConfig& cfg, const Checkpoint& ckpt, std::shared_ptr<Backend> be);
+  BackendModel(const ModelConfig& cfg, std::shared_ptr<Backend> be) : cfg_(cfg), be_(std::move(be)) {}
   const ModelConfig& config() const override { return cfg_; }
   int64_t max_context() const override { return cfg_.n_positions; }
   size_t weight_bytes() const override { return be_->weight_bytes(); }
   KvPool* kv_pool() override { return pool_.get(); }
+
+ protected:
+  Backend& be() const { return *be_; }
+  ModelConfig cfg_;
+  std::shared_ptr<Backend> be_;
+  std::unique_ptr<KvPool> pool_;  // paged models only
+};
+
+// The GPT-2-named base of gpt2, perceiver_ar and block_recurrent: wte, the
+// optional lm_head, ln_f, the gelu_new MLP.
+class ModelBase : public BackendModel {
+ public:
+  ModelBase(const ModelConfig& cfg, const Checkpoint& ckpt, std::shared_ptr<Backend> be);
 
  protected:
   struct Mlp {
@@ -102,15 +158,11 @@ class ModelBase : public Model {
     return *be_->positions(pos, inv_freq_);
   }
 
-  ModelConfig cfg_;
-  std::shared_ptr<Backend> be_;
-  Backend& be() const { return *be_; }
   const Matrix* wte_ = nullptr;   // [V, C] read by rows: embedding and the tied head
   const Matrix* head_ = nullptr;  // wte_ or lm_head
   Norm ln_f_;
   std::vector<double> inv_freq_;  // rotary_inv_freq(cfg_)
   std::unique_ptr<Scratch> s_h_, s_ff_, s_hin_, s_logits_;
-  std::unique_ptr<KvPool> pool_;  // paged models only
 };
 
 // Positions per KV block for every paged attention kind: dense causal (gpt2,

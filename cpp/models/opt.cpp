@@ -9,16 +9,6 @@ namespace roost {
 
 namespace {
 
-// The K/V cache of one sequence: C columns per row, every position kept.
-class OptState : public SequenceState {
- public:
-  OptState(int64_t n_layer, int64_t C) : kv(n_layer, C) {}
-  int64_t length() const override { return len; }
-  size_t bytes() const override { return kv.bytes(); }
-  KvRows kv;
-  int64_t len = 0;
-};
-
 Epilogue activation(const std::string& name) {
   if (name == "relu") return Epilogue::Relu;
   if (name == "gelu") return Epilogue::GeluErf;
@@ -57,7 +47,7 @@ std::vector<float> sinusoid_table(int64_t rows, int64_t C, int64_t pad) {
 }
 
 OptModel::OptModel(const ModelConfig& config, const Checkpoint& ckpt, std::shared_ptr<Backend> backend)
-    : cfg_(config), be_(std::move(backend)), act_(activation(config.activation_function)) {
+    : BackendModel(config, std::move(backend)), act_(activation(config.activation_function)) {
   require_ops(*be_, cfg_, {Op::Embed, Op::LayerNorm, Op::Gemm, Op::Attention, Op::MoveRows});
   if (cfg_.embed_scale != 1.0) require_ops(*be_, cfg_, {Op::ScaleColumns});
   Backend& be = *be_;
@@ -108,10 +98,11 @@ OptModel::OptModel(const ModelConfig& config, const Checkpoint& ckpt, std::share
   }
   plan_ = be.attention_plan();
   for (auto* s : {&s_x_, &s_e_, &s_h_, &s_qkv_, &s_att_, &s_ff_, &s_out_, &s_logits_}) *s = be.scratch();
+  pool_ = make_kv_pool(be, cfg_, C);
 }
 
 std::unique_ptr<SequenceState> OptModel::new_state() const {
-  return std::make_unique<OptState>(cfg_.n_layer, cfg_.n_embd);
+  return std::make_unique<PagedState>(pool_.get());
 }
 
 void OptModel::forward(const std::vector<ForwardItem>& items, ThreadPool& pool) {
@@ -121,42 +112,24 @@ void OptModel::forward(const std::vector<ForwardItem>& items, ThreadPool& pool) 
   Backend& be = *be_;
   be.begin_step(pool);
 
-  std::vector<int64_t> row0(items.size());
-  int64_t N = 0;
-  for (size_t i = 0; i < items.size(); i++) {
-    row0[i] = N;
-    N += items[i].n;
-    auto* s = static_cast<OptState*>(items[i].state);
-    s->kv.reserve(be, s->len + items[i].n, s->len, max_context());
-  }
+  const StepRows step = step_rows(items);
+  const std::vector<int64_t>& row0 = step.first_row;
+  const int64_t N = step.n;
+  reserve_kv(*pool_, items);
   float* x = s_x_->get<float>(N * C);
   float* h = s_h_->get<float>(N * C);
   float* qkv = s_qkv_->get<float>(N * 3 * C);
   float* att = s_att_->get<float>(N * C);
   float* ff = s_ff_->get<float>(N * F);
-
-  std::vector<int32_t> tok(N);
-  std::vector<int64_t> pos(N);
-  std::vector<RowMove> kv_moves(2 * N);
-  for (size_t i = 0; i < items.size(); i++) {
-    auto* s = static_cast<OptState*>(items[i].state);
-    for (int64_t j = 0; j < items[i].n; j++) {
-      const int64_t r = row0[i] + j, p = s->len + j;
-      tok[r] = items[i].tokens[j];
-      pos[r] = p;
-      kv_moves[2 * r] = RowMove{qkv + r * 3 * C + C, s->kv.k(0, p), s->kv.layer_stride()};
-      kv_moves[2 * r + 1] = RowMove{qkv + r * 3 * C + 2 * C, s->kv.v(0, p), s->kv.layer_stride()};
-    }
-  }
-  const Positions& Pos = *be.positions(pos, {});
-  const RowMove* d_kv_moves = be.upload(kv_moves);
+  const Positions& Pos = *be.positions(step.positions, {});
+  const RowMove* d_kv_moves = be.upload(kv_moves(items, step, qkv, 3 * C, C, 2 * C));
 
   // x = project_in(embed_tokens[tok] * scale) + positions[pos]; the positions go
   // in with the lookup unless a scale or projection comes between (then a second
   // embed() over rows of token -1 adds them to what is there).
   const bool one_pass = !project_in_ && !embed_scale_;
   float* e = project_in_ ? s_e_->get<float>(N * P) : x;
-  be.embed(e, *embed_, one_pass ? positions_ : nullptr, be.upload(tok), Pos, N, P);
+  be.embed(e, *embed_, one_pass ? positions_ : nullptr, be.upload(step.tokens), Pos, N, P);
   if (embed_scale_) be.scale_columns(e, P, N, P, embed_scale_);
   if (project_in_) be.gemm(x, C, e, P, *project_in_, nullptr, N, Epilogue::Store);
   if (!one_pass) be.embed(x, *embed_, positions_, be.upload(std::vector<int32_t>(N, -1)), Pos, N, C);
@@ -164,9 +137,9 @@ void OptModel::forward(const std::vector<ForwardItem>& items, ThreadPool& pool) 
   AttentionPlan& plan = *plan_;
   plan.clear();
   for (size_t i = 0; i < items.size(); i++) {
-    auto* s = static_cast<OptState*>(items[i].state);
+    auto* s = static_cast<PagedState*>(items[i].state);
     const int64_t past = s->len, n = items[i].n;
-    plan.add_span(s->kv.span(0, 0, past + n, 0, /*per_layer=*/true));
+    s->kv.add_spans(plan, 0, past + n, /*per_layer=*/true);
     plan.add_heads(AttnTask{att + row0[i] * C, C, qkv + row0[i] * 3 * C, 3 * C, n, past}, H);
   }
   plan.prepare(D);
@@ -186,7 +159,7 @@ void OptModel::forward(const std::vector<ForwardItem>& items, ThreadPool& pool) 
     be.gemm(x, C, ff, F, *Ly.fc2, Ly.fc2_bias, N, Epilogue::Add);
     if (!pre) be.layernorm(x, C, x, C, nullptr, Ly.mlp_norm.w, Ly.mlp_norm.b, N, C, eps);
   }
-  for (const auto& it : items) static_cast<OptState*>(it.state)->len += it.n;
+  for (const auto& it : items) static_cast<PagedState*>(it.state)->len += it.n;
 
   // The final LayerNorm (or a plain gather), project_out and the head only for the rows whose logits are wanted.
   std::vector<int32_t> rows;

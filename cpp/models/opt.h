@@ -15,12 +15,9 @@
 
 namespace roost {
 
-class OptModel : public Model {
+class OptModel : public BackendModel {
  public:
   OptModel(const ModelConfig& config, const Checkpoint& ckpt, std::shared_ptr<Backend> be);
-  const ModelConfig& config() const override { return cfg_; }
-  int64_t max_context() const override { return cfg_.n_positions; }
-  size_t weight_bytes() const override { return be_->weight_bytes(); }
   std::unique_ptr<SequenceState> new_state() const override;
   void forward(const std::vector<ForwardItem>& items, ThreadPool& pool) override;
 
@@ -38,8 +35,6 @@ class OptModel : public Model {
     const float* fc2_bias;
   };
 
-  ModelConfig cfg_;
-  std::shared_ptr<Backend> be_;
   Epilogue act_ = Epilogue::Relu;         // activation_function as a GEMM epilogue
   const Matrix* embed_ = nullptr;         // embed_tokens [V, P]
   const Matrix* head_ = nullptr;          // lm_head [V, P], or embed_ when tied

@@ -4,7 +4,6 @@
 // rope_scaling, the config refusals, the checkpoint refusals (missing and
 // mis-shaped tensors), and a sharded copy of a fixture giving the same logits.
 #include <cmath>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -17,7 +16,6 @@
 #include "common.h"
 #include "config.h"
 #include "doctest.h"
-#include "dtype.h"
 #include "models/model.h"
 #include "models/rotary.h"
 #include "models/weights.h"
@@ -196,38 +194,7 @@ TEST_CASE("llama checkpoint: missing and mis-shaped tensors, sharded, F16/BF16, 
 
   // F16 and BF16 copies: the logits of the F32 checkpoint holding the same (rounded) values.
   for (const char* dt : {"F16", "BF16"}) {
-    const bool bf = std::string(dt) == "BF16";
-    auto rounded = base;
-    std::map<std::string, std::vector<uint16_t>> bits;
-    for (auto& [n, t] : rounded)
-      for (float& v : t.data) {
-        uint32_t u;
-        std::memcpy(&u, &v, 4);
-        const uint16_t h = bf ? (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16) : f32_to_f16(v);
-        bits[n].push_back(h);
-        v = bf ? bf16_to_f32(h) : f16_to_f32(h);
-      }
-    const std::string f32_dir = copy_with("llama", src, std::string("rounded-") + dt, rounded);
-    const fs::path half_dir = fs::path(copy_with("llama", src, dt, rounded));
-    std::string header = "{";
-    size_t off = 0;
-    for (const auto& [n, t] : rounded) {
-      std::string shape;
-      for (int64_t d : t.shape) shape += (shape.empty() ? "" : ",") + std::to_string(d);
-      header += std::string(header.size() > 1 ? "," : "") + "\"" + n + "\":{\"dtype\":\"" + dt + "\",\"shape\":[" + shape +
-                "],\"data_offsets\":[" + std::to_string(off) + "," + std::to_string(off + 2 * t.data.size()) + "]}";
-      off += 2 * t.data.size();
-    }
-    header += "}";
-    std::ofstream f(half_dir / "model.safetensors", std::ios::binary | std::ios::trunc);
-    const uint64_t hn = header.size();
-    f.write(reinterpret_cast<const char*>(&hn), 8);
-    f.write(header.data(), (std::streamsize)hn);
-    for (const auto& [n, b] : bits) f.write(reinterpret_cast<const char*>(b.data()), (std::streamsize)(2 * b.size()));
-    f.close();
-    const std::vector<float> want = logits_of(f32_dir, prompt), got = logits_of(half_dir.string(), prompt);
-    double worst = 0;
-    for (size_t i = 0; i < want.size(); i++) worst = std::max(worst, (double)std::fabs(got[i] - want[i]));
+    const double worst = roost_test::half_copy_error("llama", src, dt, prompt);
     CHECK_MESSAGE((worst < 1e-4), (std::string(dt) + " llama checkpoint = F32 of the same values: max |dlogit| " + std::to_string(worst)));
   }
 

@@ -4,9 +4,7 @@
 // table, the config refusals, the checkpoint refusals (missing and mis-shaped
 // tensors, a missing untied head), OPTModel's "decoder." names and an F16 copy.
 #include <cmath>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <random>
@@ -18,7 +16,6 @@
 #include "common.h"
 #include "config.h"
 #include "doctest.h"
-#include "dtype.h"
 #include "models/model.h"
 #include "models/opt.h"
 #include "models/weights.h"
@@ -205,35 +202,7 @@ TEST_CASE("opt / xglm checkpoints: missing and mis-shaped tensors, missing untie
   }
 
   // An F16 copy of opt-postln-proj: the logits of the F32 checkpoint holding the same rounded values.
-  const std::string src = "test/fixtures/opt-postln-proj";
-  auto rounded = fixture_tensors(src);
-  std::map<std::string, std::vector<uint16_t>> bits;
-  for (auto& [n, tv] : rounded)
-    for (float& v : tv.data) {
-      bits[n].push_back(f32_to_f16(v));
-      v = f16_to_f32(bits[n].back());
-    }
-  const std::string f32_dir = copy_with("opt", src, "rounded", rounded);
-  const fs::path half_dir = fs::path(copy_with("opt", src, "f16", rounded));
-  std::string header = "{";
-  size_t off = 0;
-  for (const auto& [n, tv] : rounded) {
-    std::string shape;
-    for (int64_t d : tv.shape) shape += (shape.empty() ? "" : ",") + std::to_string(d);
-    header += std::string(header.size() > 1 ? "," : "") + "\"" + n + "\":{\"dtype\":\"F16\",\"shape\":[" + shape +
-              "],\"data_offsets\":[" + std::to_string(off) + "," + std::to_string(off + 2 * tv.data.size()) + "]}";
-    off += 2 * tv.data.size();
-  }
-  header += "}";
-  std::ofstream f(half_dir / "model.safetensors", std::ios::binary | std::ios::trunc);
-  const uint64_t hn = header.size();
-  f.write(reinterpret_cast<const char*>(&hn), 8);
-  f.write(header.data(), (std::streamsize)hn);
-  for (const auto& [n, b] : bits) f.write(reinterpret_cast<const char*>(b.data()), (std::streamsize)(2 * b.size()));
-  f.close();
-  const std::vector<float> want = logits_of(f32_dir, prompt), got = logits_of(half_dir.string(), prompt);
-  double worst = 0;
-  for (size_t i = 0; i < want.size(); i++) worst = std::max(worst, (double)std::fabs(got[i] - want[i]));
+  const double worst = roost_test::half_copy_error("opt", "test/fixtures/opt-postln-proj", "F16", prompt);
   CHECK_MESSAGE((worst < 1e-4), ("F16 opt checkpoint = F32 of the same values: max |dlogit| " + std::to_string(worst)));
   fs::remove_all(scratch_dir("opt"));
 }

@@ -4,7 +4,11 @@
 Check a checkpoint folder (log-probs and greedy generation):
 
     /usr/bin/python3 tools/reference/check_cli.py check test/fixtures/gpt2-tiny
-    /usr/bin/python3 tools/reference/check_cli.py check DIR --roost "node bin/roost.js" --tolerance 1e-4
+    /usr/bin/python3 tools/reference/check_cli.py check DIR --roost "node bin/roost.js" --tolerance 1e-4 [--http]
+
+--http does the same through `roost serve`: POST /v1/completions with echo
+and logprobs (max_tokens 0) on every token case, and a greedy completion of
+the prompt's ids.
 
 Make a fresh random HF GPT-2 checkpoint of any size (tokenizer copied from
 test/fixtures/bpe), then check it:
@@ -12,10 +16,13 @@ test/fixtures/bpe), then check it:
     /usr/bin/python3 tools/reference/check_cli.py make /tmp/m --layers 4 --width 256 --heads 4 --positions 1024
     /usr/bin/python3 tools/reference/check_cli.py check /tmp/m
 
-or an OPT / XGLM one in HF's own layout (the same GPT-2 BPE tokenizer):
+or an OPT / XGLM / Llama-family one in HF's own layout (the same GPT-2 BPE tokenizer):
 
     /usr/bin/python3 tools/reference/check_cli.py make /tmp/o --arch opt --layers 3 --width 48 --heads 6 --post-ln --proj-dim 24 --untied
     /usr/bin/python3 tools/reference/check_cli.py make /tmp/x --arch xglm --layers 2 --width 36 --heads 3
+    /usr/bin/python3 tools/reference/check_cli.py make /tmp/l --arch llama --layers 2 --width 60 --heads 6 --kv-heads 2 --untied
+    /usr/bin/python3 tools/reference/check_cli.py make /tmp/q --arch qwen2 --layers 2 --width 40 --heads 5 --kv-heads 5
+    /usr/bin/python3 tools/reference/check_cli.py make /tmp/m --arch mistral --layers 2 --width 48 --heads 6 --kv-heads 3 --sliding-window 24
 
 CLI contract (bin/roost.js):
   roost score --model DIR (--tokens 1,2,3 | --text TEXT)
@@ -33,8 +40,11 @@ import json
 import os
 import random
 import shlex
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 
 import torch
 
@@ -42,8 +52,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import bpe  # noqa: E402
+import causal_lm  # noqa: E402
 import checkpoint  # noqa: E402
 import gpt2  # noqa: E402
+import llama  # noqa: E402
 import opt  # noqa: E402
 import xglm  # noqa: E402
 import models  # noqa: E402
@@ -74,7 +86,25 @@ def extended_tokenizer(vocab_size=None):
 
 
 def family_model(a, V, eos):
-    """--arch opt / xglm: (config, model) of HF's own layout (tools/reference/opt.py, xglm.py)."""
+    """--arch opt / xglm / llama / mistral / qwen2: (config, model) of HF's own layout
+    (tools/reference/opt.py, xglm.py, llama.py)."""
+    if a.arch in llama.FAMILY:
+        cfg = {"model_type": a.arch, "architectures": [{"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
+                                                         "qwen2": "Qwen2ForCausalLM"}[a.arch]],
+               "vocab_size": V, "bos_token_id": eos, "eos_token_id": eos, "hidden_size": a.width,
+               "num_attention_heads": a.heads, "num_key_value_heads": a.kv_heads or a.heads,
+               "num_hidden_layers": a.layers, "intermediate_size": a.n_inner or 3 * a.width, "hidden_act": "silu",
+               "rms_norm_eps": a.eps, "max_position_embeddings": a.positions or 1024,
+               "rope_theta": a.rope_theta, "tie_word_embeddings": not a.untied}
+        if a.head_dim:
+            cfg["head_dim"] = a.head_dim
+        if a.rope_scaling:
+            cfg["rope_scaling"] = json.loads(a.rope_scaling)
+        if a.attention_bias:
+            cfg["attention_bias"] = True
+        if a.sliding_window:
+            cfg["sliding_window"] = a.sliding_window
+        return cfg, llama.Llama(llama.LlamaConfig(cfg))
     common = {"vocab_size": V, "bos_token_id": eos, "eos_token_id": eos, "ffn_dim": a.n_inner or 4 * a.width,
               "max_position_embeddings": a.positions or 1024, "tie_word_embeddings": not a.untied}
     if a.activation:
@@ -96,7 +126,7 @@ def cmd_make(a):
     if a.arch != "gpt2":
         cfg, model = family_model(a, V, eos)
         std = a.std if a.std is not None else 0.2 * min(1.0, (64.0 / a.width) ** 0.5)
-        opt.init_random(model, a.seed, std=std, norm_std=a.ln_std, bias_std=a.bias_std)
+        causal_lm.init_random(model, a.seed, std=std, norm_std=a.ln_std, bias_std=a.bias_std)
         return write_made(a, cfg, model.hf_state_dict(), tok, V, eos)
     cfg = {
         "activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"], "bos_token_id": eos,
@@ -173,6 +203,69 @@ def token_cases(model, path, n_cases_seed):
     n = min(cap or 300, 300)
     cases.append((f"random-{n}", [rng.randrange(V) for _ in range(n)]))
     return cases, None
+
+
+def free_port():
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        return sk.getsockname()[1]
+
+
+def post_json(url, body, timeout):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def check_http(a, path, model, cases, pids, ref_tokens, ref_text):
+    """The same through `roost serve`: POST /v1/completions with echo + logprobs (max_tokens 0)
+    on every token case, and greedy max_tokens on the prompt's ids; one entry each."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = shlex.split(a.roost) + ["serve", "--model", path, "--port", str(port), "--quiet"]
+    server = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    out = []
+    try:
+        deadline = time.time() + a.timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"roost serve did not come up: {server.stderr.read().decode('utf-8', 'replace')[-2000:]}")
+            time.sleep(0.2)
+        for name, toks in cases:
+            entry = {"case": "http echo " + name, "n": len(toks)}
+            try:
+                r = post_json(url + "/v1/completions", {"prompt": toks, "max_tokens": 0, "echo": True, "logprobs": 0},
+                              a.timeout)
+                d, why = compare_lps(model.score(toks), r["choices"][0]["logprobs"]["token_logprobs"])
+                if d is not None and d > a.tolerance:
+                    why = f"exceeds tolerance {a.tolerance:g}"
+                entry.update(max_abs_diff=d, ok=d is not None and not why, error=why or None)
+            except Exception as e:  # noqa: BLE001
+                entry.update(ok=False, error=str(e))
+            out.append(entry)
+            print(f"POST /v1/completions echo {name} ({len(toks)} tokens): "
+                  + (f"max |dlogprob| = {entry['max_abs_diff']:.3e}" if entry.get("max_abs_diff") is not None else "")
+                  + ("" if entry["ok"] else f"  FAIL {entry.get('error') or ''}"), flush=True)
+        entry = {"case": "http greedy", "n": len(pids)}
+        try:
+            r = post_json(url + "/v1/completions", {"prompt": pids, "max_tokens": a.max_tokens, "temperature": 0}, a.timeout)
+            got = r["choices"][0]["text"]
+            entry.update(text=got, ok=got == ref_text, error=None if got == ref_text else f"ref={ref_text!r}")
+        except Exception as e:  # noqa: BLE001
+            entry.update(ok=False, error=str(e))
+        out.append(entry)
+        print(f"POST /v1/completions greedy {a.max_tokens} tokens: " + ("match" if entry["ok"] else f"MISMATCH {entry['error']}"),
+              flush=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return out
 
 
 def cmd_check(a):
@@ -254,6 +347,9 @@ def cmd_check(a):
           + ("match" if g["match"] else f"MISMATCH ref={ref_text!r} cli={g.get('cli_text')!r} {g.get('error') or ''}")
           + (f" (min top-2 logit margin {g['min_margin']:.2e})" if g["min_margin"] is not None else ""), flush=True)
     report["ok"] = all(e["ok"] for e in report["score"]) and bool(g["match"])
+    if a.http:
+        report["http"] = check_http(a, path, model, cases, pids, gen, ref_text)
+        report["ok"] = report["ok"] and all(e["ok"] for e in report["http"])
     diffs = [e["max_abs_diff"] for e in report["score"] if e.get("max_abs_diff") is not None]
     report["max_abs_logprob_diff"] = max(diffs) if diffs else None
     print(json.dumps(report, ensure_ascii=False))
@@ -273,15 +369,23 @@ def main():
     c.add_argument("--text", default=None, help="text for the score --text case")
     c.add_argument("--seed", type=int, default=0, help="seed of the random token cases (no golden.json)")
     c.add_argument("--timeout", type=float, default=600)
+    c.add_argument("--http", action="store_true",
+                   help="also through `roost serve`: POST /v1/completions echo + logprobs and greedy")
     m = sub.add_parser("make", help="write a fresh random HF GPT-2 (or OPT / XGLM) checkpoint")
     m.add_argument("dir")
-    m.add_argument("--arch", choices=("gpt2", "opt", "xglm"), default="gpt2",
+    m.add_argument("--arch", choices=("gpt2", "opt", "xglm", "llama", "mistral", "qwen2"), default="gpt2",
                    help="opt / xglm: HF's own layout; --n-inner is ffn_dim, --positions max_position_embeddings")
     m.add_argument("--post-ln", action="store_true", help="opt: do_layer_norm_before false")
     m.add_argument("--proj-dim", type=int, default=None, help="opt: word_embed_proj_dim (project_in/out)")
     m.add_argument("--no-bias", action="store_true", help="opt: enable_bias false")
     m.add_argument("--no-scale", action="store_true", help="xglm: scale_embedding false")
     m.add_argument("--activation", default=None, help="opt / xglm activation_function")
+    m.add_argument("--kv-heads", type=int, default=None, help="llama family: num_key_value_heads (default --heads)")
+    m.add_argument("--head-dim", type=int, default=None, help="llama family: head_dim (default width / heads)")
+    m.add_argument("--rope-theta", type=float, default=10000.0, help="llama family: rope_theta")
+    m.add_argument("--rope-scaling", default=None, help="llama family: rope_scaling as JSON")
+    m.add_argument("--attention-bias", action="store_true", help="llama / mistral: q/k/v/o biases")
+    m.add_argument("--sliding-window", type=int, default=None, help="mistral: sliding_window")
     m.add_argument("--layers", type=int, required=True)
     m.add_argument("--width", type=int, required=True, help="n_embd")
     m.add_argument("--heads", type=int, required=True)

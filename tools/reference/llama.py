@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import checkpoint
+import causal_lm
 from causal_lm import CausalLM
 
 FAMILY = ("llama", "mistral", "qwen2")
@@ -161,23 +161,13 @@ class Llama(CausalLM):
         self.inv_freq = torch.tensor(cfg.inv_freq(), dtype=torch.float64)
 
     def forward_with_past(self, tokens, past=None):
-        tokens = torch.as_tensor(list(tokens), dtype=torch.long)
-        T = tokens.shape[0]
-        start = self.start_of(past)
-        if self.cfg.max_positions and start + T > self.cfg.max_positions:
-            raise ValueError("sequence exceeds max_position_embeddings")
-        positions = torch.arange(start, start + T)
+        tokens, positions = self.tokens_and_positions(tokens, past, self.cfg.max_positions)
         ang = positions.double()[:, None] * self.inv_freq[None]
         ang = torch.cat([ang, ang], dim=-1)
         cos, sin = ang.cos().float()[None], ang.sin().float()[None]
         x = self.embed_tokens(tokens)
-        caches = []
-        for l, layer in enumerate(self.layers):
-            x, c = layer(x, cos, sin, positions, None if past is None else past[l])
-            caches.append(c)
-        x = rms_norm(x, self.norm, self.cfg.eps)
-        head = self.embed_tokens.weight if self.lm_head is None else self.lm_head
-        return x @ head.t(), caches
+        x, caches = self.run_layers(x, past, cos, sin, positions)
+        return self.head_logits(rms_norm(x, self.norm, self.cfg.eps)), caches
 
     def _named_hf(self):
         """HF name -> the live parameter (hf_state_dict's keys)."""
@@ -199,22 +189,4 @@ class Llama(CausalLM):
 
 
 def load(path):
-    cfg = LlamaConfig(checkpoint.read_config(path))
-    model = Llama(cfg)
-    model.load_hf_state_dict({k: v.float() for k, v in checkpoint.read_tensors(path).items()})
-    model.eval()
-    return model
-
-
-def init_random(model, seed, std=0.2, norm_std=0.2, bias_std=0.1):
-    """Deterministic random weights large enough that a wrong convention shows in log-probs:
-    matrices N(0, std), norm weights N(1, norm_std), biases N(0, bias_std)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in sorted(model._named_hf().items()):
-            if name.endswith("layernorm.weight") or name == "model.norm.weight":
-                p.copy_(1.0 + norm_std * torch.randn(p.shape, generator=g))
-            elif name.endswith(".bias"):
-                p.copy_(bias_std * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(std * torch.randn(p.shape, generator=g))
+    return causal_lm.load(Llama, LlamaConfig, path)

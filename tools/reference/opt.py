@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import checkpoint
+import causal_lm
 from causal_lm import CausalLM
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_new": lambda x: F.gelu(x, approximate="tanh")}
@@ -88,26 +88,40 @@ class Attention(nn.Module):
 
 
 class Layer(nn.Module):
-    def __init__(self, cfg):
+    """A fairseq decoder layer (OPT's and XGLM's): LayerNorm before (pre_ln) or after each block."""
+
+    def __init__(self, C, H, ffn_dim, bias, pre_ln, act):
         super().__init__()
-        C = cfg.hidden_size
-        self.cfg = cfg
-        self.self_attn = Attention(C, cfg.n_head, cfg.bias)
+        self.pre_ln, self.act = pre_ln, ACTIVATIONS[act]
+        self.self_attn = Attention(C, H, bias)
         self.self_attn_layer_norm = nn.LayerNorm(C)
-        self.fc1 = nn.Linear(C, cfg.ffn_dim, bias=cfg.bias)
-        self.fc2 = nn.Linear(cfg.ffn_dim, C, bias=cfg.bias)
+        self.fc1 = nn.Linear(C, ffn_dim, bias=bias)
+        self.fc2 = nn.Linear(ffn_dim, C, bias=bias)
         self.final_layer_norm = nn.LayerNorm(C)
 
     def forward(self, x, positions, past):
-        pre, act = self.cfg.pre_ln, ACTIVATIONS[self.cfg.act]
+        pre = self.pre_ln
         a, cache = self.self_attn(self.self_attn_layer_norm(x) if pre else x, positions, past)
         x = x + a
         if not pre:
             x = self.self_attn_layer_norm(x)
-        x = x + self.fc2(act(self.fc1(self.final_layer_norm(x) if pre else x)))
+        x = x + self.fc2(self.act(self.fc1(self.final_layer_norm(x) if pre else x)))
         if not pre:
             x = self.final_layer_norm(x)
         return x, cache
+
+    def named_hf(self, prefix):
+        """HF name (under prefix) -> the live parameter; biases only where the layer has them."""
+        mods = {"self_attn.q_proj": self.self_attn.q_proj, "self_attn.k_proj": self.self_attn.k_proj,
+                "self_attn.v_proj": self.self_attn.v_proj, "self_attn.out_proj": self.self_attn.out_proj,
+                "self_attn_layer_norm": self.self_attn_layer_norm, "fc1": self.fc1, "fc2": self.fc2,
+                "final_layer_norm": self.final_layer_norm}
+        out = {}
+        for n, m in mods.items():
+            out[prefix + n + ".weight"] = m.weight
+            if m.bias is not None:
+                out[prefix + n + ".bias"] = m.bias
+        return out
 
 
 class OPT(CausalLM):
@@ -119,30 +133,23 @@ class OPT(CausalLM):
         self.embed_positions = nn.Parameter(torch.zeros(cfg.n_positions + 2, C))
         self.project_in = nn.Linear(P, C, bias=False) if P != C else None
         self.project_out = nn.Linear(C, P, bias=False) if P != C else None
-        self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.n_layer))
+        self.layers = nn.ModuleList(Layer(C, cfg.n_head, cfg.ffn_dim, cfg.bias, cfg.pre_ln, cfg.act)
+                                    for _ in range(cfg.n_layer))
         self.final_layer_norm = nn.LayerNorm(C) if cfg.final_ln else None
         self.lm_head = None if cfg.tied else nn.Parameter(torch.zeros(cfg.vocab_size, P))
 
     def forward_with_past(self, tokens, past=None):
-        tokens = torch.as_tensor(list(tokens), dtype=torch.long)
-        start = self.start_of(past)
-        if start + tokens.shape[0] > self.cfg.n_positions:
-            raise ValueError("sequence exceeds max_position_embeddings")
-        positions = torch.arange(start, start + tokens.shape[0])
+        tokens, positions = self.tokens_and_positions(tokens, past, self.cfg.n_positions)
         x = self.embed_tokens(tokens)
         if self.project_in is not None:
             x = self.project_in(x)
         x = x + self.embed_positions[positions + 2]
-        caches = []
-        for l, layer in enumerate(self.layers):
-            x, c = layer(x, positions, None if past is None else past[l])
-            caches.append(c)
+        x, caches = self.run_layers(x, past, positions)
         if self.final_layer_norm is not None:
             x = self.final_layer_norm(x)
         if self.project_out is not None:
             x = self.project_out(x)
-        head = self.embed_tokens.weight if self.lm_head is None else self.lm_head
-        return x @ head.t(), caches
+        return self.head_logits(x), caches
 
     def _named_hf(self):
         d = "model.decoder."
@@ -156,37 +163,9 @@ class OPT(CausalLM):
         if self.lm_head is not None:
             out["lm_head.weight"] = self.lm_head
         for l, ly in enumerate(self.layers):
-            p = f"{d}layers.{l}."
-            mods = {"self_attn.q_proj": ly.self_attn.q_proj, "self_attn.k_proj": ly.self_attn.k_proj,
-                    "self_attn.v_proj": ly.self_attn.v_proj, "self_attn.out_proj": ly.self_attn.out_proj,
-                    "self_attn_layer_norm": ly.self_attn_layer_norm, "fc1": ly.fc1, "fc2": ly.fc2,
-                    "final_layer_norm": ly.final_layer_norm}
-            for n, m in mods.items():
-                out[p + n + ".weight"] = m.weight
-                if m.bias is not None:
-                    out[p + n + ".bias"] = m.bias
+            out.update(ly.named_hf(f"{d}layers.{l}."))
         return out
 
 
 def load(path):
-    model = OPT(OPTConfig(checkpoint.read_config(path)))
-    model.load_hf_state_dict({k: v.float() for k, v in checkpoint.read_tensors(path).items()})
-    model.eval()
-    return model
-
-
-def init_random(model, seed, std=0.2, norm_std=0.2, bias_std=0.1, embed_std=None):
-    """Deterministic random weights large enough that a wrong convention shows in log-probs:
-    matrices and tables N(0, std) (embed_tokens N(0, embed_std) when given), LayerNorm
-    weights N(1, norm_std), biases N(0, bias_std)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in sorted(model._named_hf().items()):
-            if "layer_norm.weight" in name:
-                p.copy_(1.0 + norm_std * torch.randn(p.shape, generator=g))
-            elif name.endswith(".bias"):
-                p.copy_(bias_std * torch.randn(p.shape, generator=g))
-            elif name.endswith("embed_tokens.weight") and embed_std is not None:
-                p.copy_(embed_std * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(std * torch.randn(p.shape, generator=g))
+    return causal_lm.load(OPT, OPTConfig, path)

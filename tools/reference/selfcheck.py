@@ -606,11 +606,12 @@ def decode_path(model, prompt, cont):
     return lps, logits[-1]
 
 
-LLAMA_PREFIXES = ("llama-", "qwen2-", "mistral-")
+# make_llama_fixtures.py's and make_opt_fixtures.py's folders (HF layout, not gpt2's).
+FAMILY_PREFIXES = ("llama-", "qwen2-", "mistral-", "opt-", "xglm-")
 
 
-def check_llama_fixture(fx, name):
-    """make_llama_fixtures.py's folders: small, and their goldens reproduce through llama.load."""
+def check_family_fixture(fx, name):
+    """An HF-layout family fixture: small, and its goldens reproduce through models.load."""
     path = os.path.join(fx, name)
     size = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
     check(f"{name}: folder under 400 KB", size < 400_000, f"{size} bytes")
@@ -978,8 +979,8 @@ def main():
     fx = args.fixtures
     check_safetensors()
     for name in fixture_dirs(fx):
-        if name.startswith(LLAMA_PREFIXES):
-            check_llama_fixture(fx, name)
+        if name.startswith(FAMILY_PREFIXES):
+            check_family_fixture(fx, name)
         elif name.startswith(LONG_PREFIXES):
             check_long_fixture(fx, name)
         else:

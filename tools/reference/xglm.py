@@ -21,9 +21,9 @@ import math
 import torch
 import torch.nn as nn
 
-import checkpoint
+import causal_lm
 from causal_lm import CausalLM
-from opt import ACTIVATIONS, Attention, _size
+from opt import ACTIVATIONS, Layer, _size
 
 
 class XGLMConfig:
@@ -65,24 +65,6 @@ def sinusoids(rows, dim, pad):
     return t
 
 
-class Layer(nn.Module):
-    def __init__(self, cfg):
-        super().__init__()
-        C = cfg.hidden_size
-        self.act = ACTIVATIONS[cfg.act]
-        self.self_attn = Attention(C, cfg.n_head, True)
-        self.self_attn_layer_norm = nn.LayerNorm(C)
-        self.fc1 = nn.Linear(C, cfg.ffn_dim)
-        self.fc2 = nn.Linear(cfg.ffn_dim, C)
-        self.final_layer_norm = nn.LayerNorm(C)
-
-    def forward(self, x, positions, past):
-        a, cache = self.self_attn(self.self_attn_layer_norm(x), positions, past)
-        x = x + a
-        x = x + self.fc2(self.act(self.fc1(self.final_layer_norm(x))))
-        return x, cache
-
-
 class XGLM(CausalLM):
     def __init__(self, cfg):
         super().__init__()
@@ -90,24 +72,16 @@ class XGLM(CausalLM):
         C = cfg.hidden_size
         self.embed_tokens = nn.Embedding(cfg.vocab_size, C)
         self.table = sinusoids(cfg.n_positions + 2, C, cfg.pad)
-        self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.n_layer))
+        # OPT's layer, pre-LN with biases (XGLM has no switch for either).
+        self.layers = nn.ModuleList(Layer(C, cfg.n_head, cfg.ffn_dim, True, True, cfg.act) for _ in range(cfg.n_layer))
         self.layer_norm = nn.LayerNorm(C)
         self.lm_head = None if cfg.tied else nn.Parameter(torch.zeros(cfg.vocab_size, C))
 
     def forward_with_past(self, tokens, past=None):
-        tokens = torch.as_tensor(list(tokens), dtype=torch.long)
-        start = self.start_of(past)
-        if start + tokens.shape[0] > self.cfg.n_positions:
-            raise ValueError("sequence exceeds max_position_embeddings")
-        positions = torch.arange(start, start + tokens.shape[0])
+        tokens, positions = self.tokens_and_positions(tokens, past, self.cfg.n_positions)
         x = self.embed_tokens(tokens) * self.cfg.scale + self.table[positions + 2]
-        caches = []
-        for l, layer in enumerate(self.layers):
-            x, c = layer(x, positions, None if past is None else past[l])
-            caches.append(c)
-        x = self.layer_norm(x)
-        head = self.embed_tokens.weight if self.lm_head is None else self.lm_head
-        return x @ head.t(), caches
+        x, caches = self.run_layers(x, past, positions)
+        return self.head_logits(self.layer_norm(x)), caches
 
     def _named_hf(self):
         out = {"model.embed_tokens.weight": self.embed_tokens.weight, "model.layer_norm.weight": self.layer_norm.weight,
@@ -115,19 +89,9 @@ class XGLM(CausalLM):
         if self.lm_head is not None:
             out["lm_head.weight"] = self.lm_head
         for l, ly in enumerate(self.layers):
-            p = f"model.layers.{l}."
-            mods = {"self_attn.q_proj": ly.self_attn.q_proj, "self_attn.k_proj": ly.self_attn.k_proj,
-                    "self_attn.v_proj": ly.self_attn.v_proj, "self_attn.out_proj": ly.self_attn.out_proj,
-                    "self_attn_layer_norm": ly.self_attn_layer_norm, "fc1": ly.fc1, "fc2": ly.fc2,
-                    "final_layer_norm": ly.final_layer_norm}
-            for n, m in mods.items():
-                out[p + n + ".weight"] = m.weight
-                out[p + n + ".bias"] = m.bias
+            out.update(ly.named_hf(f"model.layers.{l}."))
         return out
 
 
 def load(path):
-    model = XGLM(XGLMConfig(checkpoint.read_config(path)))
-    model.load_hf_state_dict({k: v.float() for k, v in checkpoint.read_tensors(path).items()})
-    model.eval()
-    return model
+    return causal_lm.load(XGLM, XGLMConfig, path)
