@@ -47,6 +47,28 @@ def vocab():
     return v
 
 
+TEXT = "And he said unto them, Take the pots with water."
+
+
+def encode(text, v):
+    """Ids of text as the Unigram model segments it (best-scoring pieces per
+    ▁-prefixed word; every character of TEXT has a piece, no ties), then </s>."""
+    ids = {p: i for i, (p, _) in enumerate(v) if i >= len(SPECIALS) and not p.startswith("<extra_id_")}
+    out = []
+    for w in text.split(" "):
+        w = SP + w
+        best = [(0.0, [])] + [None] * len(w)
+        for end in range(1, len(w) + 1):
+            opts = [(best[a][0] + v[ids[w[a:end]]][1], best[a][1] + [ids[w[a:end]]])
+                    for a in range(end) if best[a] is not None and w[a:end] in ids]
+            if opts:
+                opts.sort(key=lambda o: -o[0])
+                assert len(opts) == 1 or opts[0][0] != opts[1][0], f"tie in {w!r}"
+                best[end] = opts[0]
+        out += best[-1][1]
+    return out + [1]
+
+
 def tokenizer_json(v):
     special_ids = list(range(len(SPECIALS))) + list(range(len(v) - SENTINELS, len(v)))
     added = [{"id": i, "content": v[i][0], "single_word": False, "lstrip": False, "rstrip": False,
@@ -112,7 +134,7 @@ def write(out, seed, description, shape):
     rng = random.Random(seed)
     V = len(v)
     sent = [V - 1 - i for i in range(SENTINELS)]  # <extra_id_0>, <extra_id_1>, ..
-    inputs = [("one-token", [1]), ("random-7", rand_ids(rng, 7, V) + [1]),
+    inputs = [("text", encode(TEXT, v)), ("one-token", [1]), ("random-7", rand_ids(rng, 7, V) + [1]),
               ("spans", rand_ids(rng, 5, V) + [sent[0]] + rand_ids(rng, 6, V) + [sent[1]] + rand_ids(rng, 3, V) + [1]),
               ("random-45", rand_ids(rng, 44, V) + [1])]
     score = []
@@ -124,7 +146,7 @@ def write(out, seed, description, shape):
         toks, margins = model.greedy(inp, 24, return_margins=True)
         greedy.append({"name": iname, "input": inp, "n": 24, "tokens": toks, "margins": margins})
     golden = {"description": description + "; unigram tokenizer with <extra_id_N> sentinels; F32",
-              "seed": seed, "score": score, "greedy": greedy}
+              "seed": seed, "text": TEXT, "score": score, "greedy": greedy}
     files = {"config.json": cfg, "tokenizer.json": tokenizer_json(v),
              "tokenizer_config.json": {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
                                        "extra_ids": SENTINELS, "tokenizer_class": "T5Tokenizer"},
