@@ -68,9 +68,11 @@ def main():
     g = next(x for x in golden["greedy"] if x["name"] == "text")
     ids = model.greedy(g["input"], g["n"])
     ids = ids[:ids.index(1)] if 1 in ids else ids
-    js = ("const {loadTokenizer}=require('./dist/engine/tokenizer');const t=loadTokenizer(process.argv[1]);"
+    special = [t["id"] for t in json.load(open(os.path.join(a.dir, "tokenizer.json")))["added_tokens"]]
+    ids_shown = [t for t in ids if t not in special]  # completions show no text for special tokens
+    js = ("const {loadTokenizer}=require('./dist/src/engine/tokenizer');const t=loadTokenizer(process.argv[1]);"
           "process.stdout.write(JSON.stringify({ids:t.encode(process.argv[2]),text:t.decode(JSON.parse(process.argv[3]))}))")
-    tk = json.loads(subprocess.run(["node", "-e", js, a.dir, text, json.dumps(ids)], capture_output=True, text=True,
+    tk = json.loads(subprocess.run(["node", "-e", js, a.dir, text, json.dumps(ids_shown)], capture_output=True, text=True,
                                    cwd=REPO, check=True).stdout)
     out = roost("generate", "--model", a.dir, "--prompt", text, "--max-tokens", str(g["n"]), "--temperature", "0",
                 "--device", "cpu")
