@@ -66,6 +66,12 @@ test('roost score on a t5 model without --target says what is missing', () => {
   expect(r.stderr).toMatch(/encoder-decoder model: give --target/);
 });
 
+test('roost eval on a t5 model points to roost score --target', () => {
+  const r = roost('eval', '--model', path.join(FIXTURES, 't5-v1-tied'), '--file', path.join(FIXTURES, '..', '..', 'tools', 'reference', 'corpus_en.txt'), '--device', 'cpu');
+  expect(r.code).toBe(2);
+  expect(r.stderr).toMatch(/encoder-decoder model \(t5\): score a target given an input with roost score --text INPUT --target TARGET/);
+});
+
 describe('POST /v1/completions on a t5 checkpoint', () => {
   const name = 't5-v11-untied';
   const g = t5Golden(name);
