@@ -94,6 +94,20 @@ describe('POST /v1/completions on a t5 checkpoint', () => {
     }
   });
 
+  test('logprobs of the generated tokens are the reference decoder log-probs; n = 2 greedy choices agree', async () => {
+    const want = g.greedy.find((x: any) => x.name === 'random-45');
+    const k = untilEos(want.tokens).length;
+    const r = await post(s.url, { prompt: want.input, max_tokens: k, temperature: 0, logprobs: 2, n: 2 });
+    expect(r.status).toBe(200);
+    expect(r.json.choices).toHaveLength(2);
+    for (const c of r.json.choices) {
+      const lp = c.logprobs.token_logprobs;
+      expect(lp).toHaveLength(k);
+      for (let i = 0; i < k; i++) expect(Math.abs(lp[i] - want.logprobs[i])).toBeLessThanOrEqual(1e-4);
+    }
+    expect(r.json.choices[1].text).toBe(r.json.choices[0].text);
+  });
+
   test('echo and suffix are refused with a message that says why', async () => {
     const echo = await post(s.url, { prompt: [5, 6, 1], max_tokens: 2, echo: true });
     expect(echo.status).toBe(400);

@@ -5,7 +5,7 @@ specials (<pad> 0, </s> 1, <unk> 2) and <extra_id_N> sentinels at the top of
 the vocabulary (<extra_id_0> the last id, as T5's), and t5-golden.json:
 
   score:  [{"name", "input", "target", "logprobs"}]  log p(target t | input, target < t)
-  greedy: [{"name", "input", "n", "tokens", "margins"}] decoder tokens, argmax margins
+  greedy: [{"name", "input", "n", "tokens", "margins", "logprobs"}] decoder tokens, argmax margins, their log-probs
 
 Inputs are long enough that relative distances pass max_distance (the last
 bucket) in both stacks. A random checkpoint of any other size:
@@ -144,7 +144,8 @@ def write(out, seed, description, shape):
     greedy = []
     for iname, inp in inputs:
         toks, margins = model.greedy(inp, 24, return_margins=True)
-        greedy.append({"name": iname, "input": inp, "n": 24, "tokens": toks, "margins": margins})
+        greedy.append({"name": iname, "input": inp, "n": 24, "tokens": toks, "margins": margins,
+                       "logprobs": model.score(inp, toks)})
     golden = {"description": description + "; unigram tokenizer with <extra_id_N> sentinels; F32",
               "seed": seed, "text": TEXT, "score": score, "greedy": greedy}
     files = {"config.json": cfg, "tokenizer.json": tokenizer_json(v),
