@@ -15,6 +15,7 @@
 #include "doctest.h"
 #include "engine.h"
 #include "json.h"
+#include "ops/ops.h"
 
 using namespace roost;
 namespace fs = std::filesystem;
@@ -89,19 +90,24 @@ std::vector<int32_t> decode_alone(Engine& e, const std::vector<int32_t>& input, 
 
 }  // namespace
 
-TEST_CASE("t5 fixtures: decoder log-probs of a target given an input match the reference to 1e-4") {
+TEST_CASE("t5 fixtures: decoder log-probs of a target given an input match the reference to 1e-4, on every ISA") {
   const auto dirs = t5_fixtures();
   REQUIRE(dirs.size() >= 4);
   double overall = 0;
   size_t n_cases = 0;
+  std::vector<Isa> isas = {Isa::Reference};
+  if (detected_isa() != Isa::Reference) isas.push_back(Isa::Avx2);
+  if (detected_isa() == Isa::Avx512) isas.push_back(Isa::Avx512);
+  for (Isa isa : isas)
   for (const auto& dir : dirs) {
+    set_isa(isa);
     const json::Value golden = golden_of(dir);
     Engine whole(dir.string(), options(512));
     Engine passes(dir.string(), options(5));  // long inputs and targets cut into passes of 5 tokens
     for (const auto& c : golden.find("score")->items) {
       const std::vector<int32_t> input = ints(*c.find("input")), target = ints(*c.find("target"));
       const auto& want = c.find("logprobs")->items;
-      const std::string name = dir.filename().string() + " " + c.find("name")->text;
+      const std::string name = std::string(isa_name(isa)) + " " + dir.filename().string() + " " + c.find("name")->text;
       const double w1 = worst_error(score(whole, input, target, 0), want);
       const double w2 = worst_error(score(whole, input, target, 4), want);  // input over several steps
       const double w3 = worst_error(score(passes, input, target, 0), want);
@@ -114,7 +120,8 @@ TEST_CASE("t5 fixtures: decoder log-probs of a target given an input match the r
     CHECK(whole.stats().sequences == 0);
     CHECK(whole.stats().state_bytes == 0);
   }
-  MESSAGE((std::to_string(n_cases) + " cases x 3 feeds, max |dlogprob| against the reference " + std::to_string(overall)));
+  set_isa(detected_isa());
+  MESSAGE((std::to_string(n_cases) + " cases x 3 feeds (every ISA), max |dlogprob| against the reference " + std::to_string(overall)));
 }
 
 TEST_CASE("t5 fixtures: greedy decoding matches the reference token for token, batched and alone") {

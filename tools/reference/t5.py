@@ -213,8 +213,10 @@ def init_random(model, seed):
                 p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
             elif "relative_attention_bias" in name:
                 p.copy_(torch.randn(p.shape, generator=g))
-            elif name in ("shared.weight", "lm_head.weight"):
+            elif name == "shared.weight":
                 p.copy_(torch.randn(p.shape, generator=g))
+            elif name == "lm_head.weight":  # logits of std ~2, as a tied head's (log-probs not far below -log V)
+                p.copy_(torch.randn(p.shape, generator=g) * 2 * p.shape[1] ** -0.5)
             elif name.endswith((".o.weight", ".wo.weight")):  # blocks outweigh the embedding (else a tied head echoes)
                 p.copy_(torch.randn(p.shape, generator=g) * 3 * p.shape[1] ** -0.5)
             else:
