@@ -7,6 +7,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+import { WebSocket } from 'ws';
+
 import { loadTokenizer } from '../src/engine/tokenizer';
 import { RunningServer } from '../src/server';
 import { roost } from './family-goldens.helpers';
@@ -106,6 +108,30 @@ describe('POST /v1/completions on a t5 checkpoint', () => {
       for (let i = 0; i < k; i++) expect(Math.abs(lp[i] - want.logprobs[i])).toBeLessThanOrEqual(1e-4);
     }
     expect(r.json.choices[1].text).toBe(r.json.choices[0].text);
+  });
+
+  test('WebSocket: the prompt is the encoder input; token events are the reference decoder tokens and log-probs', async () => {
+    const want = g.greedy.find((x: any) => x.name === 'text');
+    const ws = new WebSocket(s.url.replace(/^http/, 'ws') + '/v1/stream');
+    const events: any[] = [];
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    const done = new Promise<void>((resolve) =>
+      ws.on('message', (data: Buffer) => {
+        const e = JSON.parse(data.toString());
+        events.push(e);
+        if (e.type === 'done' || e.type === 'error') resolve();
+      }),
+    );
+    ws.send(JSON.stringify({ type: 'request', id: 'w', prompt: want.input, max_tokens: 8, temperature: 0 }));
+    await done;
+    ws.close();
+    const tokens = events.filter((e) => e.type === 'token');
+    const ids = untilEos(want.tokens).slice(0, 8);
+    expect(tokens.map((e) => e.token)).toEqual(ids);
+    tokens.forEach((e, i) => expect(Math.abs(e.logprob - want.logprobs[i])).toBeLessThanOrEqual(1e-4));
   });
 
   test('echo and suffix are refused with a message that says why', async () => {
