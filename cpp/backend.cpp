@@ -58,8 +58,14 @@ const char* op_name(Op op) {
     case Op::RmsNorm: return "rmsnorm";
     case Op::SiluMul: return "silu_mul";
     case Op::GemmQ8: return "gemm over Q8_0 weights";
+    case Op::RelativeBias: return "attention with a relative position bias";
+    case Op::GeluMul: return "gelu_mul";
   }
   return "?";
+}
+
+void Backend::gelu_mul(float*, int64_t, const float*, int64_t, int64_t, int64_t) {
+  throw Error("E_CONFIG", "the " + name() + " backend has no gelu_mul");
 }
 
 void require_ops(const Backend& be, const ModelConfig& cfg, std::initializer_list<Op> ops) {

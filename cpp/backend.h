@@ -132,6 +132,15 @@ struct AttnTask {
   int32_t n_spans = 0;
   int64_t span0 = 0;
   int64_t n_keys = 0;
+  // T5's relative position bias (docs/t5.md; null: none, the backend needs
+  // Op::RelativeBias): score += bias[clamp(kpos - qpos, -bias_max, bias_max) +
+  // bias_max], kpos = pos0 + r of the key's span, the table of head h at
+  // bias + h * (2 * bias_max + 1) floats (backend memory; every head's tasks
+  // share the pointer). With unmasked, every key of the spans is visible (the
+  // encoder's bidirectional attention).
+  const float* bias = nullptr;
+  int64_t bias_max = 0;
+  bool unmasked = false;
 };
 
 // The task batcher of every model: a list of tasks over spans, built once per
@@ -170,7 +179,9 @@ class AttentionPlan {
 
 // The ops, for supports()/unsupported(): one name per op family below.
 // GemmQ8: gemm over Q8_0 weights (a GGUF Q8_0 checkpoint or --quantize q8_0).
-enum class Op : int { Embed, LayerNorm, Gemm, Rotary, Attention, MoveRows, ToKv, GateUpdate, ScaleColumns, RmsNorm, SiluMul, GemmQ8 };
+// RelativeBias: AttnTask::bias (T5); GeluMul: gelu_mul() (T5 v1.1).
+enum class Op : int { Embed, LayerNorm, Gemm, Rotary, Attention, MoveRows, ToKv, GateUpdate, ScaleColumns, RmsNorm, SiluMul, GemmQ8,
+                      RelativeBias, GeluMul };
 const char* op_name(Op op);
 
 class Backend {
@@ -240,6 +251,10 @@ class Backend {
   // SwiGLU: y[m, f] = silu(x[m, f]) * x[m, F + f] for f < F (x rows: gate | up),
   // silu(a) = a / (1 + exp(-a)). y must not alias x.
   virtual void silu_mul(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t M, int64_t F) = 0;
+  // T5 v1.1's gated GELU: y[m, f] = gelu_new(x[m, f]) * x[m, F + f] (x rows:
+  // wi_0 | wi_1). y must not alias x. Only backends whose unsupported(GeluMul)
+  // is "" override it (the default throws E_CONFIG).
+  virtual void gelu_mul(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t M, int64_t F);
   // y[M, N] = epilogue(x[M, K] @ W + bias[N]); bias may be null; y must not alias x.
   virtual void gemm(float* y, int64_t ldy, const float* x, int64_t ldx, const Matrix& W, const float* bias, int64_t M,
                     Epilogue epi) = 0;

@@ -273,6 +273,39 @@ void read_opt(const Reader& r, const Value& root, ModelConfig& c) {
     r.fail("add_cross_attention", "must be false (cross-attention is not supported)", root.find("add_cross_attention"));
 }
 
+// t5 from HF's own keys (docs/t5.md).
+void read_t5(const Reader& r, const Value& root, ModelConfig& c) {
+  c.n_embd = r.size(root, "d_model");
+  c.n_head = r.size(root, "num_heads");
+  c.explicit_head_dim = r.size(root, "d_kv");
+  c.n_inner = r.size(root, "d_ff");
+  c.n_layer = r.size(root, "num_layers");
+  const Value* dl = Reader::given(root, "num_decoder_layers");
+  c.n_decoder_layer = dl ? r.integer(*dl, "num_decoder_layers", 1, kMaxSize) : c.n_layer;
+  const Value* nb = Reader::given(root, "relative_attention_num_buckets");
+  c.rel_buckets = nb ? r.integer(*nb, "relative_attention_num_buckets", 4, 4096) : 32;
+  const Value* md = Reader::given(root, "relative_attention_max_distance");
+  c.rel_max_distance = md ? r.integer(*md, "relative_attention_max_distance", 1, 1 << 20) : 128;
+  if (const Value* eps = Reader::given(root, "layer_norm_epsilon"))
+    c.layer_norm_epsilon = float(r.positive_number(*eps, "layer_norm_epsilon"));
+  else
+    c.layer_norm_epsilon = 1e-6f;
+  const Value* ff = Reader::given(root, "feed_forward_proj");
+  const std::string proj = ff ? r.string(*ff, "feed_forward_proj", "\"relu\" or \"gated-gelu\"") : "relu";
+  if (proj != "relu" && proj != "gated-gelu")
+    r.fail("feed_forward_proj", "must be \"relu\" (T5 v1.0) or \"gated-gelu\" (v1.1); others are not supported", ff);
+  c.gated_gelu = proj == "gated-gelu";
+  if (!boolean(r, root, "is_encoder_decoder", true))
+    r.fail("is_encoder_decoder", "must be true (the decoder-only T5 stack is not supported)", root.find("is_encoder_decoder"));
+  c.tie_word_embeddings = boolean(r, root, "tie_word_embeddings", true);
+  int64_t pad = 0;
+  if (const Value* p = Reader::given(root, "pad_token_id")) pad = r.integer(*p, "pad_token_id", 0, c.vocab_size - 1);
+  const Value* ds = Reader::given(root, "decoder_start_token_id");
+  c.decoder_start_token_id = ds ? r.integer(*ds, "decoder_start_token_id", 0, c.vocab_size - 1) : pad;
+  c.position_embedding = "relative";
+  c.n_positions = 0;  // relative positions: only memory bounds the input and output
+}
+
 void read_tokenizer(const Reader& r, const Value& root, ModelConfig& c) {
   if (const Value* tc = Reader::given(root, "tokenizer_class"))
     c.tokenizer_class = r.string(*tc, "tokenizer_class", "a string");
@@ -319,11 +352,11 @@ ModelConfig parse_config(const std::string& json_text, const std::string& source
   ModelConfig c;
   c.dir = dir;
   const Value* mt = root.find("model_type");
-  const char* kTypes = "\"gpt2\", \"perceiver_ar\", \"block_recurrent\", \"llama\", \"mistral\", \"qwen2\", \"opt\" or \"xglm\"";
+  const char* kTypes = "\"gpt2\", \"perceiver_ar\", \"block_recurrent\", \"llama\", \"mistral\", \"qwen2\", \"opt\", \"xglm\" or \"t5\"";
   if (!mt) r.fail("model_type", std::string("is missing (expected ") + kTypes + ")");
   c.model_type = mt->is_string() ? mt->text : "";
   if (c.model_type != "gpt2" && c.model_type != "perceiver_ar" && c.model_type != "block_recurrent" &&
-      !c.llama_family() && !c.opt_family())
+      !c.llama_family() && !c.opt_family() && !c.encoder_decoder())
     r.fail("model_type", std::string("must be ") + kTypes, mt);
 
   c.vocab_size = r.size(root, "vocab_size");
@@ -335,6 +368,12 @@ ModelConfig parse_config(const std::string& json_text, const std::string& source
   if (c.opt_family()) {
     read_opt(r, root, c);
     read_tokenizer(r, root, c);
+    return c;
+  }
+  if (c.encoder_decoder()) {
+    read_t5(r, root, c);
+    read_tokenizer(r, root, c);
+    if (c.eos_token_id < 0 && c.vocab_size > 1) c.eos_token_id = 1;  // T5's </s>
     return c;
   }
   c.n_embd = r.size(root, "n_embd");

@@ -64,6 +64,14 @@ struct ModelConfig {
   double embed_scale = 1.0;     // xglm scale_embedding: sqrt(d_model)
   int64_t pad_token_id = -1;    // xglm: the sinusoid table's zeroed row (-1: none)
 
+  // T5 (docs/t5.md), from HF's keys: d_model -> n_embd, num_heads -> n_head,
+  // d_kv -> explicit_head_dim, d_ff -> n_inner, num_layers -> n_layer (the encoder).
+  int64_t n_decoder_layer = 0;      // num_decoder_layers
+  int64_t rel_buckets = 0;          // relative_attention_num_buckets
+  int64_t rel_max_distance = 0;     // relative_attention_max_distance
+  bool gated_gelu = false;          // feed_forward_proj "gated-gelu" (v1.1) rather than "relu"
+  int64_t decoder_start_token_id = 0;
+
   int64_t num_latents = 0;     // perceiver_ar: N >= 1
 
   int64_t block_size = 0;      // block_recurrent: W >= 1
@@ -82,6 +90,7 @@ struct ModelConfig {
   int64_t head_dim() const { return explicit_head_dim ? explicit_head_dim : n_embd / n_head; }
   bool llama_family() const { return model_type == "llama" || model_type == "mistral" || model_type == "qwen2"; }
   bool opt_family() const { return model_type == "opt" || model_type == "xglm"; }
+  bool encoder_decoder() const { return model_type == "t5"; }
 };
 
 // Reads <dir>/config.json. Throws Error("E_CONFIG") (or E_CHECKPOINT if the file

@@ -10,6 +10,7 @@
 #include "common.h"
 #include "models/rotary.h"
 #include "ops/attention_spans.h"
+#include "ops/t5_ops.h"
 #include "ops/ops.h"
 
 namespace roost {
@@ -85,8 +86,13 @@ class CpuAttention : public AttentionPlan {
     D_ = D;
     causal_.clear();
     span_tasks_.clear();
+    biased_tasks_.clear();
     for (size_t t = 0; t < tasks_.size();) {
       const AttnTask& a = tasks_[t];
+      if (a.bias) {  // T5's relative position bias: its own kernel (cpp/ops/t5_ops.h)
+        biased_tasks_.push_back(t++);
+        continue;
+      }
       size_t e = t + 1;  // the group: heads 0, 1, .. of the same queries and spans
       while (e < tasks_.size() && tasks_[e].head == (int32_t)(e - t) && tasks_[e].q == a.q && tasks_[e].out == a.out &&
              tasks_[e].span0 == a.span0 && tasks_[e].n_spans == a.n_spans && tasks_[e].nq == a.nq &&
@@ -118,7 +124,7 @@ class CpuAttention : public AttentionPlan {
       }
       attention_causal(seqs_, H, D_, pool);
     }
-    if (!span_tasks_.empty()) {
+    if (!span_tasks_.empty() || !biased_tasks_.empty()) {
       keys_.resize(spans_.size());
       for (size_t i = 0; i < spans_.size(); i++) {
         const AttnSpan& s = spans_[i];
@@ -130,7 +136,15 @@ class CpuAttention : public AttentionPlan {
         run_tasks_.push_back(SpanAttentionTask{a.out, a.out_stride, a.q, a.q_stride, a.nq, a.qpos0, a.head,
                                                keys_.data() + a.span0, a.n_spans});
       }
-      attention_spans(run_tasks_, D_, pool);
+      if (!run_tasks_.empty()) attention_spans(run_tasks_, D_, pool);
+      biased_run_.clear();
+      for (size_t i : biased_tasks_) {
+        const AttnTask& a = tasks_[i];
+        biased_run_.push_back(BiasedAttentionTask{
+            SpanAttentionTask{a.out, a.out_stride, a.q, a.q_stride, a.nq, a.qpos0, a.head, keys_.data() + a.span0, a.n_spans},
+            a.bias + a.head * (2 * a.bias_max + 1), a.bias_max, a.unmasked});
+      }
+      if (!biased_run_.empty()) attention_biased(biased_run_, D_, pool);
     }
   }
 
@@ -139,6 +153,8 @@ class CpuAttention : public AttentionPlan {
   int64_t D_ = 0;
   std::vector<std::pair<size_t, int64_t>> causal_;  // (first task, heads)
   std::vector<size_t> span_tasks_;
+  std::vector<size_t> biased_tasks_;
+  std::vector<BiasedAttentionTask> biased_run_;
   std::vector<AttentionSeq> seqs_;
   std::vector<KeySpan> keys_;
   std::vector<SpanAttentionTask> run_tasks_;
@@ -232,6 +248,9 @@ class CpuBackend : public Backend {
 
   void silu_mul(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t M, int64_t F) override {
     roost::silu_mul(y, ldy, x, ldx, M, F, *pool_);
+  }
+  void gelu_mul(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t M, int64_t F) override {
+    roost::gelu_mul(y, ldy, x, ldx, M, F, *pool_);
   }
 
   void gemm(float* y, int64_t ldy, const float* x, int64_t ldx, const Matrix& W, const float* bias, int64_t M,

@@ -276,6 +276,7 @@ Engine::Pass Engine::plan_pass(StepRun& run) const {
     ForwardItem it{seq.state.get(), r.tokens.data() + run.cursor[i], n, r.prompt_logprobs, out};
     it.adapter = adapter;
     it.interim = !r.prompt_logprobs && left > n;
+    it.input_ends = r.sample && left == n;
     pass.items.push_back(it);
     pass.owner.push_back(i);
   }

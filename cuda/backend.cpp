@@ -50,6 +50,8 @@ CudaBackend::CudaBackend(int device, WType weight_type)
 std::string CudaBackend::unsupported(Op op, const ModelConfig& cfg) const {
   if (op == Op::GemmQ8)
     return "there is no Q8_0 kernel on CUDA yet: 8-bit weights (--quantize q8_0, a Q8_0 GGUF file) run on the CPU backend";
+  if (op == Op::RelativeBias || op == Op::GeluMul)
+    return "T5's relative position bias and gated GELU have no CUDA kernels yet (docs/t5.md)";
   if (op == Op::Attention && cfg.head_dim() > kMaxHeadDim)
     return "the CUDA attention kernels take head sizes up to " + std::to_string(kMaxHeadDim) + " (n_embd / n_head = " +
            std::to_string(cfg.head_dim()) + ")";

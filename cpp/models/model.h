@@ -51,6 +51,11 @@ struct ForwardItem {
   // model may skip work that only the logits need (perceiver_ar's latent
   // window, rebuilt by the last pass).
   bool interim = false;
+  // True when the item's last token ends the sequence's input and the next
+  // token is sampled from its logits (the request samples and this pass runs
+  // its last token). An encoder-decoder model (t5) runs its encoder then; the
+  // others ignore it.
+  bool input_ends = false;
 };
 
 class Model {

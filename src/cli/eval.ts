@@ -2,6 +2,7 @@
 // overlapping windows when it is longer than the context (src/engine/scoring.ts).
 import { Command } from 'commander';
 
+import { isEncoderDecoder } from '../engine/encoder-decoder';
 import { FileGuardError, readGuardedFile } from '../engine/file-guard';
 import { scoreLong, scoreTokens } from '../engine/scoring';
 import { flag, integer, required, UsageError } from './flags';
@@ -40,6 +41,9 @@ async function runEval(flags: EvalFlags): Promise<void> {
   }
   const context = flags.context;
   const l = await load(flags);
+  if (isEncoderDecoder(l.engine.info())) {
+    throw new UsageError('roost eval scores a text under a decoder-only model; this is an encoder-decoder model (t5): score a target given an input with roost score --text INPUT --target TARGET');
+  }
   const tokens = l.tokenizer.encode(bytes.toString('utf8'));
   if (tokens.length < 2) throw new UsageError(`--file: ${file} holds ${tokens.length} token(s); eval needs at least 2`);
   // A soft prompt takes its positions out of every window.

@@ -2,6 +2,7 @@
 // token ids) under the model, as JSON on stdout.
 import { Command } from 'commander';
 
+import { isEncoderDecoder, scoreTarget } from '../engine/encoder-decoder';
 import { RequestError } from '../engine/errors';
 import { scoreTokens } from '../engine/scoring';
 import { flag, UsageError } from './flags';
@@ -10,15 +11,19 @@ import { asUsageError, load, ModelFlags, modelFlags, runtime } from './model';
 interface ScoreFlags extends ModelFlags {
   tokens?: number[];
   text?: string;
+  target?: string;
+  targetTokens?: number[];
 }
 
 export function scoreCommand(): Command {
   const cmd = new Command('score')
     .description('Print {"tokens", "logprobs"}: each token\'s log-probability given the ones before it (the first is null).')
-    .usage('--model DIR (--tokens 1,2,3 | --text TEXT) [options]');
+    .usage('--model DIR (--tokens 1,2,3 | --text TEXT) [--target-tokens 4,5 | --target TEXT] [options]');
   return modelFlags(cmd)
     .addOption(flag('--tokens <ids>', 'the token ids to score, comma-separated (this or --text)', parseTokenList))
     .addOption(flag('--text <text>', "the text to score, tokenized with the model's tokenizer (this or --tokens)"))
+    .addOption(flag('--target <text>', 'encoder-decoder models: the decoder text to score given --text/--tokens as the input'))
+    .addOption(flag('--target-tokens <ids>', 'encoder-decoder models: the decoder token ids to score, comma-separated', parseTokenList))
     .action(runScore);
 }
 
@@ -35,6 +40,26 @@ async function runScore(flags: ScoreFlags): Promise<void> {
   const l = await load(flags);
   const tokens = listed ?? l.tokenizer.encode(text!);
   if (tokens.length === 0) throw new UsageError('--text must not be empty: it encodes to no tokens');
+  const encDec = isEncoderDecoder(l.engine.info());
+  if (flags.target !== undefined && flags.targetTokens !== undefined) throw new UsageError('give at most one of --target or --target-tokens');
+  const wantsTarget = flags.target !== undefined || flags.targetTokens !== undefined;
+  if (wantsTarget !== encDec) {
+    throw new UsageError(encDec
+      ? 'this is an encoder-decoder model: give --target TEXT or --target-tokens IDS (scored given --text/--tokens as the input)'
+      : '--target and --target-tokens are for encoder-decoder models (model_type t5) only');
+  }
+  if (encDec) {
+    const target = flags.targetTokens ?? l.tokenizer.encode(flags.target!);
+    if (target.length === 0) throw new UsageError('--target must not be empty: it encodes to no tokens');
+    const V = l.engine.info().vocabSize;
+    for (const [flagName, ids] of [['--tokens', tokens], ['--target-tokens', target]] as const) {
+      const bad = ids.find((t) => t >= V);
+      if (bad !== undefined) throw new UsageError(`${flagName}: token id ${bad} is outside the vocabulary (0..${V - 1})`);
+    }
+    const logprobs = await scoreTarget(l.engine, tokens, target);
+    process.stdout.write(JSON.stringify({ tokens: target, logprobs }) + '\n');
+    return;
+  }
   try {
     const logprobs = await scoreTokens(runtime(l, tokens.length), tokens, l.adapter?.name);
     process.stdout.write(JSON.stringify({ tokens, logprobs }) + '\n');

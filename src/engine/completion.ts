@@ -17,6 +17,7 @@ import { FinishReason, ScheduledRequest, Scheduler, SequenceSpec } from './sched
 import { StopMatcher } from './stop';
 import { OFF_THREAD_PROMPT_BYTES, type TokenizerWorker } from './tokenize-offthread';
 import type { Tokenizer } from './tokenizer';
+import { isEncoderDecoder, refuseEncoderDecoderFields } from './encoder-decoder';
 
 /** The loaded model and what serves it. */
 export interface ModelRuntime {
@@ -137,6 +138,7 @@ export function fimTokens(info: EngineInfo, tokenizer: Tokenizer): { prefix: num
  * when the prompts are large and the runtime has a tokenizer worker.
  */
 export function tokenizePrompts(rt: ModelRuntime, p: CompletionParams, reserved = 0): number[][] | Promise<number[][]> {
+  if (isEncoderDecoder(rt.info)) refuseEncoderDecoderFields(rt.modelId, p);
   let fim: ReturnType<typeof fimTokens> = null;
   if (p.suffix !== null) {
     fim = fimTokens(rt.info, rt.tokenizer);
