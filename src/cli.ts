@@ -14,6 +14,7 @@ import * as path from 'node:path';
 
 import { Command, CommanderError } from 'commander';
 
+import { corpusCommand } from './cli/corpus';
 import { datastoreCommand } from './cli/datastore';
 import { evalCommand } from './cli/eval';
 import { UsageError } from './cli/flags';
@@ -24,7 +25,7 @@ import { isNativeError } from './native';
 import { packageRoot } from './package-root';
 
 /** Every subcommand, in the order --help lists them. A new one is a file in src/cli/ and a line here. */
-const COMMANDS: Array<() => Command> = [serveCommand, generateCommand, scoreCommand, evalCommand, datastoreCommand];
+const COMMANDS: Array<() => Command> = [serveCommand, generateCommand, scoreCommand, evalCommand, datastoreCommand, corpusCommand];
 
 /** `roost <name> <usage>` of every command, for the top-level help and a mistyped command. */
 function usageLines(root: Command): string {

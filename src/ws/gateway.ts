@@ -20,6 +20,8 @@ import { webSocketOriginRefusal } from '../engine/origins';
 import { messageId, parseStreamMessage } from '../engine/params';
 import type { RuntimeHolder } from '../engine/runtime';
 import { DEFAULT_STALL_TIMEOUT_MS } from '../engine/scheduler';
+import type { Novelty } from '../novelty/corpus';
+import { noveltyMeasurer, type Corpora } from '../novelty/registry';
 import { applyRetrieval, RetrievedEntry } from '../retrieval/in-context';
 import type { Datastores } from '../retrieval/registry';
 import { decodeBinary, decodeText, encodeBinary, encodeText, ServerEvent } from './frames';
@@ -42,6 +44,8 @@ export interface GatewayOptions {
   stallTimeoutMs?: number;
   /** Datastores for the `retrieval` field (src/retrieval). */
   datastores?: Datastores;
+  /** Corpora for the `novelty` field (src/novelty). */
+  corpora?: Corpora;
 }
 
 export const STREAM_PATH = '/v1/stream';
@@ -61,7 +65,7 @@ interface Live {
 export class Gateway {
   readonly wss: WebSocketServer;
   private readonly heartbeat: NodeJS.Timeout;
-  private readonly opts: Required<Omit<GatewayOptions, 'apiKey' | 'datastores'>> & { apiKey?: string; datastores?: Datastores };
+  private readonly opts: Required<Omit<GatewayOptions, 'apiKey' | 'datastores' | 'corpora'>> & { apiKey?: string; datastores?: Datastores; corpora?: Corpora };
   private draining = false;
   /** Per open connection: closes it if it has no running request (called on drain and after each request). */
   private readonly leaveIfIdle = new Set<() => void>();
@@ -215,21 +219,30 @@ export class Gateway {
           return;
         }
         const { params, retrieved } = applyRetrieval(rt, this.opts.datastores, m.request.params);
-        launch(m.request.id, (events) => startCompletion(rt, params, events), !!params.logprobs, retrieved?.[0]);
+        const measure = noveltyMeasurer(this.opts.corpora, params);
+        launch(m.request.id, (events) => startCompletion(rt, params, events), !!params.logprobs, retrieved?.[0], measure);
       } catch (e) {
         sendError(e, isBinary, id);
       }
 
       /** Starts a request under the client's id: one token event per token, then done (or error). */
-      function launch(rid: string, start: (events: CompletionEvents) => CompletionRun, withTop: boolean, retrieved?: RetrievedEntry[]): void {
+      function launch(
+        rid: string,
+        start: (events: CompletionEvents) => CompletionRun,
+        withTop: boolean,
+        retrieved?: RetrievedEntry[],
+        measure?: (text: string) => Novelty,
+      ): void {
         if (live.has(rid)) throw new RequestError('invalid_parameter', `id ${JSON.stringify(rid)} is already in use by a running request on this connection`, 'id');
         if (live.size >= maxRequests) {
           throw new RequestError('overloaded', `at most ${maxRequests} concurrent requests per connection`, null, 1);
         }
         let finish = 'cancelled';
+        let generated = '';
         const run = start({
           onDelta(_index, text, logprobs, token, logprob) {
             if (token === undefined) return;
+            if (measure) generated += text;
             const ev: ServerEvent = { type: 'token', id: rid, text, token, logprob: logprob ?? NaN };
             const top = logprobs?.top_logprobs[logprobs.top_logprobs.length - 1];
             if (withTop && top) ev.top_logprobs = top;
@@ -242,7 +255,11 @@ export class Gateway {
         live.set(rid, { run, binary: isBinary });
         if (paused) run.setPaused(true);
         run.result.then(
-          (r) => send({ type: 'done', id: rid, finish_reason: finish, usage: r.usage, ...(retrieved ? { retrieved } : {}) }, isBinary),
+          (r) => {
+            // A cancelled request has no novelty: its text is whatever was cut.
+            const novelty = measure && finish !== 'cancelled' ? { novelty: measure(generated) } : {};
+            send({ type: 'done', id: rid, finish_reason: finish, usage: r.usage, ...(retrieved ? { retrieved } : {}), ...novelty }, isBinary);
+          },
           (e) => sendError(e, isBinary, rid),
         ).finally(() => {
           live.delete(rid);
