@@ -124,7 +124,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const server = http.createServer(serverOptions(opts.http), app);
   keepHalfOpenClients(server);
   server.keepAliveTimeout = 65_000;
-  const gateway = new Gateway(holder, { allowedOrigins: opts.allowedOrigins ?? [], ...stall, datastores, corpora, ...opts.ws, apiKey: opts.apiKey });
+  const gateway = new Gateway(holder, { allowedOrigins: opts.allowedOrigins ?? [], ...stall, datastores, corpora, allowOwnOrigin: opts.ui === true, ...opts.ws, apiKey: opts.apiKey });
   gateway.attach(server);
 
   await new Promise<void>((resolve, reject) => {

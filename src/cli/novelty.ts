@@ -120,7 +120,7 @@ async function runNovelty(flags: NoveltyFlags): Promise<void> {
 
   const report = {
     model: path.basename(l.dir),
-    corpus: { dir: corpusDir, ...corpus.describe() },
+    corpus: { dir: flags.corpus, ...corpus.describe() },
     prompts: { file: promptsFile, samples: samples.length, prompt_words: flags.promptWords },
     length: flags.length,
     unit: corpus.unit,

@@ -46,6 +46,13 @@ export interface GatewayOptions {
   datastores?: Datastores;
   /** Corpora for the `novelty` field (src/novelty). */
   corpora?: Corpora;
+  /**
+   * --ui: the server's own page (the playground) may open the WebSocket: an
+   * Origin naming the Host it was sent to. (A page that reached this server
+   * by DNS rebinding passes too, as its same-origin fetches of the HTTP API
+   * do with or without --ui: --api-key is the guard there; docs/playground.md.)
+   */
+  allowOwnOrigin?: boolean;
 }
 
 export const STREAM_PATH = '/v1/stream';
@@ -76,6 +83,7 @@ export class Gateway {
   ) {
     this.opts = {
       allowedOrigins: [],
+      allowOwnOrigin: false,
       maxPayload: 1 << 20,
       highWaterMark: 1 << 20,
       hardLimit: 16 << 20,
@@ -117,7 +125,7 @@ export class Gateway {
       };
       if (url.pathname !== STREAM_PATH) return reject(new RequestError('not_found', `no WebSocket endpoint at ${url.pathname}: use ${STREAM_PATH}`));
       const refusal =
-        webSocketOriginRefusal(this.opts.allowedOrigins ?? [], req.headers.origin) ??
+        webSocketOriginRefusal(this.opts.allowedOrigins ?? [], req.headers.origin, this.opts.allowOwnOrigin && req.headers.host ? [`http://${req.headers.host}`, `https://${req.headers.host}`] : []) ??
         apiKeyRefusal(this.opts.apiKey, req.headers.authorization, url.searchParams.get('api_key'));
       if (refusal) return reject(refusal);
       if (this.draining || this.holder.status === 'draining') return reject(new RequestError('shutting_down', 'the server is shutting down and accepts no new requests'));
