@@ -130,13 +130,33 @@ export class Corpus {
     return this.meta.unit;
   }
 
+  /** The inverse suffix array (rank of each suffix), made on first use (or by prepare()): 4 bytes per unit. */
+  private isaCache: Int32Array | undefined;
+
+  /** Makes what queries use now (a server opening its corpora), not on the first request. */
+  prepare(): this {
+    void this.isa;
+    return this;
+  }
+
+  private get isa(): Int32Array {
+    if (!this.isaCache) {
+      const isa = new Int32Array(this.sa.length);
+      for (let x = 0; x < this.sa.length; x++) isa[this.sa[x]] = x;
+      this.isaCache = isa;
+    }
+    return this.isaCache;
+  }
+
   /**
    * Matching statistics of `q`: for each start i, the length of the longest
    * prefix of q[i..] found in the corpus, and the suffix-array range of its
-   * occurrences ([lo, hi)). A match from i gives one of at least length - 1
-   * from i + 1, whose range two binary searches over that known prefix find;
-   * each further unit narrows the range by two more (units past a suffix's
-   * end sort first).
+   * occurrences ([lo, hi)). A match of length l from i at corpus position p
+   * gives one of l - 1 from i + 1 at p + 1, whose rank (the inverse suffix
+   * array) lies in that shorter match's range: the range is found by
+   * galloping out from it, so the cost grows with the log of the number of
+   * occurrences, not of the corpus. Each further unit narrows the range by two
+   * binary searches (units past a suffix's end sort first).
    */
   matches(q: ArrayLike<number>): { length: Int32Array; lo: Int32Array; hi: Int32Array } {
     const { symbols: s, sa } = this;
@@ -145,35 +165,57 @@ export class Corpus {
     const length = new Int32Array(m);
     const los = new Int32Array(m);
     const his = new Int32Array(m);
-    // Sign of (suffix sa[x] cut to k units) - q[i..i+k); a suffix that ends first is less.
-    const cmp = (x: number, i: number, k: number) => {
+    // Whether suffix sa[x] starts with q[i..i+k).
+    const starts = (x: number, i: number, k: number) => {
       const p = sa[x];
-      for (let d = 0; d < k; d++) {
-        if (p + d >= n) return -1;
-        const a = s[p + d];
-        const b = q[i + d];
-        if (a !== b) return a < b ? -1 : 1;
-      }
-      return 0;
+      if (p + k > n) return false;
+      for (let d = 0; d < k; d++) if (s[p + d] !== q[i + d]) return false;
+      return true;
     };
-    let known = 0;
     for (let i = 0; i < m; i++) {
       let lo = 0;
       let hi = n;
-      let l = known;
-      if (l > 0) {
-        let a = 0;
-        let b = n;
+      let l = 0;
+      if (i > 0 && length[i - 1] > 1) {
+        l = length[i - 1] - 1;
+        const r = this.isa[sa[los[i - 1]] + 1];
+        // Down from r: the first rank whose suffix starts with q[i..i+l).
+        let good = r;
+        let bad = -1;
+        for (let step = 1; ; step *= 2) {
+          const x = good - step;
+          if (x < 0) break;
+          if (!starts(x, i, l)) {
+            bad = x;
+            break;
+          }
+          good = x;
+        }
+        let a = bad + 1;
+        let b = good;
         while (a < b) {
           const mid = (a + b) >>> 1;
-          if (cmp(mid, i, l) < 0) a = mid + 1;
-          else b = mid;
+          if (starts(mid, i, l)) b = mid;
+          else a = mid + 1;
         }
         lo = a;
-        b = n;
+        // Up from r: one past the last.
+        good = r;
+        bad = n;
+        for (let step = 1; ; step *= 2) {
+          const x = good + step;
+          if (x >= n) break;
+          if (!starts(x, i, l)) {
+            bad = x;
+            break;
+          }
+          good = x;
+        }
+        a = good + 1;
+        b = bad;
         while (a < b) {
           const mid = (a + b) >>> 1;
-          if (cmp(mid, i, l) <= 0) a = mid + 1;
+          if (starts(mid, i, l)) a = mid + 1;
           else b = mid;
         }
         hi = a;
@@ -205,7 +247,6 @@ export class Corpus {
       length[i] = l;
       los[i] = lo;
       his[i] = hi;
-      known = Math.max(0, l - 1);
     }
     return { length, lo: los, hi: his };
   }

@@ -35,7 +35,7 @@ export class Corpora {
   private tryOpen(e: Entry): void {
     if (!this.tokenizer) return;
     try {
-      const c = Corpus.open(e.dir);
+      const c = Corpus.open(e.dir).prepare();
       const tok = c.meta.tokenizer;
       if (c.unit === 'tokens' && tok?.fingerprint !== this.fingerprint) {
         throw new CorpusError(`it was tokenized by the tokenizer of ${tok?.model ?? 'another model'}, not the served model's: rebuild it with --model set to the served model, or without --model (over bytes)`);
