@@ -97,7 +97,8 @@ maybe('the playground in Chromium', () => {
   }, 120_000);
 
   test('stop cancels: the page says so and the engine frees the sequence', async () => {
-    await fill({ prompt: 'Ge1:1 In the beginning', max_tokens: '3000', temperature: '1', seed: '3' });
+    // Greedy from this prompt loops on a phrase and never samples eos (a sampled run may end first).
+    await fill({ prompt: 'Ge1:1 In the beginning', max_tokens: '3000', temperature: '0' });
     await page.click('#generate');
     await page.waitForFunction(() => document.querySelectorAll('#out-tokens .tok').length >= 5);
     await page.click('#stop');
@@ -105,7 +106,6 @@ maybe('the playground in Chromium', () => {
     await waitFor(() => sequences(s) === 0, 10_000, 'the engine to free the sequence');
     expect(await page.$$eval('#out-tokens .tok', (t) => t.length)).toBeLessThan(3000);
     expect(await page.$eval('#stats', (el) => el.textContent)).toMatch(/^finish: cancelled/);
-    await fill({ seed: '' });
   }, 60_000);
 
   test('the suffix fills a middle (fill-in-the-middle), as the HTTP API does', async () => {
