@@ -213,3 +213,33 @@ test('a server without corpora refuses novelty; an unusable folder is corpus_una
     await bare.close(0);
   }
 }, 60_000);
+
+test('a token corpus served with its model counts tokens; one of another tokenizer is corpus_unavailable', async () => {
+  const text = 'the cat sat on the mat. the dog sat on the log. the cat ran to the dog.';
+  const tokenizer = loadTokenizer(TINY);
+  Corpus.build(path.join(tmp, 'tiny-tokens'), Buffer.from(text), 'tok', { tokenizer, model: 'gpt2-tiny' });
+  Corpus.build(path.join(tmp, 'other-tokens'), Buffer.from(text), 'tok', { tokenizer: loadTokenizer(path.join(__dirname, 'fixtures', 'unigram-tok')), model: 'unigram-tok' });
+  const s = await start(TINY, { corpora: { mine: path.join(tmp, 'tiny-tokens'), other: path.join(tmp, 'other-tokens') } });
+  try {
+    const r = await post(s.url, { prompt: 'the cat', max_tokens: 12, temperature: 0, novelty: { corpus: 'mine' } });
+    const choice = r.json.choices[0];
+    const ids = tokenizer.encode(choice.text);
+    const corpusIds = tokenizer.encode(text);
+    const lengths = ids.map((_, i) => bruteLongest(corpusIds, ids, i));
+    const best = Math.max(...lengths);
+    expect(choice.novelty.unit).toBe('tokens');
+    expect(choice.novelty.ngrams[1]).toEqual({ n: 2, novel: lengths.slice(0, ids.length - 1).filter((l) => l < 2).length / (ids.length - 1) });
+    expect(choice.novelty.longest_copy.length).toBe(best);
+    if (best > 0) {
+      const at = lengths.indexOf(best);
+      expect(choice.novelty.longest_copy.text).toBe(tokenizer.decode(ids.slice(at, at + best)));
+    }
+    const o = await post(s.url, { prompt: 'the cat', max_tokens: 1, novelty: { corpus: 'other' } });
+    expect([o.status, o.json.error.code]).toEqual([503, 'corpus_unavailable']);
+    expect(o.json.error.message).toBe(
+      'novelty corpus "other" cannot be used: it was tokenized by the tokenizer of unigram-tok, not the served model\'s: rebuild it with --model set to the served model, or without --model (over bytes)',
+    );
+  } finally {
+    await s.close(0);
+  }
+}, 60_000);
