@@ -2,7 +2,8 @@
 // loads with no console error, a prompt streams tokens into the page (the
 // same text as the HTTP API gives), the novelty shows with the copied span
 // highlighted, stop cancels (the engine's sequences return to 0), the suffix
-// field fills a middle, a bad parameter shows the server's message, and a
+// field fills a middle, chat mode answers as the chat API does, a bad
+// parameter shows the server's message, and a
 // server with an API key gets it asked for. Needs Chromium:
 // /usr/bin/chromium (Debian's `chromium`, which .ci/run installs) or
 // $ROOST_CHROMIUM; where there is none the tests are skipped with a message
@@ -35,7 +36,7 @@ maybe('the playground in Chromium', () => {
   const consoleErrors: string[] = [];
 
   beforeAll(async () => {
-    s = await start(DEFAULT_MODEL, { ui: true, corpora: { kjv: ensureKjvCorpus() } });
+    s = await start(DEFAULT_MODEL, { ui: true, corpora: { kjv: ensureKjvCorpus() }, chatTemplate: path.join(__dirname, '..', 'models', 'templates', 'assistant.jinja') });
     browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
     page = await browser.newPage();
     await page.setViewport({ width: 1100, height: 640 });
@@ -92,7 +93,7 @@ maybe('the playground in Chromium', () => {
     // Alternatives on hover: the title of a token lists them with their probabilities.
     expect((await page.$eval('#out-tokens .tok', (el) => (el as HTMLElement).title)).split('\n')).toHaveLength(6);
     expect(await page.$eval('#stats', (el) => el.textContent)).toContain('prompt 37 + completion 64 tokens');
-    if (process.env.ROOST_SCREENSHOT) await page.screenshot({ path: process.env.ROOST_SCREENSHOT as `${string}.png`, clip: { x: 0, y: 0, width: 1100, height: 400 } });
+    if (process.env.ROOST_SCREENSHOT) await page.screenshot({ path: process.env.ROOST_SCREENSHOT as `${string}.png`, clip: { x: 0, y: 0, width: 1100, height: 470 } });
     expect(consoleErrors).toEqual([]);
   }, 120_000);
 
@@ -116,6 +117,25 @@ maybe('the playground in Chromium', () => {
     expect(await page.$eval('#out-tokens', (el) => el.textContent)).toBe(want.json.choices[0].text);
     expect(await page.$eval('#out-suffix', (el) => el.textContent)).toBe(body.suffix);
     await fill({ suffix: '' });
+  }, 60_000);
+
+  test('chat mode sends the prompt as a user message and shows the reply the chat API gives', async () => {
+    await fill({ prompt: 'Who made the heaven and the earth?', suffix: '', max_tokens: '24', temperature: '0' });
+    await page.click('#chat');
+    try {
+      expect(['length', 'stop']).toContain(await generate());
+      const r = await fetch(`${s.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ messages: [{ role: 'user', content: 'Who made the heaven and the earth?' }], max_tokens: 24, temperature: 0 }),
+      });
+      const want = (await r.json()) as any;
+      expect(await page.$eval('#out-tokens', (el) => el.textContent)).toBe(want.choices[0].message.content);
+      expect(await page.$eval('#out-prompt', (el) => el.textContent)).toBe('');
+      expect(await page.$eval('#novelty', (el) => (el as HTMLElement).hidden)).toBe(true);
+    } finally {
+      await page.click('#chat');
+    }
   }, 60_000);
 
   test("a bad parameter shows the server's error message", async () => {

@@ -81,23 +81,38 @@ async function generate() {
   $('stats').textContent = '';
   state.tokens = [];
   state.text = '';
-  const suffix = $('suffix').value;
-  $('out-prompt').textContent = $('prompt').value;
+  const chat = $('chat').checked;
+  const suffix = chat ? '' : $('suffix').value;
+  $('out-prompt').textContent = chat ? '' : $('prompt').value;
   $('out-suffix').textContent = suffix;
-  const msg = {
-    type: 'request',
-    id: `p${++state.id}`,
+  const sampling = {
     model: $('model').value || undefined,
-    prompt: $('prompt').value,
-    suffix: suffix === '' ? undefined : suffix,
     max_tokens: field('max_tokens'),
     temperature: field('temperature'),
     top_p: field('top_p'),
     top_k: field('top_k'),
     seed: field('seed'),
-    logprobs: field('logprobs'),
-    novelty: $('corpus').value ? { corpus: $('corpus').value } : undefined,
   };
+  const id = `p${++state.id}`;
+  const alternatives = field('logprobs');
+  // A chat message takes the chat API's log-prob fields: a boolean, and the count as top_logprobs.
+  const msg = chat
+    ? {
+        type: 'chat',
+        id,
+        messages: [{ role: 'user', content: $('prompt').value }],
+        ...sampling,
+        ...(alternatives === undefined || alternatives === 0 ? {} : { logprobs: true, top_logprobs: alternatives }),
+      }
+    : {
+        type: 'request',
+        id,
+        prompt: $('prompt').value,
+        suffix: suffix === '' ? undefined : suffix,
+        ...sampling,
+        logprobs: alternatives,
+        novelty: $('corpus').value ? { corpus: $('corpus').value } : undefined,
+      };
   try {
     const ws = await socket();
     state.running = msg.id;
