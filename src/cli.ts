@@ -14,17 +14,19 @@ import * as path from 'node:path';
 
 import { Command, CommanderError } from 'commander';
 
+import { corpusCommand } from './cli/corpus';
 import { datastoreCommand } from './cli/datastore';
 import { evalCommand } from './cli/eval';
 import { UsageError } from './cli/flags';
 import { generateCommand } from './cli/generate';
+import { noveltyCommand } from './cli/novelty';
 import { scoreCommand } from './cli/score';
 import { serveCommand } from './cli/serve';
 import { isNativeError } from './native';
 import { packageRoot } from './package-root';
 
 /** Every subcommand, in the order --help lists them. A new one is a file in src/cli/ and a line here. */
-const COMMANDS: Array<() => Command> = [serveCommand, generateCommand, scoreCommand, evalCommand, datastoreCommand];
+const COMMANDS: Array<() => Command> = [serveCommand, generateCommand, scoreCommand, evalCommand, datastoreCommand, corpusCommand, noveltyCommand];
 
 /** `roost <name> <usage>` of every command, for the top-level help and a mistyped command. */
 function usageLines(root: Command): string {

@@ -26,6 +26,7 @@ import type { AccessLogOptions } from './http/access-log';
 import { AppOptions, createApp } from './http/app';
 import { HttpTimeouts, keepHalfOpenClients, serverOptions } from './http/limits';
 import { Metrics } from './http/metrics';
+import { Corpora } from './novelty/registry';
 import { Datastores } from './retrieval/registry';
 
 export interface ServeOptions {
@@ -68,6 +69,10 @@ export interface ServeOptions {
   shutdownGraceMs?: number;
   /** Datastores served for retrieval, name -> folder (`--datastore NAME=DIR`). */
   datastores?: Record<string, string>;
+  /** Novelty corpora, name -> folder (`--corpus NAME=DIR`, src/novelty). */
+  corpora?: Record<string, string>;
+  /** The playground page at GET / (`--ui`). */
+  ui?: boolean;
   /** How long /health answers 503 after SIGTERM before new requests are refused, ms (serve(): default DEFAULT_DRAIN_MS; close(): 0). */
   drainMs?: number;
   app?: Omit<AppOptions, 'apiKey'>;
@@ -103,7 +108,10 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const metrics = new Metrics(() => holder.runtime);
   const stall = opts.stallTimeoutMs !== undefined ? { stallTimeoutMs: opts.stallTimeoutMs } : {};
   const datastores = opts.datastores ? new Datastores(opts.datastores) : undefined;
+  const corpora = opts.corpora ? new Corpora(opts.corpora) : undefined;
   const app = createApp(holder, metrics, {
+    corpora,
+    ui: opts.ui,
     allowAdapterLoading: opts.allowAdapterLoading,
     allowedOrigins: opts.allowedOrigins,
     accessLog: opts.accessLog,
@@ -116,7 +124,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const server = http.createServer(serverOptions(opts.http), app);
   keepHalfOpenClients(server);
   server.keepAliveTimeout = 65_000;
-  const gateway = new Gateway(holder, { allowedOrigins: opts.allowedOrigins ?? [], ...stall, datastores, ...opts.ws, apiKey: opts.apiKey });
+  const gateway = new Gateway(holder, { allowedOrigins: opts.allowedOrigins ?? [], ...stall, datastores, corpora, allowOwnOrigin: opts.ui === true, ...opts.ws, apiKey: opts.apiKey });
   gateway.attach(server);
 
   await new Promise<void>((resolve, reject) => {
@@ -166,6 +174,10 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       // A datastore that cannot be opened is reported and refused per request; the server still serves.
       datastores.open(tokenizer);
       for (const [name, why] of datastores.errors()) process.stderr.write(`roost serve: datastore ${name} unavailable: ${why}\n`);
+    }
+    if (corpora) {
+      corpora.open(tokenizer);
+      for (const [name, why] of corpora.errors()) process.stderr.write(`roost serve: corpus ${name} unavailable: ${why}\n`);
     }
     // Before the weights load: a bad --chat-template fails at once.
     const chatTemplate = loadChatTemplate(opts.model, tokenizer, opts.chatTemplate);

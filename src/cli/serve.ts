@@ -29,6 +29,8 @@ interface ServeFlags extends ModelFlags {
   kvMemory?: number;
   prefixCache: boolean;
   datastore?: Record<string, string>;
+  corpus?: Record<string, string>;
+  ui?: boolean;
 }
 
 /** ORIGIN[,ORIGIN...] as the browser writes Origin, or `*`. */
@@ -39,8 +41,8 @@ const origins: Parse<string[]> = (v, name) =>
     return origin;
   });
 
-/** NAME=DIR, repeatable: the served datastores by name. */
-const datastore: Parse<Record<string, string>> = (v, name, previous) => {
+/** NAME=DIR, repeatable: the served datastores (or corpora) by name. */
+const namedDir: Parse<Record<string, string>> = (v, name, previous) => {
   const m = /^([^=]+)=(.+)$/.exec(v);
   if (!m) throw new UsageError(`${name} must be NAME=DIR (got ${v})`);
   if (previous?.[m[1]] !== undefined) throw new UsageError(`${name}: the name ${m[1]} is given twice`);
@@ -93,7 +95,9 @@ export function serveCommand(): Command {
     .addOption(flag('--allowed-origins <origins>', 'ORIGIN[,ORIGIN...] (scheme://host[:port]) whose web pages may call the API from a browser (CORS); * for any (default: none)', origins))
     .addOption(flag('--log-format <format>', 'the access log on stderr, one line per request: text or json', oneOf<LogFormat>(...LOG_FORMATS), 'text' as LogFormat))
     .addOption(flag('--quiet', 'no access log'))
-    .addOption(flag('--datastore <name=dir>', 'serve the datastore folder DIR as NAME for the `retrieval` field and /v1/datastores (repeatable; docs/retrieval.md)', datastore))
+    .addOption(flag('--datastore <name=dir>', 'serve the datastore folder DIR as NAME for the `retrieval` field and /v1/datastores (repeatable; docs/retrieval.md)', namedDir))
+    .addOption(flag('--corpus <name=dir>', 'serve the corpus folder DIR (roost corpus build) as NAME for the `novelty` field (repeatable; docs/novelty.md)', namedDir))
+    .addOption(flag('--ui', 'serve the playground page at GET / (docs/playground.md)'))
     .addOption(flag('--chat-template <file>', "a Jinja chat template for /v1/chat/completions and /tokenize, replacing the model's (tokenizer_config.json chat_template)"))
     .action(runServe);
 }
@@ -118,6 +122,8 @@ async function runServe(flags: ServeFlags): Promise<void> {
     allowedOrigins: flags.allowedOrigins,
     chatTemplate: flags.chatTemplate,
     datastores: flags.datastore,
+    corpora: flags.corpus,
+    ui: flags.ui === true,
     kvMemory: flags.kvMemory,
     prefixCache: flags.prefixCache,
     accessLog: flags.quiet ? undefined : { format: flags.logFormat, write: (line) => process.stderr.write(line) },

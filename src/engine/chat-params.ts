@@ -21,7 +21,7 @@ type Obj = Record<string, unknown>;
 const ROLES = ['system', 'user', 'assistant'];
 
 /** Legacy Completions fields a chat request may not carry (it has messages, and logprobs is a boolean here). */
-const LEGACY_ONLY = ['prompt', 'suffix', 'echo', 'best_of'];
+const LEGACY_ONLY = ['prompt', 'suffix', 'echo', 'best_of', 'novelty'];
 /** OpenAI chat fields Roost does not implement (docs/api.md, "Not supported"). */
 const UNSUPPORTED = ['tools', 'tool_choice', 'parallel_tool_calls', 'functions', 'function_call', 'response_format', 'modalities', 'audio'];
 

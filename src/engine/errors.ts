@@ -39,6 +39,7 @@ export const CATALOGUE = {
   model_not_found: { status: 404, type: 'not_found_error', message: 'no such model' },
   datastore_not_found: { status: 404, type: 'not_found_error', message: 'no such datastore' }, // src/retrieval
   document_not_found: { status: 404, type: 'not_found_error', message: 'no such document in the datastore' },
+  corpus_not_found: { status: 404, type: 'not_found_error', message: 'no such novelty corpus' }, // src/novelty
   // 413
   payload_too_large: { status: 413, type: 'invalid_request_error', message: 'the request body is too large' },
   // 415
@@ -52,6 +53,7 @@ export const CATALOGUE = {
   model_loading: { status: 503, type: 'unavailable_error', message: 'the model is still loading' },
   shutting_down: { status: 503, type: 'unavailable_error', message: 'the server is shutting down' },
   datastore_unavailable: { status: 503, type: 'unavailable_error', message: 'the datastore cannot be opened' }, // its folder is missing or corrupted; the message says which file
+  corpus_unavailable: { status: 503, type: 'unavailable_error', message: 'the novelty corpus cannot be opened' }, // as datastore_unavailable
   // 504
   request_timeout: { status: 504, type: 'timeout_error', message: 'the request timed out' },
 } satisfies Record<string, Entry>;

@@ -28,10 +28,11 @@ export function originAllowed(allowed: readonly string[], origin: string): boole
 
 /**
  * The refusal of a WebSocket upgrade sent by a page whose origin is not
- * allowed, or null. Clients that are not browsers send no Origin and pass.
+ * allowed, or null. Clients that are not browsers send no Origin and pass;
+ * so do `ownOrigins` (the server's own page, the playground, when --ui).
  */
-export function webSocketOriginRefusal(allowed: readonly string[], origin: string | undefined): RequestError | null {
-  if (origin === undefined || originAllowed(allowed, origin)) return null;
+export function webSocketOriginRefusal(allowed: readonly string[], origin: string | undefined, ownOrigins: readonly string[] = []): RequestError | null {
+  if (origin === undefined || originAllowed(allowed, origin) || ownOrigins.includes(origin)) return null;
   const shown = JSON.stringify(origin.slice(0, 100));
   return new RequestError('origin_not_allowed', `a page from ${shown} may not open this WebSocket: start the server with --allowed-origins ${shown}`);
 }

@@ -49,6 +49,13 @@ export interface CompletionParams {
   includeUsage: boolean;
   /** In-context retrieval (src/retrieval/in-context.ts); absent or null = none. */
   retrieval?: RetrievalParams | null;
+  /** RAVEN novelty of each choice against a served corpus (src/novelty); absent or null = none. */
+  novelty?: NoveltyParams | null;
+}
+
+/** The `novelty` field (docs/api.md). */
+export interface NoveltyParams {
+  corpus: string;
 }
 
 /** The `retrieval` field (docs/api.md). */
@@ -91,13 +98,13 @@ const SAMPLING_EXTRA_FIELDS = [
 /** Fields of POST /v1/completions. */
 const COMPLETION_FIELDS = new Set([
   'model', 'adapter', 'prompt', 'suffix', 'max_tokens', 'temperature', 'top_p', 'top_k', 'n', 'best_of', 'stop', 'seed',
-  'echo', 'logprobs', 'logit_bias', 'stream', 'stream_options', 'user', ...SAMPLING_EXTRA_FIELDS, 'retrieval',
+  'echo', 'logprobs', 'logit_bias', 'stream', 'stream_options', 'user', ...SAMPLING_EXTRA_FIELDS, 'retrieval', 'novelty',
 ]);
 
 /** Fields of a WebSocket request message (one sequence per request; src/engine/chat-params.ts derives the chat message's). */
 export const STREAM_FIELDS = new Set([
   'type', 'id', 'model', 'adapter', 'prompt', 'suffix', 'max_tokens', 'temperature', 'top_p', 'top_k', 'stop', 'seed', 'logprobs',
-  'logit_bias', ...SAMPLING_EXTRA_FIELDS, 'retrieval',
+  'logit_bias', ...SAMPLING_EXTRA_FIELDS, 'retrieval', 'novelty',
 ]);
 
 type Obj = Record<string, unknown>;
@@ -277,6 +284,21 @@ function retrieval(o: Obj): RetrievalParams | null {
   return { datastore, k, mode, returnPassages };
 }
 
+/** novelty: {corpus} (src/novelty). */
+function novelty(o: Obj): NoveltyParams | null {
+  if (!present(o, 'novelty')) return null;
+  const v = o.novelty;
+  if (!isObject(v)) throw invalidParam('novelty', 'an object {corpus}', v);
+  for (const k of Object.keys(v)) {
+    if (k !== 'corpus') throw new RequestError('unknown_parameter', `Unrecognized request argument supplied: novelty.${describeKey(k)}`, `novelty.${k}`);
+  }
+  const corpus = v.corpus;
+  if (typeof corpus !== 'string' || corpus === '' || corpus.length > LIMITS.idLength) {
+    throw invalidParam('novelty.corpus', `a corpus name of 1 to ${LIMITS.idLength} characters`, corpus);
+  }
+  return { corpus };
+}
+
 /** Shared sampling fields of both surfaces. */
 function sampling(o: Obj, limits: ModelLimits) {
   const maxTokens = int(o, 'max_tokens', 0, LIMITS.maxTokens, DEFAULT_MAX_TOKENS);
@@ -295,6 +317,7 @@ function sampling(o: Obj, limits: ModelLimits) {
     logitBias: logitBias(o, limits),
     ...penaltiesAndStops(o, limits, maxTokens),
     retrieval: retrieval(o),
+    novelty: novelty(o),
   };
 }
 

@@ -16,7 +16,9 @@ import { chatCompletionsHandler } from './chat-completions';
 import { completionsHandler } from './completions';
 import { cors } from './cors';
 import { datastoreRoutes } from './datastore-routes';
+import type { Corpora } from '../novelty/registry';
 import type { Datastores } from '../retrieval/registry';
+import { playgroundRoutes } from './playground';
 import { sendError } from './errors';
 import type { Metrics } from './metrics';
 import { tokenizeRoutes } from './tokenize-routes';
@@ -37,6 +39,10 @@ export interface AppOptions {
   accessLog?: AccessLogOptions;
   /** Served datastores: the `retrieval` field and /v1/datastores (src/http/datastore-routes.ts). */
   datastores?: Datastores;
+  /** Served novelty corpora: the `novelty` field (src/novelty). */
+  corpora?: Corpora;
+  /** Serve the playground page at GET / (ui/, docs/playground.md): `--ui`. */
+  ui?: boolean;
 }
 
 export function createApp(holder: RuntimeHolder, metrics: Metrics, opts: AppOptions = {}): express.Express {
@@ -58,6 +64,9 @@ export function createApp(holder: RuntimeHolder, metrics: Metrics, opts: AppOpti
     if (holder.status === 'ready') res.json({ status: 'ok' });
     else res.status(503).json({ status: holder.status === 'loading' ? 'loading' : 'shutting_down' });
   });
+
+  // The page is public (it holds no data); it asks for the API key when the server has one.
+  if (opts.ui) playgroundRoutes(app, { apiKey: opts.apiKey !== undefined, corpora: opts.corpora?.names() ?? [] });
 
   app.use(requireApiKey(opts.apiKey));
 
@@ -98,7 +107,7 @@ export function createApp(holder: RuntimeHolder, metrics: Metrics, opts: AppOpti
   app.post(
     '/v1/completions',
     jsonBody(opts.bodyLimit ?? 8 << 20),
-    completionsHandler(holder, { keepAliveMs: opts.keepAliveMs ?? 10_000, stallTimeoutMs: opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS, datastores: opts.datastores }),
+    completionsHandler(holder, { keepAliveMs: opts.keepAliveMs ?? 10_000, stallTimeoutMs: opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS, datastores: opts.datastores, corpora: opts.corpora }),
   );
   app.all('/v1/completions', (req) => {
     throw new RequestError('not_found', `${req.method} /v1/completions is not supported: use POST`);

@@ -7,6 +7,7 @@ import { startCompletion, Choice } from '../engine/completion';
 import { parseCompletionBody } from '../engine/params';
 import type { RuntimeHolder } from '../engine/runtime';
 import { noteFirstToken } from './access-log';
+import { measureEach, noveltyMeasurer, type Corpora } from '../novelty/registry';
 import { applyRetrieval } from '../retrieval/in-context';
 import type { Datastores } from '../retrieval/registry';
 import { awaitRun, streamRun } from './run-response';
@@ -20,6 +21,8 @@ export interface CompletionsOptions {
   stallTimeoutMs: number;
   /** Datastores for the `retrieval` field (src/retrieval). */
   datastores?: Datastores;
+  /** Corpora for the `novelty` field (src/novelty). */
+  corpora?: Corpora;
 }
 
 export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptions) {
@@ -29,6 +32,8 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
     const { model } = resolveTarget(rt.modelId, rt.adapters, parsed.model, parsed.adapter);
     // Passages go before each prompt; each choice reports those of its prompt.
     const { params: p, retrieved } = applyRetrieval(rt, opts.datastores, parsed);
+    // Checked before the run: an unknown corpus is refused, not reported after the tokens.
+    const measure = noveltyMeasurer(opts.corpora, p);
     const evidence = (index: number) => (retrieved ? { retrieved: retrieved[Math.floor(index / p.n)] } : {});
     const head = { id: `cmpl-${randomUUID().replace(/-/g, '')}`, object: 'text_completion', created: Math.floor(Date.now() / 1000), model };
 
@@ -36,8 +41,16 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
       const run = startCompletion(rt, p, { onFirstToken: () => noteFirstToken(res) });
       const result = await awaitRun(req, res, run);
       if (!result) return;
+      // Novelty is of the generated text: an echoed prompt is not part of it.
+      const echoed = (index: number) => {
+        const prompt = p.prompts[Math.floor(index / p.n)];
+        return p.echo ? (typeof prompt === 'string' ? prompt : rt.tokenizer.decode(prompt)).length : 0;
+      };
+      const novelty = measure ? await measureEach(result.choices.map((c) => c.text.slice(echoed(c.index))), measure) : undefined;
+      if (res.destroyed) return;
       // Log-probs can make the body tens of megabytes: write it choice by choice.
-      const choices = retrieved ? result.choices.map((c) => ({ ...c, ...evidence(c.index) })) : result.choices;
+      const choices =
+        retrieved || novelty ? result.choices.map((c, i) => ({ ...c, ...evidence(c.index), ...(novelty ? { novelty: novelty[i] } : {}) })) : result.choices;
       if (p.logprobs !== null) await writeJsonList(res, head, 'choices', choices, { usage: result.usage });
       else res.json({ ...head, choices, usage: result.usage });
       return;
@@ -47,17 +60,21 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
     const usageField = p.includeUsage ? { usage: null } : {};
     // A choice's retrieved passages ride on its first chunk.
     const told = new Set<number>();
-    const chunk = (choice: Choice) => {
+    // With novelty: each choice's generated text, measured on its last chunk.
+    const generated = new Map<number, string>();
+    const chunk = (choice: Choice & { novelty?: unknown }) => {
       const first = retrieved && !told.has(choice.index) ? (told.add(choice.index), evidence(choice.index)) : {};
       return { ...head, choices: [{ ...choice, ...first }], ...usageField };
     };
     const run = startCompletion(rt, p, {
-      onDelta(index, text, logprobs) {
+      onDelta(index, text, logprobs, token) {
+        if (measure && token !== undefined) generated.set(index, (generated.get(index) ?? '') + text);
         if (text === '' && (logprobs === null || logprobs.tokens.length === 0)) return;
         sse?.send(chunk({ index, text, logprobs, finish_reason: null }));
       },
       onChoiceEnd(index, reason) {
-        sse?.send(chunk({ index, text: '', logprobs: null, finish_reason: reason }));
+        const novelty = measure ? { novelty: measure(generated.get(index) ?? '') } : {};
+        sse?.send(chunk({ index, text: '', logprobs: null, finish_reason: reason, ...novelty }));
       },
       onFirstToken: () => noteFirstToken(res),
     });

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
 
 import { ErrorCode, RequestError } from '../engine/errors';
+import type { Novelty } from '../novelty/corpus';
 import { packageRoot } from '../package-root';
 
 export type ServerEvent =
@@ -17,6 +18,8 @@ export type ServerEvent =
       usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
       /** With `retrieval`: the passages laid before the prompt, best first. */
       retrieved?: Array<{ id: string; score: number; text?: string }>;
+      /** With `novelty`: RAVEN's measures of the generated text (src/novelty/corpus.ts). */
+      novelty?: Novelty;
     }
   | { type: 'error'; id?: string; message: string; code: ErrorCode; param?: string | null };
 
@@ -84,6 +87,12 @@ export function decodeServerBinary(data: Uint8Array): ServerEvent {
   const event = { type: o.kind, ...o[o.kind] };
   // A repeated field has no "absent" on the wire: no passages reads as the JSON form's missing `retrieved`.
   if (Array.isArray(event.retrieved) && event.retrieved.length === 0) delete event.retrieved;
+  // Unset optional fields read as the JSON form's nulls; no novelty reads as its missing field.
+  if (event.novelty === null || event.novelty === undefined) delete event.novelty;
+  else {
+    event.novelty.ngrams = event.novelty.ngrams.map((g: { n: number; novel?: number | null }) => ({ n: g.n, novel: g.novel ?? null }));
+    event.novelty.longest_copy ??= null;
+  }
   return event as ServerEvent;
 }
 

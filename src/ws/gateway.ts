@@ -20,6 +20,8 @@ import { webSocketOriginRefusal } from '../engine/origins';
 import { messageId, parseStreamMessage } from '../engine/params';
 import type { RuntimeHolder } from '../engine/runtime';
 import { DEFAULT_STALL_TIMEOUT_MS } from '../engine/scheduler';
+import type { Novelty } from '../novelty/corpus';
+import { noveltyMeasurer, type Corpora } from '../novelty/registry';
 import { applyRetrieval, RetrievedEntry } from '../retrieval/in-context';
 import type { Datastores } from '../retrieval/registry';
 import { decodeBinary, decodeText, encodeBinary, encodeText, ServerEvent } from './frames';
@@ -42,6 +44,15 @@ export interface GatewayOptions {
   stallTimeoutMs?: number;
   /** Datastores for the `retrieval` field (src/retrieval). */
   datastores?: Datastores;
+  /** Corpora for the `novelty` field (src/novelty). */
+  corpora?: Corpora;
+  /**
+   * --ui: the server's own page (the playground) may open the WebSocket: an
+   * Origin naming the Host it was sent to. (A page that reached this server
+   * by DNS rebinding passes too, as its same-origin fetches of the HTTP API
+   * do with or without --ui: --api-key is the guard there; docs/playground.md.)
+   */
+  allowOwnOrigin?: boolean;
 }
 
 export const STREAM_PATH = '/v1/stream';
@@ -61,7 +72,7 @@ interface Live {
 export class Gateway {
   readonly wss: WebSocketServer;
   private readonly heartbeat: NodeJS.Timeout;
-  private readonly opts: Required<Omit<GatewayOptions, 'apiKey' | 'datastores'>> & { apiKey?: string; datastores?: Datastores };
+  private readonly opts: Required<Omit<GatewayOptions, 'apiKey' | 'datastores' | 'corpora'>> & { apiKey?: string; datastores?: Datastores; corpora?: Corpora };
   private draining = false;
   /** Per open connection: closes it if it has no running request (called on drain and after each request). */
   private readonly leaveIfIdle = new Set<() => void>();
@@ -72,6 +83,7 @@ export class Gateway {
   ) {
     this.opts = {
       allowedOrigins: [],
+      allowOwnOrigin: false,
       maxPayload: 1 << 20,
       highWaterMark: 1 << 20,
       hardLimit: 16 << 20,
@@ -113,7 +125,7 @@ export class Gateway {
       };
       if (url.pathname !== STREAM_PATH) return reject(new RequestError('not_found', `no WebSocket endpoint at ${url.pathname}: use ${STREAM_PATH}`));
       const refusal =
-        webSocketOriginRefusal(this.opts.allowedOrigins ?? [], req.headers.origin) ??
+        webSocketOriginRefusal(this.opts.allowedOrigins ?? [], req.headers.origin, this.opts.allowOwnOrigin && req.headers.host ? [`http://${req.headers.host}`, `https://${req.headers.host}`] : []) ??
         apiKeyRefusal(this.opts.apiKey, req.headers.authorization, url.searchParams.get('api_key'));
       if (refusal) return reject(refusal);
       if (this.draining || this.holder.status === 'draining') return reject(new RequestError('shutting_down', 'the server is shutting down and accepts no new requests'));
@@ -215,21 +227,30 @@ export class Gateway {
           return;
         }
         const { params, retrieved } = applyRetrieval(rt, this.opts.datastores, m.request.params);
-        launch(m.request.id, (events) => startCompletion(rt, params, events), !!params.logprobs, retrieved?.[0]);
+        const measure = noveltyMeasurer(this.opts.corpora, params);
+        launch(m.request.id, (events) => startCompletion(rt, params, events), !!params.logprobs, retrieved?.[0], measure);
       } catch (e) {
         sendError(e, isBinary, id);
       }
 
       /** Starts a request under the client's id: one token event per token, then done (or error). */
-      function launch(rid: string, start: (events: CompletionEvents) => CompletionRun, withTop: boolean, retrieved?: RetrievedEntry[]): void {
+      function launch(
+        rid: string,
+        start: (events: CompletionEvents) => CompletionRun,
+        withTop: boolean,
+        retrieved?: RetrievedEntry[],
+        measure?: (text: string) => Novelty,
+      ): void {
         if (live.has(rid)) throw new RequestError('invalid_parameter', `id ${JSON.stringify(rid)} is already in use by a running request on this connection`, 'id');
         if (live.size >= maxRequests) {
           throw new RequestError('overloaded', `at most ${maxRequests} concurrent requests per connection`, null, 1);
         }
         let finish = 'cancelled';
+        let generated = '';
         const run = start({
           onDelta(_index, text, logprobs, token, logprob) {
             if (token === undefined) return;
+            if (measure) generated += text;
             const ev: ServerEvent = { type: 'token', id: rid, text, token, logprob: logprob ?? NaN };
             const top = logprobs?.top_logprobs[logprobs.top_logprobs.length - 1];
             if (withTop && top) ev.top_logprobs = top;
@@ -242,7 +263,11 @@ export class Gateway {
         live.set(rid, { run, binary: isBinary });
         if (paused) run.setPaused(true);
         run.result.then(
-          (r) => send({ type: 'done', id: rid, finish_reason: finish, usage: r.usage, ...(retrieved ? { retrieved } : {}) }, isBinary),
+          (r) => {
+            // A cancelled request has no novelty: its text is whatever was cut.
+            const novelty = measure && finish !== 'cancelled' ? { novelty: measure(generated) } : {};
+            send({ type: 'done', id: rid, finish_reason: finish, usage: r.usage, ...(retrieved ? { retrieved } : {}), ...novelty }, isBinary);
+          },
           (e) => sendError(e, isBinary, rid),
         ).finally(() => {
           live.delete(rid);

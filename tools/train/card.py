@@ -267,6 +267,7 @@ def card(d):
             lines.append(f"| `{md(e['prefix_tail'][-30:])}` | `{md(e['middle'])}` | `{md(e['suffix_head'][:20])}` | "
                          f"`{md(e['removed'])}` |")
         lines.append("")
+    lines += novelty_section(name)
     if eng:
         lines += ["## C++ engine outputs", ""]
         for g in eng.get("generate", []):
@@ -277,6 +278,30 @@ def card(d):
             lines += [f"`{g['command']}` (rc {g['rc']}):", "", fence(g["stdout"] if g["rc"] == 0 else g["stderr"]), ""]
     with open(os.path.join(d, "README.md"), "w") as f:
         f.write("\n".join(lines).rstrip() + "\n")
+
+
+def novelty_section(name):
+    """RAVEN's figures (`roost novelty`, docs/novelty.md) when bench/results/novelty-NAME.json exists."""
+    f = os.path.join(data.ROOT, "bench", "results", f"novelty-{name}.json")
+    if not os.path.exists(f):
+        return []
+    n = json.load(open(f))
+    p = n["prompts"]
+    lines = ["## Novelty against the training text (RAVEN)", "",
+             f"How much of its output the model copies from its training text (docs/novelty.md): the share of "
+             f"{n['unit']} n-grams, n = 1..10, found nowhere in the training text, of the model's continuations "
+             f"of {p['samples']} held-out prompts (the first {p['prompt_words']} words of each line of "
+             f"`{p['file']}`) and of the held-out text that follows each prompt, {n['length']} {n['unit']} each; "
+             f"and the longest span each copies. From `bench/results/novelty-{name}.json`:", "",
+             "```", f"npx roost novelty --model {name} --corpus {n['corpus']['dir']} --prompts {p['file']} --threads 1 "
+             f"--out bench/results/novelty-{name}.json --plot docs/novelty-{name}.svg", "```", "",
+             f"![novelty of {name}](../../docs/novelty-{name}.svg)", "", n["table"].rstrip(), ""]
+    for c in n["curves"]:
+        e = c["longest_copy"]["example"]
+        if e:
+            lines.append(f"- {c['label']}: longest copy {e['length']} {n['unit']} at corpus offset {e['offset']}: `{md(e['text'])}`")
+    lines.append("")
+    return lines
 
 
 def finds_prefix_end(r):
