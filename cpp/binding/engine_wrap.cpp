@@ -163,6 +163,7 @@ void EngineWrap::init(Napi::Env env, Napi::Object exports) {
                                        InstanceMethod("freeSequence", &EngineWrap::free_sequence),
                                        InstanceMethod("resetSequence", &EngineWrap::reset_sequence),
                                        InstanceMethod("sequenceLength", &EngineWrap::sequence_length),
+                                       InstanceMethod("cachedPrefix", &EngineWrap::cached_prefix),
                                        InstanceMethod("step", &EngineWrap::step),
                                        InstanceMethod("stats", &EngineWrap::stats),
                                        InstanceMethod("loadAdapter", &EngineWrap::load_adapter),
@@ -289,6 +290,15 @@ Napi::Value EngineWrap::sequence_length(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     return num(env, static_cast<double>(engine_->sequence_length(sequence_arg(env, info[0], "seq"))));
+  });
+}
+
+Napi::Value EngineWrap::cached_prefix(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const int64_t seq = sequence_arg(env, info[0], "seq");
+    if (in_flight_.count(seq)) return num(env, 0);  // its step runs: nothing to plan around
+    return num(env, static_cast<double>(engine_->cached_prefix(seq, tokens_arg(env, info[1], "tokens"))));
   });
 }
 

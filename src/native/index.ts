@@ -178,6 +178,11 @@ export interface NativeEngine {
   /** Tokens consumed so far. */
   sequenceLength(seq: number): number;
   /**
+   * Leading tokens of `tokens` (appended to the sequence) that its next step
+   * would take from the prefix cache as it stands; 0 while a step over it runs.
+   */
+  cachedPrefix(seq: number, tokens: number[] | Int32Array): number;
+  /**
    * One batched forward step plus sampling, off the JS thread. Rejects with
    * E_ARGUMENT (unknown sequence, token out of range, context exceeded, a
    * sequence listed twice) and E_KV_FULL (the KV pool cannot hold the step)
