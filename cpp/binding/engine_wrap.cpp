@@ -106,8 +106,15 @@ std::vector<int32_t> tokens_arg(Napi::Env env, const Napi::Value& v, const std::
   uint32_t n = array.Length();
   tokens.reserve(n);
   for (uint32_t j = 0; j < n; j++) {
-    tokens.push_back(static_cast<int32_t>(
-        integer_arg(env, array.Get(j), name + "[" + std::to_string(j) + "]", -2147483648.0, 2147483647.0)));
+    const Napi::Value e = array.Get(j);
+    if (e.IsNumber()) {  // the usual case, without building the element's name for a message
+      const double d = e.As<Napi::Number>().DoubleValue();
+      if (d == std::floor(d) && d >= -2147483648.0 && d <= 2147483647.0) {
+        tokens.push_back(static_cast<int32_t>(d));
+        continue;
+      }
+    }
+    tokens.push_back(static_cast<int32_t>(integer_arg(env, e, name + "[" + std::to_string(j) + "]", -2147483648.0, 2147483647.0)));
   }
   return tokens;
 }
