@@ -168,6 +168,10 @@ EngineStats Engine::stats() const {
     s.sequences++;
     s.state_bytes += seq->state->bytes() + seq->last_logits.capacity() * sizeof(float);
   }
+  if (state_cache_) {
+    s.prefix_cache = true;
+    s.state_cache_bytes = state_cache_->bytes();
+  }
   if (const KvPool* kv = model_->kv_pool()) {
     const KvPoolStats p = kv->stats();
     s.kv_blocks_used = p.used;
@@ -175,6 +179,7 @@ EngineStats Engine::stats() const {
     s.kv_blocks_free = p.free;
     s.kv_block_rows = kv->block_rows();
     s.kv_block_bytes = kv->block_bytes();
+    s.prefix_cache = kv->caching();
   }
   return s;
 }

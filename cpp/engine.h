@@ -63,6 +63,10 @@ struct EngineStats {
   // cached (prefix cache, unreferenced), free; positions per block.
   int64_t kv_blocks_used = 0, kv_blocks_cached = 0, kv_blocks_free = 0, kv_block_rows = 0;
   size_t kv_block_bytes = 0;
+  // The engine reuses cached prefixes (a paged model or one whose states are
+  // copied, with the cache on); the state copies' bytes (cpp/state_cache.h).
+  bool prefix_cache = false;
+  size_t state_cache_bytes = 0;
 };
 
 class Engine {

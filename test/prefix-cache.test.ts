@@ -181,6 +181,25 @@ describe('n choices share their prompt blocks', () => {
     expect(s.totals.prefillComputed).toBe(4 * 100 - 3 * 64);
   });
 
+  test('block_recurrent: the others take the first choice\'s state copy at its last block boundary', async () => {
+    const e = await load('recurrent-tiny', {});
+    expect(e.stats().prefixCache).toBe(true); // what the server hands the scheduler
+    const prompt = ids(9, 100);
+    const job: Job = { prompt, params: { temperature: 1, seed: 5 }, maxTokens: 4, n: 4 };
+    const { outs, s } = await run(e, [job], { prefixCache: true });
+    const off = await run(await load('recurrent-tiny', { prefixCache: false }), [job]);
+    expectSame(outs, off.outs, 1e-5);
+    expect(s.totals.prefixHitTokens).toBe(3 * 64);
+    expect(s.totals.prefillComputed).toBe(4 * 100 - 3 * 64);
+    expect(e.stats().stateCacheBytes).toBeGreaterThan(0);
+  });
+
+  test('engines that reuse nothing say so', async () => {
+    for (const base of ['perceiver-tiny', 'mistral-window']) expect((await load(base, {})).stats().prefixCache).toBe(false);
+    for (const base of ['gpt2-tiny', 'recurrent-tiny']) expect((await load(base, { prefixCache: false })).stats().prefixCache).toBe(false);
+    expect((await load('bigbird-tiny', {})).stats().prefixCache).toBe(true);
+  });
+
   test('on a prompt of whole blocks the other choices run its last token only, with the tokens of the cache off', async () => {
     const prompt = ids(11, 128); // two blocks
     const job: Job = { prompt, params: { temperature: 1, seed: 9 }, maxTokens: 5, n: 4 };

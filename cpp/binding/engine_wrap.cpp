@@ -391,6 +391,8 @@ Napi::Value EngineWrap::stats(const Napi::CallbackInfo& info) {
     o.Set("kvBlocksFree", num(env, static_cast<double>(s.kv_blocks_free)));
     o.Set("kvBlockRows", num(env, static_cast<double>(s.kv_block_rows)));
     o.Set("kvBlockBytes", num(env, static_cast<double>(s.kv_block_bytes)));
+    o.Set("prefixCache", Napi::Boolean::New(env, s.prefix_cache));
+    o.Set("stateCacheBytes", num(env, static_cast<double>(s.state_cache_bytes)));
     return o;
   });
 }

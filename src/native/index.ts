@@ -160,6 +160,10 @@ export interface EngineStats {
   /** Positions per block (0: the model is not paged). */
   kvBlockRows: number;
   kvBlockBytes: number;
+  /** The engine reuses cached prefixes: a paged model, or block_recurrent's state copies, with the cache on. */
+  prefixCache: boolean;
+  /** Bytes of block_recurrent's cached state copies (cpp/state_cache.h). */
+  stateCacheBytes: number;
 }
 
 /** One loaded model (cpp/binding/engine_wrap.h). */
