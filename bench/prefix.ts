@@ -13,6 +13,7 @@
 // Results: bench/results/prefix.json (and a table on stdout). Run on an idle machine.
 process.env.UV_THREADPOOL_SIZE ??= '2';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -86,8 +87,19 @@ async function one(model: string, cache: boolean) {
     const prefix = randomTokens(prefixTokens, 1, vocab);
     await ttft(s.url, prefix.concat(randomTokens(questionTokens, 2, vocab))); // warms the cache
     const computed0 = await metric(s.url, 'roost_prefill_tokens_computed_total');
+    // Where a request's time goes: engine steps (count, seconds) and the server's own TTFT (submission to first token).
+    const names = ['roost_step_seconds_count', 'roost_step_seconds_sum', 'roost_time_to_first_token_seconds_sum'];
+    const before = await Promise.all(names.map((m) => metric(s.url, m)));
     const times: number[] = [];
-    for (let i = 0; i < requests; i++) times.push(await ttft(s.url, prefix.concat(randomTokens(questionTokens, 100 + i, vocab))));
+    const cpuMs: number[] = []; // this process's CPU time per request (client, server and engine threads): what a shared machine's load does not inflate
+    for (let i = 0; i < requests; i++) {
+      const c0 = process.cpuUsage();
+      times.push(await ttft(s.url, prefix.concat(randomTokens(questionTokens, 100 + i, vocab))));
+      const c = process.cpuUsage(c0);
+      cpuMs.push((c.user + c.system) / 1000);
+    }
+    const after = await Promise.all(names.map((m) => metric(s.url, m)));
+    const [steps, stepSeconds, serverTtft] = after.map((a, k) => (a - before[k]) / requests);
     const computed1 = await metric(s.url, 'roost_prefill_tokens_computed_total');
     const nStart = Date.now();
     await ttft(s.url, randomTokens(nPromptTokens, 3, vocab), n);
@@ -99,8 +111,11 @@ async function one(model: string, cache: boolean) {
       fewShot: {
         requests,
         ttftP50Seconds: median(times),
+        cpuMsP50: median(cpuMs),
         prefillTokensComputed: computed1 - computed0,
         prefillTokensSent: requests * (prefixTokens + questionTokens),
+        // Means per request: engine steps to the first token (max_tokens 1: that is all of its steps), their seconds, the server's TTFT.
+        perRequest: { steps, stepSeconds, serverTtftSeconds: serverTtft, clientTtftMeanSeconds: times.reduce((a, b) => a + b, 0) / requests },
       },
       nChoices: { n, promptTokens: nPromptTokens, prefillTokensComputed: computed2 - computed1, seconds: nSeconds },
       hitTokens: await metric(s.url, 'roost_prefix_cache_hit_tokens_total'),
@@ -119,15 +134,18 @@ async function main() {
       process.stdout.write(
         `${model.padEnd(8)} cache ${cache ? 'on ' : 'off'}  few-shot TTFT p50 ${(r.fewShot.ttftP50Seconds * 1000).toFixed(1).padStart(8)} ms, ` +
           `prefill computed ${String(r.fewShot.prefillTokensComputed).padStart(7)} / ${r.fewShot.prefillTokensSent}; ` +
-          `n=${n}: prefill computed ${r.nChoices.prefillTokensComputed} (prompt ${nPromptTokens})\n`,
+          `n=${n}: prefill computed ${r.nChoices.prefillTokensComputed} (prompt ${nPromptTokens}); per request ${r.fewShot.perRequest.steps.toFixed(1)} steps, ` +
+          `${(r.fewShot.perRequest.stepSeconds * 1000).toFixed(1)} ms in steps, server TTFT ${(r.fewShot.perRequest.serverTtftSeconds * 1000).toFixed(1)} ms, ` +
+          `client mean ${(r.fewShot.perRequest.clientTtftMeanSeconds * 1000).toFixed(1)} ms\n`,
       );
     }
   for (const model of values.models!.split(',')) {
     const on = rows.find((r) => r.model === model && r.cache)!, off = rows.find((r) => r.model === model && !r.cache)!;
-    process.stdout.write(`${model}: TTFT p50 ${(off.fewShot.ttftP50Seconds / on.fewShot.ttftP50Seconds).toFixed(1)}x lower with the cache\n`);
+    process.stdout.write(`${model}: TTFT p50 ${(off.fewShot.ttftP50Seconds / on.fewShot.ttftP50Seconds).toFixed(1)}x lower with the cache ` +
+      `(CPU per request ${(off.fewShot.cpuMsP50 / on.fewShot.cpuMsP50).toFixed(1)}x)\n`);
   }
   fs.mkdirSync(path.dirname(values.out!), { recursive: true });
-  fs.writeFileSync(values.out!, JSON.stringify({ date: new Date().toISOString(), threads, rows }, null, 2) + '\n');
+  fs.writeFileSync(values.out!, JSON.stringify({ date: new Date().toISOString(), threads, loadavg: os.loadavg(), rows }, null, 2) + '\n');
 }
 
 main().catch((e) => {

@@ -11,6 +11,7 @@
 #include "common.h"
 #include "device.h"
 #include "kv_pool.h"
+#include "models/model_base.h"
 #include "ops/ops.h"
 
 namespace roost {
@@ -49,6 +50,9 @@ Engine::Engine(const std::string& model_dir, EngineOptions options) : options_(o
                                     std::to_string(kv->block_bytes()) + " bytes for this model)");
     kv->set_max_blocks(blocks);
     kv->set_caching(options_.prefix_cache);
+  } else if (model_->copies_state() && options_.prefix_cache) {
+    const int64_t bytes = options_.kv_memory > 0 ? options_.kv_memory : (int64_t)(kDefaultKvShare * available_memory());
+    state_cache_ = std::make_unique<StateCache>((size_t)bytes);
   }
 }
 
@@ -116,7 +120,7 @@ int64_t Engine::create_sequence(const SamplingParams& p, const std::string& adap
     a = it->second;
   }
   const int32_t serial[2] = {a ? (int32_t)adapter_serial_[a.get()] : 0, a ? (int32_t)(adapter_serial_[a.get()] >> 32) : 0};
-  auto seq = std::make_unique<Sequence>(Sequence{model_->new_state(), Sampler(p), std::move(a), {}, false, false, 0, 0, 0, {}});
+  auto seq = std::make_unique<Sequence>(Sequence{model_->new_state(), Sampler(p), std::move(a), {}, false, false, 0, 0, 0, {}, {}});
   seq->root_key = seq->key = kv_block_hash(0, serial, 2);
   int64_t id = next_id_++;
   sequences_.emplace(id, std::move(seq));
@@ -145,6 +149,7 @@ void Engine::reset_sequence(int64_t id) {
   s.key = s.root_key;
   s.keyed_blocks = 0;
   s.tail.clear();
+  s.consumed.clear();
 }
 
 int64_t Engine::sequence_length(int64_t id) const {
@@ -163,6 +168,10 @@ EngineStats Engine::stats() const {
     s.sequences++;
     s.state_bytes += seq->state->bytes() + seq->last_logits.capacity() * sizeof(float);
   }
+  if (state_cache_) {
+    s.prefix_cache = true;
+    s.state_cache_bytes = state_cache_->bytes();
+  }
   if (const KvPool* kv = model_->kv_pool()) {
     const KvPoolStats p = kv->stats();
     s.kv_blocks_used = p.used;
@@ -170,8 +179,46 @@ EngineStats Engine::stats() const {
     s.kv_blocks_free = p.free;
     s.kv_block_rows = kv->block_rows();
     s.kv_block_bytes = kv->block_bytes();
+    s.prefix_cache = kv->caching();
   }
   return s;
+}
+
+int64_t Engine::cached_prefix(int64_t id, const std::vector<int32_t>& tokens) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sequences_.find(id);
+  if (it == sequences_.end() || it->second->free_after_step) throw Error("E_ARGUMENT", "unknown " + seq_name(id));
+  if (stepping_) return 0;  // the step owns the sequences and the caches
+  const Sequence& s = *it->second;
+  const int64_t B = kKvBlockRows, len = s.state->length();
+  // The ids take_cached_prefix / take_cached_state walk, and where the request's tokens start in them.
+  std::vector<int32_t> ids;
+  int64_t first = 0;
+  if (state_cache_) {
+    if (s.adapter || len % B != 0 || len != (int64_t)s.consumed.size()) return 0;
+    ids = s.consumed;
+    first = len;
+  } else {
+    KvPool* kv = model_->kv_pool();
+    if (!kv || !kv->caching() || !s.state->paged()) return 0;
+    ids = s.tail;
+    for (int64_t j = 0, soft = soft_prompt_left(s); j < soft; j++) ids.push_back(-1 - (int32_t)j);
+    first = (int64_t)ids.size();
+  }
+  ids.insert(ids.end(), tokens.begin(), tokens.end());
+  int64_t covered = 0;
+  uint64_t key = s.key;
+  for (int64_t o = state_cache_ ? len : 0; o + B <= (int64_t)ids.size(); o += B) {
+    const uint64_t next = kv_block_hash(key, ids.data() + o, B);
+    if (state_cache_) {  // the deepest copy
+      if (state_cache_->contains(next, s.root_key, ids.data(), o + B)) covered = o + B;
+    } else {  // the blocks found one after the other
+      if (!model_->kv_pool()->contains(next, key, ids.data() + o)) break;
+      covered = o + B;
+    }
+    key = next;
+  }
+  return std::max<int64_t>(0, covered - first);
 }
 
 int64_t Engine::soft_prompt_left(const Sequence& s) {
@@ -260,6 +307,8 @@ Engine::Pass Engine::plan_pass(StepRun& run) const {
     const int64_t left = (int64_t)r.tokens.size() - run.cursor[i];
     if (left <= 0) continue;
     int64_t n = std::min(left, budget);
+    // A state cache copies states at block boundaries: passes end on them.
+    if (state_cache_) n = std::min(n, kKvBlockRows - seq.state->length() % kKvBlockRows);
     // Never leave one lone token for the next pass: perceiver_ar runs a
     // one-token pass as its sliding decode (src/engine/chunking.ts, same rule).
     if (left - n == 1 && n > 1) n--;
@@ -284,6 +333,7 @@ Engine::Pass Engine::plan_pass(StepRun& run) const {
 }
 
 void Engine::take_cached_prefix(StepRun& run, size_t i) const {
+  if (state_cache_) return take_cached_state(run, i);
   Sequence& s = *run.seqs[i];
   const StepRequest& r = run.requests[i];
   PagedKv* t = s.state->paged();
@@ -338,7 +388,51 @@ void Engine::take_cached_prefix(StepRun& run, size_t i) const {
   run.results[i].cached_tokens = hit - soft;
 }
 
+void Engine::take_cached_state(StepRun& run, size_t i) const {
+  Sequence& s = *run.seqs[i];
+  const StepRequest& r = run.requests[i];
+  const int64_t B = kKvBlockRows, len = s.state->length();
+  // Log-probs of cached positions are recomputed; a state that did not come
+  // from its ids alone (a soft prompt) or sits mid-block has no key.
+  if (r.prompt_logprobs || s.adapter || len % B != 0 || len != (int64_t)s.consumed.size()) return;
+  std::vector<int32_t> ids = s.consumed;
+  ids.insert(ids.end(), r.tokens.begin(), r.tokens.end());
+  const int64_t usable = (int64_t)ids.size() - (r.sample ? 1 : 0);  // sampling needs the last token's logits
+  const SequenceState* best = nullptr;
+  int64_t end = 0;
+  uint64_t key = s.key, best_key = 0;
+  for (int64_t o = len; o + B <= usable; o += B) {  // the deepest copy along the chain
+    key = kv_block_hash(key, ids.data() + o, B);
+    if (const SequenceState* st = state_cache_->find(key, s.root_key, ids.data(), o + B)) best = st, end = o + B, best_key = key;
+  }
+  if (!best) return;
+  s.state = model_->copy_state(*best);
+  s.consumed.assign(ids.begin(), ids.begin() + end);
+  s.key = best_key;
+  s.keyed_blocks = end / B;
+  run.cursor[i] = end - len;
+  run.results[i].cached_tokens = end - len;
+}
+
+void Engine::publish_states(StepRun& run, const Pass& pass) const {
+  const int64_t B = kKvBlockRows;
+  for (size_t k = 0; k < pass.items.size(); k++) {
+    Sequence& s = *run.seqs[pass.owner[k]];
+    const ForwardItem& it = pass.items[k];
+    if (it.embeds || s.adapter) continue;
+    s.consumed.insert(s.consumed.end(), it.tokens, it.tokens + it.n);
+    const int64_t n = (int64_t)s.consumed.size();
+    while ((s.keyed_blocks + 1) * B <= n) {
+      s.key = kv_block_hash(s.key, s.consumed.data() + s.keyed_blocks * B, B);
+      s.keyed_blocks++;
+      if (s.keyed_blocks * B == n && !state_cache_->has(s.key))
+        state_cache_->put(s.key, s.root_key, s.consumed.data(), n, model_->copy_state(*s.state));
+    }
+  }
+}
+
 void Engine::publish_blocks(StepRun& run, const Pass& pass) const {
+  if (state_cache_) return publish_states(run, pass);
   KvPool* kv = model_->kv_pool();
   if (!kv || !kv->caching()) return;
   const int64_t B = kv->block_rows();

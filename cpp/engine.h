@@ -13,6 +13,7 @@
 
 #include "models/model.h"
 #include "sampler.h"
+#include "state_cache.h"
 #include "threadpool.h"
 
 namespace roost {
@@ -62,6 +63,10 @@ struct EngineStats {
   // cached (prefix cache, unreferenced), free; positions per block.
   int64_t kv_blocks_used = 0, kv_blocks_cached = 0, kv_blocks_free = 0, kv_block_rows = 0;
   size_t kv_block_bytes = 0;
+  // The engine reuses cached prefixes (a paged model or one whose states are
+  // copied, with the cache on); the state copies' bytes (cpp/state_cache.h).
+  bool prefix_cache = false;
+  size_t state_cache_bytes = 0;
 };
 
 class Engine {
@@ -102,6 +107,11 @@ class Engine {
   void reset_sequence(int64_t seq);
 
   EngineStats stats() const;
+  // Leading tokens of `tokens`, appended to the sequence, that the next step
+  // would take from the prefix cache as it stands (0 while a step runs): the
+  // scheduler feeds them beyond its per-step token budget, as they cost no
+  // compute. E_ARGUMENT for an unknown sequence.
+  int64_t cached_prefix(int64_t seq, const std::vector<int32_t>& tokens) const;
 
  private:
   struct Sequence {
@@ -117,6 +127,9 @@ class Engine {
     uint64_t root_key = 0, key = 0;
     int64_t keyed_blocks = 0;
     std::vector<int32_t> tail;
+    // A model with a state cache instead (cpp/state_cache.h): every id the
+    // state consumed, its full blocks keyed by `key` as above.
+    std::vector<int32_t> consumed;
   };
 
   // Soft-prompt positions a sequence has yet to run (its adapter's P before its first token, else 0).
@@ -135,10 +148,15 @@ class Engine {
   // publishes the blocks it filled.
   void take_cached_prefix(StepRun& run, size_t i) const;
   void publish_blocks(StepRun& run, const Pass& pass) const;
+  // The same for a model whose state is copied at block boundaries.
+  void take_cached_state(StepRun& run, size_t i) const;
+  void publish_states(StepRun& run, const Pass& pass) const;
   void sample(StepRun& run) const;
 
   std::unique_ptr<Model> model_;
   std::unique_ptr<ThreadPool> pool_;
+  // The prefix cache of a model that copies states (copies_state()), when caching is on.
+  std::unique_ptr<StateCache> state_cache_;
   EngineOptions options_;
   std::string device_;
   mutable std::mutex mu_;        // guards sequences_ and the flags; not held during compute

@@ -66,7 +66,7 @@ void KvPool::grow() {
     Meta m;
     m.slab = (int32_t)slabs_.size() - 1;
     meta_.push_back(std::move(m));
-    free_.emplace((int32_t)(have + i), true);
+    open_.insert((int32_t)(have + i));
   }
 }
 
@@ -78,29 +78,83 @@ void KvPool::drop_from_cache(int32_t b) {
   m.ids.clear();
 }
 
-int32_t KvPool::allocate(int32_t prefer) {
+void KvPool::take_free(int32_t b) {
+  Meta& m = meta_[b];
+  if (m.holder) {
+    held_.erase(b);
+    const void* owner = m.holder;
+    m.holder = nullptr;
+    if (b + 1 < (int64_t)meta_.size() && adjacent(b, b + 1)) unhold_from(b + 1, owner);  // the run is broken here
+  } else {
+    open_.erase(b);
+  }
+  m.ref = 1;
+  used_++;
+}
+
+void KvPool::unhold_from(int32_t b, const void* owner) {
+  for (; b < (int64_t)meta_.size() && meta_[b].holder == owner && meta_[b].ref == 0; b++) {
+    meta_[b].holder = nullptr;
+    held_.erase(b);
+    open_.insert(b);
+    if (b + 1 < (int64_t)meta_.size() && !adjacent(b, b + 1)) break;
+  }
+}
+
+void KvPool::unhold_after(int32_t b, const void* owner) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (owner && b + 1 < (int64_t)meta_.size() && adjacent(b, b + 1)) unhold_from(b + 1, owner);
+}
+
+bool KvPool::open_run(int32_t b, int64_t n) const {
+  for (int32_t c = b + 1; c <= b + n; c++)
+    if (c >= (int64_t)meta_.size() || !adjacent(c - 1, c) || !open_.count(c)) return false;
+  return true;
+}
+
+int32_t KvPool::allocate(int32_t prefer, const void* owner, int64_t hold) {
   std::lock_guard<std::mutex> lock(mu_);
   if (used_ >= max_blocks_)
     throw Error("E_KV_FULL", "the KV memory is full: all " + std::to_string(max_blocks_) + " blocks of " +
                                  std::to_string(B_) + " positions are in use (raise --kv-memory)");
-  if (free_.empty() && (int64_t)meta_.size() < max_blocks_) grow();  // before evicting the cache
-  int32_t b;
-  if (prefer >= 0 && free_.count(prefer)) {
+  const bool can_grow = (int64_t)meta_.size() < max_blocks_;
+  int32_t b = -1;
+  if (prefer >= 0 && prefer < (int64_t)meta_.size() && (open_.count(prefer) || held_.count(prefer))) {
     b = prefer;
-  } else if (!free_.empty()) {
-    b = free_.begin()->first;
-  } else {  // evict the least recently released cached block
-    auto it = lru_.begin();
-    b = it->second;
-    lru_.erase(it);
-    drop_from_cache(b);
-    meta_[b].ref = 1;
-    used_++;
-    return b;
+  } else if (owner && hold > 0) {  // a block with `hold` free blocks after it, else a new slab's first
+    for (int32_t c : open_)
+      if (open_run(c, hold)) {
+        b = c;
+        break;
+      }
+    if (b < 0 && can_grow) {
+      grow();
+      b = (int32_t)slabs_.back().first;
+    }
   }
-  free_.erase(b);
-  meta_[b].ref = 1;
-  used_++;
+  if (b < 0) {
+    if (open_.empty() && can_grow) grow();  // before taking held or cached blocks
+    if (!open_.empty()) {
+      b = *open_.begin();
+    } else if (!held_.empty()) {
+      b = *held_.begin();
+    } else {  // evict the least recently released cached block
+      auto it = lru_.begin();
+      b = it->second;
+      lru_.erase(it);
+      drop_from_cache(b);
+      meta_[b].ref = 1;
+      used_++;
+      return b;
+    }
+  }
+  take_free(b);
+  if (owner)  // hold the free blocks right after b for this owner
+    for (int32_t c = b + 1; c <= b + hold && c < (int64_t)meta_.size() && adjacent(c - 1, c) && open_.count(c); c++) {
+      open_.erase(c);
+      held_.insert(c);
+      meta_[c].holder = owner;
+    }
   return b;
 }
 
@@ -124,7 +178,7 @@ void KvPool::release(int32_t b) {
     lru_.emplace(m.tick, b);
   } else {
     if (m.published) drop_from_cache(b);
-    free_.emplace(b, true);
+    open_.insert(b);
   }
 }
 
@@ -137,6 +191,15 @@ int32_t KvPool::lookup(uint64_t key, uint64_t parent, const int32_t* ids) {
   if (m.parent != parent || std::memcmp(m.ids.data(), ids, (size_t)B_ * sizeof(int32_t)) != 0) return -1;
   retain_locked(it->second);
   return it->second;
+}
+
+bool KvPool::contains(uint64_t key, uint64_t parent, const int32_t* ids) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!caching_) return false;
+  auto it = by_key_.find(key);
+  if (it == by_key_.end()) return false;
+  const Meta& m = meta_[it->second];
+  return m.parent == parent && std::memcmp(m.ids.data(), ids, (size_t)B_ * sizeof(int32_t)) == 0;
 }
 
 void KvPool::publish(int32_t b, uint64_t key, uint64_t parent, const int32_t* ids) {
@@ -177,10 +240,12 @@ int64_t PagedKv::blocks_needed(int64_t rows) const {
 
 void PagedKv::reserve(int64_t rows) {
   for (int64_t n = blocks_needed(rows); n > 0; n--)
-    table_.push_back(pool_->allocate(table_.empty() ? -1 : table_.back() + 1));
+    table_.push_back(pool_->allocate(table_.empty() ? -1 : table_.back() + 1, this,
+                                     std::clamp<int64_t>((int64_t)table_.size() + 1, kKvMinHeldBlocks, kKvMaxHeldBlocks)));
 }
 
 void PagedKv::adopt(int64_t keep, const std::vector<int32_t>& blocks) {
+  if (!table_.empty()) pool_->unhold_after(table_.back(), this);
   while ((int64_t)table_.size() > keep) {
     pool_->release(table_.back());
     table_.pop_back();
@@ -189,6 +254,7 @@ void PagedKv::adopt(int64_t keep, const std::vector<int32_t>& blocks) {
 }
 
 void PagedKv::clear() {
+  if (!table_.empty()) pool_->unhold_after(table_.back(), this);
   for (int32_t b : table_) pool_->release(b);
   table_.clear();
 }

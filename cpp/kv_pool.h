@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <unordered_map>
 #include <vector>
 
@@ -59,10 +60,19 @@ class KvPool {
   }
 
   // A block with refcount 1: `prefer` when it is free (keeps a sequence's
-  // blocks adjacent), else the lowest free id, else the least recently
-  // released cached block (dropped from the cache). Throws E_KV_FULL when
-  // every block is used.
-  int32_t allocate(int32_t prefer = -1);
+  // blocks adjacent); else, with an owner, the lowest free block followed by
+  // `hold` free unheld ones in its slab, or the first block of a new slab
+  // (while max_blocks allows); else the lowest free block no sequence holds
+  // (a new slab when there is none), else the lowest held free block (the
+  // rest of its holder's run is let go), else the least recently released
+  // cached block (dropped from the cache). Throws E_KV_FULL when every block
+  // is used. With an owner, the up to `hold` free unheld blocks right after
+  // the one taken (same slab) are then held for that owner: a soft
+  // reservation that keeps a growing sequence's blocks one run (one attention
+  // span) while other blocks are free; it takes no block from anyone.
+  int32_t allocate(int32_t prefer = -1, const void* owner = nullptr, int64_t hold = 0);
+  // Lets go of the blocks `owner` holds right after block b.
+  void unhold_after(int32_t b, const void* owner);
   void retain(int32_t b) {
     std::lock_guard<std::mutex> lock(mu_);
     retain_locked(b);
@@ -72,6 +82,8 @@ class KvPool {
 
   // The block published under `key` with these parent and ids, retained; -1 if none.
   int32_t lookup(uint64_t key, uint64_t parent, const int32_t* ids);
+  // Whether lookup would find such a block (nothing retained).
+  bool contains(uint64_t key, uint64_t parent, const int32_t* ids) const;
   // Publishes used block b (full) under key; a key already present keeps its block.
   void publish(int32_t b, uint64_t key, uint64_t parent, const int32_t* ids);
   bool caching() const { return caching_; }
@@ -102,12 +114,16 @@ class KvPool {
     int32_t slab = -1;
     int64_t ref = 0;
     bool published = false;
+    const void* holder = nullptr;  // a free block held for the sequence whose run ends just before it
     uint64_t key = 0, parent = 0, tick = 0;
     std::vector<int32_t> ids;
   };
   void retain_locked(int32_t b);
   void grow();  // one more slab (twice the previous, within max_blocks)
   void drop_from_cache(int32_t b);
+  void take_free(int32_t b);
+  bool open_run(int32_t b, int64_t n) const;  // the n blocks after b are free, unheld and in b's slab
+  void unhold_from(int32_t b, const void* owner);  // b and the held blocks after it
   char* row_at(int32_t b, int64_t row, int64_t layer, int kv) const;
 
   // Guards the bookkeeping: blocks are released by whoever frees a sequence
@@ -121,7 +137,8 @@ class KvPool {
   uint64_t clock_ = 0;
   std::vector<Slab> slabs_;
   std::vector<Meta> meta_;               // one per block allocated from slabs
-  std::map<int32_t, bool> free_;         // free block ids (ordered: lowest first)
+  std::set<int32_t> open_;               // free blocks no sequence holds (ordered: lowest first)
+  std::set<int32_t> held_;               // free blocks held for a sequence (Meta::holder)
   std::map<uint64_t, int32_t> lru_;      // release tick -> cached block
   std::unordered_map<uint64_t, int32_t> by_key_;
 };
@@ -161,5 +178,14 @@ class PagedKv {
   KvPool* pool_;
   std::vector<int32_t> table_;
 };
+
+// Blocks a sequence holds after its last one: as many as it has (doubling
+// runs, as a buddy allocator grows), at least kKvMinHeldBlocks (a new
+// sequence has room for three blocks) and at most kKvMaxHeldBlocks. Slabs
+// grow for holds, so the pool's memory is at most about three times the
+// blocks in use (twice for long sequences, as the old contiguous caches grew
+// geometrically), and never past --kv-memory.
+constexpr int64_t kKvMinHeldBlocks = 2;
+constexpr int64_t kKvMaxHeldBlocks = 16;
 
 }  // namespace roost

@@ -201,8 +201,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     if (opts.maxRequestShare !== undefined) schedulerOptions.maxRequestShare = opts.maxRequestShare;
     if (opts.requestTimeoutMs !== undefined) schedulerOptions.requestTimeoutMs = opts.requestTimeoutMs;
     if (opts.stepTokens !== undefined) schedulerOptions.stepTokens = opts.stepTokens;
-    // n / best_of siblings wait for the first to prefill when the engine can hand them its blocks.
-    schedulerOptions.prefixCache = opts.prefixCache !== false && engine.stats().kvBlockRows > 0;
+    // n / best_of siblings wait for the first to prefill when the engine can hand them its blocks (or state copies).
+    schedulerOptions.prefixCache = engine.stats().prefixCache;
     const rt = holder.attach(engine, tokenizer, opts.modelId ?? path.basename(path.resolve(opts.model)), schedulerOptions, {
       scheduler: metrics.scheduler,
       completion: metrics.completion,

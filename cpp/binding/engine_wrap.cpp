@@ -106,8 +106,15 @@ std::vector<int32_t> tokens_arg(Napi::Env env, const Napi::Value& v, const std::
   uint32_t n = array.Length();
   tokens.reserve(n);
   for (uint32_t j = 0; j < n; j++) {
-    tokens.push_back(static_cast<int32_t>(
-        integer_arg(env, array.Get(j), name + "[" + std::to_string(j) + "]", -2147483648.0, 2147483647.0)));
+    const Napi::Value e = array.Get(j);
+    if (e.IsNumber()) {  // the usual case, without building the element's name for a message
+      const double d = e.As<Napi::Number>().DoubleValue();
+      if (d == std::floor(d) && d >= -2147483648.0 && d <= 2147483647.0) {
+        tokens.push_back(static_cast<int32_t>(d));
+        continue;
+      }
+    }
+    tokens.push_back(static_cast<int32_t>(integer_arg(env, e, name + "[" + std::to_string(j) + "]", -2147483648.0, 2147483647.0)));
   }
   return tokens;
 }
@@ -163,6 +170,7 @@ void EngineWrap::init(Napi::Env env, Napi::Object exports) {
                                        InstanceMethod("freeSequence", &EngineWrap::free_sequence),
                                        InstanceMethod("resetSequence", &EngineWrap::reset_sequence),
                                        InstanceMethod("sequenceLength", &EngineWrap::sequence_length),
+                                       InstanceMethod("cachedPrefix", &EngineWrap::cached_prefix),
                                        InstanceMethod("step", &EngineWrap::step),
                                        InstanceMethod("stats", &EngineWrap::stats),
                                        InstanceMethod("loadAdapter", &EngineWrap::load_adapter),
@@ -292,6 +300,15 @@ Napi::Value EngineWrap::sequence_length(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value EngineWrap::cached_prefix(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const int64_t seq = sequence_arg(env, info[0], "seq");
+    if (in_flight_.count(seq)) return num(env, 0);  // its step runs: nothing to plan around
+    return num(env, static_cast<double>(engine_->cached_prefix(seq, tokens_arg(env, info[1], "tokens"))));
+  });
+}
+
 Napi::Value EngineWrap::step(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsArray()) type_error(env, "reqs must be an array (got " + type_of(info[0]) + ")");
@@ -374,6 +391,8 @@ Napi::Value EngineWrap::stats(const Napi::CallbackInfo& info) {
     o.Set("kvBlocksFree", num(env, static_cast<double>(s.kv_blocks_free)));
     o.Set("kvBlockRows", num(env, static_cast<double>(s.kv_block_rows)));
     o.Set("kvBlockBytes", num(env, static_cast<double>(s.kv_block_bytes)));
+    o.Set("prefixCache", Napi::Boolean::New(env, s.prefix_cache));
+    o.Set("stateCacheBytes", num(env, static_cast<double>(s.state_cache_bytes)));
     return o;
   });
 }

@@ -32,6 +32,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value free_sequence(const Napi::CallbackInfo& info);
   Napi::Value reset_sequence(const Napi::CallbackInfo& info);  // preemption: drops the KV state, keeps the sampler
   Napi::Value sequence_length(const Napi::CallbackInfo& info);
+  Napi::Value cached_prefix(const Napi::CallbackInfo& info);  // leading tokens the prefix cache holds
   Napi::Value step(const Napi::CallbackInfo& info);        // -> Promise<StepResult[]>
   Napi::Value stats(const Napi::CallbackInfo& info);
   Napi::Value load_adapter(const Napi::CallbackInfo& info);  // loadAdapter(name, dir) -> AdapterInfo

@@ -122,6 +122,17 @@ std::unique_ptr<SequenceState> BlockRecurrentModel::new_state() const {
   return st;
 }
 
+std::unique_ptr<SequenceState> BlockRecurrentModel::copy_state(const SequenceState& state) const {
+  const auto& from = dynamic_cast<const RecurrentState&>(state);
+  const int64_t C = cfg_.n_embd, S = cfg_.num_states, L = cfg_.n_layer;
+  auto st = std::make_unique<RecurrentState>(be(), L, C, cfg_.block_size, S);
+  be().copy(st->s(), from.s(), (size_t)L * S * C * sizeof(float));
+  be().copy(st->skv.k(0, 0), from.skv.k(0, 0), from.skv.bytes());
+  be().copy(st->ring.k(0, 0), from.ring.k(0, 0), from.ring.bytes());
+  st->len = from.len;
+  return st;
+}
+
 void BlockRecurrentModel::forward(const std::vector<ForwardItem>& items, ThreadPool& pool) {
   const int64_t C = cfg_.n_embd, H = cfg_.n_head, D = C / H, V = cfg_.vocab_size, W = cfg_.block_size;
   const int64_t S = cfg_.num_states, L = cfg_.n_layer, W2 = 2 * W;

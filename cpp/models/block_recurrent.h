@@ -18,6 +18,9 @@ class BlockRecurrentModel : public ModelBase {
  public:
   BlockRecurrentModel(const ModelConfig& config, const Checkpoint& ckpt, std::shared_ptr<Backend> be);
   std::unique_ptr<SequenceState> new_state() const override;
+  // The whole state is a function of the prefix (ring, states, length): copied as is.
+  std::unique_ptr<SequenceState> copy_state(const SequenceState& state) const override;
+  bool copies_state() const override { return true; }
   void forward(const std::vector<ForwardItem>& items, ThreadPool& pool) override;
 
  private:

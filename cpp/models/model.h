@@ -77,6 +77,12 @@ class Model {
   // The pool every paged state of this model allocates from (null: the model
   // keeps per-sequence buffers; cpp/kv_pool.h).
   virtual KvPool* kv_pool() { return nullptr; }
+  // A copy of `state` (of this model) that continues exactly as it would;
+  // null when the model's state is not copied so. The prefix cache keeps
+  // such copies at block boundaries for models that are not paged
+  // (cpp/state_cache.h): block_recurrent.
+  virtual std::unique_ptr<SequenceState> copy_state(const SequenceState& state) const { return nullptr; }
+  virtual bool copies_state() const { return false; }
 };
 
 // Opens a model and builds what its model_type names on the CPU backend. `path` is a

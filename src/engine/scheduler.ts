@@ -16,7 +16,7 @@ import { RequestError } from './errors';
 
 /** The part of the engine the scheduler drives (a fake in scheduler unit tests). */
 export type SchedulerEngine = Pick<NativeEngine, 'createSequence' | 'freeSequence' | 'step'> &
-  Partial<Pick<NativeEngine, 'resetSequence' | 'stats'>>;
+  Partial<Pick<NativeEngine, 'resetSequence' | 'stats' | 'cachedPrefix'>>;
 
 export type FinishReason = 'stop' | 'length' | 'cancelled' | 'error';
 
@@ -582,17 +582,22 @@ export class Scheduler {
     for (const t of this.prefillOrder()) {
       if (budget <= 0) break;
       const prompt = t.replay ?? t.spec.prompt;
-      const take = prefillTake(prompt.length - t.fed, budget);
+      const left = prompt.length - t.fed;
+      const promptLogprobs = t.spec.promptLogprobs && t.replay === undefined;
+      // Leading tokens the prefix cache holds cost no compute: they ride
+      // beyond the budget, so a cached 2,048-token prefix is one step, not four.
+      const cached = promptLogprobs || !this.engine.cachedPrefix ? 0 : Math.min(left, this.engine.cachedPrefix(t.seq, prompt.slice(t.fed)));
+      const take = cached + prefillTake(left - cached, budget);
       const end = t.fed + take;
       t.chunk = take;
       batch.push({
         seq: t.seq,
         tokens: prompt.slice(t.fed, end),
         sample: end === prompt.length && t.spec.maxTokens > 0,
-        promptLogprobs: t.spec.promptLogprobs && t.replay === undefined && end > t.reported,
+        promptLogprobs: promptLogprobs && end > t.reported,
       });
       tasks.push(t);
-      budget -= take;
+      budget -= take - cached;
       prefillTokens += take;
     }
     return { batch, tasks, prefillTokens, decodeTokens };

@@ -160,6 +160,10 @@ export interface EngineStats {
   /** Positions per block (0: the model is not paged). */
   kvBlockRows: number;
   kvBlockBytes: number;
+  /** The engine reuses cached prefixes: a paged model, or block_recurrent's state copies, with the cache on. */
+  prefixCache: boolean;
+  /** Bytes of block_recurrent's cached state copies (cpp/state_cache.h). */
+  stateCacheBytes: number;
 }
 
 /** One loaded model (cpp/binding/engine_wrap.h). */
@@ -177,6 +181,11 @@ export interface NativeEngine {
   resetSequence(seq: number): void;
   /** Tokens consumed so far. */
   sequenceLength(seq: number): number;
+  /**
+   * Leading tokens of `tokens` (appended to the sequence) that its next step
+   * would take from the prefix cache as it stands; 0 while a step over it runs.
+   */
+  cachedPrefix(seq: number, tokens: number[] | Int32Array): number;
   /**
    * One batched forward step plus sampling, off the JS thread. Rejects with
    * E_ARGUMENT (unknown sequence, token out of range, context exceeded, a

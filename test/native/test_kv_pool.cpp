@@ -2,6 +2,7 @@
 // of cached blocks, the hash chain of the prefix cache, slab addressing and
 // the spans a block table gives the attention plan.
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "backend.h"
@@ -141,13 +142,35 @@ TEST_CASE("paged kv: rows land in their block; adjacent blocks make one span, ot
     }
 
   PagedKv other(&pool);
-  other.reserve(4);  // block 3 sits between seq's blocks 2 and the next
+  other.reserve(4);  // seq holds blocks 3.. (its run's growth): other starts after them
+  CHECK(other.table() == std::vector<int32_t>{6});
   seq.reserve(14);
-  CHECK(other.table() == std::vector<int32_t>{3});
   REQUIRE(seq.table().size() == 4);
-  CHECK(!pool.adjacent(seq.table()[2], seq.table()[3]));
+  CHECK(seq.table()[3] == 3);
+  Plan one;
+  seq.add_spans(one, 0, 14, /*per_layer=*/true);
+  CHECK(one.spans().size() == 1);
+  seq.clear();
+  other.clear();
+
+  // A pool with no room to grow: a block another sequence holds is taken
+  // (the last resort before the cache), and the holder's run is split.
+  KvPool tight(*be, L, W, B, 5);
+  PagedKv a(&tight), c(&tight);
+  a.reserve(10);  // blocks 0-2, holding 3 and 4 (the slab's last)
+  for (int64_t l = 0; l < L; l++)
+    for (int64_t p = 0; p < 10; p++) {
+      float* k = static_cast<float*>(a.k(p)) + l * a.layer_stride(p);
+      for (int64_t col = 0; col < W; col++) k[col] = (float)(1000 * l + 10 * p + col);
+    }
+  c.reserve(4);  // takes held block 3 (no free one, no room to grow) and holds 4
+  CHECK(c.table() == std::vector<int32_t>{3});
+  a.reserve(14);
+  REQUIRE(a.table().size() == 4);
+  CHECK(a.table()[3] == 4);  // the held block c's run would have grown into
+  CHECK(!tight.adjacent(a.table()[2], a.table()[3]));
   Plan split;
-  seq.add_spans(split, 2, 14, /*per_layer=*/false, /*layer=*/1);
+  a.add_spans(split, 2, 14, /*per_layer=*/false, /*layer=*/1);
   REQUIRE(split.spans().size() == 2);
   CHECK(split.spans()[0].n == 10);  // positions 2..11: blocks 0-2
   CHECK(split.spans()[0].pos0 == 2);
@@ -155,11 +178,40 @@ TEST_CASE("paged kv: rows land in their block; adjacent blocks make one span, ot
   CHECK(static_cast<const float*>(split.spans()[0].k)[0] == 1000.0f + 20.0f);
   CHECK(split.spans()[1].n == 2);
   CHECK(split.spans()[1].pos0 == 12);
-  CHECK(split.spans()[1].k == pool.k(seq.table()[3], 0, 1));
+  CHECK(split.spans()[1].k == tight.k(a.table()[3], 0, 1));
 
-  const int64_t used = pool.stats().used;
-  seq.clear();
-  CHECK(pool.stats().used == used - 4);
+  const int64_t used = tight.stats().used;
+  a.clear();
+  CHECK(tight.stats().used == used - 4);
+}
+
+TEST_CASE("paged kv: sequences that grow in turn (a batch decoding) keep one run each") {
+  auto be = make_cpu_backend();
+  const int64_t B = 4;
+  KvPool pool(*be, 2, 3, B, 1 << 20);
+  std::vector<std::unique_ptr<PagedKv>> seqs;
+  for (int i = 0; i < 32; i++) {  // prompts of one block, prefilled together
+    seqs.push_back(std::make_unique<PagedKv>(&pool));
+    seqs.back()->reserve(B);
+  }
+  for (int64_t rows = B + 1; rows <= 3 * B; rows++)  // then decode: each grows one position a step
+    for (auto& s : seqs) s->reserve(rows);
+  for (auto& s : seqs) {
+    Plan plan;
+    s->add_spans(plan, 0, 3 * B, /*per_layer=*/true);
+    CHECK(plan.spans().size() == 1);
+  }
+}
+
+TEST_CASE("paged kv: a cleared sequence's held blocks go back to everyone") {
+  auto be = make_cpu_backend();
+  KvPool pool(*be, 1, 2, 2, 8);  // one slab of 8 blocks
+  PagedKv a(&pool);
+  a.reserve(2);  // block 0, holding 1 and 2
+  CHECK(pool.allocate() == 3);  // held blocks 1 and 2 are skipped while others are free
+  a.clear();
+  CHECK(pool.allocate() == 0);
+  CHECK(pool.allocate() == 1);  // no longer held
 }
 
 TEST_CASE("kv pool: set_max_blocks bounds growth and cannot drop blocks already made") {
