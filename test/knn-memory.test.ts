@@ -50,7 +50,7 @@ test('the kNN folder holds one F16 key of n_embd and one next token per position
   const knn = path.join(DS, 'knn');
   const meta = JSON.parse(fs.readFileSync(path.join(knn, 'knn.json'), 'utf8'));
   const T = CORPUS.length * 3;
-  expect(meta).toMatchObject({ format: 'roost-knn', entries: T - 1, dim: 32, model: 'gpt2-bytes', window: 64, stride: 32 });
+  expect(meta).toMatchObject({ format: 'roost-knn', entries: T - 1, dim: 32, model: 'gpt2-bytes', window: 64, stride: 56 });
   expect(fs.statSync(path.join(knn, 'keys.f16')).size).toBe((T - 1) * 32 * 2);
   const values = new Int32Array(new Uint8Array(fs.readFileSync(path.join(knn, 'values.i32'))).buffer);
   expect(Array.from(values)).toEqual(loadTokenizer(BYTES).encode(CORPUS.repeat(3)).slice(1));

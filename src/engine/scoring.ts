@@ -54,13 +54,14 @@ export interface ScoreWindow {
  * scoreLong's windows over a text of T tokens for a model that gives log-probs
  * to the last R positions of a window of W (W - 1 for models with logits
  * everywhere): the first window scores 1 .. min(T, R + 1) - 1, each next one
- * ends S = min(R, W / 2) further and scores its S new tokens. Also the windows
- * of kNN memory keys (src/retrieval/knn.ts) and of eval with memory.
+ * ends S = min(R, W / 2) further (or `stride`) and scores its S new tokens.
+ * Also the windows of eval with memory and (stride 7W/8) of kNN memory keys
+ * (src/retrieval/knn.ts).
  */
-export function windowPlan(T: number, W: number, R: number): ScoreWindow[] {
+export function windowPlan(T: number, W: number, R: number, stride = Math.min(R, Math.floor(W / 2))): ScoreWindow[] {
   let end = Math.min(T, R + 1);
   const plan: ScoreWindow[] = [{ a: 0, b: end, from: 1 }];
-  const S = Math.max(1, Math.min(R, Math.floor(W / 2)));
+  const S = Math.max(1, Math.min(R, stride));
   while (end < T) {
     const b = Math.min(end + S, T);
     plan.push({ a: Math.max(0, b - W), b, from: end });

@@ -8,8 +8,11 @@
 //   keys.f16     entries x n_embd IEEE half floats, little-endian (1.6 GiB for 4.28M x 192)
 //   values.i32   entries int32 token ids
 //   knn.json     {format, version, entries, dim, model, vocab_size, window, stride, seconds}
-// Keys are computed in scoring windows (src/engine/scoring.ts windowPlan) of
-// the model's context, so each position sees what `roost eval` gives it.
+// Keys are computed in windows of the model's context W (src/engine/scoring.ts
+// windowPlan) that overlap by W/8: after the first window every key has at
+// least W/8 positions of context, and the corpus runs through the model about
+// 1.14 times (eval's W/2 overlap would be 2 times: 4.28M positions of the
+// default model cost about 20 minutes of one core here).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -66,12 +69,12 @@ export function toF16(x: number): number {
   return half;
 }
 
-/** One scoring window through the engine: log p of every token (NaN first) and the hidden rows [n, C]. */
-export async function windowStates(engine: NativeEngine, tokens: number[]): Promise<{ logprobs: Float64Array; hidden: Float32Array }> {
+/** One window through the engine: the hidden rows [n, C] and, when asked, log p of every token (NaN first). */
+export async function windowStates(engine: NativeEngine, tokens: number[], logprobs = true): Promise<{ logprobs: Float64Array; hidden: Float32Array }> {
   const seq = engine.createSequence({ temperature: 0 });
   try {
-    const [r] = await engine.step([{ seq, tokens, sample: false, promptLogprobs: true, hidden: true }]);
-    return { logprobs: r!.promptLogprobs!, hidden: r!.hidden! };
+    const [r] = await engine.step([{ seq, tokens, sample: false, promptLogprobs: logprobs, hidden: true }]);
+    return { logprobs: r!.promptLogprobs ?? new Float64Array(0), hidden: r!.hidden! };
   } finally {
     engine.freeSequence(seq);
   }
@@ -95,11 +98,12 @@ export async function buildKnnMemory(engine: NativeEngine, tokens: number[], dir
   fs.mkdirSync(dir, { recursive: true });
   const keys = fs.openSync(path.join(dir, 'keys.f16'), 'w');
   const values = fs.openSync(path.join(dir, 'values.i32'), 'w');
-  const plan = windowPlan(T, o.window, o.window - 1);
+  const overlap = Math.max(1, Math.floor(o.window / 8));
+  const plan = windowPlan(T, o.window, o.window - 1, o.window - overlap);
   let done = 0;
   try {
     for (const w of plan) {
-      const { hidden } = await windowStates(engine, tokens.slice(w.a, w.b));
+      const { hidden } = await windowStates(engine, tokens.slice(w.a, w.b), false);
       // Positions from-1 .. b-2 of the text: their keys, and the tokens after them.
       const n = w.b - w.from;
       const half = new Uint16Array(n * C);
@@ -122,7 +126,7 @@ export async function buildKnnMemory(engine: NativeEngine, tokens: number[], dir
     model: o.model,
     vocab_size: info.vocabSize,
     window: o.window,
-    stride: Math.max(1, Math.min(o.window - 1, Math.floor(o.window / 2))),
+    stride: o.window - overlap,
     seconds: (Date.now() - started) / 1000,
   };
   fs.writeFileSync(path.join(dir, META), JSON.stringify(meta, null, 1) + '\n');
