@@ -2,7 +2,8 @@
 // memory (TRIME / kNN-LM, docs/retrieval.md "kNN memory"), all through
 // `roost eval` on one thread: without memory; external memory of the training
 // text at k = 8, 16, 32 and lambda = 0.1, 0.25 (one search serves the grid);
-// local memory alone; external + local at the best external setting.
+// local memory alone; with --both, external + local at the best external
+// setting (a second search over the store).
 //   node dist/bench/knn-memory.js --datastore DIR [--file models/data/revelation-heldout.txt] [--out FILE]
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -18,6 +19,7 @@ const { values } = parseArgs({
     k: { type: 'string', default: '8,16,32' },
     lambda: { type: 'string', default: '0.1,0.25' },
     out: { type: 'string' },
+    both: { type: 'boolean', default: false },
   },
 });
 if (!values.datastore) throw new Error('--datastore DIR (built with `roost datastore build --knn`) is required');
@@ -36,7 +38,7 @@ const plain = roostEval();
 const grid = roostEval('--memory', values.datastore, '--memory-k', values.k!, '--memory-lambda', values.lambda!);
 const local = roostEval('--memory-local', '--memory-k', values.k!, '--memory-lambda', values.lambda!);
 const best = grid.lines.reduce((a, b) => (b.bits_per_byte < a.bits_per_byte ? b : a));
-const both = roostEval('--memory', values.datastore, '--memory-k', String(best.memory.k), '--memory-lambda', String(best.memory.lambda), '--memory-local');
+const both = values.both ? roostEval('--memory', values.datastore, '--memory-k', String(best.memory.k), '--memory-lambda', String(best.memory.lambda), '--memory-local') : null;
 const without = plain.lines[0]!.bits_per_byte as number;
 const row = (l: Line) => ({ k: l.memory.k, lambda: l.memory.lambda, temperature: l.memory.temperature, local: l.memory.local, external: l.memory.datastore !== null, bits_per_byte: l.bits_per_byte, gain: without - l.bits_per_byte });
 const bestLocal = local.lines.reduce((a, b) => (b.bits_per_byte < a.bits_per_byte ? b : a));
@@ -52,10 +54,10 @@ const out = {
   without_memory: without,
   external: grid.lines.map(row),
   local_alone: local.lines.map(row),
-  external_and_local: both.lines.map(row),
+  external_and_local: both ? both.lines.map(row) : 'not run (--both)',
   best_external: row(best),
   best_local_alone: row(bestLocal),
-  commands: [plain, grid, local, both].map((r) => ({ command: r.command, seconds: r.seconds })),
+  commands: [plain, grid, local, ...(both ? [both] : [])].map((r) => ({ command: r.command, seconds: r.seconds })),
   cpu: os.cpus()[0]?.model,
   note: 'one thread; the 2-core machine was shared with other jobs (seconds are not speed figures)',
 };

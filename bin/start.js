@@ -16,9 +16,12 @@ let args = serveArgs;
 if (!fs.existsSync(path.join(dir, 'manifest.json'))) {
   const { buildTrainingDatastore } = require('../dist/src/retrieval/training-datastore.js');
   const { resolveModel } = require('../dist/src/cli/model.js');
+  const { progressBar } = require('../dist/src/cli/progress.js');
   process.stderr.write(`npm start: building the datastore of the training text into ${dir} (first start only)\n`);
   try {
-    const r = buildTrainingDatastore(resolveModel('default'), dir);
+    const bar = progressBar('training-text datastore', 'books');
+    const r = buildTrainingDatastore(resolveModel('default'), dir, bar.update);
+    bar.done();
     process.stderr.write(`npm start: ${r.documents} books, ${r.chunks} chunks in ${r.seconds.toFixed(1)} s\n`);
   } catch (e) {
     process.stderr.write(`npm start: no training-text datastore (${e.message}); serving without it\n`);

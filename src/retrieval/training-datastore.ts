@@ -8,7 +8,6 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { progressBar } from '../cli/progress';
 import { loadTokenizer } from '../engine/tokenizer';
 import { Datastore } from './datastore';
 import { Embedder } from './embedder';
@@ -51,8 +50,12 @@ export function books(text: string): Array<[string, string]> {
   return out;
 }
 
-/** Builds the datastore of the training text into `dir` (via dir.tmp-<pid>, renamed when whole) with a progress bar. */
-export function buildTrainingDatastore(model: string, dir: string): { documents: number; chunks: number; seconds: number } {
+/** Builds the datastore of the training text into `dir` (via dir.tmp-<pid>, renamed when whole), reporting books done. */
+export function buildTrainingDatastore(
+  model: string,
+  dir: string,
+  onProgress?: (done: number, total: number) => void,
+): { documents: number; chunks: number; seconds: number } {
   const started = Date.now();
   const text = trainingText();
   const tokenizer = loadTokenizer(model);
@@ -61,12 +64,10 @@ export function buildTrainingDatastore(model: string, dir: string): { documents:
   fs.mkdirSync(path.dirname(dir), { recursive: true });
   const ds = Datastore.create(tmp, { tokenizer, embedder: Embedder.load(), model: path.basename(model), vocabSize: tokenizer.vocabSize });
   const parts = books(text);
-  const bar = progressBar('training-text datastore', 'books');
   parts.forEach(([id, body], i) => {
     ds.add(id, body);
-    bar.update(i + 1, parts.length);
+    onProgress?.(i + 1, parts.length);
   });
-  bar.done();
   ds.compact();
   fs.renameSync(tmp, dir);
   return { documents: ds.documentCount, chunks: ds.chunkCount, seconds: (Date.now() - started) / 1000 };
