@@ -4,8 +4,9 @@
 // and a lower one when the text repeats the corpus; eval's interpolation (TS,
 // src/retrieval/knn-eval.ts) equals the engine's (cpp/knn_memory.h) read
 // through echo log-probs of a served request with `memory`, over HTTP and the
-// WebSocket (JSON and protobuf); bad memory fields are catalogue errors while
-// serving goes on. The interpolation itself is checked against the PyTorch
+// WebSocket (JSON and protobuf); bad memory fields, an unknown datastore, one
+// built without --knn and one whose keys file is cut short are catalogue
+// errors while serving goes on. The interpolation itself is checked against the PyTorch
 // reference in test/native/test_knn_memory.cpp.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -26,6 +27,7 @@ const corpusFile = path.join(tmp, 'corpus.txt');
 const evalFile = path.join(tmp, 'eval.txt');
 const DS = path.join(tmp, 'ds');
 const PLAIN = path.join(tmp, 'plain');
+const CUT = path.join(tmp, 'cut');
 const TEXT = 'And the earth was without form, and void; and darkness was';
 let s: RunningServer;
 
@@ -36,9 +38,15 @@ beforeAll(async () => {
   expect([b.status, b.stderr.includes('kNN memory [')]).toEqual([0, true]);
   expect(JSON.parse(b.stdout)).toMatchObject({ knn_entries: CORPUS.length * 3 - 1 });
   expect(roost('datastore', 'build', '--model', BYTES, '--file', corpusFile, '--out', PLAIN, '--chunk', '16').status).toBe(0);
-  s = await start(BYTES, { datastores: { bible: DS, plain: PLAIN } });
+  // A copy whose keys file is cut short: its memory is refused at start, the rest is served.
+  fs.cpSync(DS, CUT, { recursive: true });
+  fs.truncateSync(path.join(CUT, 'knn', 'keys.f16'), 1000);
+  s = await start(BYTES, { datastores: { bible: DS, plain: PLAIN, cut: CUT } });
 }, 180000);
-afterAll(() => s?.close(0));
+afterAll(async () => {
+  await s?.close(0);
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
 
 const evalJson = (...args: string[]) => {
   const r = roost('eval', '--model', BYTES, '--file', evalFile, '--threads', '1', ...args);
@@ -130,6 +138,7 @@ test('bad memory fields are catalogue errors naming the field, and serving goes 
     [{ k: 4 }, 400, 'invalid_parameter', 'memory'],
     [{ datastore: 'bible', radius: 3 }, 400, 'unknown_parameter', 'memory.radius'],
     ['bible', 400, 'invalid_parameter', 'memory'],
+    [{ datastore: 'cut' }, 503, 'datastore_unavailable', 'memory.datastore'],
   ];
   for (const [memory, status, code, param] of cases) {
     const r = await post(s.url, { prompt: 'In the', max_tokens: 2, memory });
@@ -140,6 +149,8 @@ test('bad memory fields are catalogue errors naming the field, and serving goes 
   const list = await fetch(`${s.url}/v1/datastores`).then((r) => r.json());
   const bible = list.data.find((d: any) => d.name === 'bible');
   expect(bible.knn_memory).toEqual({ entries: CORPUS.length * 3 - 1 });
+  const cut = list.data.find((d: any) => d.name === 'cut');
+  expect(cut.knn_memory.error).toMatch(/keys\.f16 holds 1000 bytes/);
 });
 
 test('eval --memory refuses a folder without kNN memory and a bad k, exit 2', () => {
