@@ -90,7 +90,50 @@ std::vector<AdapterInfo> Engine::adapters() const {
   return out;
 }
 
-int64_t Engine::create_sequence(const SamplingParams& p, const std::string& adapter) {
+int64_t Engine::load_memory(const std::string& name, const std::string& dir) {
+  if (name.empty()) throw Error("E_ARGUMENT", "a kNN memory needs a non-empty name");
+  if (!model_->exposes_hidden())
+    throw Error("E_ARGUMENT", "kNN memory \"" + name + "\": model_type " + model_->config().model_type +
+                                  " does not expose its final layer norm's output (gpt2 does)");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (memories_.count(name)) throw Error("E_ARGUMENT", "a kNN memory named \"" + name + "\" is already loaded");
+  }
+  auto store = KnnStore::load(dir, model_->config().n_embd, model_->config().vocab_size);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!memories_.emplace(name, store).second) throw Error("E_ARGUMENT", "a kNN memory named \"" + name + "\" is already loaded");
+  return store->size();
+}
+
+bool Engine::unload_memory(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return memories_.erase(name) > 0;
+}
+
+std::vector<Neighbour> Engine::search_memory(const std::string& name, const float* queries, int64_t M, int64_t k) {
+  if (k < 1 || k > kMaxMemoryK) throw Error("E_ARGUMENT", "memory k must be an integer from 1 to " + std::to_string(kMaxMemoryK));
+  std::shared_ptr<const KnnStore> store;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = memories_.find(name);
+    if (it == memories_.end()) throw Error("E_ARGUMENT", "unknown kNN memory \"" + name + "\"");
+    if (stepping_) throw Error("E_STATE", "a step is running on this engine");
+    store = it->second;
+    stepping_ = true;  // the pool is not reentrant: no step meanwhile
+  }
+  struct Done {
+    Engine* e;
+    ~Done() {
+      std::lock_guard<std::mutex> lock(e->mu_);
+      e->stepping_ = false;
+    }
+  } done{this};
+  std::vector<Neighbour> out;
+  store->search(queries, M, k, *pool_, out);
+  return out;
+}
+
+int64_t Engine::create_sequence(const SamplingParams& p, const std::string& adapter, const MemoryParams& memory) {
   const int64_t V = model_->config().vocab_size;
   if (!(p.temperature >= 0.0) || !std::isfinite(p.temperature))
     throw Error("E_ARGUMENT", "temperature must be a finite number >= 0");
@@ -112,7 +155,23 @@ int64_t Engine::create_sequence(const SamplingParams& p, const std::string& adap
       throw Error("E_ARGUMENT", "logit_bias token " + std::to_string(tok) + " is outside the vocabulary (0.." + std::to_string(V - 1) + ")");
     if (std::isnan(bias)) throw Error("E_ARGUMENT", "logit_bias value for token " + std::to_string(tok) + " is NaN");
   }
+  if (memory.enabled()) {
+    if (!model_->exposes_hidden())
+      throw Error("E_ARGUMENT", "kNN memory: model_type " + model_->config().model_type +
+                                    " does not expose its final layer norm's output (gpt2 does)");
+    if (memory.k < 1 || memory.k > kMaxMemoryK)
+      throw Error("E_ARGUMENT", "memory k must be an integer from 1 to " + std::to_string(kMaxMemoryK) + " (got " + std::to_string(memory.k) + ")");
+    if (!(memory.lambda >= 0.0 && memory.lambda <= 1.0)) throw Error("E_ARGUMENT", "memory lambda must be in [0, 1]");
+    if (!(memory.temperature > 0.0) || !std::isfinite(memory.temperature))
+      throw Error("E_ARGUMENT", "memory temperature must be a finite number > 0");
+  }
   std::lock_guard<std::mutex> lock(mu_);
+  std::shared_ptr<const KnnStore> store;
+  if (!memory.datastore.empty()) {
+    auto it = memories_.find(memory.datastore);
+    if (it == memories_.end()) throw Error("E_ARGUMENT", "unknown kNN memory \"" + memory.datastore + "\"");
+    store = it->second;
+  }
   std::shared_ptr<const Adapter> a;
   if (!adapter.empty()) {
     auto it = adapters_.find(adapter);
@@ -122,6 +181,8 @@ int64_t Engine::create_sequence(const SamplingParams& p, const std::string& adap
   const int32_t serial[2] = {a ? (int32_t)adapter_serial_[a.get()] : 0, a ? (int32_t)(adapter_serial_[a.get()] >> 32) : 0};
   auto seq = std::make_unique<Sequence>(Sequence{model_->new_state(), Sampler(p), std::move(a), {}, false, false, 0, 0, 0, {}, {}});
   seq->root_key = seq->key = kv_block_hash(0, serial, 2);
+  seq->memory = memory;
+  seq->store = std::move(store);
   int64_t id = next_id_++;
   sequences_.emplace(id, std::move(seq));
   return id;
@@ -150,6 +211,8 @@ void Engine::reset_sequence(int64_t id) {
   s.keyed_blocks = 0;
   s.tail.clear();
   s.consumed.clear();
+  s.local_keys.clear();  // the fed-again tokens rebuild local memory
+  s.local_values.clear();
 }
 
 int64_t Engine::sequence_length(int64_t id) const {
@@ -237,6 +300,8 @@ struct Engine::StepRun {
   // allocation or copy of a vocabulary-sized row).
   std::vector<std::vector<float>> logits;
   std::vector<float> lp;             // one row of log-probs
+  // Final-LN rows of the items that want them (ForwardItem::hidden), per request.
+  std::vector<std::vector<float>> hidden;
 };
 
 struct Engine::Pass {
@@ -256,6 +321,8 @@ std::vector<Engine::Sequence*> Engine::validate(const std::vector<StepRequest>& 
     if (it == sequences_.end() || it->second->free_after_step) throw Error("E_ARGUMENT", "unknown " + seq_name(r.seq));
     if (!seen.insert(r.seq).second) throw Error("E_ARGUMENT", seq_name(r.seq) + " is listed twice in one step");
     if (r.tokens.empty() && !r.sample) throw Error("E_ARGUMENT", seq_name(r.seq) + ": a step needs tokens or sample");
+    if (r.hidden && !model_->exposes_hidden())
+      throw Error("E_ARGUMENT", "hidden states: model_type " + model_->config().model_type + " does not expose its final layer norm's output (gpt2 does)");
     const int64_t soft = soft_prompt_left(*it->second);
     if (r.tokens.empty() && it->second->last_logits.empty() && soft == 0)
       throw Error("E_ARGUMENT", seq_name(r.seq) + ": nothing to sample from before any token");
@@ -314,16 +381,23 @@ Engine::Pass Engine::plan_pass(StepRun& run) const {
     if (left - n == 1 && n > 1) n--;
     if (r.prompt_logprobs && model_->prompt_logprobs_need_one_pass()) n = left;
     budget -= n;
+    // Every row: log-probs, hidden states asked for, and local memory (which
+    // keeps every position's key).
+    const bool all = r.prompt_logprobs || r.hidden || seq.memory.local;
     float* out;
-    if (r.prompt_logprobs) {
+    if (all) {
       run.logits[i].resize(n * V);
       out = run.logits[i].data();
     } else {
       seq.last_logits.resize(V);
       out = seq.last_logits.data();
     }
-    ForwardItem it{seq.state.get(), r.tokens.data() + run.cursor[i], n, r.prompt_logprobs, out};
+    ForwardItem it{seq.state.get(), r.tokens.data() + run.cursor[i], n, all, out};
     it.adapter = adapter;
+    if (r.hidden || seq.memory.enabled()) {
+      run.hidden[i].resize((all ? n : 1) * model_->config().n_embd);
+      it.hidden = run.hidden[i].data();
+    }
     it.interim = !r.prompt_logprobs && left > n;
     it.input_ends = r.sample && left == n;
     pass.items.push_back(it);
@@ -338,7 +412,8 @@ void Engine::take_cached_prefix(StepRun& run, size_t i) const {
   const StepRequest& r = run.requests[i];
   PagedKv* t = s.state->paged();
   KvPool* kv = model_->kv_pool();
-  if (!t || !kv || !kv->caching() || r.prompt_logprobs) return;  // log-probs of cached positions: recomputed
+  // Log-probs, hidden states and local memory keys of cached positions: recomputed.
+  if (!t || !kv || !kv->caching() || r.prompt_logprobs || r.hidden || s.memory.local) return;
   const int64_t B = kv->block_rows();
   // The ids after the last keyed block: those of a partly filled block (a
   // chunk cut mid-block), the soft prompt's rows, then the request's tokens.
@@ -471,6 +546,9 @@ void Engine::prompt_logprobs(StepRun& run, const Pass& pass) const {
       run.soft[i] -= n;
       continue;
     }
+    if (!r.prompt_logprobs && pass.items[k].all_logits) {  // every row was computed; the last one is the next token's
+      s.last_logits.assign(run.logits[i].begin() + (n - 1) * V, run.logits[i].begin() + n * V);
+    }
     if (r.prompt_logprobs) {
       const int64_t top_n = s.sampler.params().n_logprobs;
       const std::vector<float>& logits = run.logits[i];
@@ -491,6 +569,75 @@ void Engine::prompt_logprobs(StepRun& run, const Pass& pass) const {
   }
 }
 
+void Engine::apply_memory(StepRun& run, const Pass& pass) const {
+  const int64_t V = model_->config().vocab_size, C = model_->config().n_embd;
+  // The rows to rewrite: (item, position in the item) of each prompt position
+  // asking for its log-prob, else of the item's last position.
+  struct Row {
+    size_t k;
+    int64_t pos;
+  };
+  std::vector<Row> rows;
+  for (size_t k = 0; k < pass.items.size(); k++) {
+    const ForwardItem& it = pass.items[k];
+    const size_t i = pass.owner[k];
+    if (it.embeds) continue;  // soft-prompt rows have no token to remember
+    if (run.requests[i].hidden)
+      run.results[i].hidden.insert(run.results[i].hidden.end(), it.hidden, it.hidden + it.n * C);
+    if (!run.seqs[i]->memory.enabled()) continue;
+    if (run.requests[i].prompt_logprobs)
+      for (int64_t j = 0; j < it.n; j++) rows.push_back({k, j});
+    else
+      rows.push_back({k, it.n - 1});
+  }
+  if (rows.empty()) return;
+  auto row_of = [&](const Row& r) { return pass.items[r.k].all_logits ? r.pos : 0; };
+  auto seq_of = [&](const Row& r) -> Sequence& { return *run.seqs[pass.owner[r.k]]; };
+  // External memory: one batched search per store for every row that uses it.
+  std::vector<std::vector<Neighbour>> nb(rows.size());
+  std::map<const KnnStore*, std::vector<size_t>> by_store;
+  for (size_t r = 0; r < rows.size(); r++)
+    if (const KnnStore* st = seq_of(rows[r]).store.get()) by_store[st].push_back(r);
+  for (const auto& [store, list] : by_store) {
+    int64_t kmax = 0;
+    std::vector<float> q(list.size() * C);
+    for (size_t m = 0; m < list.size(); m++) {
+      const Row& r = rows[list[m]];
+      kmax = std::max(kmax, seq_of(r).memory.k);
+      std::memcpy(q.data() + m * C, pass.items[r.k].hidden + row_of(r) * C, C * sizeof(float));
+    }
+    std::vector<Neighbour> found;
+    store->search(q.data(), (int64_t)list.size(), kmax, *pool_, found);
+    for (size_t m = 0; m < list.size(); m++) {
+      const Neighbour* f = found.data() + m * kmax;
+      nb[list[m]].assign(f, f + seq_of(rows[list[m]]).memory.k);
+    }
+  }
+  // In position order per item: local memory (the keys of earlier positions,
+  // whose next tokens are known by then), the interpolation, then the
+  // position's own key joins local memory.
+  size_t r = 0;
+  for (size_t k = 0; k < pass.items.size() && r < rows.size(); k++) {
+    const ForwardItem& it = pass.items[k];
+    Sequence& s = *run.seqs[pass.owner[k]];
+    if (it.embeds || !s.memory.enabled()) continue;
+    const MemoryParams& mp = s.memory;
+    for (int64_t j = 0; j < it.n; j++) {
+      const bool pending = mp.local && (int64_t)s.local_values.size() * C < (int64_t)s.local_keys.size();
+      if (pending) s.local_values.push_back(it.tokens[j]);  // the successor of the last remembered position
+      const int64_t row = it.all_logits ? j : 0;
+      if (r < rows.size() && rows[r].k == k && rows[r].pos == j) {
+        if (mp.local)
+          nearest_local(it.hidden + row * C, s.local_keys.data(), s.local_values.data(), (int64_t)s.local_values.size(), C,
+                        mp.k, nb[r]);
+        interpolate_memory(it.logits + row * V, V, nb[r].data(), (int64_t)nb[r].size(), mp.lambda, mp.temperature);
+        r++;
+      }
+      if (mp.local) s.local_keys.insert(s.local_keys.end(), it.hidden + row * C, it.hidden + (row + 1) * C);
+    }
+  }
+}
+
 void Engine::sample(StepRun& run) const {
   const int64_t V = model_->config().vocab_size;
   for (size_t i = 0; i < run.requests.size(); i++) {
@@ -501,7 +648,7 @@ void Engine::sample(StepRun& run) const {
 }
 
 std::vector<StepResult> Engine::step(const std::vector<StepRequest>& requests) {
-  StepRun run{requests, validate(requests), {}, {}, {}, {}, {}};
+  StepRun run{requests, validate(requests), {}, {}, {}, {}, {}, {}};
   // Whatever happens below, the flags are cleared and deferred frees run.
   struct Finish {
     Engine* e;
@@ -521,6 +668,7 @@ std::vector<StepResult> Engine::step(const std::vector<StepRequest>& requests) {
   run.cursor.assign(n, 0);
   run.soft.resize(n);
   run.logits.resize(n);
+  run.hidden.resize(n);
   for (size_t i = 0; i < n; i++) {
     // The penalties' history: prompt tokens as they arrive (the sampler skips its own fed-back samples).
     run.seqs[i]->sampler.observe_input(requests[i].tokens.data(), (int64_t)requests[i].tokens.size());
@@ -535,6 +683,7 @@ std::vector<StepResult> Engine::step(const std::vector<StepRequest>& requests) {
   }
   for (Pass pass; !(pass = plan_pass(run)).items.empty();) {
     model_->forward(pass.items, *pool_);
+    apply_memory(run, pass);
     publish_blocks(run, pass);
     prompt_logprobs(run, pass);
   }

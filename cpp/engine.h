@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "knn_memory.h"
 #include "models/model.h"
 #include "sampler.h"
 #include "state_cache.h"
@@ -35,6 +36,7 @@ struct StepRequest {
   std::vector<int32_t> tokens;   // new tokens to append (prompt chunk, or the last sampled token)
   bool sample = true;            // sample the next token after them
   bool prompt_logprobs = false;  // log p(tokens[j] | everything before), j = 0..n-1
+  bool hidden = false;           // the final layer norm's output at every token (StepResult::hidden)
 };
 
 struct StepResult {
@@ -47,6 +49,9 @@ struct StepResult {
   std::vector<std::vector<TokenLogprob>> prompt_top;  // top n_logprobs at each input token
   // Leading tokens of the request taken from the prefix cache (not computed).
   int64_t cached_tokens = 0;
+  // When hidden: [tokens.size(), n_embd], row j the head's input at tokens[j]
+  // (the key kNN memory stores for the token after it).
+  std::vector<float> hidden;
 };
 
 struct AdapterInfo {
@@ -88,8 +93,21 @@ class Engine {
   bool unload_adapter(const std::string& name);
   std::vector<AdapterInfo> adapters() const;
 
+  // Loads a kNN memory store (cpp/knn_memory.h) from <dir> under <name>:
+  // E_ARGUMENT for a name in use or a model that does not expose its hidden
+  // state, E_CHECKPOINT for a bad folder. Returns its entries.
+  int64_t load_memory(const std::string& name, const std::string& dir);
+  // Forgets a store (false if unknown); sequences using it keep it until they end.
+  bool unload_memory(const std::string& name);
+  // The k nearest entries of store `name` to each of M queries [M, n_embd]
+  // (KnnStore::search on this engine's threads; E_STATE during a step).
+  // roost eval's exact search (src/cli/eval.ts).
+  std::vector<Neighbour> search_memory(const std::string& name, const float* queries, int64_t M, int64_t k);
+
   // adapter: "" for none, else a loaded adapter's name (E_ARGUMENT if unknown).
-  int64_t create_sequence(const SamplingParams& params, const std::string& adapter = "");
+  // memory: kNN memory (its datastore a loaded store's name, or "" for local
+  // memory alone); E_ARGUMENT for an unknown store or a value out of range.
+  int64_t create_sequence(const SamplingParams& params, const std::string& adapter = "", const MemoryParams& memory = {});
   // Frees at once, or right after the running step if the sequence is in it.
   void free_sequence(int64_t seq);
   int64_t sequence_length(int64_t seq) const;
@@ -130,6 +148,13 @@ class Engine {
     // A model with a state cache instead (cpp/state_cache.h): every id the
     // state consumed, its full blocks keyed by `key` as above.
     std::vector<int32_t> consumed;
+    // kNN memory: its parameters and store (null: local memory only, or none);
+    // local memory: the keys of the consumed positions [n, C] and the tokens
+    // that followed them (one fewer while the last position's successor is unknown).
+    MemoryParams memory = {};
+    std::shared_ptr<const KnnStore> store = {};
+    std::vector<float> local_keys = {};
+    std::vector<int32_t> local_values = {};
   };
 
   // Soft-prompt positions a sequence has yet to run (its adapter's P before its first token, else 0).
@@ -144,6 +169,9 @@ class Engine {
   std::vector<Sequence*> validate(const std::vector<StepRequest>& requests);
   Pass plan_pass(StepRun& run) const;
   void prompt_logprobs(StepRun& run, const Pass& pass) const;
+  // After each pass, before the log-probs: the kNN memory of every item whose
+  // sequence has it rewrites the item's logits rows (knn_memory.h).
+  void apply_memory(StepRun& run, const Pass& pass) const;
   // Before the passes: a request's leading cached blocks; after each pass:
   // publishes the blocks it filled.
   void take_cached_prefix(StepRun& run, size_t i) const;
@@ -162,6 +190,7 @@ class Engine {
   mutable std::mutex mu_;        // guards sequences_ and the flags; not held during compute
   std::map<int64_t, std::unique_ptr<Sequence>> sequences_;
   std::map<std::string, std::shared_ptr<const Adapter>> adapters_;
+  std::map<std::string, std::shared_ptr<const KnnStore>> memories_;
   std::map<const Adapter*, uint64_t> adapter_serial_;  // prefix-cache identity of each load
   uint64_t next_adapter_serial_ = 1;
   int64_t next_id_ = 1;

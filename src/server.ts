@@ -195,6 +195,14 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         process.stderr.write(`roost serve: adapter ${a.name} (${a.type}${a.promptTokens ? `, ${a.promptTokens} virtual tokens` : ''})\n`);
       }
     }
+    if (datastores) {
+      datastores.loadMemories((name, dir) => engine.loadMemory(name, dir));
+      for (const d of datastores.list()) {
+        const m = d.knn_memory as { entries?: number; error?: string } | undefined;
+        if (m?.entries !== undefined) process.stderr.write(`roost serve: datastore ${d.name as string}: kNN memory of ${m.entries} entries\n`);
+        if (m?.error !== undefined) process.stderr.write(`roost serve: datastore ${d.name as string}: kNN memory unavailable: ${m.error}\n`);
+      }
+    }
     const schedulerOptions: Partial<SchedulerOptions> = {};
     if (opts.maxBatch !== undefined) schedulerOptions.maxBatch = opts.maxBatch;
     if (opts.maxQueue !== undefined) schedulerOptions.maxQueue = opts.maxQueue;

@@ -32,6 +32,7 @@ const FORBIDDEN: Record<string, string[]> = {
   retrieval: ['http', 'ws', 'server', 'cli'],
   // a leaf every layer may use
   'package-root': ['engine', 'http', 'ws', 'native', 'retrieval', 'server', 'cli'],
+  'training-text': ['engine', 'http', 'ws', 'native', 'retrieval', 'novelty', 'server', 'cli'],
 };
 
 /** `src/<from> imports src/<target>` for each import the rules forbid. */

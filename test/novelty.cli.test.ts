@@ -8,7 +8,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { Corpus, MAX_NGRAM } from '../src/novelty/corpus';
-import { ensureKjvCorpus, kjvTrainingText } from '../src/novelty/kjv';
+import { ensureKjvCorpus } from '../src/novelty/kjv';
+import { kjvTrainingText } from '../src/training-text';
 import { compileIfStale, ROOT } from './serve.helpers';
 
 const BIN = path.join(ROOT, 'bin', 'roost.js');

@@ -11,7 +11,8 @@ import { WebSocket } from 'ws';
 
 import { loadTokenizer } from '../src/engine/tokenizer';
 import { Corpus, MAX_NGRAM } from '../src/novelty/corpus';
-import { ensureKjvCorpus, kjvTrainingText } from '../src/novelty/kjv';
+import { ensureKjvCorpus } from '../src/novelty/kjv';
+import { kjvTrainingText } from '../src/training-text';
 import { buildSuffixArray } from '../src/novelty/suffix-array';
 import type { RunningServer } from '../src/server';
 import { decodeServerBinary, encodeClientBinary } from '../src/ws/frames';

@@ -1,6 +1,7 @@
 // src/retrieval without a server: BM25 against hand-computed scores, the
 // embedder against its Python definition, the write-ahead log's torn tail,
-// and a datastore's add / delete / reopen / corruption behaviour.
+// a datastore's add / delete / reopen / corruption behaviour, and npm start's
+// split of the training text into books.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -9,6 +10,7 @@ import { loadTokenizer } from '../src/engine/tokenizer';
 import { Bm25Index } from '../src/retrieval/bm25';
 import { Datastore, DatastoreError } from '../src/retrieval/datastore';
 import { Embedder } from '../src/retrieval/embedder';
+import { books } from '../src/retrieval/training-datastore';
 import { appendWal, readWal } from '../src/retrieval/wal';
 import { BYTES } from './http.helpers';
 
@@ -111,4 +113,12 @@ describe('datastore', () => {
     fs.writeFileSync(dense, bytes);
     expect(() => Datastore.open(dir, tokenizer, embedder)).toThrow(new DatastoreError(`${dense} is corrupted: its sha256 does not match ${path.join(dir, 'manifest.json')}`));
   });
+});
+
+test("npm start's training-text datastore: one document per book, nothing lost or reordered", () => {
+  const text = 'Gen1:1 In the beginning\nGen50:26 So Joseph died\nExo1:1 Now these\n1Sa1:1 Now there was\n1Sa2:1 And Hannah\nHeb13:25 Grace be with you all. Amen.\n';
+  const parts = books(text);
+  expect(parts.map(([id]) => id)).toEqual(['Gen', 'Exo', '1Sa', 'Heb']);
+  expect(parts.map(([, body]) => body).join('')).toBe(text);
+  expect(parts[2]![1]).toBe('1Sa1:1 Now there was\n1Sa2:1 And Hannah\n');
 });

@@ -159,6 +159,25 @@ roost::SamplingParams sampling_params_arg(Napi::Env env, const Napi::Value& v, i
 
 Napi::Number num(Napi::Env env, double x) { return Napi::Number::New(env, x); }
 
+// params.memory: {datastore?, k?, lambda?, temperature?, local?} (cpp/knn_memory.h); ranges are the engine's.
+roost::MemoryParams memory_params_arg(Napi::Env env, const Napi::Value& params) {
+  roost::MemoryParams m;
+  if (absent(params)) return m;
+  Napi::Value v = params.As<Napi::Object>().Get("memory");
+  if (absent(v)) return m;
+  Napi::Object o = object_arg(env, v, "params.memory");
+  Napi::Value x;
+  if (!absent(x = o.Get("datastore"))) {
+    if (!x.IsString()) type_error(env, "params.memory.datastore must be a string (got " + type_of(x) + ")");
+    m.datastore = x.As<Napi::String>().Utf8Value();
+  }
+  if (!absent(x = o.Get("k"))) m.k = integer_arg(env, x, "params.memory.k", 0, kMaxSafeInteger);
+  if (!absent(x = o.Get("lambda"))) m.lambda = number_arg(env, x, "params.memory.lambda");
+  if (!absent(x = o.Get("temperature"))) m.temperature = number_arg(env, x, "params.memory.temperature");
+  if (!absent(x = o.Get("local"))) m.local = bool_arg(env, x, "params.memory.local");
+  return m;
+}
+
 }  // namespace
 
 void EngineWrap::init(Napi::Env env, Napi::Object exports) {
@@ -176,6 +195,9 @@ void EngineWrap::init(Napi::Env env, Napi::Object exports) {
                                        InstanceMethod("loadAdapter", &EngineWrap::load_adapter),
                                        InstanceMethod("unloadAdapter", &EngineWrap::unload_adapter),
                                        InstanceMethod("adapters", &EngineWrap::adapters),
+                                       InstanceMethod("loadMemory", &EngineWrap::load_memory),
+                                       InstanceMethod("unloadMemory", &EngineWrap::unload_memory),
+                                       InstanceMethod("searchMemory", &EngineWrap::search_memory),
                                    });
   auto* data = new AddonData();
   data->engine_class = Napi::Persistent(cls);
@@ -265,7 +287,7 @@ Napi::Value EngineWrap::create_sequence(const Napi::CallbackInfo& info) {
         adapter = a.As<Napi::String>().Utf8Value();
       }
     }
-    return num(env, static_cast<double>(engine_->create_sequence(params, adapter)));
+    return num(env, static_cast<double>(engine_->create_sequence(params, adapter, memory_params_arg(env, info[0]))));
   });
 }
 
@@ -323,6 +345,8 @@ Napi::Value EngineWrap::step(const Napi::CallbackInfo& info) {
     req.sample = bool_arg(env, r.Get("sample"), name + ".sample");
     Napi::Value pl = r.Get("promptLogprobs");
     req.prompt_logprobs = absent(pl) ? false : bool_arg(env, pl, name + ".promptLogprobs");
+    Napi::Value hs = r.Get("hidden");
+    req.hidden = absent(hs) ? false : bool_arg(env, hs, name + ".hidden");
   }
   for (const roost::StepRequest& req : requests) in_flight_[req.seq]++;
   return queue(new_step_worker(env, this, std::move(requests)));
@@ -375,6 +399,47 @@ Napi::Value EngineWrap::adapters(const Napi::CallbackInfo& info) {
     Napi::Array out = Napi::Array::New(env, list.size());
     for (uint32_t i = 0; i < list.size(); i++) out.Set(i, adapter_info(env, list[i]));
     return out;
+  });
+}
+
+Napi::Value EngineWrap::load_memory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) type_error(env, "name must be a string (got " + type_of(info[0]) + ")");
+  if (!info[1].IsString()) type_error(env, "dir must be a string (got " + type_of(info[1]) + ")");
+  return guard(env, [&]() -> Napi::Value {
+    return num(env, static_cast<double>(engine_->load_memory(info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::String>().Utf8Value())));
+  });
+}
+
+Napi::Value EngineWrap::unload_memory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) type_error(env, "name must be a string (got " + type_of(info[0]) + ")");
+  return guard(env, [&]() -> Napi::Value { return Napi::Boolean::New(env, engine_->unload_memory(info[0].As<Napi::String>().Utf8Value())); });
+}
+
+Napi::Value EngineWrap::search_memory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) type_error(env, "name must be a string (got " + type_of(info[0]) + ")");
+  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    type_error(env, "queries must be a Float32Array");
+  return guard(env, [&]() -> Napi::Value {
+    Napi::Float32Array q = info[1].As<Napi::Float32Array>();
+    const int64_t C = engine_->config().n_embd;
+    if ((int64_t)q.ElementLength() % C != 0)
+      throw roost::Error("E_ARGUMENT", "queries must hold whole rows of n_embd = " + std::to_string(C) + " floats");
+    const int64_t k = integer_arg(env, info[2], "k", 1, kMaxSafeInteger);
+    const int64_t M = (int64_t)q.ElementLength() / C;
+    std::vector<roost::Neighbour> nb = engine_->search_memory(info[0].As<Napi::String>().Utf8Value(), q.Data(), M, k);
+    Napi::Float32Array dist = Napi::Float32Array::New(env, nb.size());
+    Napi::Int32Array value = Napi::Int32Array::New(env, nb.size());
+    for (size_t i = 0; i < nb.size(); i++) {
+      dist[i] = nb[i].dist;
+      value[i] = nb[i].value;
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("dist", dist);
+    o.Set("value", value);
+    return o;
   });
 }
 

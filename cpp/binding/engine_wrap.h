@@ -38,6 +38,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value load_adapter(const Napi::CallbackInfo& info);  // loadAdapter(name, dir) -> AdapterInfo
   Napi::Value unload_adapter(const Napi::CallbackInfo& info);  // unloadAdapter(name) -> boolean
   Napi::Value adapters(const Napi::CallbackInfo& info);      // -> AdapterInfo[]
+  Napi::Value load_memory(const Napi::CallbackInfo& info);   // loadMemory(name, dir) -> entries
+  Napi::Value unload_memory(const Napi::CallbackInfo& info); // unloadMemory(name) -> boolean
+  Napi::Value search_memory(const Napi::CallbackInfo& info); // searchMemory(name, queries, k) -> {dist, value}
 
   // Shared with running workers, so a step in flight keeps the engine alive
   // even if the JS object is collected meanwhile.

@@ -2,6 +2,7 @@
 // request structs were built on the JS thread, run() touches no JS, and the
 // JS result is built back on the JS thread in result().
 #include <cmath>
+#include <cstring>
 #include <utility>
 
 #include "engine_wrap.h"
@@ -76,6 +77,11 @@ class StepWorker : public PromiseWorker {
         Napi::Float64Array lp = Napi::Float64Array::New(env, r.prompt_logprobs.size());
         for (size_t j = 0; j < r.prompt_logprobs.size(); j++) lp[j] = static_cast<double>(r.prompt_logprobs[j]);
         o.Set("promptLogprobs", lp);
+      }
+      if (!r.hidden.empty()) {
+        Napi::Float32Array h = Napi::Float32Array::New(env, r.hidden.size());
+        std::memcpy(h.Data(), r.hidden.data(), r.hidden.size() * sizeof(float));
+        o.Set("hidden", h);
       }
       if (!r.prompt_top.empty()) {
         Napi::Array tops = Napi::Array::New(env, r.prompt_top.size());

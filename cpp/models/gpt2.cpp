@@ -154,7 +154,7 @@ void Gpt2Model::forward(const std::vector<ForwardItem>& items, ThreadPool& pool)
   std::vector<int32_t> rows;
   std::vector<float*> dest;
   wanted_logits(items, row0, V, rows, dest);
-  head_logits(x, rows, dest);
+  head_logits(x, rows, dest, wanted_hidden(items, C));
 }
 
 }  // namespace roost

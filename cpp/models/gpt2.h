@@ -16,6 +16,7 @@ class Gpt2Model : public ModelBase {
   std::unique_ptr<SequenceState> new_state() const override;
   void forward(const std::vector<ForwardItem>& items, ThreadPool& pool) override;
   bool supports_adapters() const override { return adapters_; }
+  bool exposes_hidden() const override { return true; }
 
  private:
   struct Layer {

@@ -56,6 +56,10 @@ struct ForwardItem {
   // its last token). An encoder-decoder model (t5) runs its encoder then; the
   // others ignore it.
   bool input_ends = false;
+  // When set (models with exposes_hidden()), the final layer norm's output
+  // (the head's input) of the rows whose logits are written: [all_logits ? n : 1, C].
+  // kNN memory's keys (cpp/knn_memory.h).
+  float* hidden = nullptr;
 };
 
 class Model {
@@ -74,6 +78,8 @@ class Model {
   virtual bool prompt_logprobs_need_one_pass() const { return false; }
   // True when forward() honours ForwardItem::adapter and ::embeds.
   virtual bool supports_adapters() const { return false; }
+  // True when forward() writes ForwardItem::hidden.
+  virtual bool exposes_hidden() const { return false; }
   // The pool every paged state of this model allocates from (null: the model
   // keeps per-sequence buffers; cpp/kv_pool.h).
   virtual KvPool* kv_pool() { return nullptr; }

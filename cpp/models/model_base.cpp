@@ -157,13 +157,33 @@ void wanted_logits(const std::vector<ForwardItem>& items, const std::vector<int6
   }
 }
 
-void ModelBase::head_logits(const float* x, const std::vector<int32_t>& rows, const std::vector<float*>& dest) {
+std::vector<float*> wanted_hidden(const std::vector<ForwardItem>& items, int64_t C) {
+  std::vector<float*> hidden;
+  bool any = false;
+  for (const auto& it : items) any = any || it.hidden;
+  if (!any) return hidden;
+  for (const auto& it : items) {
+    const int64_t rows = it.all_logits ? it.n : 1;
+    for (int64_t j = 0; j < rows; j++) hidden.push_back(it.hidden ? it.hidden + j * C : nullptr);
+  }
+  return hidden;
+}
+
+void ModelBase::head_logits(const float* x, const std::vector<int32_t>& rows, const std::vector<float*>& dest,
+                            const std::vector<float*>& hidden) {
   const int64_t R = (int64_t)rows.size(), C = cfg_.n_embd, V = cfg_.vocab_size;
   if (R == 0) return be_->finish();  // the step's work is done before forward returns, logits or not
   float* hin = s_hin_->get<float>(R * C);
   float* logits = s_logits_->get<float>(R * V);
   be_->layernorm(hin, C, x, C, be_->upload(rows), ln_f_.w, ln_f_.b, R, C, cfg_.layer_norm_epsilon);
   be_->gemm(logits, V, hin, C, *head_, nullptr, R, Epilogue::Store);
+  if (!hidden.empty()) {  // rows nobody wants land in one throwaway row
+    std::vector<float> unwanted(C);
+    std::vector<float*> to(hidden);
+    for (float*& p : to)
+      if (!p) p = unwanted.data();
+    be_->read_rows(to, hin, C);
+  }
   be_->read_rows(dest, logits, V);
 }
 

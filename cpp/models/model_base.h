@@ -118,6 +118,9 @@ class KvRows {
 // host row its V logits go to.
 void wanted_logits(const std::vector<ForwardItem>& items, const std::vector<int64_t>& first_row, int64_t V,
                    std::vector<int32_t>& rows, std::vector<float*>& dest);
+// The ForwardItem::hidden row (C floats) of each row wanted_logits listed, in
+// the same order (null where the item wants none); empty when no item does.
+std::vector<float*> wanted_hidden(const std::vector<ForwardItem>& items, int64_t C);
 
 // What every architecture on one backend holds: its config, the backend
 // (weights in its memory) and, for paged models, the KV pool.
@@ -152,8 +155,11 @@ class ModelBase : public BackendModel {
   // [M, F] activations before proj ((IA)^3 rescales them there).
   void mlp(const Mlp& m, float* x, int64_t M, const std::function<void(float* ff)>& after_gelu = {});
   // Logits of x's rows `rows` (row stride C) into the host rows `dest` (V
-  // floats each): gather + ln_f + head GEMM, one copy to the host. Ends the step.
-  void head_logits(const float* x, const std::vector<int32_t>& rows, const std::vector<float*>& dest);
+  // floats each): gather + ln_f + head GEMM, one copy to the host. Ends the
+  // step. hidden (empty, or one host row of C floats per row, null = not
+  // wanted): the ln_f output of the same rows (ForwardItem::hidden).
+  void head_logits(const float* x, const std::vector<int32_t>& rows, const std::vector<float*>& dest,
+                   const std::vector<float*>& hidden = {});
   const Positions& positions(const std::vector<int64_t>& pos) {
     return *be_->positions(pos, inv_freq_);
   }

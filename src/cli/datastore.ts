@@ -15,8 +15,11 @@ import { FileGuardError, readGuardedFile } from '../engine/file-guard';
 import { loadTokenizer } from '../engine/tokenizer';
 import { Datastore, DatastoreError, DEFAULT_CHUNK_TOKENS } from '../retrieval/datastore';
 import { Embedder } from '../retrieval/embedder';
+import { buildKnnMemory, KNN_DIR } from '../retrieval/knn';
+import { Engine } from '../native';
 import { flag, integer, UsageError } from './flags';
 import { resolveModel } from './model';
+import { progressBar } from './progress';
 
 /** The largest corpus file read at once (it is tokenized whole, in memory). */
 const CORPUS_MAX_BYTES = 256 << 20;
@@ -52,7 +55,22 @@ function print(o: object): void {
   process.stdout.write(JSON.stringify(o) + '\n');
 }
 
-async function build(flags: CorpusFlags & { out?: string; chunk: number }): Promise<void> {
+/** The kNN memory of a corpus into <dir>/knn (src/retrieval/knn.ts), with a progress bar on stderr. */
+export async function buildKnn(model: string, text: string, dir: string, threads?: number): Promise<{ entries: number; seconds: number }> {
+  const engine = await Engine.load(model, { device: 'cpu', ...(threads === undefined ? {} : { threads }) });
+  const tokens = loadTokenizer(model).encode(text);
+  const max = engine.info().maxContext;
+  const bar = progressBar('kNN memory', 'positions');
+  const meta = await buildKnnMemory(engine, tokens, path.join(dir, KNN_DIR), {
+    window: max > 0 ? max : 1024,
+    model: path.basename(model),
+    onProgress: bar.update,
+  });
+  bar.done();
+  return { entries: meta.entries, seconds: meta.seconds };
+}
+
+async function build(flags: CorpusFlags & { out?: string; chunk: number; knn?: boolean; threads?: number }): Promise<void> {
   const model = resolveModel(need(flags.model, '--model'));
   const file = need(flags.file, '--file');
   const out = path.resolve(need(flags.out, '--out'));
@@ -65,8 +83,16 @@ async function build(flags: CorpusFlags & { out?: string; chunk: number }): Prom
   const ds = Datastore.create(tmp, { tokenizer, embedder: Embedder.load(), model: path.basename(model), vocabSize: tokenizer.vocabSize, chunkTokens: flags.chunk });
   ds.add(flags.id ?? path.basename(file), text);
   ds.compact();
+  const knn = flags.knn ? await buildKnn(model, text, tmp, flags.threads) : null;
   fs.renameSync(tmp, out);
-  print({ datastore: out, documents: ds.documentCount, chunks: ds.chunkCount, chunk_tokens: flags.chunk, seconds: (Date.now() - started) / 1000 });
+  print({
+    datastore: out,
+    documents: ds.documentCount,
+    chunks: ds.chunkCount,
+    chunk_tokens: flags.chunk,
+    ...(knn ? { knn_entries: knn.entries } : {}),
+    seconds: (Date.now() - started) / 1000,
+  });
 }
 
 async function add(dirArg: string, flags: CorpusFlags): Promise<void> {
@@ -92,6 +118,8 @@ export function datastoreCommand(): Command {
     corpusFlags(new Command('build').description('Chunk, embed and index a corpus into a new datastore folder.').usage('--model DIR --file CORPUS --out DIR [options]'))
       .addOption(flag('--out <dir>', 'the new datastore folder; must not exist (required)'))
       .addOption(flag('--chunk <tokens>', 'tokens per chunk', integer(1, 'an integer from 1 to 4096', 4096), DEFAULT_CHUNK_TOKENS))
+      .addOption(flag('--knn', "also store the kNN memory: the model's final-layer-norm output (key, F16) and next token (value) of every position"))
+      .addOption(flag('--threads <n>', 'CPU threads for --knn (default: every core)', integer(1, 'a positive integer', 4096)))
       .action(build),
   );
   cmd.addCommand(

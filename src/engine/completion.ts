@@ -371,6 +371,18 @@ function submitCompletion(
         // The engine masks the ids that would end the sequence until min_tokens are sampled.
         ...(p.minTokens > 0 ? { minTokens: p.minTokens, stopTokenIds: [...stops] } : {}),
         ...(adapter ? { adapter: adapter.name } : {}),
+        // kNN memory: the engine's store of a datastore is named as the datastore (src/retrieval/registry.ts).
+        ...(p.memory
+          ? {
+              memory: {
+                ...(p.memory.datastore !== null ? { datastore: p.memory.datastore } : {}),
+                k: p.memory.k,
+                lambda: p.memory.lambda,
+                temperature: p.memory.temperature,
+                local: p.memory.local,
+              },
+            }
+          : {}),
       };
       const emit = (text: string, token?: number, logprob?: number) => {
         if (streaming) events.onDelta?.(index, text, out.takePending(), token, logprob);

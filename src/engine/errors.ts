@@ -29,6 +29,7 @@ export const CATALOGUE = {
   unknown_parameter: { status: 400, type: 'invalid_request_error', message: 'unrecognized request argument' }, // a field this API does not know
   unsupported_parameter: { status: 400, type: 'invalid_request_error', message: 'parameter not supported' }, // a known OpenAI field Roost does not implement (beyond its neutral value)
   context_length_exceeded: { status: 400, type: 'invalid_request_error', message: "the request exceeds the model's context" },
+  memory_not_built: { status: 400, type: 'invalid_request_error', message: 'the datastore has no kNN memory' }, // memory.datastore of a datastore built without --knn (src/retrieval/knn.ts)
   cost_limit_exceeded: { status: 400, type: 'invalid_request_error', message: 'the request would return too many log-prob entries' }, // src/engine/request-cost.ts
   // 401
   invalid_api_key: { status: 401, type: 'authentication_error', message: 'invalid or missing API key: send Authorization: Bearer <key>' },

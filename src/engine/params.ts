@@ -51,11 +51,23 @@ export interface CompletionParams {
   retrieval?: RetrievalParams | null;
   /** RAVEN novelty of each choice against a served corpus (src/novelty); absent or null = none. */
   novelty?: NoveltyParams | null;
+  /** kNN memory at decode time (cpp/knn_memory.h); absent or null = none. */
+  memory?: MemoryRequest | null;
 }
 
 /** The `novelty` field (docs/api.md). */
 export interface NoveltyParams {
   corpus: string;
+}
+
+/** The `memory` field (docs/api.md "kNN memory"). */
+export interface MemoryRequest {
+  /** A served datastore built with --knn; null = local memory only. */
+  datastore: string | null;
+  k: number;
+  lambda: number;
+  temperature: number;
+  local: boolean;
 }
 
 /** The `retrieval` field (docs/api.md). */
@@ -85,6 +97,7 @@ export const LIMITS = {
   stopTokenIds: 1024,
   idLength: 256,
   retrievalK: 64,
+  memoryK: 1024, // cpp/knn_memory.h kMaxMemoryK
 } as const;
 
 export const DEFAULT_MAX_TOKENS = 16; // OpenAI's legacy Completions default
@@ -98,13 +111,13 @@ const SAMPLING_EXTRA_FIELDS = [
 /** Fields of POST /v1/completions. */
 const COMPLETION_FIELDS = new Set([
   'model', 'adapter', 'prompt', 'suffix', 'max_tokens', 'temperature', 'top_p', 'top_k', 'n', 'best_of', 'stop', 'seed',
-  'echo', 'logprobs', 'logit_bias', 'stream', 'stream_options', 'user', ...SAMPLING_EXTRA_FIELDS, 'retrieval', 'novelty',
+  'echo', 'logprobs', 'logit_bias', 'stream', 'stream_options', 'user', ...SAMPLING_EXTRA_FIELDS, 'retrieval', 'novelty', 'memory',
 ]);
 
 /** Fields of a WebSocket request message (one sequence per request; src/engine/chat-params.ts derives the chat message's). */
 export const STREAM_FIELDS = new Set([
   'type', 'id', 'model', 'adapter', 'prompt', 'suffix', 'max_tokens', 'temperature', 'top_p', 'top_k', 'stop', 'seed', 'logprobs',
-  'logit_bias', ...SAMPLING_EXTRA_FIELDS, 'retrieval', 'novelty',
+  'logit_bias', ...SAMPLING_EXTRA_FIELDS, 'retrieval', 'novelty', 'memory',
 ]);
 
 type Obj = Record<string, unknown>;
@@ -299,6 +312,34 @@ function novelty(o: Obj): NoveltyParams | null {
   return { corpus };
 }
 
+/** memory: {datastore?, k = 16, lambda = 0.25, temperature = 1, local = false}; a datastore, local or both. */
+function memory(o: Obj): MemoryRequest | null {
+  if (!present(o, 'memory')) return null;
+  const m = o.memory;
+  if (!isObject(m)) throw invalidParam('memory', 'an object {datastore, k, lambda, temperature, local}', m);
+  for (const k of Object.keys(m)) {
+    if (!['datastore', 'k', 'lambda', 'temperature', 'local'].includes(k)) {
+      throw new RequestError('unknown_parameter', `Unrecognized request argument supplied: memory.${describeKey(k)}`, `memory.${k}`);
+    }
+  }
+  const datastore = m.datastore ?? null;
+  if (datastore !== null && (typeof datastore !== 'string' || datastore === '' || datastore.length > LIMITS.idLength)) {
+    throw invalidParam('memory.datastore', `a datastore name of 1 to ${LIMITS.idLength} characters`, datastore);
+  }
+  const k = m.k ?? 16;
+  if (typeof k !== 'number' || !Number.isInteger(k) || k < 1 || k > LIMITS.memoryK) throw invalidParam('memory.k', `an integer from 1 to ${LIMITS.memoryK}`, k);
+  const lambda = m.lambda ?? 0.25;
+  if (typeof lambda !== 'number' || !(lambda >= 0 && lambda <= 1)) throw invalidParam('memory.lambda', 'a number from 0 to 1', lambda);
+  const temperature = m.temperature ?? 1;
+  if (typeof temperature !== 'number' || !(temperature > 0) || !Number.isFinite(temperature)) {
+    throw invalidParam('memory.temperature', 'a finite number > 0', temperature);
+  }
+  const local = m.local ?? false;
+  if (typeof local !== 'boolean') throw invalidParam('memory.local', 'a boolean', local);
+  if (datastore === null && !local) throw new RequestError('invalid_parameter', 'memory needs a datastore, local: true, or both', 'memory');
+  return { datastore, k, lambda, temperature, local };
+}
+
 /** Shared sampling fields of both surfaces. */
 function sampling(o: Obj, limits: ModelLimits) {
   const maxTokens = int(o, 'max_tokens', 0, LIMITS.maxTokens, DEFAULT_MAX_TOKENS);
@@ -318,6 +359,7 @@ function sampling(o: Obj, limits: ModelLimits) {
     ...penaltiesAndStops(o, limits, maxTokens),
     retrieval: retrieval(o),
     novelty: novelty(o),
+    memory: memory(o),
   };
 }
 

@@ -43,6 +43,33 @@ export interface LongScore {
  *    each next window ends S = min(R, W / 2) tokens further and scores only
  *    its S new tokens, with up to W - S tokens of context before them.
  */
+/** One scoring window: tokens [a, b) of the text, of which it scores [from, b). */
+export interface ScoreWindow {
+  a: number;
+  b: number;
+  from: number;
+}
+
+/**
+ * scoreLong's windows over a text of T tokens for a model that gives log-probs
+ * to the last R positions of a window of W (W - 1 for models with logits
+ * everywhere): the first window scores 1 .. min(T, R + 1) - 1, each next one
+ * ends S = min(R, W / 2) further (or `stride`) and scores its S new tokens.
+ * Also the windows of eval with memory and (stride 7W/8) of kNN memory keys
+ * (src/retrieval/knn.ts).
+ */
+export function windowPlan(T: number, W: number, R: number, stride = Math.min(R, Math.floor(W / 2))): ScoreWindow[] {
+  let end = Math.min(T, R + 1);
+  const plan: ScoreWindow[] = [{ a: 0, b: end, from: 1 }];
+  const S = Math.max(1, Math.min(R, stride));
+  while (end < T) {
+    const b = Math.min(end + S, T);
+    plan.push({ a: Math.max(0, b - W), b, from: end });
+    end = b;
+  }
+  return plan;
+}
+
 export async function scoreLong(
   scoreText: (tokens: number[]) => Promise<Array<number | null>>,
   tokens: ArrayLike<number>,
@@ -54,26 +81,21 @@ export async function scoreLong(
   const all = Array.from(tokens as ArrayLike<number>);
   const logprobs: Array<number | null> = new Array(T).fill(null);
   let windows = 0;
-  const scoreWindow = async (b: number) => {
+  const scoreWindow = async (a: number, b: number) => {
     windows++;
-    const a = Math.max(0, b - W);
-    return { a, lp: await scoreText(all.slice(a, b)) };
+    return scoreText(all.slice(a, b));
   };
   // Probe R on the first full window: its trailing run of log-probs.
-  let first = await scoreWindow(Math.min(T, W));
+  const probe = await scoreWindow(0, Math.min(T, W));
   let R = 0;
-  while (R < first.lp.length - 1 && first.lp[first.lp.length - 1 - R] !== null) R++;
-  if (R === 0) throw new Error(`the model gave no log-prob in a window of ${first.lp.length} tokens`);
-  let end = Math.min(T, R + 1);
-  if (end !== first.lp.length) first = await scoreWindow(end);
-  for (let t = 1; t < end; t++) logprobs[t] = need(first.lp[t], t);
-  const S = Math.max(1, Math.min(R, Math.floor(W / 2)));
-  while (end < T) {
-    const b = Math.min(end + S, T);
-    const { a, lp } = await scoreWindow(b);
-    for (let t = end; t < b; t++) logprobs[t] = need(lp[t - a], t);
-    end = b;
+  while (R < probe.length - 1 && probe[probe.length - 1 - R] !== null) R++;
+  if (R === 0) throw new Error(`the model gave no log-prob in a window of ${probe.length} tokens`);
+  const plan = windowPlan(T, W, R);
+  for (const [i, w] of plan.entries()) {
+    const lp = i === 0 && w.b === probe.length ? probe : await scoreWindow(w.a, w.b);
+    for (let t = w.from; t < w.b; t++) logprobs[t] = need(lp[t - w.a], t);
   }
+  const S = Math.max(1, Math.min(R, Math.floor(W / 2)));
   return { logprobs, window: W, stride: S, windows };
 
   function need(v: number | null, t: number): number {

@@ -108,6 +108,22 @@ export interface SequenceParams {
   stopTokenIds?: number[];
   /** A loaded adapter's name (loadAdapter); absent = the base model. */
   adapter?: string;
+  /** kNN memory (cpp/knn_memory.h): interpolates every predicted distribution. */
+  memory?: MemoryParams;
+}
+
+/** kNN memory of a sequence (TRIME / kNN-LM, docs/retrieval.md). */
+export interface MemoryParams {
+  /** A store loaded with loadMemory; absent = local memory only. */
+  datastore?: string;
+  /** Neighbours from each memory, 1 .. 1024 (default 16). */
+  k?: number;
+  /** Weight of the memory distribution, 0 .. 1 (default 0.25). */
+  lambda?: number;
+  /** Of the softmax over minus squared distances, > 0 (default 1). */
+  temperature?: number;
+  /** The sequence's own earlier positions too (default false). */
+  local?: boolean;
 }
 
 /** An adapter loaded into an engine (cpp/models/adapter.h). */
@@ -126,6 +142,8 @@ export interface StepRequest {
   sample: boolean;
   /** Report log p(tokens[j] | everything before) for every new token. */
   promptLogprobs?: boolean;
+  /** Report the final layer norm's output at every new token (models of the gpt2 family). */
+  hidden?: boolean;
 }
 
 /** [token id, log-prob] */
@@ -146,6 +164,8 @@ export interface StepResult {
   promptTop?: TokenLogprob[][];
   /** Leading tokens of the request taken from the prefix cache instead of computed. */
   cachedTokens?: number;
+  /** When hidden was asked: [tokens, nEmbd] row-major, the head's input at each new token. */
+  hidden?: Float32Array;
 }
 
 export interface EngineStats {
@@ -203,6 +223,20 @@ export interface NativeEngine {
   /** Forgets an adapter; sequences already using it keep it until they end. False if unknown. */
   unloadAdapter(name: string): boolean;
   adapters(): AdapterInfo[];
+  /**
+   * Loads the kNN memory folder `dir` (keys.f16, values.i32) under `name`;
+   * returns its entries. Throws E_CHECKPOINT naming the file for a bad folder,
+   * E_ARGUMENT for a name in use or a model without hidden states.
+   */
+  loadMemory(name: string, dir: string): number;
+  /** Forgets a kNN memory; sequences already using it keep it. False if unknown. */
+  unloadMemory(name: string): boolean;
+  /**
+   * Exact search of kNN memory `name`: the k nearest entries to each query row
+   * ([M, nEmbd]), nearest first (padding: dist Infinity, value -1). Runs on
+   * the engine's threads and blocks the caller (roost eval); E_STATE during a step.
+   */
+  searchMemory(name: string, queries: Float32Array, k: number): { dist: Float32Array; value: Int32Array };
 }
 
 export interface NativeEngineClass {

@@ -31,6 +31,7 @@ export function passageBlock(passages: Passage[]): string {
 }
 
 export function applyRetrieval(rt: ModelRuntime, stores: Datastores | undefined, p: CompletionParams): Retrieval {
+  checkMemory(stores, p);
   const r = p.retrieval;
   if (!r) return { params: p, retrieved: null };
   if (!stores || stores.size === 0) {
@@ -60,4 +61,14 @@ export function applyRetrieval(rt: ModelRuntime, stores: Datastores | undefined,
     return typeof prompt === 'string' ? block + prompt : [...blockIds, ...prompt];
   });
   return { params: { ...p, prompts }, retrieved };
+}
+
+/** The `memory` field's datastore (kNN memory, cpp/knn_memory.h) must be served with its memory loaded. */
+function checkMemory(stores: Datastores | undefined, p: CompletionParams): void {
+  const name = p.memory?.datastore;
+  if (name === undefined || name === null) return;
+  if (!stores || stores.size === 0) {
+    throw new RequestError('datastore_not_found', `no datastore named ${JSON.stringify(name)}: this server serves none (start it with --datastore NAME=DIR)`, 'memory.datastore');
+  }
+  stores.memory(name, 'memory.datastore');
 }
