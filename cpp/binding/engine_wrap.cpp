@@ -162,6 +162,7 @@ void EngineWrap::init(Napi::Env env, Napi::Object exports) {
                                        InstanceMethod("createSequence", &EngineWrap::create_sequence),
                                        InstanceMethod("freeSequence", &EngineWrap::free_sequence),
                                        InstanceMethod("resetSequence", &EngineWrap::reset_sequence),
+                                       InstanceMethod("setNeighbours", &EngineWrap::set_neighbours),
                                        InstanceMethod("sequenceLength", &EngineWrap::sequence_length),
                                        InstanceMethod("step", &EngineWrap::step),
                                        InstanceMethod("stats", &EngineWrap::stats),
@@ -281,6 +282,16 @@ Napi::Value EngineWrap::reset_sequence(const Napi::CallbackInfo& info) {
     int64_t seq = sequence_arg(env, info[0], "seq");
     if (in_flight_.count(seq)) throw roost::Error("E_STATE", "sequence " + std::to_string(seq) + " is in a step in flight");
     engine_->reset_sequence(seq);
+    return env.Undefined();
+  });
+}
+
+Napi::Value EngineWrap::set_neighbours(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    int64_t seq = sequence_arg(env, info[0], "seq");
+    if (in_flight_.count(seq)) throw roost::Error("E_STATE", "sequence " + std::to_string(seq) + " is in a step in flight");
+    engine_->set_neighbours(seq, integer_arg(env, info[1], "chunk", 0, kMaxSafeInteger), tokens_arg(env, info[2], "tokens"));
     return env.Undefined();
   });
 }

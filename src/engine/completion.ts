@@ -378,6 +378,7 @@ function submitCompletion(
         params,
         maxTokens: p.maxTokens,
         promptLogprobs: p.echo && withLogprobs,
+        ...(p.neighbours ? { neighbours: p.neighbours } : {}),
         listener: {
           onAdmitted() {
             if (!started) {

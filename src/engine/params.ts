@@ -49,6 +49,8 @@ export interface CompletionParams {
   includeUsage: boolean;
   /** In-context retrieval (src/retrieval/in-context.ts); absent or null = none. */
   retrieval?: RetrievalParams | null;
+  /** retro: fixed neighbours per chunk (k * 2m tokens, null: none); set by roost score, not by HTTP. */
+  neighbours?: Array<number[] | null>;
 }
 
 /** The `retrieval` field (docs/api.md). */

@@ -16,7 +16,7 @@ import { RequestError } from './errors';
 
 /** The part of the engine the scheduler drives (a fake in scheduler unit tests). */
 export type SchedulerEngine = Pick<NativeEngine, 'createSequence' | 'freeSequence' | 'step'> &
-  Partial<Pick<NativeEngine, 'resetSequence' | 'stats'>>;
+  Partial<Pick<NativeEngine, 'resetSequence' | 'stats' | 'setNeighbours'>>;
 
 export type FinishReason = 'stop' | 'length' | 'cancelled' | 'error';
 
@@ -44,6 +44,8 @@ export interface SequenceSpec {
   maxTokens: number;
   promptLogprobs: boolean;
   listener: SequenceListener;
+  /** retro (docs/retro.md): fixed neighbours per chunk (k * 2m tokens, null: none), set at admission. */
+  neighbours?: Array<number[] | null>;
 }
 
 export interface SchedulerOptions {
@@ -522,7 +524,10 @@ export class Scheduler {
     if (!this.kvFits(task)) return false;
     try {
       // A preempted sequence keeps its engine id (and sampler).
-      if (task.seq < 0) task.seq = this.engine.createSequence(task.spec.params);
+      if (task.seq < 0) {
+        task.seq = this.engine.createSequence(task.spec.params);
+        task.spec.neighbours?.forEach((nb, u) => nb && this.engine.setNeighbours!(task.seq, u, nb));
+      }
     } catch (e) {
       this.finish(task, 'error', new RequestError('engine_error', `the engine refused a sequence: ${(e as Error).message}`));
       return false;
