@@ -55,8 +55,8 @@ describe('roost score --neighbours', () => {
     const short = roost('score', '--model', dir, '--tokens', '1,2,3,4,5', '--neighbours', file([[[1, 2, 3]]]), '--device', 'cpu');
     expect(short.status).not.toBe(0);
     expect(short.stderr).toContain('neighbours of chunk 0 must be 2 x 8 tokens (got 3)');
-    const gpt2 = roost('score', '--model', path.join(FIXTURES, 'gpt2-tiny'), '--tokens', '1,2', '--neighbours', file([null]), '--device', 'cpu');
-    expect(gpt2.status).toBe(0); // no chunk has neighbours: nothing is asked of the model
+    const none = roost('score', '--model', path.join(FIXTURES, 'gpt2-tiny'), '--tokens', '1,2', '--neighbours', file([null]), '--device', 'cpu');
+    expect(none.stderr).toContain('neighbours are only taken by model_type retro');
     const other = roost('score', '--model', path.join(FIXTURES, 'gpt2-tiny'), '--tokens', '1,2', '--neighbours', file([[[1]]]), '--device', 'cpu');
     expect(other.stderr).toContain('neighbours are only taken by model_type retro');
     const bad = roost('score', '--model', dir, '--tokens', '1,2', '--neighbours', file({ a: 1 }), '--device', 'cpu');

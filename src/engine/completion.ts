@@ -378,7 +378,7 @@ function submitCompletion(
         params,
         maxTokens: p.maxTokens,
         promptLogprobs: p.echo && withLogprobs,
-        ...(p.neighbours ? { neighbours: p.neighbours } : {}),
+        ...(p.neighbours ? { retro: { chunkSize: rt.info.retroChunkSize, neighbours: (u: number) => p.neighbours![u] ?? null } } : {}),
         listener: {
           onAdmitted() {
             if (!started) {

@@ -64,6 +64,9 @@ export interface CudaInfo {
 
 export interface EngineInfo {
   modelType: string;
+  /** retro (docs/retro.md): chunk size m and neighbours per chunk k; 0 for other models. */
+  retroChunkSize: number;
+  retroNeighbours: number;
   vocabSize: number;
   nEmbd: number;
   nLayer: number;
