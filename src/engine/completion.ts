@@ -379,6 +379,7 @@ function submitCompletion(
         maxTokens: p.maxTokens,
         promptLogprobs: p.echo && withLogprobs,
         ...(p.neighbours ? { retro: { chunkSize: rt.info.retroChunkSize, neighbours: (u: number) => p.neighbours![u] ?? null } } : {}),
+        ...(p.retroLive ? { retro: p.retroLive.forChoice(index) } : {}), // (the choice index when best_of == n)
         listener: {
           onAdmitted() {
             if (!started) {

@@ -51,6 +51,8 @@ export interface CompletionParams {
   retrieval?: RetrievalParams | null;
   /** retro: fixed neighbours per chunk (k * 2m tokens, null: none); set by roost score, not by HTTP. */
   neighbours?: Array<number[] | null>;
+  /** retro: live retrieval per chunk of each choice (src/retrieval/retro.ts); set by the route, not by the body. */
+  retroLive?: { forChoice(index: number): { chunkSize: number; neighbours(chunk: number, tokens: number[]): number[] | null } };
 }
 
 /** The `retrieval` field (docs/api.md). */

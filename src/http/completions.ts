@@ -8,6 +8,7 @@ import { parseCompletionBody } from '../engine/params';
 import type { RuntimeHolder } from '../engine/runtime';
 import { noteFirstToken } from './access-log';
 import { applyRetrieval } from '../retrieval/in-context';
+import { retroRetrieval } from '../retrieval/retro';
 import type { Datastores } from '../retrieval/registry';
 import { awaitRun, streamRun } from './run-response';
 import type { SseStream } from './sse';
@@ -27,9 +28,12 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
     const rt = holder.require();
     const parsed = parseCompletionBody(req.body, { vocabSize: rt.info.vocabSize });
     const { model } = resolveTarget(rt.modelId, rt.adapters, parsed.model, parsed.adapter);
-    // Passages go before each prompt; each choice reports those of its prompt.
-    const { params: p, retrieved } = applyRetrieval(rt, opts.datastores, parsed);
-    const evidence = (index: number) => (retrieved ? { retrieved: retrieved[Math.floor(index / p.n)] } : {});
+    // retro retrieves per chunk as each sequence runs (src/retrieval/retro.ts); other
+    // models get passages before each prompt, and each choice reports those of its prompt.
+    const retro = retroRetrieval(rt, opts.datastores, parsed.retrieval);
+    const { params: p, retrieved } = retro ? { params: { ...parsed, retroLive: retro }, retrieved: null } : applyRetrieval(rt, opts.datastores, parsed);
+    const evidence = (index: number) =>
+      retro ? { retrieved: retro.records.get(index) ?? [] } : retrieved ? { retrieved: retrieved[Math.floor(index / p.n)] } : {};
     const head = { id: `cmpl-${randomUUID().replace(/-/g, '')}`, object: 'text_completion', created: Math.floor(Date.now() / 1000), model };
 
     if (!p.stream) {
@@ -37,7 +41,7 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
       const result = await awaitRun(req, res, run);
       if (!result) return;
       // Log-probs can make the body tens of megabytes: write it choice by choice.
-      const choices = retrieved ? result.choices.map((c) => ({ ...c, ...evidence(c.index) })) : result.choices;
+      const choices = retrieved || retro ? result.choices.map((c) => ({ ...c, ...evidence(c.index) })) : result.choices;
       if (p.logprobs !== null) await writeJsonList(res, head, 'choices', choices, { usage: result.usage });
       else res.json({ ...head, choices, usage: result.usage });
       return;
@@ -47,7 +51,16 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
     const usageField = p.includeUsage ? { usage: null } : {};
     // A choice's retrieved passages ride on its first chunk.
     const told = new Set<number>();
+    const sent = new Map<number, number>();
+    const newRetro = (index: number) => {
+      const all = retro!.records.get(index) ?? [];
+      const from = sent.get(index) ?? 0;
+      sent.set(index, all.length);
+      return all.slice(from);
+    };
     const chunk = (choice: Choice) => {
+      // retro: each chunk of the stream carries the chunks retrieved since the previous one.
+      if (retro) return { ...head, choices: [{ ...choice, retrieved: newRetro(choice.index) }], ...usageField };
       const first = retrieved && !told.has(choice.index) ? (told.add(choice.index), evidence(choice.index)) : {};
       return { ...head, choices: [{ ...choice, ...first }], ...usageField };
     };
