@@ -2,7 +2,7 @@
 // sequence completes, in prefill or decode, retrieves its k neighbours from the
 // served datastore; the response lists them per chunk (`retrieved`), and the
 // log-probs equal scoring the same tokens with those neighbours fixed (the
-// reference-checked path of test/retro.test.ts). Model: test/fixtures/retro-chunk8
+// reference-checked path of test/retro.test.ts). Model: test/fixtures/retro/chunk8
 // (m 8, k 2, bytes), so the datastore cuts chunks of 8 tokens.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -16,7 +16,7 @@ import { Embedder } from '../src/retrieval/embedder';
 import type { RunningServer } from '../src/server';
 import { post, postStream, start } from './http.helpers';
 
-const MODEL = path.join(__dirname, 'fixtures', 'retro-chunk8');
+const MODEL = path.join(__dirname, 'fixtures', 'retro', 'chunk8');
 const tokenizer = loadTokenizer(MODEL);
 const embedder = Embedder.load();
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'roost-retro-http-'));

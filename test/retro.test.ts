@@ -1,6 +1,6 @@
 // retro (docs/retro.md) through the CLI's scoring path (roost score
 // --neighbours: parsed request -> scheduler -> engine.setNeighbours -> step):
-// every golden case of test/fixtures/retro-* with its fixed neighbours against
+// every golden case of test/fixtures/retro/* with its fixed neighbours against
 // tools/reference/retro.py, and the refusals of neighbours a model cannot take.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -11,7 +11,7 @@ import { load, runtime } from '../src/cli/model';
 import { scoreTokens } from '../src/engine/scoring';
 
 const FIXTURES = path.join(__dirname, 'fixtures');
-const NAMES = ['retro-every-layer', 'retro-period2', 'retro-period3', 'retro-chunk8'];
+const NAMES = ['every-layer', 'period2', 'period3', 'chunk8']; // test/fixtures/retro/ (own golden format: not a model fixture of engine.test.ts)
 
 interface Case {
   name: string;
@@ -21,7 +21,7 @@ interface Case {
 }
 
 describe.each(NAMES)('%s', (name) => {
-  const dir = path.join(FIXTURES, name);
+  const dir = path.join(FIXTURES, 'retro', name);
   const golden = JSON.parse(fs.readFileSync(path.join(dir, 'golden.json'), 'utf8'));
   test.each(golden.cases as Case[])('$name: log-probs match the reference', async (c) => {
     const l = await load({ model: dir, device: 'cpu', threads: 1 });
@@ -42,7 +42,7 @@ describe('roost score --neighbours', () => {
   };
 
   test('the CLI gives the reference log-probs', () => {
-    const dir = path.join(FIXTURES, 'retro-period2');
+    const dir = path.join(FIXTURES, 'retro', 'period2');
     const c: Case = JSON.parse(fs.readFileSync(path.join(dir, 'golden.json'), 'utf8')).cases[3];
     const r = roost('score', '--model', dir, '--tokens', c.tokens.join(','), '--neighbours', file(c.neighbours), '--device', 'cpu');
     expect(r.stderr).toBe('');
@@ -51,7 +51,7 @@ describe('roost score --neighbours', () => {
   });
 
   test('a wrong count, a model without retrieval and a malformed file are refused by name', () => {
-    const dir = path.join(FIXTURES, 'retro-period2');
+    const dir = path.join(FIXTURES, 'retro', 'period2');
     const short = roost('score', '--model', dir, '--tokens', '1,2,3,4,5', '--neighbours', file([[[1, 2, 3]]]), '--device', 'cpu');
     expect(short.status).not.toBe(0);
     expect(short.stderr).toContain('neighbours of chunk 0 must be 2 x 8 tokens (got 3)');

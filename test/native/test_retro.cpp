@@ -1,5 +1,5 @@
 // retro (docs/retro.md) against tools/reference/retro.py: the log-probs of
-// every golden case of test/fixtures/retro-* with its fixed neighbours, run as
+// every golden case of test/fixtures/retro/* with its fixed neighbours, run as
 // one prefill, token by token, in uneven passes and with two sequences in one
 // batch; and the refusals of bad neighbours.
 #include <cmath>
@@ -16,7 +16,7 @@ using namespace roost;
 
 namespace {
 
-const char* kFixtures[] = {"retro-every-layer", "retro-period2", "retro-period3", "retro-chunk8"};
+const char* kFixtures[] = {"every-layer", "period2", "period3", "chunk8"};  // test/fixtures/retro/
 
 struct Case {
   std::string name;
@@ -109,7 +109,7 @@ void check(const Case& c, const std::vector<double>& got, double tol, const std:
 TEST_CASE("retro: log-probs with fixed neighbours match tools/reference/retro.py (prefill, decode, passes, batch)") {
   ThreadPool pool(2);
   for (const char* name : kFixtures) {
-    const std::string dir = std::string("test/fixtures/") + name;
+    const std::string dir = std::string("test/fixtures/retro/") + name;
     double tol = 0;
     const std::vector<Case> cases = read_cases(dir, &tol);
     auto model = load_model(dir);
@@ -127,7 +127,7 @@ TEST_CASE("retro: log-probs with fixed neighbours match tools/reference/retro.py
 }
 
 TEST_CASE("retro: bad neighbours are refused naming what is wrong") {
-  auto model = load_model("test/fixtures/retro-period2");  // m 4, k 2: 2 x 8 tokens
+  auto model = load_model("test/fixtures/retro/period2");  // m 4, k 2: 2 x 8 tokens
   auto s = model->new_state();
   auto msg = [&](int64_t chunk, std::vector<int32_t> t) {
     try {

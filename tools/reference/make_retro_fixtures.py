@@ -1,4 +1,4 @@
-"""Writes test/fixtures/retro-* : small random checkpoints of the `retro`
+"""Writes test/fixtures/retro/* : small random checkpoints of the `retro`
 architecture (tools/reference/retro.py, docs/retro.md) with golden.json:
 cases of tokens, fixed neighbours per complete chunk (k lists of 2m tokens, or
 null: no neighbours for that chunk) and the reference's log-probs.
@@ -10,7 +10,7 @@ writing, each model is checked for the paper's causality: changing chunk u's
 neighbours changes no log-prob before position (u+1)m (the token at
 (u+1)m - 1 is the first to read them, its log-prob is that of the next token).
 
-    /usr/bin/python3 tools/reference/make_retro_fixtures.py [--out test/fixtures]
+    /usr/bin/python3 tools/reference/make_retro_fixtures.py [--out test/fixtures/retro]
 """
 import argparse
 import json
@@ -42,12 +42,12 @@ def config(C, H, L, m, k, start, period, enc, rotary_dim, untied=False):
 
 
 FIXTURES = [
-    ("retro-every-layer", "chunk 3, k 1, CCA in every layer from 0, 1 encoder layer", config(32, 4, 3, 3, 1, 0, 1, 1, 8)),
-    ("retro-period2", "chunk 4, k 2, CCA at layers 1 and 3 (period 2 from 1), 2 encoder layers, untied head",
+    ("every-layer", "chunk 3, k 1, CCA in every layer from 0, 1 encoder layer", config(32, 4, 3, 3, 1, 0, 1, 1, 8)),
+    ("period2", "chunk 4, k 2, CCA at layers 1 and 3 (period 2 from 1), 2 encoder layers, untied head",
      config(48, 4, 4, 4, 2, 1, 2, 2, 12, untied=True)),
-    ("retro-period3", "chunk 5, k 3, CCA at layer 2 only of 5 (period 3 from 2), 2 encoder layers, rotary_dim 4 of 8",
+    ("period3", "chunk 5, k 3, CCA at layer 2 only of 5 (period 3 from 2), 2 encoder layers, rotary_dim 4 of 8",
      config(32, 4, 5, 5, 3, 2, 3, 2, 4)),
-    ("retro-chunk8", "chunk 8, k 2, CCA at layers 1 and 4 (period 3 from 1) of 6, 1 encoder layer",
+    ("chunk8", "chunk 8, k 2, CCA at layers 1 and 4 (period 3 from 1) of 6, 1 encoder layer",
      config(40, 5, 6, 8, 2, 1, 3, 1, 8)),
 ]
 
@@ -72,7 +72,7 @@ def check_causality(model, tokens, nbs):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=os.path.join(REPO, "test", "fixtures"))
+    ap.add_argument("--out", default=os.path.join(REPO, "test", "fixtures", "retro"))
     args = ap.parse_args()
     for seed, (name, desc, (cfg, untied)) in enumerate(FIXTURES):
         torch.manual_seed(seed)
