@@ -81,6 +81,7 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--min-lr-frac", type=float, default=0.1)
+    ap.add_argument("--init-from", help="start from this checkpoint's weights (a later phase; fresh optimizer)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -96,6 +97,11 @@ def main():
     config = build_config(a)
     model = retro.Retro(config)
     init_weights(model, a.seed, a.n_layer)
+    if a.init_from:
+        prev = retro.load(a.init_from)
+        if prev.cfg.raw != {k: v for k, v in config.items()}:
+            raise SystemExit(f"--init-from {a.init_from}: its config differs from this run's")
+        model.load_state_dict(prev.state_dict())
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no, "weight_decay": 0.0}],
