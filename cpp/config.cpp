@@ -145,6 +145,15 @@ void read_block_recurrent(const Reader& r, const Value& root, ModelConfig& c) {
   }
 }
 
+// retro (docs/retro.md): chunk size, neighbours per chunk, the CCA layers, the encoder's depth.
+void read_retro(const Reader& r, const Value& root, ModelConfig& c) {
+  c.chunk_size = r.required_int(root, "chunk_size", "chunk_size", 1, kMaxSize);
+  c.num_neighbours = r.required_int(root, "num_neighbours", "num_neighbours", 1, kMaxSize);
+  c.cca_start = r.required_int(root, "cca_start", "cca_start", 0, c.n_layer - 1);
+  c.cca_period = r.required_int(root, "cca_period", "cca_period", 1, kMaxSize);
+  c.encoder_layers = r.required_int(root, "encoder_layers", "encoder_layers", 1, kMaxSize);
+}
+
 bool boolean(const Reader& r, const Value& root, const char* key, bool dflt) {
   const Value* v = Reader::given(root, key);
   if (!v) return dflt;
@@ -352,11 +361,11 @@ ModelConfig parse_config(const std::string& json_text, const std::string& source
   ModelConfig c;
   c.dir = dir;
   const Value* mt = root.find("model_type");
-  const char* kTypes = "\"gpt2\", \"perceiver_ar\", \"block_recurrent\", \"llama\", \"mistral\", \"qwen2\", \"opt\", \"xglm\" or \"t5\"";
+  const char* kTypes = "\"gpt2\", \"perceiver_ar\", \"block_recurrent\", \"retro\", \"llama\", \"mistral\", \"qwen2\", \"opt\", \"xglm\" or \"t5\"";
   if (!mt) r.fail("model_type", std::string("is missing (expected ") + kTypes + ")");
   c.model_type = mt->is_string() ? mt->text : "";
   if (c.model_type != "gpt2" && c.model_type != "perceiver_ar" && c.model_type != "block_recurrent" &&
-      !c.llama_family() && !c.opt_family() && !c.encoder_decoder())
+      c.model_type != "retro" && !c.llama_family() && !c.opt_family() && !c.encoder_decoder())
     r.fail("model_type", std::string("must be ") + kTypes, mt);
 
   c.vocab_size = r.size(root, "vocab_size");
@@ -399,6 +408,7 @@ ModelConfig parse_config(const std::string& json_text, const std::string& source
   read_attention(r, root, c);
   if (c.model_type == "perceiver_ar") read_perceiver(r, root, c);
   if (c.model_type == "block_recurrent") read_block_recurrent(r, root, c);
+  if (c.model_type == "retro") read_retro(r, root, c);
   read_tokenizer(r, root, c);
   return c;
 }

@@ -23,7 +23,7 @@ struct AttentionConfig {
 
 struct ModelConfig {
   std::string dir;             // the checkpoint folder, for messages
-  std::string model_type;      // "gpt2" | "perceiver_ar" | "block_recurrent" | "llama" | "mistral" | "qwen2" | "opt" | "xglm"
+  std::string model_type;      // "gpt2" | "perceiver_ar" | "block_recurrent" | "retro" | "llama" | "mistral" | "qwen2" | "opt" | "xglm"
   int64_t vocab_size = 0;
   int64_t n_embd = 0;          // C
   int64_t n_head = 0;          // H (divides C)
@@ -78,6 +78,14 @@ struct ModelConfig {
   int64_t num_states = 0;      // block_recurrent: S >= 1
   std::vector<int64_t> recurrent_layers;  // distinct, ascending, each < n_layer
   std::string gate = "fixed";
+
+  // retro (docs/retro.md): chunk size m, k neighbours of 2m tokens, CCA layers
+  // cca_start, cca_start + cca_period, .. < n_layer, the neighbour encoder's depth.
+  int64_t chunk_size = 0;
+  int64_t num_neighbours = 0;
+  int64_t cca_start = 0;
+  int64_t cca_period = 0;
+  int64_t encoder_layers = 0;
 
   // Tokenizer facts the engine needs (the TS layer reads the rest itself).
   // "bytes", "" when absent, or an HF class name (e.g. "GPT2Tokenizer") that

@@ -215,6 +215,15 @@ void Engine::reset_sequence(int64_t id) {
   s.local_values.clear();
 }
 
+void Engine::set_neighbours(int64_t id, int64_t chunk, std::vector<int32_t> tokens) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sequences_.find(id);
+  if (it == sequences_.end() || it->second->free_after_step) throw Error("E_ARGUMENT", "unknown " + seq_name(id));
+  if (it->second->in_step) throw Error("E_STATE", seq_name(id) + " is in the running step");
+  if (chunk < 0) throw Error("E_ARGUMENT", "chunk must be >= 0 (got " + std::to_string(chunk) + ")");
+  it->second->state->set_neighbours(chunk, std::move(tokens));
+}
+
 int64_t Engine::sequence_length(int64_t id) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = sequences_.find(id);

@@ -123,6 +123,11 @@ class Engine {
   // sampler, adapter and id: the scheduler's preemption, which feeds the
   // sequence's tokens again later (E_ARGUMENT if unknown, E_STATE in a step).
   void reset_sequence(int64_t seq);
+  // retro (docs/retro.md): the k neighbours of the sequence's chunk `chunk`
+  // (k * 2m tokens), before the step that completes that chunk. E_ARGUMENT:
+  // unknown sequence, another model type, a chunk already complete, a wrong
+  // count or a token outside the vocabulary; E_STATE in a step.
+  void set_neighbours(int64_t seq, int64_t chunk, std::vector<int32_t> tokens);
 
   EngineStats stats() const;
   // Leading tokens of `tokens`, appended to the sequence, that the next step

@@ -188,6 +188,7 @@ void EngineWrap::init(Napi::Env env, Napi::Object exports) {
                                        InstanceMethod("createSequence", &EngineWrap::create_sequence),
                                        InstanceMethod("freeSequence", &EngineWrap::free_sequence),
                                        InstanceMethod("resetSequence", &EngineWrap::reset_sequence),
+                                       InstanceMethod("setNeighbours", &EngineWrap::set_neighbours),
                                        InstanceMethod("sequenceLength", &EngineWrap::sequence_length),
                                        InstanceMethod("cachedPrefix", &EngineWrap::cached_prefix),
                                        InstanceMethod("step", &EngineWrap::step),
@@ -258,6 +259,8 @@ Napi::Value EngineWrap::info(const Napi::CallbackInfo& info) {
     const roost::ModelConfig& c = engine_->config();
     Napi::Object o = Napi::Object::New(env);
     o.Set("modelType", c.model_type);
+    o.Set("retroChunkSize", num(env, static_cast<double>(c.chunk_size)));        // retro: m (0 elsewhere)
+    o.Set("retroNeighbours", num(env, static_cast<double>(c.num_neighbours)));  // retro: k (0 elsewhere)
     o.Set("vocabSize", num(env, static_cast<double>(c.vocab_size)));
     o.Set("nEmbd", num(env, static_cast<double>(c.n_embd)));
     o.Set("nLayer", num(env, static_cast<double>(c.n_layer)));
@@ -311,6 +314,16 @@ Napi::Value EngineWrap::reset_sequence(const Napi::CallbackInfo& info) {
     int64_t seq = sequence_arg(env, info[0], "seq");
     if (in_flight_.count(seq)) throw roost::Error("E_STATE", "sequence " + std::to_string(seq) + " is in a step in flight");
     engine_->reset_sequence(seq);
+    return env.Undefined();
+  });
+}
+
+Napi::Value EngineWrap::set_neighbours(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    int64_t seq = sequence_arg(env, info[0], "seq");
+    if (in_flight_.count(seq)) throw roost::Error("E_STATE", "sequence " + std::to_string(seq) + " is in a step in flight");
+    engine_->set_neighbours(seq, integer_arg(env, info[1], "chunk", 0, kMaxSafeInteger), tokens_arg(env, info[2], "tokens"));
     return env.Undefined();
   });
 }

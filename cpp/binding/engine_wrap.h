@@ -30,7 +30,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value info(const Napi::CallbackInfo& info);
   Napi::Value create_sequence(const Napi::CallbackInfo& info);
   Napi::Value free_sequence(const Napi::CallbackInfo& info);
-  Napi::Value reset_sequence(const Napi::CallbackInfo& info);  // preemption: drops the KV state, keeps the sampler
+  Napi::Value reset_sequence(const Napi::CallbackInfo& info);
+  Napi::Value set_neighbours(const Napi::CallbackInfo& info);  // retro: a chunk's neighbours (docs/retro.md)  // preemption: drops the KV state, keeps the sampler
   Napi::Value sequence_length(const Napi::CallbackInfo& info);
   Napi::Value cached_prefix(const Napi::CallbackInfo& info);  // leading tokens the prefix cache holds
   Napi::Value step(const Napi::CallbackInfo& info);        // -> Promise<StepResult[]>

@@ -12,6 +12,7 @@
 #include "opt.h"
 #include "perceiver_ar.h"
 #include "t5.h"
+#include "retro.h"
 
 namespace roost {
 
@@ -51,6 +52,7 @@ std::unique_ptr<Model> load_model(const std::string& path, const BackendFactory&
   if (cfg.opt_family()) return std::make_unique<OptModel>(cfg, ckpt, be);
   if (cfg.model_type == "block_recurrent") return std::make_unique<BlockRecurrentModel>(cfg, ckpt, be);
   if (cfg.encoder_decoder()) return std::make_unique<T5Model>(cfg, ckpt, be);
+  if (cfg.model_type == "retro") return std::make_unique<RetroModel>(cfg, ckpt, be);
   throw Error("E_CONFIG", path + "/config.json: model_type \"" + cfg.model_type + "\" is unknown");
 }
 

@@ -32,6 +32,10 @@ class SequenceState {
   // block and the next ones up to `length` (the last may be partly filled), and
   // sets length() to it.
   virtual void adopt_prefix(const std::vector<int32_t>& blocks, int64_t length);
+  // retro (docs/retro.md): the k neighbours of chunk `chunk` (k rows of 2m
+  // tokens, row-major), encoded by the pass that completes that chunk. Other
+  // models refuse (E_ARGUMENT).
+  virtual void set_neighbours(int64_t chunk, std::vector<int32_t> tokens);
 };
 
 // One sequence's share of a forward step.

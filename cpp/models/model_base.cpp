@@ -80,6 +80,10 @@ void SequenceState::adopt_prefix(const std::vector<int32_t>&, int64_t) {
   throw Error("E_INTERNAL", "this model's sequence state has no KV blocks to adopt");
 }
 
+void SequenceState::set_neighbours(int64_t, std::vector<int32_t>) {
+  throw Error("E_ARGUMENT", "neighbours are only taken by model_type retro");
+}
+
 std::unique_ptr<KvPool> make_kv_pool(Backend& be, const ModelConfig& cfg, int64_t width) {
   return std::make_unique<KvPool>(be, cfg.n_layer, width, kKvBlockRows, int64_t(1) << 30);
 }

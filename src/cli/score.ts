@@ -1,5 +1,7 @@
 // roost score: the log-probability of each token of a text (or of a list of
 // token ids) under the model, as JSON on stdout.
+import { readFileSync } from 'node:fs';
+
 import { Command } from 'commander';
 
 import { isEncoderDecoder, scoreTarget } from '../engine/encoder-decoder';
@@ -13,6 +15,7 @@ interface ScoreFlags extends ModelFlags {
   text?: string;
   target?: string;
   targetTokens?: number[];
+  neighbours?: string;
 }
 
 export function scoreCommand(): Command {
@@ -24,6 +27,7 @@ export function scoreCommand(): Command {
     .addOption(flag('--text <text>', "the text to score, tokenized with the model's tokenizer (this or --tokens)"))
     .addOption(flag('--target <text>', 'encoder-decoder models: the decoder text to score given --text/--tokens as the input'))
     .addOption(flag('--target-tokens <ids>', 'encoder-decoder models: the decoder token ids to score, comma-separated', parseTokenList))
+    .addOption(flag('--neighbours <file>', 'retro: a JSON list, per chunk, of its k neighbours (lists of 2m token ids) or null (docs/retro.md)'))
     .action(runScore);
 }
 
@@ -61,11 +65,27 @@ async function runScore(flags: ScoreFlags): Promise<void> {
     return;
   }
   try {
-    const logprobs = await scoreTokens(runtime(l, tokens.length), tokens, l.adapter?.name);
+    const neighbours = flags.neighbours === undefined ? undefined : readNeighbours(flags.neighbours);
+    const logprobs = await scoreTokens(runtime(l, tokens.length), tokens, l.adapter?.name, neighbours);
     process.stdout.write(JSON.stringify({ tokens, logprobs }) + '\n');
   } catch (e) {
     const err = asUsageError(e, { prompt: listed ? '--tokens' : '--text' });
     if (e instanceof RequestError && e.code === 'context_length_exceeded') (err as Error).message += ' (roost eval scores texts longer than the context)';
     throw err;
   }
+}
+
+/** --neighbours FILE: [[k lists of 2m ids] | null, ...] per chunk, flattened per chunk for the engine. */
+function readNeighbours(path: string): Array<number[] | null> {
+  let v: unknown;
+  try {
+    v = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new UsageError(`--neighbours ${path}: ${(e as Error).message}`);
+  }
+  const isIds = (r: unknown) => Array.isArray(r) && r.every((t) => Number.isInteger(t));
+  if (!Array.isArray(v) || !v.every((c) => c === null || (Array.isArray(c) && c.every(isIds)))) {
+    throw new UsageError(`--neighbours ${path}: must be a JSON list, per chunk, of null or a list of neighbours (lists of token ids)`);
+  }
+  return v.map((c) => (c === null ? null : (c as number[][]).flat()));
 }

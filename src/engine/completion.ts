@@ -392,6 +392,8 @@ function submitCompletion(
         params,
         maxTokens: p.maxTokens,
         promptLogprobs: p.echo && withLogprobs,
+        ...(p.neighbours ? { retro: { chunkSize: rt.info.retroChunkSize, neighbours: (u: number) => p.neighbours![u] ?? null } } : {}),
+        ...(p.retroLive ? { retro: p.retroLive.forChoice(index) } : {}), // (the choice index when best_of == n)
         listener: {
           onAdmitted() {
             if (!started) {

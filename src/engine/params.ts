@@ -53,6 +53,10 @@ export interface CompletionParams {
   novelty?: NoveltyParams | null;
   /** kNN memory at decode time (cpp/knn_memory.h); absent or null = none. */
   memory?: MemoryRequest | null;
+  /** retro: fixed neighbours per chunk (k * 2m tokens, null: none); set by roost score, not by HTTP. */
+  neighbours?: Array<number[] | null>;
+  /** retro: live retrieval per chunk of each choice (src/retrieval/retro.ts); set by the route, not by the body. */
+  retroLive?: { forChoice(index: number): { chunkSize: number; neighbours(chunk: number, tokens: number[]): number[] | null } };
 }
 
 /** The `novelty` field (docs/api.md). */

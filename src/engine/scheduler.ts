@@ -16,7 +16,7 @@ import { RequestError } from './errors';
 
 /** The part of the engine the scheduler drives (a fake in scheduler unit tests). */
 export type SchedulerEngine = Pick<NativeEngine, 'createSequence' | 'freeSequence' | 'step'> &
-  Partial<Pick<NativeEngine, 'resetSequence' | 'stats' | 'cachedPrefix'>>;
+  Partial<Pick<NativeEngine, 'resetSequence' | 'stats' | 'cachedPrefix' | 'setNeighbours'>>;
 
 export type FinishReason = 'stop' | 'length' | 'cancelled' | 'error';
 
@@ -44,6 +44,12 @@ export interface SequenceSpec {
   maxTokens: number;
   promptLogprobs: boolean;
   listener: SequenceListener;
+  /**
+   * retro (docs/retro.md): the neighbours (k * 2m tokens, null: none) of chunk u
+   * of prompt + output (its m tokens given), asked once, before the step
+   * whose tokens complete that chunk.
+   */
+  retro?: { chunkSize: number; neighbours(chunk: number, tokens: number[]): number[] | null };
 }
 
 export interface SchedulerOptions {
@@ -153,6 +159,8 @@ interface Task {
   reported: number;
   /** totals.steps when last preempted: not re-admitted before another step has run (no preempt/admit livelock). */
   preemptedAt?: number;
+  /** retro: chunks whose neighbours the engine has (or was told there are none). */
+  retroChunks?: number;
 }
 
 /** A submitted request: its sequences, cancellation and flow control. */
@@ -497,6 +505,7 @@ export class Scheduler {
     if (!this.engine.resetSequence || this.active.length < 2) return false;
     const t = this.active[this.active.length - 1];
     this.engine.resetSequence(t.seq);
+    t.retroChunks = 0; // a fresh engine state: its chunks' neighbours are asked again
     this.active.pop();
     this.bySeq.delete(t.seq);
     // In decode: prompt + sampled tokens go in again; in prefill (of the prompt
@@ -571,6 +580,7 @@ export class Scheduler {
     let decodeTokens = 0;
     for (const t of this.active) {
       if (t.state !== 'decode' || !t.slot) continue;
+      if (!this.giveNeighbours(t, t.spec.prompt.length + t.out.length)) continue;
       batch.push({ seq: t.seq, tokens: [t.next], sample: true });
       tasks.push(t);
       decodeTokens++;
@@ -589,6 +599,7 @@ export class Scheduler {
       const cached = promptLogprobs || !this.engine.cachedPrefix ? 0 : Math.min(left, this.engine.cachedPrefix(t.seq, prompt.slice(t.fed)));
       const take = cached + prefillTake(left - cached, budget);
       const end = t.fed + take;
+      if (!this.giveNeighbours(t, end)) continue;
       t.chunk = take;
       batch.push({
         seq: t.seq,
@@ -601,6 +612,33 @@ export class Scheduler {
       prefillTokens += take;
     }
     return { batch, tasks, prefillTokens, decodeTokens };
+  }
+
+  /**
+   * retro: gives the engine the neighbours of every chunk that positions
+   * before `end` complete (the step feeds up to end - 1); false when the
+   * engine refused them (the sequence is finished with the error).
+   */
+  private giveNeighbours(t: Task, end: number): boolean {
+    const r = t.spec.retro;
+    if (!r) return true;
+    const m = r.chunkSize;
+    const prompt = t.replay ?? t.spec.prompt;
+    const tokenAt = (p: number) => (p < prompt.length ? prompt[p] : t.out[p - t.spec.prompt.length]);
+    try {
+      if (!(m >= 1)) throw new Error('neighbours are only taken by model_type retro');
+      for (let u = t.retroChunks ?? 0; (u + 1) * m <= end; u++) {
+        const tokens = Array.from({ length: m }, (_, j) => tokenAt(u * m + j));
+        const nb = r.neighbours(u, tokens);
+        if (nb) this.engine.setNeighbours!(t.seq, u, nb);
+        t.retroChunks = u + 1;
+      }
+    } catch (e) {
+      const err = e instanceof RequestError ? e : new RequestError('engine_error', `the engine refused neighbours: ${(e as Error).message}`);
+      this.finish(t, 'error', err);
+      return false;
+    }
+    return true;
   }
 
   private apply(r: StepResult): void {

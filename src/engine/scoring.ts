@@ -12,11 +12,18 @@ import { parseCompletionBody } from './params';
  * a prompt's last step (docs/models.md), and the engine keeps one step's
  * prompt in one pass.
  */
-export async function scoreTokens(rt: ModelRuntime, tokens: number[], adapter?: string): Promise<Array<number | null>> {
+export async function scoreTokens(
+  rt: ModelRuntime,
+  tokens: number[],
+  adapter?: string,
+  neighbours?: Array<number[] | null>,
+): Promise<Array<number | null>> {
   const stepTokens = rt.scheduler.options.stepTokens;
   if (tokens.length > stepTokens) throw new Error(`internal: scoring ${tokens.length} tokens needs a scheduler of stepTokens >= ${tokens.length} (has ${stepTokens})`);
   const body = { prompt: tokens, max_tokens: 0, echo: true, logprobs: 0, temperature: 0, ...(adapter === undefined ? {} : { adapter }) };
-  const { choices } = await startCompletion(rt, parseCompletionBody(body, { vocabSize: rt.info.vocabSize })).result;
+  const params = parseCompletionBody(body, { vocabSize: rt.info.vocabSize });
+  if (neighbours) params.neighbours = neighbours; // retro's fixed neighbours (roost score --neighbours)
+  const { choices } = await startCompletion(rt, params).result;
   return choices[0].logprobs!.token_logprobs;
 }
 

@@ -9,6 +9,7 @@ import type { RuntimeHolder } from '../engine/runtime';
 import { noteFirstToken } from './access-log';
 import { measureEach, noveltyMeasurer, type Corpora } from '../novelty/registry';
 import { applyRetrieval } from '../retrieval/in-context';
+import { retroRetrieval } from '../retrieval/retro';
 import type { Datastores } from '../retrieval/registry';
 import { awaitRun, streamRun } from './run-response';
 import type { SseStream } from './sse';
@@ -30,11 +31,14 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
     const rt = holder.require();
     const parsed = parseCompletionBody(req.body, { vocabSize: rt.info.vocabSize });
     const { model } = resolveTarget(rt.modelId, rt.adapters, parsed.model, parsed.adapter);
-    // Passages go before each prompt; each choice reports those of its prompt.
-    const { params: p, retrieved } = applyRetrieval(rt, opts.datastores, parsed);
+    // retro retrieves per chunk as each sequence runs (src/retrieval/retro.ts); other
+    // models get passages before each prompt, and each choice reports those of its prompt.
+    const retro = retroRetrieval(rt, opts.datastores, parsed.retrieval);
+    const { params: p, retrieved } = retro ? { params: { ...parsed, retroLive: retro }, retrieved: null } : applyRetrieval(rt, opts.datastores, parsed);
     // Checked before the run: an unknown corpus is refused, not reported after the tokens.
     const measure = noveltyMeasurer(opts.corpora, p);
-    const evidence = (index: number) => (retrieved ? { retrieved: retrieved[Math.floor(index / p.n)] } : {});
+    const evidence = (index: number) =>
+      retro ? { retrieved: retro.records.get(index) ?? [] } : retrieved ? { retrieved: retrieved[Math.floor(index / p.n)] } : {};
     const head = { id: `cmpl-${randomUUID().replace(/-/g, '')}`, object: 'text_completion', created: Math.floor(Date.now() / 1000), model };
 
     if (!p.stream) {
@@ -50,7 +54,9 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
       if (res.destroyed) return;
       // Log-probs can make the body tens of megabytes: write it choice by choice.
       const choices =
-        retrieved || novelty ? result.choices.map((c, i) => ({ ...c, ...evidence(c.index), ...(novelty ? { novelty: novelty[i] } : {}) })) : result.choices;
+        retrieved || retro || novelty
+          ? result.choices.map((c, i) => ({ ...c, ...evidence(c.index), ...(novelty ? { novelty: novelty[i] } : {}) }))
+          : result.choices;
       if (p.logprobs !== null) await writeJsonList(res, head, 'choices', choices, { usage: result.usage });
       else res.json({ ...head, choices, usage: result.usage });
       return;
@@ -62,7 +68,16 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
     const told = new Set<number>();
     // With novelty: each choice's generated text, measured on its last chunk.
     const generated = new Map<number, string>();
+    const sent = new Map<number, number>();
+    const newRetro = (index: number) => {
+      const all = retro!.records.get(index) ?? [];
+      const from = sent.get(index) ?? 0;
+      sent.set(index, all.length);
+      return all.slice(from);
+    };
     const chunk = (choice: Choice & { novelty?: unknown }) => {
+      // retro: each chunk of the stream carries the chunks retrieved since the previous one.
+      if (retro) return { ...head, choices: [{ ...choice, retrieved: newRetro(choice.index) }], ...usageField };
       const first = retrieved && !told.has(choice.index) ? (told.add(choice.index), evidence(choice.index)) : {};
       return { ...head, choices: [{ ...choice, ...first }], ...usageField };
     };

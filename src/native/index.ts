@@ -64,6 +64,9 @@ export interface CudaInfo {
 
 export interface EngineInfo {
   modelType: string;
+  /** retro (docs/retro.md): chunk size m and neighbours per chunk k; 0 for other models. */
+  retroChunkSize: number;
+  retroNeighbours: number;
   vocabSize: number;
   nEmbd: number;
   nLayer: number;
@@ -199,6 +202,12 @@ export interface NativeEngine {
    * step over it is in flight.
    */
   resetSequence(seq: number): void;
+  /**
+   * retro (docs/retro.md): the k neighbours (k * 2m tokens, row-major) of the
+   * sequence's chunk `chunk`, given before the step that completes it.
+   * E_ARGUMENT for another model type, a chunk already complete, a wrong count.
+   */
+  setNeighbours(seq: number, chunk: number, tokens: number[] | Int32Array): void;
   /** Tokens consumed so far. */
   sequenceLength(seq: number): number;
   /**

@@ -196,6 +196,21 @@ export class Datastore {
     return this.docs.get(id)?.keys.map((k) => this.chunks.get(k)!.text).join('');
   }
 
+  /**
+   * RETRO's neighbour (docs/retro.md): the tokens of chunk `id` ("doc#index")
+   * and of the chunks after it in its document, `length` in all; a document
+   * that ends first is padded by repeating its last token.
+   */
+  neighbourTokens(id: string, length: number): number[] {
+    const hash = id.lastIndexOf('#');
+    const doc = this.docs.get(id.slice(0, hash));
+    if (!doc) throw new DatastoreError(`no chunk ${JSON.stringify(id)}`);
+    const out: number[] = [];
+    for (let i = Number(id.slice(hash + 1)); i < doc.keys.length && out.length < length; i++) out.push(...this.chunks.get(doc.keys[i])!.tokens);
+    while (out.length < length) out.push(out[out.length - 1]);
+    return out.slice(0, length);
+  }
+
   /** Adds a document durably (logged before applied); returns its chunk count. */
   add(id: string, text: string, metadata: Record<string, unknown> | null = null): number {
     if (this.docs.has(id)) throw new DatastoreError(`a document with id ${JSON.stringify(id)} already exists (delete it first)`);

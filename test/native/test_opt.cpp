@@ -147,7 +147,7 @@ TEST_CASE("opt / xglm config: HF keys read, bad configs refused naming the field
        "\"max_position_embeddings\":64}", "d_model is missing"},
       {"{\"model_type\":\"xglm\",\"vocab_size\":300,\"d_model\":32,\"attention_heads\":5,\"num_layers\":2,\"ffn_dim\":48,"
        "\"max_position_embeddings\":64}", "d_model must be divisible by attention_heads = 5"},
-      {"{\"model_type\":\"gptj\",\"vocab_size\":300}", "model_type must be \"gpt2\", \"perceiver_ar\", \"block_recurrent\", \"llama\", \"mistral\", \"qwen2\", \"opt\", \"xglm\" or \"t5\""},
+      {"{\"model_type\":\"gptj\",\"vocab_size\":300}", "model_type must be \"gpt2\", \"perceiver_ar\", \"block_recurrent\", \"retro\", \"llama\", \"mistral\", \"qwen2\", \"opt\", \"xglm\" or \"t5\""},
   };
   for (const auto& [text, part] : bad) {
     const std::string msg = error_of([&] { cfg(text); });
