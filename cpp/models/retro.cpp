@@ -71,7 +71,7 @@ RetroModel::RetroModel(const ModelConfig& config, const Checkpoint& ckpt, std::s
   for (int64_t l = 0; l < cfg_.n_layer; l++) {
     const std::string p = "h." + std::to_string(l) + ".";
     Layer Ly{load_norm(be(), ckpt, p + "ln_1", C), load_dense(be(), ckpt, p + "attn.c_attn", C, 3 * C),
-             load_dense(be(), ckpt, p + "attn.c_proj", C, C), load_mlp(ckpt, p)};
+             load_dense(be(), ckpt, p + "attn.c_proj", C, C), load_mlp(ckpt, p), -1, {}};
     if (l >= cfg_.cca_start && (l - cfg_.cca_start) % cfg_.cca_period == 0) {
       Ly.cca = n_cca_++;
       Ly.cross = attn(p + "ln_cca", p + "cca");
