@@ -209,12 +209,28 @@ function permuteRotary(raw: Buffer, heads: number, rowBytes: number): Buffer {
   return out;
 }
 
+// A safetensors file read tensor by tensor: a TinyLlama-sized F16 file (2.2 GB) is
+// more than one Node Buffer holds (2 GiB).
+function openSafetensors(file: string): { header: Record<string, StTensor>; raw(t: StTensor): Buffer } {
+  const fd = fs.openSync(file, 'r');
+  const head = Buffer.alloc(8);
+  fs.readSync(fd, head, 0, 8, 0);
+  const hlen = Number(head.readBigUInt64LE(0));
+  const json = Buffer.alloc(hlen);
+  fs.readSync(fd, json, 0, hlen, 8);
+  const raw = (t: StTensor) => {
+    const [from, to] = t.data_offsets;
+    const b = Buffer.alloc(to - from);
+    for (let got = 0; got < b.length; ) got += fs.readSync(fd, b, got, b.length - got, 8 + hlen + from + got);
+    return b;
+  };
+  return { header: JSON.parse(json.toString('utf8')), raw };
+}
+
 export function convertLlamaToGguf(dir: string, out: string): void {
   const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
-  const st = fs.readFileSync(path.join(dir, 'model.safetensors'));
-  const hlen = Number(st.readBigUInt64LE(0));
-  const header: Record<string, StTensor> = JSON.parse(st.subarray(8, 8 + hlen).toString('utf8'));
-  const dataStart = 8 + hlen;
+  const st = openSafetensors(path.join(dir, 'model.safetensors'));
+  const header = st.header;
   const C = config.hidden_size, V = config.vocab_size, L = config.num_hidden_layers, H = config.num_attention_heads;
   const G = config.num_key_value_heads ?? H;
   const dtype = header['model.embed_tokens.weight'].dtype as 'F32' | 'F16' | 'BF16';
@@ -238,7 +254,7 @@ export function convertLlamaToGguf(dir: string, out: string): void {
   const tensors = plan.map(([name, src, heads]): GgufTensor => {
     const t = header[src];
     if (!t) throw new Error(`${dir}: no tensor ${src}`);
-    const raw = st.subarray(dataStart + t.data_offsets[0], dataStart + t.data_offsets[1]);
+    const raw = st.raw(t);
     const dims = [...t.shape].reverse();
     if (t.shape.length === 1) {  // norm weights widen to F32, as llama.cpp's converter writes them
       const n = t.shape[0], data = Buffer.alloc(n * 4);
