@@ -6,6 +6,7 @@
 //   (cd /tmp/ann-try && npm install usearch hnswlib-node)
 //   NODE_PATH=/tmp/ann-try/node_modules node dist/bench/ann-compare.js --n 100000 --dim 256 --out bench/results/ann-compare.json
 import * as fs from 'node:fs';
+import { gaussian } from './lib/gaussian';
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -16,22 +17,10 @@ let N = arg('n', 100_000), Q = arg('queries', 500);
 const libs = (process.argv.includes('--libs') ? process.argv[process.argv.indexOf('--libs') + 1] : 'usearch,hnswlib-node').split(',');
 const outIdx = process.argv.indexOf('--out');
 
-// A seeded Gaussian generator (mulberry32 + Box-Muller) so runs are comparable.
-function rng(seed: number) {
-  let a = seed >>> 0;
-  const u = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return () => Math.sqrt(-2 * Math.log(u() + 1e-12)) * Math.cos(2 * Math.PI * u());
-}
 // --vectors FILE --query-vectors FILE: real embeddings (little-endian float32 rows of --dim) instead of random ones.
 const strArg = (name: string) => (process.argv.includes(`--${name}`) ? process.argv[process.argv.indexOf(`--${name}`) + 1] : undefined);
 const fromFile = (file: string, rows: number) => new Float32Array(new Uint8Array(fs.readFileSync(file)).buffer).slice(0, rows * D);
-const g = rng(1234);
+const g = gaussian(1234);
 const vectorsFile = strArg('vectors');
 const queryFile = strArg('query-vectors');
 if (vectorsFile) N = Math.min(N, fs.statSync(vectorsFile).size / 4 / D);

@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { ANN_CONNECTIVITY, ANN_EF_ADD, ANN_EF_SEARCH, DenseIndex } from '../src/retrieval/ann';
+import { gaussian } from './lib/gaussian';
 
 const root = path.resolve(__dirname, '..', '..');
 const { values } = parseArgs({
@@ -25,19 +26,6 @@ const { values } = parseArgs({
   },
 });
 const N = Number(values.n), D = Number(values.dim), Q = Number(values.queries), K = 10;
-
-// mulberry32 + Box-Muller: the same data on every run.
-function gaussian(seed: number): () => number {
-  let a = seed >>> 0;
-  const u = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return () => Math.sqrt(-2 * Math.log(u() + 1e-12)) * Math.cos(2 * Math.PI * u());
-}
 
 function mixture(rows: number, g: () => number, centres: Float32Array, C: number, spread: number, offset = 0): Float32Array {
   const out = new Float32Array(rows * D);

@@ -76,17 +76,7 @@ class CausalLM(nn.Module):
         return {k: v.detach().clone().float() for k, v in self._named_hf().items()}
 
     def load_hf_state_dict(self, tensors):
-        own = self.hf_state_dict()
-        missing = [k for k in own if k not in tensors]
-        unexpected = [k for k in tensors if k not in own]
-        if missing or unexpected:
-            raise ValueError(f"checkpoint mismatch: missing {missing[:8]}, unexpected {unexpected[:8]}")
-        with torch.no_grad():
-            params = self._named_hf()
-            for k, v in tensors.items():
-                if tuple(v.shape) != tuple(own[k].shape):
-                    raise ValueError(f"{k}: shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
-                params[k].copy_(v.float())
+        checkpoint.copy_checked(self._named_hf(), tensors)
 
 
 def load(model_cls, config_cls, path):

@@ -87,3 +87,17 @@ def save_tensors(path, tensors, shards=1, metadata=None):
     with open(os.path.join(path, "model.safetensors.index.json"), "w", encoding="utf-8") as f:
         json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2, sort_keys=True)
         f.write("\n")
+
+
+def copy_checked(params, tensors):
+    """Copies checkpoint tensors into a model's parameters (name -> tensor sharing
+    the parameter's storage), refusing a missing, unexpected or mis-shaped name."""
+    missing = [k for k in params if k not in tensors]
+    unexpected = [k for k in tensors if k not in params]
+    if missing or unexpected:
+        raise ValueError(f"checkpoint mismatch: missing {missing[:8]}, unexpected {unexpected[:8]}")
+    with torch.no_grad():
+        for k, v in tensors.items():
+            if tuple(v.shape) != tuple(params[k].shape):
+                raise ValueError(f"{k}: shape {tuple(v.shape)}, expected {tuple(params[k].shape)}")
+            params[k].copy_(v.float())

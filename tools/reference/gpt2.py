@@ -375,16 +375,7 @@ class GPT2(nn.Module):
         return {k: v.detach().clone() for k, v in self.state_dict().items()}
 
     def load_hf_state_dict(self, tensors):
-        tensors = dict(tensors)
-        own = self.state_dict()
-        missing = [k for k in own if k not in tensors]
-        unexpected = [k for k in tensors if k not in own]
-        if missing or unexpected:
-            raise ValueError(f"checkpoint mismatch: missing {missing[:8]}, unexpected {unexpected[:8]}")
-        for k, v in tensors.items():
-            if tuple(v.shape) != tuple(own[k].shape):
-                raise ValueError(f"{k}: shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
-        self.load_state_dict({k: v.to(torch.float32) for k, v in tensors.items()})
+        checkpoint.copy_checked(self.state_dict(), tensors)
 
 
 def from_tensors(config, tensors):

@@ -213,16 +213,7 @@ class Retro(nn.Module):
 
     def load_hf_state_dict(self, tensors):
         own = dict(self.named_parameters())
-        own = {("lm_head.weight" if k == "lm_head" else k): v for k, v in own.items()}
-        missing = [k for k in own if k not in tensors]
-        unexpected = [k for k in tensors if k not in own]
-        if missing or unexpected:
-            raise ValueError(f"checkpoint mismatch: missing {missing[:8]}, unexpected {unexpected[:8]}")
-        with torch.no_grad():
-            for k, v in tensors.items():
-                if tuple(v.shape) != tuple(own[k].shape):
-                    raise ValueError(f"{k}: shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
-                own[k].copy_(v.float())
+        checkpoint.copy_checked({("lm_head.weight" if k == "lm_head" else k): v for k, v in own.items()}, tensors)
 
 
 def load(path):

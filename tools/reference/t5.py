@@ -11,6 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import checkpoint
+
 
 class T5Config:
     def __init__(self, d):
@@ -193,15 +195,7 @@ class T5(nn.Module):
     def load_hf_state_dict(self, tensors):
         own = self._named_hf()
         tensors = {k: v for k, v in tensors.items() if k not in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight")}
-        missing = [k for k in own if k not in tensors]
-        unexpected = [k for k in tensors if k not in own]
-        if missing or unexpected:
-            raise ValueError(f"checkpoint mismatch: missing {missing[:8]}, unexpected {unexpected[:8]}")
-        with torch.no_grad():
-            for k, v in tensors.items():
-                if tuple(v.shape) != tuple(own[k].shape):
-                    raise ValueError(f"{k}: shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
-                own[k].copy_(v.float())
+        checkpoint.copy_checked(own, tensors)
 
 
 def init_random(model, seed):
