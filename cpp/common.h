@@ -12,6 +12,9 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 namespace roost {
 
@@ -41,8 +44,16 @@ class AlignedBuffer {
   AlignedBuffer() = default;
   explicit AlignedBuffer(size_t bytes) { resize(bytes); }
   void resize(size_t bytes) {
-    size_t rounded = (bytes + 63) / 64 * 64;
-    void* p = rounded ? std::aligned_alloc(64, rounded) : nullptr;
+    // Buffers of 2 MiB and more (weights, KV slabs) start on a 2 MiB boundary and
+    // ask for transparent huge pages: decode streams gigabytes of weights, and with
+    // 4 KiB pages every 4 KiB of the stream costs a TLB miss.
+    constexpr size_t kHuge = size_t(2) << 20;
+    const size_t align = bytes >= kHuge ? kHuge : 64;
+    size_t rounded = (bytes + align - 1) / align * align;
+    void* p = rounded ? std::aligned_alloc(align, rounded) : nullptr;
+#if defined(__linux__)
+    if (p && align == kHuge) madvise(p, rounded, MADV_HUGEPAGE);
+#endif
     if (rounded && !p) throw Error("E_INTERNAL", "out of memory allocating " + std::to_string(bytes) + " bytes");
     if (p) std::memset(p, 0, rounded);
     ptr_.reset(p);
