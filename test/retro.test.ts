@@ -2,7 +2,7 @@
 // --neighbours: parsed request -> scheduler -> engine.setNeighbours -> step):
 // every golden case of test/fixtures/retro/* with its fixed neighbours against
 // tools/reference/retro.py, and the refusals of neighbours a model cannot take.
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -61,5 +61,12 @@ describe('roost score --neighbours', () => {
     expect(other.stderr).toContain('neighbours are only taken by model_type retro');
     const bad = roost('score', '--model', dir, '--tokens', '1,2', '--neighbours', file({ a: 1 }), '--device', 'cpu');
     expect(bad.stderr).toContain('must be a JSON list, per chunk, of null or a list of neighbours');
+    // A FIFO is refused at once, never waited on; a missing file is named.
+    const fifo = path.join(tmp, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const piped = roost('score', '--model', dir, '--tokens', '1,2', '--neighbours', fifo, '--device', 'cpu');
+    expect([piped.status, piped.stderr]).toEqual([2, `roost score: --neighbours: cannot read ${fifo}: not a regular file (a FIFO)\n`]);
+    const missing = roost('score', '--model', dir, '--tokens', '1,2', '--neighbours', path.join(tmp, 'none.json'), '--device', 'cpu');
+    expect(missing.stderr).toMatch(/^roost score: --neighbours: cannot read .*none\.json: cannot open: no such file/);
   });
 });

@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import { Command } from 'commander';
 
 import { startCompletion } from '../engine/completion';
+import { FileGuardError, readGuardedFile } from '../engine/file-guard';
 import { parseCompletionBody } from '../engine/params';
 import { RuntimeHolder } from '../engine/runtime';
 import type { Tokenizer } from '../engine/tokenizer';
@@ -32,6 +33,9 @@ interface NoveltyFlags extends ModelFlags {
   out?: string;
   plot?: string;
 }
+
+/** --prompts is held-out text (Revelation 19-22 is 13 KB): a bound that no such file reaches. */
+const PROMPTS_MAX_BYTES = 64 << 20;
 
 const temperatures = (v: string, name: string): number[] =>
   v.split(',').map((t) => {
@@ -77,8 +81,13 @@ async function runNovelty(flags: NoveltyFlags): Promise<void> {
     if (e instanceof CorpusError) throw new UsageError(`--corpus: ${e.message}`);
     throw e;
   }
-  if (!fs.existsSync(promptsFile)) throw new UsageError(`--prompts: no such file ${promptsFile}`);
-  const file = fs.readFileSync(promptsFile, 'utf8');
+  let file: string;
+  try {
+    file = (await readGuardedFile(promptsFile, PROMPTS_MAX_BYTES)).toString('utf8');
+  } catch (e) {
+    if (e instanceof FileGuardError) throw new UsageError(`--prompts: cannot read ${e.message}`);
+    throw e;
+  }
   const l = await load(flags);
   const tok = l.tokenizer;
   const rt = new RuntimeHolder().attach(l.engine, tok, path.basename(l.dir), { maxBatch: flags.maxBatch, requestTimeoutMs: 0 });

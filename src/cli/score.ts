@@ -1,11 +1,10 @@
 // roost score: the log-probability of each token of a text (or of a list of
 // token ids) under the model, as JSON on stdout.
-import { readFileSync } from 'node:fs';
-
 import { Command } from 'commander';
 
 import { isEncoderDecoder, scoreTarget } from '../engine/encoder-decoder';
 import { RequestError } from '../engine/errors';
+import { FileGuardError, parseJsonFile, readGuardedFileSync } from '../engine/file-guard';
 import { scoreTokens } from '../engine/scoring';
 import { flag, UsageError } from './flags';
 import { asUsageError, load, ModelFlags, modelFlags, runtime } from './model';
@@ -75,13 +74,17 @@ async function runScore(flags: ScoreFlags): Promise<void> {
   }
 }
 
+/** k * 2m token ids per chunk as JSON text: 256 MiB is far past any context Roost serves. */
+const NEIGHBOURS_MAX_BYTES = 256 << 20;
+
 /** --neighbours FILE: [[k lists of 2m ids] | null, ...] per chunk, flattened per chunk for the engine. */
 function readNeighbours(path: string): Array<number[] | null> {
   let v: unknown;
   try {
-    v = JSON.parse(readFileSync(path, 'utf8'));
+    v = parseJsonFile(path, readGuardedFileSync(path, NEIGHBOURS_MAX_BYTES));
   } catch (e) {
-    throw new UsageError(`--neighbours ${path}: ${(e as Error).message}`);
+    if (e instanceof FileGuardError) throw new UsageError(`--neighbours: cannot read ${e.message}`);
+    throw e;
   }
   const isIds = (r: unknown) => Array.isArray(r) && r.every((t) => Number.isInteger(t));
   if (!Array.isArray(v) || !v.every((c) => c === null || (Array.isArray(c) && c.every(isIds)))) {
