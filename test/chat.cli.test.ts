@@ -9,14 +9,11 @@ import * as path from 'node:path';
 
 import { goldenOf } from './chat.helpers';
 import { TINY } from './http.helpers';
+import { compileIfStale, ROOT } from './serve.helpers';
 
-const ROOT = path.join(__dirname, '..');
 const BIN = path.join(ROOT, 'bin', 'roost.js');
 
-beforeAll(() => {
-  // bin/roost.js runs the compiled CLI (test/cli.serve.test.ts compiles the same way when dist/ is stale).
-  spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: ROOT, encoding: 'utf8' });
-}, 120000);
+beforeAll(compileIfStale, 120000);
 
 test("npm start's flags serve the default model with the assistant template", async () => {
   const start: string = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).scripts.start;

@@ -14,8 +14,8 @@ import { Detokenizer } from '../src/engine/detokenizer';
 import { loadTokenizer } from '../src/engine/tokenizer';
 import { Engine, native } from '../src/native';
 import { post, start } from './http.helpers';
+import { compileIfStale, ROOT } from './serve.helpers';
 
-const ROOT = path.join(__dirname, '..');
 const BIN = path.join(ROOT, 'bin', 'roost.js');
 const FIXTURES = path.join(__dirname, 'fixtures');
 const TINY = path.join(FIXTURES, 'gpt2-tiny');
@@ -36,25 +36,7 @@ function golden(dir: string): any {
   return JSON.parse(fs.readFileSync(path.join(dir, 'golden.json'), 'utf8'));
 }
 
-function newestMtime(dir: string): number {
-  let t = 0;
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newestMtime(p) : fs.statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-beforeAll(() => {
-  // bin/roost.js runs the compiled CLI: compile when dist/ is missing or older than src/.
-  const cli = path.join(ROOT, 'dist', 'src', 'cli.js');
-  if (!fs.existsSync(cli) || fs.statSync(cli).mtimeMs < newestMtime(path.join(ROOT, 'src'))) {
-    const r = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: ROOT, encoding: 'utf8' });
-    // tsc still emits when some other file has a type error; only a missing CLI stops these tests.
-    if (!fs.existsSync(cli)) throw new Error(`tsc did not produce ${cli}:\n${r.stdout}${r.stderr}`);
-    if (r.status !== 0) console.warn(`tsc reported errors:\n${r.stdout}${r.stderr}`);
-  }
-}, 120000);
+beforeAll(compileIfStale, 120000);
 
 describe('generate', () => {
   test('greedy output is the reference continuation, and only it', () => {

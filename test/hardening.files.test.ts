@@ -13,8 +13,8 @@ import { Scheduler } from '../src/engine/scheduler';
 import { Engine } from '../src/native';
 import { BYTES, FIXTURES, start } from './http.helpers';
 import { within } from './hardening.helpers';
+import { compileIfStale, ROOT } from './serve.helpers';
 
-const ROOT = path.join(__dirname, '..');
 const BIN = path.join(ROOT, 'bin', 'roost.js');
 const BASE = path.join(FIXTURES, 'bigbird-tiny');
 const PROMPT_ADAPTER = path.join(FIXTURES, 'adapters', 'bigbird-tiny-prompt');
@@ -37,12 +37,7 @@ function roost(args: string[], timeoutMs: number) {
 
 beforeAll(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'roost-hardening-'));
-  // bin/roost.js runs the compiled CLI: compile when dist/ is older than src/ (as test/cli.test.ts does).
-  const cli = path.join(ROOT, 'dist', 'src', 'cli.js');
-  const newest = Math.max(...fs.readdirSync(path.join(ROOT, 'src'), { recursive: true, encoding: 'utf8' }).map((f) => fs.statSync(path.join(ROOT, 'src', f)).mtimeMs));
-  if (!fs.existsSync(cli) || fs.statSync(cli).mtimeMs < newest) {
-    spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: ROOT, encoding: 'utf8' });
-  }
+  compileIfStale();
 }, 120_000);
 
 afterAll(() => {

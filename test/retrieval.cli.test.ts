@@ -8,16 +8,11 @@ import { loadTokenizer } from '../src/engine/tokenizer';
 import { Datastore } from '../src/retrieval/datastore';
 import { Embedder } from '../src/retrieval/embedder';
 import { BYTES } from './http.helpers';
+import { compileIfStale, ROOT } from './serve.helpers';
 
-const ROOT = path.join(__dirname, '..');
 const roost = (...args: string[]) => spawnSync(process.execPath, [path.join(ROOT, 'bin', 'roost.js'), ...args], { cwd: ROOT, encoding: 'utf8', timeout: 120000 });
 
-beforeAll(() => {
-  const cli = path.join(ROOT, 'dist', 'src', 'retrieval', 'cli.js');
-  if (!fs.existsSync(cli) || fs.statSync(cli).mtimeMs < fs.statSync(path.join(ROOT, 'src', 'retrieval', 'cli.ts')).mtimeMs) {
-    spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: ROOT });
-  }
-}, 120000);
+beforeAll(compileIfStale, 120000);
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'roost-ds-cli-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));

@@ -4,7 +4,7 @@
 // and is killed after a random number of acknowledged adds plus a random
 // delay; reopening must then succeed and show exactly a prefix d0..d(m-1) of
 // the documents, every acknowledged one included, each whole.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -13,8 +13,8 @@ import { loadTokenizer } from '../src/engine/tokenizer';
 import { Datastore } from '../src/retrieval/datastore';
 import { Embedder } from '../src/retrieval/embedder';
 import { BYTES } from './http.helpers';
+import { compileIfStale, ROOT } from './serve.helpers';
 
-const ROOT = path.join(__dirname, '..');
 const DIST = path.join(ROOT, 'dist', 'src');
 
 /** Document i: ~24 KB of text that names i in letters (words are [a-z]+), so a mix-up shows. */
@@ -37,14 +37,7 @@ for (let i = first; ; i++) {
 }
 `;
 
-beforeAll(() => {
-  // The child runs the compiled modules: compile when dist/ is missing or older than src/retrieval.
-  const js = path.join(DIST, 'retrieval', 'datastore.js');
-  const newest = Math.max(...fs.readdirSync(path.join(ROOT, 'src', 'retrieval')).map((f) => fs.statSync(path.join(ROOT, 'src', 'retrieval', f)).mtimeMs));
-  if (!fs.existsSync(js) || fs.statSync(js).mtimeMs < newest) {
-    spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: ROOT });
-  }
-}, 120000);
+beforeAll(compileIfStale, 120000);
 
 const base = fs.mkdtempSync(path.join(os.tmpdir(), 'roost-kill-'));
 afterAll(() => fs.rmSync(base, { recursive: true, force: true }));
