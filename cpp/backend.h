@@ -141,7 +141,15 @@ struct AttnTask {
   const float* bias = nullptr;
   int64_t bias_max = 0;
   bool unmasked = false;
+  // Prompt rows grouped by the pass cut: the CPU backend's kernel choice then
+  // keeps each row's result independent of the cut (cpp/ops/attention_spans.h).
+  bool pass_cut = false;
 };
+// The task of a forward item's rows: cut by the pass unless they are its one decode token.
+inline AttnTask item_rows(AttnTask t, bool decode) {
+  t.pass_cut = !decode;
+  return t;
+}
 
 // The task batcher of every model: a list of tasks over spans, built once per
 // step on the host, prepared once (the backend chooses kernels and uploads the

@@ -96,7 +96,7 @@ class CpuAttention : public AttentionPlan {
       size_t e = t + 1;  // the group: heads 0, 1, .. of the same queries and spans
       while (e < tasks_.size() && tasks_[e].head == (int32_t)(e - t) && tasks_[e].q == a.q && tasks_[e].out == a.out &&
              tasks_[e].span0 == a.span0 && tasks_[e].n_spans == a.n_spans && tasks_[e].nq == a.nq &&
-             tasks_[e].qpos0 == a.qpos0)
+             tasks_[e].qpos0 == a.qpos0 && tasks_[e].pass_cut == a.pass_cut)
         e++;
       const AttnSpan* s = a.n_spans == 1 ? &spans_[a.span0] : nullptr;
       if (a.head == 0 && s && s->pos0 != kNoMaskPos && s->pos0 <= a.qpos0 && s->pos0 + s->n == a.qpos0 + a.nq) {
@@ -120,7 +120,7 @@ class CpuAttention : public AttentionPlan {
         const AttnTask& a = tasks_[causal_[g].first];
         const AttnSpan& s = spans_[a.span0];
         seqs_.push_back(AttentionSeq{a.out, a.out_stride, a.q, a.q_stride, at(s.k, s.layer_stride),
-                                     at(s.v, s.layer_stride), s.stride, a.qpos0 - s.pos0, a.nq});
+                                     at(s.v, s.layer_stride), s.stride, a.qpos0 - s.pos0, a.nq, a.pass_cut});
       }
       attention_causal(seqs_, H, D_, pool);
     }
@@ -134,7 +134,7 @@ class CpuAttention : public AttentionPlan {
       for (size_t i : span_tasks_) {
         const AttnTask& a = tasks_[i];
         run_tasks_.push_back(SpanAttentionTask{a.out, a.out_stride, a.q, a.q_stride, a.nq, a.qpos0, a.head,
-                                               keys_.data() + a.span0, a.n_spans});
+                                               keys_.data() + a.span0, a.n_spans, a.pass_cut});
       }
       if (!run_tasks_.empty()) attention_spans(run_tasks_, D_, pool);
       biased_run_.clear();

@@ -409,6 +409,7 @@ Engine::Pass Engine::plan_pass(StepRun& run) const {
     }
     it.interim = !r.prompt_logprobs && left > n;
     it.input_ends = r.sample && left == n;
+    it.decode = seq.sampled_last && r.tokens.size() == 1;
     pass.items.push_back(it);
     pass.owner.push_back(i);
   }
@@ -650,6 +651,7 @@ void Engine::apply_memory(StepRun& run, const Pass& pass) const {
 void Engine::sample(StepRun& run) const {
   const int64_t V = model_->config().vocab_size;
   for (size_t i = 0; i < run.requests.size(); i++) {
+    run.seqs[i]->sampled_last = run.requests[i].sample;
     if (!run.requests[i].sample) continue;
     run.results[i].sampled = true;
     run.results[i].token = run.seqs[i]->sampler.sample(run.seqs[i]->last_logits.data(), V);

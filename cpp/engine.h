@@ -144,6 +144,7 @@ class Engine {
     std::vector<float> last_logits;  // logits after the last consumed token (for the next chunk's first log-prob)
     bool in_step = false;
     bool free_after_step = false;
+    bool sampled_last = false;  // its last step sampled: a next request of one token is that token (a decode row)
     // Prefix-cache key chain of a paged state: the key of its last full block
     // (root: the adapter's identity), full blocks keyed, and the ids of the
     // positions after them (soft-prompt rows as -1 - row).

@@ -99,6 +99,13 @@ test('model fixtures are present', () => {
 
 describe.each(MODELS)('%s against the reference', (name) => {
   const g = golden(name);
+  // Batch invariance (docs/design.md): how a sequence's input is cut into
+  // passes, and what else a pass holds, changes no bit of its results. Not
+  // for a sliding window (a pass ending inside the window attends as one
+  // task, past it query by query), perceiver_ar (its latent window is rebuilt
+  // by whichever pass ends the input) and block_recurrent (keys from the ring
+  // and from the pass as two spans split where the pass starts): within 1e-5.
+  const cutTol = /^(mistral-window|perceiver|recurrent)/.test(name) ? 1e-5 : 0;
   const tol = g.logprob_tolerance ?? 1e-4;
   let engine: NativeEngine;
 
@@ -181,7 +188,7 @@ describe.each(MODELS)('%s against the reference', (name) => {
     // none before its latents, so those entries are compared where the forward has them.
     const isNone = (v: number | null) => v === null || Number.isNaN(v);
     const comparable = (xs: number[]) => xs.map((v, i) => (isNone(full[i]) ? NaN : v));
-    expectClose(comparable(oneByOne), full, 1e-5, `${name}/${c.name} one token per step`);
+    expectClose(comparable(oneByOne), full, cutTol, `${name}/${c.name} one token per step`);
     // uneven chunks
     seq = engine.createSequence({ temperature: 0 });
     const chunked: number[] = [];
@@ -196,7 +203,7 @@ describe.each(MODELS)('%s against the reference', (name) => {
       chunked.push(...r.promptLogprobs!);
     }
     engine.freeSequence(seq);
-    expectClose(comparable(chunked), full, 1e-5, `${name}/${c.name} uneven chunks`);
+    expectClose(comparable(chunked), full, cutTol, `${name}/${c.name} uneven chunks`);
   });
 
   test('a batch of mixed-length sequences equals each run alone', async () => {
@@ -231,7 +238,7 @@ describe.each(MODELS)('%s against the reference', (name) => {
     seqs.forEach((s) => engine.freeSequence(s));
     prompts.forEach((_, i) => {
       expect(batched[i].tokens).toEqual(alone[i].tokens);
-      expectClose(batched[i].lps, alone[i].lps, 1e-5, `${name} batch member ${i}`);
+      expectClose(batched[i].lps, alone[i].lps, cutTol, `${name} batch member ${i}`);
     });
   });
 });

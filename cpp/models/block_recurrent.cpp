@@ -190,7 +190,8 @@ void BlockRecurrentModel::forward(const std::vector<ForwardItem>& items, ThreadP
         if (ks < r.past) s->ring.ring_spans(plan, ks, r.past, /*unmasked=*/false, /*per_layer=*/true);
         const int64_t cs = std::max(ks, r.past);
         plan.add_span(AttnSpan{step_kv(r.row(cs)), step_kv(r.row(cs)) + C * es, 2 * C, p1 - cs, cs, 0});
-        plan.add_heads(AttnTask{att + r.row(p0) * a_stride, a_stride, qkv + r.row(p0) * 3 * C, 3 * C, p1 - p0, p0}, H);
+        plan.add_heads(
+            item_rows(AttnTask{att + r.row(p0) * a_stride, a_stride, qkv + r.row(p0) * 3 * C, 3 * C, p1 - p0, p0}, items[i].decode), H);
       }
     }
     plan.prepare(D);
@@ -223,7 +224,8 @@ void BlockRecurrentModel::forward(const std::vector<ForwardItem>& items, ThreadP
       auto* s = static_cast<RecurrentState*>(items[i].state);
       const auto [p0, p1] = rows[i].segs[k];
       rd.read->add_span(s->skv.span(0, 0, S, kNoMaskPos, /*per_layer=*/true));
-      rd.read->add_heads(AttnTask{att + rows[i].row(p0) * 2 * C + C, 2 * C, qs + rows[i].row(p0) * C, C, p1 - p0, p0}, H);
+      rd.read->add_heads(
+          item_rows(AttnTask{att + rows[i].row(p0) * 2 * C + C, 2 * C, qs + rows[i].row(p0) * C, C, p1 - p0, p0}, items[i].decode), H);
       if (p1 % W == 0) done.push_back({i, p0 / W});
     }
     rd.read->prepare(D);

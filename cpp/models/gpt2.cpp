@@ -97,7 +97,7 @@ void Gpt2Model::forward(const std::vector<ForwardItem>& items, ThreadPool& pool)
       auto* s = static_cast<Gpt2State*>(items[i].state);
       const int64_t past = s->len, n = items[i].n;
       s->kv.add_spans(plan, 0, past + n, /*per_layer=*/true);
-      plan.add_heads(AttnTask{att + row0[i] * C, C, qkv + row0[i] * 3 * C, 3 * C, n, past}, H);
+      plan.add_heads(item_rows(AttnTask{att + row0[i] * C, C, qkv + row0[i] * 3 * C, 3 * C, n, past}, items[i].decode), H);
     }
     plan.prepare(D);
   } else {
@@ -116,7 +116,8 @@ void Gpt2Model::forward(const std::vector<ForwardItem>& items, ThreadPool& pool)
             s->kv.add_spans(plan, j * b, std::min((j + 1) * b, end), /*per_layer=*/false, l);
           }
           const int64_t r = row0[i] + t.r0;
-          plan.add_task(AttnTask{att + r * C, C, qkv + r * 3 * C, 3 * C, t.p1 - t.p0, t.p0, (int32_t)t.head});
+          plan.add_task(
+              item_rows(AttnTask{att + r * C, C, qkv + r * 3 * C, 3 * C, t.p1 - t.p0, t.p0, (int32_t)t.head}, items[i].decode));
         });
       }
       plan.prepare(D);

@@ -117,7 +117,7 @@ void LlamaModel::forward(const std::vector<ForwardItem>& items, ThreadPool& pool
     if (W == 0 || end <= W) {  // in a ring, positions < W - 1 + n sit in their own slots
       if (W == 0) s->kv.add_spans(plan, 0, end, /*per_layer=*/true);
       else plan.add_span(s->ring.span(0, 0, end, 0, /*per_layer=*/true));
-      plan.add_gqa_heads(AttnTask{att + row0[i] * Wq, Wq, qkv + row0[i] * W3, W3, n, past}, H, G, D);
+      plan.add_gqa_heads(item_rows(AttnTask{att + row0[i] * Wq, Wq, qkv + row0[i] * W3, W3, n, past}, items[i].decode), H, G, D);
       continue;
     }
     for (int64_t t = 0; t < n; t++) {

@@ -64,6 +64,10 @@ struct ForwardItem {
   // (the head's input) of the rows whose logits are written: [all_logits ? n : 1, C].
   // kNN memory's keys (cpp/knn_memory.h).
   float* hidden = nullptr;
+  // True when the item is the one token sampled from the sequence's previous
+  // logits (a decode row); false for input rows, whose grouping into passes
+  // depends on the scheduler (AttnTask::pass_cut).
+  bool decode = false;
 };
 
 class Model {

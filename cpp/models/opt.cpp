@@ -140,7 +140,7 @@ void OptModel::forward(const std::vector<ForwardItem>& items, ThreadPool& pool) 
     auto* s = static_cast<PagedState*>(items[i].state);
     const int64_t past = s->len, n = items[i].n;
     s->kv.add_spans(plan, 0, past + n, /*per_layer=*/true);
-    plan.add_heads(AttnTask{att + row0[i] * C, C, qkv + row0[i] * 3 * C, 3 * C, n, past}, H);
+    plan.add_heads(item_rows(AttnTask{att + row0[i] * C, C, qkv + row0[i] * 3 * C, 3 * C, n, past}, items[i].decode), H);
   }
   plan.prepare(D);
 

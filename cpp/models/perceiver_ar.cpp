@@ -176,7 +176,7 @@ void PerceiverArModel::forward(const std::vector<ForwardItem>& items, ThreadPool
     const Rows& r = rows[i];
     if (r.interim) continue;
     plan0_->add_span(s->kv0.span(0, 0, r.end, 0, false));
-    plan0_->add_heads(AttnTask{att + r.z0 * C, C, q + r.z0 * C, C, r.end - r.zp, r.zp}, H);
+    plan0_->add_heads(item_rows(AttnTask{att + r.z0 * C, C, q + r.z0 * C, C, r.end - r.zp, r.zp}, items[i].decode), H);
     if (!deep) continue;
     const char* kr = kvh + r.y0 * 2 * C * es;
     if (r.rebuild) {  // window row t sees window rows 0..t
@@ -185,7 +185,7 @@ void PerceiverArModel::forward(const std::vector<ForwardItem>& items, ThreadPool
       s->lat.ring_spans(*plan_, std::max(s->lat0, r.past - N + 1), r.past, /*unmasked=*/true, /*per_layer=*/true);
       plan_->add_span(AttnSpan{kr, kr + C * es, 2 * C, 1, kNoMaskPos, 0});
     }
-    plan_->add_heads(AttnTask{att + r.y0 * C, C, qkv + r.y0 * 3 * C, 3 * C, r.end - r.yp, r.yp}, H);
+    plan_->add_heads(item_rows(AttnTask{att + r.y0 * C, C, qkv + r.y0 * 3 * C, 3 * C, r.end - r.yp, r.yp}, items[i].decode), H);
   }
   plan0_->prepare(D);
 

@@ -158,7 +158,7 @@ void RetroModel::forward(const std::vector<ForwardItem>& items, ThreadPool& pool
       kv_moves[2 * rr + 1] = RowMove{qkv + rr * 3 * C + 2 * C, s->kv.v(0, p), s->kv.layer_stride()};
     }
     self_->add_span(s->kv.span(0, 0, s->len + items[i].n, 0, /*per_layer=*/true));
-    self_->add_heads(AttnTask{att + row0[i] * C, C, qkv + row0[i] * 3 * C, 3 * C, items[i].n, s->len}, H);
+    self_->add_heads(item_rows(AttnTask{att + row0[i] * C, C, qkv + row0[i] * 3 * C, 3 * C, items[i].n, s->len}, items[i].decode), H);
   }
   self_->prepare(D);
   const Positions& P = positions(pos);
@@ -223,7 +223,8 @@ void RetroModel::forward(const std::vector<ForwardItem>& items, ThreadPool& pool
       if (u >= 0 && s->chunks[u]) {
         char* base = s->chunks[u]->as<char>();
         cca_->add_span(AttnSpan{base, base + KR * C * es, C, KR, kNoMaskPos, 2 * KR * C});
-        cca_->add_heads(AttnTask{att + (row0[i] + j) * C, C, cq + (row0[i] + j) * C, C, j2 - j, s->len + j}, H);
+        cca_->add_heads(
+            item_rows(AttnTask{att + (row0[i] + j) * C, C, cq + (row0[i] + j) * C, C, j2 - j, s->len + j}, items[i].decode), H);
         cca_runs.push_back({row0[i] + j, j2 - j});
       }
       j = j2;

@@ -83,6 +83,7 @@ void split_costly_tiles(Splits& out, std::vector<SpanAttentionTask>& tiles, std:
   size_t floats = 0;
   for (size_t ti = 0; ti < n_tiles; ti++) {
     const SpanAttentionTask t = tiles[ti];
+    if (t.pass_cut) continue;  // its parts would follow the cut (attention_spans.h)
     const int64_t last = t.qpos0 + t.nq - 1;
     int64_t keys = 0;
     for (int64_t s = 0; s < t.n_spans; s++) keys += visible(t.spans[s], last);
@@ -172,7 +173,8 @@ void attention_causal(const std::vector<AttentionSeq>& seqs, int64_t H, int64_t 
   tasks.reserve(seqs.size() * H);
   for (const AttentionSeq& s : seqs) {
     spans.push_back({s.k, s.v, s.kv_stride, s.pos0 + s.Tq, 0});
-    for (int64_t h = 0; h < H; h++) tasks.push_back({s.out, s.out_stride, s.q, s.q_stride, s.Tq, s.pos0, h, &spans.back(), 1});
+    for (int64_t h = 0; h < H; h++)
+      tasks.push_back({s.out, s.out_stride, s.q, s.q_stride, s.Tq, s.pos0, h, &spans.back(), 1, s.pass_cut});
   }
   attention_spans(tasks, D, pool);
 }

@@ -156,7 +156,7 @@ void decode(const SpanAttentionTask& t, int64_t D, float* partial) {
 }  // namespace
 
 void tile_avx2(const SpanAttentionTask& t, int64_t D, float* partial) {
-  if (t.nq >= kMinTileQueries) {
+  if (t.nq >= kMinTileQueries || t.pass_cut) {
     gemm_tile_avx2(t, D, partial);
     return;
   }

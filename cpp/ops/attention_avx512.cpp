@@ -210,7 +210,7 @@ void decode(const SpanAttentionTask& t, int64_t D, float* partial) {
 }  // namespace
 
 void tile_avx512(const SpanAttentionTask& t, int64_t D, float* partial) {
-  if (t.nq >= kMinTileQueries) {
+  if (t.nq >= kMinTileQueries || t.pass_cut) {
     gemm_tile_avx512(t, D, partial);
     return;
   }

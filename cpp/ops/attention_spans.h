@@ -42,6 +42,13 @@ struct SpanAttentionTask {
   int64_t head;
   const KeySpan* spans;
   int64_t n_spans;
+  // Rows whose grouping follows how the scheduler cut a prompt into passes (a
+  // cached prefix or another sequence's chunk moves the cut). They always take
+  // the GEMM-shaped tile and are never split, so each row's result does not
+  // depend on the cut (docs/design.md, "Batch invariance"). False: rows that
+  // are the same task whatever the cut (a decode token, one task per query),
+  // which take the few-query kernel when nq is small.
+  bool pass_cut = false;
 };
 
 // Scale 1/sqrt(D). Tasks of any size; the entry cuts them into query tiles,

@@ -121,6 +121,7 @@ struct AttentionSeq {
   int64_t kv_stride;
   int64_t pos0;
   int64_t Tq;
+  bool pass_cut = false;  // as SpanAttentionTask::pass_cut (attention_spans.h)
 };
 void attention_causal(const std::vector<AttentionSeq>& seqs, int64_t H, int64_t D, ThreadPool& pool);
 void attention_causal_reference(const std::vector<AttentionSeq>& seqs, int64_t H, int64_t D);

@@ -167,6 +167,38 @@ void test_matmul_case(DType t, int64_t K, int64_t N, bool nk, const std::vector<
   set_isa(detected_isa());
 }
 
+// Batch invariance (docs/design.md): row r of a call gives the same bits
+// whether the call holds 1 row (the GEMV), 2, 3 or many (the GEMM tiles), on
+// every ISA, thread count and float dtype; a cached prefix or another batch
+// changes only how many rows a call holds.
+void test_matmul_batch_invariance() {
+  int case_no = 0;
+  for (DType t : {DType::F32, DType::F16, DType::BF16})
+    for (auto [K, N] : {std::pair<int64_t, int64_t>{37, 200}, {768, 2304}, {64, 16 * 11 + 5}}) {
+      Weights w = make_weights(t, K, N, true);
+      PackedMatrix W = pack_matrix(w.src.data(), t, K, N, true);
+      std::vector<float> bias = randn(N);
+      const int64_t Mmax = 19;
+      std::vector<float> x = randn(Mmax * K);
+      for (Isa isa : supported_isas()) {
+        set_isa(isa);
+        std::vector<float> alone(Mmax * N);
+        for (int64_t r = 0; r < Mmax; r++) matmul(alone.data() + r * N, x.data() + r * K, W, bias.data(), 1, pool_n(1));
+        for (int64_t M : {2, 3, 4, 9, 19}) {
+          const int threads = 1 + case_no++ % 3;
+          std::vector<float> y(M * N, NAN);
+          matmul(y.data(), x.data(), W, bias.data(), M, pool_n(threads));
+          int64_t differ = 0;
+          for (int64_t i = 0; i < M * N; i++) differ += std::memcmp(&y[i], &alone[i], sizeof(float)) != 0;
+          CHECK_MESSAGE(differ == 0, fmt("matmul[%s, %d thr] %s K=%lld N=%lld M=%lld: %lld of %lld values differ from the rows alone",
+                                         isa_name(isa), threads, dtype_name(t), (long long)K, (long long)N, (long long)M,
+                                         (long long)differ, (long long)(M * N)));
+        }
+      }
+      set_isa(detected_isa());
+    }
+}
+
 void test_matmul() {
   const std::vector<int64_t> all_m = {1, 2, 3, 7, 16, 33, 128};
   int case_no = 0;
@@ -444,6 +476,38 @@ void test_attention_case(const char* name, int64_t H, int64_t D, const std::vect
   set_isa(detected_isa());
 }
 
+// Prompt rows (pass_cut) cut into passes differently: the same 150 queries over
+// a long context run as one pass, as 1 + 2 + 3 + 144, and as 64-row passes (the
+// causal cache of the later passes holds the earlier ones), with other
+// sequences beside them: every output row is bit-identical (docs/design.md).
+void test_attention_cut_invariance() {
+  const int64_t H = 3, D = 64, C = H * D, T0 = 700, Tq = 150, T = T0 + Tq;
+  const std::vector<float> q = randn(Tq * C), k = randn(T * C), v = randn(T * C);
+  const std::vector<float> oq = randn(5 * C), ok = randn(400 * C), ov = randn(400 * C);
+  for (Isa isa : supported_isas()) {
+    set_isa(isa);
+    for (int threads : {1, 2}) {
+      std::vector<std::vector<float>> outs;
+      for (const std::vector<int64_t>& cuts : {std::vector<int64_t>{150}, {1, 2, 3, 144}, {64, 64, 22}, {5, 1, 144}}) {
+        std::vector<float> out(Tq * C, NAN), other(5 * C);
+        int64_t at = 0;
+        for (size_t c = 0; c < cuts.size(); c++) {
+          std::vector<AttentionSeq> seqs;
+          if (c % 2 == 0) seqs.push_back({other.data(), C, oq.data(), C, ok.data(), ov.data(), C, 395, 5, true});
+          seqs.push_back({out.data() + at * C, C, q.data() + at * C, C, k.data(), v.data(), C, T0 + at, cuts[c], true});
+          attention_causal(seqs, H, D, pool_n(threads));
+          at += cuts[c];
+        }
+        outs.push_back(out);
+      }
+      for (size_t c = 1; c < outs.size(); c++)
+        CHECK_MESSAGE(std::memcmp(outs[c].data(), outs[0].data(), outs[0].size() * sizeof(float)) == 0,
+                      fmt("attention[%s, %d thr]: cut %zu differs from one pass", isa_name(isa), threads, c));
+    }
+  }
+  set_isa(detected_isa());
+}
+
 void test_attention() {
   // A batch step: prompts, a continuing chunk and decodes, side by side.
   const std::vector<SeqSpec> mixed = {{0, 1}, {0, 5}, {7, 1}, {40, 33}, {100, 70}, {0, 64}, {250, 2}};
@@ -503,3 +567,6 @@ TEST_CASE("gelu") { test_gelu(); }
 TEST_CASE("add_inplace") { test_add_inplace(); }
 TEST_CASE("softmax") { test_softmax(); }
 TEST_CASE("attention") { test_attention(); }
+// Last: they draw from g_rng, and the cases above keep their data.
+TEST_CASE("matmul: a row's result does not depend on the rows beside it") { test_matmul_batch_invariance(); }
+TEST_CASE("attention: a prompt row's result does not depend on the pass cut") { test_attention_cut_invariance(); }
