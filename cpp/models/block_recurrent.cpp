@@ -244,10 +244,13 @@ void BlockRecurrentModel::forward(const std::vector<ForwardItem>& items, ThreadP
       }
       const int64_t b0 = done[d].second * W, b1 = b0 + W;
       rd.update->add_span(s->skv.span(0, 0, S, kNoMaskPos, /*per_layer=*/true));
-      if (b0 < r.past) s->ring.ring_spans(*rd.update, b0, r.past, /*unmasked=*/true, /*per_layer=*/true);
+      // The block's rows keep their positions and the S queries sit at b1 - 1,
+      // which sees them all: the ring's rows and the pass's then form one run of
+      // key blocks wherever the pass starts (cpp/ops/attention_impl.h, run_end).
+      if (b0 < r.past) s->ring.ring_spans(*rd.update, b0, r.past, /*unmasked=*/false, /*per_layer=*/true);
       const int64_t cs = std::max(b0, r.past);
-      rd.update->add_span(AttnSpan{step_kv(r.row(cs)), step_kv(r.row(cs)) + C * es, 2 * C, b1 - cs, kNoMaskPos, 0});
-      rd.update->add_heads(AttnTask{sa + d * S * C, C, sq + d * S * C, C, S, 0}, H);
+      rd.update->add_span(AttnSpan{step_kv(r.row(cs)), step_kv(r.row(cs)) + C * es, 2 * C, b1 - cs, cs, 0});
+      rd.update->add_heads(item_rows(AttnTask{sa + d * S * C, C, sq + d * S * C, C, S, b1 - 1}, /*decode=*/false), H);
     }
     rd.update->prepare(D);
     rd.s_rows = be.upload(s_rows);

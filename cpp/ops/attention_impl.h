@@ -25,6 +25,37 @@ inline int64_t visible(const KeySpan& s, int64_t qpos) {
   return v < 0 ? 0 : v > s.n ? s.n : v;
 }
 
+// The GEMM-shaped tiles walk a task's keys in runs: consecutive spans that
+// continue one another's positions (each masked, span s+1 starting where s
+// ends) count as one span, cut into 64-key blocks from the run's start. So a
+// query's keys fall in the same blocks however they were split into spans,
+// e.g. a block_recurrent pass's own rows after the ring's earlier ones, split
+// where the pass starts (docs/design.md, "Batch invariance").
+inline int64_t run_end(const KeySpan* spans, int64_t n_spans, int64_t si) {
+  int64_t e = si + 1;
+  while (e < n_spans && spans[e - 1].pos0 != kSpanNoMask && spans[e].pos0 == spans[e - 1].pos0 + spans[e - 1].n) e++;
+  return e;
+}
+// Spans [si, se) as one span for visible(): positions and row count.
+inline KeySpan run_span(const KeySpan* spans, int64_t si, int64_t se) {
+  KeySpan run = spans[si];
+  for (int64_t s = si + 1; s < se; s++) run.n += spans[s].n;
+  return run;
+}
+// Reads a run's rows in order: take() hands the K and V row pointers (head
+// column offset added) of the next `rows` rows.
+struct RunCursor {
+  const KeySpan* span;
+  int64_t row = 0;
+  void take(int64_t rows, int64_t off, const float** k, const float** v) {
+    for (int64_t j = 0; j < rows; j++, row++) {
+      while (row == span->n) span++, row = 0;
+      k[j] = span->k + row * span->stride + off;
+      v[j] = span->v + row * span->stride + off;
+    }
+  }
+};
+
 // How a decode tile prefetches a span's rows (attention_avx512.cpp says why):
 // kShort when the whole tile reads few keys (all named up front, each value row
 // beside its key row); kAhead, streaming kPrefetchRows ahead, for a span longer

@@ -116,14 +116,17 @@ void gemm_tile(const SpanAttentionTask& t, int64_t D, float* partial) {
     l[b] = 0;
   }
 
-  for (int64_t si = 0; si < t.n_spans; si++) {
-    const KeySpan sp = t.spans[si];
-    const float* kh = sp.k + t.head * D;  // key row r at kh + r * stride
-    const float* vh = sp.v + t.head * D;
+  const float* kr[kKeyBlock];  // the block's key and value rows (head columns)
+  const float* vr[kKeyBlock];
+  for (int64_t si = 0, se; si < t.n_spans; si = se) {
+    se = run_end(t.spans, t.n_spans, si);
+    const KeySpan sp = run_span(t.spans, si, se);  // the run's positions
+    RunCursor cursor{t.spans + si};
     const int64_t most = visible(sp, qpos0 + nq - 1);  // rows < most are used by some query
     for (int64_t kb0 = 0; kb0 < most; kb0 += kKeyBlock) {
       const int64_t rows = std::min<int64_t>(kKeyBlock, most - kb0);   // valid keys in the block
       const int64_t b0 = std::clamp<int64_t>(sp.pos0 + kb0 - qpos0, 0, nq);  // queries before b0 see none of it
+      cursor.take(rows, t.head * D, kr, vr);
 
       // Pack V rows and K transposed 8 x 8 at a time; rows past `rows` are zero.
       for (int64_t g = 0; g < kKeyBlock / 8; g++) {
@@ -131,8 +134,8 @@ void gemm_tile(const SpanAttentionTask& t, int64_t D, float* partial) {
           __m256 r[8];
           for (int64_t i = 0; i < 8; i++) {
             const int64_t j = 8 * g + i;
-            r[i] = j < rows ? load_row(kh + (kb0 + j) * sp.stride, c) : _mm256_setzero_ps();
-            _mm256_store_ps(V + j * W + 8 * c, j < rows ? load_row(vh + (kb0 + j) * sp.stride, c) : _mm256_setzero_ps());
+            r[i] = j < rows ? load_row(kr[j], c) : _mm256_setzero_ps();
+            _mm256_store_ps(V + j * W + 8 * c, j < rows ? load_row(vr[j], c) : _mm256_setzero_ps());
           }
           transpose8(r);
           for (int i = 0; i < 8; i++) _mm256_store_ps(KT + (8 * c + i) * kKeyBlock + 8 * g, r[i]);

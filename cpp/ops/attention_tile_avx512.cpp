@@ -149,12 +149,17 @@ void gemm_tile(const SpanAttentionTask& t, int64_t D, float* partial) {
     l[b] = 0;
   }
 
-  for (int64_t si = 0; si < t.n_spans; si++) {
-    const KeySpan sp = t.spans[si];
-    const float* kh = sp.k + t.head * D;  // key row r at kh + r * stride
-    const float* vh = sp.v + t.head * D;
+  const float* krows[2][kKeyBlock];  // this block's and the next one's key rows (head columns)
+  const float* vrows[2][kKeyBlock];
+  for (int64_t si = 0, se; si < t.n_spans; si = se) {
+    se = run_end(t.spans, t.n_spans, si);
+    const KeySpan sp = run_span(t.spans, si, se);  // the run's positions
+    RunCursor cursor{t.spans + si};
     const int64_t most = visible(sp, qpos0 + nq - 1);  // rows < most are used by some query
-    for (int64_t kb0 = 0; kb0 < most; kb0 += kKeyBlock) {
+    if (most > 0) cursor.take(std::min(kKeyBlock, most), t.head * D, krows[0], vrows[0]);
+    for (int64_t kb0 = 0, cur = 0; kb0 < most; kb0 += kKeyBlock, cur ^= 1) {
+      const float** kr = krows[cur];
+      const float** vr = vrows[cur];
       const int64_t rows = std::min<int64_t>(kKeyBlock, most - kb0);  // valid keys in the block
       // Queries before b0 see none of this block (row kb0 sits at sp.pos0 + kb0).
       const int64_t b0 = std::clamp<int64_t>(sp.pos0 + kb0 - qpos0, 0, nq);
@@ -166,9 +171,8 @@ void gemm_tile(const SpanAttentionTask& t, int64_t D, float* partial) {
           __m512 r[16];
           for (int64_t i = 0; i < 16; i++) {
             const int64_t j = 16 * g + i;
-            r[i] = j < rows ? _mm512_maskz_loadu_ps(dm[c], kh + (kb0 + j) * sp.stride + 16 * c) : _mm512_setzero_ps();
-            _mm512_store_ps(V + j * W + 16 * c,
-                            j < rows ? _mm512_maskz_loadu_ps(dm[c], vh + (kb0 + j) * sp.stride + 16 * c) : _mm512_setzero_ps());
+            r[i] = j < rows ? _mm512_maskz_loadu_ps(dm[c], kr[j] + 16 * c) : _mm512_setzero_ps();
+            _mm512_store_ps(V + j * W + 16 * c, j < rows ? _mm512_maskz_loadu_ps(dm[c], vr[j] + 16 * c) : _mm512_setzero_ps());
           }
           transpose16(r);
           for (int i = 0; i < 16; i++) _mm512_store_ps(KT + (16 * c + i) * kKeyBlock + 16 * g, r[i]);
@@ -178,8 +182,11 @@ void gemm_tile(const SpanAttentionTask& t, int64_t D, float* partial) {
       // The next block loads while this one computes.
       const int64_t next_rows = std::min(kKeyBlock, most - (kb0 + kKeyBlock));
       if (next_rows > 0) {
-        prefetch_rows(kh + (kb0 + kKeyBlock) * sp.stride, sp.stride, next_rows, D);
-        prefetch_rows(vh + (kb0 + kKeyBlock) * sp.stride, sp.stride, next_rows, D);
+        cursor.take(next_rows, t.head * D, krows[cur ^ 1], vrows[cur ^ 1]);
+        for (int64_t j = 0; j < next_rows; j++) {
+          prefetch_rows(krows[cur ^ 1][j], 0, 1, D);
+          prefetch_rows(vrows[cur ^ 1][j], 0, 1, D);
+        }
       }
 
       for (int64_t b = b0; b < nq; b += kQkRows)

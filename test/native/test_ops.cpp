@@ -15,6 +15,7 @@
 #include "doctest.h"
 #include "fmt.h"
 #include "ops/ops.h"
+#include "ops/attention_spans.h"
 
 using namespace roost;
 
@@ -503,6 +504,22 @@ void test_attention_cut_invariance() {
       for (size_t c = 1; c < outs.size(); c++)
         CHECK_MESSAGE(std::memcmp(outs[c].data(), outs[0].data(), outs[0].size() * sizeof(float)) == 0,
                       fmt("attention[%s, %d thr]: cut %zu differs from one pass", isa_name(isa), threads, c));
+      // The same keys as two spans that continue each other's positions (a
+      // ring's rows, then a pass's own), split anywhere: the same bits.
+      std::vector<float> whole;
+      for (int64_t split : {int64_t{0}, int64_t{1}, int64_t{63}, int64_t{64}, int64_t{500}, T0 + 7}) {
+        const KeySpan a{k.data(), v.data(), C, split, 0}, b{k.data() + split * C, v.data() + split * C, C, T - split, split};
+        const KeySpan spans[2] = {a, b};
+        std::vector<float> out(Tq * C, NAN);
+        std::vector<SpanAttentionTask> tasks;
+        for (int64_t h = 0; h < H; h++)
+          tasks.push_back({out.data(), C, q.data(), C, Tq, T0, h, split == 0 ? spans + 1 : spans, split == 0 ? 1 : 2, true});
+        attention_spans(tasks, D, pool_n(threads));
+        if (whole.empty()) whole = out;
+        CHECK_MESSAGE(std::memcmp(out.data(), whole.data(), whole.size() * sizeof(float)) == 0,
+                      fmt("attention[%s, %d thr]: keys split at %lld differ from one span", isa_name(isa), threads,
+                          (long long)split));
+      }
     }
   }
   set_isa(detected_isa());
