@@ -83,3 +83,25 @@ test('a datastore cut in other chunks than the model\'s is refused by name', asy
   expect(r.status).toBe(400);
   expect(r.json.error.message).toBe('datastore "chunks16" has chunks of 16 tokens; this retro model\'s chunk size is 8 (build it with that chunk size)');
 });
+
+test('retrieval.k: left out it is the model\'s num_neighbours; given, it must be that number, else refused naming it', async () => {
+  const { k: _k, ...noK } = body.retrieval;
+  const left = await post(s.url, { ...body, retrieval: noK });
+  const given = await post(s.url, body);
+  expect([left.status, given.status]).toEqual([200, 200]);
+  expect(left.json.choices[0].retrieved).toEqual(given.json.choices[0].retrieved);
+  // BM25 finds fewer than k for a chunk without a shared word; never more.
+  expect(Math.max(...left.json.choices[0].retrieved.map((x: any) => x.passages.length))).toBe(K);
+  for (const k of [1, 3, 64]) {
+    const r = await post(s.url, { ...body, retrieval: { ...body.retrieval, k } });
+    expect([r.status, r.json.error]).toEqual([
+      400,
+      {
+        message: `retrieval.k must be 2 for model chunk8 (got ${k}): a retro model reads exactly its num_neighbours neighbours per chunk; leave k out to use it`,
+        type: 'invalid_request_error',
+        param: 'retrieval.k',
+        code: 'invalid_parameter',
+      },
+    ]);
+  }
+});

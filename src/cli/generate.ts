@@ -1,11 +1,19 @@
 // roost generate: one completion, streamed to stdout as it is sampled. The
 // sampling flags go through the request validation HTTP uses
 // (src/engine/params.ts), so they are judged, and their defaults taken, there.
+// With --datastore the request carries a `retrieval` field and runs the
+// server's retrieval (src/retrieval/retro.ts completionRetrieval): a retro
+// model retrieves per chunk as it generates, another model gets passages
+// before its prompt; the same seed gives the server's tokens.
+import * as path from 'node:path';
+
 import { Command } from 'commander';
 
 import { startCompletion } from '../engine/completion';
 import { parseCompletionBody } from '../engine/params';
-import { flag, required } from './flags';
+import { Datastores } from '../retrieval/registry';
+import { completionRetrieval } from '../retrieval/retro';
+import { flag, required, UsageError } from './flags';
 import { asUsageError, load, ModelFlags, modelFlags, runtime } from './model';
 
 interface GenerateFlags extends ModelFlags {
@@ -15,10 +23,23 @@ interface GenerateFlags extends ModelFlags {
   topP?: string;
   topK?: string;
   seed?: string;
+  datastore?: string;
+  retrievalMode?: string;
+  retrievalK?: string;
 }
 
 /** Request field -> the flag that carries it. */
-const FIELDS = { prompt: '--prompt', max_tokens: '--max-tokens', temperature: '--temperature', top_p: '--top-p', top_k: '--top-k', seed: '--seed' };
+const FIELDS = {
+  prompt: '--prompt',
+  max_tokens: '--max-tokens',
+  temperature: '--temperature',
+  top_p: '--top-p',
+  top_k: '--top-k',
+  seed: '--seed',
+  'retrieval.datastore': '--datastore',
+  'retrieval.mode': '--retrieval-mode',
+  'retrieval.k': '--retrieval-k',
+};
 
 /** The request validation's defaults, for --help. */
 const DEFAULTS = parseCompletionBody({ prompt: 'x' }, { vocabSize: 1 });
@@ -34,6 +55,14 @@ export function generateCommand(): Command {
     .addOption(flag('--top-p <p>', `nucleus sampling: keep the smallest set of tokens whose probability reaches P (default: ${DEFAULTS.topP}, off)`))
     .addOption(flag('--top-k <k>', `keep only the K most likely tokens; 0 or -1 is off (default: ${DEFAULTS.topK}, off)`))
     .addOption(flag('--seed <s>', 'the sampling seed, for a repeatable run (default: a random seed each run)'))
+    .addOption(
+      flag(
+        '--datastore <dir>',
+        "retrieve from the datastore folder DIR as `roost serve --datastore` does for the `retrieval` field: a retro model per chunk as it generates (docs/retro.md), another model passages before the prompt (docs/retrieval.md)",
+      ),
+    )
+    .addOption(flag('--retrieval-mode <mode>', 'with --datastore: dense, bm25 or hybrid (default: hybrid)'))
+    .addOption(flag('--retrieval-k <k>', "with --datastore: passages per prompt, or a retro model's neighbours per chunk (default: 4; a retro model's num_neighbours)"))
     .action(runGenerate);
 }
 
@@ -59,14 +88,25 @@ async function runGenerate(flags: GenerateFlags): Promise<void> {
     top_k: jsonValue(flags.topK),
     seed: jsonValue(flags.seed),
   };
+  if (flags.datastore === undefined && (flags.retrievalMode !== undefined || flags.retrievalK !== undefined)) {
+    throw new UsageError(`${flags.retrievalMode !== undefined ? '--retrieval-mode' : '--retrieval-k'} needs --datastore`);
+  }
+  const name = flags.datastore === undefined ? undefined : path.basename(path.resolve(flags.datastore));
+  if (name !== undefined) body.retrieval = { datastore: name, k: jsonValue(flags.retrievalK), mode: flags.retrievalMode };
   const l = await load(flags);
   const rt = runtime(l);
   if (l.adapter) body.adapter = l.adapter.name;
+  const stores = name === undefined ? undefined : new Datastores({ [name]: path.resolve(flags.datastore!) });
+  if (stores) {
+    stores.open(l.tokenizer);
+    for (const [, why] of stores.errors()) throw new UsageError(`--datastore: ${why}`);
+  }
   const out = process.stdout;
   let last = '';
   try {
     // Streamed: each piece of text goes out as soon as it is whole UTF-8.
-    const params = parseCompletionBody({ ...body, stream: true }, { vocabSize: rt.info.vocabSize });
+    const parsed = parseCompletionBody({ ...body, stream: true }, { vocabSize: rt.info.vocabSize });
+    const { params } = completionRetrieval(rt, stores, parsed);
     const run = startCompletion(rt, params, {
       onDelta(_index, text) {
         if (text === '') return;

@@ -3,6 +3,7 @@
 // WebSocket edges call parseCompletionBody / parseStreamMessage and pass the
 // typed result on. Every refusal is a RequestError naming the field.
 import { describe, invalidParam, RequestError } from './errors';
+import type { SequenceSpec } from './scheduler';
 
 /** One prompt: text, or token ids. */
 export type Prompt = string | number[];
@@ -56,7 +57,7 @@ export interface CompletionParams {
   /** retro: fixed neighbours per chunk (k * 2m tokens, null: none); set by roost score, not by HTTP. */
   neighbours?: Array<number[] | null>;
   /** retro: live retrieval per chunk of each choice (src/retrieval/retro.ts); set by the route, not by the body. */
-  retroLive?: { forChoice(index: number): { chunkSize: number; neighbours(chunk: number, tokens: number[]): number[] | null } };
+  retroLive?: { forChoice(index: number): NonNullable<SequenceSpec['retro']> };
 }
 
 /** The `novelty` field (docs/api.md). */
@@ -77,7 +78,8 @@ export interface MemoryRequest {
 /** The `retrieval` field (docs/api.md). */
 export interface RetrievalParams {
   datastore: string;
-  k: number;
+  /** null: not given (in-context retrieval takes DEFAULT_RETRIEVAL_K, a retro model its num_neighbours). */
+  k: number | null;
   mode: 'dense' | 'bm25' | 'hybrid';
   returnPassages: boolean;
 }
@@ -278,7 +280,10 @@ function logprobs(o: Obj): number | null {
   return int(o, 'logprobs', 0, LIMITS.logprobs, 0);
 }
 
-/** retrieval: {datastore, k = 4, mode = "hybrid", return_passages = true} (src/retrieval/in-context.ts). */
+/** The passages in-context retrieval lays before a prompt when the request gives no `retrieval.k`. */
+export const DEFAULT_RETRIEVAL_K = 4;
+
+/** retrieval: {datastore, k (default: DEFAULT_RETRIEVAL_K, a retro model's num_neighbours), mode = "hybrid", return_passages = true} (src/retrieval/in-context.ts, retro.ts). */
 function retrieval(o: Obj): RetrievalParams | null {
   if (!present(o, 'retrieval')) return null;
   const r = o.retrieval;
@@ -292,8 +297,8 @@ function retrieval(o: Obj): RetrievalParams | null {
   if (typeof datastore !== 'string' || datastore === '' || datastore.length > LIMITS.idLength) {
     throw invalidParam('retrieval.datastore', `a datastore name of 1 to ${LIMITS.idLength} characters`, datastore);
   }
-  const k = r.k ?? 4;
-  if (typeof k !== 'number' || !Number.isInteger(k) || k < 1 || k > LIMITS.retrievalK) throw invalidParam('retrieval.k', `an integer from 1 to ${LIMITS.retrievalK}`, k);
+  const k = r.k ?? null;
+  if (k !== null && (typeof k !== 'number' || !Number.isInteger(k) || k < 1 || k > LIMITS.retrievalK)) throw invalidParam('retrieval.k', `an integer from 1 to ${LIMITS.retrievalK}`, k);
   const mode = r.mode ?? 'hybrid';
   if (mode !== 'dense' && mode !== 'bm25' && mode !== 'hybrid') throw invalidParam('retrieval.mode', '"dense", "bm25" or "hybrid"', mode);
   const returnPassages = r.return_passages ?? true;

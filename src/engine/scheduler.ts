@@ -47,10 +47,14 @@ export interface SequenceSpec {
   /**
    * retro (docs/retro.md): the neighbours (k * 2m tokens, null: none) of chunk u
    * of prompt + output (its m tokens given), asked once, before the step
-   * whose tokens complete that chunk.
+   * whose tokens complete that chunk. A promise (a retrieval under way) parks
+   * the sequence until it settles while the other sequences go on stepping.
    */
-  retro?: { chunkSize: number; neighbours(chunk: number, tokens: number[]): number[] | null };
+  retro?: { chunkSize: number; neighbours(chunk: number, tokens: number[]): RetroNeighbours | Promise<RetroNeighbours> };
 }
+
+/** A retro chunk's neighbours: k * 2m token ids, or null (none: the chunk gets no CCA term). */
+export type RetroNeighbours = number[] | null;
 
 export interface SchedulerOptions {
   /** Sequences per step. */
@@ -159,8 +163,12 @@ interface Task {
   reported: number;
   /** totals.steps when last preempted: not re-admitted before another step has run (no preempt/admit livelock). */
   preemptedAt?: number;
-  /** retro: chunks whose neighbours the engine has (or was told there are none). */
+  /** retro: chunks whose neighbours were asked (given to the engine, or still being retrieved). */
   retroChunks?: number;
+  /** retro: retrievals under way; the sequence sits out of steps until they are 0. */
+  retroPending?: number;
+  /** retro: bumped when the engine state is reset, so a retrieval asked before is dropped. */
+  retroEpoch?: number;
 }
 
 /** A submitted request: its sequences, cancellation and flow control. */
@@ -505,7 +513,10 @@ export class Scheduler {
     if (!this.engine.resetSequence || this.active.length < 2) return false;
     const t = this.active[this.active.length - 1];
     this.engine.resetSequence(t.seq);
-    t.retroChunks = 0; // a fresh engine state: its chunks' neighbours are asked again
+    // A fresh engine state: its chunks' neighbours are asked again (retrievals under way are dropped).
+    t.retroChunks = 0;
+    t.retroPending = 0;
+    t.retroEpoch = (t.retroEpoch ?? 0) + 1;
     this.active.pop();
     this.bySeq.delete(t.seq);
     // In decode: prompt + sampled tokens go in again; in prefill (of the prompt
@@ -615,9 +626,11 @@ export class Scheduler {
   }
 
   /**
-   * retro: gives the engine the neighbours of every chunk that positions
-   * before `end` complete (the step feeds up to end - 1); false when the
-   * engine refused them (the sequence is finished with the error).
+   * retro: asks the neighbours of every chunk that positions before `end`
+   * complete (the step feeds up to end - 1) and gives them to the engine;
+   * false when the sequence cannot step now: a retrieval is still under way
+   * (it sits out, keeping its slot, and the loop is kicked when the
+   * neighbours arrive) or the engine refused them (finished with the error).
    */
   private giveNeighbours(t: Task, end: number): boolean {
     const r = t.spec.retro;
@@ -630,15 +643,45 @@ export class Scheduler {
       for (let u = t.retroChunks ?? 0; (u + 1) * m <= end; u++) {
         const tokens = Array.from({ length: m }, (_, j) => tokenAt(u * m + j));
         const nb = r.neighbours(u, tokens);
-        if (nb) this.engine.setNeighbours!(t.seq, u, nb);
         t.retroChunks = u + 1;
+        if (nb instanceof Promise) this.awaitNeighbours(t, u, nb);
+        else if (nb) this.engine.setNeighbours!(t.seq, u, nb);
       }
     } catch (e) {
-      const err = e instanceof RequestError ? e : new RequestError('engine_error', `the engine refused neighbours: ${(e as Error).message}`);
-      this.finish(t, 'error', err);
+      this.refuseNeighbours(t, e);
       return false;
     }
-    return true;
+    return (t.retroPending ?? 0) === 0;
+  }
+
+  /** A retrieval under way for chunk u: its neighbours go to the engine when it settles (if the sequence still wants them). */
+  private awaitNeighbours(t: Task, u: number, nb: Promise<RetroNeighbours>): void {
+    const epoch = t.retroEpoch ?? 0;
+    t.retroPending = (t.retroPending ?? 0) + 1;
+    const stale = () => t.state === 'done' || (t.retroEpoch ?? 0) !== epoch;
+    nb.then(
+      (tokens) => {
+        if (stale()) return;
+        try {
+          if (tokens) this.engine.setNeighbours!(t.seq, u, tokens);
+        } catch (e) {
+          this.refuseNeighbours(t, e);
+          return;
+        }
+        if (--t.retroPending! === 0) this.kick();
+      },
+      (e) => {
+        if (stale()) return;
+        this.refuseNeighbours(t, e instanceof RequestError ? e : new RequestError('engine_error', `the retrieval for chunk ${u} failed: ${(e as Error).message}`));
+      },
+    );
+  }
+
+  private refuseNeighbours(t: Task, e: unknown): void {
+    const err = e instanceof RequestError ? e : new RequestError('engine_error', `the engine refused neighbours: ${(e as Error).message}`);
+    this.finish(t, 'error', err);
+    // A slot freed while the loop is idle must still admit the queue.
+    if (this.waiting.length > 0) this.kick();
   }
 
   private apply(r: StepResult): void {

@@ -8,8 +8,7 @@ import { parseCompletionBody } from '../engine/params';
 import type { RuntimeHolder } from '../engine/runtime';
 import { noteFirstToken } from './access-log';
 import { measureEach, noveltyMeasurer, type Corpora } from '../novelty/registry';
-import { applyRetrieval } from '../retrieval/in-context';
-import { retroRetrieval } from '../retrieval/retro';
+import { completionRetrieval } from '../retrieval/retro';
 import type { Datastores } from '../retrieval/registry';
 import { awaitRun, streamRun } from './run-response';
 import type { SseStream } from './sse';
@@ -33,8 +32,7 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
     const { model } = resolveTarget(rt.modelId, rt.adapters, parsed.model, parsed.adapter);
     // retro retrieves per chunk as each sequence runs (src/retrieval/retro.ts); other
     // models get passages before each prompt, and each choice reports those of its prompt.
-    const retro = retroRetrieval(rt, opts.datastores, parsed.retrieval);
-    const { params: p, retrieved } = retro ? { params: { ...parsed, retroLive: retro }, retrieved: null } : applyRetrieval(rt, opts.datastores, parsed);
+    const { params: p, retro, retrieved } = completionRetrieval(rt, opts.datastores, parsed);
     // Checked before the run: an unknown corpus is refused, not reported after the tokens.
     const measure = noveltyMeasurer(opts.corpora, p);
     const evidence = (index: number) =>

@@ -7,7 +7,7 @@
 // past it is refused naming both.
 import type { ModelRuntime } from '../engine/completion';
 import { RequestError } from '../engine/errors';
-import type { CompletionParams, Prompt } from '../engine/params';
+import { DEFAULT_RETRIEVAL_K, type CompletionParams, type Prompt } from '../engine/params';
 import type { Passage } from './datastore';
 import type { Datastores } from './registry';
 
@@ -42,7 +42,7 @@ export function applyRetrieval(rt: ModelRuntime, stores: Datastores | undefined,
   const retrieved: RetrievedEntry[][] = [];
   const prompts: Prompt[] = p.prompts.map((prompt, i) => {
     const text = typeof prompt === 'string' ? prompt : rt.tokenizer.decode(prompt);
-    const passages = store.search(text.slice(-QUERY_CHARS), r.k, r.mode);
+    const passages = store.search(text.slice(-QUERY_CHARS), r.k ?? DEFAULT_RETRIEVAL_K, r.mode);
     retrieved.push(passages.map((x) => (r.returnPassages ? { id: x.id, score: x.score, text: x.text } : { id: x.id, score: x.score })));
     const block = passageBlock(passages);
     const blockIds = rt.tokenizer.encode(block);

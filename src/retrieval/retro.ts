@@ -4,12 +4,17 @@
 // the queries, and the k best datastore chunks with their continuations
 // (2m tokens each) are the neighbours the engine encodes for that chunk. What
 // each chunk retrieved is recorded for the response's `retrieved`.
+//
+// A chunk's search runs on a later turn of the event loop than the scheduler
+// asks for it (the scheduler parks the sequence meanwhile): by then the
+// scheduler has started the step of the other sequences, whose compute runs
+// on the engine's threads while the search runs here.
 import type { ModelRuntime } from '../engine/completion';
 import { RequestError } from '../engine/errors';
-import type { RetrievalParams } from '../engine/params';
-import type { SequenceSpec } from '../engine/scheduler';
+import type { CompletionParams, RetrievalParams } from '../engine/params';
+import type { RetroNeighbours, SequenceSpec } from '../engine/scheduler';
 import type { Datastore } from './datastore';
-import type { RetrievedEntry } from './in-context';
+import { applyRetrieval, type RetrievedEntry } from './in-context';
 import type { Datastores } from './registry';
 
 /** The neighbours of one chunk of a choice, best first. */
@@ -30,21 +35,45 @@ export class RetroRetrieval {
     const k = this.rt.info.retroNeighbours;
     const list: ChunkRetrieval[] = [];
     this.records.set(index, list);
+    const search = (chunk: number, tokens: number[]): RetroNeighbours => {
+      const passages = this.store.search(this.rt.tokenizer.decode(tokens), k, this.r.mode);
+      list.push({ chunk, passages: passages.map((x) => (this.r.returnPassages ? { id: x.id, score: x.score, text: x.text } : { id: x.id, score: x.score })) });
+      if (passages.length < k) return null; // too small a datastore: this chunk gets no CCA term
+      return passages.flatMap((x) => this.store.neighbourTokens(x.id, 2 * m));
+    };
     return {
       chunkSize: m,
-      neighbours: (chunk, tokens) => {
-        const passages = this.store.search(this.rt.tokenizer.decode(tokens), k, this.r.mode);
-        list.push({ chunk, passages: passages.map((x) => (this.r.returnPassages ? { id: x.id, score: x.score, text: x.text } : { id: x.id, score: x.score })) });
-        if (passages.length < k) return null; // too small a datastore: this chunk gets no CCA term
-        return passages.flatMap((x) => this.store.neighbourTokens(x.id, 2 * m));
-      },
+      // setImmediate callbacks run in the order they were set: a choice's chunks are recorded in order.
+      neighbours: (chunk, tokens) =>
+        new Promise<RetroNeighbours>((resolve, reject) =>
+          setImmediate(() => {
+            try {
+              resolve(search(chunk, tokens));
+            } catch (e) {
+              reject(e);
+            }
+          }),
+        ),
     };
   }
 }
 
-/** A retro model's retrieval for a request with a `retrieval` field, or null. */
+/**
+ * A retro model's retrieval for a request with a `retrieval` field, or null.
+ * The model's CCA was trained on a fixed number of neighbours per chunk
+ * (config num_neighbours; cpp/models/retro.cpp takes exactly that many), so
+ * `retrieval.k`, when given, must be that number.
+ */
 export function retroRetrieval(rt: ModelRuntime, stores: Datastores | undefined, r: RetrievalParams | null | undefined): RetroRetrieval | null {
   if (!r || rt.info.modelType !== 'retro') return null;
+  const k = rt.info.retroNeighbours;
+  if (r.k !== null && r.k !== k) {
+    throw new RequestError(
+      'invalid_parameter',
+      `retrieval.k must be ${k} for model ${rt.modelId} (got ${r.k}): a retro model reads exactly its num_neighbours neighbours per chunk; leave k out to use it`,
+      'retrieval.k',
+    );
+  }
   if (!stores || stores.size === 0) {
     throw new RequestError('datastore_not_found', `no datastore named ${JSON.stringify(r.datastore)}: this server serves none (start it with --datastore NAME=DIR)`, 'retrieval.datastore');
   }
@@ -57,4 +86,21 @@ export function retroRetrieval(rt: ModelRuntime, stores: Datastores | undefined,
     );
   }
   return new RetroRetrieval(rt, store, r);
+}
+
+/** A completion request's retrieval, as the server and `roost generate` run it. */
+export interface CompletionRetrieval {
+  /** The params to run: with passages before each prompt (in-context), or with live retrieval per chunk (retro). */
+  params: CompletionParams;
+  /** retro: what each choice's chunks retrieved, as they are retrieved. */
+  retro: RetroRetrieval | null;
+  /** In-context: per prompt, the passages laid before it; null without. */
+  retrieved: RetrievedEntry[][] | null;
+}
+
+/** The `retrieval` (and `memory`) field of a completion request: a retro model retrieves per chunk, others before the prompt. */
+export function completionRetrieval(rt: ModelRuntime, stores: Datastores | undefined, parsed: CompletionParams): CompletionRetrieval {
+  const retro = retroRetrieval(rt, stores, parsed.retrieval);
+  if (retro) return { params: { ...parsed, retroLive: retro }, retro, retrieved: null };
+  return { ...applyRetrieval(rt, stores, parsed), retro: null };
 }
