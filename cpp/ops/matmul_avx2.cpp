@@ -136,22 +136,12 @@ void gemv_group(float* y, int64_t ldy, const float* x, const typename L::T* b, c
 template <int MR>
 constexpr int gemv_panels() { return MR == 1 ? 4 : 2; }
 
-template <class L, int MR, int G>
-void gemv_tail(float* y, int64_t ldy, const float* x, const typename L::T* b, const float* bias, int64_t K, int64_t col0,
-               int64_t N, int64_t np) {
-  if constexpr (G >= 1) {
-    if (np == G) gemv_group<L, MR, G>(y, ldy, x, b, bias, K, col0, N);
-    else gemv_tail<L, MR, G - 1>(y, ldy, x, b, bias, K, col0, N, np);
-  }
-}
-
 template <class L, int MR>
 void gemv(float* y, int64_t ldy, const float* x, const typename L::T* w, const float* bias, int64_t K, int64_t n0,
           int64_t N, int64_t np) {
-  constexpr int G = gemv_panels<MR>();
-  int64_t q = 0;
-  for (; q + G <= np; q += G) gemv_group<L, MR, G>(y, ldy, x, w + q * K * kPanel, bias, K, n0 + q * kPanel, N);
-  if (q < np) gemv_tail<L, MR, G - 1>(y, ldy, x, w + q * K * kPanel, bias, K, n0 + q * kPanel, N, np - q);
+  panel_groups<gemv_panels<MR>()>(np, [&]<int G>(int64_t q) {
+    gemv_group<L, MR, G>(y, ldy, x, w + q * K * kPanel, bias, K, n0 + q * kPanel, N);
+  });
 }
 
 constexpr int kMaxGemvM = 3;
