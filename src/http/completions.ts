@@ -66,16 +66,9 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
     const told = new Set<number>();
     // With novelty: each choice's generated text, measured on its last chunk.
     const generated = new Map<number, string>();
-    const sent = new Map<number, number>();
-    const newRetro = (index: number) => {
-      const all = retro!.records.get(index) ?? [];
-      const from = sent.get(index) ?? 0;
-      sent.set(index, all.length);
-      return all.slice(from);
-    };
     const chunk = (choice: Choice & { novelty?: unknown }) => {
       // retro: each chunk of the stream carries the chunks retrieved since the previous one.
-      if (retro) return { ...head, choices: [{ ...choice, retrieved: newRetro(choice.index) }], ...usageField };
+      if (retro) return { ...head, choices: [{ ...choice, retrieved: retro.fresh(choice.index) }], ...usageField };
       const first = retrieved && !told.has(choice.index) ? (told.add(choice.index), evidence(choice.index)) : {};
       return { ...head, choices: [{ ...choice, ...first }], ...usageField };
     };

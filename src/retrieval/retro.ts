@@ -26,8 +26,21 @@ export interface ChunkRetrieval {
 /** Live retrieval of one request: the datastore and, per choice index, what its chunks retrieved. */
 export class RetroRetrieval {
   readonly records = new Map<number, ChunkRetrieval[]>();
+  /** Per choice index: how many of its records a stream has sent (fresh()). */
+  private readonly sent = new Map<number, number>();
 
   constructor(private readonly rt: ModelRuntime, private readonly store: Datastore, private readonly r: RetrievalParams) {}
+
+  /**
+   * The records of choice `index` not yet taken by an earlier call: what a
+   * streamed event carries (HTTP's chunks and the WebSocket's events alike).
+   */
+  fresh(index: number): ChunkRetrieval[] {
+    const all = this.records.get(index) ?? [];
+    const from = this.sent.get(index) ?? 0;
+    this.sent.set(index, all.length);
+    return all.slice(from);
+  }
 
   /** The scheduler's per-chunk hook for the sequence of choice `index`. */
   forChoice(index: number): NonNullable<SequenceSpec['retro']> {
@@ -41,19 +54,30 @@ export class RetroRetrieval {
       if (passages.length < k) return null; // too small a datastore: this chunk gets no CCA term
       return passages.flatMap((x) => this.store.neighbourTokens(x.id, 2 * m));
     };
+    // A preempted sequence (Scheduler.preemptNewest) asks its chunks again as it
+    // is recomputed: the same tokens, so the same answer, searched and recorded
+    // once (a datastore updated meanwhile must not change what a recomputed
+    // chunk reads, and `retrieved` lists each chunk once).
+    const asked = new Map<number, Promise<RetroNeighbours>>();
     return {
       chunkSize: m,
-      // setImmediate callbacks run in the order they were set: a choice's chunks are recorded in order.
-      neighbours: (chunk, tokens) =>
-        new Promise<RetroNeighbours>((resolve, reject) =>
-          setImmediate(() => {
-            try {
-              resolve(search(chunk, tokens));
-            } catch (e) {
-              reject(e);
-            }
-          }),
-        ),
+      neighbours: (chunk, tokens) => {
+        let nb = asked.get(chunk);
+        if (!nb) {
+          // setImmediate callbacks run in the order they were set: a choice's chunks are recorded in order.
+          nb = new Promise<RetroNeighbours>((resolve, reject) =>
+            setImmediate(() => {
+              try {
+                resolve(search(chunk, tokens));
+              } catch (e) {
+                reject(e);
+              }
+            }),
+          );
+          asked.set(chunk, nb);
+        }
+        return nb;
+      },
     };
   }
 }

@@ -9,15 +9,31 @@ import { ErrorCode, RequestError } from '../engine/errors';
 import type { Novelty } from '../novelty/corpus';
 import { packageRoot } from '../package-root';
 
+type Passage = { id: string; score: number; text?: string };
+/** A retro model's neighbours of one chunk (src/retrieval/retro.ts ChunkRetrieval). */
+type ChunkPassages = { chunk: number; passages: Passage[] };
+
 export type ServerEvent =
-  | { type: 'token'; id: string; text: string; token: number; logprob: number; top_logprobs?: Record<string, number> }
+  | {
+      type: 'token';
+      id: string;
+      text: string;
+      token: number;
+      logprob: number;
+      top_logprobs?: Record<string, number>;
+      /** retro with `retrieval`: the chunks retrieved since the request's previous event (absent: none). */
+      retrieved?: ChunkPassages[];
+    }
   | {
       type: 'done';
       id: string;
       finish_reason: string;
       usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
-      /** With `retrieval`: the passages laid before the prompt, best first. */
-      retrieved?: Array<{ id: string; score: number; text?: string }>;
+      /**
+       * With `retrieval`: the passages laid before the prompt, best first; on a
+       * retro model, the chunks retrieved since the last token event (absent: none).
+       */
+      retrieved?: Passage[] | ChunkPassages[];
       /** With `novelty`: RAVEN's measures of the generated text (src/novelty/corpus.ts). */
       novelty?: Novelty;
     }
@@ -77,7 +93,16 @@ export function encodeBinary(ev: ServerEvent): Uint8Array {
   const { type, ...rest } = ev;
   const body: Record<string, unknown> = rest;
   for (const k of Object.keys(body)) if (body[k] === null || body[k] === undefined) delete body[k];
+  // DoneEvent.retrieved is a list of Passage: a retro model's per-chunk entries go in retrieved_chunks.
+  if (type === 'done' && isChunkList(body.retrieved)) {
+    body.retrieved_chunks = body.retrieved;
+    delete body.retrieved;
+  }
   return server.encode(server.fromObject({ [type]: body })).finish();
+}
+
+function isChunkList(x: unknown): boolean {
+  return Array.isArray(x) && x.length > 0 && typeof x[0] === 'object' && x[0] !== null && 'chunk' in x[0];
 }
 
 /** Decodes a server event from a binary frame (clients and tests). */
@@ -85,6 +110,11 @@ export function decodeServerBinary(data: Uint8Array): ServerEvent {
   const { server } = types();
   const o = server.toObject(server.decode(data), { longs: Number, oneofs: true, defaults: true }) as Record<string, any>;
   const event = { type: o.kind, ...o[o.kind] };
+  // The JSON form has one `retrieved`: a retro done event's per-chunk entries are it.
+  if (event.type === 'done') {
+    if (event.retrieved_chunks.length > 0) event.retrieved = event.retrieved_chunks;
+    delete event.retrieved_chunks;
+  }
   // A repeated field has no "absent" on the wire: no passages reads as the JSON form's missing `retrieved`.
   if (Array.isArray(event.retrieved) && event.retrieved.length === 0) delete event.retrieved;
   // Unset optional fields read as the JSON form's nulls; no novelty reads as its missing field.

@@ -22,7 +22,8 @@ import type { RuntimeHolder } from '../engine/runtime';
 import { DEFAULT_STALL_TIMEOUT_MS } from '../engine/scheduler';
 import type { Novelty } from '../novelty/corpus';
 import { noveltyMeasurer, type Corpora } from '../novelty/registry';
-import { applyRetrieval, RetrievedEntry } from '../retrieval/in-context';
+import type { RetrievedEntry } from '../retrieval/in-context';
+import { completionRetrieval, type RetroRetrieval } from '../retrieval/retro';
 import type { Datastores } from '../retrieval/registry';
 import { decodeBinary, decodeText, encodeBinary, encodeText, ServerEvent } from './frames';
 
@@ -226,21 +227,33 @@ export class Gateway {
           l.run.cancel();
           return;
         }
-        const { params, retrieved } = applyRetrieval(rt, this.opts.datastores, m.request.params);
+        // The same retrieval as POST /v1/completions: a retro model retrieves per
+        // chunk as the sequence runs, others get passages before the prompt.
+        const { params, retro, retrieved } = completionRetrieval(rt, this.opts.datastores, m.request.params);
         const measure = noveltyMeasurer(this.opts.corpora, params);
-        launch(m.request.id, (events) => startCompletion(rt, params, events), !!params.logprobs, retrieved?.[0], measure);
+        launch(m.request.id, (events) => startCompletion(rt, params, events), !!params.logprobs, { passages: retrieved?.[0], retro, measure });
       } catch (e) {
         sendError(e, isBinary, id);
       }
 
-      /** Starts a request under the client's id: one token event per token, then done (or error). */
+      /**
+       * Starts a request under the client's id: one token event per token, then
+       * done (or error). `passages`: in-context retrieval's, laid before the
+       * prompt (on the done event); `retro`: what a retro model's chunks
+       * retrieve, each chunk's entry on the first event after its retrieval,
+       * as HTTP streams it.
+       */
       function launch(
         rid: string,
         start: (events: CompletionEvents) => CompletionRun,
         withTop: boolean,
-        retrieved?: RetrievedEntry[],
-        measure?: (text: string) => Novelty,
+        { passages, retro, measure }: { passages?: RetrievedEntry[]; retro?: RetroRetrieval | null; measure?: (text: string) => Novelty } = {},
       ): void {
+        // The chunks retrieved since the previous event of this request (one choice: index 0).
+        const fresh = () => {
+          const r = retro?.fresh(0);
+          return r && r.length > 0 ? { retrieved: r } : {};
+        };
         if (live.has(rid)) throw new RequestError('invalid_parameter', `id ${JSON.stringify(rid)} is already in use by a running request on this connection`, 'id');
         if (live.size >= maxRequests) {
           throw new RequestError('overloaded', `at most ${maxRequests} concurrent requests per connection`, null, 1);
@@ -251,7 +264,7 @@ export class Gateway {
           onDelta(_index, text, logprobs, token, logprob) {
             if (token === undefined) return;
             if (measure) generated += text;
-            const ev: ServerEvent = { type: 'token', id: rid, text, token, logprob: logprob ?? NaN };
+            const ev: ServerEvent = { type: 'token', id: rid, text, token, logprob: logprob ?? NaN, ...fresh() };
             const top = logprobs?.top_logprobs[logprobs.top_logprobs.length - 1];
             if (withTop && top) ev.top_logprobs = top;
             send(ev, isBinary);
@@ -266,7 +279,8 @@ export class Gateway {
           (r) => {
             // A cancelled request has no novelty: its text is whatever was cut.
             const novelty = measure && finish !== 'cancelled' ? { novelty: measure(generated) } : {};
-            send({ type: 'done', id: rid, finish_reason: finish, usage: r.usage, ...(retrieved ? { retrieved } : {}), ...novelty }, isBinary);
+            const retrieved = retro ? fresh() : passages ? { retrieved: passages } : {};
+            send({ type: 'done', id: rid, finish_reason: finish, usage: r.usage, ...retrieved, ...novelty }, isBinary);
           },
           (e) => sendError(e, isBinary, rid),
         ).finally(() => {
