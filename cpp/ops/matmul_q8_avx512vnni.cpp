@@ -1,6 +1,95 @@
-// Q8_0 matmul, AVX-512 VNNI (vpdpbusd): matmul_q8_avx512_impl.h compiled with -mavx512vnni.
-#include "matmul_q8_avx512_impl.h"
+// Q8_0 matmul, AVX-512 VNNI (vpdpbusd), for Zen 4 and Ice Lake on.
+//
+// vpdpbusd multiplies unsigned bytes by signed bytes, 4 k at a time into 16 int32 lanes.
+// The weights take the unsigned side, offset by +128 (w ^ 0x80 = w + 128 for int8):
+// one xor per 64-byte load, shared by every row of the tile, while each row's 4
+// activation bytes stay signed and come straight from memory as the instruction's
+// broadcast operand ({1to16}), with no shuffle or xor of their own. The offset adds
+// 128 * sum(x) to each block's dot product; quantize_rows_q8_0 hands over
+// -128 * sum(x) per row and block, and each block's int32 accumulators start from it.
+// Per row, block and step that leaves one vpdpbusd; per row and block, one convert,
+// one multiply of the scales and one fused multiply-add:
+//   y_col = fma(float(dot), d_w[col] * d_x, y_col), block by block in k order,
+// as matmul_reference does, so both agree bit for bit.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "matmul_impl.h"
 
 namespace roost::matmul_impl {
-void panels_q8_avx512vnni(const Params& p, int64_t p0, int64_t p1) { q8_panels(p, p0, p1); }
+namespace {
+
+// Rows per tile: 8 float accumulators and 8 int32 dot products fill 16 of the 32 zmm.
+constexpr int kMaxMr = 8;
+// As in matmul_avx512.cpp: about a DRAM latency of a core's streaming bandwidth.
+constexpr int64_t kPrefetchBytes = 4096;
+
+// acc += w (unsigned) . the 4 signed bytes at x, broadcast to every lane by the
+// instruction's own memory operand ({1to16}): GCC 12 loads them with a separate
+// vpbroadcastd instead, one more instruction per row and step.
+inline __m512i dpbusd_bcast(__m512i acc, __m512i w, const int8_t* x) {
+  __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const int32_t*)x));
+  return acc;
+}
+
+// y[MR rows, the panel's 16 columns] for one panel of nb blocks. xq rows are Kq apart,
+// xd and xs rows nb apart.
+template <int MR>
+void tile(float* y, int64_t ldy, const int8_t* xq, const float* xd, const int32_t* xs, const uint8_t* w,
+          const float* bias, int64_t nb, int64_t col, int64_t N, bool prefetch) {
+  const int64_t Kq = nb * kQ8Block;
+  const __m512i k128 = _mm512_set1_epi8((char)0x80);
+  __m512 acc[MR];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; r++) acc[r] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t* blk = w + b * kQ8PanelBlockBytes;
+    if (prefetch)
+#pragma GCC unroll 9
+      for (int l = 0; l < 9; l++) _mm_prefetch((const char*)blk + kPrefetchBytes + 64 * l, _MM_HINT_T0);
+    __m512i dot[MR];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) dot[r] = _mm512_set1_epi32(xs[r * nb + b]);
+    const int8_t* xb = xq + b * kQ8Block;
+#pragma GCC unroll 8
+    for (int s = 0; s < 8; s++) {
+      const __m512i wu = _mm512_xor_si512(_mm512_loadu_si512((const void*)(blk + 64 * s)), k128);
+#pragma GCC unroll 8
+      for (int r = 0; r < MR; r++) dot[r] = dpbusd_bcast(dot[r], wu, xb + r * Kq + 4 * s);
+    }
+    // maskz forms: GCC 12 warns of its own _mm512_undefined_ps inside the plain ones here.
+    const __m512 dw = _mm512_maskz_cvtph_ps(0xffff, _mm256_loadu_si256((const __m256i*)(blk + kPanel * kQ8Block)));
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++)
+      acc[r] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, dot[r]), _mm512_mul_ps(dw, _mm512_set1_ps(xd[r * nb + b])),
+                               acc[r]);
+  }
+  const int64_t valid = std::min<int64_t>(kPanel, N - col);
+  const __mmask16 mask = (__mmask16)((1u << valid) - 1);
+  const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + col) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; r++) _mm512_mask_storeu_ps(y + r * ldy + col, mask, _mm512_add_ps(acc[r], bv));
+}
+
+using TileFn = void (*)(float*, int64_t, const int8_t*, const float*, const int32_t*, const uint8_t*, const float*, int64_t,
+                        int64_t, int64_t, bool);
+constexpr TileFn kTiles[kMaxMr + 1] = {nullptr, &tile<1>, &tile<2>, &tile<3>, &tile<4>,
+                                       &tile<5>, &tile<6>, &tile<7>, &tile<8>};
+
+}  // namespace
+
+// Panels [p0, p1) for all M rows: each panel streams from memory once (the first row
+// block prefetches it) and the later row blocks find it in L1 or L2.
+void panels_q8_avx512vnni(const Params& p, int64_t p0, int64_t p1) {
+  const int64_t nb = q8_blocks(p.K), Kq = nb * kQ8Block;
+  const auto* w = static_cast<const uint8_t*>(p.w);
+  for (int64_t pn = p0; pn < p1; pn++)
+    for (int64_t m0 = 0; m0 < p.M; m0 += kMaxMr) {
+      const int rows = (int)std::min<int64_t>(kMaxMr, p.M - m0);
+      kTiles[rows](p.y + m0 * p.N, p.N, p.xq + m0 * Kq, p.xd + m0 * nb, p.xs + m0 * nb, w + pn * nb * kQ8PanelBlockBytes,
+                   p.bias, nb, pn * kPanel, p.N, m0 == 0);
+    }
+}
+
 }  // namespace roost::matmul_impl
