@@ -20,8 +20,11 @@
 namespace roost::matmul_impl {
 namespace {
 
-// Rows per tile: 8 float accumulators and 8 int32 dot products fill 16 of the 32 zmm.
-constexpr int kMaxMr = 8;
+// Rows per tile: 12 float accumulators and 12 int32 dot products take 24 of the 32
+// zmm. A batch of 32 runs as tiles of 12, 12 and 8 rows: each panel is read from L1
+// three times instead of four, and each weight load's xor is shared by 12 rows (cold
+// weights, M = 32, one thread: about 4% faster than tiles of 8).
+constexpr int kMaxMr = 12;
 // As in matmul_avx512.cpp: about a DRAM latency of a core's streaming bandwidth.
 constexpr int64_t kPrefetchBytes = 4096;
 
@@ -41,7 +44,7 @@ void tile(float* y, int64_t ldy, const int8_t* xq, const float* xd, const int32_
   const int64_t Kq = nb * kQ8Block;
   const __m512i k128 = _mm512_set1_epi8((char)0x80);
   __m512 acc[MR];
-#pragma GCC unroll 8
+#pragma GCC unroll 12
   for (int r = 0; r < MR; r++) acc[r] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t* blk = w + b * kQ8PanelBlockBytes;
@@ -49,18 +52,18 @@ void tile(float* y, int64_t ldy, const int8_t* xq, const float* xd, const int32_
 #pragma GCC unroll 9
       for (int l = 0; l < 9; l++) _mm_prefetch((const char*)blk + kPrefetchBytes + 64 * l, _MM_HINT_T0);
     __m512i dot[MR];
-#pragma GCC unroll 8
+#pragma GCC unroll 12
     for (int r = 0; r < MR; r++) dot[r] = _mm512_set1_epi32(xs[r * nb + b]);
     const int8_t* xb = xq + b * kQ8Block;
 #pragma GCC unroll 8
     for (int s = 0; s < 8; s++) {
       const __m512i wu = _mm512_xor_si512(_mm512_loadu_si512((const void*)(blk + 64 * s)), k128);
-#pragma GCC unroll 8
+#pragma GCC unroll 12
       for (int r = 0; r < MR; r++) dot[r] = dpbusd_bcast(dot[r], wu, xb + r * Kq + 4 * s);
     }
     // maskz forms: GCC 12 warns of its own _mm512_undefined_ps inside the plain ones here.
     const __m512 dw = _mm512_maskz_cvtph_ps(0xffff, _mm256_loadu_si256((const __m256i*)(blk + kPanel * kQ8Block)));
-#pragma GCC unroll 8
+#pragma GCC unroll 12
     for (int r = 0; r < MR; r++)
       acc[r] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, dot[r]), _mm512_mul_ps(dw, _mm512_set1_ps(xd[r * nb + b])),
                                acc[r]);
@@ -68,14 +71,15 @@ void tile(float* y, int64_t ldy, const int8_t* xq, const float* xd, const int32_
   const int64_t valid = std::min<int64_t>(kPanel, N - col);
   const __mmask16 mask = (__mmask16)((1u << valid) - 1);
   const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + col) : _mm512_setzero_ps();
-#pragma GCC unroll 8
+#pragma GCC unroll 12
   for (int r = 0; r < MR; r++) _mm512_mask_storeu_ps(y + r * ldy + col, mask, _mm512_add_ps(acc[r], bv));
 }
 
 using TileFn = void (*)(float*, int64_t, const int8_t*, const float*, const int32_t*, const uint8_t*, const float*, int64_t,
                         int64_t, int64_t, bool);
-constexpr TileFn kTiles[kMaxMr + 1] = {nullptr, &tile<1>, &tile<2>, &tile<3>, &tile<4>,
-                                       &tile<5>, &tile<6>, &tile<7>, &tile<8>};
+constexpr TileFn kTiles[kMaxMr + 1] = {nullptr,   &tile<1>,  &tile<2>,  &tile<3>,  &tile<4>,
+                                       &tile<5>,  &tile<6>,  &tile<7>,  &tile<8>,  &tile<9>,
+                                       &tile<10>, &tile<11>, &tile<12>};
 
 }  // namespace
 

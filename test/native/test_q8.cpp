@@ -289,7 +289,7 @@ void check_q8_matmul(DType src_t, int64_t K, int64_t N, bool nk, const std::vect
 
 TEST_CASE("Q8_0 matmul: every kernel equals the reference; the reference within the quantization error") {
   int case_no = 0;
-  const std::vector<int64_t> all_m = {1, 2, 3, 4, 5, 8, 9, 17, 33};
+  const std::vector<int64_t> all_m = {1, 2, 3, 4, 5, 8, 9, 12, 13, 17, 25, 33};  // row tiles of 12 (VNNI), 8 (BW), 4 (AVX2) and their tails
   for (bool nk : {false, true}) {
     check_q8_matmul(DType::F32, 32, 1, nk, all_m, true, case_no);
     check_q8_matmul(DType::F32, 40, 17, nk, all_m, false, case_no);  // K padded to 64, N to 32
