@@ -25,8 +25,15 @@ namespace {
 // three times instead of four, and each weight load's xor is shared by 12 rows (cold
 // weights, M = 32, one thread: about 4% faster than tiles of 8).
 constexpr int kMaxMr = 12;
-// As in matmul_avx512.cpp: about a DRAM latency of a core's streaming bandwidth.
-constexpr int64_t kPrefetchBytes = 4096;
+// Prefetching the weights. One row tile (M <= 12: the decode GEMV, small batches)
+// streams each panel once: its loads run kStreamPrefetchBytes ahead (as in
+// matmul_avx512.cpp, about a DRAM latency of a core's streaming bandwidth). With more
+// row tiles, the first used to stream the panel while the others computed on it from
+// L1 with nothing in flight: there every tile fetches a share of the next panel (tile
+// t the blocks b with b % tiles == t, each one panel ahead), so the stream goes on
+// through the whole panel's work (cold weights, M = 32, one thread: 0.88-0.94x the
+// time of prefetching from the first tile only).
+constexpr int64_t kStreamPrefetchBytes = 4096;
 
 // acc += w (unsigned) . the 4 signed bytes at x, broadcast to every lane by the
 // instruction's own memory operand ({1to16}): GCC 12 loads them with a separate
@@ -38,19 +45,25 @@ inline __m512i dpbusd_bcast(__m512i acc, __m512i w, const int8_t* x) {
 
 // y[MR rows, the panel's 16 columns] for one panel of nb blocks. xq rows are Kq apart,
 // xd and xs rows nb apart.
-template <int MR>
+template <int MR, bool kSpread>
 void tile(float* y, int64_t ldy, const int8_t* xq, const float* xd, const int32_t* xs, const uint8_t* w,
-          const float* bias, int64_t nb, int64_t col, int64_t N, bool prefetch) {
+          const float* bias, int64_t nb, int64_t col, int64_t N, int64_t pf_step, int64_t pf_phase) {
   const int64_t Kq = nb * kQ8Block;
   const __m512i k128 = _mm512_set1_epi8((char)0x80);
   __m512 acc[MR];
 #pragma GCC unroll 12
   for (int r = 0; r < MR; r++) acc[r] = _mm512_setzero_ps();
+  int64_t pf_next = pf_phase;
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t* blk = w + b * kQ8PanelBlockBytes;
-    if (prefetch)
+    if (!kSpread) {
 #pragma GCC unroll 9
-      for (int l = 0; l < 9; l++) _mm_prefetch((const char*)blk + kPrefetchBytes + 64 * l, _MM_HINT_T0);
+      for (int l = 0; l < 9; l++) _mm_prefetch((const char*)blk + kStreamPrefetchBytes + 64 * l, _MM_HINT_T0);
+    } else if (b == pf_next) {  // b % pf_step == pf_phase, without a division per block
+#pragma GCC unroll 9
+      for (int l = 0; l < 9; l++) _mm_prefetch((const char*)blk + nb * kQ8PanelBlockBytes + 64 * l, _MM_HINT_T0);
+      pf_next += pf_step;
+    }
     __m512i dot[MR];
 #pragma GCC unroll 12
     for (int r = 0; r < MR; r++) dot[r] = _mm512_set1_epi32(xs[r * nb + b]);
@@ -76,23 +89,37 @@ void tile(float* y, int64_t ldy, const int8_t* xq, const float* xd, const int32_
 }
 
 using TileFn = void (*)(float*, int64_t, const int8_t*, const float*, const int32_t*, const uint8_t*, const float*, int64_t,
-                        int64_t, int64_t, bool);
-constexpr TileFn kTiles[kMaxMr + 1] = {nullptr,   &tile<1>,  &tile<2>,  &tile<3>,  &tile<4>,
-                                       &tile<5>,  &tile<6>,  &tile<7>,  &tile<8>,  &tile<9>,
-                                       &tile<10>, &tile<11>, &tile<12>};
+                        int64_t, int64_t, int64_t, int64_t);
+template <bool kSpread>
+constexpr TileFn kTiles[kMaxMr + 1] = {nullptr,
+                                       &tile<1, kSpread>,
+                                       &tile<2, kSpread>,
+                                       &tile<3, kSpread>,
+                                       &tile<4, kSpread>,
+                                       &tile<5, kSpread>,
+                                       &tile<6, kSpread>,
+                                       &tile<7, kSpread>,
+                                       &tile<8, kSpread>,
+                                       &tile<9, kSpread>,
+                                       &tile<10, kSpread>,
+                                       &tile<11, kSpread>,
+                                       &tile<12, kSpread>};
 
 }  // namespace
 
-// Panels [p0, p1) for all M rows: each panel streams from memory once (the first row
-// block prefetches it) and the later row blocks find it in L1 or L2.
+// Panels [p0, p1) for all M rows: each panel streams from memory once and the row
+// tiles after the first find it in L1 or L2.
 void panels_q8_avx512vnni(const Params& p, int64_t p0, int64_t p1) {
   const int64_t nb = q8_blocks(p.K), Kq = nb * kQ8Block;
   const auto* w = static_cast<const uint8_t*>(p.w);
+  const int64_t tiles = (p.M + kMaxMr - 1) / kMaxMr;
+  const TileFn* fns = tiles == 1 ? kTiles<false> : kTiles<true>;
   for (int64_t pn = p0; pn < p1; pn++)
     for (int64_t m0 = 0; m0 < p.M; m0 += kMaxMr) {
       const int rows = (int)std::min<int64_t>(kMaxMr, p.M - m0);
-      kTiles[rows](p.y + m0 * p.N, p.N, p.xq + m0 * Kq, p.xd + m0 * nb, p.xs + m0 * nb, w + pn * nb * kQ8PanelBlockBytes,
-                   p.bias, nb, pn * kPanel, p.N, m0 == 0);
+      fns[rows](p.y + m0 * p.N, p.N, p.xq + m0 * Kq, p.xd + m0 * nb, p.xs + m0 * nb, w + pn * nb * kQ8PanelBlockBytes,
+                   p.bias, nb, pn * kPanel, p.N,
+                   tiles, m0 / kMaxMr);
     }
 }
 
