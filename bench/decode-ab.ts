@@ -10,7 +10,7 @@
 // other processes does not inflate), and whether both sampled the same greedy
 // tokens.
 //   node dist/bench/decode-ab.js --a /path/to/old-checkout [--b /path/to/new-checkout]
-//        [--dtypes F32,F16] [--batches 1,32] [--decode-tokens 64] [--threads 0] [--out FILE]
+//        [--dtypes F32,F16,Q8_0] [--batches 1,32] [--decode-tokens 64] [--threads 0] [--out FILE]
 // Results: bench/results/decode-ab.json (and a table on stdout).
 process.env.UV_THREADPOOL_SIZE ??= '2';
 import * as fs from 'node:fs';
@@ -18,6 +18,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { NativeEngine, NativeEngineClass } from '../src/native';
+import { convertGpt2ToGguf } from './lib/gguf';
 import { median } from './load/stats';
 import { randomTokens as tokensIn, writeRandomGpt2 } from './lib/random-gpt2';
 
@@ -56,12 +57,28 @@ async function timed(engine: NativeEngine, reqs: Parameters<NativeEngine['step']
   return { out, ms, cpuMs: (c.user + c.system) / 1e3 };
 }
 
-async function benchDtype(dtype: 'F32' | 'F16', A: NativeEngineClass, B: NativeEngineClass) {
-  const dir = path.join(root, 'bench', 'tmp', `gpt2-124m-${dtype.toLowerCase()}`);
+type Dtype = 'F32' | 'F16' | 'Q8_0';
+
+// The checkpoint of a dtype: bench/decode.ts's folders, and for Q8_0 the GGUF file it
+// quantizes from the F32 folder (written here the same way when missing).
+function checkpoint(dtype: Dtype): string {
+  const stored = dtype === 'Q8_0' ? 'F32' : dtype;
+  const dir = path.join(root, 'bench', 'tmp', `gpt2-124m-${stored.toLowerCase()}`);
   if (!fs.existsSync(path.join(dir, 'model.safetensors'))) {
-    process.stderr.write(`writing random ${dtype} checkpoint to ${dir} ...\n`);
-    writeRandomGpt2(dir, { ...shape, dtype });
+    process.stderr.write(`writing random ${stored} checkpoint to ${dir} ...\n`);
+    writeRandomGpt2(dir, { ...shape, dtype: stored });
   }
+  if (dtype !== 'Q8_0') return dir;
+  const gguf = dir + '-q8_0.gguf';
+  if (!fs.existsSync(gguf)) {
+    process.stderr.write(`quantizing ${dir} to ${gguf} ...\n`);
+    convertGpt2ToGguf(dir, gguf, { quantize: 'q8_0' });
+  }
+  return gguf;
+}
+
+async function benchDtype(dtype: Dtype, A: NativeEngineClass, B: NativeEngineClass) {
+  const dir = checkpoint(dtype);
   const engines = [await A.load(dir, { threads }), await B.load(dir, { threads })];
   const rows = [];
   for (const batch of batches) {
@@ -102,7 +119,8 @@ async function benchDtype(dtype: 'F32' | 'F16', A: NativeEngineClass, B: NativeE
 async function main() {
   const A = engineClass(values.a!), B = engineClass(values.b!);
   const results = [];
-  for (const dtype of values.dtypes!.split(',') as Array<'F32' | 'F16'>) {
+  for (const dtype of values.dtypes!.split(',') as Dtype[]) {
+    if (!['F32', 'F16', 'Q8_0'].includes(dtype)) throw new Error(`--dtypes: unknown ${dtype} (F32, F16, Q8_0)`);
     const r = await benchDtype(dtype, A, B);
     results.push(r);
     for (const d of r.decode)

@@ -8,8 +8,12 @@
 // ONNXRUNTIME_NODE_INSTALL=skip, `npm install onnxruntime-node`) ran; neither peer is a
 // dependency of this project. Roost and llama.cpp run through bench/decode (one child
 // process, the same measurements); ONNX Runtime through bench/peers-onnxruntime on the
-// graph tools/reference/export_onnx_gpt2.py exports (F32 only: its CPU provider has no
-// F16 matrix product).
+// graph tools/reference/export_onnx_gpt2.py exports (no F16 row: its CPU provider has no
+// F16 matrix product) and, as its 8-bit row (INT8), that graph rewritten by
+// tools/reference/quantize_onnx_int8.py into its dynamic quantization (MatMulInteger:
+// uint8 activations with one scale per call, int8 weights with one per column; not
+// Q8_0's blocks of 32, which it has no kernel for; needs python3-onnx, else the row is
+// skipped with a note). Ratios at equal precision put that row beside Roost's Q8_0.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -42,6 +46,8 @@ interface Throughput {
   greedy?: number[];
 }
 interface Row extends Throughput { engine: string; weights: string; note?: string }
+// Rows compared at equal precision: ONNX Runtime's INT8 counts as 8-bit beside Q8_0.
+const precision = (weights: string) => (weights === 'INT8' ? 'Q8_0' : weights);
 
 function checkpoint(dtype: 'F32' | 'F16'): string {
   const dir = path.join(root, 'bench', 'tmp', `gpt2-124m-${dtype.toLowerCase()}`);
@@ -98,6 +104,25 @@ function onnxRuntime(rows: Row[], greedy: Record<string, number[]>) {
     '--check-tokens', CHECK_PROMPT.join(','), ...common]);
   rows.push({ ...r, engine: 'ONNX Runtime', weights: 'F32' });
   greedy['ONNX Runtime F32'] = r.greedy;
+
+  const int8 = dir + '-int8.onnx';
+  try {
+    if (!fs.existsSync(int8)) {
+      process.stderr.write(`quantizing ${onnx} to ${int8} ...\n`);
+      execFileSync(values.python!, [path.join(root, 'tools', 'reference', 'quantize_onnx_int8.py'), onnx, int8],
+        { stdio: ['ignore', 'inherit', 'inherit'] });
+    }
+  } catch (e) {
+    process.stderr.write(`ONNX Runtime INT8 row skipped: ${(e as Error).message.split('\n')[0]}\n`);
+    return;
+  }
+  const q = runJson('peers-onnxruntime.js', ['--module', moduleIn(values['peer-onnxruntime']!, 'onnxruntime-node'),
+    '--onnx', int8, '--layers', String(shape.nLayer), '--heads', String(shape.nHead),
+    '--head-dim', String(shape.nEmbd / shape.nHead), '--vocab', String(shape.vocabSize),
+    '--check-tokens', CHECK_PROMPT.join(','), ...common]);
+  rows.push({ ...q, engine: 'ONNX Runtime', weights: 'INT8',
+    note: 'dynamic quantization (MatMulInteger): uint8 activations, one scale per call; int8 weights, one scale per column' });
+  greedy['ONNX Runtime INT8'] = q.greedy;
 }
 
 function table(rows: Row[]): string {
@@ -114,7 +139,7 @@ function table(rows: Row[]): string {
 function ratios(rows: Row[]) {
   const out: Record<string, Record<string, number>> = {};
   for (const roost of rows.filter((r) => r.engine === 'Roost')) {
-    const peers = rows.filter((r) => r.engine !== 'Roost' && r.weights === roost.weights);
+    const peers = rows.filter((r) => r.engine !== 'Roost' && precision(r.weights) === roost.weights);
     if (!peers.length) continue;
     const col: Record<string, number> = { prefill: roost.prefillTokensPerSecond / Math.max(...peers.map((p) => p.prefillTokensPerSecond)) };
     for (const d of roost.decode) {
@@ -154,6 +179,13 @@ async function main() {
     q8Leading = 0;
     while (q8Leading < q.length && q[q8Leading] === f[q8Leading]) q8Leading++;
   }
+  // The same for ONNX Runtime's INT8 against its F32.
+  let ortInt8Leading: number | undefined;
+  if (greedy['ONNX Runtime INT8'] && greedy['ONNX Runtime F32']) {
+    const [q, f] = [greedy['ONNX Runtime INT8'], greedy['ONNX Runtime F32']];
+    ortInt8Leading = 0;
+    while (ortInt8Leading < q.length && q[ortInt8Leading] === f[ortInt8Leading]) ortInt8Leading++;
+  }
   const report = {
     date: new Date().toISOString(),
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadAverageBefore: load0, loadAverageAfter: os.loadavg()[0] },
@@ -161,6 +193,7 @@ async function main() {
     note: load0 > 1.5 ? `machine under load (load average ${load0.toFixed(1)}): indicative only` : 'idle machine',
     checkPrompt: CHECK_PROMPT, rows: rows.map(({ greedy: _g, ...r }) => r), greedy, greedyAgreement: agree,
     llamaCppQ8LeadingTokensEqualToF32: q8Leading,
+    onnxRuntimeInt8LeadingTokensEqualToF32: ortInt8Leading,
     roostOverFasterPeer: ratios(rows),
     roostQ8_0OverOwnF16: q8OverF16(rows),
   };

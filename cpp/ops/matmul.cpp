@@ -178,13 +178,16 @@ void matmul(float* y, const float* x, const PackedMatrix& W, const float* bias, 
   Params p{y, x, nullptr, plan.mr, W.data.data(), W.dtype, bias, M, W.K, W.N};
   if (q8) {
     // Per calling thread, kept between calls, as xbuf below.
-    thread_local AlignedBuffer qbuf, dbuf;
+    thread_local AlignedBuffer qbuf, dbuf, sbuf;
     const int64_t nb = q8_blocks(W.K);
+    const bool vnni = avx512 && q8_vnni_active();
     if (qbuf.bytes() < (size_t)(M * nb * kQ8Block)) qbuf.resize((size_t)(M * nb * kQ8Block));
     if (dbuf.bytes() < (size_t)(M * nb) * sizeof(float)) dbuf.resize((size_t)(M * nb) * sizeof(float));
-    quantize_rows_q8_0(qbuf.as<int8_t>(), dbuf.as<float>(), x, M, W.K, &pool);
+    if (vnni && sbuf.bytes() < (size_t)(M * nb) * sizeof(int32_t)) sbuf.resize((size_t)(M * nb) * sizeof(int32_t));
+    quantize_rows_q8_0(qbuf.as<int8_t>(), dbuf.as<float>(), x, M, W.K, &pool, vnni ? sbuf.as<int32_t>() : nullptr);
     p.xq = qbuf.as<int8_t>();
     p.xd = dbuf.as<float>();
+    if (vnni) p.xs = sbuf.as<int32_t>();
   } else if (plan.pack_x) {
     // Per calling thread, kept between calls: steps reuse the same sizes.
     thread_local AlignedBuffer xbuf;

@@ -44,6 +44,7 @@ struct Params {
   int64_t M, K, N;
   const int8_t* xq = nullptr;  // Q8_0 only: x quantized [M, q8_blocks(K) * 32] (quantize_rows_q8_0)
   const float* xd = nullptr;   //   and its scales [M, q8_blocks(K)]
+  const int32_t* xs = nullptr; //   and, for the VNNI kernel, -128 * each block's sum of x [M, q8_blocks(K)]
 };
 
 // How a variant wants the work cut: panels go to threads in multiples of `grain`,

@@ -1,4 +1,4 @@
-// Q8_0 matmul, AVX2: the AVX-512 kernel's scheme (matmul_q8_avx512_impl.h) in two
+// Q8_0 matmul, AVX2: the AVX-512BW kernel's scheme (matmul_q8_avx512.cpp) in two
 // 8-column halves per panel, with vpsignb/vpmaddubsw for the int8 dot products.
 #include <immintrin.h>
 

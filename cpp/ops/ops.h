@@ -56,8 +56,13 @@ float quantize_block_q8_0(int8_t q[32], const float x[32]);
 // Q8_0 matmuls quantize the activations too, per block of 32 along K as llama.cpp does:
 // row m of x [M, K] becomes q [M, Kq] int8 (Kq = K rounded up to 32, zero padded) and
 // d [M, Kq / 32], each d already rounded to F16 as llama.cpp's block_q8_0 stores it.
-// The fast paths and matmul_reference both quantize with this function.
-void quantize_rows_q8_0(int8_t* q, float* d, const float* x, int64_t M, int64_t K, ThreadPool* pool);
+// The fast paths and matmul_reference both quantize with this function (its AVX-512
+// variant rounds step by step as the scalar rule, so every ISA gives the same bytes).
+// sums, when given, gets -128 * the sum of each block's q [M, Kq / 32]: the VNNI kernel
+// offsets the weights by +128 to make them vpdpbusd's unsigned operand, and starts each
+// block's dot product from this to take the offset off again.
+void quantize_rows_q8_0(int8_t* q, float* d, const float* x, int64_t M, int64_t K, ThreadPool* pool,
+                        int32_t* sums = nullptr);
 
 // The Q8_0 kernels use AVX-512 VNNI (vpdpbusd) where the CPU has it and the AVX-512BW
 // path (vpmaddubsw) otherwise; tests switch VNNI off to run the other path here too.

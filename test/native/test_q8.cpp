@@ -121,6 +121,49 @@ TEST_CASE("quantize_rows_q8_0: padding and F16-rounded scales") {
   for (int i = 8; i < 32; i++) CHECK(q[32 + i] == 0);  // the padding of row 0's second block
 }
 
+TEST_CASE("quantize_rows_q8_0: every ISA gives the scalar rule's bytes, scales and block sums") {
+  // Ragged K (the last block padded), halves at every scale, all-zero blocks, tiny and
+  // huge magnitudes; each variant must give quantize_block_q8_0's bytes exactly, and
+  // the sums the VNNI kernel starts from must be -128 * each block's sum of q.
+  for (int64_t K : {32, 40, 100, 768}) {
+    const int64_t M = 5, nb = (K + 31) / 32;
+    std::vector<float> x = randn(M * K, 2.f);
+    for (int64_t k = 0; k < K; k += 3) x[k] = (float)(k % 9) - 4.5f;    // halves where d = 1 (max |x| 127 below)
+    for (int64_t k = 0; k < K; k += 32) x[k + std::min<int64_t>(1, K - 1 - k)] = 127.f;
+    for (int64_t k = 0; k < std::min<int64_t>(32, K); k++) x[K + k] = 0.f;  // row 1's first block: all zero
+    for (int64_t k = 0; k < K; k++) x[2 * K + k] *= 1e-30f;               // row 2: tiny scales
+    for (int64_t k = 0; k < K; k++) x[3 * K + k] *= 1e30f;                // row 3: huge ones
+    std::vector<int8_t> want(M * nb * 32);
+    std::vector<float> want_d(M * nb);
+    std::vector<int32_t> want_s(M * nb);
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t b = 0; b < nb; b++) {
+        float block[32] = {};
+        for (int64_t i = 0; i < 32 && b * 32 + i < K; i++) block[i] = x[m * K + b * 32 + i];
+        want_d[m * nb + b] = f16_to_f32(f32_to_f16(quantize_block_q8_0(&want[(m * nb + b) * 32], block)));
+        int32_t sum = 0;
+        for (int i = 0; i < 32; i++) sum += want[(m * nb + b) * 32 + i];
+        want_s[m * nb + b] = -128 * sum;
+      }
+    for (const Variant& v : variants()) {
+      use(v);
+      std::vector<int8_t> q(M * nb * 32, 99);
+      std::vector<float> d(M * nb, NAN);
+      std::vector<int32_t> sums(M * nb, 12345);
+      quantize_rows_q8_0(q.data(), d.data(), x.data(), M, K, nullptr, sums.data());
+      const std::string tag = fmt("%s K=%lld", v.name().c_str(), (long long)K);
+      int bad_q = 0, bad_d = 0, bad_s = 0;
+      for (size_t i = 0; i < q.size(); i++) bad_q += q[i] != want[i];
+      for (size_t i = 0; i < d.size(); i++) bad_d += std::memcmp(&d[i], &want_d[i], 4) != 0;
+      for (size_t i = 0; i < sums.size(); i++) bad_s += sums[i] != want_s[i];
+      CHECK_MESSAGE(bad_q == 0, fmt("%s: %d bytes differ from quantize_block_q8_0", tag.c_str(), bad_q));
+      CHECK_MESSAGE(bad_d == 0, fmt("%s: %d scales differ", tag.c_str(), bad_d));
+      CHECK_MESSAGE(bad_s == 0, fmt("%s: %d block sums differ", tag.c_str(), bad_s));
+    }
+    restore();
+  }
+}
+
 TEST_CASE("Q8_0 packing: GGUF blocks kept as stored, float sources quantized per column") {
   // A GGUF Q8_0 tensor [N = 3 rows][K = 64]: block (n, b) has d = 0.5 * (n + 1) + b and
   // q[0] = -127, q[i] = (i * 5 + n * 3 + b) % 255 - 127 (and one -128 by hand).
@@ -246,14 +289,14 @@ void check_q8_matmul(DType src_t, int64_t K, int64_t N, bool nk, const std::vect
 
 TEST_CASE("Q8_0 matmul: every kernel equals the reference; the reference within the quantization error") {
   int case_no = 0;
-  const std::vector<int64_t> all_m = {1, 2, 3, 4, 5, 8, 9, 17, 33};
+  const std::vector<int64_t> all_m = {1, 2, 3, 4, 5, 8, 9, 12, 13, 17, 25, 33};  // row tiles of 12 (VNNI), 8 (BW), 4 (AVX2) and their tails
   for (bool nk : {false, true}) {
     check_q8_matmul(DType::F32, 32, 1, nk, all_m, true, case_no);
     check_q8_matmul(DType::F32, 40, 17, nk, all_m, false, case_no);  // K padded to 64, N to 32
     check_q8_matmul(DType::F16, 100, 33, nk, all_m, true, case_no);
   }
   // The GPT-2-124M shapes at decode and batch sizes.
-  check_q8_matmul(DType::F32, 768, 2304, false, {1, 8, 32}, true, case_no);
+  check_q8_matmul(DType::F32, 768, 2304, false, {1, 8, 31, 32}, true, case_no);
   check_q8_matmul(DType::F16, 3072, 768, false, {1, 3}, true, case_no);
 }
 

@@ -212,3 +212,42 @@ TEST_CASE("engine: out-of-range sampling fields are refused") {
   refused(p, "stop token 512");
   CHECK(engine.stats().sequences == 0);
 }
+
+TEST_CASE("greedy: the first index of the maximum, NaNs passed over, at every vocabulary length") {
+  // Against the one-pass scan it replaced (the first i with x[i] > every earlier
+  // candidate), on vocabularies around the 16-lane split, the maximum at the front,
+  // in the middle, in the ragged tail, tied, beside NaNs and infinities.
+  auto scan = [](const std::vector<float>& x) {
+    int32_t best = 0;
+    for (size_t i = 1; i < x.size(); i++)
+      if (x[i] > x[best]) best = (int32_t)i;
+    return best;
+  };
+  SamplingParams greedy;
+  greedy.temperature = 0.0;
+  uint32_t state = 12345;
+  auto next = [&]() { return (state = state * 1664525u + 1013904223u) >> 8; };
+  int cases = 0;
+  for (int64_t V : {1, 2, 15, 16, 17, 31, 33, 50257}) {
+    for (int variant = 0; variant < 8; variant++) {
+      std::vector<float> x(V);
+      for (auto& v : x) v = (float)(next() % 1000) / 100.f - 5.f;
+      const int64_t a = next() % V, b = next() % V;
+      switch (variant) {
+        case 1: x[a] = 50.f; x[b] = 50.f; break;                         // a tie: the lower index wins
+        case 2: x[V - 1] = 60.f; break;                                  // in the tail
+        case 3: x[0] = 70.f; break;                                      // at the front
+        case 4: x[a] = NAN; x[b] = 80.f; break;                          // NaNs are passed over
+        case 5: x[0] = NAN; break;                                       // ... except at index 0, never beaten
+        case 6: for (auto& v : x) v = -INFINITY; break;                  // all -inf: index 0
+        case 7: x[a] = INFINITY; x[b] = INFINITY; x[0] = -0.f; break;    // infinities tie too
+        default: break;
+      }
+      Sampler s(greedy);
+      const int32_t got = s.sample(x.data(), V).token;
+      CHECK_MESSAGE(got == scan(x), fmt("V=%lld variant %d: token %d, the scan gives %d", (long long)V, variant, got, scan(x)));
+      cases++;
+    }
+  }
+  CHECK(cases == 64);
+}
