@@ -5,6 +5,8 @@
 // passes), greedy decoding token for token (batched and alone), and mixed
 // batches (sequences at different stages, one cancelled) giving the tokens
 // each gives alone, the cancelled one's encoder K/V freed (EngineStats).
+// Also: the encoder in pieces (max_step_tokens rows) against one pass, and
+// the shipped models/t5-kjv against its golden (test/fixtures/t5-kjv-golden.json).
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -148,6 +150,49 @@ TEST_CASE("t5 fixtures: greedy decoding matches the reference token for token, b
       e.free_sequence(reqs[i].seq);
     }
     CHECK(e.stats().state_bytes == 0);
+  }
+}
+
+// Deterministic token ids in [lo, hi) (a 64-bit LCG): long inputs no fixture holds.
+std::vector<int32_t> lcg_tokens(size_t n, int32_t lo, int32_t hi, uint64_t seed) {
+  std::vector<int32_t> v;
+  for (size_t i = 0; i < n; i++) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    v.push_back(lo + (int32_t)((seed >> 33) % (uint64_t)(hi - lo)));
+  }
+  return v;
+}
+
+TEST_CASE("t5: a long input's encoder runs in pieces of max_step_tokens rows and gives the one-pass log-probs (1e-5)") {
+  for (const char* name : {"t5-v1-untied", "t5-v11-untied"}) {
+    const fs::path dir = fs::path("test/fixtures") / name;
+    const json::Value cfg = json::parse(json::read_file((dir / "config.json").string(), 1 << 20));
+    const int32_t V = (int32_t)cfg.find("vocab_size")->i64;
+    const std::vector<int32_t> a = lcg_tokens(300, 3, V - 8, 1), b = lcg_tokens(170, 3, V - 8, 2);
+    const std::vector<int32_t> ta = lcg_tokens(12, 3, V - 8, 3), tb = lcg_tokens(9, 3, V - 8, 4);
+    Engine one(dir.string(), options(4096));  // the whole input in one encoder piece
+    const std::vector<float> wa = score(one, a, ta, 0), wb = score(one, b, tb, 0);
+    for (int64_t rows : {7, 64, 299}) {
+      Engine pieces(dir.string(), options(rows));
+      const std::string tag = std::string(name) + " pieces of " + std::to_string(rows);
+      double worst = 0;
+      const std::vector<float> ga = score(pieces, a, ta, 0);
+      for (size_t t = 0; t < ta.size(); t++) worst = std::isnan(ga[t]) ? INFINITY : std::max(worst, (double)std::fabs(ga[t] - wa[t]));
+      CHECK_MESSAGE(worst <= 1e-5, (tag + ": max |dlogprob| " + std::to_string(worst)));
+      // Two inputs that end in the same pass: one encoder over both, a piece may hold rows of each.
+      const int64_t s1 = pieces.create_sequence(greedy()), s2 = pieces.create_sequence(greedy());
+      pieces.step({StepRequest{s1, std::vector<int32_t>(a.begin(), a.end() - 1), false, false},
+                   StepRequest{s2, std::vector<int32_t>(b.begin(), b.end() - 1), false, false}});
+      pieces.step({StepRequest{s1, {a.back()}, true, false}, StepRequest{s2, {b.back()}, true, false}});
+      auto r = pieces.step({StepRequest{s1, ta, false, true}, StepRequest{s2, tb, false, true}});
+      double worst2 = 0;
+      for (size_t t = 0; t < ta.size(); t++) worst2 = std::max(worst2, (double)std::fabs(r[0].prompt_logprobs[t] - wa[t]));
+      for (size_t t = 0; t < tb.size(); t++) worst2 = std::max(worst2, (double)std::fabs(r[1].prompt_logprobs[t] - wb[t]));
+      CHECK_MESSAGE(worst2 <= 1e-5, (tag + ", two inputs in one encoder pass: max |dlogprob| " + std::to_string(worst2)));
+      pieces.free_sequence(s1);
+      pieces.free_sequence(s2);
+      CHECK(pieces.stats().state_bytes == 0);
+    }
   }
 }
 
