@@ -277,3 +277,18 @@ TEST_CASE("t5 config refusals name the field") {
   CHECK(refusal(R"({"model_type":"t5","vocab_size":50,"d_model":8,"num_heads":2,"d_ff":16,"num_layers":1})").find("d_kv") !=
         std::string::npos);
 }
+
+TEST_CASE("t5: the shipped models/t5-kjv (F16) gives tools/reference/t5.py's log-probs to 1e-4 (make_t5_kjv_golden.py)") {
+  const json::Value golden = json::parse(json::read_file("test/fixtures/t5-kjv-golden.json", 1 << 20));
+  Engine e(golden.find("model")->text, options(512));
+  double worst = 0;
+  size_t tokens = 0;
+  for (const auto& c : golden.find("cases")->items) {
+    const std::vector<int32_t> input = ints(*c.find("input")), target = ints(*c.find("target"));
+    const double w = worst_error(score(e, input, target, 0), c.find("logprobs")->items);
+    CHECK_MESSAGE(w <= 1e-4, (c.find("name")->text + ": max |dlogprob| " + std::to_string(w)));
+    worst = std::max(worst, w);
+    tokens += target.size();
+  }
+  MESSAGE(("models/t5-kjv: " + std::to_string(tokens) + " target tokens, max |dlogprob| " + std::to_string(worst)));
+}

@@ -61,11 +61,14 @@ def card(d):
         f"{rem['bits_per_byte_with_end']:.4f} |",
         f"| {h['default_model']} FIM, one gap at a time, other gaps given (true bytes) | {giv['bits_per_byte']:.4f} | "
         f"{giv['bits_per_byte_with_end']:.4f} |",
-        "",
     ]
-    lines += r.get("comparison_notes", [])
-    if r.get("comparison_notes"):
-        lines.append("")
+    if "seq2seq_text_removed" in h:
+        t = h["seq2seq_text_removed"]
+        lines.append(f"| t5-kjv with the text taken out of its input (only the sentinels and `</s>`; a diagnostic) | "
+                     f"{t['bits_per_byte']:.4f} | {t['bits_per_byte_with_end']:.4f} |")
+    lines.append("")
+    for note in r.get("comparison_notes", []):
+        lines += [note, ""]
     if "engine_check" in h:
         e = h["engine_check"]
         lines += [f"Engine against reference (`roost score --tokens INPUT --target-tokens TARGET --device cpu` on "

@@ -26,7 +26,8 @@ window's other gaps are handled two ways:
 Figures: bits per byte of the gaps' bytes (sum of -log2 p over the gap bytes
 / gap bytes); and "with end": the same plus the token that closes each gap
 (the next sentinel or </s> for the seq2seq model, <eos> for FIM), over the
-gap bytes.
+gap bytes. "seq2seq_text_removed": the seq2seq model on the same targets with
+only the sentinels and </s> as input (does it read the text around the gaps?).
 
     /usr/bin/python3 tools/train/eval_t5.py --model models/t5-kjv [--default models/bigbird] [--engine-check 3]
 """
@@ -61,7 +62,7 @@ def revelation_19_22():
 
 
 def examples(vocab, seed):
-    """[(window bytes, ids, spans)]: consecutive 256-byte windows of Revelation 19-22 and their gaps."""
+    """[(window bytes, ids, spans)]: consecutive 192-byte windows of Revelation 19-22 and their gaps."""
     text = revelation_19_22()
     rng = np.random.default_rng(seed)
     out = []
@@ -78,9 +79,12 @@ def load_t5(path):
     return model.eval()
 
 
-def t5_costs(model, vocab, ids, spans):
-    """(input, target, logprobs, bits of the gap bytes, bits of the closing tokens)."""
+def t5_costs(model, vocab, ids, spans, text_removed=False):
+    """(input, target, logprobs, bits of the gap bytes, bits of the closing tokens). text_removed: the
+    input is only the sentinels and </s> (a diagnostic: does the model read the text around the gaps?)."""
     inp, tgt = t5_data.corrupt(vocab, ids, spans)
+    if text_removed:
+        inp = [vocab.sentinel(i) for i in range(len(spans))] + [t5_data.EOS]
     lp = model.score(inp, tgt)
     gap_bits, end_bits, k = 0.0, 0.0, 0
     for i, (a, b) in enumerate(spans):
@@ -160,12 +164,15 @@ def main():
     import models
     default = models.load(a.default).eval()
     exs = examples(vocab, a.seed)
-    tot = {"bytes": 0, "gaps": 0, "t5": [0.0, 0.0], "fim_removed": [0.0, 0.0], "fim_given": [0.0, 0.0]}
+    tot = {"bytes": 0, "gaps": 0, "t5": [0.0, 0.0], "t5_text_removed": [0.0, 0.0], "fim_removed": [0.0, 0.0], "fim_given": [0.0, 0.0]}
     shown, checks = [], []
     for n, (w, ids, spans) in enumerate(exs):
         inp, tgt, lp, g, e = t5_costs(model, vocab, ids, spans)
         tot["t5"][0] += g
         tot["t5"][1] += e
+        _, _, _, g0, e0 = t5_costs(model, vocab, ids, spans, text_removed=True)
+        tot["t5_text_removed"][0] += g0
+        tot["t5_text_removed"][1] += e0
         for key, keep in (("fim_removed", False), ("fim_given", True)):
             g2, e2 = fim_costs(default, w, spans, keep)
             tot[key][0] += g2
@@ -186,6 +193,7 @@ def main():
         "windows": len(exs), "window_bytes": WINDOW, "gaps": tot["gaps"], "gap_bytes": B, "seed": a.seed,
         "noise_density": t5_data.NOISE_DENSITY, "mean_span": t5_data.MEAN_SPAN,
         "seq2seq": fig("t5"),
+        "seq2seq_text_removed": fig("t5_text_removed"),
         "default_model": os.path.basename(os.path.normpath(a.default)),
         "default_fim_others_removed": fig("fim_removed"),
         "default_fim_others_given": fig("fim_given"),
