@@ -41,6 +41,7 @@ Engine::Engine(const std::string& model_dir, EngineOptions options) : options_(o
     throw Error("E_ARGUMENT", "quantize must be q8_0 or absent (got \"" + options_.quantize + "\")");
   device_ = resolve_device(options_.device);
   model_ = load_model_for_device(model_dir, device_, options_.quantize == "q8_0" ? WeightFormat::Q8_0 : WeightFormat::Keep);
+  model_->set_pass_tokens(options_.max_step_tokens);
   pool_ = std::make_unique<ThreadPool>(options_.threads > 0 ? options_.threads : default_thread_count());
   if (options_.kv_memory < 0) throw Error("E_ARGUMENT", "kv_memory must be >= 0 bytes (0: the default)");
   if (KvPool* kv = model_->kv_pool()) {

@@ -97,6 +97,11 @@ class Model {
   // (cpp/state_cache.h): block_recurrent.
   virtual std::unique_ptr<SequenceState> copy_state(const SequenceState& state) const { return nullptr; }
   virtual bool copies_state() const { return false; }
+  // The most tokens one forward pass runs (the engine's max_step_tokens, set
+  // once after load). A model whose own work in a pass can exceed the tokens
+  // fed (t5's encoder, which runs over the whole input at its end) splits that
+  // work into pieces of this many rows, as a prefill is split into steps.
+  virtual void set_pass_tokens(int64_t n) {}
 };
 
 // Opens a model and builds what its model_type names on the CPU backend. `path` is a

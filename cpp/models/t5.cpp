@@ -27,33 +27,21 @@ class T5State : public SequenceState {
 
 namespace {
 
-constexpr int64_t kEncoderChunk = 512;
-
-// nn.Linear weights [n_i, K] stacked row-wise into one float32 [sum n_i, K]
-// matrix, part i multiplied by scale_i (the sqrt(D) folded into q).
-struct Part {
-  std::string name;
-  int64_t rows;
-  float scale = 1.f;
-};
-const Matrix* load_linear(Backend& be, const Checkpoint& ckpt, const std::vector<Part>& parts, int64_t K) {
-  std::vector<float> all;
-  int64_t N = 0;
-  for (const Part& p : parts) {
-    std::vector<float> w = tensor_to_f32(ckpt.get(p.name, {p.rows, K}));
-    if (p.scale != 1.f)
-      for (float& v : w) v *= p.scale;
-    all.insert(all.end(), w.begin(), w.end());
-    N += p.rows;
-  }
+// q's weights [W, K] times scale (the sqrt(D) folded in), float32: scaling an
+// F16 weight would round it. Every other projection keeps the checkpoint's
+// dtype (load_stacked_linear).
+const Matrix* load_scaled_q(Backend& be, const Checkpoint& ckpt, const std::string& name, int64_t W, int64_t K,
+                            float scale) {
+  std::vector<float> w = tensor_to_f32(ckpt.get(name, {W, K}));
+  for (float& v : w) v *= scale;
   TensorView t;
-  t.name = parts[0].name;
+  t.name = name;
   t.file = ckpt.source();
   t.dtype = DType::F32;
-  t.shape = {N, K};
-  t.data = all.data();
-  t.nbytes = all.size() * sizeof(float);
-  return be.matrix(t, K, N, /*src_is_nk=*/true);
+  t.shape = {W, K};
+  t.data = w.data();
+  t.nbytes = w.size() * sizeof(float);
+  return be.matrix(t, K, W, /*src_is_nk=*/true);
 }
 
 // T5's bucket of n = key - query, float32 logs as HuggingFace computes them (docs/t5.md).
@@ -111,14 +99,15 @@ T5Model::T5Model(const ModelConfig& config, const Checkpoint& ckpt, std::shared_
   dec_bias_ = bias_table(ckpt, "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", false);
 
   auto attn = [&](const std::string& a) {
-    return Attn{load_linear(be, ckpt, {{a + "q.weight", W, qs}, {a + "k.weight", W}, {a + "v.weight", W}}, C),
-                load_linear(be, ckpt, {{a + "o.weight", C}}, W)};
+    return Attn{load_scaled_q(be, ckpt, a + "q.weight", W, C, qs),
+                load_stacked_linear(be, ckpt, {{a + "k.weight", W}, {a + "v.weight", W}}, C),
+                load_stacked_linear(be, ckpt, {{a + "o.weight", C}}, W)};
   };
   auto ff = [&](const std::string& m) {
     Ff f;
-    f.wi = cfg_.gated_gelu ? load_linear(be, ckpt, {{m + "wi_0.weight", F}, {m + "wi_1.weight", F}}, C)
-                           : load_linear(be, ckpt, {{m + "wi.weight", F}}, C);
-    f.wo = load_linear(be, ckpt, {{m + "wo.weight", C}}, F);
+    f.wi = cfg_.gated_gelu ? load_stacked_linear(be, ckpt, {{m + "wi_0.weight", F}, {m + "wi_1.weight", F}}, C)
+                           : load_stacked_linear(be, ckpt, {{m + "wi.weight", F}}, C);
+    f.wo = load_stacked_linear(be, ckpt, {{m + "wo.weight", C}}, F);
     return f;
   };
   for (int64_t l = 0; l < cfg_.n_layer; l++) {
@@ -136,14 +125,14 @@ T5Model::T5Model(const ModelConfig& config, const Checkpoint& ckpt, std::shared_
     Ly.ln_self = load_vector(be, ckpt, p + "0.layer_norm.weight", C);
     Ly.self = attn(p + "0.SelfAttention.");
     Ly.ln_cross = load_vector(be, ckpt, p + "1.layer_norm.weight", C);
-    Ly.cross_q = load_linear(be, ckpt, {{x + "q.weight", W, qs}}, C);
-    Ly.cross_kv = load_linear(be, ckpt, {{x + "k.weight", W}, {x + "v.weight", W}}, C);
-    Ly.cross_o = load_linear(be, ckpt, {{x + "o.weight", C}}, W);
+    Ly.cross_q = load_scaled_q(be, ckpt, x + "q.weight", W, C, qs);
+    Ly.cross_kv = load_stacked_linear(be, ckpt, {{x + "k.weight", W}, {x + "v.weight", W}}, C);
+    Ly.cross_o = load_stacked_linear(be, ckpt, {{x + "o.weight", C}}, W);
     Ly.ln_ff = load_vector(be, ckpt, p + "2.layer_norm.weight", C);
     Ly.ff = ff(p + "2.DenseReluDense.");
     dec_.push_back(Ly);
   }
-  for (auto* p : {&plan_enc_, &plan_self_, &plan_cross_}) *p = be.attention_plan();
+  for (auto* p : {&plan_self_, &plan_cross_}) *p = be.attention_plan();
   for (auto* s : {&s_x_, &s_h_, &s_qkv_, &s_att_, &s_ff_, &s_gu_, &s_kv_, &s_q_, &s_logits_}) *s = be.scratch();
 }
 
@@ -167,63 +156,95 @@ void T5Model::feed_forward(const Ff& ff, const float* ln, float* x, int64_t M) {
   be.gemm(x, C, act, F, *ff.wo, nullptr, M, Epilogue::Add);
 }
 
+// The encoder in pieces of P = pass_rows_ rows (a long input runs like a
+// chunked prefill: the scratch of a pass is P rows, not the input's length).
+// Each layer first writes the K/V of every row, piece by piece; then each
+// piece's queries attend over all keys of their own sequence, and the piece's
+// rows take the attention output and the feed-forward. A piece changes only
+// its own rows of x, after every K/V of the layer is written, so the result
+// is the one-pass encoder's. Only x and the layer's K/V ([rows, C] and
+// [rows, 2W]) span the whole input.
 void T5Model::encode(const std::vector<T5State*>& states) {
   Backend& be = *be_;
   const int64_t C = cfg_.n_embd, H = cfg_.n_head, D = cfg_.head_dim(), W = H * D, R = cfg_.rel_max_distance;
   const float eps = cfg_.layer_norm_epsilon;
   const size_t es = be.kv_size();
-  std::vector<int64_t> row0;
+  std::vector<int64_t> row0, len;
   std::vector<int32_t> tok;
   std::vector<int64_t> pos;
   for (T5State* s : states) {
     row0.push_back((int64_t)tok.size());
+    len.push_back((int64_t)s->input.size());
     for (size_t j = 0; j < s->input.size(); j++) pos.push_back((int64_t)j);
     tok.insert(tok.end(), s->input.begin(), s->input.end());
   }
-  const int64_t E = (int64_t)tok.size();
+  const int64_t E = (int64_t)tok.size(), P = std::min(std::max<int64_t>(pass_rows_, 1), E);
   float* x = s_x_->get<float>(E * C);
-  float* h = s_h_->get<float>(E * C);  // feed_forward's chunks reuse its first rows
-  float* qkv = s_qkv_->get<float>(E * 3 * W);
-  float* att = s_att_->get<float>(E * W);
   char* kv = static_cast<char*>(s_kv_->get(E * 2 * W * es));  // this layer's K | V rows, kv_type()
+  float* h = s_h_->get<float>(P * C);
+  float* kvf = s_qkv_->get<float>(P * 2 * W);
+  float* q = s_q_->get<float>(P * W);
+  float* att = s_att_->get<float>(P * W);
   be.embed(x, *shared_, nullptr, be.upload(tok), *be.positions(pos, {}), E, C);
 
-  // Each sequence's queries see all of its own keys, with the bidirectional bias.
-  AttentionPlan& plan = *plan_enc_;
-  plan.clear();
-  for (size_t i = 0; i < states.size(); i++) {
-    const int64_t n = (int64_t)states[i]->input.size();
-    const char* k = kv + row0[i] * 2 * W * es;
-    plan.add_span(AttnSpan{k, k + W * es, 2 * W, n, 0, 0});
-    AttnTask t{att + row0[i] * W, W, qkv + row0[i] * 3 * W, 3 * W, n, 0};
-    t.bias = enc_bias_;
-    t.bias_max = R;
-    t.unmasked = true;
-    plan.add_heads(t, H);
+  // The rows [a, b) of sequence i that fall in the piece [r0, r0 + M).
+  auto overlap = [&](size_t i, int64_t r0, int64_t M, int64_t& a, int64_t& b) {
+    a = std::max(r0, row0[i]);
+    b = std::min(r0 + M, row0[i] + len[i]);
+    return a < b;
+  };
+  // Piece p's attention tasks: the same in every layer (the layer's K/V reuse one buffer).
+  const int64_t pieces = (E + P - 1) / P;
+  while ((int64_t)plan_enc_.size() < pieces) plan_enc_.push_back(be.attention_plan());
+  for (int64_t p = 0; p < pieces; p++) {
+    const int64_t r0 = p * P, M = std::min(P, E - r0);
+    AttentionPlan& plan = *plan_enc_[p];
+    plan.clear();
+    for (size_t i = 0; i < states.size(); i++) {  // the sequence's queries in the piece see all of its keys
+      int64_t a, b;
+      if (!overlap(i, r0, M, a, b)) continue;
+      const char* k = kv + row0[i] * 2 * W * es;
+      plan.add_span(AttnSpan{k, k + W * es, 2 * W, len[i], 0, 0});
+      AttnTask t{att + (a - r0) * W, W, q + (a - r0) * W, W, b - a, a - row0[i]};
+      t.bias = enc_bias_;  // bidirectional
+      t.bias_max = R;
+      t.unmasked = true;
+      plan.add_heads(t, H);
+    }
+    plan.prepare(D);
   }
-  plan.prepare(D);
   for (const Layer& Ly : enc_) {
-    be.rmsnorm(h, C, x, C, nullptr, Ly.ln_self, E, C, eps);
-    be.gemm(qkv, 3 * W, h, C, *Ly.self.qkv, nullptr, E, Epilogue::Store);
-    be.to_kv(kv, 2 * W, qkv + W, 3 * W, E, 2 * W);
-    plan.run(0);
-    be.gemm(x, C, att, W, *Ly.self.o, nullptr, E, Epilogue::Add);
-    // The feed-forward's [rows, F] (or [rows, 3F] gated) activations are the
-    // encoder's largest: a long input runs them kEncoderChunk rows at a time.
-    for (int64_t r0 = 0; r0 < E; r0 += kEncoderChunk) feed_forward(Ly.ff, Ly.ln_ff, x + r0 * C, std::min(kEncoderChunk, E - r0));
+    for (int64_t r0 = 0; r0 < E; r0 += P) {
+      const int64_t M = std::min(P, E - r0);
+      be.rmsnorm(h, C, x + r0 * C, C, nullptr, Ly.ln_self, M, C, eps);
+      be.gemm(kvf, 2 * W, h, C, *Ly.self.kv, nullptr, M, Epilogue::Store);
+      be.to_kv(kv + r0 * 2 * W * es, 2 * W, kvf, 2 * W, M, 2 * W);
+    }
+    for (int64_t r0 = 0; r0 < E; r0 += P) {
+      const int64_t M = std::min(P, E - r0);
+      be.rmsnorm(h, C, x + r0 * C, C, nullptr, Ly.ln_self, M, C, eps);
+      be.gemm(q, W, h, C, *Ly.self.q, nullptr, M, Epilogue::Store);
+      plan_enc_[r0 / P]->run(0);
+      be.gemm(x + r0 * C, C, att, W, *Ly.self.o, nullptr, M, Epilogue::Add);
+      feed_forward(Ly.ff, Ly.ln_ff, x + r0 * C, M);
+    }
   }
-  h = s_h_->get<float>(E * C);
-  be.rmsnorm(h, C, x, C, nullptr, enc_norm_, E, C, eps);  // the encoder output
 
-  // Each decoder layer's cross K/V over it, kept per sequence at exactly its length.
+  // The encoder output, piece by piece, and from it each decoder layer's cross
+  // K/V, kept per sequence at exactly its length.
   for (T5State* s : states) s->cross.make_ring(be, (int64_t)s->input.size());
-  for (size_t l = 0; l < dec_.size(); l++) {
-    be.gemm(qkv, 2 * W, h, C, *dec_[l].cross_kv, nullptr, E, Epilogue::Store);  // K | V
-    for (size_t i = 0; i < states.size(); i++) {
-      T5State* s = states[i];
-      const int64_t n = (int64_t)s->input.size();
-      be.to_kv(s->cross.k((int64_t)l, 0), W, qkv + row0[i] * 2 * W, 2 * W, n, W);
-      be.to_kv(s->cross.v((int64_t)l, 0), W, qkv + row0[i] * 2 * W + W, 2 * W, n, W);
+  for (int64_t r0 = 0; r0 < E; r0 += P) {
+    const int64_t M = std::min(P, E - r0);
+    be.rmsnorm(h, C, x + r0 * C, C, nullptr, enc_norm_, M, C, eps);
+    for (size_t l = 0; l < dec_.size(); l++) {
+      be.gemm(kvf, 2 * W, h, C, *dec_[l].cross_kv, nullptr, M, Epilogue::Store);  // K | V
+      for (size_t i = 0; i < states.size(); i++) {
+        int64_t a, b;
+        if (!overlap(i, r0, M, a, b)) continue;
+        T5State* s = states[i];
+        be.to_kv(s->cross.k((int64_t)l, a - row0[i]), W, kvf + (a - r0) * 2 * W, 2 * W, b - a, W);
+        be.to_kv(s->cross.v((int64_t)l, a - row0[i]), W, kvf + (a - r0) * 2 * W + W, 2 * W, b - a, W);
+      }
     }
   }
   for (T5State* s : states) {
@@ -312,7 +333,8 @@ void T5Model::forward(const std::vector<ForwardItem>& items, ThreadPool& pool) {
   for (size_t l = 0; l < dec_.size(); l++) {
     const Layer& Ly = dec_[l];
     be.rmsnorm(h, C, x, C, nullptr, Ly.ln_self, N, C, eps);
-    be.gemm(qkv, 3 * W, h, C, *Ly.self.qkv, nullptr, N, Epilogue::Store);
+    be.gemm(qkv, 3 * W, h, C, *Ly.self.q, nullptr, N, Epilogue::Store);  // q | k | v rows
+    be.gemm(qkv + W, 3 * W, h, C, *Ly.self.kv, nullptr, N, Epilogue::Store);
     be.move_rows(d_moves, 2 * N, W, (int64_t)l, /*to_kv=*/true);
     self.run((int64_t)l);
     be.gemm(x, C, att, W, *Ly.self.o, nullptr, N, Epilogue::Add);

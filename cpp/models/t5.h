@@ -26,10 +26,16 @@ class T5Model : public Model {
   size_t weight_bytes() const override { return be_->weight_bytes(); }
   std::unique_ptr<SequenceState> new_state() const override;
   void forward(const std::vector<ForwardItem>& items, ThreadPool& pool) override;
+  void set_pass_tokens(int64_t n) override { pass_rows_ = n; }
 
  private:
+  // Projections keep the checkpoint's dtype (F16/BF16 run through the backend's
+  // matmul as gpt2's do), except q: it is scaled by sqrt(D) at load (the
+  // attention op divides by it) and a scaled F16 value is not exact, so q is
+  // float32.
   struct Attn {
-    const Matrix* qkv;  // q (scaled by sqrt(D), as the attention op divides by it) | k | v: [C] -> [3W]
+    const Matrix* q;    // [C] -> [W], float32, times sqrt(D)
+    const Matrix* kv;   // k | v: [C] -> [2W]
     const Matrix* o;    // [W] -> [C]
   };
   struct Ff {
@@ -40,13 +46,14 @@ class T5Model : public Model {
     const float* ln_self;
     Attn self;
     const float* ln_cross = nullptr;  // decoder only
-    const Matrix* cross_q = nullptr;  // [C] -> [W], scaled as self's q
+    const Matrix* cross_q = nullptr;  // [C] -> [W], float32 and scaled as self's q
     const Matrix* cross_kv = nullptr; // [C] -> [2W], run once on the encoder output
     const Matrix* cross_o = nullptr;
     const float* ln_ff;
     Ff ff;
   };
-  // Encoder over the inputs of `states` (their collected tokens), cross K/V into each.
+  // Encoder over the inputs of `states` (their collected tokens), cross K/V into each;
+  // every layer in pieces of pass_rows_ rows (encoder_pass below).
   void encode(const std::vector<T5State*>& states);
   void feed_forward(const Ff& ff, const float* ln, float* x, int64_t M);
   // The per-head bias tables over n = key - query in [-R, R] (R = max_distance).
@@ -61,7 +68,9 @@ class T5Model : public Model {
   const float* enc_bias_ = nullptr;  // [H][2R+1]
   const float* dec_bias_ = nullptr;
   std::vector<Layer> enc_, dec_;
-  std::unique_ptr<AttentionPlan> plan_enc_, plan_self_, plan_cross_;
+  int64_t pass_rows_ = 512;  // the engine's max_step_tokens (set_pass_tokens)
+  std::vector<std::unique_ptr<AttentionPlan>> plan_enc_;  // one per encoder piece
+  std::unique_ptr<AttentionPlan> plan_self_, plan_cross_;
   std::unique_ptr<Scratch> s_x_, s_h_, s_qkv_, s_att_, s_ff_, s_gu_, s_kv_, s_q_, s_logits_;
 };
 

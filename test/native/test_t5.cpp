@@ -5,6 +5,8 @@
 // passes), greedy decoding token for token (batched and alone), and mixed
 // batches (sequences at different stages, one cancelled) giving the tokens
 // each gives alone, the cancelled one's encoder K/V freed (EngineStats).
+// Also: the encoder in pieces (max_step_tokens rows) against one pass, and
+// the shipped models/t5-kjv against its golden (test/fixtures/t5-kjv-golden.json).
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -151,6 +153,49 @@ TEST_CASE("t5 fixtures: greedy decoding matches the reference token for token, b
   }
 }
 
+// Deterministic token ids in [lo, hi) (a 64-bit LCG): long inputs no fixture holds.
+std::vector<int32_t> lcg_tokens(size_t n, int32_t lo, int32_t hi, uint64_t seed) {
+  std::vector<int32_t> v;
+  for (size_t i = 0; i < n; i++) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    v.push_back(lo + (int32_t)((seed >> 33) % (uint64_t)(hi - lo)));
+  }
+  return v;
+}
+
+TEST_CASE("t5: a long input's encoder runs in pieces of max_step_tokens rows and gives the one-pass log-probs (1e-5)") {
+  for (const char* name : {"t5-v1-untied", "t5-v11-untied"}) {
+    const fs::path dir = fs::path("test/fixtures") / name;
+    const json::Value cfg = json::parse(json::read_file((dir / "config.json").string(), 1 << 20));
+    const int32_t V = (int32_t)cfg.find("vocab_size")->i64;
+    const std::vector<int32_t> a = lcg_tokens(300, 3, V - 8, 1), b = lcg_tokens(170, 3, V - 8, 2);
+    const std::vector<int32_t> ta = lcg_tokens(12, 3, V - 8, 3), tb = lcg_tokens(9, 3, V - 8, 4);
+    Engine one(dir.string(), options(4096));  // the whole input in one encoder piece
+    const std::vector<float> wa = score(one, a, ta, 0), wb = score(one, b, tb, 0);
+    for (int64_t rows : {7, 64, 299}) {
+      Engine pieces(dir.string(), options(rows));
+      const std::string tag = std::string(name) + " pieces of " + std::to_string(rows);
+      double worst = 0;
+      const std::vector<float> ga = score(pieces, a, ta, 0);
+      for (size_t t = 0; t < ta.size(); t++) worst = std::isnan(ga[t]) ? INFINITY : std::max(worst, (double)std::fabs(ga[t] - wa[t]));
+      CHECK_MESSAGE(worst <= 1e-5, (tag + ": max |dlogprob| " + std::to_string(worst)));
+      // Two inputs that end in the same pass: one encoder over both, a piece may hold rows of each.
+      const int64_t s1 = pieces.create_sequence(greedy()), s2 = pieces.create_sequence(greedy());
+      pieces.step({StepRequest{s1, std::vector<int32_t>(a.begin(), a.end() - 1), false, false},
+                   StepRequest{s2, std::vector<int32_t>(b.begin(), b.end() - 1), false, false}});
+      pieces.step({StepRequest{s1, {a.back()}, true, false}, StepRequest{s2, {b.back()}, true, false}});
+      auto r = pieces.step({StepRequest{s1, ta, false, true}, StepRequest{s2, tb, false, true}});
+      double worst2 = 0;
+      for (size_t t = 0; t < ta.size(); t++) worst2 = std::max(worst2, (double)std::fabs(r[0].prompt_logprobs[t] - wa[t]));
+      for (size_t t = 0; t < tb.size(); t++) worst2 = std::max(worst2, (double)std::fabs(r[1].prompt_logprobs[t] - wb[t]));
+      CHECK_MESSAGE(worst2 <= 1e-5, (tag + ", two inputs in one encoder pass: max |dlogprob| " + std::to_string(worst2)));
+      pieces.free_sequence(s1);
+      pieces.free_sequence(s2);
+      CHECK(pieces.stats().state_bytes == 0);
+    }
+  }
+}
+
 TEST_CASE("t5: mixed batches (stages differ, one cancelled) give each sequence's tokens alone; cancel frees its encoder K/V") {
   const fs::path dir = "test/fixtures/t5-v11-untied";
   const json::Value golden = golden_of(dir);
@@ -231,4 +276,19 @@ TEST_CASE("t5 config refusals name the field") {
   CHECK(refusal(base + R"(,"is_encoder_decoder":false})").find("is_encoder_decoder") != std::string::npos);
   CHECK(refusal(R"({"model_type":"t5","vocab_size":50,"d_model":8,"num_heads":2,"d_ff":16,"num_layers":1})").find("d_kv") !=
         std::string::npos);
+}
+
+TEST_CASE("t5: the shipped models/t5-kjv (F16) gives tools/reference/t5.py's log-probs to 1e-4 (make_t5_kjv_golden.py)") {
+  const json::Value golden = json::parse(json::read_file("test/fixtures/t5-kjv-golden.json", 1 << 20));
+  Engine e(golden.find("model")->text, options(512));
+  double worst = 0;
+  size_t tokens = 0;
+  for (const auto& c : golden.find("cases")->items) {
+    const std::vector<int32_t> input = ints(*c.find("input")), target = ints(*c.find("target"));
+    const double w = worst_error(score(e, input, target, 0), c.find("logprobs")->items);
+    CHECK_MESSAGE(w <= 1e-4, (c.find("name")->text + ": max |dlogprob| " + std::to_string(w)));
+    worst = std::max(worst, w);
+    tokens += target.size();
+  }
+  MESSAGE(("models/t5-kjv: " + std::to_string(tokens) + " target tokens, max |dlogprob| " + std::to_string(worst)));
 }
