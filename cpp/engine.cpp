@@ -465,7 +465,7 @@ void Engine::take_cached_prefix(StepRun& run, size_t i) const {
     for (int32_t b : got) kv->release(b);
     return;
   }
-  s.state->adopt_prefix(got, s.keyed_blocks * B + rows);
+  s.state->adopt_prefix(got, s.keyed_blocks * B + rows, ids.data() + held);
   s.key = key;
   s.keyed_blocks += keyed;
   s.tail.assign(ids.begin() + keyed * B, ids.begin() + rows);
