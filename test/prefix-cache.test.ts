@@ -294,6 +294,21 @@ describe('a KV memory too small for the load', () => {
     expect(small.stats().kvBlocksUsed).toBe(0);
   });
 
+  test('perceiver_ar: its one-layer blocks count against --kv-memory; preempted sequences complete', async () => {
+    const big = await load('perceiver-tiny', { prefixCache: false });
+    expect(big.stats().kvBlockBytes).toBe(64 * 2 * 64 * 4); // 64 positions x (K, V) x C = 64 x F32, layer 0 only
+    const jobs: Job[] = Array.from({ length: 8 }, (_, i) => ({ prompt: ids(100 + i, 10), params: { temperature: 0 }, maxTokens: 250 }));
+    const small = await load('perceiver-tiny', { kvMemory: 6 * big.stats().kvBlockBytes, prefixCache: false });
+    const tight = await run(small, jobs, { maxBatch: 8 });
+    // Not the unbounded run's tokens: a replay prefills the sampled tokens,
+    // which is the exact forward, where the decode was the sliding one
+    // (docs/design.md, "Paged KV memory and prefix caching").
+    for (const o of tight.outs) expect([o[0].reason, o[0].tokens.length]).toEqual(['length', 250]);
+    expect(tight.s.totals.preemptions).toBeGreaterThan(0);
+    expect(small.stats().kvBlocksUsed).toBe(0);
+    expect(small.stats().kvBlocksUsed + small.stats().kvBlocksCached + small.stats().kvBlocksFree).toBe(6);
+  });
+
   test('a prompt larger than all of the KV memory fails with a clear error', async () => {
     const e = await load('gpt2-tiny', { kvMemory: 2 * 2 * 64 * 64 * 4 });
     const { outs } = await run(e, [{ prompt: ids(3, 100), params: { temperature: 0 }, maxTokens: 2 }]);
