@@ -294,16 +294,23 @@ describe('a KV memory too small for the load', () => {
     expect(small.stats().kvBlocksUsed).toBe(0);
   });
 
-  test('perceiver_ar: its one-layer blocks count against --kv-memory; preempted sequences complete', async () => {
-    const big = await load('perceiver-tiny', { prefixCache: false });
+  test.each([false, true])('perceiver_ar (prefix cache %s): its one-layer blocks count against --kv-memory; a preempted sequence replays its decode', async (prefixCache) => {
+    const big = await load('perceiver-tiny', { prefixCache });
     expect(big.stats().kvBlockBytes).toBe(64 * 2 * 64 * 4); // 64 positions x (K, V) x C = 64 x F32, layer 0 only
-    const jobs: Job[] = Array.from({ length: 8 }, (_, i) => ({ prompt: ids(100 + i, 10), params: { temperature: 0 }, maxTokens: 250 }));
-    const small = await load('perceiver-tiny', { kvMemory: 6 * big.stats().kvBlockBytes, prefixCache: false });
-    const tight = await run(small, jobs, { maxBatch: 8 });
-    // Not the unbounded run's tokens: a replay prefills the sampled tokens,
-    // which is the exact forward, where the decode was the sliding one
-    // (docs/design.md, "Paged KV memory and prefix caching").
-    for (const o of tight.outs) expect([o[0].reason, o[0].tokens.length]).toEqual(['length', 250]);
+    const jobs: Job[] = Array.from({ length: 8 }, (_, i) => ({
+      prompt: ids(100 + i, 10),
+      params: i % 2 ? { temperature: 0 } : { temperature: 0.9, seed: 1000 + i },
+      maxTokens: 250,
+    }));
+    const small = await load('perceiver-tiny', { kvMemory: 6 * big.stats().kvBlockBytes, prefixCache });
+    const ref = await run(big, jobs, { maxBatch: 8, prefixCache });
+    const tight = await run(small, jobs, { maxBatch: 8, prefixCache });
+    // Bit for bit: the replay prefills the prompt, then feeds each sampled
+    // token as the sliding decode step it was (replay: the decode row's
+    // kernels, no cached block), so the state is the one its decode had.
+    expectSame(tight.outs, ref.outs, 0);
+    for (const o of tight.outs) expect(o[0].reason).toBe('length');
+    expect(ref.s.totals.preemptions).toBe(0);
     expect(tight.s.totals.preemptions).toBeGreaterThan(0);
     expect(small.stats().kvBlocksUsed).toBe(0);
     expect(small.stats().kvBlocksUsed + small.stats().kvBlocksCached + small.stats().kvBlocksFree).toBe(6);
