@@ -333,6 +333,7 @@ std::vector<Engine::Sequence*> Engine::validate(const std::vector<StepRequest>& 
     if (it == sequences_.end() || it->second->free_after_step) throw Error("E_ARGUMENT", "unknown " + seq_name(r.seq));
     if (!seen.insert(r.seq).second) throw Error("E_ARGUMENT", seq_name(r.seq) + " is listed twice in one step");
     if (r.tokens.empty() && !r.sample) throw Error("E_ARGUMENT", seq_name(r.seq) + ": a step needs tokens or sample");
+    if (r.replay && r.tokens.size() != 1) throw Error("E_ARGUMENT", seq_name(r.seq) + ": a replayed step feeds exactly one token");
     if (r.hidden && !model_->exposes_hidden())
       throw Error("E_ARGUMENT", "hidden states: model_type " + model_->config().model_type + " does not expose its final layer norm's output (gpt2 does)");
     const int64_t soft = soft_prompt_left(*it->second);
@@ -412,7 +413,7 @@ Engine::Pass Engine::plan_pass(StepRun& run) const {
     }
     it.interim = !r.prompt_logprobs && left > n;
     it.input_ends = r.sample && left == n;
-    it.decode = seq.sampled_last && r.tokens.size() == 1;
+    it.decode = (seq.sampled_last || r.replay) && r.tokens.size() == 1;
     pass.items.push_back(it);
     pass.owner.push_back(i);
   }
@@ -426,7 +427,7 @@ void Engine::take_cached_prefix(StepRun& run, size_t i) const {
   PagedKv* t = s.state->paged();
   KvPool* kv = model_->kv_pool();
   // Log-probs, hidden states and local memory keys of cached positions: recomputed.
-  if (!t || !kv || !kv->caching() || r.prompt_logprobs || r.hidden || s.memory.local) return;
+  if (!t || !kv || !kv->caching() || r.prompt_logprobs || r.hidden || s.memory.local || r.replay) return;
   const int64_t B = kv->block_rows();
   // The ids after the last keyed block: those of a partly filled block (a
   // chunk cut mid-block), the soft prompt's rows, then the request's tokens.
@@ -468,7 +469,7 @@ void Engine::take_cached_prefix(StepRun& run, size_t i) const {
     for (int32_t b : got) kv->release(b);
     return;
   }
-  s.state->adopt_prefix(got, s.keyed_blocks * B + rows);
+  s.state->adopt_prefix(got, s.keyed_blocks * B + rows, ids.data() + held);
   s.key = key;
   s.keyed_blocks += keyed;
   s.tail.assign(ids.begin() + keyed * B, ids.begin() + rows);

@@ -37,6 +37,11 @@ struct StepRequest {
   bool sample = true;            // sample the next token after them
   bool prompt_logprobs = false;  // log p(tokens[j] | everything before), j = 0..n-1
   bool hidden = false;           // the final layer norm's output at every token (StepResult::hidden)
+  // One token this sequence sampled before a preemption, fed again: it runs
+  // as the decode row it was (the same kernels; perceiver_ar: its sliding
+  // decode) and never from the prefix cache (adopting a block would rebuild
+  // perceiver_ar's window as a prefill).
+  bool replay = false;
 };
 
 struct StepResult {

@@ -359,6 +359,11 @@ describe('step arguments', () => {
       (seq: number) => [{ seq, tokens: [1], sample: true }, { seq, tokens: [2], sample: true }],
       (seq: number) => `sequence ${seq} is listed twice in one step`,
     ],
+    [
+      'a replayed step of two tokens',
+      (seq: number) => [{ seq, tokens: [1, 2], sample: false, replay: true }],
+      (seq: number) => `sequence ${seq}: a replayed step feeds exactly one token`,
+    ],
   ])('%s rejects with E_ARGUMENT and leaves the sequence as it was', async (_, reqs, message) => {
     const seq = engine.createSequence({ temperature: 0 });
     const err = await rejection(engine.step(reqs(seq)));

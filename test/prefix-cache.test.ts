@@ -113,7 +113,8 @@ function expectSame(a: Out[][], b: Out[][], tolerance = 1e-6): void {
 
 const ARCHS = ['gpt2-tiny', 'gpt2-rotary', 'bigbird-tiny', 'opt-postln-proj', 'opt-preln', 'xglm-odd', 'llama-gqa2', 'qwen2-mha3', 'mistral-window', 'perceiver-tiny', 'recurrent-tiny'];
 // The architectures whose K/V live in the paged pool (the others keep per-sequence state).
-const PAGED = ['gpt2-tiny', 'gpt2-rotary', 'bigbird-tiny', 'opt-postln-proj', 'opt-preln', 'xglm-odd', 'llama-gqa2', 'qwen2-mha3'];
+// perceiver_ar pages its layer-0 K/V (what a prefix alone determines) and rebuilds its latent window.
+const PAGED = ['gpt2-tiny', 'gpt2-rotary', 'bigbird-tiny', 'opt-postln-proj', 'opt-preln', 'xglm-odd', 'llama-gqa2', 'qwen2-mha3', 'perceiver-tiny'];
 const adaptersFor = (base: string): string[] =>
   fs
     .readdirSync(ADAPTERS)
@@ -145,12 +146,17 @@ describe('prefix cache on and off give the same outputs', () => {
       ...adapters.map((a, i) => ({ prompt: shared.concat(ids(20 + i, 6)), params: { temperature: 0, adapter: a }, maxTokens: 6 })),
     ];
     // block_recurrent keeps copies of its state at block boundaries (cpp/state_cache.h);
-    // perceiver_ar and a sliding window cache nothing (docs/design.md says why).
+    // a sliding window caches nothing (docs/design.md says why).
     const copied = base.startsWith('recurrent');
+    // perceiver_ar's echo entries before a prompt's last step are those of
+    // that step's cut (docs/models.md), which cached tokens riding beyond the
+    // budget move: its prompts run whole, one step each (the next test cuts
+    // them, without echo).
+    const stepTokens = base.startsWith('perceiver') ? 1024 : 96;
     // Twice each: the second round finds the first round's blocks cached.
-    const first = await run(on, jobs);
-    const second = await run(on, jobs);
-    const ref = await run(off, jobs);
+    const first = await run(on, jobs, { stepTokens });
+    const second = await run(on, jobs, { stepTokens });
+    const ref = await run(off, jobs, { stepTokens });
     // Batch invariance (docs/design.md): a row's result does not depend on the
     // pass that holds it, so the cache (which runs fewer rows, cut elsewhere)
     // changes no bit.
@@ -166,6 +172,28 @@ describe('prefix cache on and off give the same outputs', () => {
     if (paged || copied) expect(second.s.totals.prefillComputed).toBeLessThan(ref.s.totals.prefillComputed / 2);
     else expect(first.s.totals.prefixHitTokens + second.s.totals.prefixHitTokens).toBe(0);
     expect(on.stats().kvBlocksUsed).toBe(0); // every sequence gave its blocks back
+  });
+});
+
+describe('perceiver_ar: cached layer-0 blocks under any step cut', () => {
+  test.each([32, 96])('stepTokens %i: the tokens and log-probs of the cache off, bit for bit', async (stepTokens) => {
+    const on = await load('perceiver-tiny', { prefixCache: true });
+    const off = await load('perceiver-tiny', { prefixCache: false });
+    const shared = ids(7, 150); // two full blocks and a part
+    const jobs: Job[] = [
+      { prompt: shared.concat(ids(1, 9)), params: { temperature: 0 }, maxTokens: 6 },
+      { prompt: shared.slice(0, 131), params: { temperature: 0 }, maxTokens: 6 }, // 3 after the hit: the window (8) reaches into it
+      { prompt: shared.slice(0, 128), params: { temperature: 1, seed: 3 }, maxTokens: 6, n: 3 }, // whole blocks: the last token runs alone
+      { prompt: ids(3, 80), params: { temperature: 0 }, maxTokens: 6 },
+    ];
+    const first = await run(on, jobs, { stepTokens });
+    const second = await run(on, jobs, { stepTokens });
+    const ref = await run(off, jobs, { stepTokens });
+    expectSame(first.outs, ref.outs, 0);
+    expectSame(second.outs, ref.outs, 0);
+    expect(second.s.totals.prefillComputed + second.s.totals.prefixHitTokens).toBe(ref.s.totals.prefillComputed);
+    expect(second.s.totals.prefixHitTokens).toBeGreaterThan(ref.s.totals.prefillComputed / 2);
+    expect(on.stats().kvBlocksUsed).toBe(0);
   });
 });
 
@@ -193,9 +221,9 @@ describe('n choices share their prompt blocks', () => {
   });
 
   test('engines that reuse nothing say so', async () => {
-    for (const base of ['perceiver-tiny', 'mistral-window']) expect((await load(base, {})).stats().prefixCache).toBe(false);
+    expect((await load('mistral-window', {})).stats().prefixCache).toBe(false);
     for (const base of ['gpt2-tiny', 'recurrent-tiny']) expect((await load(base, { prefixCache: false })).stats().prefixCache).toBe(false);
-    expect((await load('bigbird-tiny', {})).stats().prefixCache).toBe(true);
+    for (const base of ['bigbird-tiny', 'perceiver-tiny']) expect((await load(base, {})).stats().prefixCache).toBe(true);
   });
 
   test('on a prompt of whole blocks the other choices run its last token only, with the tokens of the cache off', async () => {
@@ -264,6 +292,28 @@ describe('a KV memory too small for the load', () => {
     for (const o of tight.outs) expect([o[0].prompt.length, o[0].promptReports]).toEqual([150, 150]);
     expect(tight.s.totals.preemptions).toBeGreaterThan(0);
     expect(small.stats().kvBlocksUsed).toBe(0);
+  });
+
+  test.each([false, true])('perceiver_ar (prefix cache %s): its one-layer blocks count against --kv-memory; a preempted sequence replays its decode', async (prefixCache) => {
+    const big = await load('perceiver-tiny', { prefixCache });
+    expect(big.stats().kvBlockBytes).toBe(64 * 2 * 64 * 4); // 64 positions x (K, V) x C = 64 x F32, layer 0 only
+    const jobs: Job[] = Array.from({ length: 8 }, (_, i) => ({
+      prompt: ids(100 + i, 10),
+      params: i % 2 ? { temperature: 0 } : { temperature: 0.9, seed: 1000 + i },
+      maxTokens: 250,
+    }));
+    const small = await load('perceiver-tiny', { kvMemory: 6 * big.stats().kvBlockBytes, prefixCache });
+    const ref = await run(big, jobs, { maxBatch: 8, prefixCache });
+    const tight = await run(small, jobs, { maxBatch: 8, prefixCache });
+    // Bit for bit: the replay prefills the prompt, then feeds each sampled
+    // token as the sliding decode step it was (replay: the decode row's
+    // kernels, no cached block), so the state is the one its decode had.
+    expectSame(tight.outs, ref.outs, 0);
+    for (const o of tight.outs) expect(o[0].reason).toBe('length');
+    expect(ref.s.totals.preemptions).toBe(0);
+    expect(tight.s.totals.preemptions).toBeGreaterThan(0);
+    expect(small.stats().kvBlocksUsed).toBe(0);
+    expect(small.stats().kvBlocksUsed + small.stats().kvBlocksCached + small.stats().kvBlocksFree).toBe(6);
   });
 
   test('a prompt larger than all of the KV memory fails with a clear error', async () => {

@@ -360,6 +360,8 @@ Napi::Value EngineWrap::step(const Napi::CallbackInfo& info) {
     req.prompt_logprobs = absent(pl) ? false : bool_arg(env, pl, name + ".promptLogprobs");
     Napi::Value hs = r.Get("hidden");
     req.hidden = absent(hs) ? false : bool_arg(env, hs, name + ".hidden");
+    Napi::Value rp = r.Get("replay");
+    req.replay = absent(rp) ? false : bool_arg(env, rp, name + ".replay");
   }
   for (const roost::StepRequest& req : requests) in_flight_[req.seq]++;
   return queue(new_step_worker(env, this, std::move(requests)));

@@ -30,8 +30,9 @@ class SequenceState {
   // Prefix-cache hit on a paged state: drops its partly filled last block (if
   // any), appends these retained blocks, which hold the positions of that
   // block and the next ones up to `length` (the last may be partly filled), and
-  // sets length() to it.
-  virtual void adopt_prefix(const std::vector<int32_t>& blocks, int64_t length);
+  // sets length() to it. ids: the ids of the adopted positions length() ..
+  // length - 1 (soft-prompt rows negative), for a state that keeps some.
+  virtual void adopt_prefix(const std::vector<int32_t>& blocks, int64_t length, const int32_t* ids);
   // retro (docs/retro.md): the k neighbours of chunk `chunk` (k rows of 2m
   // tokens, row-major), encoded by the pass that completes that chunk. Other
   // models refuse (E_ARGUMENT).

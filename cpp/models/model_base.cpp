@@ -76,7 +76,7 @@ ModelBase::ModelBase(const ModelConfig& cfg, const Checkpoint& ckpt, std::shared
   s_logits_ = be_->scratch();
 }
 
-void SequenceState::adopt_prefix(const std::vector<int32_t>&, int64_t) {
+void SequenceState::adopt_prefix(const std::vector<int32_t>&, int64_t, const int32_t*) {
   throw Error("E_INTERNAL", "this model's sequence state has no KV blocks to adopt");
 }
 
@@ -84,8 +84,8 @@ void SequenceState::set_neighbours(int64_t, std::vector<int32_t>) {
   throw Error("E_ARGUMENT", "neighbours are only taken by model_type retro");
 }
 
-std::unique_ptr<KvPool> make_kv_pool(Backend& be, const ModelConfig& cfg, int64_t width) {
-  return std::make_unique<KvPool>(be, cfg.n_layer, width, kKvBlockRows, int64_t(1) << 30);
+std::unique_ptr<KvPool> make_kv_pool(Backend& be, const ModelConfig& cfg, int64_t width, int64_t layers) {
+  return std::make_unique<KvPool>(be, layers > 0 ? layers : cfg.n_layer, width, kKvBlockRows, int64_t(1) << 30);
 }
 
 StepRows step_rows(const std::vector<ForwardItem>& items) {

@@ -17,9 +17,10 @@
 
 namespace roost {
 
-// Paged models: the pool of blocks of kKvBlockRows positions x layers x
-// (K, V) x width (kv_type()), unbounded until the engine sets its budget.
-std::unique_ptr<KvPool> make_kv_pool(Backend& be, const ModelConfig& cfg, int64_t width);
+// Paged models: the pool of blocks of kKvBlockRows positions x layers (by
+// default n_layer) x (K, V) x width (kv_type()), unbounded until the engine
+// sets its budget.
+std::unique_ptr<KvPool> make_kv_pool(Backend& be, const ModelConfig& cfg, int64_t width, int64_t layers = 0);
 // Every paged item's blocks for its new rows, all or none: E_KV_FULL
 // (nothing allocated) when the pool cannot hold them.
 void reserve_kv(KvPool& pool, const std::vector<ForwardItem>& items);
@@ -32,7 +33,7 @@ class PagedState : public SequenceState {
   int64_t length() const override { return len; }
   size_t bytes() const override { return kv.bytes(); }
   PagedKv* paged() override { return &kv; }
-  void adopt_prefix(const std::vector<int32_t>& blocks, int64_t length) override {
+  void adopt_prefix(const std::vector<int32_t>& blocks, int64_t length, const int32_t*) override {
     kv.adopt(len / kv.pool().block_rows(), blocks);
     len = length;
   }

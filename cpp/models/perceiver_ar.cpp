@@ -9,25 +9,36 @@ namespace roost {
 
 namespace {
 
-// Per sequence: the layer-0 K/V of every position (grown geometrically), a
-// ring of the layer-0 outputs z of the last N positions (float [N, C],
-// position p in slot p % N), per layer >= 1 a ring of the last N latent K/V,
-// and a ring of the last N tokens (what an interim pass leaves for the next
-// pass to rebuild the window from). Latent K/V are valid for positions
-// [lat0, len); after an interim pass (`stale`) neither ring holds the window.
+// Per sequence: the layer-0 K/V of every position in the model's paged pool
+// (a one-layer paged cache: what the prefix alone determines, so full blocks
+// are shared through the prefix cache), a ring of the layer-0 outputs z of the
+// last N positions (float [N, C], position p in slot p % N), per layer >= 1 a
+// ring of the last N latent K/V, and a ring of the last N tokens (what an
+// interim pass or an adopted prefix leaves for the next pass to rebuild the
+// window from). Latent K/V are valid for positions [lat0, len); after an
+// interim pass or a prefix-cache hit (`stale`) neither ring holds the window.
 class PerceiverState : public SequenceState {
  public:
-  PerceiverState(Backend& be, int64_t n_layer, int64_t C, int64_t N)
-      : kv0(1, C), lat(std::max<int64_t>(0, n_layer - 1), C), C_(C), N_(N), z_(be.alloc((size_t)N * C * sizeof(float))), tok_(N) {
+  PerceiverState(Backend& be, KvPool* pool, int64_t n_layer, int64_t C, int64_t N)
+      : kv0(pool), lat(std::max<int64_t>(0, n_layer - 1), C), C_(C), N_(N), z_(be.alloc((size_t)N * C * sizeof(float))), tok_(N) {
     if (n_layer > 1) lat.make_ring(be, N);
   }
   int64_t length() const override { return len; }
   size_t bytes() const override { return kv0.bytes() + z_->bytes() + lat.bytes() + tok_.size() * sizeof(int32_t); }
+  PagedKv* paged() override { return &kv0; }
+  // The cached blocks' layer-0 K/V; the window's tokens go to the token ring
+  // and the next pass rebuilds the window (z and latents) as after an interim pass.
+  void adopt_prefix(const std::vector<int32_t>& blocks, int64_t length, const int32_t* ids) override {
+    kv0.adopt(len / kv0.pool().block_rows(), blocks);
+    for (int64_t p = std::max(len, length - N_); p < length; p++) tok(p) = ids[p - len];
+    len = length;
+    stale = true;
+  }
   float* z(int64_t pos) const { return z_->as<float>() + (pos % N_) * C_; }  // [C]
   int32_t& tok(int64_t pos) { return tok_[pos % N_]; }
 
-  KvRows kv0;  // layer 0, every position
-  KvRows lat;  // layers 1.. (layer l at index l - 1), ring of N
+  PagedKv kv0;  // layer 0, every position
+  KvRows lat;   // layers 1.. (layer l at index l - 1), ring of N
   int64_t len = 0, lat0 = 0;
   bool stale = false;
 
@@ -101,10 +112,11 @@ PerceiverArModel::PerceiverArModel(const ModelConfig& config, const Checkpoint& 
   plan0_ = be().attention_plan();
   plan_ = be().attention_plan();
   for (auto* s : {&s_x_, &s_kv_, &s_z_, &s_q_, &s_y_, &s_qkv_, &s_kvh_, &s_att_}) *s = be().scratch();
+  pool_ = make_kv_pool(be(), cfg_, C, /*layers=*/1);  // layer 0's K/V only
 }
 
 std::unique_ptr<SequenceState> PerceiverArModel::new_state() const {
-  return std::make_unique<PerceiverState>(be(), cfg_.n_layer, cfg_.n_embd, cfg_.num_latents);
+  return std::make_unique<PerceiverState>(be(), pool_.get(), cfg_.n_layer, cfg_.n_embd, cfg_.num_latents);
 }
 
 void PerceiverArModel::forward(const std::vector<ForwardItem>& items, ThreadPool& pool) {
@@ -117,10 +129,7 @@ void PerceiverArModel::forward(const std::vector<ForwardItem>& items, ThreadPool
   PerceiverPlan plan = plan_perceiver_rows(items, N);
   std::vector<Rows>& rows = plan.rows;
   const int64_t R = plan.x_rows, Z = plan.z_rows, Y = plan.y_rows;
-  for (size_t i = 0; i < items.size(); i++) {
-    auto* s = static_cast<PerceiverState*>(items[i].state);
-    s->kv0.reserve(be, rows[i].end, s->len, max_context());
-  }
+  reserve_kv(*pool_, items);
   const bool deep = cfg_.n_layer > 1;
   float* x = s_x_->get<float>(R * C);
   float* kv = s_kv_->get<float>(R * 2 * C);
@@ -143,8 +152,8 @@ void PerceiverArModel::forward(const std::vector<ForwardItem>& items, ThreadPool
       const int64_t row = r.x0 + j, p = r.past + j;
       tok[row] = items[i].tokens[j];
       pos_x[row] = p;
-      kv_moves.push_back({kv + row * 2 * C, s->kv0.k(0, p)});
-      kv_moves.push_back({kv + row * 2 * C + C, s->kv0.v(0, p)});
+      kv_moves.push_back({kv + row * 2 * C, s->kv0.k(p)});
+      kv_moves.push_back({kv + row * 2 * C + C, s->kv0.v(p)});
     }
     for (int64_t p = r.zp; p < r.end; p++) {  // window positions before past: tokens from the ring
       pos_z[r.z0 + p - r.zp] = p;
@@ -175,7 +184,7 @@ void PerceiverArModel::forward(const std::vector<ForwardItem>& items, ThreadPool
     auto* s = static_cast<PerceiverState*>(items[i].state);
     const Rows& r = rows[i];
     if (r.interim) continue;
-    plan0_->add_span(s->kv0.span(0, 0, r.end, 0, false));
+    s->kv0.add_spans(*plan0_, 0, r.end, /*per_layer=*/false);
     plan0_->add_heads(item_rows(AttnTask{att + r.z0 * C, C, q + r.z0 * C, C, r.end - r.zp, r.zp}, items[i].decode), H);
     if (!deep) continue;
     const char* kr = kvh + r.y0 * 2 * C * es;

@@ -2,6 +2,7 @@
 // cross-attend layer 0 (latent queries over every position's keys) and
 // self-attention among the last N (latent) positions only. Decode is the
 // spec's cached sliding decode: per sequence the layer-0 K/V of every position
+// (in the model's paged pool, one layer: prefix-cached like gpt2's blocks)
 // plus rings of the last N layer-0 outputs and latent K/V
 // (O(T*C) + O(n_layer*N*C)).
 #pragma once

@@ -16,7 +16,7 @@ import { RequestError } from './errors';
 
 /** The part of the engine the scheduler drives (a fake in scheduler unit tests). */
 export type SchedulerEngine = Pick<NativeEngine, 'createSequence' | 'freeSequence' | 'step'> &
-  Partial<Pick<NativeEngine, 'resetSequence' | 'stats' | 'cachedPrefix' | 'setNeighbours'>>;
+  Partial<Pick<NativeEngine, 'resetSequence' | 'stats' | 'cachedPrefix' | 'setNeighbours' | 'info'>>;
 
 export type FinishReason = 'stop' | 'length' | 'cancelled' | 'error';
 
@@ -240,6 +240,13 @@ export class Scheduler {
   };
   /** KV blocks admissions of the current allocate() have counted on (kvFits). */
   private admitBlocks = 0;
+  /**
+   * perceiver_ar: a one-token step is its sliding decode, not the prefill of
+   * the same tokens (docs/models.md), so a preempted sequence's replay
+   * prefills the prompt, then feeds each sampled token as a replayed step of
+   * its own (the decode it was), which leaves the state its decode had.
+   */
+  private readonly replayByToken: boolean;
 
   constructor(
     private readonly engine: SchedulerEngine,
@@ -259,6 +266,7 @@ export class Scheduler {
     if (!Number.isInteger(t) || t < 0 || t > MAX_TIMER_MS) {
       throw new Error(`requestTimeoutMs must be an integer from 0 to ${MAX_TIMER_MS} (a Node timer's longest delay) (got ${t})`);
     }
+    this.replayByToken = engine.info?.().modelType === 'perceiver_ar';
   }
 
   /** Requests with a sequence running in the engine. */
@@ -603,11 +611,14 @@ export class Scheduler {
     for (const t of this.prefillOrder()) {
       if (budget <= 0) break;
       const prompt = t.replay ?? t.spec.prompt;
-      const left = prompt.length - t.fed;
+      // replayByToken: the replay's sampled tokens go in one a step.
+      const byToken = t.replay !== undefined && this.replayByToken && t.fed >= t.spec.prompt.length;
+      const stop = t.replay !== undefined && this.replayByToken ? (byToken ? t.fed + 1 : t.spec.prompt.length) : prompt.length;
+      const left = stop - t.fed;
       const promptLogprobs = t.spec.promptLogprobs && t.replay === undefined;
       // Leading tokens the prefix cache holds cost no compute: they ride
       // beyond the budget, so a cached 2,048-token prefix is one step, not four.
-      const cached = promptLogprobs || !this.engine.cachedPrefix ? 0 : Math.min(left, this.engine.cachedPrefix(t.seq, prompt.slice(t.fed)));
+      const cached = promptLogprobs || byToken || !this.engine.cachedPrefix ? 0 : Math.min(left, this.engine.cachedPrefix(t.seq, prompt.slice(t.fed, stop)));
       const take = cached + prefillTake(left - cached, budget);
       const end = t.fed + take;
       if (!this.giveNeighbours(t, end)) continue;
@@ -617,6 +628,7 @@ export class Scheduler {
         tokens: prompt.slice(t.fed, end),
         sample: end === prompt.length && t.spec.maxTokens > 0,
         promptLogprobs: promptLogprobs && end > t.reported,
+        ...(byToken ? { replay: true } : {}),
       });
       tasks.push(t);
       budget -= take - cached;

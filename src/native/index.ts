@@ -147,6 +147,11 @@ export interface StepRequest {
   promptLogprobs?: boolean;
   /** Report the final layer norm's output at every new token (models of the gpt2 family). */
   hidden?: boolean;
+  /**
+   * One token the sequence sampled before a preemption, fed again: it runs as
+   * the decode row it was, never from the prefix cache (exactly one token).
+   */
+  replay?: boolean;
 }
 
 /** [token id, log-prob] */
