@@ -87,6 +87,7 @@ class Engine {
 
   const ModelConfig& config() const { return model_->config(); }
   int64_t max_context() const { return model_->max_context(); }
+  bool decode_differs_from_prefill() const { return model_->decode_differs_from_prefill(); }
   int threads() const { return pool_->size(); }
   const std::string& device() const { return device_; }  // "cpu" or "cuda": where the model runs
 

@@ -31,7 +31,7 @@ class ScriptedEngine extends FakeEngine {
 function runtime(script: number[]): ModelRuntime {
   const engine = new ScriptedEngine(script);
   const info: EngineInfo = {
-    modelType: 'gpt2', vocabSize: 260, nEmbd: 1, nLayer: 1, nHead: 1, maxContext: 0, eosTokenId: 256,
+    modelType: 'gpt2', decodeDiffersFromPrefill: false, vocabSize: 260, nEmbd: 1, nLayer: 1, nHead: 1, maxContext: 0, eosTokenId: 256,
     tokenizerClass: 'bytes', specialTokens: { eos: 256, fim_prefix: 257, fim_middle: 258, fim_suffix: 259 }, threads: 1, isa: 'reference',
   };
   return {

@@ -86,7 +86,7 @@ describe('startCompletion with a large prompt', () => {
   function runtime(): { rt: ModelRuntime; engine: FakeEngine } {
     const engine = new FakeEngine(260, 0);
     const info: EngineInfo = {
-      modelType: 'gpt2', vocabSize: 260, nEmbd: 1, nLayer: 1, nHead: 1, maxContext: 0, eosTokenId: 256,
+      modelType: 'gpt2', decodeDiffersFromPrefill: false, vocabSize: 260, nEmbd: 1, nLayer: 1, nHead: 1, maxContext: 0, eosTokenId: 256,
       tokenizerClass: 'bytes', specialTokens: { eos: 256 }, threads: 1, isa: 'reference',
     };
     const rt: ModelRuntime = {

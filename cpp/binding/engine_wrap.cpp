@@ -259,6 +259,7 @@ Napi::Value EngineWrap::info(const Napi::CallbackInfo& info) {
     const roost::ModelConfig& c = engine_->config();
     Napi::Object o = Napi::Object::New(env);
     o.Set("modelType", c.model_type);
+    o.Set("decodeDiffersFromPrefill", Napi::Boolean::New(env, engine_->decode_differs_from_prefill()));
     o.Set("retroChunkSize", num(env, static_cast<double>(c.chunk_size)));        // retro: m (0 elsewhere)
     o.Set("retroNeighbours", num(env, static_cast<double>(c.num_neighbours)));  // retro: k (0 elsewhere)
     o.Set("vocabSize", num(env, static_cast<double>(c.vocab_size)));

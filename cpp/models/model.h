@@ -85,6 +85,11 @@ class Model {
   // prompt runs in one forward (perceiver_ar: each pass has its own latent
   // window). The engine then never splits a step's prompt that asks for them.
   virtual bool prompt_logprobs_need_one_pass() const { return false; }
+  // True when a one-token forward after a sampled token is a decode that
+  // differs from prefilling the same token (perceiver_ar's sliding window):
+  // a preempted sequence's sampled tokens are then replayed one step each
+  // (StepRequest::replay) to leave the state its decode had.
+  virtual bool decode_differs_from_prefill() const { return false; }
   // True when forward() honours ForwardItem::adapter and ::embeds.
   virtual bool supports_adapters() const { return false; }
   // True when forward() writes ForwardItem::hidden.

@@ -19,6 +19,7 @@ class PerceiverArModel : public ModelBase {
   PerceiverArModel(const ModelConfig& config, const Checkpoint& ckpt, std::shared_ptr<Backend> be);
   std::unique_ptr<SequenceState> new_state() const override;
   bool prompt_logprobs_need_one_pass() const override { return true; }
+  bool decode_differs_from_prefill() const override { return true; }
   // n >= 2 new tokens: the state becomes the exact prefill of the whole
   // sequence (latent window recomputed); n = 1: one sliding decode step.
   // Rows of positions outside the latent window get NaN logits. An interim

@@ -266,7 +266,7 @@ export class Scheduler {
     if (!Number.isInteger(t) || t < 0 || t > MAX_TIMER_MS) {
       throw new Error(`requestTimeoutMs must be an integer from 0 to ${MAX_TIMER_MS} (a Node timer's longest delay) (got ${t})`);
     }
-    this.replayByToken = engine.info?.().modelType === 'perceiver_ar';
+    this.replayByToken = engine.info?.().decodeDiffersFromPrefill === true;
   }
 
   /** Requests with a sequence running in the engine. */

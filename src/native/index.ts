@@ -64,6 +64,8 @@ export interface CudaInfo {
 
 export interface EngineInfo {
   modelType: string;
+  /** A one-token step after a sample is a decode unlike prefill (perceiver_ar): replays go a token a step. */
+  decodeDiffersFromPrefill: boolean;
   /** retro (docs/retro.md): chunk size m and neighbours per chunk k; 0 for other models. */
   retroChunkSize: number;
   retroNeighbours: number;
