@@ -18,7 +18,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { NativeEngine, NativeEngineClass } from '../src/native';
-import { convertGpt2ToGguf } from './lib/gguf';
+import { q8GgufOf } from './lib/gguf';
 import { median } from './load/stats';
 import { randomTokens as tokensIn, writeRandomGpt2 } from './lib/random-gpt2';
 
@@ -69,12 +69,7 @@ function checkpoint(dtype: Dtype): string {
     writeRandomGpt2(dir, { ...shape, dtype: stored });
   }
   if (dtype !== 'Q8_0') return dir;
-  const gguf = dir + '-q8_0.gguf';
-  if (!fs.existsSync(gguf)) {
-    process.stderr.write(`quantizing ${dir} to ${gguf} ...\n`);
-    convertGpt2ToGguf(dir, gguf, { quantize: 'q8_0' });
-  }
-  return gguf;
+  return q8GgufOf(dir);
 }
 
 async function benchDtype(dtype: Dtype, A: NativeEngineClass, B: NativeEngineClass) {

@@ -21,7 +21,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Engine, type NativeEngine } from '../src/native';
-import { convertGpt2ToGguf, convertLlamaToGguf } from './lib/gguf';
+import { convertGpt2ToGguf, convertLlamaToGguf, q8GgufOf } from './lib/gguf';
 import { median } from './load/stats';
 import { randomTokens as tokensIn, writeRandomGpt2 } from './lib/random-gpt2';
 import { TINYLLAMA, writeRandomLlama } from './lib/random-llama';
@@ -73,12 +73,7 @@ function checkpoint(dtype: Dtype): string {
     else writeRandomGpt2(dir, { ...gpt2Shape, nLayer: shape.nLayer, dtype: stored });
   }
   if (dtype !== 'Q8_0') return dir;
-  const gguf = dir + '-q8_0.gguf';
-  if (!fs.existsSync(gguf)) {
-    process.stderr.write(`quantizing ${dir} to ${gguf} ...\n`);
-    convertGpt2ToGguf(dir, gguf, { quantize: 'q8_0' });
-  }
-  return gguf;
+  return q8GgufOf(dir);
 }
 
 async function benchDtype(dtype: Dtype) {

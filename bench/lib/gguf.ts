@@ -227,6 +227,16 @@ function openSafetensors(file: string): { header: Record<string, StTensor>; raw(
   return { header: JSON.parse(json.toString('utf8')), raw };
 }
 
+/** DIR-q8_0.gguf beside a GPT-2 checkpoint folder: its Q8_0 GGUF, written on first use (the file llama.cpp runs too). */
+export function q8GgufOf(dir: string): string {
+  const gguf = dir + '-q8_0.gguf';
+  if (!fs.existsSync(gguf)) {
+    process.stderr.write(`quantizing ${dir} to ${gguf} ...\n`);
+    convertGpt2ToGguf(dir, gguf, { quantize: 'q8_0' });
+  }
+  return gguf;
+}
+
 export function convertLlamaToGguf(dir: string, out: string): void {
   const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
   const st = openSafetensors(path.join(dir, 'model.safetensors'));
