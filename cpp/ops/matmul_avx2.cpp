@@ -85,39 +85,31 @@ void tile(float* y, int64_t ldy, const float* a, const typename L::T* b, const f
   }
 }
 
-// Small M (decode): G panels at a time, each output column one FMA chain in k
-// order with the bias added last, exactly as tile() computes it, so a row's
-// result does not depend on how many rows its call holds (docs/design.md, "Batch
-// invariance"); the G * MR * 2 chains cover the FMA latency. x is [MR, K] row-major.
-template <class L, int MR, int G>
-void gemv_group(float* y, int64_t ldy, const float* x, const typename L::T* b, const float* bias, int64_t K, int64_t col0,
-                int64_t N) {
+// Small M (decode): one panel at a time as a single forward stream, each output
+// column one FMA chain in k order with the bias added last, exactly as tile()
+// computes it (matmul_avx512.cpp's gemv says why). x is [MR, K] row-major.
+template <class L, int MR>
+void gemv(float* y, int64_t ldy, const float* x, const typename L::T* w, const float* bias, int64_t K, int64_t n0,
+          int64_t N, int64_t np) {
   using T = typename L::T;
-  constexpr int64_t kRowBytes = kPanel * sizeof(T);
-  constexpr int kRowsPerLine = (int)(64 / kRowBytes);
-  const int64_t ps = K * kPanel;  // elements between panels
-  __m256 acc[MR][2 * G];
+  constexpr int kRowsPerLine = (int)(64 / (kPanel * sizeof(T)));  // panel rows per cache line: 1 (F32) or 2
+  for (int64_t q = 0; q < np; q++) {
+    const T* b = w + q * K * kPanel;  // [K][16]
+    __m256 acc[MR][2];
 #pragma GCC unroll 4
-  for (int m = 0; m < MR; m++)
-#pragma GCC unroll 8
-    for (int j = 0; j < 2 * G; j++) acc[m][j] = _mm256_setzero_ps();
-  for (int64_t k = 0; k < K; k++) {
-    if (k % kRowsPerLine == 0)
+    for (int m = 0; m < MR; m++) acc[m][0] = acc[m][1] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < K; k++) {
+      const T* row = b + k * kPanel;
+      if (k % kRowsPerLine == 0) _mm_prefetch((const char*)row + kPrefetchBytes, _MM_HINT_T0);
+      const __m256 b0 = L::load(row), b1 = L::load(row + 8);
 #pragma GCC unroll 4
-      for (int j = 0; j < G; j++) _mm_prefetch((const char*)(b + j * ps + k * kPanel) + kPrefetchBytes, _MM_HINT_T0);
-    __m256 bv[2 * G];
-#pragma GCC unroll 8
-    for (int j = 0; j < 2 * G; j++) bv[j] = L::load(b + (j / 2) * ps + k * kPanel + (j % 2) * 8);
-#pragma GCC unroll 4
-    for (int m = 0; m < MR; m++) {
-      const __m256 xv = _mm256_broadcast_ss(x + m * K + k);
-#pragma GCC unroll 8
-      for (int j = 0; j < 2 * G; j++) acc[m][j] = _mm256_fmadd_ps(xv, bv[j], acc[m][j]);
+      for (int m = 0; m < MR; m++) {
+        const __m256 xv = _mm256_broadcast_ss(x + m * K + k);
+        acc[m][0] = _mm256_fmadd_ps(xv, b0, acc[m][0]);
+        acc[m][1] = _mm256_fmadd_ps(xv, b1, acc[m][1]);
+      }
     }
-  }
-#pragma GCC unroll 4
-  for (int j = 0; j < G; j++) {
-    const int64_t col = col0 + j * kPanel;  // first column of panel j
+    const int64_t col = n0 + q * kPanel;  // first column of this panel
     const int64_t valid = std::min<int64_t>(kPanel, N - col);
     alignas(32) float bb[kPanel] = {};
     if (bias) std::memcpy(bb, bias + col, valid * sizeof(float));
@@ -125,23 +117,11 @@ void gemv_group(float* y, int64_t ldy, const float* x, const typename L::T* b, c
 #pragma GCC unroll 4
     for (int m = 0; m < MR; m++) {
       alignas(32) float tmp[kPanel];
-      _mm256_store_ps(tmp, _mm256_add_ps(acc[m][2 * j], b0));
-      _mm256_store_ps(tmp + 8, _mm256_add_ps(acc[m][2 * j + 1], b1));
+      _mm256_store_ps(tmp, _mm256_add_ps(acc[m][0], b0));
+      _mm256_store_ps(tmp + 8, _mm256_add_ps(acc[m][1], b1));
       std::memcpy(y + m * ldy + col, tmp, valid * sizeof(float));
     }
   }
-}
-
-// Panels per group: 8 to 12 accumulators of 16 registers.
-template <int MR>
-constexpr int gemv_panels() { return MR == 1 ? 4 : 2; }
-
-template <class L, int MR>
-void gemv(float* y, int64_t ldy, const float* x, const typename L::T* w, const float* bias, int64_t K, int64_t n0,
-          int64_t N, int64_t np) {
-  panel_groups<gemv_panels<MR>()>(np, [&]<int G>(int64_t q) {
-    gemv_group<L, MR, G>(y, ldy, x, w + q * K * kPanel, bias, K, n0 + q * kPanel, N);
-  });
 }
 
 constexpr int kMaxGemvM = 3;
@@ -191,7 +171,7 @@ void panels(const Params& p, int64_t p0, int64_t p1) {
 Plan plan_avx2(int64_t M) {
   Plan plan;
   plan.mr = kMaxMr;
-  plan.grain = M == 1 ? gemv_panels<1>() : M <= kMaxGemvM ? gemv_panels<2>() : kMaxNp;
+  plan.grain = M <= kMaxGemvM ? 1 : kMaxNp;
   plan.pack_x = M > kMaxGemvM;
   return plan;
 }

@@ -74,59 +74,37 @@ void tile(float* y, int64_t ldy, const float* a, const typename L::T* b, const f
 }
 
 
-// Small M (decode): y[MR, 16 * np] for np consecutive panels, G panels at a time
-// read as G forward streams. Each output column is one FMA chain in k order with
-// the bias added last, exactly as tile() computes it: a row's result does not
+// Small M (decode): y[MR, 16 * np] for np consecutive panels read as one forward
+// stream, one panel at a time. Each output column is one FMA chain in k order with
+// the bias added last, exactly as tile() computes it, so a row's result does not
 // depend on how many rows its call holds (a cached prefix or another batch changes
-// that; docs/design.md, "Batch invariance"). The G * MR independent chains cover
-// the FMA latency that U chains per column along k used to. x is [MR, K] row-major.
-template <class L, int MR, int G>
-void gemv_group(float* y, int64_t ldy, const float* x, const typename L::T* b, const float* bias, int64_t K, int64_t col0,
-                int64_t N) {
+// that; docs/design.md, "Batch invariance"). One chain per column leaves the FMA
+// latency exposed, but the stream from memory is the bound: U chains along k
+// measured alike, and reading several panels at once (more chains) slower.
+// x is [MR, K] row-major.
+template <class L, int MR>
+void gemv(float* y, int64_t ldy, const float* x, const typename L::T* w, const float* bias, int64_t K, int64_t n0,
+          int64_t N, int64_t np) {
   using T = typename L::T;
-  constexpr int64_t kRowBytes = kPanel * sizeof(T);  // one panel row: 64 (F32) or 32 bytes
-  constexpr int kRowsPerLine = (int)(64 / kRowBytes);
-  const int64_t ps = K * kPanel;  // elements between panels
-  __m512 acc[MR][G];
+  constexpr int kRowsPerLine = (int)(64 / (kPanel * sizeof(T)));  // panel rows per cache line: 1 (F32) or 2
+  for (int64_t q = 0; q < np; q++) {
+    const T* b = w + q * K * kPanel;  // [K][16]
+    __m512 acc[MR];
 #pragma GCC unroll 8
-  for (int m = 0; m < MR; m++)
+    for (int m = 0; m < MR; m++) acc[m] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k++) {
+      if (k % kRowsPerLine == 0) _mm_prefetch((const char*)(b + k * kPanel) + kPrefetchBytes, _MM_HINT_T0);
+      const __m512 bv = L::load(b + k * kPanel);
 #pragma GCC unroll 8
-    for (int j = 0; j < G; j++) acc[m][j] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < K; k++) {
-    if (k % kRowsPerLine == 0)
-#pragma GCC unroll 8
-      for (int j = 0; j < G; j++) _mm_prefetch((const char*)(b + j * ps + k * kPanel) + kPrefetchBytes, _MM_HINT_T0);
-    __m512 bv[G];
-#pragma GCC unroll 8
-    for (int j = 0; j < G; j++) bv[j] = L::load(b + j * ps + k * kPanel);
-#pragma GCC unroll 8
-    for (int m = 0; m < MR; m++) {
-      const __m512 xv = _mm512_set1_ps(x[m * K + k]);
-#pragma GCC unroll 8
-      for (int j = 0; j < G; j++) acc[m][j] = _mm512_fmadd_ps(xv, bv[j], acc[m][j]);
+      for (int m = 0; m < MR; m++) acc[m] = _mm512_fmadd_ps(_mm512_set1_ps(x[m * K + k]), bv, acc[m]);
     }
-  }
-#pragma GCC unroll 8
-  for (int j = 0; j < G; j++) {
-    const int64_t col = col0 + j * kPanel;  // first column of panel j
+    const int64_t col = n0 + q * kPanel;  // first column of this panel
     const int64_t valid = std::min<int64_t>(kPanel, N - col);
     const __mmask16 mask = (__mmask16)((1u << valid) - 1);
     const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + col) : _mm512_setzero_ps();
 #pragma GCC unroll 8
-    for (int m = 0; m < MR; m++) _mm512_mask_storeu_ps(y + m * ldy + col, mask, _mm512_add_ps(acc[m][j], bv));
+    for (int m = 0; m < MR; m++) _mm512_mask_storeu_ps(y + m * ldy + col, mask, _mm512_add_ps(acc[m], bv));
   }
-}
-
-// Panels per group: about 8 accumulators, enough chains for the FMA latency.
-template <int MR>
-constexpr int gemv_panels() { return MR == 1 ? 4 : MR == 2 ? 4 : 3; }
-
-template <class L, int MR>
-void gemv(float* y, int64_t ldy, const float* x, const typename L::T* w, const float* bias, int64_t K, int64_t n0,
-          int64_t N, int64_t np) {
-  panel_groups<gemv_panels<MR>()>(np, [&]<int G>(int64_t q) {
-    gemv_group<L, MR, G>(y, ldy, x, w + q * K * kPanel, bias, K, n0 + q * kPanel, N);
-  });
 }
 
 constexpr int kMaxGemvM = 3;
@@ -176,7 +154,7 @@ void panels(const Params& p, int64_t p0, int64_t p1) {
 Plan plan_avx512(int64_t M) {
   Plan plan;
   plan.mr = kMaxMr;
-  plan.grain = M == 1 ? gemv_panels<1>() : M == 2 ? gemv_panels<2>() : M == 3 ? gemv_panels<3>() : kMaxNp;
+  plan.grain = M <= kMaxGemvM ? 1 : kMaxNp;
   plan.pack_x = M > kMaxGemvM;
   return plan;
 }

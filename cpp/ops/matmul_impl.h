@@ -82,23 +82,6 @@ Plan plan_avx2(int64_t M);
 void panels_avx2(const Params& p, int64_t p0, int64_t p1);
 Plan plan_avx512(int64_t M);
 void panels_avx512(const Params& p, int64_t p0, int64_t p1);
-// Panels [q, q + left) as one group of `left` < G panels (compile-time sizes).
-template <int G, class F>
-void panel_tail(int64_t left, int64_t q, const F& group) {
-  if constexpr (G >= 1) {
-    if (left == G) group.template operator()<G>(q);
-    else panel_tail<G - 1>(left, q, group);
-  }
-}
-// Panels [0, np) in groups of G and the rest as one smaller group:
-// group.template operator()<g>(q) runs panels q .. q + g - 1 (the GEMVs).
-template <int G, class F>
-void panel_groups(int64_t np, const F& group) {
-  int64_t q = 0;
-  for (; q + G <= np; q += G) group.template operator()<G>(q);
-  if (q < np) panel_tail<G - 1>(np - q, q, group);
-}
-
 // The Q8_0 kernels (matmul_q8_*.cpp): same contract, weights in the Q8_0 panels above.
 void panels_q8_avx2(const Params& p, int64_t p0, int64_t p1);
 void panels_q8_avx512bw(const Params& p, int64_t p0, int64_t p1);
