@@ -139,6 +139,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--weight-decay", type=float, default=0.1)
     ap.add_argument("--minutes", type=float, default=55.0)
+    ap.add_argument("--init", default=None,
+                    help="continue from this model folder's weights (same shape) instead of a fresh init; "
+                         "the log is appended to")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--eval-every", type=float, default=300.0)
@@ -152,6 +155,8 @@ def main():
     c = t5.T5Config(config)
     model = t5.T5(c)
     init_weights(model, c, a.seed)
+    if a.init:
+        model.load_hf_state_dict({k: v.float() for k, v in checkpoint.read_tensors(a.init).items()})
     n_params = sum(p.numel() for p in model.parameters())
     print(f"t5: {n_params} parameters; config {json.dumps(config)}", flush=True)
     decay, no = param_groups(model)
@@ -161,7 +166,7 @@ def main():
     ex = t5_data.Examples(vocab, train_bytes, a.seed, a.clm_rate, a.raw_min, a.raw_max)
     quick = quick_set(vocab)
     os.makedirs(a.out, exist_ok=True)
-    log = open(os.path.join(a.out, "train_log.jsonl"), "w")
+    log = open(os.path.join(a.out, "train_log.jsonl"), "a" if a.init else "w")
     budget = a.minutes * 60
     t0 = time.time()
     last_eval = last_save = t0
