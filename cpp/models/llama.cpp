@@ -33,14 +33,7 @@ LlamaModel::LlamaModel(const ModelConfig& config, const Checkpoint& ckpt, std::s
   const int64_t C = cfg_.n_embd, V = cfg_.vocab_size, F = cfg_.n_inner, D = cfg_.head_dim();
   const int64_t Wq = cfg_.n_head * D, Wkv = cfg_.n_kv_head * D;
   embed_ = be.matrix(ckpt.get("model.embed_tokens.weight", {V, C}), C, V, /*src_is_nk=*/true);
-  if (cfg_.tie_word_embeddings) {
-    head_ = embed_;
-  } else {
-    if (!ckpt.find("lm_head.weight"))
-      throw Error("E_CHECKPOINT", ckpt.source() + ": lm_head.weight is missing (config.json has tie_word_embeddings "
-                                                  "false; set it true only if the head is model.embed_tokens.weight)");
-    head_ = be.matrix(ckpt.get("lm_head.weight", {V, C}), C, V, true);
-  }
+  head_ = load_head(be, ckpt, cfg_, embed_, "model.embed_tokens.weight", C);
   norm_ = load_vector(be, ckpt, "model.norm.weight", C);
   for (int64_t l = 0; l < cfg_.n_layer; l++) {
     const std::string p = "model.layers." + std::to_string(l) + ".";

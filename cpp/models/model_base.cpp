@@ -14,6 +14,15 @@ Dense load_dense(Backend& be, const Checkpoint& ckpt, const std::string& prefix,
   return d;
 }
 
+const Matrix* load_head(Backend& be, const Checkpoint& ckpt, const ModelConfig& cfg, const Matrix* embed,
+                        const std::string& embed_name, int64_t K) {
+  if (cfg.tie_word_embeddings) return embed;
+  if (!ckpt.find("lm_head.weight"))
+    throw Error("E_CHECKPOINT", ckpt.source() + ": lm_head.weight is missing (config.json has tie_word_embeddings "
+                                                "false; set it true only if the head is " + embed_name + ")");
+  return be.matrix(ckpt.get("lm_head.weight", {cfg.vocab_size, K}), K, cfg.vocab_size, /*src_is_nk=*/true);
+}
+
 Norm load_norm(Backend& be, const Checkpoint& ckpt, const std::string& prefix, int64_t C) {
   return {be.floats(tensor_to_f32(ckpt.get(prefix + ".weight", {C}))),
           be.floats(tensor_to_f32(ckpt.get(prefix + ".bias", {C})))};

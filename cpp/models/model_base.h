@@ -78,6 +78,10 @@ struct Norm {
 // prefix.weight [K, N] and prefix.bias [N].
 Dense load_dense(Backend& be, const Checkpoint& ckpt, const std::string& prefix, int64_t K, int64_t N);
 Norm load_norm(Backend& be, const Checkpoint& ckpt, const std::string& prefix, int64_t C);
+// The output head [V, K]: the input embedding (named embed_name) when
+// config.json ties them, else lm_head.weight, whose absence names the flag.
+const Matrix* load_head(Backend& be, const Checkpoint& ckpt, const ModelConfig& cfg, const Matrix* embed,
+                        const std::string& embed_name, int64_t K);
 
 // K/V rows of `layers` layers of one sequence in backend memory (kv_type()
 // elements): one block [layer][K|V][cap][C]. A cache grows geometrically

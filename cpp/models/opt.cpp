@@ -57,14 +57,7 @@ OptModel::OptModel(const ModelConfig& config, const Checkpoint& ckpt, std::share
   const bool bias = cfg_.linear_bias;
 
   embed_ = be.matrix(ckpt.get(pre + "embed_tokens.weight", {V, P}), P, V, /*src_is_nk=*/true);
-  if (cfg_.tie_word_embeddings) {
-    head_ = embed_;
-  } else {
-    if (!ckpt.find("lm_head.weight"))
-      throw Error("E_CHECKPOINT", ckpt.source() + ": lm_head.weight is missing (config.json has tie_word_embeddings "
-                                                  "false; set it true only if the head is " + pre + "embed_tokens.weight)");
-    head_ = be.matrix(ckpt.get("lm_head.weight", {V, P}), P, V, true);
-  }
+  head_ = load_head(be, ckpt, cfg_, embed_, pre + "embed_tokens.weight", P);
   if (cfg_.word_embed_proj_dim) {
     project_in_ = be.matrix(ckpt.get(pre + "project_in.weight", {C, P}), P, C, true);
     project_out_ = be.matrix(ckpt.get(pre + "project_out.weight", {P, C}), C, P, true);

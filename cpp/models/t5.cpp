@@ -82,14 +82,7 @@ T5Model::T5Model(const ModelConfig& config, const Checkpoint& ckpt, std::shared_
   const int64_t C = cfg_.n_embd, V = cfg_.vocab_size, F = cfg_.n_inner, D = cfg_.head_dim(), W = cfg_.n_head * D;
   const float qs = std::sqrt((float)D);
   shared_ = be.matrix(ckpt.get("shared.weight", {V, C}), C, V, /*src_is_nk=*/true);
-  if (cfg_.tie_word_embeddings) {
-    head_ = shared_;
-  } else {
-    if (!ckpt.find("lm_head.weight"))
-      throw Error("E_CHECKPOINT", ckpt.source() + ": lm_head.weight is missing (config.json has tie_word_embeddings "
-                                                  "false; set it true only if the head is shared.weight)");
-    head_ = be.matrix(ckpt.get("lm_head.weight", {V, C}), C, V, true);
-  }
+  head_ = load_head(be, ckpt, cfg_, shared_, "shared.weight", C);
   enc_norm_ = load_vector(be, ckpt, "encoder.final_layer_norm.weight", C);
   std::vector<float> dn = tensor_to_f32(ckpt.get("decoder.final_layer_norm.weight", {C}));
   if (cfg_.tie_word_embeddings)  // T5 scales the decoder output by d_model^-0.5 before a tied head
