@@ -47,6 +47,11 @@ def bucket(n, bidirectional, num_buckets, max_distance):
     return b + torch.where(r < exact, r, large)
 
 
+def key_mask(valid):
+    """[B, 1, 1, Tk] additive mask: 0 for real keys, -inf for padding."""
+    return torch.zeros(valid.shape).masked_fill(~valid, float("-inf"))[:, None, None, :]
+
+
 def rms(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
@@ -62,17 +67,18 @@ class Attention(nn.Module):
         self.o = nn.Linear(inner, c.d_model, bias=False)
         self.rel = nn.Embedding(c.num_buckets, c.num_heads) if has_bias else None
 
-    def heads(self, x):  # [T, H*D] -> [H, T, D]
-        return x.view(x.shape[0], self.H, self.D).transpose(0, 1)
+    def heads(self, x):  # [..., T, H*D] -> [..., H, T, D]
+        return x.view(*x.shape[:-1], self.H, self.D).transpose(-3, -2)
 
     def forward(self, x, kv, bias):
-        """x [Tq, C] queries, kv [Tk, C] keys/values source, bias [H, Tq, Tk] (with -inf masks) or None."""
+        """x [..., Tq, C] queries, kv [..., Tk, C] keys/values source, bias broadcasting to [..., H, Tq, Tk]
+        (with -inf masks) or None. A leading batch dimension is for training (tools/train/train_t5.py)."""
         q, k, v = self.heads(self.q(x)), self.heads(self.k(kv)), self.heads(self.v(kv))
-        scores = q @ k.transpose(1, 2)  # T5: no 1/sqrt(D)
+        scores = q @ k.transpose(-1, -2)  # T5: no 1/sqrt(D)
         if bias is not None:
             scores = scores + bias
-        out = torch.softmax(scores, dim=-1) @ v  # [H, Tq, D]
-        return self.o(out.transpose(0, 1).reshape(x.shape[0], self.H * self.D))
+        out = torch.softmax(scores, dim=-1) @ v  # [..., H, Tq, D]
+        return self.o(out.transpose(-3, -2).reshape(*x.shape[:-1], self.H * self.D))
 
 
 class FeedForward(nn.Module):
@@ -103,11 +109,11 @@ class Block(nn.Module):
         self.norms = nn.ParameterList([nn.Parameter(torch.ones(c.d_model)) for _ in range(n)])
         self.eps = c.eps
 
-    def forward(self, x, bias, enc=None):
+    def forward(self, x, bias, enc=None, cross_bias=None):
         h = rms(x, self.norms[0], self.eps)
         x = x + self.self_attn(h, h, bias)
         if self.decoder:
-            x = x + self.cross(rms(x, self.norms[1], self.eps), enc, None)
+            x = x + self.cross(rms(x, self.norms[1], self.eps), enc, cross_bias)
         return x + self.ff(rms(x, self.norms[-1], self.eps))
 
 
@@ -130,19 +136,28 @@ class T5(nn.Module):
             b = b.masked_fill(n[None] > 0, float("-inf"))
         return b
 
-    def encode(self, ids):
-        x = self.shared(torch.tensor(ids))
-        bias = self.position_bias(self.enc[0].self_attn.rel, len(ids), len(ids), True)
+    def encode(self, ids, valid=None):
+        """Encoder output [T, C] of a list of ids; or [B, T, C] of a padded LongTensor [B, T] with
+        `valid` [B, T] (bool) marking the real tokens: padding is masked out as a key."""
+        ids = torch.as_tensor(ids)
+        x = self.shared(ids)
+        bias = self.position_bias(self.enc[0].self_attn.rel, ids.shape[-1], ids.shape[-1], True)
+        if valid is not None:
+            bias = bias + key_mask(valid)
         for blk in self.enc:
             x = blk(x, bias)
         return rms(x, self.enc_norm, self.c.eps)
 
-    def decode(self, enc, dec_ids):
-        """Logits [T, V] at every decoder position (dec_ids starts with decoder_start)."""
-        x = self.shared(torch.tensor(dec_ids))
-        bias = self.position_bias(self.dec[0].self_attn.rel, len(dec_ids), len(dec_ids), False)
+    def decode(self, enc, dec_ids, enc_valid=None):
+        """Logits [T, V] at every decoder position (dec_ids starts with decoder_start); batched as
+        encode, with `enc_valid` the encoder's `valid` (padded decoder rows only ever follow real ones)."""
+        dec_ids = torch.as_tensor(dec_ids)
+        x = self.shared(dec_ids)
+        T = dec_ids.shape[-1]
+        bias = self.position_bias(self.dec[0].self_attn.rel, T, T, False)
+        cross = None if enc_valid is None else key_mask(enc_valid)
         for blk in self.dec:
-            x = blk(x, bias, enc)
+            x = blk(x, bias, enc, cross)
         x = rms(x, self.dec_norm, self.c.eps)
         if self.lm_head is None:
             return (x * self.c.d_model ** -0.5) @ self.shared.weight.T

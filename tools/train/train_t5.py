@@ -3,8 +3,8 @@ encoder-decoder on the KJV training text, with T5 span corruption mixed with
 AlexaTM's causal mode (tools/train/t5_data.py).
 
 One definition serves as reference and as training code: the model is
-tools/reference/t5.py's T5, unchanged (one example at a time; a step sums the
-gradients of --batch examples, so no padding or masks are needed).
+tools/reference/t5.py's T5, unchanged, run on a padded batch of --batch
+examples (padding masked out as an encoder key and ignored in the loss).
 
     /usr/bin/python3 tools/train/train_t5.py --out models/t5-kjv --minutes 55 --threads 1
 
@@ -84,10 +84,22 @@ def param_groups(model):
     return decay, no
 
 
-def example_loss(model, inp, tgt):
-    """Summed cross entropy (nats) of the target given the input, and the number of target tokens."""
-    logits = model.decode(model.encode(inp), [model.c.decoder_start] + tgt[:-1])
-    return F.cross_entropy(logits, torch.tensor(tgt), reduction="sum"), len(tgt)
+def padded(rows, fill):
+    t = torch.full((len(rows), max(len(r) for r in rows)), fill, dtype=torch.long)
+    for i, r in enumerate(rows):
+        t[i, :len(r)] = torch.tensor(r)
+    return t
+
+
+def batch_losses(model, pairs):
+    """Cross entropy (nats) of every target token given its input, [B, T] (0 at padding), for a list
+    of (input, target) pairs run as one padded batch."""
+    inp = padded([i for i, _ in pairs], t5_data.PAD)
+    valid = padded([[1] * len(i) for i, _ in pairs], 0).bool()
+    tgt = padded([t for _, t in pairs], -100)
+    dec_in = padded([[model.c.decoder_start] + t[:-1] for _, t in pairs], t5_data.PAD)
+    logits = model.decode(model.encode(inp, valid), dec_in, valid)
+    return F.cross_entropy(logits.transpose(1, 2), tgt, ignore_index=-100, reduction="none")
 
 
 def quick_set(vocab, n=32):
@@ -98,13 +110,20 @@ def quick_set(vocab, n=32):
     return [t5_data.corrupt(vocab, ids[i * 256:(i + 1) * 256], t5_data.noise_spans(rng, 256)) for i in range(n)]
 
 
+def text_removed(vocab, examples):
+    """The quick set with only the sentinels and </s> as input: what the decoder guesses without
+    reading the text around the gaps (the gap to quick_eval is what the encoder contributes)."""
+    return [([t for t in inp if vocab.is_sentinel(t)] + [t5_data.EOS], tgt) for inp, tgt in examples]
+
+
 @torch.no_grad()
 def quick_eval(model, examples):
     """Bits per target token (sentinels and </s> included) on the quick set."""
     tot, n = 0.0, 0
-    for inp, tgt in examples:
-        l, k = example_loss(model, inp, tgt)
-        tot, n = tot + float(l), n + k
+    for i in range(0, len(examples), 8):
+        part = examples[i:i + 8]
+        tot += float(batch_losses(model, part).sum())
+        n += sum(len(t) for _, t in part)
     return tot / n / math.log(2)
 
 
@@ -165,6 +184,7 @@ def main():
     train_bytes, _ = data.split()
     ex = t5_data.Examples(vocab, train_bytes, a.seed, a.clm_rate, a.raw_min, a.raw_max)
     quick = quick_set(vocab)
+    quick_removed = text_removed(vocab, quick)
     os.makedirs(a.out, exist_ok=True)
     log = open(os.path.join(a.out, "train_log.jsonl"), "a" if a.init else "w")
     budget = a.minutes * 60
@@ -182,15 +202,15 @@ def main():
         opt.zero_grad(set_to_none=True)
         batch = [ex.next() for _ in range(a.batch)]
         n_tgt = sum(len(t) for _, _, t in batch)
+        losses = batch_losses(model, [(inp, tgt) for _, inp, tgt in batch])
+        (losses.sum() / n_tgt).backward()
         per_mode = {}
-        for mode, inp, tgt in batch:
-            l, k = example_loss(model, inp, tgt)
-            (l / n_tgt).backward()
+        for row, (mode, _, tgt) in zip(losses.detach(), batch):
             s = per_mode.setdefault(mode, [0.0, 0])
-            s[0] += float(l)
-            s[1] += k
+            s[0] += float(row.sum())
+            s[1] += len(tgt)
             counts[mode][0] += 1
-            counts[mode][1] += k
+            counts[mode][1] += len(tgt)
         gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
         opt.step()
         step += 1
@@ -204,6 +224,7 @@ def main():
             if time.time() - last_eval >= a.eval_every:
                 model.eval()
                 rec["quick_span_bits_per_token"] = round(quick_eval(model, quick), 4)
+                rec["quick_text_removed"] = round(quick_eval(model, quick_removed), 4)
                 last_eval = time.time()
                 print(json.dumps(rec), flush=True)
             log.write(json.dumps(rec) + "\n")
@@ -214,7 +235,8 @@ def main():
     model.eval()
     save(model, config, vocab, a.out)
     q = quick_eval(model, quick)
-    rec = {"step": step, "time": round(time.time() - t0, 1), "final": True, "quick_span_bits_per_token": round(q, 4)}
+    rec = {"step": step, "time": round(time.time() - t0, 1), "final": True, "quick_span_bits_per_token": round(q, 4),
+           "quick_text_removed": round(quick_eval(model, quick_removed), 4)}
     log.write(json.dumps(rec) + "\n")
     log.close()
     results = {"arch": "t5", "params": n_params, "steps": step, "target_tokens": tokens,
