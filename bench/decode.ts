@@ -56,8 +56,16 @@ const layers = values.layers ? Number(values.layers) : undefined;
 if (layers !== undefined && !(Number.isInteger(layers) && layers >= 1)) throw new Error(`--layers must be an integer >= 1 (got ${values.layers})`);
 const llamaShape = { ...TINYLLAMA, nLayer: layers ?? TINYLLAMA.nLayer };
 const shape = arch === 'llama' ? llamaShape : { ...gpt2Shape, nLayer: layers ?? gpt2Shape.nLayer };
-// Bandwidth ceiling of docs/peers.md: 79 GB/s over the bytes read per token.
-const BANDWIDTH = 79e9;
+// The bandwidth ceiling of a batch-1 row: the machine's read bandwidth at the engine's
+// thread count, measured by build/bench_bandwidth (bench/native/bandwidth.cpp) in this run,
+// before and after the rows (the better of the two), over the bytes read per token. It
+// drifts with the host by up to half (docs/peers.md), so a fixed figure misleads.
+function measureBandwidth(threads: number): number {
+  const exe = path.join(root, 'build', 'bench_bandwidth');
+  if (!fs.existsSync(exe)) throw new Error(`${exe} is missing: run npm run build (it builds the native benchmarks)`);
+  const r = JSON.parse(execFileSync(exe, [String(threads)], { encoding: 'utf8' })) as { gbPerSecond: number[] };
+  return r.gbPerSecond[threads - 1] * 1e9;
+}
 const randomTokens = (n: number, seed: number) => tokensIn(n, seed, shape.vocabSize);
 
 // The checkpoint a dtype row loads: a safetensors folder, or for Q8_0 the GGUF file
@@ -106,7 +114,6 @@ async function benchDtype(dtype: Dtype) {
     }
     const step = median(stepTimes);
     const row: (typeof decode)[number] = { batch, tokensPerSecond: batch / step, msPerStep: step * 1e3 };
-    if (batch === 1) row.shareOfCeiling = (1 / step) / (BANDWIDTH / weightBytes);
     decode.push(row);
     for (const s of seqs) engine.freeSequence(s);
   }
@@ -166,14 +173,24 @@ function runLlamaCpp(dir: string, threads: number) {
 }
 
 async function main() {
+  // The engine's own default (threads 0) is every core this process may run on, as here.
+  const engineThreads = threads || os.availableParallelism();
+  const bandwidthBefore = measureBandwidth(engineThreads);
+  const raw: Array<Awaited<ReturnType<typeof benchDtype>>> = [];
+  for (const dtype of dtypes) raw.push(await benchDtype(dtype));
+  const bandwidthAfter = measureBandwidth(engineThreads);
+  const ceilingBytes = Math.max(bandwidthBefore, bandwidthAfter);
+  console.log(`read bandwidth, ${engineThreads} threads (build/bench_bandwidth): ${(bandwidthBefore / 1e9).toFixed(1)} GB/s before the rows, ` +
+    `${(bandwidthAfter / 1e9).toFixed(1)} after`);
   const results = [];
-  for (const dtype of dtypes) {
-    const r = await benchDtype(dtype);
+  for (const r of raw) {
+    if (r.threads !== engineThreads) throw new Error(`the engine ran ${r.threads} threads; the bandwidth was measured with ${engineThreads}`);
+    for (const d of r.decode) if (d.batch === 1) d.shareOfCeiling = (1 / (d.msPerStep / 1e3)) / (ceilingBytes / r.weightBytes);
     results.push(r);
-    console.log(`${dtype}: weights ${(r.weightBytes / 1e6).toFixed(0)} MB, prefill ${r.prefillTokensPerSecond.toFixed(0)} tok/s (${r.promptTokens}-token prompt)`);
+    console.log(`${r.dtype}: weights ${(r.weightBytes / 1e6).toFixed(0)} MB, prefill ${r.prefillTokensPerSecond.toFixed(0)} tok/s (${r.promptTokens}-token prompt)`);
     for (const d of r.decode)
       console.log(`  decode batch ${String(d.batch).padStart(2)}: ${d.tokensPerSecond.toFixed(1)} tok/s, ${d.msPerStep.toFixed(2)} ms/step` +
-        (d.shareOfCeiling ? `, ${(d.shareOfCeiling * 100).toFixed(0)}% of the ${(BANDWIDTH / r.weightBytes).toFixed(0)} tok/s bandwidth ceiling` : ''));
+        (d.shareOfCeiling ? `, ${(d.shareOfCeiling * 100).toFixed(0)}% of the ${(ceilingBytes / r.weightBytes).toFixed(0)} tok/s bandwidth ceiling` : ''));
     if ('llamaCpp' in r) {
       const p = r.llamaCpp;
       console.log(`  llama.cpp, same run: prefill ${p.prefillTokensPerSecond.toFixed(0)} tok/s; ` +
@@ -184,7 +201,8 @@ async function main() {
         `batch 32/batch 1 ${f(v.batch32OverBatch1)} (>= 4: ${v.batch32Met ? 'met' : 'NOT met'})`);
     }
   }
-  const report = { date: new Date().toISOString(), machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model }, arch, shape, decodeTokens, results };
+  const report = { date: new Date().toISOString(), machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model }, arch, shape, decodeTokens,
+    bandwidthGBs: { threads: engineThreads, before: bandwidthBefore / 1e9, after: bandwidthAfter / 1e9 }, results };
   fs.mkdirSync(path.dirname(outFile), { recursive: true });
   fs.writeFileSync(outFile, JSON.stringify(report, null, 2) + '\n');
   console.log(`wrote ${outFile}`);

@@ -72,6 +72,8 @@ function runJson(script: string, args: string[]): any {
 }
 
 // Roost and llama.cpp at F32, F16 and Q8_0, through bench/decode.
+// Returns the batch-1 bandwidth ceiling of each dtype in that run (bench/decode measures
+// the read bandwidth before and after its rows): tokens/s at most, and each engine's share.
 function roostAndLlamaCpp(rows: Row[], greedy: Record<string, number[]>, agree: Record<string, boolean>) {
   const tmp = path.join(root, 'bench', 'tmp', 'peers-decode.json');
   for (const dtype of ['F32', 'F16'] as const) checkpoint(dtype);
@@ -79,8 +81,18 @@ function roostAndLlamaCpp(rows: Row[], greedy: Record<string, number[]>, agree: 
     ...(values['peer-llama-cpp'] ? ['--peer-llama-cpp', values['peer-llama-cpp']] : [])],
   { env: { ...process.env, UV_THREADPOOL_SIZE: '2' }, stdio: ['ignore', 'inherit', 'inherit'] });
   const report = JSON.parse(fs.readFileSync(tmp, 'utf8'));
+  const bw = report.bandwidthGBs as { threads: number; before: number; after: number };
+  const ceilings: Record<string, { weightBytes: number; tokensPerSecond: number; share: Record<string, number> }> = {};
+  const b1 = (d: Throughput['decode']) => d.find((x) => x.batch === 1)?.tokensPerSecond;
   for (const r of report.results) {
     rows.push({ engine: 'Roost', weights: r.dtype, prefillTokensPerSecond: r.prefillTokensPerSecond, decode: r.decode });
+    const ceiling = Math.max(bw.before, bw.after) * 1e9 / r.weightBytes;
+    const share: Record<string, number> = {};
+    for (const [engine, d] of [['Roost', r.decode], ['llama.cpp', r.llamaCpp?.decode]] as const) {
+      const tps = d && b1(d);
+      if (tps) share[engine] = tps / ceiling;
+    }
+    ceilings[r.dtype] = { weightBytes: r.weightBytes, tokensPerSecond: ceiling, share };
     if (r.llamaCpp) {
       rows.push({ ...r.llamaCpp, engine: 'llama.cpp', weights: r.dtype });
       greedy[`llama.cpp ${r.dtype}`] = r.llamaCpp.greedy;
@@ -88,6 +100,7 @@ function roostAndLlamaCpp(rows: Row[], greedy: Record<string, number[]>, agree: 
       agree[`Roost ${r.dtype} = llama.cpp ${r.dtype}`] = r.sameGreedyTokens;
     }
   }
+  return { bandwidthGBs: bw, batch1Ceiling: ceilings };
 }
 
 function onnxRuntime(rows: Row[], greedy: Record<string, number[]>) {
@@ -167,7 +180,7 @@ async function main() {
   const rows: Row[] = [];
   const greedy: Record<string, number[]> = {};
   const agree: Record<string, boolean> = {};
-  roostAndLlamaCpp(rows, greedy, agree);
+  const bandwidth = roostAndLlamaCpp(rows, greedy, agree);
   if (values['peer-onnxruntime']) onnxRuntime(rows, greedy);
   if (greedy['ONNX Runtime F32'] && greedy['llama.cpp F32'])
     agree['ONNX Runtime F32 = llama.cpp F32'] = greedy['ONNX Runtime F32'].join() === greedy['llama.cpp F32'].join();
@@ -196,9 +209,12 @@ async function main() {
     onnxRuntimeInt8LeadingTokensEqualToF32: ortInt8Leading,
     roostOverFasterPeer: ratios(rows),
     roostQ8_0OverOwnF16: q8OverF16(rows),
+    ...bandwidth,
   };
   console.log(table(rows));
   console.log('Roost / faster peer:', JSON.stringify(report.roostOverFasterPeer));
+  console.log(`read bandwidth (${bandwidth.bandwidthGBs.threads} threads): ${bandwidth.bandwidthGBs.before.toFixed(1)} GB/s before, ` +
+    `${bandwidth.bandwidthGBs.after.toFixed(1)} after; batch-1 share of the ceiling:`, JSON.stringify(bandwidth.batch1Ceiling));
   console.log('greedy tokens agree:', JSON.stringify(agree));
   fs.mkdirSync(path.dirname(values.out!), { recursive: true });
   fs.writeFileSync(values.out!, JSON.stringify(report, null, 2) + '\n');

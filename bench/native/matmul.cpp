@@ -137,6 +137,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "no known dtype in \"%s\" (F32, F16, Q8_0)\n", wanted.c_str());
     return 1;
   }
+  // A third argument, e.g. gemv or gemv,batched, limits the sections (gemv, batched, gemm).
+  const std::string sections = "," + std::string(argc > 3 ? argv[3] : "gemv,batched,gemm") + ",";
+  auto section = [&](const char* name) { return sections.find(std::string(",") + name + ",") != std::string::npos; };
   std::mt19937 rng(1234);
   std::printf("isa %s (Q8_0: %s), threads 1 and 2\n", isa_name(active_isa()),
               active_isa() == Isa::Avx512 && q8_vnni_active() ? "VNNI" : "no VNNI");
@@ -151,6 +154,7 @@ int main(int argc, char** argv) {
                                {3072, 768, false, "mlp.c_proj 3072x768"},
                                {768, 50257, true, "lm_head 768x50257 (nk)"}};
   for (DType t : dtypes) {
+    if (!section("gemv")) break;
     for (const Shape& s : gemv_shapes) {
       std::vector<PackedMatrix> copies;
       copies.push_back(make_matrix(t, s.K, s.N, s.nk, rng));
@@ -182,6 +186,7 @@ int main(int argc, char** argv) {
 
   // Batched decode: the weights still stream once per call, whatever M.
   for (DType t : dtypes) {
+    if (!section("batched")) break;
     const int64_t K = 768, N = 3072;
     std::vector<PackedMatrix> copies;
     copies.push_back(make_matrix(t, K, N, false, rng));
@@ -213,6 +218,7 @@ int main(int argc, char** argv) {
   }
 
   for (DType t : dtypes) {
+    if (!section("gemm")) break;
     for (int64_t N : {2304, 3072}) {
       const int64_t K = 768;
       PackedMatrix W = make_matrix(t, K, N, false, rng);
