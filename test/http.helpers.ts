@@ -24,8 +24,11 @@ export function start(model: string, opts: Partial<ServeOptions> = {}): Promise<
   });
 }
 
+/** The server's /v1/completions, or `base` itself when it names a route (e.g. `${s.url}/v1/chat/completions`). */
+const route = (base: string) => (new URL(base).pathname === '/' ? `${base}/v1/completions` : base);
+
 export async function post(base: string, body: unknown, headers: Record<string, string> = {}) {
-  const res = await fetch(`${base}/v1/completions`, {
+  const res = await fetch(route(base), {
     method: 'POST',
     headers: { 'Content-Type': 'application/json', ...headers },
     body: typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body),
@@ -42,7 +45,7 @@ export async function post(base: string, body: unknown, headers: Record<string, 
 
 /** Reads an SSE response into its data events (parsed JSON, or '[DONE]') and comment lines. */
 export async function postStream(base: string, body: unknown, signal?: AbortSignal) {
-  const res = await fetch(`${base}/v1/completions`, {
+  const res = await fetch(route(base), {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({ ...(body as object), stream: true }),

@@ -20,6 +20,8 @@ const embedder = Embedder.load();
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'roost-retrieval-http-'));
 const BIBLE = path.join(root, 'bible');
 const BROKEN = path.join(root, 'broken');
+// A chat template short enough for the fixture's 64-token context: "u:<content>\n...a:".
+const TEMPLATE = path.join(root, 'short.jinja');
 const TEXTS: Record<string, string> = {
   psalm: 'The LORD is my shepherd; I shall not want. He maketh me to lie down in green pastures: he leadeth me beside the still waters.',
   flood: 'And the waters prevailed exceedingly upon the earth; and all the high hills, that were under the whole heaven, were covered.',
@@ -39,7 +41,8 @@ beforeAll(async () => {
   broken.compact();
   const documents = path.join(BROKEN, 'documents-1.jsonl');
   fs.writeFileSync(documents, fs.readFileSync(documents, 'utf8').replace('light', 'night'));
-  s = await start(BYTES, { datastores: { bible: BIBLE, gone: path.join(root, 'no-such-dir'), broken: BROKEN } });
+  fs.writeFileSync(TEMPLATE, "{% for m in messages %}{{ m['role'][0] }}:{{ m['content'] }}\n{% endfor %}a:");
+  s = await start(BYTES, { datastores: { bible: BIBLE, gone: path.join(root, 'no-such-dir'), broken: BROKEN }, chatTemplate: TEMPLATE });
 });
 afterAll(async () => {
   await s.close(0);
@@ -108,6 +111,61 @@ test('the WebSocket done event carries the passages (JSON and protobuf frames)',
     const want = expected('the waters', 2, 'bm25');
     expect(e.retrieved).toEqual(want);
     expect(e.usage.prompt_tokens).toBe(tokenizer.encode(passageBlock(want) + 'the waters').length);
+  }
+});
+
+const chatMessages = [
+  { role: 'user', content: 'waters prevailed' },
+  { role: 'assistant', content: 'ok' },
+  { role: 'user', content: 'light' },
+];
+const renderedText = 'u:waters prevailed\na:ok\nu:light\na:';
+
+test('chat: the passages of the last user message go before the rendered prompt, and come back per choice', async () => {
+  const retrieval = { datastore: 'bible', k: 1, mode: 'bm25' };
+  const want = expected('light', 1, 'bm25');
+  // The whole rendered prompt would retrieve another passage: the query is the last user message.
+  expect(expected(renderedText, 1, 'bm25')[0].id).not.toBe(want[0].id);
+  const chat = await post(s.url + '/v1/chat/completions', { messages: chatMessages, max_tokens: 2, temperature: 0, n: 2, retrieval });
+  expect([chat.status, chat.json.error?.message]).toEqual([200, undefined]);
+  expect(chat.json.choices.map((c: any) => c.retrieved)).toEqual([want, want]);
+  const rendered = (await post(s.url + '/tokenize', { messages: chatMessages })).json.tokens as number[];
+  expect(rendered).toEqual(tokenizer.encode(renderedText));
+  const block = tokenizer.encode(passageBlock(want));
+  expect(chat.json.usage.prompt_tokens).toBe(block.length + rendered.length);
+  // Greedy: the completion of the passages' ids then the rendered messages'.
+  const plain = await complete({ prompt: [...block, ...rendered], max_tokens: 2 });
+  expect(chat.json.choices[0].message.content).toBe(plain.json.choices[0].text);
+
+  const stream = await postStream(s.url + '/v1/chat/completions', { messages: chatMessages, max_tokens: 2, temperature: 0, stream: true, retrieval });
+  const chunks = stream.events.filter((e) => e !== '[DONE]');
+  expect(chunks[0].choices[0].delta.role).toBe('assistant');
+  expect(chunks[0].choices[0].retrieved).toEqual(want);
+  expect(chunks.slice(1).every((e) => e.choices[0].retrieved === undefined)).toBe(true);
+
+  const unknown = await post(s.url + '/v1/chat/completions', { messages: chatMessages, retrieval: { datastore: 'nope' } });
+  expect([unknown.status, unknown.json.error.code, unknown.json.error.param]).toEqual([404, 'datastore_not_found', 'retrieval.datastore']);
+});
+
+test('chat over the WebSocket: the done event carries the passages (JSON and protobuf frames)', async () => {
+  const want = expected('light', 1, 'bm25');
+  const rendered = (await post(s.url + '/tokenize', { messages: chatMessages })).json.tokens as number[];
+  for (const binary of [false, true]) {
+    const ws = new WebSocket(s.url.replace(/^http/, 'ws') + '/v1/stream');
+    await new Promise((r) => ws.once('open', r));
+    const done = new Promise<any>((resolve) =>
+      ws.on('message', (d: Buffer, isBinary: boolean) => {
+        const e = isBinary ? decodeServerBinary(d) : JSON.parse(d.toString());
+        if (e.type === 'done' || e.type === 'error') resolve(e);
+      }),
+    );
+    const msg = { type: 'chat', id: 'c1', messages: chatMessages, max_tokens: 2, temperature: 0, retrieval: { datastore: 'bible', k: 1, mode: 'bm25' } };
+    ws.send(binary ? encodeClientBinary(msg) : JSON.stringify(msg));
+    const e = await done;
+    ws.close();
+    expect(e.type).toBe('done');
+    expect(e.retrieved).toEqual(want);
+    expect(e.usage.prompt_tokens).toBe(tokenizer.encode(passageBlock(want)).length + rendered.length);
   }
 });
 

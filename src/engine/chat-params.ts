@@ -130,6 +130,15 @@ export function parseChatFields(body: unknown): ChatFields {
   return { messages: parsed, logprobs: want ? k : null, maxTokens, rest };
 }
 
+/**
+ * What in-context retrieval searches for on a chat request: the last user message
+ * (undefined when there is none: then the rendered prompt's end, as for a completion).
+ */
+export function retrievalQuery(messages: ChatMessage[]): string | undefined {
+  for (let i = messages.length - 1; i >= 0; i--) if (messages[i].role === 'user') return messages[i].content;
+  return undefined;
+}
+
 /** The prompt text of a chat request, rendered with the served model's template. */
 export function renderChat(rt: ModelRuntime, messages: ChatMessage[], addGenerationPrompt = true): { text: string; template: ChatTemplate } {
   const template = rt.chatTemplate;
@@ -200,10 +209,16 @@ export function parseChatStreamMessage(msg: Obj): ChatStreamRequest {
  * request as one streamed sequence (the WebSocket's); refusals before the
  * prompt is tokenized throw, later ones reject the run.
  */
-export function startChatStream(rt: ModelRuntime, chat: ChatFields, events: CompletionEvents): CompletionRun {
+export function startChatStream(
+  rt: ModelRuntime,
+  chat: ChatFields,
+  events: CompletionEvents,
+  /** Turns the params into those to run (the WebSocket's retrieval), once the prompt is tokenized; may throw a refusal. */
+  prepare: (p: CompletionParams) => CompletionParams = (p) => p,
+): CompletionRun {
   const { text, template } = renderChat(rt, chat.messages);
   const start = (ids: number[]) => {
-    const p = chatCompletionParams(rt, chat, ids, template);
+    const p = prepare(chatCompletionParams(rt, chat, ids, template));
     return startCompletion(rt, { ...p, n: 1, bestOf: 1, stream: true, includeUsage: true, echo: false }, events);
   };
   const encoded = encodeRendered(rt, text);

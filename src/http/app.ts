@@ -104,16 +104,17 @@ export function createApp(holder: RuntimeHolder, metrics: Metrics, opts: AppOpti
 
   adapterRoutes(app, holder, opts.allowAdapterLoading ?? false);
   datastoreRoutes(app, holder, opts.datastores, opts.bodyLimit ?? 8 << 20);
-  app.post(
-    '/v1/completions',
-    jsonBody(opts.bodyLimit ?? 8 << 20),
-    completionsHandler(holder, { keepAliveMs: opts.keepAliveMs ?? 10_000, stallTimeoutMs: opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS, datastores: opts.datastores, corpora: opts.corpora }),
-  );
+  const generation = {
+    keepAliveMs: opts.keepAliveMs ?? 10_000,
+    stallTimeoutMs: opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
+    datastores: opts.datastores,
+    corpora: opts.corpora,
+  };
+  app.post('/v1/completions', jsonBody(opts.bodyLimit ?? 8 << 20), completionsHandler(holder, generation));
   app.all('/v1/completions', (req) => {
     throw new RequestError('not_found', `${req.method} /v1/completions is not supported: use POST`);
   });
   // Chat Completions and vLLM's /tokenize, /detokenize, /version (src/http/chat-completions.ts, tokenize-routes.ts).
-  const generation = { keepAliveMs: opts.keepAliveMs ?? 10_000, stallTimeoutMs: opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS };
   app.post('/v1/chat/completions', jsonBody(opts.bodyLimit ?? 8 << 20), chatCompletionsHandler(holder, generation));
   app.all('/v1/chat/completions', (req) => {
     throw new RequestError('not_found', `${req.method} /v1/chat/completions is not supported: use POST`);

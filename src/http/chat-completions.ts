@@ -3,15 +3,18 @@
 // (src/engine/chat-params.ts); generation is the completion path's
 // (src/engine/completion.ts), whose results are reshaped here: the text as
 // the assistant's message, log-probs as `logprobs.content`, streamed chunks as
-// `delta`s (the role first, then content, then finish_reason).
+// `delta`s (the role first, then content, then finish_reason). `retrieval`
+// works as on /v1/completions (src/retrieval), searching for the last user
+// message; each choice reports what it retrieved as `retrieved`.
 import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
 
 import { resolveTarget } from '../engine/adapters';
 import { ChatTokenLogprob, chatLogprobEntry } from '../engine/chat-logprobs';
-import { chatCompletionParams, encodeRendered, parseChatFields, renderChat } from '../engine/chat-params';
+import { chatCompletionParams, encodeRendered, parseChatFields, renderChat, retrievalQuery } from '../engine/chat-params';
 import { startCompletion } from '../engine/completion';
 import type { RuntimeHolder } from '../engine/runtime';
+import { completionRetrieval, retrievalEvidence } from '../retrieval/retro';
 import { noteFirstToken } from './access-log';
 import type { CompletionsOptions } from './completions';
 import { awaitRun, streamRun } from './run-response';
@@ -26,7 +29,9 @@ export function chatCompletionsHandler(holder: RuntimeHolder, opts: CompletionsO
     const encoded = encodeRendered(rt, text);
     const ids = encoded instanceof Promise ? await encoded : encoded;
     if (res.destroyed) return;
-    const p = chatCompletionParams(rt, chat, ids, template);
+    const retrieval = completionRetrieval(rt, opts.datastores, chatCompletionParams(rt, chat, ids, template), retrievalQuery(chat.messages));
+    const p = retrieval.params;
+    const evidence = retrievalEvidence(retrieval, p.n);
     const { model } = resolveTarget(rt.modelId, rt.adapters, p.model, p.adapter);
     const head = { id: `chatcmpl-${randomUUID().replace(/-/g, '')}`, object: p.stream ? 'chat.completion.chunk' : 'chat.completion', created: Math.floor(Date.now() / 1000), model };
     const tok = rt.tokenizer;
@@ -45,6 +50,7 @@ export function chatCompletionsHandler(holder: RuntimeHolder, opts: CompletionsO
         message: { role: 'assistant', content: c.text },
         logprobs: p.logprobs !== null ? { content: entries[c.index] } : null,
         finish_reason: c.finish_reason,
+        ...evidence.whole(c.index),
       }));
       // Log-probs can make the body tens of megabytes: write it choice by choice.
       if (p.logprobs !== null) await writeJsonList(res, head, 'choices', choices, { usage: result.usage });
@@ -54,7 +60,7 @@ export function chatCompletionsHandler(holder: RuntimeHolder, opts: CompletionsO
 
     let sse: SseStream | undefined;
     const usageField = p.includeUsage ? { usage: null } : {};
-    const chunk = (choice: object) => ({ ...head, choices: [choice], ...usageField });
+    const chunk = (choice: { index: number; [field: string]: unknown }) => ({ ...head, choices: [{ ...choice, ...evidence.streamed(choice.index) }], ...usageField });
     const run = startCompletion(rt, p, {
       onTokenLogprob,
       onFirstToken: () => noteFirstToken(res),

@@ -8,7 +8,7 @@ import { parseCompletionBody } from '../engine/params';
 import type { RuntimeHolder } from '../engine/runtime';
 import { noteFirstToken } from './access-log';
 import { measureEach, noveltyMeasurer, type Corpora } from '../novelty/registry';
-import { completionRetrieval } from '../retrieval/retro';
+import { completionRetrieval, retrievalEvidence } from '../retrieval/retro';
 import type { Datastores } from '../retrieval/registry';
 import { awaitRun, streamRun } from './run-response';
 import type { SseStream } from './sse';
@@ -32,11 +32,11 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
     const { model } = resolveTarget(rt.modelId, rt.adapters, parsed.model, parsed.adapter);
     // retro retrieves per chunk as each sequence runs (src/retrieval/retro.ts); other
     // models get passages before each prompt, and each choice reports those of its prompt.
-    const { params: p, retro, retrieved } = completionRetrieval(rt, opts.datastores, parsed);
+    const retrieval = completionRetrieval(rt, opts.datastores, parsed);
+    const p = retrieval.params;
+    const evidence = retrievalEvidence(retrieval, p.n);
     // Checked before the run: an unknown corpus is refused, not reported after the tokens.
     const measure = noveltyMeasurer(opts.corpora, p);
-    const evidence = (index: number) =>
-      retro ? { retrieved: retro.records.get(index) ?? [] } : retrieved ? { retrieved: retrieved[Math.floor(index / p.n)] } : {};
     const head = { id: `cmpl-${randomUUID().replace(/-/g, '')}`, object: 'text_completion', created: Math.floor(Date.now() / 1000), model };
 
     if (!p.stream) {
@@ -52,8 +52,8 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
       if (res.destroyed) return;
       // Log-probs can make the body tens of megabytes: write it choice by choice.
       const choices =
-        retrieved || retro || novelty
-          ? result.choices.map((c, i) => ({ ...c, ...evidence(c.index), ...(novelty ? { novelty: novelty[i] } : {}) }))
+        evidence.any || novelty
+          ? result.choices.map((c, i) => ({ ...c, ...evidence.whole(c.index), ...(novelty ? { novelty: novelty[i] } : {}) }))
           : result.choices;
       if (p.logprobs !== null) await writeJsonList(res, head, 'choices', choices, { usage: result.usage });
       else res.json({ ...head, choices, usage: result.usage });
@@ -62,16 +62,9 @@ export function completionsHandler(holder: RuntimeHolder, opts: CompletionsOptio
 
     let sse: SseStream | undefined;
     const usageField = p.includeUsage ? { usage: null } : {};
-    // A choice's retrieved passages ride on its first chunk.
-    const told = new Set<number>();
     // With novelty: each choice's generated text, measured on its last chunk.
     const generated = new Map<number, string>();
-    const chunk = (choice: Choice & { novelty?: unknown }) => {
-      // retro: each chunk of the stream carries the chunks retrieved since the previous one.
-      if (retro) return { ...head, choices: [{ ...choice, retrieved: retro.fresh(choice.index) }], ...usageField };
-      const first = retrieved && !told.has(choice.index) ? (told.add(choice.index), evidence(choice.index)) : {};
-      return { ...head, choices: [{ ...choice, ...first }], ...usageField };
-    };
+    const chunk = (choice: Choice & { novelty?: unknown }) => ({ ...head, choices: [{ ...choice, ...evidence.streamed(choice.index) }], ...usageField });
     const run = startCompletion(rt, p, {
       onDelta(index, text, logprobs, token) {
         if (measure && token !== undefined) generated.set(index, (generated.get(index) ?? '') + text);

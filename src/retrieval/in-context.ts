@@ -30,7 +30,11 @@ export function passageBlock(passages: Passage[]): string {
   return [...passages].reverse().map((x) => x.text + PASSAGE_SEPARATOR).join('');
 }
 
-export function applyRetrieval(rt: ModelRuntime, stores: Datastores | undefined, p: CompletionParams): Retrieval {
+/**
+ * `query`: the text to search for instead of each prompt's end (a chat request's last
+ * user message: its rendered prompt ends in the template's markup, not the question).
+ */
+export function applyRetrieval(rt: ModelRuntime, stores: Datastores | undefined, p: CompletionParams, query?: string): Retrieval {
   checkMemory(stores, p);
   const r = p.retrieval;
   if (!r) return { params: p, retrieved: null };
@@ -42,7 +46,7 @@ export function applyRetrieval(rt: ModelRuntime, stores: Datastores | undefined,
   const retrieved: RetrievedEntry[][] = [];
   const prompts: Prompt[] = p.prompts.map((prompt, i) => {
     const text = typeof prompt === 'string' ? prompt : rt.tokenizer.decode(prompt);
-    const passages = store.search(text.slice(-QUERY_CHARS), r.k ?? DEFAULT_RETRIEVAL_K, r.mode);
+    const passages = store.search((query ?? text).slice(-QUERY_CHARS), r.k ?? DEFAULT_RETRIEVAL_K, r.mode);
     retrieved.push(passages.map((x) => (r.returnPassages ? { id: x.id, score: x.score, text: x.text } : { id: x.id, score: x.score })));
     const block = passageBlock(passages);
     const blockIds = rt.tokenizer.encode(block);

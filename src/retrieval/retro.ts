@@ -122,9 +122,30 @@ export interface CompletionRetrieval {
   retrieved: RetrievedEntry[][] | null;
 }
 
-/** The `retrieval` (and `memory`) field of a completion request: a retro model retrieves per chunk, others before the prompt. */
-export function completionRetrieval(rt: ModelRuntime, stores: Datastores | undefined, parsed: CompletionParams): CompletionRetrieval {
+/**
+ * The `retrieval` (and `memory`) field of a completion or chat request: a retro model
+ * retrieves per chunk, others before the prompt (`query`: applyRetrieval's).
+ */
+export function completionRetrieval(rt: ModelRuntime, stores: Datastores | undefined, parsed: CompletionParams, query?: string): CompletionRetrieval {
   const retro = retroRetrieval(rt, stores, parsed.retrieval);
   if (retro) return { params: { ...parsed, retroLive: retro }, retro, retrieved: null };
-  return { ...applyRetrieval(rt, stores, parsed), retro: null };
+  return { ...applyRetrieval(rt, stores, parsed, query), retro: null };
+}
+
+/**
+ * What each choice of a response reports of its retrieval: `whole(index)` for a whole
+ * answer (all it retrieved), `streamed(index)` for the next chunk of a stream
+ * (in-context passages on a choice's first chunk; retro, the chunks retrieved since
+ * its previous one). `n`: choices per prompt. Empty objects without retrieval.
+ */
+export function retrievalEvidence(r: Pick<CompletionRetrieval, 'retro' | 'retrieved'>, n: number) {
+  const { retro, retrieved } = r;
+  const told = new Set<number>();
+  const passages = (index: number) => ({ retrieved: retrieved![Math.floor(index / n)] });
+  return {
+    any: retro !== null || retrieved !== null,
+    whole: (index: number) => (retro ? { retrieved: retro.records.get(index) ?? [] } : retrieved ? passages(index) : {}),
+    streamed: (index: number) =>
+      retro ? { retrieved: retro.fresh(index) } : retrieved && !told.has(index) ? (told.add(index), passages(index)) : {},
+  };
 }

@@ -13,11 +13,11 @@ import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 
 import { apiKeyRefusal } from '../engine/api-key';
-import { chatMessageType, parseChatStreamMessage, startChatStream } from '../engine/chat-params';
+import { chatMessageType, parseChatStreamMessage, retrievalQuery, startChatStream } from '../engine/chat-params';
 import { CompletionEvents, CompletionRun, startCompletion } from '../engine/completion';
 import { RequestError, toRequestError } from '../engine/errors';
 import { webSocketOriginRefusal } from '../engine/origins';
-import { messageId, parseStreamMessage } from '../engine/params';
+import { type CompletionParams, messageId, parseStreamMessage } from '../engine/params';
 import type { RuntimeHolder } from '../engine/runtime';
 import { DEFAULT_STALL_TIMEOUT_MS } from '../engine/scheduler';
 import type { Novelty } from '../novelty/corpus';
@@ -63,6 +63,19 @@ export const DRAIN_CLOSE_CODE = 1012;
 /** A client message of type "chat" (src/engine/chat-params.ts validates the rest). */
 function isChat(msg: unknown): msg is Record<string, unknown> {
   return typeof msg === 'object' && msg !== null && (msg as { type?: unknown }).type === chatMessageType;
+}
+
+/**
+ * What a request's events report beside its tokens. `passages`: in-context retrieval's,
+ * laid before the prompt (on the done event); `retro`: what a retro model's chunks
+ * retrieve, each chunk's entry on the first event after its retrieval, as HTTP streams
+ * it; `measure`: novelty of the generated text (done event). A chat message fills them
+ * in once its prompt is tokenized, before its first event.
+ */
+interface LaunchExtras {
+  passages?: RetrievedEntry[];
+  retro?: RetroRetrieval | null;
+  measure?: (text: string) => Novelty;
 }
 
 interface Live {
@@ -217,7 +230,16 @@ export class Gateway {
         // A chat message (type "chat"): messages rendered with the chat template, then the same stream as a request.
         if (isChat(msg)) {
           const c = parseChatStreamMessage(msg);
-          launch(c.id, (events) => startChatStream(rt, c.chat, events), c.chat.logprobs !== null && c.chat.logprobs > 0);
+          // Retrieval and novelty as for a request, known once the messages are rendered and tokenized.
+          const extras: LaunchExtras = {};
+          const prepare = (p: CompletionParams) => {
+            const r = completionRetrieval(rt, this.opts.datastores, p, retrievalQuery(c.chat.messages));
+            extras.measure = noveltyMeasurer(this.opts.corpora, r.params);
+            extras.passages = r.retrieved?.[0];
+            extras.retro = r.retro;
+            return r.params;
+          };
+          launch(c.id, (events) => startChatStream(rt, c.chat, events, prepare), c.chat.logprobs !== null && c.chat.logprobs > 0, extras);
           return;
         }
         const m = parseStreamMessage(msg, { vocabSize: rt.info.vocabSize });
@@ -236,22 +258,11 @@ export class Gateway {
         sendError(e, isBinary, id);
       }
 
-      /**
-       * Starts a request under the client's id: one token event per token, then
-       * done (or error). `passages`: in-context retrieval's, laid before the
-       * prompt (on the done event); `retro`: what a retro model's chunks
-       * retrieve, each chunk's entry on the first event after its retrieval,
-       * as HTTP streams it.
-       */
-      function launch(
-        rid: string,
-        start: (events: CompletionEvents) => CompletionRun,
-        withTop: boolean,
-        { passages, retro, measure }: { passages?: RetrievedEntry[]; retro?: RetroRetrieval | null; measure?: (text: string) => Novelty } = {},
-      ): void {
+      /** Starts a request under the client's id: one token event per token, then done (or error). */
+      function launch(rid: string, start: (events: CompletionEvents) => CompletionRun, withTop: boolean, extras: LaunchExtras = {}): void {
         // The chunks retrieved since the previous event of this request (one choice: index 0).
         const fresh = () => {
-          const r = retro?.fresh(0);
+          const r = extras.retro?.fresh(0);
           return r && r.length > 0 ? { retrieved: r } : {};
         };
         if (live.has(rid)) throw new RequestError('invalid_parameter', `id ${JSON.stringify(rid)} is already in use by a running request on this connection`, 'id');
@@ -263,7 +274,7 @@ export class Gateway {
         const run = start({
           onDelta(_index, text, logprobs, token, logprob) {
             if (token === undefined) return;
-            if (measure) generated += text;
+            if (extras.measure) generated += text;
             const ev: ServerEvent = { type: 'token', id: rid, text, token, logprob: logprob ?? NaN, ...fresh() };
             const top = logprobs?.top_logprobs[logprobs.top_logprobs.length - 1];
             if (withTop && top) ev.top_logprobs = top;
@@ -278,6 +289,7 @@ export class Gateway {
         run.result.then(
           (r) => {
             // A cancelled request has no novelty: its text is whatever was cut.
+            const { measure, retro, passages } = extras;
             const novelty = measure && finish !== 'cancelled' ? { novelty: measure(generated) } : {};
             const retrieved = retro ? fresh() : passages ? { retrieved: passages } : {};
             send({ type: 'done', id: rid, finish_reason: finish, usage: r.usage, ...retrieved, ...novelty }, isBinary);
