@@ -230,11 +230,11 @@ export class Gateway {
         // A chat message (type "chat"): messages rendered with the chat template, then the same stream as a request.
         if (isChat(msg)) {
           const c = parseChatStreamMessage(msg);
-          // Retrieval and novelty as for a request, known once the messages are rendered and tokenized.
+          // Retrieval as for a request, known once the messages are rendered and tokenized
+          // (novelty is a legacy completions field, refused on chat as on HTTP).
           const extras: LaunchExtras = {};
           const prepare = (p: CompletionParams) => {
             const r = completionRetrieval(rt, this.opts.datastores, p, retrievalQuery(c.chat.messages));
-            extras.measure = noveltyMeasurer(this.opts.corpora, r.params);
             extras.passages = r.retrieved?.[0];
             extras.retro = r.retro;
             return r.params;
