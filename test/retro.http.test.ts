@@ -37,7 +37,9 @@ beforeAll(async () => {
     for (const [id, text] of Object.entries(TEXTS)) ds.add(id, text);
     ds.compact();
   }
-  s = await start(MODEL, { datastores: { bible: STORE, chunks16: WRONG } });
+  // A chat template that is the last message itself: a chat request is then its completion.
+  fs.writeFileSync(path.join(root, 'last.jinja'), "{{ messages[-1]['content'] }}");
+  s = await start(MODEL, { datastores: { bible: STORE, chunks16: WRONG }, chatTemplate: path.join(root, 'last.jinja') });
 });
 afterAll(() => s.close(0));
 
@@ -76,6 +78,19 @@ test('a stream carries each chunk\'s neighbours as they are retrieved, the same 
   expect(chunks.map((e) => e.choices[0].text).join('')).toBe(whole.json.choices[0].text);
   expect(chunks.flatMap((e) => e.choices[0].retrieved)).toEqual(whole.json.choices[0].retrieved);
   expect(chunks.filter((e) => e.choices[0].retrieved.length > 0).length).toBeGreaterThan(2);
+});
+
+test('a chat request retrieves per chunk as its completion does, whole and streamed', async () => {
+  const { echo: _e, logprobs: _l, prompt: _p, ...rest } = body;
+  const completion = await post(s.url, { ...rest, prompt });
+  const chat = await post(s.url + '/v1/chat/completions', { ...rest, messages: [{ role: 'user', content: prompt }] });
+  expect(chat.status).toBe(200);
+  expect(chat.json.choices[0].message.content).toBe(completion.json.choices[0].text);
+  expect(chat.json.choices[0].retrieved).toEqual(completion.json.choices[0].retrieved);
+  expect(chat.json.choices[0].retrieved.length).toBeGreaterThan(2);
+  const st = await postStream(s.url + '/v1/chat/completions', { ...rest, messages: [{ role: 'user', content: prompt }] });
+  const chunks = st.events.filter((e) => e !== '[DONE]');
+  expect(chunks.flatMap((e) => e.choices[0].retrieved)).toEqual(chat.json.choices[0].retrieved);
 });
 
 test('a datastore cut in other chunks than the model\'s is refused by name', async () => {
