@@ -93,20 +93,25 @@ test('a stream carries each choice\'s passages on its first chunk', async () => 
   expect(chunks.slice(1).every((e) => e.choices[0].retrieved === undefined)).toBe(true);
 });
 
+/** Sends one message on a new WebSocket (a protobuf frame when `binary`) and returns its done (or error) event. */
+async function doneEvent(msg: Record<string, unknown>, binary: boolean): Promise<any> {
+  const ws = new WebSocket(s.url.replace(/^http/, 'ws') + '/v1/stream');
+  await new Promise((r) => ws.once('open', r));
+  const done = new Promise<any>((resolve) =>
+    ws.on('message', (d: Buffer, isBinary: boolean) => {
+      const e = isBinary ? decodeServerBinary(d) : JSON.parse(d.toString());
+      if (e.type === 'done' || e.type === 'error') resolve(e);
+    }),
+  );
+  ws.send(binary ? encodeClientBinary(msg) : JSON.stringify(msg));
+  const e = await done;
+  ws.close();
+  return e;
+}
+
 test('the WebSocket done event carries the passages (JSON and protobuf frames)', async () => {
   for (const binary of [false, true]) {
-    const ws = new WebSocket(s.url.replace(/^http/, 'ws') + '/v1/stream');
-    await new Promise((r) => ws.once('open', r));
-    const done = new Promise<any>((resolve) =>
-      ws.on('message', (d: Buffer, isBinary: boolean) => {
-        const e = isBinary ? decodeServerBinary(d) : JSON.parse(d.toString());
-        if (e.type === 'done' || e.type === 'error') resolve(e);
-      }),
-    );
-    const msg = { type: 'request', id: 'r1', prompt: 'the waters', max_tokens: 2, temperature: 0, retrieval: { datastore: 'bible', k: 2, mode: 'bm25' } };
-    ws.send(binary ? encodeClientBinary(msg) : JSON.stringify(msg));
-    const e = await done;
-    ws.close();
+    const e = await doneEvent({ type: 'request', id: 'r1', prompt: 'the waters', max_tokens: 2, temperature: 0, retrieval: { datastore: 'bible', k: 2, mode: 'bm25' } }, binary);
     expect(e.type).toBe('done');
     const want = expected('the waters', 2, 'bm25');
     expect(e.retrieved).toEqual(want);
@@ -151,18 +156,7 @@ test('chat over the WebSocket: the done event carries the passages (JSON and pro
   const want = expected('light', 1, 'bm25');
   const rendered = (await post(s.url + '/tokenize', { messages: chatMessages })).json.tokens as number[];
   for (const binary of [false, true]) {
-    const ws = new WebSocket(s.url.replace(/^http/, 'ws') + '/v1/stream');
-    await new Promise((r) => ws.once('open', r));
-    const done = new Promise<any>((resolve) =>
-      ws.on('message', (d: Buffer, isBinary: boolean) => {
-        const e = isBinary ? decodeServerBinary(d) : JSON.parse(d.toString());
-        if (e.type === 'done' || e.type === 'error') resolve(e);
-      }),
-    );
-    const msg = { type: 'chat', id: 'c1', messages: chatMessages, max_tokens: 2, temperature: 0, retrieval: { datastore: 'bible', k: 1, mode: 'bm25' } };
-    ws.send(binary ? encodeClientBinary(msg) : JSON.stringify(msg));
-    const e = await done;
-    ws.close();
+    const e = await doneEvent({ type: 'chat', id: 'c1', messages: chatMessages, max_tokens: 2, temperature: 0, retrieval: { datastore: 'bible', k: 1, mode: 'bm25' } }, binary);
     expect(e.type).toBe('done');
     expect(e.retrieved).toEqual(want);
     expect(e.usage.prompt_tokens).toBe(tokenizer.encode(passageBlock(want)).length + rendered.length);
