@@ -64,34 +64,21 @@ void tile(float* y, int64_t ldy, const int8_t* xq, const float* xd, const int32_
       for (int l = 0; l < 9; l++) _mm_prefetch((const char*)blk + nb * kQ8PanelBlockBytes + 64 * l, _MM_HINT_T0);
       pf_next += pf_step;
     }
-    // kChains independent int32 sums per row, added at the end of the block: a single
-    // chain of 8 dependent vpdpbusd bounds a tile of 1 or 2 rows by the instruction's
-    // latency, not by the weight stream. Integer addition is exact, so the chains change
-    // no bit of the result (batch invariance: docs/design.md).
-    constexpr int kChains = MR <= 2 ? 4 : MR <= 5 ? 2 : 1;
-    __m512i dot[kChains][MR];
+    __m512i dot[MR];
 #pragma GCC unroll 12
-    for (int r = 0; r < MR; r++) {
-      dot[0][r] = _mm512_set1_epi32(xs[r * nb + b]);
-#pragma GCC unroll 4
-      for (int c = 1; c < kChains; c++) dot[c][r] = _mm512_setzero_si512();
-    }
+    for (int r = 0; r < MR; r++) dot[r] = _mm512_set1_epi32(xs[r * nb + b]);
     const int8_t* xb = xq + b * kQ8Block;
 #pragma GCC unroll 8
     for (int s = 0; s < 8; s++) {
       const __m512i wu = _mm512_xor_si512(_mm512_loadu_si512((const void*)(blk + 64 * s)), k128);
 #pragma GCC unroll 12
-      for (int r = 0; r < MR; r++) dot[s % kChains][r] = dpbusd_bcast(dot[s % kChains][r], wu, xb + r * Kq + 4 * s);
+      for (int r = 0; r < MR; r++) dot[r] = dpbusd_bcast(dot[r], wu, xb + r * Kq + 4 * s);
     }
-#pragma GCC unroll 4
-    for (int c = 1; c < kChains; c++)
-#pragma GCC unroll 12
-      for (int r = 0; r < MR; r++) dot[0][r] = _mm512_add_epi32(dot[0][r], dot[c][r]);
     // maskz forms: GCC 12 warns of its own _mm512_undefined_ps inside the plain ones here.
     const __m512 dw = _mm512_maskz_cvtph_ps(0xffff, _mm256_loadu_si256((const __m256i*)(blk + kPanel * kQ8Block)));
 #pragma GCC unroll 12
     for (int r = 0; r < MR; r++)
-      acc[r] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, dot[0][r]), _mm512_mul_ps(dw, _mm512_set1_ps(xd[r * nb + b])),
+      acc[r] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, dot[r]), _mm512_mul_ps(dw, _mm512_set1_ps(xd[r * nb + b])),
                                acc[r]);
   }
   const int64_t valid = std::min<int64_t>(kPanel, N - col);
