@@ -8,7 +8,7 @@
 // Q8_0 bytes, 34 per 32 weights, so tokens/s scale as GB/s over bytes per token).
 // Prints a table and writes bench/results/kernels-matmul.json (run from the repo root,
 // or pass the output path as the first argument; a second argument, e.g. F16,Q8_0,
-// limits the dtypes).
+// limits the dtypes, a third, e.g. gemv or gemv,batched, the sections).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
