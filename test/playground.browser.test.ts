@@ -99,9 +99,11 @@ maybe('the playground in Chromium', () => {
 
   test('stop cancels: the page says so and the engine frees the sequence', async () => {
     // Greedy from this prompt loops on a phrase and never samples eos (a sampled run may end first).
-    await fill({ prompt: 'Ge1:1 In the beginning', max_tokens: '3000', temperature: '0' });
+    // The most the context allows, and stop at the first token: at about 1000 tokens/s, a
+    // shorter run or a later click can end by length first on a loaded machine.
+    await fill({ prompt: 'Ge1:1 In the beginning', max_tokens: '4000', temperature: '0' });
     await page.click('#generate');
-    await page.waitForFunction(() => document.querySelectorAll('#out-tokens .tok').length >= 5);
+    await page.waitForFunction(() => document.querySelectorAll('#out-tokens .tok').length >= 1);
     await page.click('#stop');
     await page.waitForFunction(() => document.body.dataset.state === 'cancelled', { timeout: 30_000 });
     await waitFor(() => sequences(s) === 0, 10_000, 'the engine to free the sequence');
