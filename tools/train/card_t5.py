@@ -11,6 +11,18 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import train_t5  # noqa: E402
+
+
+def train_command(d, a):
+    """The train_t5.py command that ran: every argument that is not its default."""
+    defaults = vars(train_t5.parser().parse_args(["--out", d]))
+    def flag(k):
+        name = "--" + k.replace("_", "-")
+        return name if a[k] is True else f"{name} {a[k]:g}" if isinstance(a[k], float) else f"{name} {a[k]}"
+    flags = [flag(k) for k in sorted(a) if k != "out" and k in defaults and a[k] != defaults[k]]
+    return " ".join([f"/usr/bin/python3 tools/train/train_t5.py --out {d}"] + flags)
+
 
 def cell(s):
     """Text inside a table cell's code span: newlines shown as \\n, no pipes or backticks."""
@@ -108,7 +120,12 @@ def card(d):
         "## Objective and data",
         "",
         f"Training text: Genesis to Hebrews (everything before \"Jas1:1 \", tools/train/data.py). Each example is a "
-        f"random slice of {a['raw_min']}-{a['raw_max']} characters. With probability {1 - a['clm_rate']:g}, T5 span "
+        f"random slice of {a['raw_min']}-{a['raw_max']} characters"
+        + (f", after a length curriculum (`--ramp`): for the first {a['ramp']:.0%} of the time budget the slices "
+           f"grow linearly from {a['ramp_from']} characters (one or two gaps: a decoder sentinel has few encoder "
+           "sentinels to tell apart, so the lookup a gap needs is learned first) to that range"
+           if a.get("ramp", 0) > 0 else "")
+        + f". With probability {1 - a['clm_rate']:g}, T5 span "
         "corruption (Raffel et al. 2020): 15% of the characters in spans of mean length 3 (random partitions of "
         "noise and kept lengths, as T5's random_spans_noise_mask) become `<extra_id_i>` in the encoder input; the "
         "target is `<extra_id_0> span0 <extra_id_1> span1 ... </s>`. Otherwise (AlexaTM 20B's mix, Soltan et al. "
@@ -120,17 +137,20 @@ def card(d):
         f"{r['steps']:,} steps, {r['target_tokens']:,} target tokens ({r['examples']['span']:,} span-corruption "
         f"examples, {r['target_tokens_by_mode']['span']:,} target tokens; {r['examples']['clm']:,} causal examples, "
         f"{r['target_tokens_by_mode']['clm']:,} target tokens), {r['train_seconds'] / 60:.1f} minutes, "
-        f"{a['threads']} torch thread (torch {r['torch']}), on a 2-core CPU shared with other jobs (this run got "
-        "a fraction of one core most of the time). Batches of "
+        f"{a['threads']} torch thread (torch {r['torch']}), pinned to one core of a 2-core CPU whose other core ran "
+        "other jobs. Batches of "
         f"{a['batch']} examples; AdamW (betas 0.9/0.95, weight decay {a['weight_decay']} on matrices and the "
         f"embedding), peak learning rate {a['lr']}, {a['warmup']} warmup steps, cosine decay to "
-        f"{a['min_lr_frac']:g}x over the wall budget, gradient clipping 1.0, HuggingFace's T5 init; "
+        f"{a['min_lr_frac']:g}x over the wall budget, gradient clipping 1.0, HuggingFace's T5 init"
+        + (" except that each cross-attention's q projection starts equal to its k (`--tied-cross-init`: q.k is then "
+           "large where decoder and encoder states share a token, so a sentinel finds its own)" if a.get("tied_cross_init") else "")
+        + "; "
         f"`train_log.jsonl` has the loss per mode every 10 steps and the span loss on 32 fixed windows of James "
         f"(held out, not used by the evaluation above): {r['quick_span_bits_per_token']:.3f} bits per target token "
         "at the end.",
         "",
         "```",
-        f"/usr/bin/python3 tools/train/train_t5.py --out {d.rstrip('/')} --minutes {a['minutes']:g} --threads {a['threads']}",
+        train_command(d.rstrip("/"), a),
         "/usr/bin/python3 tools/train/eval_t5.py --model " + d.rstrip("/"),
         "/usr/bin/python3 tools/train/card_t5.py " + d.rstrip("/"),
         "/usr/bin/python3 tools/reference/make_t5_kjv_golden.py",

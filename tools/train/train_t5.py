@@ -6,7 +6,8 @@ One definition serves as reference and as training code: the model is
 tools/reference/t5.py's T5, unchanged, run on a padded batch of --batch
 examples (padding masked out as an encoder key and ignored in the loss).
 
-    /usr/bin/python3 tools/train/train_t5.py --out models/t5-kjv --minutes 55 --threads 1
+    /usr/bin/python3 tools/train/train_t5.py --out models/t5-kjv --batch 8 --lr 0.0005 --minutes 45 \
+        --ramp 0.5 --raw-max 256 --raw-min 64 --tied-cross-init
 
 Writes OUT/config.json, OUT/tokenizer.json, OUT/tokenizer_config.json,
 OUT/model.safetensors (F16, HuggingFace names; rewritten every --save-every
@@ -56,7 +57,7 @@ def build_config(a, vocab):
     return {k: d[k] for k in sorted(d)}
 
 
-def init_weights(model, c, seed):
+def init_weights(model, c, seed, tied_cross=False):
     g = torch.Generator().manual_seed(seed)
     inner = c.num_heads * c.d_kv
     with torch.no_grad():
@@ -75,6 +76,9 @@ def init_weights(model, c, seed):
             else:  # k, v, wi_0, wi_1, relative_attention_bias, lm_head
                 std = c.d_model ** -0.5
             p.copy_(std * torch.randn(p.shape, generator=g))
+        if tied_cross:
+            for blk in model.dec:
+                blk.cross.q.weight.copy_(blk.cross.k.weight)
 
 
 def param_groups(model):
@@ -139,7 +143,7 @@ def save(model, config, vocab, out):
     checkpoint.save_tensors(out, {k: v.to(torch.float16).contiguous() for k, v in model.hf_state_dict().items()})
 
 
-def main():
+def parser():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--d-model", type=int, default=128)
@@ -152,6 +156,11 @@ def main():
     ap.add_argument("--clm-rate", type=float, default=0.2, help="share of examples in causal mode (AlexaTM: 0.2)")
     ap.add_argument("--raw-min", type=int, default=96)
     ap.add_argument("--raw-max", type=int, default=384)
+    ap.add_argument("--ramp", type=float, default=0.0,
+                    help="length curriculum: over this share of the time budget the slice length grows from "
+                         "--ramp-from to --raw-min..--raw-max (0: off)")
+    ap.add_argument("--ramp-from", type=int, default=32,
+                    help="slice length at the start of the ramp (32 characters: one or two gaps)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--min-lr-frac", type=float, default=0.1)
@@ -161,11 +170,19 @@ def main():
     ap.add_argument("--init", default=None,
                     help="continue from this model folder's weights (same shape) instead of a fresh init; "
                          "the log is appended to")
+    ap.add_argument("--tied-cross-init", action="store_true",
+                    help="start each cross-attention's q projection equal to its k: q.k is then large where the "
+                         "decoder's state and an encoder state share a token (a sentinel finds its own), instead "
+                         "of a random bilinear form")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--eval-every", type=float, default=300.0)
     ap.add_argument("--save-every", type=float, default=300.0)
-    a = ap.parse_args()
+    return ap
+
+
+def main():
+    a = parser().parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
 
@@ -173,7 +190,7 @@ def main():
     config = build_config(a, vocab)
     c = t5.T5Config(config)
     model = t5.T5(c)
-    init_weights(model, c, a.seed)
+    init_weights(model, c, a.seed, a.tied_cross_init)
     if a.init:
         model.load_hf_state_dict({k: v.float() for k, v in checkpoint.read_tensors(a.init).items()})
     n_params = sum(p.numel() for p in model.parameters())
@@ -198,6 +215,10 @@ def main():
             a.lr * (a.min_lr_frac + (1 - a.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * frac)))
         for gr in opt.param_groups:
             gr["lr"] = lr
+        if a.ramp > 0:
+            grown = min(1.0, frac / a.ramp)
+            ex.raw_min = round(a.ramp_from + grown * (a.raw_min - a.ramp_from))
+            ex.raw_max = round(a.ramp_from + grown * (a.raw_max - a.ramp_from))
         model.train()
         opt.zero_grad(set_to_none=True)
         batch = [ex.next() for _ in range(a.batch)]
