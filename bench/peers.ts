@@ -72,8 +72,8 @@ function runJson(script: string, args: string[]): any {
 }
 
 // Roost and llama.cpp at F32, F16 and Q8_0, through bench/decode.
-// Returns the batch-1 bandwidth ceiling of each dtype in that run (bench/decode measures
-// the read bandwidth before and after its rows): tokens/s at most, and each engine's share.
+// Returns, per dtype, the batch-1 tokens/s the read bandwidth bench/decode measured in
+// that run allows (before and after its rows, the better) and each engine's share of it.
 function roostAndLlamaCpp(rows: Row[], greedy: Record<string, number[]>, agree: Record<string, boolean>) {
   const tmp = path.join(root, 'bench', 'tmp', 'peers-decode.json');
   for (const dtype of ['F32', 'F16'] as const) checkpoint(dtype);
@@ -214,7 +214,7 @@ async function main() {
   console.log(table(rows));
   console.log('Roost / faster peer:', JSON.stringify(report.roostOverFasterPeer));
   console.log(`read bandwidth (${bandwidth.bandwidthGBs.threads} threads): ${bandwidth.bandwidthGBs.before.toFixed(1)} GB/s before, ` +
-    `${bandwidth.bandwidthGBs.after.toFixed(1)} after; batch-1 share of the ceiling:`, JSON.stringify(bandwidth.batch1Ceiling));
+    `${bandwidth.bandwidthGBs.after.toFixed(1)} after; batch-1 share of what it allows:`, JSON.stringify(bandwidth.batch1Ceiling));
   console.log('greedy tokens agree:', JSON.stringify(agree));
   fs.mkdirSync(path.dirname(values.out!), { recursive: true });
   fs.writeFileSync(values.out!, JSON.stringify(report, null, 2) + '\n');
