@@ -13,6 +13,7 @@ import { Embedder } from '../src/retrieval/embedder';
 import type { RunningServer } from '../src/server';
 import { BYTES, post, start } from './http.helpers';
 import { compileIfStale, ROOT } from './serve.helpers';
+import { writeDatastore } from './datastore.helpers';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'roost-generate-retrieval-'));
 const STORE = path.join(tmp, 'psalms');
@@ -20,10 +21,10 @@ let s: RunningServer;
 beforeAll(async () => {
   compileIfStale();
   const tokenizer = loadTokenizer(BYTES);
-  const ds = Datastore.create(STORE, { tokenizer, embedder: Embedder.load(), model: 'gpt2-bytes', vocabSize: tokenizer.vocabSize, chunkTokens: 8 });
-  ds.add('psalm', 'The LORD is my shepherd; I shall not want.');
-  ds.add('flood', 'And the waters prevailed upon the earth.');
-  ds.compact();
+  writeDatastore(STORE, { tokenizer, embedder: Embedder.load(), model: 'gpt2-bytes', vocabSize: tokenizer.vocabSize, chunkTokens: 8 }, [
+    ['psalm', 'The LORD is my shepherd; I shall not want.'],
+    ['flood', 'And the waters prevailed upon the earth.'],
+  ]);
   s = await start(BYTES, { datastores: { psalms: STORE } });
 }, 120000);
 afterAll(async () => {

@@ -14,6 +14,7 @@ import { passageBlock } from '../src/retrieval/in-context';
 import type { RunningServer } from '../src/server';
 import { decodeServerBinary, encodeClientBinary } from '../src/ws/frames';
 import { BYTES, post, postStream, start } from './http.helpers';
+import { writeDatastore } from './datastore.helpers';
 
 const tokenizer = loadTokenizer(BYTES);
 const embedder = Embedder.load();
@@ -33,12 +34,9 @@ let s: RunningServer;
 const expected = (query: string, k: number, mode: 'dense' | 'bm25' | 'hybrid') => Datastore.open(BIBLE, tokenizer, embedder).search(query, k, mode);
 
 beforeAll(async () => {
-  const ds = Datastore.create(BIBLE, { tokenizer, embedder, model: 'gpt2-bytes', vocabSize: tokenizer.vocabSize, chunkTokens: 16 });
-  for (const [id, text] of Object.entries(TEXTS)) ds.add(id, text);
-  ds.compact();
-  const broken = Datastore.create(BROKEN, { tokenizer, embedder, model: 'gpt2-bytes', vocabSize: tokenizer.vocabSize, chunkTokens: 16 });
-  broken.add('x', TEXTS.light);
-  broken.compact();
+  const options = { tokenizer, embedder, model: 'gpt2-bytes', vocabSize: tokenizer.vocabSize, chunkTokens: 16 };
+  writeDatastore(BIBLE, options, Object.entries(TEXTS));
+  writeDatastore(BROKEN, options, [['x', TEXTS.light]]);
   const documents = path.join(BROKEN, 'documents-1.jsonl');
   fs.writeFileSync(documents, fs.readFileSync(documents, 'utf8').replace('light', 'night'));
   fs.writeFileSync(TEMPLATE, "{% for m in messages %}{{ m['role'][0] }}:{{ m['content'] }}\n{% endfor %}a:");

@@ -15,6 +15,7 @@ import { Datastore } from '../src/retrieval/datastore';
 import { Embedder } from '../src/retrieval/embedder';
 import type { RunningServer } from '../src/server';
 import { post, postStream, start } from './http.helpers';
+import { writeDatastore } from './datastore.helpers';
 
 const MODEL = path.join(__dirname, 'fixtures', 'retro', 'chunk8');
 const tokenizer = loadTokenizer(MODEL);
@@ -33,9 +34,7 @@ const K = 2;
 let s: RunningServer;
 beforeAll(async () => {
   for (const [dir, chunk] of [[STORE, M], [WRONG, 16]] as const) {
-    const ds = Datastore.create(dir, { tokenizer, embedder, model: 'retro-chunk8', vocabSize: tokenizer.vocabSize, chunkTokens: chunk });
-    for (const [id, text] of Object.entries(TEXTS)) ds.add(id, text);
-    ds.compact();
+    writeDatastore(dir, { tokenizer, embedder, model: 'retro-chunk8', vocabSize: tokenizer.vocabSize, chunkTokens: chunk }, Object.entries(TEXTS));
   }
   // A chat template that is the last message itself: a chat request is then its completion.
   fs.writeFileSync(path.join(root, 'last.jinja'), "{{ messages[-1]['content'] }}");

@@ -19,6 +19,7 @@ import { Scheduler, type SchedulerEngine, type SequenceSpec } from '../src/engin
 import { Datastore } from '../src/retrieval/datastore';
 import { Embedder } from '../src/retrieval/embedder';
 import { RetroRetrieval } from '../src/retrieval/retro';
+import { writeDatastore } from './datastore.helpers';
 
 const MODEL = path.join(__dirname, 'fixtures', 'retro', 'chunk8');
 const M = 8;
@@ -34,9 +35,7 @@ let l: Loaded;
 let store: Datastore;
 beforeAll(async () => {
   l = await load({ model: MODEL, device: 'cpu', threads: 1 });
-  const ds = Datastore.create(STORE, { tokenizer: l.tokenizer, embedder: Embedder.load(), model: 'retro-chunk8', vocabSize: l.tokenizer.vocabSize, chunkTokens: M });
-  for (const [id, text] of Object.entries(TEXTS)) ds.add(id, text);
-  ds.compact();
+  writeDatastore(STORE, { tokenizer: l.tokenizer, embedder: Embedder.load(), model: 'retro-chunk8', vocabSize: l.tokenizer.vocabSize, chunkTokens: M }, Object.entries(TEXTS));
   store = Datastore.open(STORE, l.tokenizer, Embedder.load());
 });
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));

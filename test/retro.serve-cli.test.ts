@@ -18,6 +18,7 @@ import type { RunningServer } from '../src/server';
 import { kjvTrainingText } from '../src/training-text';
 import { postStream, start } from './http.helpers';
 import { compileIfStale, ROOT } from './serve.helpers';
+import { writeDatastore } from './datastore.helpers';
 
 const MODEL = path.join(ROOT, 'models', 'retro');
 const tokenizer = loadTokenizer(MODEL);
@@ -33,9 +34,7 @@ const request = { prompt, max_tokens: 512, temperature: 0.8, seed: 2024, stream:
 let s: RunningServer;
 beforeAll(async () => {
   compileIfStale();
-  const ds = Datastore.create(STORE, { tokenizer, embedder, model: 'retro', vocabSize: tokenizer.vocabSize, chunkTokens: M });
-  for (const [id, text] of books(kjvTrainingText().toString('latin1')).slice(0, 2)) ds.add(id, text);
-  ds.compact();
+  writeDatastore(STORE, { tokenizer, embedder, model: 'retro', vocabSize: tokenizer.vocabSize, chunkTokens: M }, books(kjvTrainingText().toString('latin1')).slice(0, 2));
   s = await start(MODEL, { datastores: { kjv: STORE } });
 }, 180000);
 afterAll(async () => {
@@ -96,9 +95,9 @@ test('roost generate --datastore refuses a datastore of other chunks and a retri
   const modeOnly = roost('--retrieval-mode', 'bm25');
   expect([modeOnly.status, modeOnly.stderr]).toEqual([2, 'roost generate: --retrieval-mode needs --datastore\n']);
   const wrong = path.join(tmp, 'chunks16');
-  const ds = Datastore.create(wrong, { tokenizer, embedder, model: 'retro', vocabSize: tokenizer.vocabSize, chunkTokens: 16 });
-  ds.add('psalm', 'The LORD is my shepherd; I shall not want. He maketh me to lie down in green pastures.');
-  ds.compact();
+  writeDatastore(wrong, { tokenizer, embedder, model: 'retro', vocabSize: tokenizer.vocabSize, chunkTokens: 16 }, [
+    ['psalm', 'The LORD is my shepherd; I shall not want. He maketh me to lie down in green pastures.'],
+  ]);
   const cut = roost('--datastore', wrong);
   expect([cut.status, cut.stderr]).toEqual([
     2,

@@ -20,6 +20,7 @@ import { decodeServerBinary, encodeBinary, type ServerEvent } from '../src/ws/fr
 import { post, postStream, start } from './http.helpers';
 import { compileIfStale, ROOT } from './serve.helpers';
 import { Client } from './ws.helpers';
+import { writeDatastore } from './datastore.helpers';
 
 const MODEL = path.join(ROOT, 'models', 'retro');
 const tokenizer = loadTokenizer(MODEL);
@@ -36,9 +37,7 @@ const sampling = { prompt, max_tokens: 200, temperature: 0.8, seed: 77, logit_bi
 let s: RunningServer;
 beforeAll(async () => {
   compileIfStale();
-  const ds = Datastore.create(STORE, { tokenizer, embedder, model: 'retro', vocabSize: tokenizer.vocabSize, chunkTokens: M });
-  for (const [id, text] of books(kjvTrainingText().toString('latin1')).slice(0, 1)) ds.add(id, text);
-  ds.compact();
+  writeDatastore(STORE, { tokenizer, embedder, model: 'retro', vocabSize: tokenizer.vocabSize, chunkTokens: M }, books(kjvTrainingText().toString('latin1')).slice(0, 1));
   s = await start(MODEL, { datastores: { genesis: STORE } });
 }, 180000);
 afterAll(async () => {
