@@ -66,18 +66,18 @@ def card(d):
         "where the gaps are; the like-for-like figure) or **given** (their true bytes left in: more than the "
         "seq2seq model has).",
         "",
-        "| model | bits per gap byte | with each gap's end (next sentinel or `</s>`; FIM: `<eos>`) |",
-        "| --- | --- | --- |",
-        f"| t5-kjv (this model), all gaps at once | {s2s['bits_per_byte']:.4f} | {s2s['bits_per_byte_with_end']:.4f} |",
-        f"| {h['default_model']} FIM, one gap at a time, other gaps removed | {rem['bits_per_byte']:.4f} | "
-        f"{rem['bits_per_byte_with_end']:.4f} |",
-        f"| {h['default_model']} FIM, one gap at a time, other gaps given (true bytes) | {giv['bits_per_byte']:.4f} | "
-        f"{giv['bits_per_byte_with_end']:.4f} |",
+        "| model | bits per gap byte | with each gap's end (next sentinel or `</s>`; FIM: `<eos>`) | bits of each gap's first byte |",
+        "| --- | --- | --- | --- |",
     ]
+    rows = [("t5-kjv (this model), all gaps at once", s2s),
+            (f"{h['default_model']} FIM, one gap at a time, other gaps removed", rem),
+            (f"{h['default_model']} FIM, one gap at a time, other gaps given (true bytes)", giv)]
     if "seq2seq_text_removed" in h:
-        t = h["seq2seq_text_removed"]
-        lines.append(f"| t5-kjv with the text taken out of its input (only the sentinels and `</s>`; a diagnostic) | "
-                     f"{t['bits_per_byte']:.4f} | {t['bits_per_byte_with_end']:.4f} |")
+        rows.append(("t5-kjv with the text taken out of its input (only the sentinels and `</s>`; a diagnostic)",
+                     h["seq2seq_text_removed"]))
+    for name, f in rows:
+        first = f"{f['first_byte_bits']:.3f}" if "first_byte_bits" in f else "-"
+        lines.append(f"| {name} | {f['bits_per_byte']:.4f} | {f['bits_per_byte_with_end']:.4f} | {first} |")
     lines.append("")
     for note in r.get("comparison_notes", []):
         lines += [note, ""]
@@ -90,7 +90,9 @@ def card(d):
     lines += [
         f"### {len(ex)} examples (greedy fills by the reference; `\\n` is a newline)",
         "",
-        f"Greedy gaps equal to the truth: {h['greedy_exact_gaps']}.",
+        f"Greedy gaps equal to the truth: {h['greedy_exact_gaps']}"
+        + (f"; the default model's greedy FIM fill of the same gaps, each alone with the other gaps cut out: "
+           f"{h['default_fim_greedy_exact_gaps']}" if "default_fim_greedy_exact_gaps" in h else "") + ".",
         "",
         "| # | input (gaps as sentinels) | greedy fill, gap by gap | truth |",
         "| --- | --- | --- | --- |",
@@ -144,6 +146,10 @@ def card(d):
         f"{a['min_lr_frac']:g}x over the wall budget, gradient clipping 1.0, HuggingFace's T5 init"
         + (" except that each cross-attention's q projection starts equal to its k (`--tied-cross-init`: q.k is then "
            "large where decoder and encoder states share a token, so a sentinel finds its own)" if a.get("tied_cross_init") else "")
+        + (f", and the encoder's relative position bias starts as a locality prior (`--local-bias {a['local_bias']:g}`: "
+           f"head h adds -{a['local_bias']:g}·2^-h·|distance| to its scores, ALiBi's slopes; with HuggingFace's random "
+           "bias the encoder stays position-blind: a sentinel's output carries nothing of the characters beside it)"
+           if a.get("local_bias", 0) > 0 else "")
         + "; "
         f"`train_log.jsonl` has the loss per mode every 10 steps and the span loss on 32 fixed windows of James "
         f"(held out, not used by the evaluation above): {r['quick_span_bits_per_token']:.3f} bits per target token "

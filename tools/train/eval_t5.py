@@ -80,25 +80,28 @@ def load_t5(path):
 
 
 def t5_costs(model, vocab, ids, spans, text_removed=False):
-    """(input, target, logprobs, bits of the gap bytes, bits of the closing tokens). text_removed: the
-    input is only the sentinels and </s> (a diagnostic: does the model read the text around the gaps?)."""
+    """(input, target, logprobs, bits of the gap bytes, bits of the closing tokens, bits of each gap's
+    first byte). text_removed: the input is only the sentinels and </s> (a diagnostic: does the model
+    read the text around the gaps?)."""
     inp, tgt = t5_data.corrupt(vocab, ids, spans)
     if text_removed:
         inp = [vocab.sentinel(i) for i in range(len(spans))] + [t5_data.EOS]
     lp = model.score(inp, tgt)
-    gap_bits, end_bits, k = 0.0, 0.0, 0
+    gap_bits, end_bits, first_bits, k = 0.0, 0.0, 0.0, 0
     for i, (a, b) in enumerate(spans):
         k += 1  # the sentinel that opens gap i
         gap_bits -= sum(lp[k:k + b - a]) / LN2
+        first_bits -= lp[k] / LN2
         k += b - a
         end_bits -= lp[k] / LN2  # the next sentinel, or </s> after the last gap
-    return inp, tgt, lp, gap_bits, end_bits
+    return inp, tgt, lp, gap_bits, end_bits, first_bits
 
 
 @torch.no_grad()
 def fim_costs(model, window, spans, keep_others):
-    """Bits of the gap bytes and of the closing <eos>, each gap alone as a PSM request."""
-    gap_bits, end_bits = 0.0, 0.0
+    """Bits of the gap bytes, of the closing <eos> and of each gap's first byte, each gap alone as a
+    PSM request."""
+    gap_bits, end_bits, first_bits = 0.0, 0.0, 0.0
     gap = np.zeros(len(window), dtype=bool)
     for c, d in spans:
         gap[c:d] = True
@@ -111,7 +114,34 @@ def fim_costs(model, window, spans, keep_others):
         m = len(row) - (b - a) - 1  # first gap byte
         gap_bits -= float(lp[m - 1:m - 1 + b - a].sum()) / LN2
         end_bits -= float(lp[-1]) / LN2
-    return gap_bits, end_bits
+        first_bits -= float(lp[m - 1]) / LN2
+    return gap_bits, end_bits, first_bits
+
+
+@torch.no_grad()
+def fim_greedy(model, window, spans, limit=16):
+    """The default model's greedy fill of each gap alone (the window's other gaps cut out, as
+    fim_costs with keep_others False), up to its <eos> or `limit` bytes."""
+    gap = np.zeros(len(window), dtype=bool)
+    for c, d in spans:
+        gap[c:d] = True
+    fills = []
+    for a, b in spans:
+        kept = lambda r: [window[k] for k in r if not gap[k]]
+        row, out = data.psm_prompt(kept(range(0, a)), kept(range(b, len(window)))), []
+        while len(out) < limit:
+            t = int(model(torch.tensor([row]))[0, -1].argmax())
+            if t == data.EOS:
+                break
+            out.append(t)
+            row.append(t)
+        fills.append(bytes(t for t in out if t < 256).decode(errors="replace"))
+    return fills
+
+
+def add(acc, bits):
+    for i, x in enumerate(bits):
+        acc[i] += x
 
 
 def split_fill(vocab, ids):
@@ -164,19 +194,15 @@ def main():
     import models
     default = models.load(a.default).eval()
     exs = examples(vocab, a.seed)
-    tot = {"bytes": 0, "gaps": 0, "t5": [0.0, 0.0], "t5_text_removed": [0.0, 0.0], "fim_removed": [0.0, 0.0], "fim_given": [0.0, 0.0]}
+    # per figure: bits of the gap bytes, of the closing tokens, of the gaps' first bytes
+    tot = {"bytes": 0, "gaps": 0, **{k: [0.0, 0.0, 0.0] for k in ("t5", "t5_text_removed", "fim_removed", "fim_given")}}
     shown, checks = [], []
     for n, (w, ids, spans) in enumerate(exs):
-        inp, tgt, lp, g, e = t5_costs(model, vocab, ids, spans)
-        tot["t5"][0] += g
-        tot["t5"][1] += e
-        _, _, _, g0, e0 = t5_costs(model, vocab, ids, spans, text_removed=True)
-        tot["t5_text_removed"][0] += g0
-        tot["t5_text_removed"][1] += e0
+        inp, tgt, lp, *bits = t5_costs(model, vocab, ids, spans)
+        add(tot["t5"], bits)
+        add(tot["t5_text_removed"], t5_costs(model, vocab, ids, spans, text_removed=True)[3:])
         for key, keep in (("fim_removed", False), ("fim_given", True)):
-            g2, e2 = fim_costs(default, w, spans, keep)
-            tot[key][0] += g2
-            tot[key][1] += e2
+            add(tot[key], fim_costs(default, w, spans, keep))
         tot["bytes"] += sum(b - a for a, b in spans)
         tot["gaps"] += len(spans)
         if n < a.engine_check:
@@ -184,10 +210,13 @@ def main():
         if n < a.shown:
             fill = split_fill(vocab, model.greedy(inp, len(tgt) + 16))
             truth = [w[s:e].decode() for s, e in spans]
+            fim = fim_greedy(default, w, spans)
             shown.append({"input": shown_input(vocab, inp), "fill": fill, "truth": truth,
-                          "exact_gaps": sum(f == t for f, t in zip(fill, truth))})
+                          "exact_gaps": sum(f == t for f, t in zip(fill, truth)),
+                          "default_fim_fill": fim, "default_fim_exact_gaps": sum(f == t for f, t in zip(fim, truth))})
     B = tot["bytes"]
-    fig = lambda k: {"bits_per_byte": tot[k][0] / B, "bits_per_byte_with_end": (tot[k][0] + tot[k][1]) / B}
+    fig = lambda k: {"bits_per_byte": tot[k][0] / B, "bits_per_byte_with_end": (tot[k][0] + tot[k][1]) / B,
+                     "first_byte_bits": tot[k][2] / tot["gaps"]}
     res = {
         "text": "Revelation 19:1 to the end of models/data/kjv-heldout.txt",
         "windows": len(exs), "window_bytes": WINDOW, "gaps": tot["gaps"], "gap_bytes": B, "seed": a.seed,
@@ -199,6 +228,8 @@ def main():
         "default_fim_others_given": fig("fim_given"),
         "greedy_exact_gaps": f"{sum(s['exact_gaps'] for s in shown)} of {sum(len(s['truth']) for s in shown)} "
                              f"(the {len(shown)} shown examples)",
+        "default_fim_greedy_exact_gaps": f"{sum(s['default_fim_exact_gaps'] for s in shown)} of "
+                                         f"{sum(len(s['truth']) for s in shown)}",
     }
     if checks:
         res["engine_check"] = {"examples": len(checks), "target_tokens": sum(len(c[1]) for c in checks),
