@@ -97,18 +97,23 @@ def t5_costs(model, vocab, ids, spans, text_removed=False):
     return inp, tgt, lp, gap_bits, end_bits, first_bits
 
 
+def fim_prompt(window, spans, a, b, keep_others):
+    """The PSM prompt of gap [a, b) alone, prefix and suffix from the window; the window's other
+    gaps' bytes cut out unless keep_others."""
+    gap = np.zeros(len(window), dtype=bool)
+    for c, d in spans:
+        gap[c:d] = True
+    kept = lambda r: [window[k] for k in r if keep_others or not gap[k]]  # gaps never overlap
+    return data.psm_prompt(kept(range(0, a)), kept(range(b, len(window))))
+
+
 @torch.no_grad()
 def fim_costs(model, window, spans, keep_others):
     """Bits of the gap bytes, of the closing <eos> and of each gap's first byte, each gap alone as a
     PSM request."""
     gap_bits, end_bits, first_bits = 0.0, 0.0, 0.0
-    gap = np.zeros(len(window), dtype=bool)
-    for c, d in spans:
-        gap[c:d] = True
     for a, b in spans:
-        kept = lambda r: bytes(window[k] for k in r if keep_others or not gap[k])  # gaps never overlap
-        pre, suf = kept(range(0, a)), kept(range(b, len(window)))
-        row = data.psm_prompt(list(pre), list(suf)) + list(window[a:b]) + [data.EOS]
+        row = fim_prompt(window, spans, a, b, keep_others) + list(window[a:b]) + [data.EOS]
         x = torch.tensor([row])
         lp = torch.log_softmax(model(x)[0, :-1].double(), dim=-1).gather(1, x[0, 1:, None])[:, 0]
         m = len(row) - (b - a) - 1  # first gap byte
@@ -122,13 +127,9 @@ def fim_costs(model, window, spans, keep_others):
 def fim_greedy(model, window, spans, limit=16):
     """The default model's greedy fill of each gap alone (the window's other gaps cut out, as
     fim_costs with keep_others False), up to its <eos> or `limit` bytes."""
-    gap = np.zeros(len(window), dtype=bool)
-    for c, d in spans:
-        gap[c:d] = True
     fills = []
     for a, b in spans:
-        kept = lambda r: [window[k] for k in r if not gap[k]]
-        row, out = data.psm_prompt(kept(range(0, a)), kept(range(b, len(window)))), []
+        row, out = fim_prompt(window, spans, a, b, False), []
         while len(out) < limit:
             t = int(model(torch.tensor([row]))[0, -1].argmax())
             if t == data.EOS:
