@@ -192,7 +192,7 @@ def parser():
                          "of a random bilinear form")
     ap.add_argument("--local-bias", type=float, default=0.0,
                     help="start the encoder's relative position bias as -slope 2^-h |distance| for head h "
-                         "(a locality prior; applied after --init too; 0: HuggingFace's random init)")
+                         "(a locality prior; an init, so --init's weights replace it; 0: HuggingFace's random init)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--eval-every", type=float, default=300.0)
@@ -210,10 +210,10 @@ def main():
     c = t5.T5Config(config)
     model = t5.T5(c)
     init_weights(model, c, a.seed, a.tied_cross_init)
-    if a.init:
-        model.load_hf_state_dict({k: v.float() for k, v in checkpoint.read_tensors(a.init).items()})
     if a.local_bias > 0:
         local_bias_init(model, c, a.local_bias)
+    if a.init:
+        model.load_hf_state_dict({k: v.float() for k, v in checkpoint.read_tensors(a.init).items()})
     n_params = sum(p.numel() for p in model.parameters())
     print(f"t5: {n_params} parameters; config {json.dumps(config)}", flush=True)
     decay, no = param_groups(model)
