@@ -215,7 +215,12 @@ class CpuBackend : public Backend {
     return &p;
   }
   void read_rows(const std::vector<float*>& dest, const float* x, int64_t width) override {
-    for (size_t r = 0; r < dest.size(); r++) std::memcpy(dest[r], x + r * width, width * sizeof(float));
+    auto copy = [&](int64_t a, int64_t b) {
+      for (int64_t r = a; r < b; r++) std::memcpy(dest[r], x + r * width, width * sizeof(float));
+    };
+    // A batch's logits rows are megabytes (32 x GPT-2's 50257 floats: 6.4 MB).
+    if ((double)dest.size() * width * sizeof(float) < (1 << 20)) copy(0, (int64_t)dest.size());
+    else pool_->parallel_for((int64_t)dest.size(), copy);
   }
   void finish() override {}
 
@@ -264,10 +269,8 @@ class CpuBackend : public Backend {
     }
     const bool direct = epi != Epilogue::Add && ldy == N;
     float* out = direct ? y : yout_.get<float>(M * N);
-    matmul(out, x, packed(W), bias, M, *pool_);
-    if (epi == Epilogue::Gelu) gelu(out, out, M * N);
-    if (epi == Epilogue::Relu) relu(out, out, M * N);
-    if (epi == Epilogue::GeluErf) gelu_erf(out, out, M * N);
+    const Activation act = epi == Epilogue::Gelu ? gelu : epi == Epilogue::Relu ? relu : epi == Epilogue::GeluErf ? gelu_erf : nullptr;
+    matmul(out, x, packed(W), bias, M, *pool_, act);
     if (direct) return;
     if (ldy == N) return add_inplace(y, out, M * N);  // Add into contiguous rows
     for (int64_t m = 0; m < M; m++) {

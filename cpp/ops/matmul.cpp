@@ -165,11 +165,13 @@ void matrix_column(float* out, const PackedMatrix& W, int64_t n) {
   for (int64_t k = 0; k < W.K; k++) out[k] = load_as_f32(W.data.data(), W.dtype, packed_index(W.K, k, n));
 }
 
-void matmul(float* y, const float* x, const PackedMatrix& W, const float* bias, int64_t M, ThreadPool& pool) {
+void matmul(float* y, const float* x, const PackedMatrix& W, const float* bias, int64_t M, ThreadPool& pool,
+            Activation act) {
   if (M <= 0) return;
   const Isa isa = active_isa();
   if (isa == Isa::Reference) {
     matmul_reference(y, x, W, bias, M);
+    if (act) act(y, y, M * W.N);
     return;
   }
   const bool avx512 = isa == Isa::Avx512;
@@ -184,7 +186,8 @@ void matmul(float* y, const float* x, const PackedMatrix& W, const float* bias, 
     if (qbuf.bytes() < (size_t)(M * nb * kQ8Block)) qbuf.resize((size_t)(M * nb * kQ8Block));
     if (dbuf.bytes() < (size_t)(M * nb) * sizeof(float)) dbuf.resize((size_t)(M * nb) * sizeof(float));
     if (vnni && sbuf.bytes() < (size_t)(M * nb) * sizeof(int32_t)) sbuf.resize((size_t)(M * nb) * sizeof(int32_t));
-    quantize_rows_q8_0(qbuf.as<int8_t>(), dbuf.as<float>(), x, M, W.K, &pool, vnni ? sbuf.as<int32_t>() : nullptr);
+    quantize_rows_q8_0(qbuf.as<int8_t>(), dbuf.as<float>(), x, M, W.K, &pool, vnni ? sbuf.as<int32_t>() : nullptr,
+                       vnni ? kQ8VnniRows : 1);
     p.xq = qbuf.as<int8_t>();
     p.xd = dbuf.as<float>();
     if (vnni) p.xs = sbuf.as<int32_t>();
@@ -211,14 +214,22 @@ void matmul(float* y, const float* x, const PackedMatrix& W, const float* bias, 
   chunk = std::min(chunk, (P + per_thread * pool.size() - 1) / (per_thread * pool.size()));
   chunk = (chunk + plan.grain - 1) / plan.grain * plan.grain;
   const int64_t n_chunks = (P + chunk - 1) / chunk;
+  // Panels [p0, p1), then the activation on their columns of every row.
+  auto run = [&](int64_t p0, int64_t p1) {
+    kernel(p, p0, p1);
+    if (!act) return;
+    const int64_t c0 = p0 * kPanel, c1 = std::min(W.N, p1 * kPanel);
+    if (c0 == 0 && c1 == W.N) act(y, y, M * W.N);
+    else
+      for (int64_t m = 0; m < M; m++) act(y + m * W.N + c0, y + m * W.N + c0, c1 - c0);
+  };
   if (n_chunks == 1 || pool.size() == 1 || serial_is_cheaper(2.0 * (double)M * (double)W.K * (double)W.N, (double)W.data.bytes())) {
-    kernel(p, 0, P);
+    run(0, P);
     return;
   }
   std::atomic<int64_t> next{0};
   pool.run([&](int, int) {
-    for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < n_chunks;)
-      kernel(p, c * chunk, std::min(P, (c + 1) * chunk));
+    for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < n_chunks;) run(c * chunk, std::min(P, (c + 1) * chunk));
   });
 }
 

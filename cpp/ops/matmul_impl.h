@@ -23,6 +23,9 @@ constexpr int64_t kPanel = 16;
 inline int64_t panel_count(int64_t N) { return (N + kPanel - 1) / kPanel; }
 inline size_t packed_index(int64_t K, int64_t k, int64_t n) { return (size_t)(((n / kPanel) * K + k) * kPanel + n % kPanel); }
 
+// The VNNI kernel's rows per tile: 12 float accumulators and 12 int32 dot products take
+// 24 of the 32 zmm. Its activations come in tiles of this many rows (quantize_rows_q8_0).
+constexpr int64_t kQ8VnniRows = 12;
 constexpr int64_t kQ8PanelBlockBytes = kPanel * kQ8Block + kPanel * 2;
 inline int64_t q8_blocks(int64_t K) { return (K + kQ8Block - 1) / kQ8Block; }
 inline size_t q8_weight_offset(int64_t K, int64_t k, int64_t n) {
@@ -45,6 +48,7 @@ struct Params {
   const int8_t* xq = nullptr;  // Q8_0 only: x quantized [M, q8_blocks(K) * 32] (quantize_rows_q8_0)
   const float* xd = nullptr;   //   and its scales [M, q8_blocks(K)]
   const int32_t* xs = nullptr; //   and, for the VNNI kernel, -128 * each block's sum of x [M, q8_blocks(K)]
+                               // (the VNNI kernel takes all three in tiles of kQ8VnniRows rows)
 };
 
 // How a variant wants the work cut: panels go to threads in multiples of `grain`,

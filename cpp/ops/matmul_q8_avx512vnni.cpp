@@ -20,11 +20,11 @@
 namespace roost::matmul_impl {
 namespace {
 
-// Rows per tile: 12 float accumulators and 12 int32 dot products take 24 of the 32
-// zmm. A batch of 32 runs as tiles of 12, 12 and 8 rows: each panel is read from L1
-// three times instead of four, and each weight load's xor is shared by 12 rows (cold
-// weights, M = 32, one thread: about 4% faster than tiles of 8).
-constexpr int kMaxMr = 12;
+// Rows per tile (kQ8VnniRows, matmul_impl.h). A batch of 32 runs as tiles of 12, 12
+// and 8 rows: each panel is read from L1 three times instead of four, and each weight
+// load's xor is shared by 12 rows (cold weights, M = 32, one thread: about 4% faster
+// than tiles of 8).
+constexpr int kMaxMr = (int)kQ8VnniRows;
 // Prefetching the weights. One row tile (M <= 12: the decode GEMV, small batches)
 // streams each panel once: its loads run kStreamPrefetchBytes ahead (as in
 // matmul_avx512.cpp, about a DRAM latency of a core's streaming bandwidth). With more
@@ -43,18 +43,21 @@ inline __m512i dpbusd_bcast(__m512i acc, __m512i w, const int8_t* x) {
   return acc;
 }
 
-// y[MR rows, the panel's 16 columns] for one panel of nb blocks. xq rows are Kq apart,
-// xd and xs rows nb apart.
+// y[MR rows, the panel's 16 columns] for one panel of nb blocks, the rows' activations
+// in the tile layout of quantize_rows_q8_0 (tile = kMaxMr): block b's bytes at xq + b * 32 * MR, laid
+// out [8 quads of k][MR rows][4 k], and its scales and sums at xd, xs + b * MR. Every
+// operand of a block is then a constant displacement from one pointer: with a pointer
+// per row (rows Kq apart) the 12-row tile ran out of registers and GCC reloaded the
+// row addresses from the stack (and from xmm registers, on the FP pipes) every block.
 template <int MR, bool kSpread>
 void tile(float* y, int64_t ldy, const int8_t* xq, const float* xd, const int32_t* xs, const uint8_t* w,
           const float* bias, int64_t nb, int64_t col, int64_t N, int64_t pf_step, int64_t pf_phase) {
-  const int64_t Kq = nb * kQ8Block;
   const __m512i k128 = _mm512_set1_epi8((char)0x80);
   __m512 acc[MR];
 #pragma GCC unroll 12
   for (int r = 0; r < MR; r++) acc[r] = _mm512_setzero_ps();
   int64_t pf_next = pf_phase;
-  for (int64_t b = 0; b < nb; b++) {
+  for (int64_t b = 0; b < nb; b++, xq += kQ8Block * MR, xd += MR, xs += MR) {
     const uint8_t* blk = w + b * kQ8PanelBlockBytes;
     if (!kSpread) {
 #pragma GCC unroll 9
@@ -66,20 +69,18 @@ void tile(float* y, int64_t ldy, const int8_t* xq, const float* xd, const int32_
     }
     __m512i dot[MR];
 #pragma GCC unroll 12
-    for (int r = 0; r < MR; r++) dot[r] = _mm512_set1_epi32(xs[r * nb + b]);
-    const int8_t* xb = xq + b * kQ8Block;
+    for (int r = 0; r < MR; r++) dot[r] = _mm512_set1_epi32(xs[r]);
 #pragma GCC unroll 8
     for (int s = 0; s < 8; s++) {
       const __m512i wu = _mm512_xor_si512(_mm512_loadu_si512((const void*)(blk + 64 * s)), k128);
 #pragma GCC unroll 12
-      for (int r = 0; r < MR; r++) dot[r] = dpbusd_bcast(dot[r], wu, xb + r * Kq + 4 * s);
+      for (int r = 0; r < MR; r++) dot[r] = dpbusd_bcast(dot[r], wu, xq + 4 * (s * MR + r));
     }
     // maskz forms: GCC 12 warns of its own _mm512_undefined_ps inside the plain ones here.
     const __m512 dw = _mm512_maskz_cvtph_ps(0xffff, _mm256_loadu_si256((const __m256i*)(blk + kPanel * kQ8Block)));
 #pragma GCC unroll 12
     for (int r = 0; r < MR; r++)
-      acc[r] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, dot[r]), _mm512_mul_ps(dw, _mm512_set1_ps(xd[r * nb + b])),
-                               acc[r]);
+      acc[r] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, dot[r]), _mm512_mul_ps(dw, _mm512_set1_ps(xd[r])), acc[r]);
   }
   const int64_t valid = std::min<int64_t>(kPanel, N - col);
   const __mmask16 mask = (__mmask16)((1u << valid) - 1);
@@ -117,6 +118,7 @@ void panels_q8_avx512vnni(const Params& p, int64_t p0, int64_t p1) {
   for (int64_t pn = p0; pn < p1; pn++)
     for (int64_t m0 = 0; m0 < p.M; m0 += kMaxMr) {
       const int rows = (int)std::min<int64_t>(kMaxMr, p.M - m0);
+      // Tile layout: the tile's rows start where row m0 would in row order.
       fns[rows](p.y + m0 * p.N, p.N, p.xq + m0 * Kq, p.xd + m0 * nb, p.xs + m0 * nb, w + pn * nb * kQ8PanelBlockBytes,
                    p.bias, nb, pn * kPanel, p.N,
                    tiles, m0 / kMaxMr);

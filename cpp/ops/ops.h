@@ -61,8 +61,11 @@ float quantize_block_q8_0(int8_t q[32], const float x[32]);
 // sums, when given, gets -128 * the sum of each block's q [M, Kq / 32]: the VNNI kernel
 // offsets the weights by +128 to make them vpdpbusd's unsigned operand, and starts each
 // block's dot product from this to take the offset off again.
+// tile > 1 lays the rows out for the VNNI kernel's row tiles (quantize_impl.h, Q8Place):
+// in tiles of `tile` rows, each block's 4-byte quads interleaved across the tile's rows,
+// so a tile reads every row's operands from one pointer.
 void quantize_rows_q8_0(int8_t* q, float* d, const float* x, int64_t M, int64_t K, ThreadPool* pool,
-                        int32_t* sums = nullptr);
+                        int32_t* sums = nullptr, int64_t tile = 1);
 
 // The Q8_0 kernels use AVX-512 VNNI (vpdpbusd) where the CPU has it and the AVX-512BW
 // path (vpmaddubsw) otherwise; tests switch VNNI off to run the other path here too.
@@ -72,7 +75,12 @@ bool q8_vnni_active();
 
 // y[M, N] = x[M, K] @ W + bias[N] (bias may be null). Multithreaded over pool.
 // M = 1 is the decode GEMV (bandwidth-bound); large M the prefill GEMM.
-void matmul(float* y, const float* x, const PackedMatrix& W, const float* bias, int64_t M, ThreadPool& pool);
+// act (gelu, relu, gelu_erf), when given, then runs in place on y: on each chunk of
+// columns by the thread that computed it, while the chunk is in its cache (run
+// after the product on one thread, GELU took about 4% of a batch-32 Q8_0 step).
+using Activation = void (*)(float* y, const float* x, int64_t n);
+void matmul(float* y, const float* x, const PackedMatrix& W, const float* bias, int64_t M, ThreadPool& pool,
+            Activation act = nullptr);
 void matmul_reference(float* y, const float* x, const PackedMatrix& W, const float* bias, int64_t M);
 
 // out[K] = column n of W as float (row n of a tied embedding wte [V, C]).
@@ -109,6 +117,10 @@ void softmax(float* x, int64_t n);
 void softmax_reference(float* x, int64_t n);
 void log_softmax(float* y, const float* x, int64_t n);
 void log_softmax_reference(float* y, const float* x, int64_t n);
+// Element i of log_softmax(x), bit for bit, without writing the row: a greedy sample
+// reports only its token's log-prob.
+float log_softmax_at(const float* x, int64_t n, int64_t i);
+float log_softmax_at_reference(const float* x, int64_t n, int64_t i);
 
 // ---------------------------------------------------------------------------
 // Causal self-attention of one batch step. Each sequence s contributes Tq new

@@ -44,7 +44,12 @@ void softmax_avx2(float* x, int64_t n) {
   }
 }
 
-void log_softmax_avx2(float* y, const float* x, int64_t n) {
+namespace {
+// What log_softmax subtracts: the row's max, then log of the normalizer.
+struct Norm {
+  float max, log_sum;
+};
+Norm log_softmax_norm(const float* x, int64_t n) {
   const float mx = row_max(x, n);
   const __m256 vmax = _mm256_set1_ps(mx);
   // Normalizer in double lanes, as in the AVX-512 variant.
@@ -58,11 +63,22 @@ void log_softmax_avx2(float* y, const float* x, int64_t n) {
   __m256d s = _mm256_add_pd(s0, s1);
   __m128d h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
   const double sum = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
-  const __m256 vlog = _mm256_set1_ps((float)std::log(sum));  // (x - max) - log(sum): see the AVX-512 variant
+  return {mx, (float)std::log(sum)};
+}
+}  // namespace
+
+void log_softmax_avx2(float* y, const float* x, int64_t n) {
+  const Norm norm = log_softmax_norm(x, n);
+  const __m256 vmax = _mm256_set1_ps(norm.max), vlog = _mm256_set1_ps(norm.log_sum);  // (x - max) - log(sum): see the AVX-512 variant
   for (int64_t i = 0; i < n; i += 8) {
     __m256i k = head_mask(n - i);
     _mm256_maskstore_ps(y + i, k, _mm256_sub_ps(_mm256_sub_ps(_mm256_maskload_ps(x + i, k), vmax), vlog));
   }
+}
+
+float log_softmax_at_avx2(const float* x, int64_t n, int64_t i) {
+  const Norm norm = log_softmax_norm(x, n);
+  return (x[i] - norm.max) - norm.log_sum;  // the same two float subtractions as each lane above
 }
 
 }  // namespace roost::softmax_impl

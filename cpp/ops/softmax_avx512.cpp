@@ -39,7 +39,12 @@ void softmax_avx512(float* x, int64_t n) {
   }
 }
 
-void log_softmax_avx512(float* y, const float* x, int64_t n) {
+namespace {
+// What log_softmax subtracts: the row's max, then log of the normalizer.
+struct Norm {
+  float max, log_sum;
+};
+Norm log_softmax_norm(const float* x, int64_t n) {
   const float mx = row_max(x, n);
   const __m512 vmax = _mm512_set1_ps(mx);
   // The normalizer is summed in double lanes: its log is subtracted from every
@@ -51,14 +56,25 @@ void log_softmax_avx512(float* y, const float* x, int64_t n) {
     s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
     s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
   }
+  return {mx, (float)std::log(_mm512_reduce_add_pd(_mm512_add_pd(s0, s1)))};
+}
+}  // namespace
+
+void log_softmax_avx512(float* y, const float* x, int64_t n) {
+  const Norm norm = log_softmax_norm(x, n);
   // (x - max) - log(sum) rather than x - lse: x - max is exact near the max
   // (Sterbenz), and log(sum) <= log(n) is small, so large logits lose nothing to a
   // rounded lse.
-  const __m512 vlog = _mm512_set1_ps((float)std::log(_mm512_reduce_add_pd(_mm512_add_pd(s0, s1))));
+  const __m512 vmax = _mm512_set1_ps(norm.max), vlog = _mm512_set1_ps(norm.log_sum);
   for (int64_t i = 0; i < n; i += 16) {
     __mmask16 k = head_mask(n - i);
     _mm512_mask_storeu_ps(y + i, k, _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vmax), vlog));
   }
+}
+
+float log_softmax_at_avx512(const float* x, int64_t n, int64_t i) {
+  const Norm norm = log_softmax_norm(x, n);
+  return (x[i] - norm.max) - norm.log_sum;  // the same two float subtractions as each lane above
 }
 
 }  // namespace roost::softmax_impl

@@ -23,12 +23,20 @@ void softmax_reference(float* x, int64_t n) {
   for (int64_t i = 0; i < n; i++) x[i] = (float)(std::exp(x[i] - mx) / sum);
 }
 
-void log_softmax_reference(float* y, const float* x, int64_t n) {
+namespace {
+double log_sum_exp(const float* x, int64_t n) {
   const double mx = row_max(x, n);
   double sum = 0;
   for (int64_t i = 0; i < n; i++) sum += std::exp(x[i] - mx);
-  const double lse = mx + std::log(sum);
+  return mx + std::log(sum);
+}
+}  // namespace
+
+void log_softmax_reference(float* y, const float* x, int64_t n) {
+  const double lse = log_sum_exp(x, n);
   for (int64_t i = 0; i < n; i++) y[i] = (float)(x[i] - lse);
 }
+
+float log_softmax_at_reference(const float* x, int64_t n, int64_t i) { return (float)(x[i] - log_sum_exp(x, n)); }
 
 }  // namespace roost

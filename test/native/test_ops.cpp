@@ -386,6 +386,16 @@ void test_softmax() {
       log_softmax(lp.data(), c.x.data(), n);
       e = lp_compare(lp);
       CHECK_MESSAGE(e.empty(), (fmt("log_softmax[%s] ", isa_name(isa)) + tag + ": " + e));
+      // log_softmax_at gives the row's element bit for bit (the greedy sampler reports it).
+      for (int64_t i : {(int64_t)0, n / 2, n - 1}) {
+        const float at = log_softmax_at(c.x.data(), n, i);
+        CHECK_MESSAGE(std::memcmp(&at, &lp[i], 4) == 0,
+                      fmt("log_softmax_at[%s] %s i=%lld: %a, log_softmax gave %a", isa_name(isa), tag.c_str(), (long long)i, at, lp[i]));
+      }
+    }
+    for (int64_t i : {(int64_t)0, n / 2, n - 1}) {
+      const float at = log_softmax_at_reference(c.x.data(), n, i);
+      CHECK_MESSAGE(std::memcmp(&at, &lp_ref[i], 4) == 0, fmt("log_softmax_at_reference %s i=%lld", tag.c_str(), (long long)i));
     }
   }
   set_isa(detected_isa());

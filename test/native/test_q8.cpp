@@ -159,6 +159,27 @@ TEST_CASE("quantize_rows_q8_0: every ISA gives the scalar rule's bytes, scales a
       CHECK_MESSAGE(bad_q == 0, fmt("%s: %d bytes differ from quantize_block_q8_0", tag.c_str(), bad_q));
       CHECK_MESSAGE(bad_d == 0, fmt("%s: %d scales differ", tag.c_str(), bad_d));
       CHECK_MESSAGE(bad_s == 0, fmt("%s: %d block sums differ", tag.c_str(), bad_s));
+      // The VNNI kernel's tile layout (here tiles of 3 rows: 3, then 2): row m of the
+      // tile from m0, block b, byte k at m0 * Kq + b * 32 * R + (k / 4) * 4 * R +
+      // (m - m0) * 4 + k % 4 for a tile of R rows; scale and sum at m0 * nb + b * R + m - m0.
+      const int64_t T = 3, Kq = nb * 32;
+      std::fill(q.begin(), q.end(), 99);
+      std::fill(d.begin(), d.end(), NAN);
+      std::fill(sums.begin(), sums.end(), 12345);
+      quantize_rows_q8_0(q.data(), d.data(), x.data(), M, K, nullptr, sums.data(), T);
+      bad_q = bad_d = bad_s = 0;
+      for (int64_t m = 0; m < M; m++) {
+        const int64_t m0 = m / T * T, R = std::min<int64_t>(T, M - m0), r = m - m0;
+        for (int64_t b = 0; b < nb; b++) {
+          for (int64_t k = 0; k < 32; k++)
+            bad_q += q[m0 * Kq + b * 32 * R + (k / 4) * 4 * R + r * 4 + k % 4] != want[(m * nb + b) * 32 + k];
+          const int64_t at = m0 * nb + b * R + r;
+          bad_d += std::memcmp(&d[at], &want_d[m * nb + b], 4) != 0;
+          bad_s += sums[at] != want_s[m * nb + b];
+        }
+      }
+      CHECK_MESSAGE(bad_q + bad_d + bad_s == 0,
+                    fmt("%s, tiles of 3 rows: %d bytes, %d scales, %d sums misplaced", tag.c_str(), bad_q, bad_d, bad_s));
     }
     restore();
   }

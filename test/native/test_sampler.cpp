@@ -6,6 +6,7 @@
 // counted once, fed-back samples not twice), alone and batched beside
 // sequences without penalties, min_tokens holding eos back, and refusals.
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -244,8 +245,18 @@ TEST_CASE("greedy: the first index of the maximum, NaNs passed over, at every vo
         default: break;
       }
       Sampler s(greedy);
-      const int32_t got = s.sample(x.data(), V).token;
+      const SampledToken plain = s.sample(x.data(), V);
+      const int32_t got = plain.token;
       CHECK_MESSAGE(got == scan(x), fmt("V=%lld variant %d: token %d, the scan gives %d", (long long)V, variant, got, scan(x)));
+      // Asking for alternatives takes the path that writes every log-prob: the same
+      // token and, bit for bit, the same log-prob as plain greedy's log_softmax_at.
+      SamplingParams with_top = greedy;
+      with_top.n_logprobs = 1;
+      Sampler t(with_top);
+      const SampledToken full = t.sample(x.data(), V);
+      CHECK(full.token == got);
+      CHECK_MESSAGE(std::memcmp(&full.logprob, &plain.logprob, sizeof(float)) == 0,
+                    fmt("V=%lld variant %d: log-prob %a, with alternatives %a", (long long)V, variant, plain.logprob, full.logprob));
       cases++;
     }
   }
