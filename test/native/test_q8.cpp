@@ -15,6 +15,7 @@
 #include "doctest.h"
 #include "fmt.h"
 #include "ops/ops.h"
+#include "threadpool.h"
 
 using namespace roost;
 
@@ -182,6 +183,26 @@ TEST_CASE("quantize_rows_q8_0: every ISA gives the scalar rule's bytes, scales a
                     fmt("%s, tiles of 3 rows: %d bytes, %d scales, %d sums misplaced", tag.c_str(), bad_q, bad_d, bad_s));
     }
     restore();
+  }
+}
+
+TEST_CASE("quantize_rows_q8_0: threads write what one thread writes") {
+  // A batch of 32 rows goes to the pool in whole tiles (quantize.cpp); every byte,
+  // scale and sum must equal the one-thread result, in row order and in tiles of 12.
+  ThreadPool pool(2);
+  for (int64_t K : {768, 3072, 1000}) {
+    const int64_t M = 32, nb = (K + 31) / 32;
+    const std::vector<float> x = randn(M * K, 3.f);
+    for (int64_t tile : {1, 12}) {
+      std::vector<int8_t> q1(M * nb * 32), q2(M * nb * 32, 99);
+      std::vector<float> d1(M * nb), d2(M * nb, NAN);
+      std::vector<int32_t> s1(M * nb), s2(M * nb, 12345);
+      quantize_rows_q8_0(q1.data(), d1.data(), x.data(), M, K, nullptr, s1.data(), tile);
+      quantize_rows_q8_0(q2.data(), d2.data(), x.data(), M, K, &pool, s2.data(), tile);
+      CHECK_MESSAGE(q1 == q2, fmt("K=%lld tile %lld: bytes differ", (long long)K, (long long)tile));
+      CHECK_MESSAGE(std::memcmp(d1.data(), d2.data(), d1.size() * 4) == 0, fmt("K=%lld tile %lld: scales differ", (long long)K, (long long)tile));
+      CHECK_MESSAGE(s1 == s2, fmt("K=%lld tile %lld: sums differ", (long long)K, (long long)tile));
+    }
   }
 }
 
