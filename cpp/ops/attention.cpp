@@ -154,12 +154,16 @@ void attention_spans(const std::vector<SpanAttentionTask>& tasks, int64_t D, Thr
   std::vector<size_t> order(tiles.size());
   for (size_t i = 0; i < order.size(); i++) order[i] = i;
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return cost[a] > cost[b]; });
-  // Threads claim runs of consecutive tiles (a quarter of a thread's share): tiles
-  // come sequence by sequence, head after head, so a thread walks whole cache rows of
-  // its sequences instead of every other head's slice of each row, and the hardware
-  // prefetchers follow it. Batch-32 Q8_0 decode (GPT-2 124M, 2 threads): 14.0 ms a
-  // step against 15.2 claiming one tile at a time (runs of 1/16 of a share: 14.1).
-  const size_t run = std::max<size_t>(1, order.size() / (4 * (size_t)pool.size()));
+  // Decode tiles (a few queries each, memory-bound) are claimed in runs of consecutive
+  // tiles, a quarter of a thread's share: they come sequence by sequence, head after
+  // head, so a thread walks whole cache rows of its sequences instead of every other
+  // head's slice of each row, and the hardware prefetchers follow it (batch-32 Q8_0
+  // decode of GPT-2 124M, 2 threads: about 1 ms a step less). GEMM-shaped tiles are
+  // compute-bound and uneven: one at a time keeps the threads finishing together
+  // (runs slowed Block-Recurrent's 4k prefill by about a quarter).
+  bool decode = true;
+  for (const SpanAttentionTask& t : tiles) decode = decode && t.nq < kMinTileQueries && !t.pass_cut;
+  const size_t run = decode ? std::max<size_t>(1, order.size() / (4 * (size_t)pool.size())) : 1;
   std::atomic<size_t> next{0};
   auto work = [&](int, int) {
     for (size_t n; (n = next.fetch_add(run, std::memory_order_relaxed)) < order.size();)
