@@ -74,37 +74,55 @@ void tile(float* y, int64_t ldy, const float* a, const typename L::T* b, const f
 }
 
 
-// Small M (decode): y[MR, 16 * np] for np consecutive panels read as one forward
-// stream, one panel at a time. Each output column is one FMA chain in k order with
-// the bias added last, exactly as tile() computes it, so a row's result does not
-// depend on how many rows its call holds (a cached prefix or another batch changes
-// that; docs/design.md, "Batch invariance"). One chain per column leaves the FMA
-// latency exposed, but the stream from memory is the bound: U chains along k
-// measured alike, and reading several panels at once (more chains) slower.
+// Small M (decode): y[MR, 16 * np] for np consecutive panels, read as forward
+// streams. Each output column is one FMA chain in k order with the bias added last,
+// exactly as tile() computes it, so a row's result does not depend on how many rows
+// its call holds (a cached prefix or another batch changes that; docs/design.md,
+// "Batch invariance"). One chain per column leaves the FMA latency exposed: a chain
+// takes one k per latency, 64 bytes of F32 weights but only 32 of F16 or BF16, too
+// few for a core's share of the bandwidth. So one row of half-width weights reads
+// two panels at once (two chains, each still one column's k order): bench_matmul's
+// F16 GEMV went from 37-48 GB/s to 46-64 (2 threads). F32, and more rows (more
+// chains already), read one panel at a time: more panels measured slower there.
 // x is [MR, K] row-major.
-template <class L, int MR>
-void gemv(float* y, int64_t ldy, const float* x, const typename L::T* w, const float* bias, int64_t K, int64_t n0,
-          int64_t N, int64_t np) {
+template <class L, int MR, int NPAR>
+void gemv_panels(float* y, int64_t ldy, const float* x, const typename L::T* b, const float* bias, int64_t K,
+                 int64_t col0, int64_t N) {
   using T = typename L::T;
   constexpr int kRowsPerLine = (int)(64 / (kPanel * sizeof(T)));  // panel rows per cache line: 1 (F32) or 2
-  for (int64_t q = 0; q < np; q++) {
-    const T* b = w + q * K * kPanel;  // [K][16]
-    __m512 acc[MR];
+  __m512 acc[NPAR][MR];
+#pragma GCC unroll 2
+  for (int j = 0; j < NPAR; j++)
 #pragma GCC unroll 8
-    for (int m = 0; m < MR; m++) acc[m] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < K; k++) {
-      if (k % kRowsPerLine == 0) _mm_prefetch((const char*)(b + k * kPanel) + kPrefetchBytes, _MM_HINT_T0);
-      const __m512 bv = L::load(b + k * kPanel);
+    for (int m = 0; m < MR; m++) acc[j][m] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; k++) {
+#pragma GCC unroll 2
+    for (int j = 0; j < NPAR; j++) {
+      const T* bj = b + j * K * kPanel;  // panel j: [K][16]
+      if (k % kRowsPerLine == 0) _mm_prefetch((const char*)(bj + k * kPanel) + kPrefetchBytes, _MM_HINT_T0);
+      const __m512 bv = L::load(bj + k * kPanel);
 #pragma GCC unroll 8
-      for (int m = 0; m < MR; m++) acc[m] = _mm512_fmadd_ps(_mm512_set1_ps(x[m * K + k]), bv, acc[m]);
+      for (int m = 0; m < MR; m++) acc[j][m] = _mm512_fmadd_ps(_mm512_set1_ps(x[m * K + k]), bv, acc[j][m]);
     }
-    const int64_t col = n0 + q * kPanel;  // first column of this panel
+  }
+#pragma GCC unroll 2
+  for (int j = 0; j < NPAR; j++) {
+    const int64_t col = col0 + j * kPanel;  // first column of panel j
     const int64_t valid = std::min<int64_t>(kPanel, N - col);
     const __mmask16 mask = (__mmask16)((1u << valid) - 1);
     const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + col) : _mm512_setzero_ps();
 #pragma GCC unroll 8
-    for (int m = 0; m < MR; m++) _mm512_mask_storeu_ps(y + m * ldy + col, mask, _mm512_add_ps(acc[m], bv));
+    for (int m = 0; m < MR; m++) _mm512_mask_storeu_ps(y + m * ldy + col, mask, _mm512_add_ps(acc[j][m], bv));
   }
+}
+
+template <class L, int MR>
+void gemv(float* y, int64_t ldy, const float* x, const typename L::T* w, const float* bias, int64_t K, int64_t n0,
+          int64_t N, int64_t np) {
+  constexpr int kPair = MR == 1 && sizeof(typename L::T) == 2 ? 2 : 1;
+  int64_t q = 0;
+  for (; q + kPair <= np; q += kPair) gemv_panels<L, MR, kPair>(y, ldy, x, w + q * K * kPanel, bias, K, n0 + q * kPanel, N);
+  for (; q < np; q++) gemv_panels<L, MR, 1>(y, ldy, x, w + q * K * kPanel, bias, K, n0 + q * kPanel, N);
 }
 
 constexpr int kMaxGemvM = 3;
