@@ -16,7 +16,11 @@ using namespace matmul_impl;
 
 namespace {
 
-constexpr int64_t kChunkBytes = 512 << 10;
+// Weights a thread claims at a time. The decode GEMV (a few rows) is a stream from
+// memory and likes long ones: 2 MB chunks against 512 KB read batch 1 at 0.985x (F32),
+// 0.972x (F16) and 0.975x (Q8_0) the time a step (decode-ab, 64 tokens, same tokens).
+// The compute-bound tiles keep shorter chunks, so the threads finish together.
+constexpr int64_t kChunkBytes = 512 << 10, kGemvChunkBytes = 2048 << 10;
 
 // Copies raw elements (4 or 2 bytes) into the panel layout without converting.
 template <typename E>
@@ -207,7 +211,7 @@ void matmul(float* y, const float* x, const PackedMatrix& W, const float* bias, 
   // weights, long enough to stream (contiguous panels are one forward stream) and
   // few enough that claiming them costs nothing.
   const int64_t P = panel_count(W.N);
-  int64_t chunk = std::max<int64_t>(1, kChunkBytes / panel_bytes(W));
+  int64_t chunk = std::max<int64_t>(1, (M <= 3 ? kGemvChunkBytes : kChunkBytes) / panel_bytes(W));
   // Enough chunks per thread that the threads finish together: more for the
   // compute-bound tiles, fewer for the GEMV, whose chunks are better long streams.
   const int64_t per_thread = plan.pack_x ? 8 : 4;
