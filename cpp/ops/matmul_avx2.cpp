@@ -85,31 +85,37 @@ void tile(float* y, int64_t ldy, const float* a, const typename L::T* b, const f
   }
 }
 
-// Small M (decode): one panel at a time as a single forward stream, each output
-// column one FMA chain in k order with the bias added last, exactly as tile()
-// computes it (matmul_avx512.cpp's gemv says why). x is [MR, K] row-major.
-template <class L, int MR>
-void gemv(float* y, int64_t ldy, const float* x, const typename L::T* w, const float* bias, int64_t K, int64_t n0,
-          int64_t N, int64_t np) {
+// Small M (decode): each output column one FMA chain in k order with the bias added
+// last, exactly as tile() computes it; one row of half-width weights reads two panels
+// at once, more panels one at a time (matmul_avx512.cpp's gemv says why). x is
+// [MR, K] row-major.
+template <class L, int MR, int NPAR>
+void gemv_panels(float* y, int64_t ldy, const float* x, const typename L::T* b, const float* bias, int64_t K,
+                 int64_t col0, int64_t N) {
   using T = typename L::T;
   constexpr int kRowsPerLine = (int)(64 / (kPanel * sizeof(T)));  // panel rows per cache line: 1 (F32) or 2
-  for (int64_t q = 0; q < np; q++) {
-    const T* b = w + q * K * kPanel;  // [K][16]
-    __m256 acc[MR][2];
+  __m256 acc[NPAR][MR][2];
+#pragma GCC unroll 2
+  for (int j = 0; j < NPAR; j++)
 #pragma GCC unroll 4
-    for (int m = 0; m < MR; m++) acc[m][0] = acc[m][1] = _mm256_setzero_ps();
-    for (int64_t k = 0; k < K; k++) {
-      const T* row = b + k * kPanel;
+    for (int m = 0; m < MR; m++) acc[j][m][0] = acc[j][m][1] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < K; k++) {
+#pragma GCC unroll 2
+    for (int j = 0; j < NPAR; j++) {
+      const T* row = b + (j * K + k) * kPanel;  // panel j: [K][16]
       if (k % kRowsPerLine == 0) _mm_prefetch((const char*)row + kPrefetchBytes, _MM_HINT_T0);
       const __m256 b0 = L::load(row), b1 = L::load(row + 8);
 #pragma GCC unroll 4
       for (int m = 0; m < MR; m++) {
         const __m256 xv = _mm256_broadcast_ss(x + m * K + k);
-        acc[m][0] = _mm256_fmadd_ps(xv, b0, acc[m][0]);
-        acc[m][1] = _mm256_fmadd_ps(xv, b1, acc[m][1]);
+        acc[j][m][0] = _mm256_fmadd_ps(xv, b0, acc[j][m][0]);
+        acc[j][m][1] = _mm256_fmadd_ps(xv, b1, acc[j][m][1]);
       }
     }
-    const int64_t col = n0 + q * kPanel;  // first column of this panel
+  }
+#pragma GCC unroll 2
+  for (int j = 0; j < NPAR; j++) {
+    const int64_t col = col0 + j * kPanel;  // first column of panel j
     const int64_t valid = std::min<int64_t>(kPanel, N - col);
     alignas(32) float bb[kPanel] = {};
     if (bias) std::memcpy(bb, bias + col, valid * sizeof(float));
@@ -117,11 +123,20 @@ void gemv(float* y, int64_t ldy, const float* x, const typename L::T* w, const f
 #pragma GCC unroll 4
     for (int m = 0; m < MR; m++) {
       alignas(32) float tmp[kPanel];
-      _mm256_store_ps(tmp, _mm256_add_ps(acc[m][0], b0));
-      _mm256_store_ps(tmp + 8, _mm256_add_ps(acc[m][1], b1));
+      _mm256_store_ps(tmp, _mm256_add_ps(acc[j][m][0], b0));
+      _mm256_store_ps(tmp + 8, _mm256_add_ps(acc[j][m][1], b1));
       std::memcpy(y + m * ldy + col, tmp, valid * sizeof(float));
     }
   }
+}
+
+template <class L, int MR>
+void gemv(float* y, int64_t ldy, const float* x, const typename L::T* w, const float* bias, int64_t K, int64_t n0,
+          int64_t N, int64_t np) {
+  constexpr int kPair = MR == 1 && sizeof(typename L::T) == 2 ? 2 : 1;
+  int64_t q = 0;
+  for (; q + kPair <= np; q += kPair) gemv_panels<L, MR, kPair>(y, ldy, x, w + q * K * kPanel, bias, K, n0 + q * kPanel, N);
+  for (; q < np; q++) gemv_panels<L, MR, 1>(y, ldy, x, w + q * K * kPanel, bias, K, n0 + q * kPanel, N);
 }
 
 constexpr int kMaxGemvM = 3;
