@@ -14,20 +14,6 @@ using namespace simd512;
 
 namespace {
 
-// Lane r of the result = sum of the lanes of v[r], r = 0..15.
-inline __m512 transpose_sum16(const __m512* v) {
-  __m512 a[8], b[4], c[2];
-  for (int i = 0; i < 8; i++)  // per 128-bit lane: [v0 0+2, v1 0+2, v0 1+3, v1 1+3]
-    a[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
-  for (int i = 0; i < 4; i++) {  // per 128-bit lane: one partial sum of each of 4 vectors
-    __m512d x = _mm512_castps_pd(a[2 * i]), y = _mm512_castps_pd(a[2 * i + 1]);
-    b[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
-  }
-  for (int i = 0; i < 2; i++)  // fold the 4 lanes pairwise
-    c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88), _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xdd));
-  return _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], 0x88), _mm512_shuffle_f32x4(c[0], c[1], 0xdd));
-}
-
 template <int ND>
 struct Query {
   __m512 q[ND];    // query * 1/sqrt(D)
@@ -88,7 +74,7 @@ inline void block(Query<ND>& st, const float* k, const float* v, int64_t stride,
       for (int c = 1; c < ND; c++) d = _mm512_fmadd_ps(q[c], _mm512_maskz_loadu_ps(dm[c], kr + 16 * c), d);
       dots[r] = d;
     }
-    s[g] = transpose_sum16(dots);
+    s[g] = transpose_reduce16<false>(dots);
     if (!kFull) s[g] = _mm512_mask_blend_ps(head_mask(cnt - 16 * g), _mm512_set1_ps(-INFINITY), s[g]);
   }
 

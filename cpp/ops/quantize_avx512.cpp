@@ -27,26 +27,6 @@ inline __m512i round_half_away(__m512 v) {
   return _mm512_cvttps_epi32(_mm512_add_ps(v, c));
 }
 
-// Lane j of the result = op over the lanes of v[j] (j = 0..15), op max or add: the
-// pairwise folds of a 16 x 16 transpose. Both are exact here (max; integer-valued sums
-// far below 2^24), so the order does not matter.
-template <bool kMax>
-inline __m512 fold(__m512 a, __m512 b) { return kMax ? _mm512_max_ps(a, b) : _mm512_add_ps(a, b); }
-template <bool kMax>
-inline __m512 transpose_reduce16(const __m512* v) {
-  __m512 a[8], b[4], c[2];
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; i++)
-    a[i] = fold<kMax>(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
-  for (int i = 0; i < 4; i++) {
-    __m512d x = _mm512_castps_pd(a[2 * i]), y = _mm512_castps_pd(a[2 * i + 1]);
-    b[i] = fold<kMax>(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
-  }
-  for (int i = 0; i < 2; i++)
-    c[i] = fold<kMax>(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88), _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xdd));
-  return fold<kMax>(_mm512_shuffle_f32x4(c[0], c[1], 0x88), _mm512_shuffle_f32x4(c[0], c[1], 0xdd));
-}
-
 }  // namespace
 
 void rows_q8_0_avx512(int8_t* q, float* d, int32_t* sums, const float* x, int64_t m0, int64_t m1, int64_t M,
@@ -68,7 +48,9 @@ void rows_q8_0_avx512(int8_t* q, float* d, int32_t* sums, const float* x, int64_
       for (int j = 0; j < 16; j++)
         v[j] = j < nblk ? _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(blk + 32 * j)), _mm512_abs_ps(_mm512_loadu_ps(blk + 32 * j + 16)))
                         : _mm512_setzero_ps();
-      const __m512 dq = _mm512_div_ps(transpose_reduce16<true>(v), _mm512_set1_ps(127.f));  // as amax / 127.f
+      // The 16 blocks' maxima and, below, sums: exact whatever the order of the folds
+      // (max; integer-valued sums far below 2^24).
+      const __m512 dq = _mm512_div_ps(simd512::transpose_reduce16<true>(v), _mm512_set1_ps(127.f));  // as amax / 127.f
       const __m512 id = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(dq, _mm512_setzero_ps(), _CMP_NEQ_UQ), _mm512_set1_ps(1.f), dq);
       // The scale the block stores: dq rounded to F16 (to nearest even, as f32_to_f16).
       alignas(64) float scale[16];
@@ -76,10 +58,7 @@ void rows_q8_0_avx512(int8_t* q, float* d, int32_t* sums, const float* x, int64_
       int8_t* out = q + at.bytes + g * at.block_bytes;
 #pragma GCC unroll 16
       for (int j = 0; j < 16; j++, out += at.block_bytes) {
-        if (j >= nblk) {
-          v[j] = _mm512_setzero_ps();
-          continue;
-        }
+        if (j >= nblk) break;  // v[j] stays zero from the first pass
         const __m512 vid = _mm512_permutexvar_ps(_mm512_set1_epi32(j), id);
         const __m512i qa = round_half_away(_mm512_mul_ps(_mm512_loadu_ps(blk + 32 * j), vid));
         const __m512i qc = round_half_away(_mm512_mul_ps(_mm512_loadu_ps(blk + 32 * j + 16), vid));
@@ -104,7 +83,7 @@ void rows_q8_0_avx512(int8_t* q, float* d, int32_t* sums, const float* x, int64_
       for (int j = 0; j < nblk; j++) dd[j * at.scale_stride] = scale[j];
       if (sums) {
         alignas(64) int32_t s[16];
-        _mm512_store_si512(s, _mm512_cvtps_epi32(transpose_reduce16<false>(v)));
+        _mm512_store_si512(s, _mm512_cvtps_epi32(simd512::transpose_reduce16<false>(v)));
         int32_t* ss = sums + at.scale + g * at.scale_stride;
         for (int j = 0; j < nblk; j++) ss[j * at.scale_stride] = -128 * s[j];
       }

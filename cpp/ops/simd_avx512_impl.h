@@ -37,6 +37,25 @@ static inline __m512 exp(__m512 x) {
 static inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 static inline float hmax(__m512 v) { return _mm512_reduce_max_ps(v); }
 
+// Lane r of the result = the sum (kMax: the max) of the lanes of v[r], r = 0..15: the
+// pairwise folds of a 16 x 16 transpose, one vector for 16 reductions.
+template <bool kMax>
+static inline __m512 fold16(__m512 a, __m512 b) { return kMax ? _mm512_max_ps(a, b) : _mm512_add_ps(a, b); }
+template <bool kMax>
+static inline __m512 transpose_reduce16(const __m512* v) {
+  __m512 a[8], b[4], c[2];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; i++)  // per 128-bit lane: [v0 0+2, v1 0+2, v0 1+3, v1 1+3]
+    a[i] = fold16<kMax>(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+  for (int i = 0; i < 4; i++) {  // per 128-bit lane: one partial of each of 4 vectors
+    __m512d x = _mm512_castps_pd(a[2 * i]), y = _mm512_castps_pd(a[2 * i + 1]);
+    b[i] = fold16<kMax>(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+  }
+  for (int i = 0; i < 2; i++)  // fold the 4 lanes pairwise
+    c[i] = fold16<kMax>(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88), _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xdd));
+  return fold16<kMax>(_mm512_shuffle_f32x4(c[0], c[1], 0x88), _mm512_shuffle_f32x4(c[0], c[1], 0xdd));
+}
+
 // Mask of the first `n` (0..16) lanes.
 static inline __mmask16 head_mask(int64_t n) { return (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1); }
 
