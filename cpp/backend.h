@@ -21,7 +21,7 @@
 //     BF16 when the checkpoint's wte is BF16; products accumulate in float32;
 //   - LayerNorm parameters, biases, learned positions stay float32;
 //   - attention keys/values (KV caches, rings, state keys) are stored in the
-//     backend's kv_type(): F32 on the CPU, F16 on CUDA. They are written only
+//     backend's kv_type(): F16 on CUDA, F32 or F16 on the CPU (--kv-cache-dtype). They are written only
 //     by move_rows(..., to_kv = true) and to_kv(), read only by attention.
 //
 // An op a backend cannot run for a model is reported by unsupported() before
@@ -79,8 +79,6 @@ class Positions {
   int64_t count = 0;
 };
 
-enum class KvType : int { F32 = 0, F16 = 1 };
-inline size_t kv_type_size(KvType t) { return t == KvType::F32 ? 4 : 2; }
 
 // ------------------------------------------------------------------ op arguments
 
@@ -287,7 +285,7 @@ class Backend {
 // The CPU backend (always built). weights = Q8_0: every matrix() of an F32, F16 or
 // BF16 tensor is quantized to Q8_0 blocks at load (--quantize q8_0); Q8_0 tensors
 // are kept as they are either way.
-std::shared_ptr<Backend> make_cpu_backend(WeightFormat weights = WeightFormat::Keep);
+std::shared_ptr<Backend> make_cpu_backend(WeightFormat weights = WeightFormat::Keep, KvType kv = KvType::F32);
 
 // Throws Error("E_CONFIG") naming the backend, the op and the reason when the
 // backend lacks any of `ops` for this model.

@@ -80,7 +80,7 @@ class UploadArena {
 // rest through attention_spans.
 class CpuAttention : public AttentionPlan {
  public:
-  explicit CpuAttention(ThreadPool** pool) : pool_(pool) {}
+  CpuAttention(ThreadPool** pool, KvType kv) : pool_(pool), kv_(kv) {}
 
   void prepare(int64_t D) override {
     D_ = D;
@@ -110,9 +110,7 @@ class CpuAttention : public AttentionPlan {
 
   void run(int64_t layer) override {
     ThreadPool& pool = **pool_;
-    auto at = [&](const void* p, int64_t layer_stride) {
-      return static_cast<const float*>(p) + layer * layer_stride;
-    };
+    auto at = [&](const void* p, int64_t layer_stride) { return kv_advance(p, layer * layer_stride, kv_); };
     for (size_t g = 0; g < causal_.size();) {  // one attention_causal call per run of groups with one head count
       const int64_t H = causal_[g].second;
       seqs_.clear();
@@ -120,7 +118,7 @@ class CpuAttention : public AttentionPlan {
         const AttnTask& a = tasks_[causal_[g].first];
         const AttnSpan& s = spans_[a.span0];
         seqs_.push_back(AttentionSeq{a.out, a.out_stride, a.q, a.q_stride, at(s.k, s.layer_stride),
-                                     at(s.v, s.layer_stride), s.stride, a.qpos0 - s.pos0, a.nq, a.pass_cut});
+                                     at(s.v, s.layer_stride), s.stride, a.qpos0 - s.pos0, a.nq, a.pass_cut, kv_});
       }
       attention_causal(seqs_, H, D_, pool);
     }
@@ -134,14 +132,15 @@ class CpuAttention : public AttentionPlan {
       for (size_t i : span_tasks_) {
         const AttnTask& a = tasks_[i];
         run_tasks_.push_back(SpanAttentionTask{a.out, a.out_stride, a.q, a.q_stride, a.nq, a.qpos0, a.head,
-                                               keys_.data() + a.span0, a.n_spans, a.pass_cut});
+                                               keys_.data() + a.span0, a.n_spans, a.pass_cut, kv_});
       }
       if (!run_tasks_.empty()) attention_spans(run_tasks_, D_, pool);
       biased_run_.clear();
       for (size_t i : biased_tasks_) {
         const AttnTask& a = tasks_[i];
         biased_run_.push_back(BiasedAttentionTask{
-            SpanAttentionTask{a.out, a.out_stride, a.q, a.q_stride, a.nq, a.qpos0, a.head, keys_.data() + a.span0, a.n_spans},
+            SpanAttentionTask{a.out, a.out_stride, a.q, a.q_stride, a.nq, a.qpos0, a.head, keys_.data() + a.span0, a.n_spans,
+                              false, kv_},
             a.bias + a.head * (2 * a.bias_max + 1), a.bias_max, a.unmasked});
       }
       if (!biased_run_.empty()) attention_biased(biased_run_, D_, pool);
@@ -150,6 +149,7 @@ class CpuAttention : public AttentionPlan {
 
  private:
   ThreadPool** pool_;
+  KvType kv_;
   int64_t D_ = 0;
   std::vector<std::pair<size_t, int64_t>> causal_;  // (first task, heads)
   std::vector<size_t> span_tasks_;
@@ -162,9 +162,9 @@ class CpuAttention : public AttentionPlan {
 
 class CpuBackend : public Backend {
  public:
-  explicit CpuBackend(WeightFormat weights) : weights_(weights) {}
+  CpuBackend(WeightFormat weights, KvType kv) : weights_(weights), kv_(kv) {}
   std::string name() const override { return "cpu"; }
-  KvType kv_type() const override { return KvType::F32; }
+  KvType kv_type() const override { return kv_; }
   std::string unsupported(Op, const ModelConfig&) const override { return ""; }
 
   const Matrix* matrix(const TensorView& t, int64_t K, int64_t N, bool src_is_nk) override {
@@ -185,7 +185,7 @@ class CpuBackend : public Backend {
 
   std::unique_ptr<Buffer> alloc(size_t bytes) override { return std::make_unique<CpuBuffer>(bytes); }
   std::unique_ptr<Scratch> scratch() override { return std::make_unique<CpuScratch>(); }
-  std::unique_ptr<AttentionPlan> attention_plan() override { return std::make_unique<CpuAttention>(&pool_); }
+  std::unique_ptr<AttentionPlan> attention_plan() override { return std::make_unique<CpuAttention>(&pool_, kv_); }
   void copy(void* dst, const void* src, size_t bytes) override {
     if (bytes) std::memcpy(dst, src, bytes);
   }
@@ -285,14 +285,15 @@ class CpuBackend : public Backend {
     for (int part = 0; part < parts; part++) p.rotary->apply(x + part * H * D, ld, M, H, D, p.cos.data(), p.sin.data());
   }
 
-  void move_rows(const RowMove* moves, int64_t count, int64_t C, int64_t layer, bool) override {
-    for (int64_t i = 0; i < count; i++)  // K/V rows are float here too
-      std::memcpy(static_cast<float*>(moves[i].dst) + layer * moves[i].dst_layer_stride,
-                  moves[i].src + layer * moves[i].src_layer_stride, C * sizeof(float));
+  void move_rows(const RowMove* moves, int64_t count, int64_t C, int64_t layer, bool to_kv) override {
+    const KvType dst_type = to_kv ? kv_ : KvType::F32;
+    for (int64_t i = 0; i < count; i++)
+      put_row(static_cast<char*>(moves[i].dst) + layer * moves[i].dst_layer_stride * (int64_t)kv_type_size(dst_type),
+              dst_type, moves[i].src + layer * moves[i].src_layer_stride, C);
   }
 
   void to_kv(void* y, int64_t ldy, const float* x, int64_t ldx, int64_t M, int64_t C) override {
-    for (int64_t m = 0; m < M; m++) std::memcpy(static_cast<float*>(y) + m * ldy, x + m * ldx, C * sizeof(float));
+    for (int64_t m = 0; m < M; m++) put_row(static_cast<char*>(y) + m * ldy * (int64_t)kv_size(), kv_, x + m * ldx, C);
   }
 
   void gate_update(float* const* s, int64_t layer_stride, int64_t layer, const float* y, const float* keep,
@@ -312,7 +313,14 @@ class CpuBackend : public Backend {
   }
 
  private:
+  // C floats from x into a row of type t (the F16 cache rounds to nearest even).
+  static void put_row(void* dst, KvType t, const float* x, int64_t C) {
+    if (t == KvType::F16) to_f16(static_cast<uint16_t*>(dst), x, C);
+    else std::memcpy(dst, x, C * sizeof(float));
+  }
+
   WeightFormat weights_;
+  KvType kv_;
   ThreadPool* pool_ = nullptr;
   std::vector<std::unique_ptr<CpuMatrix>> matrices_;
   std::deque<std::vector<float>> floats_;  // stable addresses
@@ -326,6 +334,6 @@ class CpuBackend : public Backend {
 
 }  // namespace
 
-std::shared_ptr<Backend> make_cpu_backend(WeightFormat weights) { return std::make_shared<CpuBackend>(weights); }
+std::shared_ptr<Backend> make_cpu_backend(WeightFormat weights, KvType kv) { return std::make_shared<CpuBackend>(weights, kv); }
 
 }  // namespace roost

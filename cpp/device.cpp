@@ -36,8 +36,10 @@ std::string resolve_device(const std::string& device) {
   throw Error("E_ARGUMENT", "--device must be cpu, cuda or auto (got \"" + device + "\")");
 }
 
-std::unique_ptr<Model> load_model_for_device(const std::string& dir, const std::string& device, WeightFormat weights) {
-  if (resolve_device(device) == "cpu") return load_model(dir, weights);
+std::unique_ptr<Model> load_model_for_device(const std::string& dir, const std::string& device, WeightFormat weights,
+                                             std::optional<KvType> kv) {
+  if (resolve_device(device) == "cpu") return load_model(dir, weights, kv);
+  if (kv == KvType::F32) throw Error("E_ARGUMENT", "--kv-cache-dtype f32: the CUDA backend's KV cache is f16 (use auto or f16)");
   const BackendProvider* cuda = find_backend("cuda");
   return load_model(dir, [cuda](const Checkpoint& ckpt) { return cuda->create(0, ckpt); }, weights);
 }

@@ -31,7 +31,10 @@ std::string resolve_device(const std::string& device);
 // models, with KV caches and states in that backend's memory (one
 // device-to-host copy of the wanted logits per forward on CUDA). weights = Q8_0
 // (--quantize q8_0) is refused by a backend without Op::GemmQ8 (CUDA, for now).
+// kv: the KV cache's element type (unset: load_model's auto; CUDA's is always F16
+// and refuses F32).
 std::unique_ptr<Model> load_model_for_device(const std::string& dir, const std::string& device,
-                                             WeightFormat weights = WeightFormat::Keep);
+                                             WeightFormat weights = WeightFormat::Keep,
+                                             std::optional<KvType> kv = std::nullopt);
 
 }  // namespace roost

@@ -16,6 +16,12 @@ enum class DType { F32, F16, BF16, Q8_0 };
 // docs/models.md, "8-bit weights").
 enum class WeightFormat { Keep, Q8_0 };
 
+// Element type of the K/V cache rows: float, or IEEE half (half the bytes a
+// decode step's attention reads; CUDA's cache is always F16, the CPU's follows
+// --kv-cache-dtype, docs/design.md "The KV cache").
+enum class KvType : int { F32 = 0, F16 = 1 };
+inline size_t kv_type_size(KvType t) { return t == KvType::F32 ? 4 : 2; }
+
 constexpr int64_t kQ8Block = 32;       // weights per Q8_0 block
 constexpr size_t kQ8BlockBytes = 34;   // 2-byte F16 scale + 32 int8
 

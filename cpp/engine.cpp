@@ -39,8 +39,13 @@ Engine::Engine(const std::string& model_dir, EngineOptions options) : options_(o
   if (options_.max_step_tokens < 1) throw Error("E_ARGUMENT", "max_step_tokens must be >= 1");
   if (!options_.quantize.empty() && options_.quantize != "q8_0")
     throw Error("E_ARGUMENT", "quantize must be q8_0 or absent (got \"" + options_.quantize + "\")");
+  std::optional<KvType> kv;
+  if (options_.kv_cache_dtype == "f32") kv = KvType::F32;
+  else if (options_.kv_cache_dtype == "f16") kv = KvType::F16;
+  else if (options_.kv_cache_dtype != "auto")
+    throw Error("E_ARGUMENT", "--kv-cache-dtype must be auto, f32 or f16 (got \"" + options_.kv_cache_dtype + "\")");
   device_ = resolve_device(options_.device);
-  model_ = load_model_for_device(model_dir, device_, options_.quantize == "q8_0" ? WeightFormat::Q8_0 : WeightFormat::Keep);
+  model_ = load_model_for_device(model_dir, device_, options_.quantize == "q8_0" ? WeightFormat::Q8_0 : WeightFormat::Keep, kv);
   model_->set_pass_tokens(options_.max_step_tokens);
   pool_ = std::make_unique<ThreadPool>(options_.threads > 0 ? options_.threads : default_thread_count());
   if (options_.kv_memory < 0) throw Error("E_ARGUMENT", "kv_memory must be >= 0 bytes (0: the default)");

@@ -28,6 +28,7 @@ struct EngineOptions {
   int64_t kv_memory = 0;
   bool prefix_cache = true;      // reuse cached full blocks of a shared prefix
   std::string quantize;          // "" (weights as stored) | "q8_0" (matrices quantized at load)
+  std::string kv_cache_dtype = "auto";  // "auto" | "f32" | "f16" (load_model_for_device)
 };
 constexpr double kDefaultKvShare = 0.5;
 
@@ -87,6 +88,7 @@ class Engine {
 
   const ModelConfig& config() const { return model_->config(); }
   int64_t max_context() const { return model_->max_context(); }
+  KvType kv_type() const { return model_->kv_type(); }
   bool decode_differs_from_prefill() const { return model_->decode_differs_from_prefill(); }
   int threads() const { return pool_->size(); }
   const std::string& device() const { return device_; }  // "cpu" or "cuda": where the model runs

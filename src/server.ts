@@ -20,7 +20,7 @@ import { loadChatTemplate } from './engine/chat-template';
 import { RuntimeHolder } from './engine/runtime';
 import { SchedulerOptions } from './engine/scheduler';
 import { loadTokenizer } from './engine/tokenizer';
-import { Engine, native, Quantize } from './native';
+import { Engine, KvCacheDtype, native, Quantize } from './native';
 import { Gateway, GatewayOptions } from './ws/gateway';
 import type { AccessLogOptions } from './http/access-log';
 import { AppOptions, createApp } from './http/app';
@@ -39,6 +39,8 @@ export interface ServeOptions {
   threads?: number;
   /** "q8_0": weight matrices quantized at load (src/native LoadOptions.quantize). */
   quantize?: Quantize;
+  /** The KV cache's element type (LoadOptions.kvCacheDtype; absent: auto). */
+  kvCacheDtype?: KvCacheDtype;
   maxBatch?: number;
   maxQueue?: number;
   maxRequestShare?: number;
@@ -187,9 +189,10 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       ...(opts.kvMemory ? { kvMemory: opts.kvMemory } : {}),
       prefixCache: opts.prefixCache !== false,
       ...(opts.quantize ? { quantize: opts.quantize } : {}),
+      ...(opts.kvCacheDtype ? { kvCacheDtype: opts.kvCacheDtype } : {}),
     });
     const info = engine.info();
-    process.stderr.write(`roost serve: ${path.basename(opts.model)} on ${info.device === 'cuda' ? `cuda (${native().cuda().device})` : `cpu (${info.threads} threads, ${info.isa})`}${opts.quantize ? `, weights ${opts.quantize}` : ''}\n`);
+    process.stderr.write(`roost serve: ${path.basename(opts.model)} on ${info.device === 'cuda' ? `cuda (${native().cuda().device})` : `cpu (${info.threads} threads, ${info.isa})`}${opts.quantize ? `, weights ${opts.quantize}` : ''}, kv cache ${info.kvCacheDtype}\n`);
     if (opts.adapters !== undefined) {
       for (const a of loadAdapterDir(engine, opts.adapters, opts.model)) {
         process.stderr.write(`roost serve: adapter ${a.name} (${a.type}${a.promptTokens ? `, ${a.promptTokens} virtual tokens` : ''})\n`);

@@ -249,6 +249,10 @@ Napi::Value EngineWrap::load(const Napi::CallbackInfo& info) {
       if (!x.IsString()) type_error(env, "opts.quantize must be a string (got " + type_of(x) + ")");
       options.quantize = x.As<Napi::String>().Utf8Value();
     }
+    if (!absent(x = opts.Get("kvCacheDtype"))) {
+      if (!x.IsString()) type_error(env, "opts.kvCacheDtype must be a string (got " + type_of(x) + ")");
+      options.kv_cache_dtype = x.As<Napi::String>().Utf8Value();
+    }
   }
   return queue(new_load_worker(env, std::move(dir), options));
 }
@@ -275,6 +279,7 @@ Napi::Value EngineWrap::info(const Napi::CallbackInfo& info) {
     o.Set("threads", num(env, engine_->threads()));
     o.Set("isa", roost::isa_name(roost::active_isa()));
     o.Set("device", engine_->device());
+    o.Set("kvCacheDtype", engine_->kv_type() == roost::KvType::F16 ? "f16" : "f32");
     return o;
   });
 }

@@ -40,10 +40,11 @@ void bigbird_tasks(SpanBatch& batch, const BigBirdBlocks& bb, const AttentionSeq
   bigbird_each_task(bb, b, l, L, H, s.pos0, s.Tq, [&](const BigBirdTask& t) {
     for (int64_t o = 0; o < t.n_blocks; o++) {
       const int64_t j = t.blocks[o];
-      batch.add_span({s.k + j * b * s.kv_stride, s.v + j * b * s.kv_stride, s.kv_stride, std::min(b, end - j * b), j * b});
+      batch.add_span({kv_advance(s.k, j * b * s.kv_stride, s.kv), kv_advance(s.v, j * b * s.kv_stride, s.kv), s.kv_stride,
+                      std::min(b, end - j * b), j * b});
     }
     batch.add_task({s.out + t.r0 * s.out_stride, s.out_stride, s.q + t.r0 * s.q_stride, s.q_stride, t.p1 - t.p0, t.p0,
-                    t.head, nullptr, 0});
+                    t.head, nullptr, 0, false, s.kv});
   });
 }
 

@@ -56,8 +56,13 @@ std::unique_ptr<Model> load_model(const std::string& path, const BackendFactory&
   throw Error("E_CONFIG", path + "/config.json: model_type \"" + cfg.model_type + "\" is unknown");
 }
 
-std::unique_ptr<Model> load_model(const std::string& path, WeightFormat weights) {
-  return load_model(path, [weights](const Checkpoint&) { return make_cpu_backend(weights); }, weights);
+std::unique_ptr<Model> load_model(const std::string& path, WeightFormat weights, std::optional<KvType> kv) {
+  return load_model(path, [weights, kv](const Checkpoint& ckpt) {
+    // Auto: a half cache beside 8-bit weights, as llama.cpp's default; float
+    // weights keep a float cache, so their results stay those of the reference.
+    const bool q8 = weights == WeightFormat::Q8_0 || has_q8_tensor(ckpt);
+    return make_cpu_backend(weights, kv ? *kv : q8 ? KvType::F16 : KvType::F32);
+  }, weights);
 }
 
 }  // namespace roost

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -81,6 +82,7 @@ class Model {
   // Runs every item's new tokens, appends them to its state, writes logits.
   virtual void forward(const std::vector<ForwardItem>& items, ThreadPool& pool) = 0;
   virtual size_t weight_bytes() const = 0;
+  virtual KvType kv_type() const = 0;  // the element type of its KV cache (the backend's)
   // True when the log-probs of a prompt's tokens are exact only if the whole
   // prompt runs in one forward (perceiver_ar: each pass has its own latent
   // window). The engine then never splits a step's prompt that asks for them.
@@ -113,8 +115,11 @@ class Model {
 // Opens a model and builds what its model_type names on the CPU backend. `path` is a
 // folder (config.json + model.safetensors, its shards, or model.gguf) or a GGUF file
 // of llama.cpp's gpt2 architecture (config from its metadata: gguf.h gpt2_config_json).
-// weights = Q8_0: matrices quantized to Q8_0 at load (--quantize q8_0).
-std::unique_ptr<Model> load_model(const std::string& path, WeightFormat weights = WeightFormat::Keep);
+// weights = Q8_0: matrices quantized to Q8_0 at load (--quantize q8_0). kv: the
+// element type of the KV cache; unset (--kv-cache-dtype auto): F16 when the
+// matrices are Q8_0 (quantized at load or stored so), F32 otherwise.
+std::unique_ptr<Model> load_model(const std::string& path, WeightFormat weights = WeightFormat::Keep,
+                                  std::optional<KvType> kv = std::nullopt);
 // The same on the backend make_backend returns for the opened checkpoint (the
 // one model-type dispatch of every device: cpp/models/load_model.cpp). `weights`
 // is what the factory's backend was asked for: Q8_0 (or a Q8_0 tensor in the

@@ -135,6 +135,7 @@ class BackendModel : public Model {
   const ModelConfig& config() const override { return cfg_; }
   int64_t max_context() const override { return cfg_.n_positions; }
   size_t weight_bytes() const override { return be_->weight_bytes(); }
+  KvType kv_type() const override { return be_->kv_type(); }
   KvPool* kv_pool() override { return pool_.get(); }
 
  protected:

@@ -24,6 +24,7 @@ class T5Model : public Model {
   const ModelConfig& config() const override { return cfg_; }
   int64_t max_context() const override { return 0; }  // relative positions: memory bounds it
   size_t weight_bytes() const override { return be_->weight_bytes(); }
+  KvType kv_type() const override { return be_->kv_type(); }
   std::unique_ptr<SequenceState> new_state() const override;
   void forward(const std::vector<ForwardItem>& items, ThreadPool& pool) override;
   void set_pass_tokens(int64_t n) override { pass_rows_ = n; }

@@ -56,9 +56,9 @@ void merge(const SplitGroup& g, int64_t D) {
   }
 }
 
-// The rows [a, b) of span s as a span of their own.
-KeySpan sub_span(const KeySpan& s, int64_t a, int64_t b) {
-  return {s.k + a * s.stride, s.v + a * s.stride, s.stride, b - a, s.pos0 + a};
+// The rows [a, b) of span s (elements kv) as a span of their own.
+KeySpan sub_span(const KeySpan& s, int64_t a, int64_t b, KvType kv) {
+  return {kv_advance(s.k, a * s.stride, kv), kv_advance(s.v, a * s.stride, kv), s.stride, b - a, s.pos0 + a};
 }
 
 // The storage of split tiles: the parts' spans and partials, and what to merge.
@@ -98,7 +98,7 @@ void split_costly_tiles(Splits& out, std::vector<SpanAttentionTask>& tiles, std:
       for (int64_t s = 0, at = 0; s < t.n_spans && at < k1; s++) {
         const int64_t rows = visible(t.spans[s], last);
         const int64_t a = std::max(k0, at), b = std::min(k1, at + rows);
-        if (a < b) out.spans.push_back(sub_span(t.spans[s], a - at, b - at)), n++;
+        if (a < b) out.spans.push_back(sub_span(t.spans[s], a - at, b - at, t.kv)), n++;
         at += rows;
       }
       part_span_count.push_back(n);
@@ -170,7 +170,8 @@ void attention_spans(const std::vector<SpanAttentionTask>& tasks, int64_t D, Thr
       for (size_t e = std::min(order.size(), n + run); n < e; n++) kernel(tiles[order[n]], D, partial[order[n]]);
   };
   const double pairs = (double)total;
-  if (tiles.size() <= 1 || pool.size() == 1 || serial_is_cheaper(2.0 * 2.0 * pairs * (double)D, 2.0 * sizeof(float) * pairs * (double)D))
+  const double kv_bytes = tasks.empty() ? 4.0 : (double)kv_type_size(tasks[0].kv);
+  if (tiles.size() <= 1 || pool.size() == 1 || serial_is_cheaper(2.0 * 2.0 * pairs * (double)D, 2.0 * kv_bytes * pairs * (double)D))
     work(0, 1);
   else
     pool.run(work);
@@ -185,7 +186,7 @@ void attention_causal(const std::vector<AttentionSeq>& seqs, int64_t H, int64_t 
   for (const AttentionSeq& s : seqs) {
     spans.push_back({s.k, s.v, s.kv_stride, s.pos0 + s.Tq, 0});
     for (int64_t h = 0; h < H; h++)
-      tasks.push_back({s.out, s.out_stride, s.q, s.q_stride, s.Tq, s.pos0, h, &spans.back(), 1, s.pass_cut});
+      tasks.push_back({s.out, s.out_stride, s.q, s.q_stride, s.Tq, s.pos0, h, &spans.back(), 1, s.pass_cut, s.kv});
   }
   attention_spans(tasks, D, pool);
 }

@@ -1,6 +1,7 @@
 // AVX2 attention tile of one or a few queries (decode): the online softmax of
 // attention_avx512.cpp with 8-key sub-blocks and ymm vectors, head dims up to 128
-// (ND = D/8 rounded up). Tiles of more queries go to attention_tile_avx2.cpp.
+// (ND = D/8 rounded up). K/V rows are float or IEEE half (T = uint16_t), widened
+// by F16C as they are loaded. Tiles of more queries go to attention_tile_avx2.cpp.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -23,12 +24,45 @@ inline __m256 transpose_sum8(const __m256* v) {
   return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
-// Chunk c of a head row: the last one may be partial (D not a multiple of 8).
+// Halves p[0..n) as floats in lanes 0..n-1, 0 above (n < 8). AVX2 has no 16-bit
+// masked load and the row may end at the end of the cache, so nothing past p[n-1]
+// is read; inserts rather than a copy through memory, which would stall the
+// 16-byte load on the narrow stores before it.
+inline __m256 load_f16_head(const uint16_t* p, int n) {
+  __m128i h = _mm_setzero_si128();
+  switch (n) {
+    case 7: h = _mm_insert_epi16(h, p[6], 6); [[fallthrough]];
+    case 6: h = _mm_insert_epi16(h, p[5], 5); [[fallthrough]];
+    case 5: h = _mm_insert_epi16(h, p[4], 4); [[fallthrough]];
+    case 4: h = _mm_insert_epi16(h, p[3], 3); [[fallthrough]];
+    case 3: h = _mm_insert_epi16(h, p[2], 2); [[fallthrough]];
+    case 2: h = _mm_insert_epi16(h, p[1], 1); [[fallthrough]];
+    case 1: h = _mm_insert_epi16(h, p[0], 0);
+  }
+  return _mm256_cvtph_ps(h);
+}
+
+// Chunk c of a head row of ND chunks: the last one may be partial (D not a multiple
+// of 8). Either element type gives the same floats (half -> float is exact), masked
+// lanes 0.
 struct Row {
   int full;       // chunks that are whole
   __m256i tail;   // lanes of the partial chunk
+  int rest;       // elements in the partial chunk (D % 8)
+  template <int ND>
   __m256 load(const float* p, int c) const { return c < full ? _mm256_loadu_ps(p + 8 * c) : _mm256_maskload_ps(p + 8 * c, tail); }
+  // Only chunk ND - 1 can be partial: for the others (c unrolled) the test folds
+  // away, so the inserts are not inlined at every chunk of every row.
+  template <int ND>
+  __m256 load(const uint16_t* p, int c) const {
+    return c + 1 < ND || c < full ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(p + 8 * c))) : load_f16_head(p + 8 * c, rest);
+  }
 };
+
+// Chunks of 8 elements per 64-byte line: a prefetch loop over a row's chunks steps
+// by this (2 for float, 4 for half).
+template <typename T>
+constexpr int kLineChunks = 64 / (8 * (int)sizeof(T));
 
 template <int ND>
 struct Query {
@@ -40,9 +74,9 @@ struct Query {
 
 // Prefetching as in attention_avx512.cpp (prefetch_mode).
 
-template <int ND, bool kFull, Prefetch P>
-inline void sub_block(Query<ND>& st, const float* k, const float* v, int64_t stride, int cnt, const Row& row) {
-  const int64_t pf = kPrefetchRows * stride;  // floats; prefetching past the cache end is harmless
+template <typename T, int ND, bool kFull, Prefetch P>
+inline void sub_block(Query<ND>& st, const T* k, const T* v, int64_t stride, int cnt, const Row& row) {
+  const int64_t pf = kPrefetchRows * stride;  // elements; prefetching past the cache end is harmless
   __m256 dots[8];
 #pragma GCC unroll 8
   for (int r = 0; r < 8; r++) {
@@ -50,13 +84,13 @@ inline void sub_block(Query<ND>& st, const float* k, const float* v, int64_t str
       dots[r] = _mm256_setzero_ps();
       continue;
     }
-    const float* kr = k + r * stride;  // key row j0 + r, this head
+    const T* kr = k + r * stride;  // key row j0 + r, this head
 #pragma GCC unroll 16
-    for (int c = 0; c < ND; c += 2)  // one per line
+    for (int c = 0; c < ND; c += kLineChunks<T>)  // one per line
       if (P != Prefetch::kNone) _mm_prefetch((const char*)((P == Prefetch::kShort ? v + r * stride : kr + pf) + 8 * c), _MM_HINT_T0);
-    __m256 d = _mm256_mul_ps(st.q[0], row.load(kr, 0));
+    __m256 d = _mm256_mul_ps(st.q[0], row.load<ND>(kr, 0));
 #pragma GCC unroll 16
-    for (int c = 1; c < ND; c++) d = _mm256_fmadd_ps(st.q[c], row.load(kr, c), d);
+    for (int c = 1; c < ND; c++) d = _mm256_fmadd_ps(st.q[c], row.load<ND>(kr, c), d);
     dots[r] = d;
   }
   __m256 s = transpose_sum8(dots);
@@ -76,36 +110,39 @@ inline void sub_block(Query<ND>& st, const float* k, const float* v, int64_t str
 #pragma GCC unroll 8
   for (int r = 0; r < 8; r++) {
     if (!kFull && r >= cnt) break;
-    const float* vr = v + r * stride;
+    const T* vr = v + r * stride;
 #pragma GCC unroll 16
-    for (int c = 0; c < ND; c += 2)
+    for (int c = 0; c < ND; c += kLineChunks<T>)
       if (P == Prefetch::kAhead) _mm_prefetch((const char*)(vr + pf + 8 * c), _MM_HINT_T0);
     __m256 pr = _mm256_broadcast_ss(pb + r);
 #pragma GCC unroll 16
-    for (int c = 0; c < ND; c++) st.acc[c] = _mm256_fmadd_ps(pr, row.load(vr, c), st.acc[c]);
+    for (int c = 0; c < ND; c++) st.acc[c] = _mm256_fmadd_ps(pr, row.load<ND>(vr, c), st.acc[c]);
   }
 }
 
-template <int ND, bool kFull>
-inline void sub_block_in(Prefetch mode, Query<ND>& st, const float* k, const float* v, int64_t stride, int cnt, const Row& row) {
+template <typename T, int ND, bool kFull>
+inline void sub_block_in(Prefetch mode, Query<ND>& st, const T* k, const T* v, int64_t stride, int cnt, const Row& row) {
   switch (mode) {
-    case Prefetch::kNone: sub_block<ND, kFull, Prefetch::kNone>(st, k, v, stride, cnt, row); break;
-    case Prefetch::kAhead: sub_block<ND, kFull, Prefetch::kAhead>(st, k, v, stride, cnt, row); break;
-    case Prefetch::kShort: sub_block<ND, kFull, Prefetch::kShort>(st, k, v, stride, cnt, row); break;
+    case Prefetch::kNone: sub_block<T, ND, kFull, Prefetch::kNone>(st, k, v, stride, cnt, row); break;
+    case Prefetch::kAhead: sub_block<T, ND, kFull, Prefetch::kAhead>(st, k, v, stride, cnt, row); break;
+    case Prefetch::kShort: sub_block<T, ND, kFull, Prefetch::kShort>(st, k, v, stride, cnt, row); break;
   }
 }
 
-template <int ND>
-void decode(const SpanAttentionTask& t, int64_t D, float* partial) {
+// Flattened: with a float and a half copy of every kernel the file outgrows GCC's
+// inlining budget, which then leaves exp() and sub_block() as calls in the loop
+// over keys (every ymm register is caller-saved).
+template <typename T, int ND>
+[[gnu::flatten]] void decode(const SpanAttentionTask& t, int64_t D, float* partial) {
   const int64_t nq = t.nq;
   const __m256 scale = _mm256_set1_ps(1.f / std::sqrt((float)D));
-  const Row row{(int)(D / 8), head_mask(D % 8)};
+  const Row row{(int)(D / 8), head_mask(D % 8), (int)(D % 8)};
 
   Query<ND> states[kMinTileQueries];  // nq < kMinTileQueries here
   for (int64_t b = 0; b < nq; b++) {
     const float* q = t.q + b * t.q_stride + t.head * D;  // [D]
     for (int c = 0; c < ND; c++) {
-      states[b].q[c] = _mm256_mul_ps(row.load(q, c), scale);
+      states[b].q[c] = _mm256_mul_ps(row.load<ND>(q, c), scale);
       states[b].acc[c] = _mm256_setzero_ps();
     }
     states[b].l = _mm256_setzero_ps();
@@ -116,14 +153,14 @@ void decode(const SpanAttentionTask& t, int64_t D, float* partial) {
   for (int64_t si = 0; si < t.n_spans; si++) keys += visible(t.spans[si], t.qpos0 + nq - 1);
   for (int64_t si = 0; si < t.n_spans; si++) {
     const KeySpan sp = t.spans[si];  // a local copy: the stores below cannot alias it
-    const float* kh = sp.k + t.head * D;  // key row r at kh + r * stride
-    const float* vh = sp.v + t.head * D;
+    const T* kh = kv_rows<T>(sp.k) + t.head * D;  // key row r at kh + r * stride
+    const T* vh = kv_rows<T>(sp.v) + t.head * D;
     const int64_t stride = sp.stride;
     const int64_t most = visible(sp, t.qpos0 + nq - 1);  // the last query sees the most rows
     const Prefetch mode = prefetch_mode(keys, most);
     if (mode == Prefetch::kShort)
       for (int64_t j = 0; j < most; j++)
-        for (int c = 0; c < ND; c += 2) _mm_prefetch((const char*)(kh + j * stride + 8 * c), _MM_HINT_T0);
+        for (int c = 0; c < ND; c += kLineChunks<T>) _mm_prefetch((const char*)(kh + j * stride + 8 * c), _MM_HINT_T0);
     for (int64_t kb0 = 0; kb0 < most; kb0 += kKeyBlock) {
       const int64_t kb1 = std::min(kb0 + kKeyBlock, most);
       for (int64_t b = 0; b < nq; b++) {
@@ -132,9 +169,9 @@ void decode(const SpanAttentionTask& t, int64_t D, float* partial) {
         Query<ND> st = states[b];
         for (int64_t j = kb0; j < limit; j += 8) {
           const int cnt = (int)std::min<int64_t>(8, limit - j);
-          const float *kr = kh + j * stride, *vr = vh + j * stride;
-          if (cnt == 8) sub_block_in<ND, true>(mode, st, kr, vr, stride, 8, row);
-          else sub_block_in<ND, false>(mode, st, kr, vr, stride, cnt, row);
+          const T *kr = kh + j * stride, *vr = vh + j * stride;
+          if (cnt == 8) sub_block_in<T, ND, true>(mode, st, kr, vr, stride, 8, row);
+          else sub_block_in<T, ND, false>(mode, st, kr, vr, stride, cnt, row);
         }
         states[b] = st;
       }
@@ -153,6 +190,28 @@ void decode(const SpanAttentionTask& t, int64_t D, float* partial) {
   }
 }
 
+template <typename T>
+void decode_of(const SpanAttentionTask& t, int64_t D, float* partial) {
+  switch ((D + 7) / 8) {
+    case 1: decode<T, 1>(t, D, partial); break;
+    case 2: decode<T, 2>(t, D, partial); break;
+    case 3: decode<T, 3>(t, D, partial); break;
+    case 4: decode<T, 4>(t, D, partial); break;
+    case 5: decode<T, 5>(t, D, partial); break;
+    case 6: decode<T, 6>(t, D, partial); break;
+    case 7: decode<T, 7>(t, D, partial); break;
+    case 8: decode<T, 8>(t, D, partial); break;
+    case 9: decode<T, 9>(t, D, partial); break;
+    case 10: decode<T, 10>(t, D, partial); break;
+    case 11: decode<T, 11>(t, D, partial); break;
+    case 12: decode<T, 12>(t, D, partial); break;
+    case 13: decode<T, 13>(t, D, partial); break;
+    case 14: decode<T, 14>(t, D, partial); break;
+    case 15: decode<T, 15>(t, D, partial); break;
+    case 16: decode<T, 16>(t, D, partial); break;
+  }
+}
+
 }  // namespace
 
 void tile_avx2(const SpanAttentionTask& t, int64_t D, float* partial) {
@@ -160,24 +219,8 @@ void tile_avx2(const SpanAttentionTask& t, int64_t D, float* partial) {
     gemm_tile_avx2(t, D, partial);
     return;
   }
-  switch ((D + 7) / 8) {
-    case 1: decode<1>(t, D, partial); break;
-    case 2: decode<2>(t, D, partial); break;
-    case 3: decode<3>(t, D, partial); break;
-    case 4: decode<4>(t, D, partial); break;
-    case 5: decode<5>(t, D, partial); break;
-    case 6: decode<6>(t, D, partial); break;
-    case 7: decode<7>(t, D, partial); break;
-    case 8: decode<8>(t, D, partial); break;
-    case 9: decode<9>(t, D, partial); break;
-    case 10: decode<10>(t, D, partial); break;
-    case 11: decode<11>(t, D, partial); break;
-    case 12: decode<12>(t, D, partial); break;
-    case 13: decode<13>(t, D, partial); break;
-    case 14: decode<14>(t, D, partial); break;
-    case 15: decode<15>(t, D, partial); break;
-    case 16: decode<16>(t, D, partial); break;
-  }
+  if (t.kv == KvType::F16) decode_of<uint16_t>(t, D, partial);
+  else decode_of<float>(t, D, partial);
 }
 
 }  // namespace roost::attention_impl

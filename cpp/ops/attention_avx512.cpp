@@ -38,17 +38,22 @@ struct Query {
 // max reduction and the rescale happen once per 64 keys. Everything lives in local
 // registers: working on `st` in place makes GCC store the accumulators after every
 // FMA (the vector type may alias the K/V loads).
-template <int ND, bool kFull, Prefetch P>
-inline void block(Query<ND>& st, const float* k, const float* v, int64_t stride, int cnt, const __mmask16* dm) {
+// Rows are float or IEEE half (T = uint16_t, load_kv converts); kLine chunks of 16
+// elements per 64-byte line, so each line is prefetched once.
+template <typename T>
+constexpr int kLine = 64 / (16 * (int)sizeof(T));
+
+template <int ND, bool kFull, Prefetch P, typename T>
+inline void block(Query<ND>& st, const T* k, const T* v, int64_t stride, int cnt, const __mmask16* dm) {
   static_assert(kKeyBlock == 64, "four score vectors per block");
-  const int64_t pf = kPrefetchRows * stride;  // floats; a prefetch past the cache end is harmless
+  const int64_t pf = kPrefetchRows * stride;  // elements; a prefetch past the cache end is harmless
   const int groups = kFull ? 4 : (cnt + 15) / 16;
   __m512 q[ND];
 #pragma GCC unroll 8
   for (int c = 0; c < ND; c++) q[c] = st.q[c];
   __m512 s[4];
-  const float* kr = k;  // key row 16g + r
-  const float* vp = v;  // value row 16g + r, prefetched
+  const T* kr = k;  // key row 16g + r
+  const T* vp = v;  // value row 16g + r, prefetched
 #pragma GCC unroll 4
   for (int g = 0; g < 4; g++) {
     if (g >= groups) {
@@ -67,11 +72,11 @@ inline void block(Query<ND>& st, const float* k, const float* v, int64_t stride,
       asm("" : "+r"(kr));
       if constexpr (P == Prefetch::kShort) asm("" : "+r"(vp));
 #pragma GCC unroll 8
-      for (int c = 0; c < ND; c++)
+      for (int c = 0; c < ND; c += kLine<T>)
         if (P != Prefetch::kNone) _mm_prefetch((const char*)((P == Prefetch::kShort ? vp : kr + pf) + 16 * c), _MM_HINT_T0);
-      __m512 d = _mm512_mul_ps(q[0], _mm512_maskz_loadu_ps(dm[0], kr));
+      __m512 d = _mm512_mul_ps(q[0], load_kv(dm[0], kr));
 #pragma GCC unroll 8
-      for (int c = 1; c < ND; c++) d = _mm512_fmadd_ps(q[c], _mm512_maskz_loadu_ps(dm[c], kr + 16 * c), d);
+      for (int c = 1; c < ND; c++) d = _mm512_fmadd_ps(q[c], load_kv(dm[c], kr + 16 * c), d);
       dots[r] = d;
     }
     s[g] = transpose_reduce16<false>(dots);
@@ -95,7 +100,7 @@ inline void block(Query<ND>& st, const float* k, const float* v, int64_t stride,
   }
   const __m512 vm = _mm512_set1_ps(m);
   const __m512i one = _mm512_set1_epi32(1);
-  const float* vr = v;  // value row 16g + r
+  const T* vr = v;  // value row 16g + r
 #pragma GCC unroll 4
   for (int g = 0; g < 4; g++) {
     if (g >= groups) break;
@@ -112,18 +117,18 @@ inline void block(Query<ND>& st, const float* k, const float* v, int64_t stride,
       idx = _mm512_add_epi32(idx, one);
 #pragma GCC unroll 8
       for (int c = 0; c < ND; c++) {
-        if (P == Prefetch::kAhead) {
+        if (P == Prefetch::kAhead && c % kLine<T> == 0) {
           _mm_prefetch((const char*)(vr + pf + 16 * c), _MM_HINT_T0);
           _mm_prefetch((const char*)(vr + stride + pf + 16 * c), _MM_HINT_T0);
         }
-        acc[c] = _mm512_fmadd_ps(p0, _mm512_maskz_loadu_ps(dm[c], vr + 16 * c), acc[c]);
-        odd[c] = _mm512_fmadd_ps(p1, _mm512_maskz_loadu_ps(dm[c], vr + stride + 16 * c), odd[c]);
+        acc[c] = _mm512_fmadd_ps(p0, load_kv(dm[c], vr + 16 * c), acc[c]);
+        odd[c] = _mm512_fmadd_ps(p1, load_kv(dm[c], vr + stride + 16 * c), odd[c]);
       }
     }
     if (r < n) {
       const __m512 p0 = _mm512_permutexvar_ps(idx, p);
 #pragma GCC unroll 8
-      for (int c = 0; c < ND; c++) acc[c] = _mm512_fmadd_ps(p0, _mm512_maskz_loadu_ps(dm[c], vr + 16 * c), acc[c]);
+      for (int c = 0; c < ND; c++) acc[c] = _mm512_fmadd_ps(p0, load_kv(dm[c], vr + 16 * c), acc[c]);
       vr += stride;
     }
   }
@@ -133,8 +138,8 @@ inline void block(Query<ND>& st, const float* k, const float* v, int64_t stride,
   st.m = m;
 }
 
-template <int ND, bool kFull>
-inline void block_in(Prefetch mode, Query<ND>& st, const float* k, const float* v, int64_t stride, int cnt, const __mmask16* dm) {
+template <int ND, bool kFull, typename T>
+inline void block_in(Prefetch mode, Query<ND>& st, const T* k, const T* v, int64_t stride, int cnt, const __mmask16* dm) {
   switch (mode) {
     case Prefetch::kNone: block<ND, kFull, Prefetch::kNone>(st, k, v, stride, cnt, dm); break;
     case Prefetch::kAhead: block<ND, kFull, Prefetch::kAhead>(st, k, v, stride, cnt, dm); break;
@@ -142,7 +147,7 @@ inline void block_in(Prefetch mode, Query<ND>& st, const float* k, const float* 
   }
 }
 
-template <int ND>
+template <int ND, typename T>
 void decode(const SpanAttentionTask& t, int64_t D, float* partial) {
   const int64_t nq = t.nq;
   const __m512 scale = _mm512_set1_ps(1.f / std::sqrt((float)D));
@@ -164,17 +169,17 @@ void decode(const SpanAttentionTask& t, int64_t D, float* partial) {
   for (int64_t si = 0; si < t.n_spans; si++) keys += visible(t.spans[si], t.qpos0 + nq - 1);
   for (int64_t si = 0; si < t.n_spans; si++) {
     const KeySpan sp = t.spans[si];  // a local copy: the stores below cannot alias it
-    const float* kh = sp.k + t.head * D;  // key row r at kh + r * stride
-    const float* vh = sp.v + t.head * D;
+    const T* kh = kv_rows<T>(sp.k) + t.head * D;  // key row r at kh + r * stride
+    const T* vh = kv_rows<T>(sp.v) + t.head * D;
     const int64_t stride = sp.stride;
     const int64_t most = visible(sp, t.qpos0 + nq - 1);  // the last query sees the most rows
     const Prefetch mode = prefetch_mode(keys, most);
     if (mode == Prefetch::kShort)
       for (int64_t j = 0; j < most; j++)
-        for (int c = 0; c < ND; c++) _mm_prefetch((const char*)(kh + j * stride + 16 * c), _MM_HINT_T0);
+        for (int c = 0; c < ND; c += kLine<T>) _mm_prefetch((const char*)(kh + j * stride + 16 * c), _MM_HINT_T0);
     for (int64_t kb0 = 0; kb0 < most; kb0 += kKeyBlock) {
       const int64_t kb1 = std::min(kb0 + kKeyBlock, most);
-      const float *kp = kh + kb0 * stride, *vp = vh + kb0 * stride;
+      const T *kp = kh + kb0 * stride, *vp = vh + kb0 * stride;
       for (int64_t b = 0; b < nq; b++) {
         const int64_t limit = std::min(kb1, visible(sp, t.qpos0 + b));  // rows < limit
         if (limit <= kb0) continue;
@@ -195,21 +200,31 @@ void decode(const SpanAttentionTask& t, int64_t D, float* partial) {
 
 }  // namespace
 
+namespace {
+
+template <typename T>
+void decode_of(const SpanAttentionTask& t, int64_t D, float* partial) {
+  switch ((D + 15) / 16) {
+    case 1: decode<1, T>(t, D, partial); break;
+    case 2: decode<2, T>(t, D, partial); break;
+    case 3: decode<3, T>(t, D, partial); break;
+    case 4: decode<4, T>(t, D, partial); break;
+    case 5: decode<5, T>(t, D, partial); break;
+    case 6: decode<6, T>(t, D, partial); break;
+    case 7: decode<7, T>(t, D, partial); break;
+    case 8: decode<8, T>(t, D, partial); break;
+  }
+}
+
+}  // namespace
+
 void tile_avx512(const SpanAttentionTask& t, int64_t D, float* partial) {
   if (t.nq >= kMinTileQueries || t.pass_cut) {
     gemm_tile_avx512(t, D, partial);
     return;
   }
-  switch ((D + 15) / 16) {
-    case 1: decode<1>(t, D, partial); break;
-    case 2: decode<2>(t, D, partial); break;
-    case 3: decode<3>(t, D, partial); break;
-    case 4: decode<4>(t, D, partial); break;
-    case 5: decode<5>(t, D, partial); break;
-    case 6: decode<6>(t, D, partial); break;
-    case 7: decode<7>(t, D, partial); break;
-    case 8: decode<8>(t, D, partial); break;
-  }
+  if (t.kv == KvType::F16) decode_of<uint16_t>(t, D, partial);
+  else decode_of<float>(t, D, partial);
 }
 
 }  // namespace roost::attention_impl

@@ -42,16 +42,21 @@ inline KeySpan run_span(const KeySpan* spans, int64_t si, int64_t se) {
   for (int64_t s = si + 1; s < se; s++) run.n += spans[s].n;
   return run;
 }
+// K/V elements as the kernels read them: float, or uint16_t holding IEEE half
+// (KvType::F16). Each kernel is one template over T; its entry picks T from t.kv.
+template <typename T> inline const T* kv_rows(const void* p) { return static_cast<const T*>(p); }
+
 // Reads a run's rows in order: take() hands the K and V row pointers (head
 // column offset added) of the next `rows` rows.
+template <typename T>
 struct RunCursor {
   const KeySpan* span;
   int64_t row = 0;
-  void take(int64_t rows, int64_t off, const float** k, const float** v) {
+  void take(int64_t rows, int64_t off, const T** k, const T** v) {
     for (int64_t j = 0; j < rows; j++, row++) {
       while (row == span->n) span++, row = 0;
-      k[j] = span->k + row * span->stride + off;
-      v[j] = span->v + row * span->stride + off;
+      k[j] = kv_rows<T>(span->k) + row * span->stride + off;
+      v[j] = kv_rows<T>(span->v) + row * span->stride + off;
     }
   }
 };

@@ -4,15 +4,18 @@
 #include <cmath>
 #include <vector>
 
-#include "ops.h"
+#include "attention_spans.h"
 
 namespace roost {
 
-void attention_causal_reference(const std::vector<AttentionSeq>& seqs, int64_t H, int64_t D) {
+namespace {
+
+template <typename T>
+void causal(const AttentionSeq& s, int64_t H, int64_t D) {
   const float scale = 1.f / std::sqrt((float)D);
   std::vector<float> scores;
   std::vector<double> acc(D);
-  for (const AttentionSeq& s : seqs) {
+  {
     for (int64_t h = 0; h < H; h++) {
       for (int64_t i = 0; i < s.Tq; i++) {
         const float* q = s.q + i * s.q_stride + h * D;  // [D]
@@ -20,9 +23,9 @@ void attention_causal_reference(const std::vector<AttentionSeq>& seqs, int64_t H
         scores.resize(n_keys);
         float mx = -INFINITY;
         for (int64_t j = 0; j < n_keys; j++) {
-          const float* k = s.k + j * s.kv_stride + h * D;  // key row j, head h
+          const T* k = static_cast<const T*>(s.k) + j * s.kv_stride + h * D;  // key row j, head h
           float dot = 0;
-          for (int64_t d = 0; d < D; d++) dot += q[d] * k[d];
+          for (int64_t d = 0; d < D; d++) dot += q[d] * kv_to_float(k[d]);
           scores[j] = dot * scale;
           mx = std::max(mx, scores[j]);
         }
@@ -31,13 +34,23 @@ void attention_causal_reference(const std::vector<AttentionSeq>& seqs, int64_t H
         for (int64_t j = 0; j < n_keys; j++) {
           double p = std::exp((double)scores[j] - mx);
           sum += p;
-          const float* v = s.v + j * s.kv_stride + h * D;
-          for (int64_t d = 0; d < D; d++) acc[d] += p * v[d];
+          const T* v = static_cast<const T*>(s.v) + j * s.kv_stride + h * D;
+          for (int64_t d = 0; d < D; d++) acc[d] += p * kv_to_float(v[d]);
         }
         float* out = s.out + i * s.out_stride + h * D;
         for (int64_t d = 0; d < D; d++) out[d] = (float)(acc[d] / sum);
       }
     }
+  }
+}
+
+}  // namespace
+
+// Every sequence's rows in one element type (the cache's).
+void attention_causal_reference(const std::vector<AttentionSeq>& seqs, int64_t H, int64_t D) {
+  for (const AttentionSeq& s : seqs) {
+    if (s.kv == KvType::F16) causal<uint16_t>(s, H, D);
+    else causal<float>(s, H, D);
   }
 }
 

@@ -17,12 +17,13 @@
 
 namespace roost {
 
-// `n` key/value rows; row r is k + r * stride (head h at columns h*D .. h*D+D-1)
-// and sits at position pos0 + r. A query at position qpos sees row r iff
+// `n` key/value rows; row r is k + r * stride elements (head h at columns h*D ..
+// h*D+D-1) and sits at position pos0 + r. A query at position qpos sees row r iff
 // pos0 + r <= qpos (causal clip); pos0 = kSpanNoMask makes every row visible.
+// The elements are float or IEEE half, as the task's kv says.
 struct KeySpan {
-  const float* k;
-  const float* v;
+  const void* k;
+  const void* v;
   int64_t stride;
   int64_t n;
   int64_t pos0;
@@ -49,7 +50,16 @@ struct SpanAttentionTask {
   // are the same task whatever the cut (a decode token, one task per query),
   // which take the few-query kernel when nq is small.
   bool pass_cut = false;
+  KvType kv = KvType::F32;  // the element type of every span's rows
 };
+
+// p moved by `elems` elements of type kv.
+inline const void* kv_advance(const void* p, int64_t elems, KvType kv) {
+  return static_cast<const char*>(p) + elems * (int64_t)kv_type_size(kv);
+}
+// One K/V element as float: the plain kernels' read (T = float or uint16_t half bits).
+inline float kv_to_float(float x) { return x; }
+inline float kv_to_float(uint16_t h) { return f16_to_f32(h); }
 
 // Scale 1/sqrt(D). Tasks of any size; the entry cuts them into query tiles,
 // splits the keys of a tile worth more than its share of the work (merging the

@@ -10,7 +10,10 @@
 
 namespace roost::attention_impl {
 
-void tile_reference(const SpanAttentionTask& t, int64_t D, float* partial) {
+namespace {
+
+template <typename T>
+void tile(const SpanAttentionTask& t, int64_t D, float* partial) {
   const float scale = 1.f / std::sqrt((float)D);
   std::vector<float> scores;
   std::vector<double> acc(D);
@@ -22,9 +25,9 @@ void tile_reference(const SpanAttentionTask& t, int64_t D, float* partial) {
     for (int64_t s = 0; s < t.n_spans; s++) {
       const KeySpan& sp = t.spans[s];
       for (int64_t r = 0, n = visible(sp, qpos); r < n; r++) {
-        const float* k = sp.k + r * sp.stride + t.head * D;  // key row r of the span, this head
+        const T* k = kv_rows<T>(sp.k) + r * sp.stride + t.head * D;  // key row r of the span, this head
         float dot = 0;
-        for (int64_t d = 0; d < D; d++) dot += q[d] * k[d];
+        for (int64_t d = 0; d < D; d++) dot += q[d] * kv_to_float(k[d]);
         scores.push_back(dot * scale);
         mx = std::max(mx, dot * scale);
       }
@@ -37,8 +40,8 @@ void tile_reference(const SpanAttentionTask& t, int64_t D, float* partial) {
       for (int64_t r = 0, n = visible(sp, qpos); r < n; r++, j++) {
         const double p = std::exp((double)scores[j] - mx);
         sum += p;
-        const float* v = sp.v + r * sp.stride + t.head * D;
-        for (int64_t d = 0; d < D; d++) acc[d] += p * v[d];
+        const T* v = kv_rows<T>(sp.v) + r * sp.stride + t.head * D;
+        for (int64_t d = 0; d < D; d++) acc[d] += p * kv_to_float(v[d]);
       }
     }
     if (partial) {
@@ -49,6 +52,13 @@ void tile_reference(const SpanAttentionTask& t, int64_t D, float* partial) {
       for (int64_t d = 0; d < D; d++) out[d] = sum > 0 ? (float)(acc[d] / sum) : 0.f;
     }
   }
+}
+
+}  // namespace
+
+void tile_reference(const SpanAttentionTask& t, int64_t D, float* partial) {
+  if (t.kv == KvType::F16) tile<uint16_t>(t, D, partial);
+  else tile<float>(t, D, partial);
 }
 
 }  // namespace roost::attention_impl

@@ -1,8 +1,10 @@
 // AVX2 attention for a tile of several queries: the two small GEMMs of
 // attention_tile_avx512.cpp (S = Q K^T, O += P V per 64-key block of a span) with ymm
-// vectors, sized for 16 registers.
+// vectors, sized for 16 registers. K/V rows are float or IEEE half (T = uint16_t):
+// packing widens them to float, so the kernels see float blocks either way.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "attention_impl.h"
 #include "simd_avx2_impl.h"
@@ -15,6 +17,24 @@ namespace {
 
 static_assert(kKeyBlock == 64, "eight 8-key vectors per block");
 constexpr int kQkRows = 2;  // queries per QK tile: 2 x 4 = 8 ymm accumulators over 32 keys
+
+// Halves p[0..n) as floats in lanes 0..n-1, 0 above (n < 8). AVX2 has no 16-bit
+// masked load and the row may end at the end of the cache, so nothing past p[n-1]
+// is read; inserts rather than a copy through memory, which would stall the
+// 16-byte load on the narrow stores before it.
+inline __m256 load_f16_head(const uint16_t* p, int64_t n) {
+  __m128i h = _mm_setzero_si128();
+  switch (n) {
+    case 7: h = _mm_insert_epi16(h, p[6], 6); [[fallthrough]];
+    case 6: h = _mm_insert_epi16(h, p[5], 5); [[fallthrough]];
+    case 5: h = _mm_insert_epi16(h, p[4], 4); [[fallthrough]];
+    case 4: h = _mm_insert_epi16(h, p[3], 3); [[fallthrough]];
+    case 3: h = _mm_insert_epi16(h, p[2], 2); [[fallthrough]];
+    case 2: h = _mm_insert_epi16(h, p[1], 1); [[fallthrough]];
+    case 1: h = _mm_insert_epi16(h, p[0], 0);
+  }
+  return _mm256_cvtph_ps(h);
+}
 
 // r[c] becomes column c of the 8x8 matrix whose rows were r[0..7].
 inline void transpose8(__m256* r) {
@@ -87,12 +107,19 @@ void pv_chunks(int nc, float* O, int64_t w, const float* P, const float* corr, c
   }
 }
 
+template <typename T>
 void gemm_tile(const SpanAttentionTask& t, int64_t D, float* partial) {
   const int64_t nd = (D + 7) / 8, W = nd * 8;  // padded head width in 8-float chunks
   const int64_t nq = t.nq, qpos0 = t.qpos0;
   const __m256i tail = head_mask(D % 8 ? D % 8 : 8);
   auto load_row = [&](const float* p, int64_t c) {  // chunk c of a head row, zero past D
     return c + 1 < nd ? _mm256_loadu_ps(p + 8 * c) : _mm256_maskload_ps(p + 8 * c, tail);
+  };
+  // The same for a K/V row of T: half -> float is exact, so a half row packs to the
+  // floats its float copy would.
+  auto load_kv = [&](const T* p, int64_t c) {
+    if constexpr (std::is_same_v<T, float>) return load_row(p, c);
+    else return c + 1 < nd || D % 8 == 0 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(p + 8 * c))) : load_f16_head(p + 8 * c, D % 8);
   };
 
   // Per-thread scratch, as in the AVX-512 tile.
@@ -116,26 +143,27 @@ void gemm_tile(const SpanAttentionTask& t, int64_t D, float* partial) {
     l[b] = 0;
   }
 
-  const float* kr[kKeyBlock];  // the block's key and value rows (head columns)
-  const float* vr[kKeyBlock];
+  const T* kr[kKeyBlock];  // the block's key and value rows (head columns)
+  const T* vr[kKeyBlock];
   for (int64_t si = 0, se; si < t.n_spans; si = se) {
     se = run_end(t.spans, t.n_spans, si);
     const KeySpan sp = run_span(t.spans, si, se);  // the run's positions
-    RunCursor cursor{t.spans + si};
+    RunCursor<T> cursor{t.spans + si};
     const int64_t most = visible(sp, qpos0 + nq - 1);  // rows < most are used by some query
     for (int64_t kb0 = 0; kb0 < most; kb0 += kKeyBlock) {
       const int64_t rows = std::min<int64_t>(kKeyBlock, most - kb0);   // valid keys in the block
       const int64_t b0 = std::clamp<int64_t>(sp.pos0 + kb0 - qpos0, 0, nq);  // queries before b0 see none of it
       cursor.take(rows, t.head * D, kr, vr);
 
-      // Pack V rows and K transposed 8 x 8 at a time; rows past `rows` are zero.
+      // Pack (as float, whatever the cache holds) V rows and K transposed 8 x 8 at a
+      // time; rows past `rows` are zero.
       for (int64_t g = 0; g < kKeyBlock / 8; g++) {
         for (int64_t c = 0; c < nd; c++) {
           __m256 r[8];
           for (int64_t i = 0; i < 8; i++) {
             const int64_t j = 8 * g + i;
-            r[i] = j < rows ? load_row(kr[j], c) : _mm256_setzero_ps();
-            _mm256_store_ps(V + j * W + 8 * c, j < rows ? load_row(vr[j], c) : _mm256_setzero_ps());
+            r[i] = j < rows ? load_kv(kr[j], c) : _mm256_setzero_ps();
+            _mm256_store_ps(V + j * W + 8 * c, j < rows ? load_kv(vr[j], c) : _mm256_setzero_ps());
           }
           transpose8(r);
           for (int i = 0; i < 8; i++) _mm256_store_ps(KT + (8 * c + i) * kKeyBlock + 8 * g, r[i]);
@@ -193,6 +221,9 @@ void gemm_tile(const SpanAttentionTask& t, int64_t D, float* partial) {
 
 }  // namespace
 
-void gemm_tile_avx2(const SpanAttentionTask& t, int64_t D, float* partial) { gemm_tile(t, D, partial); }
+void gemm_tile_avx2(const SpanAttentionTask& t, int64_t D, float* partial) {
+  if (t.kv == KvType::F16) gemm_tile<uint16_t>(t, D, partial);
+  else gemm_tile<float>(t, D, partial);
+}
 
 }  // namespace roost::attention_impl

@@ -120,7 +120,7 @@ void qk_dispatch(int rows, float* S, const float* Q, int64_t qs, const float* KT
   }
 }
 
-template <int ND>
+template <int ND, typename T>
 void gemm_tile(const SpanAttentionTask& t, int64_t D, float* partial) {
   constexpr int64_t W = ND * 16;  // padded head width: packed rows stay 64-byte aligned
   const int64_t nq = t.nq, qpos0 = t.qpos0;
@@ -149,30 +149,30 @@ void gemm_tile(const SpanAttentionTask& t, int64_t D, float* partial) {
     l[b] = 0;
   }
 
-  const float* krows[2][kKeyBlock];  // this block's and the next one's key rows (head columns)
-  const float* vrows[2][kKeyBlock];
+  const T* krows[2][kKeyBlock];  // this block's and the next one's key rows (head columns)
+  const T* vrows[2][kKeyBlock];
   for (int64_t si = 0, se; si < t.n_spans; si = se) {
     se = run_end(t.spans, t.n_spans, si);
     const KeySpan sp = run_span(t.spans, si, se);  // the run's positions
-    RunCursor cursor{t.spans + si};
+    RunCursor<T> cursor{t.spans + si};
     const int64_t most = visible(sp, qpos0 + nq - 1);  // rows < most are used by some query
     if (most > 0) cursor.take(std::min(kKeyBlock, most), t.head * D, krows[0], vrows[0]);
     for (int64_t kb0 = 0, cur = 0; kb0 < most; kb0 += kKeyBlock, cur ^= 1) {
-      const float** kr = krows[cur];
-      const float** vr = vrows[cur];
+      const T** kr = krows[cur];
+      const T** vr = vrows[cur];
       const int64_t rows = std::min<int64_t>(kKeyBlock, most - kb0);  // valid keys in the block
       // Queries before b0 see none of this block (row kb0 sits at sp.pos0 + kb0).
       const int64_t b0 = std::clamp<int64_t>(sp.pos0 + kb0 - qpos0, 0, nq);
 
-      // Pack: V rows as they are, K transposed 16 keys x 16 dims at a time. Rows past
+      // Pack (as float, whatever the cache holds): V rows as they are, K transposed 16 keys x 16 dims at a time. Rows past
       // `rows` are zero so no stale value can become a NaN.
       for (int64_t g = 0; g < kKeyBlock / 16; g++) {
         for (int c = 0; c < ND; c++) {
           __m512 r[16];
           for (int64_t i = 0; i < 16; i++) {
             const int64_t j = 16 * g + i;
-            r[i] = j < rows ? _mm512_maskz_loadu_ps(dm[c], kr[j] + 16 * c) : _mm512_setzero_ps();
-            _mm512_store_ps(V + j * W + 16 * c, j < rows ? _mm512_maskz_loadu_ps(dm[c], vr[j] + 16 * c) : _mm512_setzero_ps());
+            r[i] = j < rows ? load_kv(dm[c], kr[j] + 16 * c) : _mm512_setzero_ps();
+            _mm512_store_ps(V + j * W + 16 * c, j < rows ? load_kv(dm[c], vr[j] + 16 * c) : _mm512_setzero_ps());
           }
           transpose16(r);
           for (int i = 0; i < 16; i++) _mm512_store_ps(KT + (16 * c + i) * kKeyBlock + 16 * g, r[i]);
@@ -232,17 +232,27 @@ void gemm_tile(const SpanAttentionTask& t, int64_t D, float* partial) {
 
 }  // namespace
 
-void gemm_tile_avx512(const SpanAttentionTask& t, int64_t D, float* partial) {
+namespace {
+
+template <typename T>
+void gemm_tile_of(const SpanAttentionTask& t, int64_t D, float* partial) {
   switch ((D + 15) / 16) {
-    case 1: gemm_tile<1>(t, D, partial); break;
-    case 2: gemm_tile<2>(t, D, partial); break;
-    case 3: gemm_tile<3>(t, D, partial); break;
-    case 4: gemm_tile<4>(t, D, partial); break;
-    case 5: gemm_tile<5>(t, D, partial); break;
-    case 6: gemm_tile<6>(t, D, partial); break;
-    case 7: gemm_tile<7>(t, D, partial); break;
-    case 8: gemm_tile<8>(t, D, partial); break;
+    case 1: gemm_tile<1, T>(t, D, partial); break;
+    case 2: gemm_tile<2, T>(t, D, partial); break;
+    case 3: gemm_tile<3, T>(t, D, partial); break;
+    case 4: gemm_tile<4, T>(t, D, partial); break;
+    case 5: gemm_tile<5, T>(t, D, partial); break;
+    case 6: gemm_tile<6, T>(t, D, partial); break;
+    case 7: gemm_tile<7, T>(t, D, partial); break;
+    case 8: gemm_tile<8, T>(t, D, partial); break;
   }
+}
+
+}  // namespace
+
+void gemm_tile_avx512(const SpanAttentionTask& t, int64_t D, float* partial) {
+  if (t.kv == KvType::F16) gemm_tile_of<uint16_t>(t, D, partial);
+  else gemm_tile_of<float>(t, D, partial);
 }
 
 }  // namespace roost::attention_impl

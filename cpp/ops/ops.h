@@ -111,6 +111,11 @@ void gelu_erf(float* y, const float* x, int64_t n);
 // y[i] += x[i]
 void add_inplace(float* y, const float* x, int64_t n);
 
+// y[i] = x[i] as IEEE half, rounded to nearest even (dtype.h f32_to_f16; a NaN
+// stays a NaN, its payload may differ): rows written to an F16 KV cache.
+void to_f16(uint16_t* y, const float* x, int64_t n);
+void to_f16_reference(uint16_t* y, const float* x, int64_t n);
+
 // In-place softmax of one row; returns nothing. log_softmax writes log-probs
 // (max-subtracted, computed in double for the normalizer).
 void softmax(float* x, int64_t n);
@@ -133,12 +138,13 @@ struct AttentionSeq {
   int64_t out_stride;
   const float* q;        // [Tq, q_stride]
   int64_t q_stride;
-  const float* k;        // [pos0 + Tq, kv_stride]
-  const float* v;        // [pos0 + Tq, kv_stride]
+  const void* k;         // [pos0 + Tq, kv_stride] elements of kv
+  const void* v;         // [pos0 + Tq, kv_stride]
   int64_t kv_stride;
   int64_t pos0;
   int64_t Tq;
   bool pass_cut = false;  // as SpanAttentionTask::pass_cut (attention_spans.h)
+  KvType kv = KvType::F32;
 };
 void attention_causal(const std::vector<AttentionSeq>& seqs, int64_t H, int64_t D, ThreadPool& pool);
 void attention_causal_reference(const std::vector<AttentionSeq>& seqs, int64_t H, int64_t D);

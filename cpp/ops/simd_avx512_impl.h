@@ -62,9 +62,16 @@ static inline __mmask16 head_mask(int64_t n) { return (__mmask16)(n >= 16 ? 0xff
 // Prefetches `rows` rows of `width` floats, `stride` floats apart, into L2: K/V
 // rows of one head are short runs far apart, a pattern the hardware prefetchers
 // follow poorly.
-static inline void prefetch_rows(const float* p, int64_t stride, int64_t rows, int64_t width) {
+template <typename T>
+static inline void prefetch_rows(const T* p, int64_t stride, int64_t rows, int64_t width) {
   for (int64_t r = 0; r < rows; r++)
-    for (int64_t c = 0; c < width; c += 16) _mm_prefetch((const char*)(p + r * stride + c), _MM_HINT_T1);
+    for (int64_t c = 0; c < width; c += 64 / sizeof(T)) _mm_prefetch((const char*)(p + r * stride + c), _MM_HINT_T1);
 }
+
+// 16 K/V elements, lanes outside m zero: float, or IEEE half (uint16_t bits)
+// converted exactly, so a kernel over half rows computes what its float twin
+// computes over the converted rows.
+static inline __m512 load_kv(__mmask16 m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+static inline __m512 load_kv(__mmask16 m, const uint16_t* p) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
 
 }  // namespace roost::simd512

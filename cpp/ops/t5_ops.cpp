@@ -9,6 +9,7 @@ namespace roost {
 
 namespace {
 
+template <typename T>
 void biased_query(const BiasedAttentionTask& bt, int64_t i, int64_t D, std::vector<float>& scores,
                   std::vector<double>& acc) {
   const SpanAttentionTask& t = bt.t;
@@ -25,9 +26,9 @@ void biased_query(const BiasedAttentionTask& bt, int64_t i, int64_t D, std::vect
   for (int64_t s = 0; s < t.n_spans; s++) {
     const KeySpan& sp = t.spans[s];
     for (int64_t r = 0, n = visible(sp); r < n; r++) {
-      const float* k = sp.k + r * sp.stride + t.head * D;
+      const T* k = static_cast<const T*>(sp.k) + r * sp.stride + t.head * D;
       float dot = 0;
-      for (int64_t d = 0; d < D; d++) dot += q[d] * k[d];
+      for (int64_t d = 0; d < D; d++) dot += q[d] * kv_to_float(k[d]);
       const float sc = dot * scale + bias(sp.pos0 + r);
       scores.push_back(sc);
       mx = std::max(mx, sc);
@@ -41,8 +42,8 @@ void biased_query(const BiasedAttentionTask& bt, int64_t i, int64_t D, std::vect
     for (int64_t r = 0, n = visible(sp); r < n; r++, j++) {
       const double p = std::exp((double)scores[j] - mx);
       sum += p;
-      const float* v = sp.v + r * sp.stride + t.head * D;
-      for (int64_t d = 0; d < D; d++) acc[d] += p * v[d];
+      const T* v = static_cast<const T*>(sp.v) + r * sp.stride + t.head * D;
+      for (int64_t d = 0; d < D; d++) acc[d] += p * kv_to_float(v[d]);
     }
   }
   float* out = t.out + i * t.out_stride + t.head * D;
@@ -58,7 +59,11 @@ void attention_biased(const std::vector<BiasedAttentionTask>& tasks, int64_t D, 
   pool.parallel_for((int64_t)work.size(), [&](int64_t a, int64_t b) {
     std::vector<float> scores;
     std::vector<double> acc(D);
-    for (int64_t w = a; w < b; w++) biased_query(tasks[work[w].first], work[w].second, D, scores, acc);
+    for (int64_t w = a; w < b; w++) {
+      const BiasedAttentionTask& bt = tasks[work[w].first];
+      if (bt.t.kv == KvType::F16) biased_query<uint16_t>(bt, work[w].second, D, scores, acc);
+      else biased_query<float>(bt, work[w].second, D, scores, acc);
+    }
   }, 4);
 }
 

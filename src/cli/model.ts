@@ -12,7 +12,7 @@ import { RequestError } from '../engine/errors';
 import { RuntimeHolder } from '../engine/runtime';
 import { DEFAULT_SCHEDULER_OPTIONS } from '../engine/scheduler';
 import { isGgufFile, loadTokenizer, Tokenizer } from '../engine/tokenizer';
-import { AdapterInfo, Device, Engine, NativeEngine, Quantize } from '../native';
+import { AdapterInfo, Device, Engine, KvCacheDtype, NativeEngine, Quantize } from '../native';
 import { packageRoot } from '../package-root';
 import { flag, integer, oneOf, UsageError } from './flags';
 
@@ -25,6 +25,7 @@ export interface ModelFlags {
   device: Device;
   threads?: number;
   quantize?: Quantize;
+  kvCacheDtype: KvCacheDtype;
 }
 
 /** Adds the model flags to a command. */
@@ -40,7 +41,15 @@ export function modelFlags(cmd: Command): Command {
         integer(1, 'a positive integer', MAX_THREADS, `at most ${MAX_THREADS} (the engine's limit)`),
       ),
     )
-    .addOption(flag('--quantize <format>', 'quantize the weight matrices at load: q8_0 (docs/models.md, "8-bit weights"; default: as the checkpoint stores them)', oneOf<Quantize>('q8_0')));
+    .addOption(flag('--quantize <format>', 'quantize the weight matrices at load: q8_0 (docs/models.md, "8-bit weights"; default: as the checkpoint stores them)', oneOf<Quantize>('q8_0')))
+    .addOption(
+      flag(
+        '--kv-cache-dtype <type>',
+        'the KV cache element type: auto (f16 beside Q8_0 weights and on CUDA, else f32), f32 or f16 (docs/design.md, "The KV cache")',
+        oneOf<KvCacheDtype>('auto', 'f32', 'f16'),
+        'auto' as KvCacheDtype,
+      ),
+    );
 }
 
 function isDir(p: string): boolean {
@@ -89,6 +98,7 @@ export async function load(flags: ModelFlags): Promise<Loaded> {
   const engine = await Engine.load(dir, {
     device: flags.device,
     ...(flags.quantize ? { quantize: flags.quantize } : {}),
+    kvCacheDtype: flags.kvCacheDtype,
     ...(flags.threads === undefined ? {} : { threads: flags.threads }),
   });
   if (flags.adapter === undefined) return { engine, tokenizer, dir };

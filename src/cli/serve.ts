@@ -110,6 +110,7 @@ async function runServe(flags: ServeFlags): Promise<void> {
     device: flags.device,
     threads: flags.threads,
     quantize: flags.quantize,
+    kvCacheDtype: flags.kvCacheDtype,
     maxBatch: flags.maxBatch,
     maxQueue: flags.maxQueue,
     maxRequestShare: flags.maxRequestShare,

@@ -44,9 +44,17 @@ export interface LoadOptions {
    * absent: kept as the checkpoint stores them. The CUDA backend refuses q8_0 (E_CONFIG).
    */
   quantize?: Quantize;
+  /**
+   * The KV cache's element type (docs/design.md, "The KV cache"): "f16" halves
+   * what decode attention reads; "auto" (default) is f16 beside Q8_0 weights and
+   * on CUDA, f32 for float weights on the CPU. CUDA refuses "f32" (E_ARGUMENT).
+   */
+  kvCacheDtype?: KvCacheDtype;
 }
 
 export type Quantize = 'q8_0';
+
+export type KvCacheDtype = 'auto' | 'f32' | 'f16';
 
 export type Device = 'cpu' | 'cuda' | 'auto';
 
@@ -85,6 +93,8 @@ export interface EngineInfo {
   isa: IsaName;
   /** Where the model runs: "cpu" or "cuda". */
   device: 'cpu' | 'cuda';
+  /** The KV cache's element type, "auto" resolved (LoadOptions.kvCacheDtype). */
+  kvCacheDtype: 'f32' | 'f16';
 }
 
 export interface SequenceParams {

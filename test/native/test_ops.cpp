@@ -16,6 +16,7 @@
 #include "fmt.h"
 #include "ops/ops.h"
 #include "ops/attention_spans.h"
+#include "ops/t5_ops.h"
 
 using namespace roost;
 
@@ -320,6 +321,37 @@ void test_add_inplace() {
   set_isa(detected_isa());
 }
 
+// to_f16 on every ISA: the reference's round to nearest even, bit for bit, over
+// normal, subnormal, overflowing, tie and signed-zero values; a NaN stays a NaN.
+void test_to_f16() {
+  std::vector<float> x = randn(1000, 0, 3);
+  for (float v : {0.f, -0.f, 65504.f, 65520.f, -65520.f, 1e6f, 6e-8f, 3e-8f, 2.9e-8f, 1e-5f, -4e-6f, INFINITY, -INFINITY,
+                  1.f + 1.f / 2048, 1.f + 3.f / 2048, 2049.f, 2051.f})
+    x.push_back(v);
+  for (int i = 0; i < 13; i++) x.push_back(std::ldexp(1.f + i / 13.f, -14 - i));  // the subnormal range
+  std::vector<uint16_t> want(x.size());
+  to_f16_reference(want.data(), x.data(), (int64_t)x.size());
+  bool ref_ok = want[1000] == 0 && want[1001] == 0x8000 && want[1002] == 0x7bff && want[1003] == 0x7c00 &&
+                want[1005] == 0x7c00 && want[1006] == 1 && want[1007] == 1 && want[1008] == 0 && want[1011] == 0x7c00 &&
+                want[1013] == 0x3c00 && want[1014] == 0x3c02 && want[1015] == 0x6800 && want[1016] == 0x6802;
+  CHECK_MESSAGE(ref_ok, "to_f16_reference: ties to even, overflow to inf, signed zero");
+  for (Isa isa : supported_isas()) {
+    set_isa(isa);
+    bool ok = true;
+    for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{17}, (int64_t)x.size()}) {
+      std::vector<uint16_t> got(n + 1, 0xabcd);
+      to_f16(got.data(), x.data() + x.size() - n, n);
+      ok = ok && std::memcmp(got.data(), want.data() + x.size() - n, n * 2) == 0 && got[n] == 0xabcd;
+    }
+    const float nan[3] = {NAN, 1.f, -NAN};
+    uint16_t h[3];
+    to_f16(h, nan, 3);
+    ok = ok && (h[0] & 0x7c00) == 0x7c00 && (h[0] & 0x3ff) && h[1] == 0x3c00 && (h[2] & 0x7c00) == 0x7c00 && (h[2] & 0x3ff);
+    CHECK_MESSAGE(ok, (fmt("to_f16[%s]", isa_name(isa))));
+  }
+  set_isa(detected_isa());
+}
+
 void test_softmax() {
   struct Case { const char* name; std::vector<float> x; };
   std::vector<Case> cases;
@@ -444,14 +476,14 @@ void test_attention_case(const char* name, int64_t H, int64_t D, const std::vect
         long double mx = -INFINITY, sum = 0;
         for (int64_t j = 0; j < n; j++) {
           long double dot = 0;
-          for (int64_t d = 0; d < D; d++) dot += (long double)s.q[i * q_stride + h * D + d] * s.k[j * kv_stride + h * D + d];
+          for (int64_t d = 0; d < D; d++) dot += (long double)s.q[i * q_stride + h * D + d] * bufs[si].k[j * kv_stride + h * D + d];
           sc[j] = dot / std::sqrt((long double)D);
           mx = std::max(mx, sc[j]);
         }
         for (int64_t j = 0; j < n; j++) sum += std::exp(sc[j] - mx);
         for (int64_t d = 0; d < D; d++) {
           long double acc = 0;
-          for (int64_t j = 0; j < n; j++) acc += std::exp(sc[j] - mx) / sum * s.v[j * kv_stride + h * D + d];
+          for (int64_t j = 0; j < n; j++) acc += std::exp(sc[j] - mx) / sum * bufs[si].v[j * kv_stride + h * D + d];
           exact[i * out_stride + h * D + d] = (float)acc;
           // Score errors of a float dot product scale with |q||k|; they perturb the weights.
           tol[i * out_stride + h * D + d] = 2e-6 * (1 + q_std * std::sqrt((double)D)) * (1 + std::fabs((double)acc));
@@ -535,6 +567,90 @@ void test_attention_cut_invariance() {
   set_isa(detected_isa());
 }
 
+// An F16 KV cache: every kernel converts its rows exactly and then computes what it
+// computes on float rows, so a step over half rows gives the same bits as the same
+// step over those rows widened to float (decode and GEMM tiles, splits, tails of
+// D, the plain loop of wide heads, several spans, T5's biased kernel).
+void test_attention_f16_kv() {
+  const std::vector<SeqSpec> mixed = {{0, 1}, {0, 5}, {7, 1}, {40, 33}, {100, 70}, {250, 2}, {2100, 1}};
+  for (int64_t D : {64, 24, 136}) {
+    const int64_t H = 3, C = H * D;
+    struct Seq { std::vector<float> q, k, v; std::vector<uint16_t> k16, v16; };
+    std::vector<Seq> seqs;
+    for (const SeqSpec& sp : mixed) {
+      const int64_t T = sp.pos0 + sp.Tq;
+      Seq s{randn(sp.Tq * C), randn(T * C), randn(T * C), std::vector<uint16_t>(T * C), std::vector<uint16_t>(T * C)};
+      to_f16_reference(s.k16.data(), s.k.data(), T * C);
+      to_f16_reference(s.v16.data(), s.v.data(), T * C);
+      for (int64_t i = 0; i < T * C; i++) s.k[i] = f16_to_f32(s.k16[i]), s.v[i] = f16_to_f32(s.v16[i]);
+      seqs.push_back(std::move(s));
+    }
+    auto run = [&](bool half, bool reference, int threads, std::vector<std::vector<float>>& outs) {
+      std::vector<AttentionSeq> list;
+      for (size_t i = 0; i < mixed.size(); i++) {
+        outs.emplace_back(mixed[i].Tq * C, NAN);
+        const Seq& s = seqs[i];
+        list.push_back({outs.back().data(), C, s.q.data(), C, half ? (const void*)s.k16.data() : s.k.data(),
+                        half ? (const void*)s.v16.data() : s.v.data(), C, mixed[i].pos0, mixed[i].Tq, false,
+                        half ? KvType::F16 : KvType::F32});
+      }
+      if (reference) attention_causal_reference(list, H, D);
+      else attention_causal(list, H, D, pool_n(threads));
+    };
+    std::vector<std::vector<float>> ref32, ref16;
+    run(false, true, 1, ref32);
+    run(true, true, 1, ref16);
+    CHECK_MESSAGE(ref16 == ref32, (fmt("attention_causal_reference, F16 K/V, D=%lld", (long long)D)));
+    for (Isa isa : supported_isas()) {
+      set_isa(isa);
+      for (int threads : {1, 2}) {
+        std::vector<std::vector<float>> out32, out16;
+        run(false, false, threads, out32);
+        run(true, false, threads, out16);
+        bool same = true;
+        for (size_t i = 0; i < out32.size(); i++)
+          same = same && std::memcmp(out32[i].data(), out16[i].data(), out32[i].size() * sizeof(float)) == 0;
+        CHECK_MESSAGE(same, (fmt("attention_causal[%s, %d thr], F16 K/V, D=%lld", isa_name(isa), threads, (long long)D)));
+      }
+    }
+    set_isa(detected_isa());
+
+    // Two spans (a ring's halves, unmasked) and T5's biased kernel over the first sequence with keys.
+    const Seq& s = seqs[4];
+    const int64_t T = 170;
+    std::vector<float> bias = randn(H * 9);
+    auto spans_of = [&](bool half) {
+      const void* k = half ? (const void*)s.k16.data() : s.k.data();
+      const void* v = half ? (const void*)s.v16.data() : s.v.data();
+      const KvType kv = half ? KvType::F16 : KvType::F32;
+      return std::vector<KeySpan>{{kv_advance(k, 100 * C, kv), kv_advance(v, 100 * C, kv), C, T - 100, kSpanNoMask},
+                                  {k, v, C, 100, kSpanNoMask}};
+    };
+    for (Isa isa : supported_isas()) {
+      set_isa(isa);
+      std::vector<float> outs[2][2];
+      for (int half = 0; half < 2; half++) {
+        const std::vector<KeySpan> sp = spans_of(half);
+        const KvType kv = half ? KvType::F16 : KvType::F32;
+        std::vector<SpanAttentionTask> tasks;
+        std::vector<BiasedAttentionTask> biased;
+        outs[half][0].assign(70 * C, NAN);
+        outs[half][1].assign(70 * C, NAN);
+        for (int64_t h = 0; h < H; h++) {
+          tasks.push_back({outs[half][0].data(), C, s.q.data(), C, 70, 100, h, sp.data(), 2, false, kv});
+          biased.push_back({{outs[half][1].data(), C, s.q.data(), C, 70, 100, h, sp.data(), 2, false, kv},
+                            bias.data() + h * 9, 4, true});
+        }
+        attention_spans(tasks, D, pool_n(2));
+        attention_biased(biased, D, pool_n(2));
+      }
+      CHECK_MESSAGE(outs[0][0] == outs[1][0], (fmt("attention_spans[%s], F16 K/V, D=%lld", isa_name(isa), (long long)D)));
+      CHECK_MESSAGE(outs[0][1] == outs[1][1], (fmt("attention_biased[%s], F16 K/V, D=%lld", isa_name(isa), (long long)D)));
+    }
+    set_isa(detected_isa());
+  }
+}
+
 void test_attention() {
   // A batch step: prompts, a continuing chunk and decodes, side by side.
   const std::vector<SeqSpec> mixed = {{0, 1}, {0, 5}, {7, 1}, {40, 33}, {100, 70}, {0, 64}, {250, 2}};
@@ -597,3 +713,5 @@ TEST_CASE("attention") { test_attention(); }
 // Last: they draw from g_rng, and the cases above keep their data.
 TEST_CASE("matmul: a row's result does not depend on the rows beside it") { test_matmul_batch_invariance(); }
 TEST_CASE("attention: a prompt row's result does not depend on the pass cut") { test_attention_cut_invariance(); }
+TEST_CASE("to_f16") { test_to_f16(); }
+TEST_CASE("attention: an F16 KV cache") { test_attention_f16_kv(); }
