@@ -119,11 +119,12 @@ async function benchDtype(dtype: Dtype) {
     for (const s of seqs) engine.freeSequence(s);
   }
   const threadsUsed = engine.info().threads;
-  const greedy = values['peer-llama-cpp'] ? await greedyTokens(engine) : [];
+  const greedy = values['peer-llama-cpp'] ? await greedyTokens(engine) : { tokens: [], top: [] };
   const result = { dtype, weightBytes, prefillTokensPerSecond: prefillTps, promptTokens, decode, isa: engine.info().isa, threads: threadsUsed };
   if (!values['peer-llama-cpp']) return result;
   const llamaCpp = runLlamaCpp(dir, threadsUsed);
-  return { ...result, llamaCpp, sameGreedyTokens: greedy.join() === llamaCpp.greedy.join(), verdict: verdict(decode, llamaCpp.decode) };
+  return { ...result, llamaCpp, sameGreedyTokens: greedy.tokens.join() === llamaCpp.greedy.join(),
+    greedyFirstDifference: firstDifference(greedy, llamaCpp.greedy), verdict: verdict(decode, llamaCpp.decode) };
 }
 
 type DecodeRow = { batch: number; tokensPerSecond: number };
@@ -142,16 +143,29 @@ function verdict(roost: DecodeRow[], peer: DecodeRow[]) {
 
 const CHECK_PROMPT = randomTokens(8, 7);
 
-async function greedyTokens(engine: NativeEngine): Promise<number[]> {
-  const seq = engine.createSequence({ temperature: 0 });
-  const out: number[] = [];
+// Roost's greedy tokens on the check prompt, with its two best log-probs at each.
+async function greedyTokens(engine: NativeEngine): Promise<{ tokens: number[]; top: Array<Array<[number, number]>> }> {
+  const seq = engine.createSequence({ temperature: 0, logprobs: 2 });
+  const tokens: number[] = [], top: Array<Array<[number, number]>> = [];
   let r = await engine.step([{ seq, tokens: CHECK_PROMPT, sample: true }]);
-  while (out.length < 16) {
-    out.push(r[0].token!);
+  while (tokens.length < 16) {
+    tokens.push(r[0].token!);
+    top.push(r[0].top!);
     r = await engine.step([{ seq, tokens: [r[0].token!], sample: true }]);
   }
   engine.freeSequence(seq);
-  return out;
+  return { tokens, top };
+}
+
+// Where two engines' greedy tokens first part, and by how much Roost preferred its
+// token there (log p(Roost's) - log p(the peer's), null when the peer's token is not
+// in Roost's best two): a margin of hundredths of a nat is a near tie that either
+// engine's rounding may break its own way.
+function firstDifference(roost: { tokens: number[]; top: Array<Array<[number, number]>> }, peer: number[]) {
+  const i = roost.tokens.findIndex((t, k) => t !== peer[k]);
+  if (i < 0) return undefined;
+  const other = roost.top[i].find(([t]) => t === peer[i]);
+  return { index: i, roost: roost.tokens[i], peer: peer[i], roostMarginNats: other ? roost.top[i][0][1] - other[1] : null };
 }
 
 // llama.cpp on the same checkpoint, in a child process (bench/llama-cpp-peer.ts).
@@ -196,7 +210,9 @@ async function main() {
       const p = r.llamaCpp;
       console.log(`  llama.cpp, same run: prefill ${p.prefillTokensPerSecond.toFixed(0)} tok/s; ` +
         p.decode.map((d) => `batch ${d.batch} ${d.tokensPerSecond.toFixed(1)} tok/s`).join(', ') +
-        `; same greedy tokens as Roost: ${r.sameGreedyTokens ? 'yes' : 'no'}`);
+        `; same greedy tokens as Roost: ${r.sameGreedyTokens ? 'yes' : 'no'}` +
+        (r.greedyFirstDifference ? ` (first at token ${r.greedyFirstDifference.index}: Roost's ${r.greedyFirstDifference.roost} over ` +
+          `llama.cpp's ${r.greedyFirstDifference.peer} by ${r.greedyFirstDifference.roostMarginNats?.toFixed(4) ?? '> its second best'} nats)` : ''));
       const v = r.verdict, f = (x?: number) => (x === undefined ? 'n/a (batches 1 and 32 needed)' : `${x.toFixed(3)}x`);
       console.log(`  must-show: batch 1 Roost/llama.cpp ${f(v.batch1VsLlamaCpp)} (>= 0.9: ${v.batch1Met ? 'met' : 'NOT met'}); ` +
         `batch 32/batch 1 ${f(v.batch32OverBatch1)} (>= 4: ${v.batch32Met ? 'met' : 'NOT met'})`);

@@ -3,7 +3,11 @@
 // batch 1, 8 and 32, F32, F16 and Q8_0 (both engines on one GGUF file quantized from the
 // same F32 weights); greedy tokens of one prompt compared across engines.
 //   npm run build && node dist/bench/peers.js --peer-llama-cpp DIR --peer-onnxruntime DIR \
-//     [--threads 2 --decode-tokens 64 --python /usr/bin/python3 --out bench/results/peers.json]
+//     [--threads 2 --decode-tokens 64 --rounds 1 --python /usr/bin/python3 --out bench/results/peers.json]
+// --rounds N measures every engine's rows N times, the engines taking turns (Roost and
+// llama.cpp per dtype, then ONNX Runtime, then again), and reports the median of each
+// figure: this host's read bandwidth drifts by a third within minutes, and one pass
+// measures each engine at a different moment of that drift.
 // DIR: a scratch folder where `npm install node-llama-cpp` (and, with
 // ONNXRUNTIME_NODE_INSTALL=skip, `npm install onnxruntime-node`) ran; neither peer is a
 // dependency of this project. Roost and llama.cpp run through bench/decode (one child
@@ -26,6 +30,7 @@ const { values } = parseArgs({
   options: {
     threads: { type: 'string', default: '2' },
     'decode-tokens': { type: 'string', default: '64' },
+    rounds: { type: 'string', default: '1' },
     'prompt-tokens': { type: 'string', default: '512' },
     batches: { type: 'string', default: '1,8,32' },
     'peer-llama-cpp': { type: 'string' },
@@ -74,7 +79,8 @@ function runJson(script: string, args: string[]): any {
 // Roost and llama.cpp at F32, F16 and Q8_0, through bench/decode.
 // Returns, per dtype, the batch-1 tokens/s the read bandwidth bench/decode measured in
 // that run allows (before and after its rows, the better) and each engine's share of it.
-function roostAndLlamaCpp(rows: Row[], greedy: Record<string, number[]>, agree: Record<string, boolean>) {
+function roostAndLlamaCpp(rows: Row[], greedy: Record<string, number[]>, agree: Record<string, boolean>,
+  firstDifference: Record<string, unknown>) {
   const tmp = path.join(root, 'bench', 'tmp', 'peers-decode.json');
   for (const dtype of ['F32', 'F16'] as const) checkpoint(dtype);
   execFileSync(process.execPath, [path.join(__dirname, 'decode.js'), '--dtypes', 'F32,F16,Q8_0', '--out', tmp, ...common,
@@ -98,6 +104,7 @@ function roostAndLlamaCpp(rows: Row[], greedy: Record<string, number[]>, agree: 
       greedy[`llama.cpp ${r.dtype}`] = r.llamaCpp.greedy;
       // bench/decode compares Roost's greedy tokens with llama.cpp's; it does not return Roost's own.
       agree[`Roost ${r.dtype} = llama.cpp ${r.dtype}`] = r.sameGreedyTokens;
+      if (r.greedyFirstDifference) firstDifference[`Roost ${r.dtype} vs llama.cpp ${r.dtype}`] = r.greedyFirstDifference;
     }
   }
   return { bandwidthGBs: bw, batch1Ceiling: ceilings };
@@ -136,6 +143,26 @@ function onnxRuntime(rows: Row[], greedy: Record<string, number[]>) {
   rows.push({ ...q, engine: 'ONNX Runtime', weights: 'INT8',
     note: 'dynamic quantization (MatMulInteger): uint8 activations, one scale per call; int8 weights, one scale per column' });
   greedy['ONNX Runtime INT8'] = q.greedy;
+}
+
+// Each engine's row, every figure the median over the rounds (rounds list the rows alike).
+function medianRows(perRound: Row[][]): Row[] {
+  const median = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  };
+  return perRound[0].map((first, i) => {
+    const same = perRound.map((rows) => rows[i]);
+    return {
+      ...first,
+      prefillTokensPerSecond: median(same.map((r) => r.prefillTokensPerSecond)),
+      decode: first.decode.map((d, j) => ({
+        batch: d.batch,
+        tokensPerSecond: median(same.map((r) => r.decode[j].tokensPerSecond)),
+        msPerStep: median(same.map((r) => r.decode[j].msPerStep)),
+      })),
+    };
+  });
 }
 
 function table(rows: Row[]): string {
@@ -177,11 +204,19 @@ function q8OverF16(rows: Row[]): Record<string, number> {
 
 async function main() {
   const load0 = os.loadavg()[0];
-  const rows: Row[] = [];
   const greedy: Record<string, number[]> = {};
   const agree: Record<string, boolean> = {};
-  const bandwidth = roostAndLlamaCpp(rows, greedy, agree);
-  if (values['peer-onnxruntime']) onnxRuntime(rows, greedy);
+  const firstDifference: Record<string, unknown> = {};
+  const perRound: Row[][] = [];
+  const bandwidthPerRound: Array<ReturnType<typeof roostAndLlamaCpp>> = [];
+  for (let round = 0; round < Math.max(1, Number(values.rounds)); round++) {
+    const rows: Row[] = [];
+    bandwidthPerRound.push(roostAndLlamaCpp(rows, greedy, agree, firstDifference));
+    if (values['peer-onnxruntime']) onnxRuntime(rows, greedy);
+    perRound.push(rows);
+  }
+  const rows = medianRows(perRound);
+  const bandwidth = bandwidthPerRound[bandwidthPerRound.length - 1];
   if (greedy['ONNX Runtime F32'] && greedy['llama.cpp F32'])
     agree['ONNX Runtime F32 = llama.cpp F32'] = greedy['ONNX Runtime F32'].join() === greedy['llama.cpp F32'].join();
   // Q8_0 against F32: random weights at std 0.02 leave tiny argmax margins, so the
@@ -204,18 +239,22 @@ async function main() {
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadAverageBefore: load0, loadAverageAfter: os.loadavg()[0] },
     shape, threads: Number(values.threads), promptTokens: Number(values['prompt-tokens']), decodeTokens: Number(values['decode-tokens']),
     note: load0 > 1.5 ? `machine under load (load average ${load0.toFixed(1)}): indicative only` : 'idle machine',
-    checkPrompt: CHECK_PROMPT, rows: rows.map(({ greedy: _g, ...r }) => r), greedy, greedyAgreement: agree,
+    rounds: perRound.length,
+    checkPrompt: CHECK_PROMPT, rows: rows.map(({ greedy: _g, ...r }) => r), greedy, greedyAgreement: agree, greedyFirstDifference: firstDifference,
     llamaCppQ8LeadingTokensEqualToF32: q8Leading,
     onnxRuntimeInt8LeadingTokensEqualToF32: ortInt8Leading,
     roostOverFasterPeer: ratios(rows),
     roostQ8_0OverOwnF16: q8OverF16(rows),
     ...bandwidth,
+    // Every round as measured (rows, and the read bandwidth before and after its Roost/llama.cpp rows).
+    perRound: perRound.map((rs, i) => ({ rows: rs.map(({ greedy: _g, ...r }) => r), ...bandwidthPerRound[i] })),
   };
   console.log(table(rows));
   console.log('Roost / faster peer:', JSON.stringify(report.roostOverFasterPeer));
   console.log(`read bandwidth (${bandwidth.bandwidthGBs.threads} threads): ${bandwidth.bandwidthGBs.before.toFixed(1)} GB/s before, ` +
     `${bandwidth.bandwidthGBs.after.toFixed(1)} after; batch-1 share of what it allows:`, JSON.stringify(bandwidth.batch1Ceiling));
   console.log('greedy tokens agree:', JSON.stringify(agree));
+  if (Object.keys(firstDifference).length) console.log('where they part:', JSON.stringify(firstDifference));
   fs.mkdirSync(path.dirname(values.out!), { recursive: true });
   fs.writeFileSync(values.out!, JSON.stringify(report, null, 2) + '\n');
   console.log(`wrote ${values.out} (load average ${load0.toFixed(1)} before, ${os.loadavg()[0].toFixed(1)} after)`);

@@ -1,6 +1,6 @@
 // The CPU backend: cpp/backend.h's ops over the kernels of cpp/ops (one call
 // each, run at once on the step's thread pool). Memory is host memory; K/V
-// rows are float32. It runs every op for every model, Q8_0 weights included.
+// rows are float32 or IEEE half (kv_type()). It runs every op for every model, Q8_0 weights included.
 #include <algorithm>
 #include <cstring>
 #include <deque>
@@ -287,9 +287,15 @@ class CpuBackend : public Backend {
 
   void move_rows(const RowMove* moves, int64_t count, int64_t C, int64_t layer, bool to_kv) override {
     const KvType dst_type = to_kv ? kv_ : KvType::F32;
-    for (int64_t i = 0; i < count; i++)
-      put_row(static_cast<char*>(moves[i].dst) + layer * moves[i].dst_layer_stride * (int64_t)kv_type_size(dst_type),
-              dst_type, moves[i].src + layer * moves[i].src_layer_stride, C);
+    auto some = [&](int64_t a, int64_t b) {
+      for (int64_t i = a; i < b; i++)
+        put_row(static_cast<char*>(moves[i].dst) + layer * moves[i].dst_layer_stride * (int64_t)kv_type_size(dst_type),
+                dst_type, moves[i].src + layer * moves[i].src_layer_stride, C);
+    };
+    // A batch's K/V rows (64 of 768 at batch 32) land in cold cache lines: split
+    // over the pool, a batch-32 Q8_0 decode step took 0.979-0.989 of the time.
+    if (count * C >= kParallelMoveElements) pool_->parallel_for(count, some, 4);
+    else some(0, count);
   }
 
   void to_kv(void* y, int64_t ldy, const float* x, int64_t ldx, int64_t M, int64_t C) override {
@@ -313,6 +319,7 @@ class CpuBackend : public Backend {
   }
 
  private:
+  static constexpr int64_t kParallelMoveElements = 16384;
   // C floats from x into a row of type t (the F16 cache rounds to nearest even).
   static void put_row(void* dst, KvType t, const float* x, int64_t C) {
     if (t == KvType::F16) to_f16(static_cast<uint16_t*>(dst), x, C);
