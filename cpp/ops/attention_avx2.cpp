@@ -24,24 +24,6 @@ inline __m256 transpose_sum8(const __m256* v) {
   return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
-// Halves p[0..n) as floats in lanes 0..n-1, 0 above (n < 8). AVX2 has no 16-bit
-// masked load and the row may end at the end of the cache, so nothing past p[n-1]
-// is read; inserts rather than a copy through memory, which would stall the
-// 16-byte load on the narrow stores before it.
-inline __m256 load_f16_head(const uint16_t* p, int n) {
-  __m128i h = _mm_setzero_si128();
-  switch (n) {
-    case 7: h = _mm_insert_epi16(h, p[6], 6); [[fallthrough]];
-    case 6: h = _mm_insert_epi16(h, p[5], 5); [[fallthrough]];
-    case 5: h = _mm_insert_epi16(h, p[4], 4); [[fallthrough]];
-    case 4: h = _mm_insert_epi16(h, p[3], 3); [[fallthrough]];
-    case 3: h = _mm_insert_epi16(h, p[2], 2); [[fallthrough]];
-    case 2: h = _mm_insert_epi16(h, p[1], 1); [[fallthrough]];
-    case 1: h = _mm_insert_epi16(h, p[0], 0);
-  }
-  return _mm256_cvtph_ps(h);
-}
-
 // Chunk c of a head row of ND chunks: the last one may be partial (D not a multiple
 // of 8). Either element type gives the same floats (half -> float is exact), masked
 // lanes 0.

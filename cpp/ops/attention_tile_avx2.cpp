@@ -18,24 +18,6 @@ namespace {
 static_assert(kKeyBlock == 64, "eight 8-key vectors per block");
 constexpr int kQkRows = 2;  // queries per QK tile: 2 x 4 = 8 ymm accumulators over 32 keys
 
-// Halves p[0..n) as floats in lanes 0..n-1, 0 above (n < 8). AVX2 has no 16-bit
-// masked load and the row may end at the end of the cache, so nothing past p[n-1]
-// is read; inserts rather than a copy through memory, which would stall the
-// 16-byte load on the narrow stores before it.
-inline __m256 load_f16_head(const uint16_t* p, int64_t n) {
-  __m128i h = _mm_setzero_si128();
-  switch (n) {
-    case 7: h = _mm_insert_epi16(h, p[6], 6); [[fallthrough]];
-    case 6: h = _mm_insert_epi16(h, p[5], 5); [[fallthrough]];
-    case 5: h = _mm_insert_epi16(h, p[4], 4); [[fallthrough]];
-    case 4: h = _mm_insert_epi16(h, p[3], 3); [[fallthrough]];
-    case 3: h = _mm_insert_epi16(h, p[2], 2); [[fallthrough]];
-    case 2: h = _mm_insert_epi16(h, p[1], 1); [[fallthrough]];
-    case 1: h = _mm_insert_epi16(h, p[0], 0);
-  }
-  return _mm256_cvtph_ps(h);
-}
-
 // r[c] becomes column c of the 8x8 matrix whose rows were r[0..7].
 inline void transpose8(__m256* r) {
   __m256 t[8], u[8];

@@ -56,4 +56,22 @@ static inline __m256i head_mask(int64_t n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 8 ? n : 8)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+// Halves p[0..n) as floats in lanes 0..n-1, 0 above (n < 8). AVX2 has no 16-bit
+// masked load and the row may end at the end of the cache, so nothing past p[n-1]
+// is read; inserts rather than a copy through memory, which would stall the
+// 16-byte load on the narrow stores before it.
+static inline __m256 load_f16_head(const uint16_t* p, int64_t n) {
+  __m128i h = _mm_setzero_si128();
+  switch (n) {
+    case 7: h = _mm_insert_epi16(h, p[6], 6); [[fallthrough]];
+    case 6: h = _mm_insert_epi16(h, p[5], 5); [[fallthrough]];
+    case 5: h = _mm_insert_epi16(h, p[4], 4); [[fallthrough]];
+    case 4: h = _mm_insert_epi16(h, p[3], 3); [[fallthrough]];
+    case 3: h = _mm_insert_epi16(h, p[2], 2); [[fallthrough]];
+    case 2: h = _mm_insert_epi16(h, p[1], 1); [[fallthrough]];
+    case 1: h = _mm_insert_epi16(h, p[0], 0);
+  }
+  return _mm256_cvtph_ps(h);
+}
+
 }  // namespace roost::simd256
