@@ -39,6 +39,8 @@ const { values } = parseArgs({
     out: { type: 'string', default: path.join(root, 'bench', 'results', 'peers.json') },
   },
 });
+const rounds = Number(values.rounds);
+if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds must be a positive integer (got ${values.rounds})`);
 const shape = { nLayer: 12, nEmbd: 768, nHead: 12, vocabSize: 50257, nPositions: 1024 };
 // bench/decode's check prompt, so every engine's greedy tokens continue the same tokens.
 const CHECK_PROMPT = randomTokens(8, 7, shape.vocabSize);
@@ -209,13 +211,14 @@ async function main() {
   const firstDifference: Record<string, unknown> = {};
   const perRound: Row[][] = [];
   const bandwidthPerRound: Array<ReturnType<typeof roostAndLlamaCpp>> = [];
-  for (let round = 0; round < Math.max(1, Number(values.rounds)); round++) {
+  for (let round = 0; round < rounds; round++) {
     const rows: Row[] = [];
     bandwidthPerRound.push(roostAndLlamaCpp(rows, greedy, agree, firstDifference));
     if (values['peer-onnxruntime']) onnxRuntime(rows, greedy);
     perRound.push(rows);
   }
   const rows = medianRows(perRound);
+  // The top-level bandwidth and batch-1 shares are the last round's (perRound has each).
   const bandwidth = bandwidthPerRound[bandwidthPerRound.length - 1];
   if (greedy['ONNX Runtime F32'] && greedy['llama.cpp F32'])
     agree['ONNX Runtime F32 = llama.cpp F32'] = greedy['ONNX Runtime F32'].join() === greedy['llama.cpp F32'].join();
@@ -251,7 +254,7 @@ async function main() {
   };
   console.log(table(rows));
   console.log('Roost / faster peer:', JSON.stringify(report.roostOverFasterPeer));
-  console.log(`read bandwidth (${bandwidth.bandwidthGBs.threads} threads): ${bandwidth.bandwidthGBs.before.toFixed(1)} GB/s before, ` +
+  console.log(`read bandwidth${rounds > 1 ? ' in the last round' : ''} (${bandwidth.bandwidthGBs.threads} threads): ${bandwidth.bandwidthGBs.before.toFixed(1)} GB/s before, ` +
     `${bandwidth.bandwidthGBs.after.toFixed(1)} after; batch-1 share of what it allows:`, JSON.stringify(bandwidth.batch1Ceiling));
   console.log('greedy tokens agree:', JSON.stringify(agree));
   if (Object.keys(firstDifference).length) console.log('where they part:', JSON.stringify(firstDifference));
